@@ -1,0 +1,131 @@
+"""EnvSpec: the pinned environment of one notebook, its JSON form and its content hash."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+SNAPSHOT_SCHEMA = "envpack.snapshot/1"
+
+
+@dataclass(frozen=True)
+class Finding:
+    """A visible warning about the snapshot, with a stable ``code``.
+
+    Codes: ``unresolved-import``, ``unparseable-cell``, ``editable-install``, ``vcs-install``,
+    ``local-path-install``, ``not-from-index``, ``invalid-version``, ``local-version``,
+    ``ambiguous-import``, ``missing-dependency``, ``pip-not-installed``, ``no-ipykernel``,
+    ``assumed-python``, ``dynamic-import``, ``local-file-skipped``.
+    """
+
+    code: str
+    message: str
+    cell: int | None = None
+    hint: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """Return the JSON form (``cell`` and ``hint`` only when set)."""
+        out: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.cell is not None:
+            out["cell"] = self.cell
+        if self.hint:
+            out["hint"] = self.hint
+        return out
+
+
+@dataclass(frozen=True)
+class PinnedPackage:
+    """One distribution of the closure, pinned to the version installed in the kernel."""
+
+    name: str
+    version: str
+    requested: bool = False
+    modules: tuple[str, ...] = ()
+
+    @property
+    def requirement(self) -> str:
+        """The ``name==version`` line for a lock file (both already validated)."""
+        return f"{self.name}=={self.version}"
+
+    def to_json(self) -> dict[str, Any]:
+        """Return the JSON form."""
+        return {"name": self.name, "version": self.version, "requested": self.requested,
+                "modules": list(self.modules)}
+
+
+@dataclass
+class EnvSpec:
+    """Everything needed to rebuild a notebook's environment.
+
+    Parameters
+    ----------
+    notebook
+        Path of the notebook (as given, relative to where it was read from).
+    python_version
+        Full version of the kernel's interpreter, e.g. ``3.11.7``.
+    packages
+        The pinned closure, sorted by name.
+    local_files
+        Files next to the notebook that its imports need, relative to the notebook's folder.
+    warnings
+        Everything that could not be pinned or resolved.
+    interpreter
+        Path of the interpreter that was probed.
+    """
+
+    notebook: str
+    python_version: str
+    packages: list[PinnedPackage] = field(default_factory=list)
+    local_files: list[str] = field(default_factory=list)
+    warnings: list[Finding] = field(default_factory=list)
+    interpreter: str = ""
+    kernel_name: str | None = None
+
+    @property
+    def python_minor(self) -> str:
+        """``X.Y`` of the kernel's Python."""
+        return ".".join(self.python_version.split(".")[:2])
+
+    @property
+    def hash(self) -> str:
+        """sha256 of the environment's identity: Python ``X.Y`` and the pinned closure."""
+        ident = {"python": self.python_minor,
+                 "packages": sorted(p.requirement for p in self.packages)}
+        blob = json.dumps(ident, sort_keys=True, separators=(",", ":")).encode()
+        return hashlib.sha256(blob).hexdigest()
+
+    def requirements_lines(self) -> list[str]:
+        """The lock file's lines: one ``name==version`` per pinned package."""
+        return [p.requirement for p in sorted(self.packages, key=lambda p: p.name.lower())]
+
+    def to_json(self) -> dict[str, Any]:
+        """Return the ``envpack.snapshot/1`` JSON object (the CLI's ``--json`` output)."""
+        return {
+            "schema": SNAPSHOT_SCHEMA,
+            "notebook": self.notebook,
+            "python": {"version": self.python_version, "interpreter": self.interpreter},
+            "kernel": self.kernel_name,
+            "packages": [p.to_json() for p in self.packages],
+            "local_files": list(self.local_files),
+            "warnings": [w.to_json() for w in self.warnings],
+            "hash": self.hash,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> EnvSpec:
+        """Rebuild an EnvSpec from :meth:`to_json` output."""
+        if data.get("schema") != SNAPSHOT_SCHEMA:
+            raise ValueError(f"not an {SNAPSHOT_SCHEMA} object")
+        return cls(
+            notebook=data["notebook"],
+            python_version=data["python"]["version"],
+            interpreter=data["python"].get("interpreter", ""),
+            kernel_name=data.get("kernel"),
+            packages=[PinnedPackage(p["name"], p["version"], p.get("requested", False),
+                                    tuple(p.get("modules", ()))) for p in data["packages"]],
+            local_files=list(data.get("local_files", [])),
+            warnings=[Finding(w["code"], w["message"], w.get("cell"), w.get("hint"))
+                      for w in data.get("warnings", [])],
+        )

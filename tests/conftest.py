@@ -1,0 +1,86 @@
+"""Shared fixtures: the real Docker engine, the offline base image, notebook factories.
+
+Under CI (``CI=true``) a missing engine or base image is a failure, never a skip: ``.ci/provision``
+installs them, so a skip there would hide a broken install step (RELIABILITY.md §4.8).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import pytest
+
+IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+TEST_BASE_IMAGE = os.environ.get("ENVPACK_TEST_BASE_IMAGE", "envpack-test/debian-python:bookworm")
+TEST_REGISTRY = os.environ.get("ENVPACK_TEST_REGISTRY", "127.0.0.1:5000")
+LABEL = "org.jupyter.envpack"
+
+
+def _missing(what: str) -> None:
+    if IN_CI:
+        pytest.fail(f"{what} (CI provisions it: see .ci/provision)")
+    pytest.skip(f"{what}; run `bash .ci/provision` to install it")
+
+
+@pytest.fixture(scope="session")
+def docker_client() -> Iterator[Any]:
+    """A docker-py client for the machine's engine (fails under CI when there is none)."""
+    import docker
+
+    try:
+        client = docker.from_env(timeout=30)
+        client.ping()
+    except Exception as exc:  # noqa: BLE001 - any failure means: no engine here
+        _missing(f"no Docker engine answers ({type(exc).__name__})")
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def test_base_image(docker_client: Any) -> str:
+    """The offline base image (Debian + python3 + venv) that tests build on."""
+    import docker.errors
+
+    try:
+        docker_client.images.get(TEST_BASE_IMAGE)
+    except docker.errors.ImageNotFound:
+        _missing(f"base image {TEST_BASE_IMAGE} is not built")
+    return TEST_BASE_IMAGE
+
+
+@pytest.fixture
+def make_notebook(tmp_path: Path) -> Callable[..., Path]:
+    """Write a v4 notebook whose code cells are ``cells`` and return its path.
+
+    A cell given as ``(source, outputs)`` keeps those outputs and gets an execution count.
+    """
+
+    def make(cells: list[Any], name: str = "nb.ipynb", folder: Path | None = None,
+             kernel: str = "python3", language: str = "python") -> Path:
+        nb = nbformat.v4.new_notebook()
+        nb.metadata["kernelspec"] = {"name": kernel, "display_name": kernel, "language": language}
+        nb.metadata["language_info"] = {"name": language}
+        for i, cell in enumerate(cells):
+            source, outputs = (cell, None) if isinstance(cell, str) else cell
+            c = nbformat.v4.new_code_cell(source)
+            if outputs is not None:
+                c.outputs = [nbformat.from_dict(o) for o in outputs]
+                c.execution_count = i + 1
+            nb.cells.append(c)
+        path = (folder or tmp_path) / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        nbformat.write(nb, path)
+        return path
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def kernel_python() -> str:
+    """The interpreter running the tests (it has nbformat, packaging, ... installed)."""
+    return sys.executable
