@@ -1,0 +1,293 @@
+"""The one job-backend interface, the job description it takes and the status it answers.
+
+A backend (Docker Swarm, Kubernetes, or a third-party one) runs an envpack image that has already
+been pushed to a registry the cluster can pull from. The image's runner prints the executed
+notebook into the job's log between markers (see ``docs/core-api.md``), so every backend gets the
+result back the same way: read the logs, decode the block.
+
+Backends are found by name through the entry-point group ``jupyter_envpack.backends``; the two
+built-in names also resolve when the package is not installed (running from a checkout).
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from importlib import import_module
+from importlib.metadata import entry_points
+from typing import Any, Protocol, runtime_checkable
+
+from ..errors import ClusterError, InputError
+from ..events import CancelToken, ProgressEvent, Reporter, null_reporter
+
+ENTRY_POINT_GROUP = "jupyter_envpack.backends"
+BUILTIN_BACKENDS = {
+    "swarm": "jupyter_envpack.cluster.swarm:SwarmBackend",
+    "kubernetes": "jupyter_envpack.cluster.kubernetes:KubernetesBackend",
+}
+LABEL = "org.jupyter.envpack"
+RUNNER_PYTHON = "/opt/envpack/runner/bin/python"
+RUNNER_SCRIPT = "/opt/envpack/run_notebook.py"
+IMAGE_USER = 1000
+PARAMETERS_ENV = "ENVPACK_PARAMETERS_CELL"
+
+# What the runner's exit code means (docs/core-api.md), as stable reason slugs.
+EXIT_REASONS = {
+    0: "completed",
+    2: "bad-input",
+    3: "cell-error",
+    4: "cell-timeout",
+    5: "kernel-died",
+    137: "killed-or-oom",
+}
+NOTEBOOK_EXIT_CODES = (2, 3, 4, 5)
+
+_MEMORY_UNITS = {
+    "": 1, "b": 1, "k": 1000, "m": 1000**2, "g": 1000**3, "t": 1000**4,
+    "ki": 1024, "mi": 1024**2, "gi": 1024**3, "ti": 1024**4,
+}
+_MEMORY_RE = re.compile(r"(\d+(?:\.\d+)?)\s*([kmgt]i?|b)?", re.IGNORECASE)
+
+
+def parse_memory(value: str | int | None) -> int | None:
+    """Return a memory size in bytes from ``512m``, ``1Gi``, ``2g`` or a plain integer.
+
+    Docker's suffixes (``k``, ``m``, ``g``) are read as binary units like ``docker run -m`` does;
+    Kubernetes' ``Ki``/``Mi``/``Gi`` are binary too. ``None`` stays ``None``.
+    """
+    if value is None or value == "":
+        return None
+    if isinstance(value, int):
+        if value <= 0:
+            raise InputError(f"memory must be positive, not {value}")
+        return value
+    match = _MEMORY_RE.fullmatch(value.strip())
+    if not match:
+        raise InputError(f"cannot read memory size {value!r}", hint="use e.g. 512m, 2g or 1Gi")
+    number, unit = float(match.group(1)), (match.group(2) or "").lower()
+    factor = _MEMORY_UNITS[unit + "i" if unit in {"k", "m", "g", "t"} else unit]
+    size = int(number * factor)
+    if size <= 0:
+        raise InputError(f"memory must be positive, not {value!r}")
+    return size
+
+
+class JobState(str, enum.Enum):
+    """Where a job is in its life; the last four are final."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    LOST = "lost"
+
+    @property
+    def terminal(self) -> bool:
+        """Whether the job can no longer change state."""
+        return self not in (JobState.PENDING, JobState.RUNNING)
+
+
+@dataclass(frozen=True)
+class JobStatus:
+    """What a backend knows about one job right now.
+
+    Parameters
+    ----------
+    state
+        The job's :class:`JobState`.
+    reason
+        A stable slug (``completed``, ``cell-error``, ``image-pull-failed``, ``node-lost``...).
+    message
+        One human sentence that says what happened (never a secret).
+    exit_code
+        The runner's exit code, when the container finished.
+    node
+        Where the job ran or is running, when known.
+    """
+
+    state: JobState
+    reason: str = ""
+    message: str = ""
+    exit_code: int | None = None
+    node: str | None = None
+
+    @property
+    def terminal(self) -> bool:
+        """Whether the job is over."""
+        return self.state.terminal
+
+    def to_json(self) -> dict[str, Any]:
+        """Return the status as a JSON-ready dict."""
+        return {"state": self.state.value, "reason": self.reason, "message": self.message,
+                "exit_code": self.exit_code, "node": self.node}
+
+
+def status_from_exit_code(code: int | None, node: str | None = None) -> JobStatus:
+    """Turn the runner's exit code into a final :class:`JobStatus`."""
+    if code == 0:
+        return JobStatus(JobState.SUCCEEDED, "completed", "the notebook ran to the end", 0, node)
+    reason = EXIT_REASONS.get(code if code is not None else -1, "exit-code")
+    words = {
+        "bad-input": "the runner rejected its input (bad notebook or parameters)",
+        "cell-error": "a cell raised an exception",
+        "cell-timeout": "a cell ran longer than the cell timeout",
+        "kernel-died": "the kernel died",
+        "killed-or-oom": "the container was killed (out of memory, or stopped)",
+    }
+    message = words.get(reason, f"the runner exited with code {code}")
+    return JobStatus(JobState.FAILED, reason, message, code, node)
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """Everything a backend needs to run one notebook image as a job.
+
+    Parameters
+    ----------
+    job_id
+        envpack's own id for the job (a label on every object; the index key).
+    name
+        DNS-1123 base name of the cluster object (see :func:`..k8s_manifests.job_name`).
+    image
+        The pullable reference, e.g. ``registry:5000/envpack/analysis:0123…``.
+    notebook
+        The notebook's path as the user named it (shown, labelled; never read by the backend).
+    parameters_cell
+        Source of the parameters cell (from ``parameters_cell_source``), or ``None``.
+    cell_timeout, deadline
+        Seconds per cell, and for the whole job (the cluster enforces the deadline).
+    cpu, memory
+        Limits (cores, bytes); ``cpu_request``/``memory_request`` are reservations.
+    labels
+        Extra labels (the server adds ``org.jupyter.envpack.operation``).
+    constraints
+        Swarm placement constraints such as ``node.role==worker``.
+    schedule, timezone
+        A 5-field cron schedule (Kubernetes CronJob) and its IANA time zone.
+    """
+
+    job_id: str
+    name: str
+    image: str
+    notebook: str = ""
+    parameters_cell: str | None = None
+    cell_timeout: float | None = None
+    deadline: float = 3600.0
+    cpu: float | None = None
+    memory: int | None = None
+    cpu_request: float | None = None
+    memory_request: int | None = None
+    labels: Mapping[str, str] = field(default_factory=dict)
+    constraints: tuple[str, ...] = ()
+    schedule: str | None = None
+    timezone: str | None = None
+
+    def with_image(self, image: str) -> JobSpec:
+        """Return a copy that runs ``image``."""
+        return replace(self, image=image)
+
+    def command(self) -> list[str]:
+        """The runner's argv: run the baked notebook and print the result into the log."""
+        argv = [RUNNER_PYTHON, RUNNER_SCRIPT, "--emit-result"]
+        if self.cell_timeout:
+            argv += ["--cell-timeout", f"{self.cell_timeout:g}"]
+        return argv
+
+    def environment(self) -> dict[str, str]:
+        """The container's whole environment: an allowlist, never the caller's env (E6)."""
+        env = {"HOME": "/home/envpack"}
+        if self.parameters_cell:
+            env[PARAMETERS_ENV] = self.parameters_cell
+        return env
+
+    def all_labels(self) -> dict[str, str]:
+        """envpack's labels plus the caller's (envpack's win)."""
+        return {**dict(self.labels), LABEL: "1", f"{LABEL}.kind": "job",
+                f"{LABEL}.job": self.job_id}
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """What every job backend does. ``handle`` is the backend's own id for a submitted job."""
+
+    name: str
+
+    def render(self, spec: JobSpec) -> list[dict[str, Any]]:
+        """Return what :meth:`submit` would send, without contacting anything (``--dry-run``)."""
+
+    def submit(self, spec: JobSpec, reporter: Reporter = null_reporter) -> str:
+        """Start the job and return its handle; submitting the same spec twice attaches."""
+
+    def status(self, handle: str) -> JobStatus:
+        """Return the job's current status; a vanished job is ``LOST``."""
+
+    def logs(self, handle: str, tail: int | None = None) -> str:
+        """Return the job's log text (stdout and stderr)."""
+
+    def cancel(self, handle: str) -> None:
+        """Stop the job and remove its cluster objects; unknown handles are fine."""
+
+
+def fetch_result(backend: Backend, handle: str) -> bytes:
+    """Return the executed notebook (JSON bytes) that the job printed into its log."""
+    from ..execute.runner import extract_result  # the core's decoder; lazy: core loads late
+
+    reader = getattr(backend, "result_log", None) or backend.logs
+    text = reader(handle)
+    result = extract_result(text)
+    if result is None:
+        raise ClusterError(f"job {handle} left no executed notebook in its log",
+                           hint="the job may have failed before the end; see its logs")
+    return result if isinstance(result, bytes) else str(result).encode()
+
+
+def wait_for(backend: Backend, handle: str, *, timeout: float, poll: float = 2.0,
+             reporter: Reporter = null_reporter, cancel: CancelToken | None = None) -> JobStatus:
+    """Poll ``status`` until the job is over or ``timeout`` seconds pass (then raise)."""
+    cancel = cancel or CancelToken()
+    end = time.monotonic() + timeout
+    last: JobStatus | None = None
+    while True:
+        status = backend.status(handle)
+        if status != last:
+            reporter(ProgressEvent("job", f"{status.state.value}: {status.message}", "info"))
+            last = status
+        if status.terminal:
+            return status
+        if time.monotonic() >= end:
+            raise ClusterError(f"job {handle} did not finish within {timeout:g} s",
+                               hint="it may still be running; check `jupyter envpack jobs`")
+        if cancel.wait(poll):
+            cancel.raise_if_cancelled("waiting for the job")
+
+
+def backend_names() -> list[str]:
+    """Return every backend name that can be chosen (built-in and installed plug-ins)."""
+    names = set(BUILTIN_BACKENDS)
+    names.update(ep.name for ep in entry_points(group=ENTRY_POINT_GROUP))
+    return sorted(names)
+
+
+def backend_class(name: str) -> type[Any]:
+    """Return the backend class registered under ``name`` (entry point first, then built-in)."""
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        if ep.name == name:
+            loaded: type[Any] = ep.load()
+            return loaded
+    target = BUILTIN_BACKENDS.get(name)
+    if target is None:
+        raise InputError(f"unknown cluster backend {name!r}",
+                         hint=f"choose one of: {', '.join(backend_names())}")
+    module, _, attr = target.partition(":")
+    cls: type[Any] = getattr(import_module(module), attr)
+    return cls
+
+
+def get_backend(name: str, **options: Any) -> Backend:
+    """Instantiate the backend called ``name`` with its own ``options``."""
+    backend: Backend = backend_class(name)(**options)
+    return backend

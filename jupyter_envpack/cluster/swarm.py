@@ -1,0 +1,259 @@
+"""Run an envpack image as a Docker Swarm job (a ``replicated-job`` service).
+
+One job is one service with one task and restart condition ``none``: the notebook runs once, on
+whichever node the constraints allow, pulling the image from a registry every node can reach. The
+task's state gives the job's status, and the service's log stream carries the executed notebook
+back (the runner prints it, gzip + base64, between markers), so no shared volume is needed across
+nodes. A task whose node is drained, stopped or lost is reported ``lost`` at once, never left
+``running`` (Swarm itself only marks such tasks orphaned after 24 hours).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from datetime import datetime, timezone
+from typing import Any
+
+from ..errors import ClusterError, EngineError
+from ..events import ProgressEvent, Reporter, null_reporter
+from .base import IMAGE_USER, LABEL, JobSpec, JobState, JobStatus, status_from_exit_code
+
+DEADLINE_LABEL = f"{LABEL}.deadline"
+_PENDING_STATES = {"new", "allocated", "pending", "assigned", "accepted", "preparing", "ready",
+                   "starting"}
+_PULL_WORDS = ("no such image", "pull access denied", "manifest unknown", "not found",
+               "unauthorized", "connection refused", "repository does not exist")
+
+
+def _nano_cpus(cores: float | None) -> int | None:
+    return None if cores is None else int(cores * 1e9)
+
+
+def _parse_time(text: str | None) -> float | None:
+    if not text:
+        return None
+    text = text.rstrip("Z")
+    head, _, frac = text.partition(".")
+    stamp = datetime.strptime(head, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=timezone.utc)
+    return stamp.timestamp() + (float("0." + frac[:6]) if frac.isdigit() else 0.0)
+
+
+def make_service_spec(spec: JobSpec) -> dict[str, Any]:
+    """Return the Swarm service create body (``Name``, ``Labels``, ``TaskTemplate``, ``Mode``).
+
+    Pure: builds docker-py's typed dicts, contacts nothing; ``--dry-run`` prints this.
+    """
+    from docker.types import (
+        ContainerSpec,
+        Placement,
+        Resources,
+        RestartPolicy,
+        ServiceMode,
+        TaskTemplate,
+    )
+
+    labels = {**spec.all_labels(), DEADLINE_LABEL: f"{spec.deadline:g}"}
+    container = ContainerSpec(
+        spec.image, command=spec.command(), env=spec.environment(),
+        user=f"{IMAGE_USER}:{IMAGE_USER}", labels=labels, cap_drop=["ALL"],
+        stop_grace_period=10 * 10**9, init=True)
+    resources = Resources(cpu_limit=_nano_cpus(spec.cpu), mem_limit=spec.memory,
+                          cpu_reservation=_nano_cpus(spec.cpu_request),
+                          mem_reservation=spec.memory_request)
+    template = TaskTemplate(
+        container, resources=resources,
+        restart_policy=RestartPolicy(condition="none", max_attempts=0),
+        placement=Placement(constraints=list(spec.constraints)) if spec.constraints else None,
+        log_driver={"Name": "json-file", "Options": {}})
+    mode = ServiceMode("replicated-job", replicas=1, concurrency=1)
+    return {"Name": spec.name, "Labels": labels, "TaskTemplate": dict(template),
+            "Mode": dict(mode)}
+
+
+class SwarmBackend:
+    """Jobs as Swarm ``replicated-job`` services on the engine ``client`` talks to (a manager).
+
+    Parameters
+    ----------
+    client
+        A ``docker.DockerClient`` for a swarm manager; default: the core's engine connection.
+    constraints
+        Placement constraints added to every job (e.g. ``node.role==worker``).
+    """
+
+    name = "swarm"
+
+    def __init__(self, client: Any = None, constraints: tuple[str, ...] | list[str] = (),
+                 **_ignored: Any) -> None:
+        self._client = client
+        self.constraints = tuple(constraints)
+
+    @property
+    def client(self) -> Any:
+        """The docker client (connected on first use)."""
+        if self._client is None:
+            from ..image.engine import connect  # the core's connection helper (lazy import)
+
+            self._client = connect()
+        return self._client
+
+    def _with_defaults(self, spec: JobSpec) -> JobSpec:
+        merged = tuple(dict.fromkeys(self.constraints + tuple(spec.constraints)))
+        from dataclasses import replace
+
+        return replace(spec, constraints=merged)
+
+    def render(self, spec: JobSpec) -> list[dict[str, Any]]:
+        """Return the service body :meth:`submit` would send."""
+        return [make_service_spec(self._with_defaults(spec))]
+
+    def check_swarm(self) -> None:
+        """Raise a clear :class:`ClusterError` unless the engine is an active swarm manager (I1)."""
+        try:
+            swarm = self.client.info().get("Swarm") or {}
+        except Exception as exc:
+            raise EngineError(f"Docker engine not reachable ({type(exc).__name__})",
+                              hint="is dockerd running? check DOCKER_HOST") from None
+        if swarm.get("LocalNodeState") != "active":
+            raise ClusterError("this Docker engine is not part of a swarm",
+                               hint="run `docker swarm init` (or join a swarm) first")
+        if not swarm.get("ControlAvailable"):
+            raise ClusterError("this Docker engine is a swarm worker, not a manager",
+                               hint="point DOCKER_HOST at a swarm manager")
+
+    def _find(self, job_id: str) -> Any | None:
+        found = self.client.services.list(filters={"label": f"{LABEL}.job={job_id}"})
+        return found[0] if found else None
+
+    def submit(self, spec: JobSpec, reporter: Reporter = null_reporter) -> str:
+        """Create the job's service (or attach to the one already made for ``spec.job_id``)."""
+        import docker.errors
+
+        self.check_swarm()
+        existing = self._find(spec.job_id)
+        if existing is not None:
+            reporter(ProgressEvent("job", f"attached to service {existing.name}", "info"))
+            return str(existing.id)
+        body = self.render(spec)[0]
+        try:
+            created = self.client.api.create_service(
+                body["TaskTemplate"], name=body["Name"], labels=body["Labels"], mode=body["Mode"])
+        except docker.errors.APIError as exc:
+            if exc.status_code == 409:
+                existing = self._find(spec.job_id)
+                if existing is not None:
+                    return str(existing.id)
+            raise ClusterError(f"Swarm refused the job: {exc.explanation or exc}",
+                               hint="check the constraints and resources") from None
+        reporter(ProgressEvent("job", f"created Swarm service {spec.name}", "step"))
+        return str(created["ID"])
+
+    def _service(self, handle: str) -> Any | None:
+        import docker.errors
+
+        try:
+            return self.client.services.get(handle)
+        except docker.errors.NotFound:
+            return None
+
+    def _node_state(self, node_id: str | None) -> tuple[str | None, str, str]:
+        """(hostname, state, availability) of a node; ``down`` when it is gone."""
+        import docker.errors
+
+        if not node_id:
+            return None, "unknown", "active"
+        try:
+            attrs = self.client.nodes.get(node_id).attrs
+        except docker.errors.NotFound:
+            return None, "down", "active"
+        host = attrs.get("Description", {}).get("Hostname")
+        return host, attrs.get("Status", {}).get("State", "unknown"), attrs.get("Spec", {}).get(
+            "Availability", "active")
+
+    def status(self, handle: str) -> JobStatus:
+        """Return the job's status from its newest task (and that task's node)."""
+        service = self._service(handle)
+        if service is None:
+            return JobStatus(JobState.LOST, "service-gone",
+                             "the Swarm service no longer exists (removed outside envpack?)")
+        tasks = service.tasks()
+        if not tasks:
+            return JobStatus(JobState.PENDING, "no-task", "waiting for Swarm to create the task")
+        task = max(tasks, key=lambda t: t.get("CreatedAt", ""))
+        status = self._task_status(task)
+        if not status.terminal:
+            status = self._check_deadline(service, status)
+        return status
+
+    def _task_status(self, task: dict[str, Any]) -> JobStatus:
+        state = task.get("Status", {}).get("State", "new")
+        message = task.get("Status", {}).get("Err") or task.get("Status", {}).get("Message", "")
+        exit_code = task.get("Status", {}).get("ContainerStatus", {}).get("ExitCode")
+        host, node_state, availability = self._node_state(task.get("NodeID"))
+        if state == "complete":
+            return status_from_exit_code(0, host)
+        if state == "failed":
+            if exit_code not in (None, 0):
+                return status_from_exit_code(int(exit_code), host)
+            return JobStatus(JobState.FAILED, _failure_reason(message), message, None, host)
+        if state == "rejected":
+            return JobStatus(JobState.FAILED, _failure_reason(message),
+                             f"the task was rejected: {message}", None, host)
+        if state in {"shutdown", "remove", "orphaned"}:
+            why = "node-drained" if availability == "drain" else "node-lost"
+            return JobStatus(JobState.LOST, why, f"Swarm stopped the task on {host or 'its node'} "
+                             f"({availability}, {node_state}); the job did not finish", None, host)
+        if node_state in {"down", "disconnected"} and state not in {"new", "pending"}:
+            return JobStatus(JobState.LOST, "node-lost",
+                             f"node {host or task.get('NodeID')} is {node_state}; the job is lost",
+                             None, host)
+        if state == "running":
+            return JobStatus(JobState.RUNNING, "running", f"running on {host}", None, host)
+        return JobStatus(JobState.PENDING, state, message or f"task {state}", None, host)
+
+    def _check_deadline(self, service: Any, status: JobStatus) -> JobStatus:
+        attrs = service.attrs
+        deadline = float(attrs.get("Spec", {}).get("Labels", {}).get(DEADLINE_LABEL, "0") or 0)
+        created = _parse_time(attrs.get("CreatedAt"))
+        if deadline and created and time.time() - created > deadline:
+            return JobStatus(JobState.FAILED, "deadline-exceeded",
+                             f"the job ran longer than its deadline of {deadline:g} s "
+                             f"(it was {status.state.value})", None, status.node)
+        return status
+
+    def logs(self, handle: str, tail: int | None = None, stderr: bool = True) -> str:
+        """Return the service's log (stdout, and stderr unless ``stderr=False``)."""
+        import docker.errors
+
+        try:
+            chunks = self.client.api.service_logs(
+                handle, stdout=True, stderr=stderr, follow=False,
+                tail="all" if tail is None else int(tail), is_tty=False)
+            data = b"".join(chunks)
+        except docker.errors.NotFound:
+            raise ClusterError(f"Swarm job {handle} no longer exists",
+                               hint="its logs went with the service") from None
+        return data.decode("utf-8", errors="replace")
+
+    def result_log(self, handle: str) -> str:
+        """The stdout alone: the result block is never interleaved with stderr lines."""
+        return self.logs(handle, stderr=False)
+
+    def cancel(self, handle: str) -> None:
+        """Remove the job's service (its task is stopped); a missing service is fine."""
+        service = self._service(handle)
+        if service is not None:
+            import docker.errors
+
+            with contextlib.suppress(docker.errors.NotFound):
+                service.remove()
+
+
+def _failure_reason(message: str) -> str:
+    low = message.lower()
+    if any(word in low for word in _PULL_WORDS):
+        return "image-pull-failed"
+    if "oom" in low or "memory" in low:
+        return "killed-or-oom"
+    return "task-failed"
