@@ -1,0 +1,249 @@
+"""Run a notebook inside its image, bring the executed copy back, compare → :class:`RunResult`.
+
+The container runs as 1000:1000 with every capability dropped, ``no-new-privileges``, pids and
+memory limits and no mounts at all: the notebook goes in with ``put_archive`` and comes back with
+``get_archive`` (RELIABILITY H1-H5, H9, E6).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import CancelledError, EngineError, InputError, RunError
+from ..events import CancelToken, ProgressEvent, Reporter, null_reporter
+from ..image.context import notebook_bytes, strip_outputs
+from ..image.dockerfile import RUNNER_PREFIX, RUNNER_SCRIPT, USER_ID, WORKDIR
+from ..image.engine import base_labels, connect
+from ..image.refs import validate_reference
+from ..snapshot.notebook import parse_notebook, read_notebook_bytes
+from .compare import Report, compare_notebooks
+from .parameters import parameters_cell_source, validate_parameters
+from .runner import EXIT_BAD_INPUT, EXIT_CELL_ERROR, EXIT_KERNEL_DIED, EXIT_OK, EXIT_TIMEOUT
+
+OUTPUT_IN_CONTAINER = "/tmp/envpack-output/executed.ipynb"  # noqa: S108 - inside the container
+_MEM = {"k": 2**10, "m": 2**20, "g": 2**30}
+
+
+@dataclass
+class RunOptions:
+    """Options of one rerun."""
+
+    parameters: dict[str, Any] = field(default_factory=dict)
+    output: str | None = None
+    cell_timeout: float = 600.0
+    deadline: float = 3600.0
+    mem_limit: str | None = None
+    network: bool = True
+    tolerance: float = 0.0
+    labels: dict[str, str] = field(default_factory=dict)
+    allow_errors: bool | None = None
+
+    def validate(self) -> None:
+        """Raise :class:`InputError` for options that cannot work."""
+        validate_parameters(self.parameters)
+        if self.cell_timeout <= 0 or self.deadline <= 0:
+            raise InputError("timeouts must be positive")
+        if self.mem_limit is not None:
+            parse_memory(self.mem_limit)
+        if self.tolerance < 0:
+            raise InputError("tolerance must be ≥ 0")
+
+
+def parse_memory(text: str) -> int:
+    """``512m``/``2g``/bytes → bytes (at least 32 MiB)."""
+    t = str(text).strip().lower().removesuffix("b")
+    try:
+        value = int(float(t[:-1]) * _MEM[t[-1]]) if t and t[-1] in _MEM else int(t)
+    except (ValueError, IndexError):
+        raise InputError(f"invalid memory limit {text!r}", hint="use e.g. 512m or 2g") from None
+    if value < 32 * 2**20:
+        raise InputError(f"memory limit {text!r} is below 32 MiB")
+    return value
+
+
+@dataclass
+class RunResult:
+    """The executed notebook's path and the report."""
+
+    output_path: Path
+    report: Report
+    exit_code: int
+    duration: float
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON form (REST results)."""
+        return {"output_path": str(self.output_path), "exit_code": self.exit_code,
+                "duration": round(self.duration, 3), "report": self.report.to_json()}
+
+
+def default_output(nb_path: Path) -> Path:
+    """``<stem>.envpack.ipynb`` beside the notebook."""
+    return nb_path.with_name(f"{nb_path.stem}.envpack.ipynb")
+
+
+def _tar_one(name: str, data: bytes) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        info = tarfile.TarInfo(name)
+        info.size = len(data)
+        info.uid = info.gid = USER_ID
+        info.mode = 0o644
+        info.mtime = int(time.time())
+        tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def _untar_one(chunks: Any) -> bytes:
+    buf = io.BytesIO(b"".join(chunks))
+    with tarfile.open(fileobj=buf, mode="r") as tar:
+        for member in tar.getmembers():
+            if member.isfile():
+                fh = tar.extractfile(member)
+                if fh is not None:
+                    return fh.read()
+    raise RunError("the container produced no executed notebook", reason="no-result")
+
+
+def _follow_logs(container: Any, reporter: Reporter, tail: list[str]) -> None:
+    try:
+        for raw in container.logs(stream=True, follow=True, stdout=False, stderr=True):
+            for line in raw.decode("utf-8", "replace").splitlines():
+                tail.append(line[:4096])
+                del tail[:-50]
+                try:
+                    msg = json.loads(line)
+                except ValueError:
+                    reporter(ProgressEvent("run", line[:4096], "log"))
+                    continue
+                if not isinstance(msg, dict):
+                    continue
+                if msg.get("envpack") == "cell" and msg.get("total"):
+                    done, total = int(msg.get("done", 0)), int(msg["total"])
+                    reporter(ProgressEvent("run", f"cell {done + 1}/{total}", "progress",
+                                           done / total))
+                elif msg.get("envpack") == "error":
+                    reporter(ProgressEvent("run", str(msg.get("message"))[:2000], "warning"))
+    except Exception:  # noqa: S110 - the log stream ends when the container goes
+        pass
+
+
+def run_notebook(image: str, nb_path: str | Path, options: RunOptions | None = None,
+                 reporter: Reporter = null_reporter, cancel: CancelToken | None = None,
+                 client: Any = None) -> RunResult:
+    """Execute ``nb_path`` in ``image`` and report cell by cell whether it reproduced."""
+    import docker.errors
+    import nbformat
+
+    started = time.monotonic()
+    opts = options or RunOptions()
+    opts.validate()
+    validate_reference(image)
+    path = Path(nb_path)
+    original = parse_notebook(read_notebook_bytes(path), name=path.name)
+    has_errors = any(o.get("output_type") == "error" for c in original.cells
+                     if c.get("cell_type") == "code" for o in c.get("outputs", []))
+    allow_errors = opts.allow_errors if opts.allow_errors is not None else has_errors
+    output = Path(opts.output) if opts.output else default_output(path)
+    client = client or connect()
+    command = [f"{RUNNER_PREFIX}/bin/python", RUNNER_SCRIPT, "--input", f"{WORKDIR}/{path.name}",
+               "--output", OUTPUT_IN_CONTAINER, "--cell-timeout", str(opts.cell_timeout)]
+    if allow_errors:
+        command.append("--allow-errors")
+    env = {"HOME": "/home/envpack", "PYTHONUNBUFFERED": "1"}
+    if opts.parameters:
+        env["ENVPACK_PARAMETERS_CELL"] = parameters_cell_source(opts.parameters)
+    host_config: dict[str, Any] = {
+        "cap_drop": ["ALL"], "security_opt": ["no-new-privileges"], "pids_limit": 1024,
+        "network_disabled": not opts.network,
+    }
+    if opts.mem_limit:
+        host_config["mem_limit"] = parse_memory(opts.mem_limit)
+        host_config["memswap_limit"] = parse_memory(opts.mem_limit)
+    reporter(ProgressEvent("run", f"starting {image}", "step", 0.0))
+    try:
+        container = client.containers.create(
+            image, command=command, user=f"{USER_ID}:{USER_ID}", environment=env,
+            labels=base_labels("run", opts.labels), working_dir=WORKDIR, detach=True,
+            **host_config)
+    except docker.errors.ImageNotFound:
+        raise RunError(f"image {image} does not exist", reason="no-image",
+                       hint="build it first with `jupyter envpack build`") from None
+    except docker.errors.APIError as exc:
+        raise EngineError(f"the engine refused to create the container: {exc.explanation}") from None
+    tail: list[str] = []
+    try:
+        container.put_archive(WORKDIR, _tar_one(path.name, notebook_bytes(strip_outputs(original))))
+        container.start()
+        follower = threading.Thread(target=_follow_logs, args=(container, reporter, tail),
+                                    daemon=True)
+        follower.start()
+        code = _wait(client, container, opts, cancel)
+        follower.join(timeout=5)
+        state = client.api.inspect_container(container.id)["State"]
+        if state.get("OOMKilled") or code == 137:
+            raise RunError(f"the notebook ran out of memory (limit {opts.mem_limit or 'none'})",
+                           reason="oom", hint="raise the limit with --memory")
+        if code == EXIT_BAD_INPUT or code not in {EXIT_OK, EXIT_CELL_ERROR, EXIT_TIMEOUT,
+                                                  EXIT_KERNEL_DIED}:
+            raise RunError(f"the runner failed in the container (exit {code}): "
+                           + " | ".join(tail[-5:]), reason="runner-failed")
+        try:
+            chunks, _stat = container.get_archive(OUTPUT_IN_CONTAINER)
+            executed_text = _untar_one(chunks).decode("utf-8")
+        except docker.errors.NotFound:
+            raise RunError(f"the container wrote no executed notebook (exit {code}): "
+                           + " | ".join(tail[-5:]), reason="no-result") from None
+    finally:
+        try:
+            container.remove(force=True)
+        except docker.errors.APIError:
+            pass
+    executed = nbformat.reads(executed_text, as_version=4)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    tmp = output.with_name(output.name + ".part")
+    tmp.write_text(executed_text, encoding="utf-8")
+    tmp.replace(output)
+    report = compare_notebooks(original, executed, opts.tolerance)
+    report.run_status = {EXIT_OK: "completed", EXIT_CELL_ERROR: "completed" if allow_errors
+                         else "cell-error", EXIT_TIMEOUT: "timeout",
+                         EXIT_KERNEL_DIED: "kernel-died"}[code]
+    report.image = image
+    report.output_path = str(output)
+    reporter(ProgressEvent("run", f"executed notebook written to {output}", "info", 1.0))
+    return RunResult(output, report, code, time.monotonic() - started)
+
+
+def _wait(client: Any, container: Any, opts: RunOptions, cancel: CancelToken | None) -> int:
+    import requests
+
+    end = time.monotonic() + opts.deadline
+    while True:
+        if cancel is not None and cancel.cancelled:
+            container.kill()
+            raise CancelledError("run cancelled")
+        if time.monotonic() > end:
+            try:
+                container.stop(timeout=10)
+            except Exception:  # noqa: S110 - removed in the caller's finally
+                pass
+            raise RunError(f"the notebook did not finish within {opts.deadline:.0f} s",
+                           reason="timeout", hint="raise --deadline, or look for a hanging cell")
+        try:
+            result = client.api.wait(container.id, timeout=1)
+        except (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError):
+            continue
+        except Exception as exc:
+            import docker.errors
+
+            if isinstance(exc, docker.errors.NotFound):
+                raise RunError("the container disappeared while the notebook ran",
+                               reason="lost") from None
+            raise
+        return int(result.get("StatusCode", -1))

@@ -1,0 +1,170 @@
+"""The build context: an explicit allowlist of files, its content hash (the image tag), and a tar.
+
+Only these ever reach the engine: the Dockerfile, the lock files, the runner, the outputs-stripped
+notebook, the local modules the notebook imports, and the wheels. Symlinks that leave the notebook's
+folder are never followed (RELIABILITY B3, B4, E5).
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import io
+import json
+import sys
+import tarfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import InputError
+from ..snapshot.notebook import parse_notebook, read_notebook_bytes
+from ..snapshot.spec import EnvSpec
+from .dockerfile import DOCKERIGNORE, ENV_PREFIX, render_dockerfile
+from .options import UV_VERSION, BuildOptions
+from .refs import slug
+
+RUNNER_REQUIREMENTS = ("nbclient",)
+_RUNNER_SCRIPT = Path(__file__).resolve().parent.parent / "execute" / "_runner_script.py"
+
+
+def strip_outputs(nb: Any) -> Any:
+    """A copy of ``nb`` without outputs, execution counts or widget state (RELIABILITY E5)."""
+    clean = copy.deepcopy(nb)
+    for cell in clean.get("cells", []):
+        if cell.get("cell_type") == "code":
+            cell["outputs"] = []
+            cell["execution_count"] = None
+            md = cell.get("metadata", {})
+            md.pop("execution", None)
+    clean.get("metadata", {}).pop("widgets", None)
+    return clean
+
+
+def notebook_bytes(nb: Any) -> bytes:
+    """Canonical bytes of a notebook (stable for the same content)."""
+    import nbformat
+
+    return nbformat.writes(nb).encode("utf-8")
+
+
+def runner_lock() -> list[str]:
+    """Pinned closure of the runner (nbclient) from this process's environment."""
+    from ..snapshot.probe import probe_interpreter
+    from ..snapshot.resolve import Resolver
+
+    env = probe_interpreter(sys.executable)
+    res = Resolver(env).resolve([(m, None) for m in RUNNER_REQUIREMENTS], [], include_kernel=False)
+    return [p.requirement for p in res.packages]
+
+
+@dataclass
+class BuildContext:
+    """Files of a build context (path → bytes), without the wheels, plus the wheels' locks."""
+
+    files: dict[str, bytes]
+    repository: str
+    env_lock: list[str]
+    runner_lock: list[str]
+    python_minor: str
+    wheels: list[Path] = field(default_factory=list)
+
+    @property
+    def tag_hash(self) -> str:
+        """sha256 over every file of the context (the wheels are determined by the locks)."""
+        h = hashlib.sha256()
+        for name in sorted(self.files):
+            h.update(name.encode() + b"\0" + hashlib.sha256(self.files[name]).digest())
+        return h.hexdigest()
+
+    @property
+    def image(self) -> str:
+        """``envpack/<slug>:<hash20>``: content-addressed, so unchanged means already built."""
+        return f"{self.repository}:{self.tag_hash[:20]}"
+
+    def write(self, folder: Path, wheels: bool = True) -> None:
+        """Write the context into ``folder`` (``docker build folder`` then works by hand)."""
+        for name, data in self.files.items():
+            target = folder / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(data)
+        if wheels:
+            wdir = folder / "envpack" / "wheels"
+            wdir.mkdir(parents=True, exist_ok=True)
+            for w in self.wheels:
+                (wdir / w.name).write_bytes(w.read_bytes())
+
+    def tar(self) -> io.BytesIO:
+        """An uncompressed tar of the context (fixed mtimes and owners)."""
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+            entries = [(n, d) for n, d in sorted(self.files.items())]
+            for name, data in entries:
+                _add(tar, name, data)
+            for w in sorted(self.wheels, key=lambda p: p.name):
+                info = tarfile.TarInfo(f"envpack/wheels/{w.name}")
+                info.size = w.stat().st_size
+                info.mtime = 0
+                info.mode = 0o644
+                with w.open("rb") as fh:
+                    tar.addfile(info, fh)
+        buf.seek(0)
+        return buf
+
+
+def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    info.mtime = 0
+    info.mode = 0o644
+    tar.addfile(info, io.BytesIO(data))
+
+
+def _local_files(nb_path: Path, spec: EnvSpec) -> dict[str, bytes]:
+    folder = nb_path.parent.resolve()
+    out: dict[str, bytes] = {}
+    for rel in spec.local_files:
+        p = (nb_path.parent / rel)
+        try:
+            real = p.resolve(strict=True)
+            real.relative_to(folder)
+        except (OSError, ValueError):
+            continue  # gone, or a link leaving the folder: never copied (RELIABILITY B3)
+        if p.is_symlink() or not real.is_file() or any(part.startswith(".")
+                                                       for part in Path(rel).parts):
+            continue
+        out[f"work/{Path(rel).as_posix()}"] = real.read_bytes()
+    return out
+
+
+def make_context(spec: EnvSpec, nb_path: str | Path, opts: BuildOptions,
+                 runner: list[str] | None = None) -> BuildContext:
+    """Assemble the context of ``spec`` for the notebook at ``nb_path`` (no wheels yet)."""
+    opts.validate()
+    path = Path(nb_path)
+    nb = parse_notebook(read_notebook_bytes(path), name=path.name)
+    name = path.name
+    if "/" in name or name.startswith(".") or "\0" in name:
+        raise InputError(f"unsupported notebook file name: {name!r}")
+    runner = runner if runner is not None else runner_lock()
+    env_lock = spec.requirements_lines()
+    lock_header = (f"# Pinned by jupyter-envpack from the kernel's environment (Python "
+                   f"{spec.python_minor}). Installed with uv --no-deps: exactly these.\n")
+    kernel = {"argv": [f"{ENV_PREFIX}/bin/python", "-m", "ipykernel_launcher", "-f",
+                       "{connection_file}"], "display_name": "Python (envpack)",
+              "language": "python"}
+    tools = f"uv=={UV_VERSION}"
+    files: dict[str, bytes] = {
+        "Dockerfile": render_dockerfile(spec, opts, notebook_name=name).encode(),
+        ".dockerignore": DOCKERIGNORE.encode(),
+        "envpack/requirements.lock": (lock_header + "\n".join(env_lock) + "\n").encode(),
+        "envpack/runner.lock": ("# The runner's own venv (nbclient); never mixed with the notebook's.\n"
+                                + "\n".join(runner) + "\n").encode(),
+        "envpack/tools.lock": (tools + "\n").encode(),
+        "envpack/run_notebook.py": _RUNNER_SCRIPT.read_bytes(),
+        "envpack/kernel.json": json.dumps(kernel, indent=1).encode(),
+        f"work/{name}": notebook_bytes(strip_outputs(nb)),
+    }
+    files.update(_local_files(path, spec))
+    return BuildContext(files=files, repository=f"envpack/{slug(path.stem)}", env_lock=env_lock,
+                        runner_lock=runner, python_minor=spec.python_minor)

@@ -1,0 +1,62 @@
+"""BuildOptions: what a build may vary besides the snapshot."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import InputError
+from .refs import validate_reference
+
+UV_VERSION = "0.9.7"
+"""The uv release used inside images (pinned: builds are reproducible)."""
+
+
+@dataclass
+class BuildOptions:
+    """Options of one build.
+
+    Parameters
+    ----------
+    base_image
+        Base image reference; default ``python:X.Y-slim`` for the kernel's Python.
+    ca_bundle
+        A CA bundle for reaching package indexes (host side only; never copied into the image).
+    index_url, extra_index_urls
+        Package indexes; default: whatever the user's pip is configured with.
+    labels
+        Extra labels for the image (e.g. the server's operation id); not part of the tag.
+    deadline
+        Overall build time limit in seconds.
+    idle_timeout
+        Fail when the engine sends nothing for this many seconds.
+    """
+
+    base_image: str | None = None
+    ca_bundle: str | None = None
+    index_url: str | None = None
+    extra_index_urls: tuple[str, ...] = ()
+    labels: dict[str, str] = field(default_factory=dict)
+    deadline: float = 3600.0
+    idle_timeout: float = 600.0
+
+    def resolved_base_image(self, python_minor: str) -> str:
+        """The base image to use for a kernel running Python ``python_minor``."""
+        ref = self.base_image or f"python:{python_minor}-slim"
+        return validate_reference(ref, "base image")
+
+    def validate(self) -> None:
+        """Raise :class:`InputError` for an option that cannot work."""
+        if self.base_image:
+            validate_reference(self.base_image, "base image")
+        if self.ca_bundle and not Path(self.ca_bundle).is_file():
+            raise InputError(f"CA bundle not found: {self.ca_bundle}",
+                             hint="give the path of a PEM file")
+        for url in (self.index_url, *self.extra_index_urls):
+            if url is not None and ("\n" in url or not url.strip()):
+                raise InputError("invalid package index URL")
+        if self.deadline <= 0 or self.idle_timeout <= 0:
+            raise InputError("deadline and idle timeout must be positive")
+        for key, value in self.labels.items():
+            if "\n" in key or "\n" in value:
+                raise InputError(f"invalid label {key!r}")

@@ -1,0 +1,323 @@
+"""Read a notebook safely and find what its code needs: imports, ``%pip`` requirements, local modules.
+
+Imports are parsed, never grepped: IPython syntax is transformed first (magics, shell escapes,
+``x?``), then the ``ast`` is walked for ``import``/``from`` at any depth and
+``importlib.import_module("x")``/``__import__("x")`` with literal names. A cell that does not parse
+is reported with its index; the other cells are still analysed.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+import re
+import shlex
+import stat
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import NotebookError, NotebookTooLargeError, NotFoundError, UnsupportedLanguageError
+from .spec import Finding
+
+DEFAULT_MAX_BYTES = 50 * 2**20
+"""Notebooks larger than this are refused before parsing (RELIABILITY C4)."""
+
+MAX_LOCAL_FILE_BYTES = 5 * 2**20
+"""A local helper module larger than this is not copied (and not scanned)."""
+
+_PIP_LINE = re.compile(r"^\s*[%!]\s*(?:pip|pip3|python3?\s+-m\s+pip)\s+install\s+(.*)$")
+
+
+@dataclass
+class ImportUse:
+    """One imported top-level module and where it was seen."""
+
+    module: str
+    cell: int | None
+    local_hint: bool = False  # a relative import: always local code
+
+
+@dataclass
+class NotebookAnalysis:
+    """What a notebook's code cells need."""
+
+    path: Path
+    kernel_name: str | None
+    language: str | None
+    imports: list[ImportUse] = field(default_factory=list)
+    pip_requirements: list[tuple[str, int]] = field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)
+    code_cells: int = 0
+
+
+def read_notebook_bytes(path: str | os.PathLike[str], max_bytes: int = DEFAULT_MAX_BYTES) -> bytes:
+    """Read a notebook file once into memory after checking it is a regular, small-enough file.
+
+    ``lstat`` + ``S_ISREG`` before ``open`` so a FIFO or device never blocks (RELIABILITY B6).
+    """
+    p = Path(path)
+    try:
+        st = p.stat()
+    except FileNotFoundError:
+        raise NotFoundError(f"notebook not found: {p}") from None
+    except OSError as exc:
+        raise NotFoundError(f"notebook cannot be read: {p} ({exc.strerror})") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise NotebookError(f"not a regular file: {p}", hint="give the path of an .ipynb file")
+    if st.st_size > max_bytes:
+        raise NotebookTooLargeError(
+            f"notebook is {st.st_size / 2**20:.1f} MiB, over the {max_bytes / 2**20:.0f} MiB limit: {p}",
+            hint="clear large outputs, or raise the limit (--max-notebook-size / c.EnvPack)")
+    try:
+        with p.open("rb") as fh:
+            data = fh.read(max_bytes + 1)
+    except OSError as exc:
+        raise NotFoundError(f"notebook cannot be read: {p} ({exc.strerror})") from None
+    if len(data) > max_bytes:
+        raise NotebookTooLargeError(f"notebook grew past the size limit while reading: {p}")
+    return data
+
+
+def parse_notebook(data: bytes, name: str = "notebook") -> Any:
+    """Parse notebook bytes into a v4 ``NotebookNode`` or raise :class:`NotebookError`.
+
+    v2/v3 are upgraded; a UTF-8 BOM is tolerated; anything else that is not a notebook gives one
+    clear error (RELIABILITY C1, C2).
+    """
+    import nbformat
+
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise NotebookError(f"{name} is not a readable notebook: not UTF-8 text ({exc.reason} at "
+                            f"byte {exc.start})") from None
+    try:
+        nb = nbformat.reads(text, as_version=4, capture_validation_error={})
+    except Exception as exc:
+        detail = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        raise NotebookError(f"{name} is not a readable notebook: {detail}",
+                            hint="open it in JupyterLab and save it again") from None
+    if not isinstance(nb, dict) or not isinstance(nb.get("cells"), list):
+        raise NotebookError(f"{name} is not a readable notebook: no list of cells")
+    major = nb.get("nbformat")
+    if major != 4:
+        raise NotebookError(f"{name} has unsupported nbformat version {major!r}",
+                            hint="nbformat 2, 3 and 4 are supported")
+    return nb
+
+
+def cell_source(cell: Any) -> str:
+    """A cell's source as one string (tolerating a list of lines or junk)."""
+    src = cell.get("source", "") if isinstance(cell, dict) else ""
+    if isinstance(src, list):
+        return "".join(s for s in src if isinstance(s, str))
+    return src if isinstance(src, str) else ""
+
+
+def notebook_language(nb: Any) -> tuple[str | None, str | None]:
+    """Return ``(kernel_name, language)`` from the notebook's metadata."""
+    meta = nb.get("metadata") or {}
+    ks = meta.get("kernelspec") or {}
+    li = meta.get("language_info") or {}
+    kernel = ks.get("name") if isinstance(ks, dict) else None
+    lang = (ks.get("language") if isinstance(ks, dict) else None) or (
+        li.get("name") if isinstance(li, dict) else None)
+    return (kernel if isinstance(kernel, str) else None,
+            lang.lower() if isinstance(lang, str) else None)
+
+
+_transformer: Any = None
+
+
+def _transform(source: str) -> str:
+    """Turn IPython syntax into plain Python (lazy import of IPython's transformer)."""
+    global _transformer
+    if _transformer is None:
+        try:
+            from IPython.core.inputtransformer2 import TransformerManager
+        except ImportError:  # pragma: no cover - IPython is a dependency
+            _transformer = False
+        else:
+            _transformer = TransformerManager()
+    if _transformer is False:
+        return source
+    return str(_transformer.transform_cell(source))
+
+
+def pip_requirements_in(source: str) -> list[str]:
+    """Requirement strings of ``%pip install`` / ``!pip install`` lines (options skipped)."""
+    reqs: list[str] = []
+    for line in source.splitlines():
+        m = _PIP_LINE.match(line)
+        if not m:
+            continue
+        try:
+            words = shlex.split(m.group(1), comments=True)
+        except ValueError:
+            words = m.group(1).split()
+        skip_next = False
+        for w in words:
+            if skip_next:
+                skip_next = False
+                continue
+            if w.startswith("-"):
+                skip_next = w in {"-r", "-c", "-e", "-i", "--index-url", "--extra-index-url",
+                                  "-f", "--find-links", "--target", "-t", "--prefix", "--root"}
+                continue
+            reqs.append(w)
+    return reqs
+
+
+class _ImportVisitor(ast.NodeVisitor):
+    def __init__(self) -> None:
+        self.found: list[tuple[str, bool]] = []
+        self.dynamic = 0
+
+    def visit_Import(self, node: ast.Import) -> None:
+        for alias in node.names:
+            self.found.append((alias.name.split(".")[0], False))
+
+    def visit_ImportFrom(self, node: ast.ImportFrom) -> None:
+        if node.level and node.level > 0:
+            if node.module:
+                self.found.append((node.module.split(".")[0], True))
+            else:
+                for alias in node.names:
+                    self.found.append((alias.name, True))
+        elif node.module:
+            self.found.append((node.module.split(".")[0], False))
+
+    def visit_Call(self, node: ast.Call) -> None:
+        f = node.func
+        name = (f.id if isinstance(f, ast.Name) else
+                f.attr if isinstance(f, ast.Attribute) else None)
+        if name in {"import_module", "__import__"}:
+            arg = node.args[0] if node.args else None
+            if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
+                if not arg.value.startswith("."):
+                    self.found.append((arg.value.split(".")[0], False))
+            else:
+                self.dynamic += 1
+        self.generic_visit(node)
+
+
+def imports_in_source(source: str) -> tuple[list[tuple[str, bool]], int]:
+    """Return ``([(top_level_module, is_relative)], dynamic_imports)`` for Python source.
+
+    Raises ``SyntaxError``/``ValueError``/``RecursionError``/``MemoryError`` for source that
+    does not parse.
+    """
+    tree = ast.parse(source)
+    visitor = _ImportVisitor()
+    visitor.visit(tree)
+    return ([(m, rel) for m, rel in visitor.found if all(p.isidentifier() for p in m.split("."))],
+            visitor.dynamic)
+
+
+def analyse_notebook(path: str | os.PathLike[str], max_bytes: int = DEFAULT_MAX_BYTES,
+                     allow_other_languages: bool = False) -> tuple[NotebookAnalysis, Any]:
+    """Read and analyse a notebook; return the analysis and the parsed notebook."""
+    p = Path(path)
+    nb = parse_notebook(read_notebook_bytes(p, max_bytes), name=p.name)
+    kernel, language = notebook_language(nb)
+    result = NotebookAnalysis(path=p, kernel_name=kernel, language=language)
+    if language is None:
+        result.findings.append(Finding(
+            "assumed-python", "the notebook does not say its language; assuming Python",
+            hint="save it from a Python kernel to record its kernelspec"))
+    elif language != "python" and not allow_other_languages:
+        raise UnsupportedLanguageError(
+            f"{p.name} is a {language} notebook (kernel {kernel!r}); envpack supports Python kernels",
+            hint="only notebooks with a Python kernel can be containerised")
+    for index, cell in enumerate(nb.get("cells", [])):
+        if not isinstance(cell, dict) or cell.get("cell_type") != "code":
+            continue
+        result.code_cells += 1
+        source = cell_source(cell)
+        if not source.strip():
+            continue
+        for req in pip_requirements_in(source):
+            result.pip_requirements.append((req, index))
+        try:
+            found, dynamic = imports_in_source(_transform(source))
+        except (SyntaxError, ValueError, RecursionError, MemoryError, TypeError) as exc:
+            detail = f"{type(exc).__name__}: {getattr(exc, 'msg', None) or exc}"
+            result.findings.append(Finding(
+                "unparseable-cell", f"cell {index} does not parse ({detail[:160]}); "
+                "its imports were not analysed", cell=index,
+                hint="fix the cell or run it once to check it"))
+            continue
+        for module, relative in found:
+            result.imports.append(ImportUse(module, index, relative))
+        if dynamic:
+            result.findings.append(Finding(
+                "dynamic-import", f"cell {index} imports a module whose name is computed at run "
+                "time; it cannot be detected", cell=index,
+                hint="import it with a literal name, or add it with %pip install"))
+    return result, nb
+
+
+def _inside(path: Path, root: Path) -> bool:
+    try:
+        path.resolve().relative_to(root)
+    except (ValueError, OSError):
+        return False
+    return True
+
+
+def find_local_modules(folder: Path, modules: set[str]) -> tuple[dict[str, list[Path]], list[Finding]]:
+    """Find modules/packages named in ``modules`` beside the notebook, scanning them in turn.
+
+    Returns ``{module: [files]}`` (paths absolute, all inside ``folder``) and findings for files
+    that were skipped (symlinks leaving the folder, too large). The returned modules' own imports
+    are added to ``modules`` (mutated) so the caller resolves them too.
+    """
+    root = folder.resolve()
+    found: dict[str, list[Path]] = {}
+    findings: list[Finding] = []
+    queue = sorted(modules)
+    seen: set[str] = set()
+    while queue:
+        name = queue.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        files: list[Path] = []
+        single = folder / f"{name}.py"
+        package = folder / name
+        if single.is_file():
+            candidates = [single]
+        elif package.is_dir() and not package.name.startswith("."):
+            candidates = sorted(f for f in package.rglob("*.py")
+                                if not any(part.startswith(".") or part == "__pycache__"
+                                           for part in f.relative_to(folder).parts))
+        else:
+            continue
+        for f in candidates:
+            if (f.is_symlink() and not _inside(f, root)) or not _inside(f, root):
+                findings.append(Finding("local-file-skipped",
+                                        f"{f.relative_to(folder)} points outside the notebook's "
+                                        "folder and is not copied"))
+                continue
+            if f.stat().st_size > MAX_LOCAL_FILE_BYTES:
+                findings.append(Finding("local-file-skipped",
+                                        f"{f.relative_to(folder)} is larger than 5 MiB; not copied"))
+                continue
+            files.append(f)
+            try:
+                sub, _ = imports_in_source(f.read_text(encoding="utf-8", errors="replace"))
+            except (SyntaxError, ValueError, RecursionError, MemoryError):
+                findings.append(Finding("unparseable-cell",
+                                        f"local module {f.relative_to(folder)} does not parse; "
+                                        "its imports were not analysed"))
+                continue
+            for m, _rel in sub:
+                if m not in modules:
+                    modules.add(m)
+                    queue.append(m)
+        if files:
+            found[name] = files
+    return found, findings
