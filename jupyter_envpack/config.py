@@ -1,0 +1,175 @@
+"""``EnvPack``: the one configurable object shared by the server, the CLI and the magics.
+
+Admins set it like any Jupyter option (``c.EnvPack.base_image = "python:3.11-slim"`` in
+``jupyter_server_config.py``, or ``{"EnvPack": {...}}`` in a JSON config file). The server builds it
+with ``EnvPack(parent=extension_app)``; the CLI and magics call :func:`load_envpack_config`, which
+reads the same Jupyter config files.
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from traitlets import Dict, Float, Integer, List, Type, Unicode, Union, default, validate
+from traitlets.config import Config, Configurable
+
+if TYPE_CHECKING:
+    from .execute import RunOptions
+    from .image import BuildOptions
+
+#: Config file names read by :func:`load_envpack_config` (server config first, ours last wins).
+CONFIG_FILE_NAMES = ("jupyter_server_config", "jupyter_envpack_config")
+
+#: Cluster backends shipped with jupyter-envpack, by name (import strings so nothing is imported
+#: before a backend is used).
+DEFAULT_BACKENDS = {
+    "swarm": "jupyter_envpack.cluster.swarm:SwarmBackend",
+    "kubernetes": "jupyter_envpack.cluster.kubernetes:KubernetesBackend",
+}
+
+#: Extra operation kinds registered with the server's OperationManager (see docs/api.md).
+DEFAULT_RUNNERS = {
+    "job": "jupyter_envpack.cluster.operation:job_kind",
+}
+
+
+def _optional_text(help_text: str) -> Unicode:
+    return Unicode(None, allow_none=True, help=help_text).tag(config=True)
+
+
+class EnvPack(Configurable):
+    """Configuration of jupyter-envpack (every trait is ``c.EnvPack.<name>``)."""
+
+    base_image = _optional_text(
+        "Base image of every build (e.g. python:3.11-slim or an internal mirror). "
+        "None: python:X.Y-slim for the notebook's Python version.")
+    kernel = _optional_text(
+        "Kernelspec whose interpreter is probed for installed packages. "
+        "None: the notebook's own kernelspec, else the current interpreter.")
+    registry = _optional_text(
+        "Registry that images are pushed to for cluster jobs (host[:port][/namespace]).")
+    ca_bundle = _optional_text(
+        "Path of a CA bundle (PEM) that pip inside the build trusts (TLS-intercepting proxies).")
+    index_url = _optional_text("Package index URL used by pip inside the build (PEP 503).")
+    extra_index_urls = List(
+        Unicode(), default_value=[],
+        help="Extra package index URLs used by pip inside the build.").tag(config=True)
+    build_deadline = Float(
+        3600.0, help="Overall deadline of one build, in seconds.").tag(config=True)
+    idle_timeout = Float(
+        600.0, help="A build step silent for this many seconds fails.").tag(config=True)
+    run_deadline = Float(
+        3600.0, help="Overall deadline of one notebook run, in seconds.").tag(config=True)
+    cell_timeout = Float(
+        600.0, help="Timeout of one cell during a run, in seconds.").tag(config=True)
+    concurrency_limit = Integer(
+        2, min=1, help="How many operations (builds, runs, jobs) run at once; "
+        "more are queued.").tag(config=True)
+    database_path = Unicode(
+        help="SQLite file that keeps operations across server restarts. "
+        "Default: <jupyter data dir>/envpack/operations.sqlite.").tag(config=True)
+    max_notebook_size = Integer(
+        50 * 1024 * 1024, min=1,
+        help="Largest notebook (bytes) the server accepts; larger ones get 413.").tag(config=True)
+    max_request_body = Integer(
+        256 * 1024, min=1024,
+        help="Largest JSON request body (bytes) of the REST API; larger ones get 413.",
+    ).tag(config=True)
+    max_log_events = Integer(
+        20000, min=100,
+        help="Log lines kept per operation; later lines are dropped (steps and progress are "
+        "always kept).").tag(config=True)
+    cluster_backends = Dict(
+        key_trait=Unicode(), value_trait=Union([Unicode(), Type(klass=object)]),
+        help="Cluster backends by name: a class or a 'module:Class' import string.",
+    ).tag(config=True)
+    default_backend = Unicode(
+        "swarm", help="Name of the cluster backend used when a job names none.").tag(config=True)
+    runners = Dict(
+        key_trait=Unicode(), value_trait=Unicode(),
+        help="Extra operation kinds: kind name -> 'module:attribute' of a "
+        "jupyter_envpack.operations.Kind. A missing module is skipped with a log line.",
+    ).tag(config=True)
+
+    @default("database_path")
+    def _default_database_path(self) -> str:
+        from jupyter_core.paths import jupyter_data_dir
+
+        return str(Path(jupyter_data_dir()) / "envpack" / "operations.sqlite")
+
+    @default("cluster_backends")
+    def _default_cluster_backends(self) -> dict[str, Any]:
+        return dict(DEFAULT_BACKENDS)
+
+    @default("runners")
+    def _default_runners(self) -> dict[str, str]:
+        return dict(DEFAULT_RUNNERS)
+
+    @validate("extra_index_urls")
+    def _validate_urls(self, proposal: Any) -> list[str]:
+        return [str(u) for u in proposal["value"] if str(u).strip()]
+
+    def backend_class(self, name: str | None = None) -> type:
+        """Return the cluster backend class called ``name`` (default: ``default_backend``)."""
+        from .errors import InputError
+
+        name = name or self.default_backend
+        target = self.cluster_backends.get(name)
+        if target is None:
+            raise InputError(f"unknown cluster backend {name!r}",
+                             hint=f"known: {', '.join(sorted(self.cluster_backends))}")
+        return target if isinstance(target, type) else import_string(target)
+
+    def build_options(self, **overrides: Any) -> BuildOptions:
+        """Return the core's ``BuildOptions`` from this config, with ``overrides`` on top."""
+        from .image import BuildOptions
+
+        values: dict[str, Any] = {
+            "base_image": self.base_image, "ca_bundle": self.ca_bundle,
+            "index_url": self.index_url, "extra_index_urls": tuple(self.extra_index_urls),
+            "deadline": self.build_deadline, "idle_timeout": self.idle_timeout,
+        }
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return BuildOptions(**values)
+
+    def run_options(self, **overrides: Any) -> RunOptions:
+        """Return the core's ``RunOptions`` from this config, with ``overrides`` on top."""
+        from .execute import RunOptions
+
+        values: dict[str, Any] = {"cell_timeout": self.cell_timeout, "deadline": self.run_deadline}
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return RunOptions(**values)
+
+
+def import_string(target: str) -> Any:
+    """Import ``"package.module:attribute"`` (or ``package.module.attribute``)."""
+    module_name, sep, attr = target.partition(":")
+    if not sep:
+        module_name, _, attr = target.rpartition(".")
+    module = importlib.import_module(module_name)
+    return getattr(module, attr)
+
+
+def load_envpack_config(config_dirs: list[str] | None = None) -> EnvPack:
+    """Return an ``EnvPack`` configured from the Jupyter config files (for the CLI and magics).
+
+    Parameters
+    ----------
+    config_dirs
+        Directories to read, lowest priority first; default ``jupyter_config_path()`` reversed
+        (so the user's own directory wins, as in Jupyter itself).
+    """
+    from jupyter_core.paths import jupyter_config_path
+    from traitlets.config.loader import JSONFileConfigLoader, PyFileConfigLoader
+
+    dirs = config_dirs if config_dirs is not None else list(reversed(jupyter_config_path()))
+    merged = Config()
+    for folder in dirs:
+        for name in CONFIG_FILE_NAMES:
+            for loader_cls, ext in ((JSONFileConfigLoader, ".json"), (PyFileConfigLoader, ".py")):
+                if not (Path(folder) / (name + ext)).is_file():
+                    continue
+                merged.merge(loader_cls(name + ext, path=folder).load_config())
+    return EnvPack(config=merged)

@@ -1,0 +1,50 @@
+"""``EnvpackExtension``: the ExtensionApp that jupyter_server loads (auto-enabled on install)."""
+
+from __future__ import annotations
+
+from jupyter_server.extension.application import ExtensionApp
+
+from ..config import EnvPack
+from .handlers import make_handlers
+from .paths import ContentsPaths
+from .service import EnvpackService
+
+
+class EnvpackExtension(ExtensionApp):
+    """Serves ``/envpack/...``; configured through ``c.EnvPack`` (``jupyter_envpack.config``).
+
+    Extra operation kinds come from ``c.EnvPack.runners`` (import strings), or from
+    ``web_app.settings["envpack_service"].manager.register_kind(...)`` (tests).
+    """
+
+    name = "jupyter_envpack"
+    load_other_extensions = True
+    classes = [EnvPack]  # noqa: RUF012 - traitlets' own class attribute convention
+
+    service: EnvpackService | None = None
+
+    def _root_dir(self) -> str:
+        contents = self.serverapp.contents_manager
+        return str(getattr(contents, "root_dir", None) or self.serverapp.root_dir)
+
+    def initialize_settings(self) -> None:
+        """Create the service (store, manager) and start reconciling leftovers."""
+        config = EnvPack(parent=self)
+        contents = self.serverapp.contents_manager
+        paths = ContentsPaths(self._root_dir(),
+                              allow_hidden=bool(getattr(contents, "allow_hidden", False)),
+                              max_size=config.max_notebook_size)
+        self.service = EnvpackService(config, paths)
+        self.settings["envpack_service"] = self.service
+        self.service.start()
+        self.log.info("envpack: operations database %s%s", config.database_path,
+                      f" (degraded: {self.service.degraded})" if self.service.degraded else "")
+
+    def initialize_handlers(self) -> None:
+        """Add the REST handlers."""
+        self.handlers.extend(make_handlers())
+
+    async def stop_extension(self) -> None:
+        """Detach from running operations (followed again after the restart)."""
+        if self.service is not None:
+            self.service.stop()

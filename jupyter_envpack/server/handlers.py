@@ -1,0 +1,279 @@
+"""REST handlers under ``/envpack`` (see docs/api.md for the wire format).
+
+Every verb is ``@tornado.web.authenticated`` then ``@authorized`` on the ``envpack`` resource
+(build/run/job submissions count as ``execute``). Errors are mapped once, in
+:class:`EnvpackHandler`: an ``EnvpackError`` becomes its ``.status`` with its ``.to_json()``, any
+other exception a 500 without traceback. Blocking work (SQLite, kernel probes, Docker) runs in
+thread pools, never on the IOLoop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from functools import partial
+from typing import Any, TypeVar
+
+from jupyter_server.auth.decorator import authorized
+from jupyter_server.base.handlers import APIHandler
+from jupyter_server.extension.handler import ExtensionHandlerMixin
+from jupyter_server.utils import url_path_join
+from tornado import web
+from tornado.iostream import StreamClosedError
+
+from ..errors import EnvpackError, InputError
+from ..operations import STATES, Event
+from .schema import parse_operation_request
+from .service import EnvpackService
+
+T = TypeVar("T")
+AUTH_RESOURCE = "envpack"
+EVENT_PAGE = 500
+KEEPALIVE = 15.0
+
+
+class EnvpackHandler(ExtensionHandlerMixin, APIHandler):  # type: ignore[misc]
+    """Base of every envpack handler: JSON errors, the service, thread-pool helpers."""
+
+    auth_resource = AUTH_RESOURCE
+
+    @property
+    def service(self) -> EnvpackService:
+        """The extension's shared state (config, store, manager, paths, pools)."""
+        service: EnvpackService = self.settings["envpack_service"]
+        return service
+
+    async def blocking(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run ``fn`` in the service's thread pool and await its result."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.service.pool, partial(fn, *args, **kwargs))
+
+    def write_json(self, data: Any, status: int = 200) -> None:
+        """Finish with ``data`` as JSON."""
+        self.set_status(status)
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps(data))
+
+    def _handle_request_exception(self, e: BaseException) -> None:
+        if isinstance(e, EnvpackError) and not self._finished:
+            self.log.info("envpack: %s %s -> %s %s", self.request.method,
+                          self.request.path, e.status, e.reason)
+            self.send_error(e.status, exc_info=(type(e), e, e.__traceback__))
+            return
+        super()._handle_request_exception(e)  # type: ignore[misc]
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        """Write ``{"error", "reason", "message", "hint"}`` — never a traceback or a path."""
+        self.set_header("Content-Type", "application/json")
+        exc = (kwargs.get("exc_info") or (None, None, None))[1]
+        if isinstance(exc, EnvpackError):
+            reply: dict[str, Any] = dict(exc.to_json())
+        elif isinstance(exc, web.HTTPError):
+            reply = {"error": "HTTPError", "reason": _slug(status_code),
+                     "message": exc.log_message or self._reason, "hint": None}
+        else:
+            reply = {"error": "InternalError", "reason": "internal",
+                     "message": "internal error (details are in the server log)", "hint": None}
+        self.finish(json.dumps(reply))
+
+    def query_path(self) -> str:
+        """The required ``?path=`` argument."""
+        path = self.get_query_argument("path", None)
+        if not path:
+            raise InputError("the query argument 'path' is required",
+                             hint="a notebook path relative to the server root")
+        return path
+
+    def require_manager(self) -> Any:
+        """The operation manager (503 when the database could not be opened)."""
+        return self.service.require_manager()
+
+
+def _slug(status: int) -> str:
+    return {400: "invalid-input", 403: "forbidden", 404: "not-found", 405: "method-not-allowed",
+            409: "conflict", 413: "too-large"}.get(status, "error")
+
+
+class SnapshotHandler(EnvpackHandler):
+    """``GET /envpack/snapshot?path=&kernel=`` → the snapshot JSON of the core."""
+
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        path = self.query_path()
+        kernel = self.get_query_argument("kernel", None)
+        data = await self.blocking(self.service.snapshot_json, path, kernel)
+        self.write_json(data)
+
+
+class DockerfileHandler(EnvpackHandler):
+    """``GET /envpack/dockerfile?path=&kernel=&base_image=`` → the Dockerfile text."""
+
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        path = self.query_path()
+        kernel = self.get_query_argument("kernel", None)
+        base_image = self.get_query_argument("base_image", None)
+        text = await self.blocking(self.service.dockerfile, path, kernel, base_image)
+        self.set_header("Content-Type", "text/plain; charset=utf-8")
+        self.finish(text)
+
+
+class OperationsHandler(EnvpackHandler):
+    """``GET /envpack/operations`` (list) and ``POST /envpack/operations`` (submit)."""
+
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        manager = self.require_manager()
+        kind = self.get_query_argument("kind", None)
+        state = self.get_query_argument("state", None)
+        if state is not None and state not in STATES:
+            raise InputError(f"unknown state {state[:40]!r}", hint=f"one of: {', '.join(STATES)}")
+        if kind is not None and kind not in manager.kinds:
+            raise InputError(f"unknown kind {kind[:40]!r}")
+        try:
+            limit = int(self.get_query_argument("limit", "100"))
+        except ValueError:
+            raise InputError("limit must be an integer") from None
+        limit = max(1, min(limit, 1000))
+        ops = await self.blocking(manager.store.list, kind=kind, state=state, limit=limit)
+        self.write_json({"operations": [op.to_json() for op in ops]})
+
+    @web.authenticated
+    @authorized(action="execute")
+    async def post(self) -> None:
+        manager = self.require_manager()
+        if len(self.request.body) > self.service.config.max_request_body:
+            raise web.HTTPError(413, "request body too large")
+        kind, path, options = parse_operation_request(self.request.body)
+        if kind not in manager.kinds:
+            raise InputError(f"unknown operation kind {kind[:40]!r}",
+                             hint=f"one of: {', '.join(manager.kinds)}")
+        await self.blocking(self.service.paths.notebook, path)
+        op, created = await self.blocking(manager.submit, kind, path, options)
+        self.set_header("Location", url_path_join(self.base_url, "envpack/operations", op.id))
+        self.write_json(op.to_json(), status=202 if created else 200)
+
+
+class OperationHandler(EnvpackHandler):
+    """``GET /envpack/operations/<id>`` and ``DELETE`` (cancel)."""
+
+    @web.authenticated
+    @authorized
+    async def get(self, op_id: str) -> None:
+        manager = self.require_manager()
+        op = await self.blocking(manager.get, op_id)
+        self.write_json(op.to_json())
+
+    @web.authenticated
+    @authorized
+    async def delete(self, op_id: str) -> None:
+        manager = self.require_manager()
+        before = await self.blocking(manager.get, op_id)
+        op = await self.blocking(manager.cancel, op_id)
+        self.write_json(op.to_json(), status=200 if before.state == "cancelled" else 202)
+
+
+class EventsHandler(EnvpackHandler):
+    """``GET /envpack/operations/<id>/events``: server-sent events, or one JSON page.
+
+    Resume with ``Last-Event-ID`` (EventSource does it by itself) or ``?after=<seq>``.
+    ``?format=json`` (or ``Accept: application/json``) returns ``{"events", "last", "done"}``.
+    """
+
+    def _after(self) -> int:
+        raw = self.get_query_argument("after", None) or self.request.headers.get("Last-Event-ID")
+        try:
+            after = int(raw) if raw not in (None, "") else 0
+        except ValueError:
+            raise InputError("'after' must be an event sequence number") from None
+        if after < 0:
+            raise InputError("'after' must not be negative")
+        return after
+
+    def _wants_json(self) -> bool:
+        if self.get_query_argument("format", None) == "json":
+            return True
+        accept = self.request.headers.get("Accept", "")
+        return "application/json" in accept and "text/event-stream" not in accept
+
+    @web.authenticated
+    @authorized
+    async def get(self, op_id: str) -> None:
+        manager = self.require_manager()
+        after = self._after()
+        op = await self.blocking(manager.get, op_id)
+        if self._wants_json():
+            events = await self.blocking(manager.store.events, op_id, after, EVENT_PAGE)
+            self.write_json({"events": [e.to_json() for e in events],
+                             "last": events[-1].seq if events else after,
+                             "state": op.state,
+                             "done": op.finished and len(events) < EVENT_PAGE})
+            return
+        await self._stream(manager, op_id, after)
+
+    async def _stream(self, manager: Any, op_id: str, after: int) -> None:
+        self.set_header("Content-Type", "text/event-stream; charset=utf-8")
+        self.set_header("Cache-Control", "no-cache")
+        self.set_header("X-Accel-Buffering", "no")
+        loop = asyncio.get_running_loop()
+        wake = asyncio.Event()
+        unsubscribe = manager.subscribe(op_id, lambda: loop.call_soon_threadsafe(wake.set))
+        try:
+            self.write("retry: 2000\n\n")
+            await self.flush()
+            while True:
+                wake.clear()
+                op = await self.blocking(manager.get, op_id)  # before the events: see below
+                events = await self.blocking(manager.store.events, op_id, after, EVENT_PAGE)
+                for event in events:
+                    self.write(sse_frame(event))
+                    after = event.seq
+                await self.flush()
+                if len(events) == EVENT_PAGE:
+                    continue
+                if op.finished:  # finished before we read: its last state event was included
+                    self.write(f"event: end\ndata: {json.dumps({'state': op.state})}\n\n")
+                    break
+                try:
+                    await asyncio.wait_for(wake.wait(), KEEPALIVE)
+                except asyncio.TimeoutError:
+                    self.write(": keep-alive\n\n")
+        except StreamClosedError:
+            return
+        finally:
+            unsubscribe()
+        self.finish()
+
+
+def sse_frame(event: Event) -> str:
+    """Return one server-sent-events frame (``id``, ``event`` and one ``data`` line)."""
+    return f"id: {event.seq}\nevent: {event.type}\ndata: {json.dumps(event.to_json())}\n\n"
+
+
+class StatusHandler(EnvpackHandler):
+    """``GET /envpack/status``: engine reachability, swarm, versions, queue, database."""
+
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        engine = await self.blocking(self.service.engine_status)
+        self.write_json({**self.service.status(), "engine": engine})
+
+
+_ID = r"(?P<op_id>[^/]+)"
+
+
+def make_handlers() -> list[tuple[str, type]]:
+    """Return the ``(pattern, handler)`` pairs (the ExtensionApp prefixes ``base_url``)."""
+    return [
+        (r"/envpack/snapshot", SnapshotHandler),
+        (r"/envpack/dockerfile", DockerfileHandler),
+        (r"/envpack/operations", OperationsHandler),
+        (rf"/envpack/operations/{_ID}", OperationHandler),
+        (rf"/envpack/operations/{_ID}/events", EventsHandler),
+        (r"/envpack/status", StatusHandler),
+    ]
