@@ -1,0 +1,366 @@
+"""``jupyter envpack …``: the command line over the core (also what CI pipelines use).
+
+Exit codes: 0 success (for ``run``: every code cell reproduced), 1 something did not reproduce or
+failed in the notebook, 2 usage or infrastructure errors. Progress goes to stderr; stdout holds
+only results, so ``--json`` output and ``build``'s image reference can be piped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from .errors import EnvpackError, InputError
+from .events import ProgressEvent, Reporter
+
+PLUGINS = ("jupyter_envpack.share.cli", "jupyter_envpack.cluster.cli")
+BASE_IMAGE_ENV = "ENVPACK_BASE_IMAGE"
+
+
+# ---------------------------------------------------------------- reusable argument groups
+def add_environment_arguments(p: argparse.ArgumentParser) -> None:
+    """``--python`` / ``--kernel``: which interpreter's environment to snapshot."""
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--python", metavar="PATH", help="the kernel's interpreter (default: the "
+                   "notebook's kernelspec, else this Python)")
+    g.add_argument("--kernel", metavar="NAME", help="a Jupyter kernelspec name")
+
+
+def add_build_arguments(p: argparse.ArgumentParser) -> None:
+    """Build options shared by ``build``, ``run``, ``submit``…"""
+    p.add_argument("--base-image", metavar="REF", default=os.environ.get(BASE_IMAGE_ENV),
+                   help=f"base image (default: python:X.Y-slim for the kernel; env {BASE_IMAGE_ENV})")
+    p.add_argument("--ca-bundle", metavar="FILE", help="CA bundle for reaching package indexes "
+                   "(used on this machine only, never copied into the image)")
+    p.add_argument("--index-url", metavar="URL", help="package index (default: your pip's)")
+    p.add_argument("--extra-index-url", metavar="URL", action="append", default=[],
+                   help="extra package index (repeatable)")
+    p.add_argument("--build-deadline", type=float, default=3600.0, metavar="S",
+                   help="give up building after S seconds (default 3600)")
+
+
+def add_run_arguments(p: argparse.ArgumentParser) -> None:
+    """Run options shared by ``run`` and ``submit``."""
+    p.add_argument("-p", "--parameter", nargs=2, action="append", metavar=("NAME", "VALUE"),
+                   default=[], help="set a parameter (papermill style; VALUE parsed as JSON "
+                   "when it parses)")
+    p.add_argument("--output", metavar="PATH", help="where to write the executed notebook "
+                   "(default: <name>.envpack.ipynb beside it)")
+    p.add_argument("--cell-timeout", type=float, default=600.0, metavar="S",
+                   help="per-cell timeout in seconds (default 600)")
+    p.add_argument("--deadline", type=float, default=3600.0, metavar="S",
+                   help="overall run time limit in seconds (default 3600)")
+    p.add_argument("--memory", metavar="SIZE", help="memory limit, e.g. 2g")
+    p.add_argument("--no-network", action="store_true", help="run without network access")
+    p.add_argument("--tolerance", type=float, default=0.0, metavar="REL",
+                   help="relative tolerance when comparing numbers (default 0: exact)")
+
+
+def build_options_from_args(args: argparse.Namespace) -> Any:
+    """``BuildOptions`` from parsed arguments."""
+    from .image import BuildOptions
+
+    opts = BuildOptions(base_image=getattr(args, "base_image", None),
+                        ca_bundle=getattr(args, "ca_bundle", None),
+                        index_url=getattr(args, "index_url", None),
+                        extra_index_urls=tuple(getattr(args, "extra_index_url", None) or ()),
+                        deadline=getattr(args, "build_deadline", 3600.0))
+    opts.validate()
+    return opts
+
+
+def run_options_from_args(args: argparse.Namespace) -> Any:
+    """``RunOptions`` from parsed arguments."""
+    from .execute import RunOptions
+    from .execute.parameters import parse_cli_parameters
+
+    opts = RunOptions(parameters=parse_cli_parameters(getattr(args, "parameter", None)),
+                      output=getattr(args, "output", None),
+                      cell_timeout=getattr(args, "cell_timeout", 600.0),
+                      deadline=getattr(args, "deadline", 3600.0),
+                      mem_limit=getattr(args, "memory", None),
+                      network=not getattr(args, "no_network", False),
+                      tolerance=getattr(args, "tolerance", 0.0))
+    opts.validate()
+    return opts
+
+
+class _RichReporter:
+    """Progress on stderr: one line per step, a bar for progress, logs with ``--verbose``."""
+
+    def __init__(self, verbose: bool) -> None:
+        from rich.console import Console
+
+        self.console = Console(stderr=True, highlight=False)
+        self.verbose = verbose
+        self.progress: Any = None
+        self.task: Any = None
+
+    def __call__(self, event: ProgressEvent) -> None:
+        from rich.markup import escape
+
+        msg = escape(event.message)
+        if event.kind == "step":
+            self._bar(event)
+            self.console.print(f"[bold cyan]{event.stage}[/] {msg[:110]}", overflow="ellipsis",
+                               no_wrap=True)
+        elif event.kind == "progress":
+            self._bar(event)
+        elif event.kind == "warning":
+            self.console.print(f"[yellow]warning[/] {msg}")
+        elif event.kind == "info":
+            self.console.print(f"[green]{event.stage}[/] {msg}")
+        elif self.verbose:
+            self.console.print(f"[dim]{msg}[/]")
+
+    def _bar(self, event: ProgressEvent) -> None:
+        if event.progress is None:
+            return
+        from rich.progress import Progress
+
+        if self.progress is None:
+            self.progress = Progress(console=self.console, transient=True)
+            self.progress.start()
+            self.task = self.progress.add_task(event.stage, total=1.0)
+        self.progress.update(self.task, completed=event.progress, description=event.stage)
+
+    def close(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+
+
+def make_reporter(args: argparse.Namespace) -> Reporter:
+    """The CLI's reporter (silent with ``--quiet``)."""
+    if getattr(args, "quiet", False):
+        return lambda event: None
+    rep = _RichReporter(getattr(args, "verbose", False))
+    _open_reporters.append(rep)
+    return rep
+
+
+_open_reporters: list[_RichReporter] = []
+
+
+def _out(text: str) -> None:
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+
+
+# ---------------------------------------------------------------- verbs
+def _snapshot(args: argparse.Namespace) -> Any:
+    from .snapshot import take_snapshot
+
+    return take_snapshot(args.notebook, python=args.python, kernel=args.kernel)
+
+
+def cmd_snapshot(args: argparse.Namespace) -> int:
+    """Print the pinned environment of a notebook."""
+    spec = _snapshot(args)
+    if args.json:
+        _out(json.dumps(spec.to_json(), indent=2))
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(highlight=False)
+    table = Table(title=f"{spec.notebook} — Python {spec.python_version}", title_justify="left")
+    table.add_column("distribution")
+    table.add_column("version")
+    table.add_column("why")
+    for p in spec.packages:
+        table.add_row(p.name, p.version, "imports " + ", ".join(p.modules) if p.requested
+                      else "[dim]dependency[/]" if p.modules == () and not p.requested else "")
+    console.print(table)
+    if spec.local_files:
+        console.print("local files: " + ", ".join(spec.local_files))
+    for w in spec.warnings:
+        where = f" (cell {w.cell})" if w.cell is not None else ""
+        console.print(f"[yellow]{w.code}[/]{where}: {w.message}" + (f"\n  → {w.hint}" if w.hint else ""))
+    console.print(f"hash {spec.hash[:20]}")
+    return 0
+
+
+def cmd_dockerfile(args: argparse.Namespace) -> int:
+    """Print the Dockerfile, or write the whole build context to a folder."""
+    from .image import prepare_context, render_dockerfile
+
+    spec = _snapshot(args)
+    opts = build_options_from_args(args)
+    if not args.output_dir:
+        _out(render_dockerfile(spec, opts, notebook_name=Path(args.notebook).name).rstrip())
+        return 0
+    folder = Path(args.output_dir)
+    if folder.exists() and any(folder.iterdir()) and not args.force:
+        raise InputError(f"{folder} is not empty", hint="choose an empty folder or pass --force")
+    ctx = prepare_context(spec, args.notebook, opts, make_reporter(args), wheels=not args.no_wheels)
+    folder.mkdir(parents=True, exist_ok=True)
+    ctx.write(folder, wheels=not args.no_wheels)
+    _out(str(folder))
+    return 0
+
+
+def _build(args: argparse.Namespace, reporter: Reporter) -> Any:
+    from .image import build_image
+
+    spec = _snapshot(args)
+    for w in spec.warnings:
+        reporter(ProgressEvent("snapshot", f"{w.code}: {w.message}", "warning"))
+    return build_image(spec, args.notebook, build_options_from_args(args), reporter)
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    """Build (or find) the notebook's image; the last stdout line is the image reference."""
+    reporter = make_reporter(args)
+    result = _build(args, reporter)
+    if args.json:
+        _out(json.dumps(result.to_json(), indent=2))
+    _out(result.image)
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Rerun the notebook in its image and report cell by cell."""
+    from .execute import run_notebook
+
+    reporter = make_reporter(args)
+    run_opts = run_options_from_args(args)
+    image = args.image or _build(args, reporter).image
+    result = run_notebook(image, args.notebook, run_opts, reporter)
+    report = result.report
+    if args.json:
+        _out(json.dumps(report.to_json(), indent=2))
+    else:
+        _print_report(report)
+    return 0 if report.reproduced else 1
+
+
+def _print_report(report: Any) -> None:
+    from rich.console import Console
+    from rich.markup import escape
+
+    console = Console(highlight=False)
+    colours = {"same": "green", "error": "green", "skipped": "dim", "differs": "yellow",
+               "image-differs": "yellow", "new-error": "red", "not-run": "red"}
+    for cell in report.cells:
+        extra = f" {cell.ename}: {escape(cell.evalue or '')}" if cell.ename else ""
+        console.print(f"cell {cell.index:>3}  [{colours.get(cell.status, 'white')}]"
+                      f"{cell.status}[/]{extra}")
+        if cell.diff:
+            console.print(f"[dim]{escape(cell.diff)}[/]")
+    verdict = "[green]reproduced[/]" if report.reproduced else "[red]did not reproduce[/]"
+    counts = ", ".join(f"{n} {s}" for s, n in sorted(report.summary.items()))
+    console.print(f"{verdict} ({counts}; run {report.run_status}) → {report.output_path}")
+
+
+# ---------------------------------------------------------------- parser and main
+def build_parser() -> argparse.ArgumentParser:
+    """The full argument parser (plugins included)."""
+    parser = argparse.ArgumentParser(
+        prog="jupyter envpack",
+        description="Turn a notebook into a reproducible, runnable container.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    common.add_argument("-v", "--verbose", action="store_true", help="show build and run logs")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    p = sub.add_parser("snapshot", parents=[common], help="show the pinned environment")
+    p.add_argument("notebook")
+    add_environment_arguments(p)
+    p.add_argument("--json", action="store_true", help="print envpack.snapshot/1 JSON")
+    p.set_defaults(func=cmd_snapshot)
+
+    p = sub.add_parser("dockerfile", parents=[common], help="print the Dockerfile or write the "
+                       "build context")
+    p.add_argument("notebook")
+    add_environment_arguments(p)
+    add_build_arguments(p)
+    p.add_argument("-o", "--output-dir", metavar="DIR", help="write the whole build context here")
+    p.add_argument("--no-wheels", action="store_true", help="with -o: do not fetch the wheels")
+    p.add_argument("--force", action="store_true", help="with -o: write into a non-empty folder")
+    p.set_defaults(func=cmd_dockerfile)
+
+    p = sub.add_parser("build", parents=[common], help="build the image (cached by content)")
+    p.add_argument("notebook")
+    add_environment_arguments(p)
+    add_build_arguments(p)
+    p.add_argument("--json", action="store_true", help="also print the build result as JSON")
+    p.set_defaults(func=cmd_build)
+
+    p = sub.add_parser("run", parents=[common], help="rerun the notebook in its image and report")
+    p.add_argument("notebook")
+    p.add_argument("--image", metavar="REF", help="use this image instead of building")
+    add_environment_arguments(p)
+    add_build_arguments(p)
+    add_run_arguments(p)
+    p.add_argument("--json", action="store_true", help="print envpack.report/1 JSON")
+    p.set_defaults(func=cmd_run)
+
+    for name in PLUGINS:
+        try:
+            module = importlib.import_module(name)
+        except ImportError as exc:
+            if exc.name and name.startswith(exc.name):
+                continue
+            raise
+        add: Callable[[Any], None] = module.add_parser
+        before = set(sub.choices)
+        add(sub)
+        for verb in set(sub.choices) - before:  # plugin verbs get -q/-v too
+            verb_parser = sub.choices[verb]
+            known = {a.dest for a in verb_parser._actions}
+            if "quiet" not in known:
+                verb_parser.add_argument("-q", "--quiet", action="store_true",
+                                         help="no progress output")
+            if "verbose" not in known:
+                verb_parser.add_argument("-v", "--verbose", action="store_true",
+                                         help="show logs")
+    return parser
+
+
+def _version() -> str:
+    try:
+        from ._version import __version__
+    except ImportError:  # pragma: no cover
+        return "0+unknown"
+    return __version__
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``jupyter-envpack`` / ``jupyter envpack``."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except EnvpackError as exc:
+        _close_reporters()
+        sys.stderr.write(f"error: {exc.message}\n")
+        if exc.hint:
+            sys.stderr.write(f"hint: {exc.hint}\n")
+        log_tail = getattr(exc, "log_tail", None)
+        if log_tail:
+            sys.stderr.write("last log lines:\n" + "\n".join(f"  {ln}" for ln in log_tail[-15:])
+                             + "\n")
+        return 2
+    except KeyboardInterrupt:
+        _close_reporters()
+        sys.stderr.write("cancelled\n")
+        return 130
+    finally:
+        _close_reporters()
+
+
+def _close_reporters() -> None:
+    while _open_reporters:
+        _open_reporters.pop().close()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
