@@ -1,0 +1,106 @@
+/**
+ * Tiny DOM helpers for the sidebar sections.
+ *
+ * Text always goes in through `textContent` (never `innerHTML`): build logs, package names, warnings
+ * and diffs come from notebooks and Docker, so they are untrusted (RELIABILITY A7).
+ */
+
+export interface IElementOptions {
+  /**
+   * CSS classes, space separated.
+   */
+  className?: string;
+  /**
+   * Text content (set with `textContent`).
+   */
+  text?: string;
+  title?: string;
+  attrs?: Record<string, string>;
+}
+
+/**
+ * Create an element with classes, text and attributes, and append children.
+ */
+export function h<K extends keyof HTMLElementTagNameMap>(
+  tag: K,
+  options: IElementOptions = {},
+  children: Array<Node | null | undefined | false> = []
+): HTMLElementTagNameMap[K] {
+  const node = document.createElement(tag);
+  if (options.className) {
+    node.className = options.className;
+  }
+  if (options.text !== undefined) {
+    node.textContent = options.text;
+  }
+  if (options.title) {
+    node.title = options.title;
+  }
+  for (const [name, value] of Object.entries(options.attrs ?? {})) {
+    node.setAttribute(name, value);
+  }
+  for (const child of children) {
+    if (child) {
+      node.appendChild(child);
+    }
+  }
+  return node;
+}
+
+/**
+ * A JupyterLab-styled button.
+ */
+export function button(
+  label: string,
+  onClick: () => void,
+  options: { className?: string; title?: string; accept?: boolean; warn?: boolean } = {}
+): HTMLButtonElement {
+  const classes = ['jp-Button', 'jp-mod-styled', 'jp-Envpack-button'];
+  if (options.accept) {
+    classes.push('jp-mod-accept');
+  }
+  if (options.warn) {
+    classes.push('jp-mod-warn');
+  }
+  if (options.className) {
+    classes.push(options.className);
+  }
+  const node = h('button', {
+    className: classes.join(' '),
+    text: label,
+    title: options.title,
+    attrs: { type: 'button' }
+  });
+  node.addEventListener('click', () => onClick());
+  return node;
+}
+
+/**
+ * A readable error box (message, then the hint on its own line).
+ */
+export function errorBox(message: string): HTMLElement {
+  return h('div', { className: 'jp-Envpack-error', text: message, attrs: { role: 'alert' } });
+}
+
+/**
+ * Remove every child of a node.
+ */
+export function clear(node: HTMLElement): void {
+  while (node.firstChild) {
+    node.removeChild(node.firstChild);
+  }
+}
+
+/**
+ * Format a time stamp (ISO string or seconds since the epoch) for lists.
+ */
+export function formatTime(value: string | number | null | undefined): string {
+  if (value === null || value === undefined || value === '') {
+    return '';
+  }
+  const ms = typeof value === 'number' ? (value < 1e12 ? value * 1000 : value) : Date.parse(value);
+  if (!Number.isFinite(ms)) {
+    return String(value);
+  }
+  return new Date(ms).toLocaleString();
+}

@@ -1,0 +1,39 @@
+/**
+ * The sections of the envpack sidebar.
+ */
+import { Widget } from '@lumino/widgets';
+
+import { EnvpackModel } from '../model';
+import { BuildSection } from './build';
+import { DockerfileSection } from './dockerfile';
+import { EnvironmentSection } from './environment';
+import { HistorySection } from './history';
+import { RunSection } from './run';
+
+export * from './build';
+export * from './dockerfile';
+export * from './dom';
+export * from './environment';
+export * from './history';
+export * from './operation';
+export * from './panel';
+export * from './run';
+export * from './section';
+
+/**
+ * Create the built-in sections: Environment, Dockerfile, Build, Run, History.
+ */
+export function createDefaultSections(options: {
+  model: EnvpackModel;
+  saveFile: DockerfileSection.SaveFile;
+  openPath: (path: string) => void;
+}): Widget[] {
+  const { model } = options;
+  return [
+    new EnvironmentSection({ model }),
+    new DockerfileSection({ model, saveFile: options.saveFile }),
+    new BuildSection({ model }),
+    new RunSection({ model, openPath: options.openPath }),
+    new HistorySection({ model })
+  ];
+}

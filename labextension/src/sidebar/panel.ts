@@ -1,0 +1,84 @@
+/**
+ * The envpack sidebar: a header naming the followed notebook, then a scrolling list of sections.
+ *
+ * Sections are plain widgets ordered by rank; other plugins add theirs through `IEnvpackSidebar`.
+ */
+import { SidePanel } from '@jupyterlab/ui-components';
+import { Panel, Widget } from '@lumino/widgets';
+
+import { EnvpackClient } from '../api';
+import { EnvpackModel } from '../model';
+import { IEnvpackSidebar, ISectionOptions } from '../tokens';
+import { clear, errorBox, h } from './dom';
+
+export class EnvpackSidebar extends SidePanel implements IEnvpackSidebar {
+  constructor(options: EnvpackSidebar.IOptions) {
+    super({ content: new Panel(), header: new Panel() });
+    this.model = options.model;
+    this.client = options.client;
+    this.id = 'jp-envpack-sidebar';
+    this.addClass('jp-Envpack-sidebar');
+    this.content.addClass('jp-Envpack-sections');
+    this._heading = h('div', { className: 'jp-Envpack-heading' });
+    this.header.node.appendChild(this._heading);
+    this.header.addClass('jp-Envpack-header');
+    this.model.changed.connect(this._renderHeading, this);
+    this._renderHeading();
+  }
+
+  readonly model: EnvpackModel;
+  readonly client: EnvpackClient;
+
+  addSection(section: Widget, options: ISectionOptions = {}): void {
+    const rank = options.rank ?? (section as Widget & { rank?: number }).rank ?? 100;
+    this._ranks.set(section, rank);
+    const index = this.widgets.findIndex(w => (this._ranks.get(w) ?? 100) > rank);
+    this.content.insertWidget(index === -1 ? this.widgets.length : index, section);
+    section.disposed.connect(() => this._ranks.delete(section));
+  }
+
+  reveal(section?: Widget): void {
+    this.show();
+    if (section) {
+      section.show();
+      section.node.scrollIntoView?.({ block: 'nearest' });
+    }
+  }
+
+  dispose(): void {
+    this.model.changed.disconnect(this._renderHeading, this);
+    super.dispose();
+  }
+
+  private _renderHeading(): void {
+    clear(this._heading);
+    const path = this.model.path;
+    this._heading.append(
+      h('div', { className: 'jp-Envpack-title', text: 'Envpack' }),
+      h('div', {
+        className: 'jp-Envpack-notebook',
+        text: path ?? 'No notebook',
+        title: path ?? 'Open a notebook to see its environment'
+      })
+    );
+    if (this.model.statusError) {
+      this._heading.appendChild(errorBox(this.model.statusError));
+    }
+    const engine = (this.model.status?.docker ?? null) as Record<string, unknown> | null;
+    if (engine && engine.ok === false) {
+      this._heading.appendChild(
+        errorBox(`Docker engine not reachable: ${String(engine.error ?? 'unknown error')}`)
+      );
+    }
+  }
+
+  private _heading: HTMLElement;
+  private _ranks = new Map<Widget, number>();
+}
+
+export namespace EnvpackSidebar {
+  export interface IOptions {
+    model: EnvpackModel;
+    client: EnvpackClient;
+  }
+}

@@ -1,0 +1,218 @@
+/**
+ * The wire types of the envpack REST API (mirroring docs/api.md) and the sidebar token.
+ */
+import { Token } from '@lumino/coreutils';
+import { Widget } from '@lumino/widgets';
+
+import type { EnvpackClient } from './api';
+import type { EnvpackModel } from './model';
+
+/**
+ * Command ids, named `envpack:verb-noun`.
+ */
+export namespace CommandIDs {
+  export const containerise = 'envpack:containerise-notebook';
+  export const openSidebar = 'envpack:open-sidebar';
+  export const build = 'envpack:build-image';
+  export const run = 'envpack:run-notebook';
+  export const refresh = 'envpack:refresh-snapshot';
+}
+
+/**
+ * One pinned distribution of the snapshot.
+ */
+export interface IPackage {
+  name: string;
+  version: string;
+  /**
+   * Whether the notebook imports it (`false`: pulled in as a dependency).
+   */
+  requested: boolean;
+  modules?: string[];
+}
+
+/**
+ * Something the user should know about the snapshot, with the fix when there is one.
+ */
+export interface IWarning {
+  code: string;
+  message: string;
+  cell?: number | null;
+  hint?: string | null;
+}
+
+/**
+ * The environment snapshot of a notebook (schema `envpack.snapshot/1`).
+ */
+export interface ISnapshot {
+  schema: string;
+  notebook?: string;
+  python: { version: string; interpreter?: string };
+  kernel?: string | null;
+  packages: IPackage[];
+  local_files: string[];
+  warnings: IWarning[];
+  hash: string;
+}
+
+export type OperationKind = 'build' | 'run' | string;
+
+export type OperationState =
+  | 'queued'
+  | 'running'
+  | 'succeeded'
+  | 'failed'
+  | 'cancelled'
+  | 'lost';
+
+/**
+ * States after which an operation never changes again.
+ */
+export const TERMINAL_STATES: ReadonlySet<string> = new Set([
+  'succeeded',
+  'failed',
+  'cancelled',
+  'lost'
+]);
+
+/**
+ * The result of a build operation.
+ */
+export interface IBuildResult {
+  image: string;
+  cached: boolean;
+  duration?: number;
+}
+
+/**
+ * One cell of a rerun report.
+ */
+export interface ICellResult {
+  index: number;
+  status: string;
+  diff?: string | null;
+  ename?: string | null;
+  evalue?: string | null;
+}
+
+/**
+ * The report of a rerun (schema `envpack.report/1`).
+ */
+export interface IReport {
+  schema: string;
+  reproduced: boolean;
+  cells: ICellResult[];
+  summary: string | Record<string, number>;
+}
+
+/**
+ * The result of a run operation.
+ */
+export interface IRunResult {
+  output_path: string;
+  report: IReport;
+  image?: string;
+}
+
+/**
+ * An error as the API sends it (`EnvpackError.to_json()`).
+ */
+export interface IErrorInfo {
+  message: string;
+  reason?: string | null;
+  hint?: string | null;
+  error?: string;
+}
+
+/**
+ * A long piece of work on the server: a build, a run, a cluster job.
+ */
+export interface IOperation {
+  id: string;
+  kind: OperationKind;
+  state: OperationState;
+  path: string;
+  progress?: number | null;
+  stage?: string | null;
+  message?: string | null;
+  options?: Record<string, unknown>;
+  result?: IBuildResult | IRunResult | Record<string, unknown> | null;
+  error?: IErrorInfo | string | null;
+  created?: string | number | null;
+  updated?: string | number | null;
+  finished?: string | number | null;
+}
+
+/**
+ * The body of `POST operations`.
+ */
+export interface IOperationRequest {
+  kind: OperationKind;
+  path: string;
+  options?: Record<string, unknown>;
+}
+
+/**
+ * One event of an operation's stream: a progress event of the core, or a state change.
+ */
+export interface IOperationEvent {
+  /**
+   * `step`, `log`, `progress`, `info`, `warning` (core events) or `state` (operation changed).
+   */
+  type: string;
+  id: string | null;
+  stage?: string;
+  message?: string;
+  kind?: string;
+  progress?: number | null;
+  state?: OperationState;
+  operation?: IOperation;
+  [key: string]: unknown;
+}
+
+/**
+ * `GET status`: what the server side can do right now.
+ */
+export interface IServerStatus {
+  [key: string]: unknown;
+}
+
+/**
+ * Options of a section of the envpack sidebar.
+ */
+export interface ISectionOptions {
+  /**
+   * Sections are sorted by rank (Environment 10, Dockerfile 20, Build 30, Run 40, History 50).
+   */
+  rank?: number;
+}
+
+/**
+ * The envpack sidebar, provided to other plugins so they can add their own sections.
+ */
+export interface IEnvpackSidebar {
+  /**
+   * The shared model (current notebook, snapshot, operations).
+   */
+  readonly model: EnvpackModel;
+  /**
+   * The REST client.
+   */
+  readonly client: EnvpackClient;
+  /**
+   * Add a section widget (usually an `EnvpackSection`) to the sidebar.
+   */
+  addSection(section: Widget, options?: ISectionOptions): void;
+  /**
+   * Show the sidebar and scroll a section into view.
+   */
+  reveal(section?: Widget): void;
+}
+
+/**
+ * The token of the envpack sidebar.
+ */
+export const IEnvpackSidebar = new Token<IEnvpackSidebar>(
+  'jupyter-envpack:IEnvpackSidebar',
+  'The envpack sidebar: add sections (Share, Cluster, ...) to it.'
+);

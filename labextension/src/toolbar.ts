@@ -1,0 +1,35 @@
+/**
+ * The "Containerise" button of the notebook toolbar.
+ */
+import { ToolbarButton } from '@jupyterlab/apputils';
+import { DocumentRegistry } from '@jupyterlab/docregistry';
+import { INotebookModel, NotebookPanel } from '@jupyterlab/notebook';
+import { CommandRegistry } from '@lumino/commands';
+import { DisposableDelegate, IDisposable } from '@lumino/disposable';
+
+import { envpackIcon } from './icon';
+import { CommandIDs } from './tokens';
+
+/**
+ * Adds the button to every notebook panel; a click runs `envpack:containerise-notebook` on that
+ * notebook's current path (read at click time, so renames are followed).
+ */
+export class ContaineriseButtonExtension
+  implements DocumentRegistry.IWidgetExtension<NotebookPanel, INotebookModel>
+{
+  constructor(private readonly _commands: CommandRegistry) {}
+
+  createNew(panel: NotebookPanel): IDisposable {
+    const button = new ToolbarButton({
+      className: 'jp-Envpack-containeriseButton',
+      icon: envpackIcon,
+      label: 'Containerise',
+      tooltip: 'Snapshot, build and rerun this notebook in a container',
+      onClick: () => {
+        void this._commands.execute(CommandIDs.containerise, { path: panel.context.path });
+      }
+    });
+    panel.toolbar.insertAfter('cellType', 'envpackContainerise', button);
+    return new DisposableDelegate(() => button.dispose());
+  }
+}
