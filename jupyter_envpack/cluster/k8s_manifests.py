@@ -116,8 +116,8 @@ def _check_cron_field(text: str, index: int) -> None:
             raise ValueError(part)
         if base in {"*", "?"}:
             continue
-        low, _, high = base.partition("-")
-        if high:
+        low, dash, high = base.partition("-")
+        if dash:
             if _cron_value(low, index) > _cron_value(high, index):
                 raise ValueError(part)
         else:

@@ -1,0 +1,314 @@
+"""The Kubernetes client flow against a scripted API server (no cluster can run here).
+
+pytest-httpserver plays the API server: create, 409 on create, 503s then success, a handler that
+sleeps past ``_request_timeout``, a closed port, ``410 Gone`` on watch, pods stuck in
+``ImagePullBackOff``, and a pod evicted (``DisruptionTarget``) before a second one succeeds.
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import json
+import socket
+import time
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import kubernetes
+import kubernetes_validate
+import pytest
+from pytest_httpserver import HTTPServer
+from werkzeug import Request, Response
+
+from jupyter_envpack.cluster.base import JobSpec, JobState
+from jupyter_envpack.cluster.kubernetes import KubernetesBackend
+from jupyter_envpack.errors import ClusterError, InputError
+
+pytestmark = pytest.mark.k8s_fake
+NS = "science"
+JOBS = f"/apis/batch/v1/namespaces/{NS}/jobs"
+PODS = f"/api/v1/namespaces/{NS}/pods"
+SPEC = JobSpec(job_id="feedbeef", name="analysis-0123456789", image="127.0.0.1:5000/envpack/a:1",
+               notebook="analysis.ipynb", parameters_cell="n = 3\n", deadline=600)
+HANDLE = f"{NS}/job/analysis-0123456789"
+
+
+@pytest.fixture(scope="module")
+def api_server() -> Iterator[HTTPServer]:
+    server = HTTPServer(threaded=True)  # threaded: a sleeping handler must not block the rest
+    server.start()
+    yield server
+    server.clear()
+    if server.is_running():
+        server.stop()
+
+
+@pytest.fixture
+def fake(api_server: HTTPServer) -> Iterator[HTTPServer]:
+    api_server.clear()
+    yield api_server
+    api_server.clear()
+
+
+def backend_for(server: HTTPServer, **kwargs: Any) -> KubernetesBackend:
+    cfg = kubernetes.client.Configuration()
+    cfg.host = server.url_for("").rstrip("/")
+    cfg.retries = False
+    kwargs.setdefault("retry_budget", 5.0)
+    return KubernetesBackend(namespace=NS, api_client=kubernetes.client.ApiClient(cfg), **kwargs)
+
+
+def stamp(seconds_ago: float = 0) -> str:
+    moment = datetime.now(timezone.utc) - timedelta(seconds=seconds_ago)
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def job_obj(conditions: list[dict[str, str]] | None = None, rv: str = "10") -> dict[str, Any]:
+    return {"apiVersion": "batch/v1", "kind": "Job",
+            "metadata": {"name": SPEC.name, "namespace": NS, "resourceVersion": rv},
+            "spec": {"template": {"spec": {"containers": [{"name": "notebook"}]}}},
+            "status": {"conditions": [{"lastTransitionTime": stamp(), **c}
+                                      for c in conditions or []]}}
+
+
+def pod_obj(name: str, phase: str, *, waiting: str | None = None, exit_code: int | None = None,
+            age: float = 1, conditions: list[dict[str, str]] | None = None) -> dict[str, Any]:
+    state: dict[str, Any] = {"running": {}}
+    if waiting:
+        state = {"waiting": {"reason": waiting, "message": f"{waiting} for the image"}}
+    elif exit_code is not None:
+        state = {"terminated": {"exitCode": exit_code}}
+    return {"metadata": {"name": name, "namespace": NS, "creationTimestamp": stamp(age)},
+            "spec": {"containers": [{"name": "notebook"}], "nodeName": "node-a"},
+            "status": {"phase": phase, "conditions": conditions or [],
+                       "containerStatuses": [{"name": "notebook", "image": SPEC.image,
+                                              "imageID": "", "ready": False,
+                                              "restartCount": 0, "state": state}]}}
+
+
+def pod_list(*pods: dict[str, Any]) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": list(pods)}
+
+
+def serve_state(fake: HTTPServer, job: dict[str, Any], pods: dict[str, Any]) -> None:
+    fake.expect_oneshot_request(f"{JOBS}/{SPEC.name}", method="GET").respond_with_json(job)
+    fake.expect_oneshot_request(PODS, method="GET").respond_with_json(pods)
+
+
+@pytest.mark.reliability("I3")
+def test_create_sends_a_valid_job_and_409_attaches(fake: HTTPServer) -> None:
+    bodies: list[dict[str, Any]] = []
+
+    def created(request: Request) -> Response:
+        bodies.append(json.loads(request.get_data()))
+        return Response(json.dumps(job_obj()), 201, content_type="application/json")
+
+    fake.expect_ordered_request(JOBS, method="POST").respond_with_handler(created)
+    fake.expect_ordered_request(JOBS, method="POST").respond_with_json(
+        {"kind": "Status", "code": 409, "reason": "AlreadyExists"}, status=409)
+    backend = backend_for(fake)
+    assert backend.submit(SPEC) == HANDLE
+    assert backend.submit(SPEC) == HANDLE  # resubmission attaches instead of failing
+    fake.check_assertions()
+    kubernetes_validate.validate(bodies[0], "1.30.0", strict=True)
+    assert bodies[0]["spec"]["template"]["spec"]["automountServiceAccountToken"] is False
+
+
+@pytest.mark.reliability("I3")
+def test_transient_503s_are_retried_then_succeed(fake: HTTPServer) -> None:
+    for _ in range(2):
+        fake.expect_ordered_request(JOBS, method="POST").respond_with_json(
+            {"kind": "Status", "code": 503}, status=503)
+    fake.expect_ordered_request(JOBS, method="POST").respond_with_json(job_obj(), status=201)
+    assert backend_for(fake).submit(SPEC) == HANDLE
+    assert len(fake.log) == 3
+
+
+@pytest.mark.reliability("I3")
+def test_forbidden_create_is_a_clear_failure(fake: HTTPServer) -> None:
+    fake.expect_request(JOBS, method="POST").respond_with_json(
+        {"kind": "Status", "code": 403, "reason": "Forbidden"}, status=403)
+    with pytest.raises(ClusterError, match="403") as info:
+        backend_for(fake).submit(SPEC)
+    assert "RBAC" in (info.value.hint or "")
+    assert len(fake.log) == 1  # 403 is not retried
+
+
+@pytest.mark.reliability("I3")
+def test_a_hung_api_server_times_out(fake: HTTPServer) -> None:
+    def hang(request: Request) -> Response:
+        time.sleep(4)
+        return Response("{}", 200, content_type="application/json")
+
+    fake.expect_request(f"{JOBS}/{SPEC.name}", method="GET").respond_with_handler(hang)
+    backend = backend_for(fake, request_timeout=(1.0, 1.0), retry_budget=0.0)
+    started = time.monotonic()
+    with pytest.raises(ClusterError, match="not reachable"):
+        # the caller's None is overridden: every call carries the backend's timeout
+        backend.call(backend._batch().read_namespaced_job, SPEC.name, NS, _request_timeout=None)
+    assert time.monotonic() - started < 3
+
+
+@pytest.mark.reliability("I3")
+def test_unreachable_api_server_fails_within_the_retry_budget() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # closed again when the block ends: nothing listens
+    cfg = kubernetes.client.Configuration()
+    cfg.host = f"http://127.0.0.1:{port}"
+    cfg.retries = False
+    backend = KubernetesBackend(namespace=NS, api_client=kubernetes.client.ApiClient(cfg),
+                                retry_budget=1.5)
+    started = time.monotonic()
+    with pytest.raises(ClusterError, match="not reachable"):
+        backend.submit(SPEC)
+    assert time.monotonic() - started < 5
+
+
+@pytest.mark.reliability("I5")
+@pytest.mark.parametrize(("waiting", "age", "state", "reason"), [
+    ("ImagePullBackOff", 300, JobState.FAILED, "image-pull-failed"),
+    ("ErrImagePull", 300, JobState.FAILED, "image-pull-failed"),
+    ("ImagePullBackOff", 1, JobState.PENDING, "ImagePullBackOff"),  # within the grace period
+    ("CreateContainerConfigError", 1, JobState.FAILED, "bad-container-config"),
+    ("ContainerCreating", 1, JobState.PENDING, "ContainerCreating"),
+])
+def test_waiting_reasons_become_clear_states(fake: HTTPServer, waiting: str, age: float,
+                                             state: JobState, reason: str) -> None:
+    serve_state(fake, job_obj(), pod_list(pod_obj("p1", "Pending", waiting=waiting, age=age)))
+    status = backend_for(fake, pull_grace=60).status(HANDLE)
+    assert (status.state, status.reason) == (state, reason)
+    if state is JobState.FAILED:
+        assert waiting in status.message
+
+
+@pytest.mark.parametrize(("conditions", "pods", "expected"), [
+    ([{"type": "Complete", "status": "True"}],
+     [pod_obj("p1", "Succeeded", exit_code=0)], (JobState.SUCCEEDED, "completed")),
+    ([{"type": "Failed", "status": "True", "reason": "PodFailurePolicy"}],
+     [pod_obj("p1", "Failed", exit_code=3)], (JobState.FAILED, "cell-error")),
+    ([{"type": "Failed", "status": "True", "reason": "DeadlineExceeded"}],
+     [pod_obj("p1", "Failed", exit_code=137)], (JobState.FAILED, "deadline-exceeded")),
+    ([{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded"}],
+     [], (JobState.FAILED, "job-failed")),
+    ([], [pod_obj("p1", "Running")], (JobState.RUNNING, "running")),
+    ([], [], (JobState.PENDING, "no-pod")),
+])
+def test_job_conditions_map_to_states(fake: HTTPServer, conditions: list[dict[str, str]],
+                                      pods: list[dict[str, Any]],
+                                      expected: tuple[JobState, str]) -> None:
+    serve_state(fake, job_obj(conditions), pod_list(*pods))
+    status = backend_for(fake).status(HANDLE)
+    assert (status.state, status.reason) == expected
+
+
+def test_a_deleted_job_is_lost_and_cancel_tolerates_404(fake: HTTPServer) -> None:
+    fake.expect_request(f"{JOBS}/{SPEC.name}", method="GET").respond_with_json(
+        {"kind": "Status", "code": 404}, status=404)
+    fake.expect_request(f"{JOBS}/{SPEC.name}", method="DELETE").respond_with_json(
+        {"kind": "Status", "code": 404}, status=404)
+    backend = backend_for(fake)
+    assert backend.status(HANDLE).state is JobState.LOST
+    backend.cancel(HANDLE)  # already gone: fine
+
+
+def test_cancel_deletes_in_the_background(fake: HTTPServer) -> None:
+    seen: list[dict[str, Any]] = []
+
+    def deleted(request: Request) -> Response:
+        seen.append(json.loads(request.get_data()))
+        return Response(json.dumps({"kind": "Status", "status": "Success"}), 200,
+                        content_type="application/json")
+
+    fake.expect_request(f"{JOBS}/{SPEC.name}", method="DELETE").respond_with_handler(deleted)
+    backend_for(fake).cancel(HANDLE)
+    assert seen[0]["propagationPolicy"] == "Background"
+
+
+@pytest.mark.reliability("I3")
+def test_watch_restarts_after_410_gone(fake: HTTPServer) -> None:
+    watches: list[dict[str, str]] = []
+    expired = {"type": "ERROR", "object": {"kind": "Status", "apiVersion": "v1", "metadata": {},
+                                           "status": "Failure", "reason": "Expired",
+                                           "message": "too old resource version", "code": 410}}
+    modified = {"type": "MODIFIED", "object": job_obj(rv="42")}
+
+    def watch(request: Request) -> Response:
+        watches.append(dict(request.args))
+        event = expired if len(watches) == 1 else modified
+        return Response(json.dumps(event) + "\n", 200, content_type="application/json")
+
+    running = pod_list(pod_obj("p1", "Running"))
+    serve_state(fake, job_obj(rv="5"), running)
+    fake.expect_request(JOBS, method="GET").respond_with_handler(watch)
+    serve_state(fake, job_obj(rv="6"), running)
+    serve_state(fake, job_obj([{"type": "Complete", "status": "True"}]),
+                pod_list(pod_obj("p1", "Succeeded", exit_code=0)))
+    status = backend_for(fake).wait(HANDLE, timeout=20, watch_seconds=2)
+    assert status.state is JobState.SUCCEEDED
+    assert len(watches) == 2
+    assert "resourceVersion" not in watches[0]
+    assert watches[1]["resourceVersion"] == "0"  # restarted from "any" after 410
+    assert all(w["fieldSelector"] == f"metadata.name={SPEC.name}" for w in watches)
+    assert all(w["watch"] == "true" and w["timeoutSeconds"] == "2" for w in watches)
+
+
+@pytest.mark.reliability("I6")
+def test_evicted_pod_then_success_is_one_success_with_the_right_log(fake: HTTPServer) -> None:
+    evicted = pod_obj("p1", "Failed", exit_code=137, age=30,
+                      conditions=[{"type": "DisruptionTarget", "status": "True",
+                                   "reason": "EvictionByEvictionAPI"}])
+    states = []
+    serve_state(fake, job_obj(), pod_list(pod_obj("p1", "Running", age=30)))
+    serve_state(fake, job_obj(), pod_list(evicted, pod_obj("p2", "Pending", age=1,
+                                                           waiting="ContainerCreating")))
+    serve_state(fake, job_obj([{"type": "Complete", "status": "True"}]),
+                pod_list(evicted, pod_obj("p2", "Succeeded", exit_code=0, age=1)))
+    backend = backend_for(fake)
+    for _ in range(3):
+        states.append(backend.status(HANDLE).state)
+    assert states == [JobState.RUNNING, JobState.PENDING, JobState.SUCCEEDED]
+
+    notebook = {"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
+    blob = base64.b64encode(gzip.compress(json.dumps(notebook).encode())).decode()
+    log = f"start\n----- ENVPACK RESULT BEGIN -----\n{blob}\n----- ENVPACK RESULT END -----\n"
+    fake.expect_request(PODS, method="GET").respond_with_json(
+        pod_list(evicted, pod_obj("p2", "Succeeded", exit_code=0, age=1)))
+    fake.expect_request(f"{PODS}/p2/log", method="GET").respond_with_data(log)
+    text = backend.logs(HANDLE)
+    assert text == log  # the succeeded pod's log, not the evicted one's
+    inner = text.split("BEGIN -----\n")[1].split("\n-----")[0]
+    assert json.loads(gzip.decompress(base64.b64decode(inner))) == notebook
+
+
+def test_cronjob_submit_and_status(fake: HTTPServer) -> None:
+    cron_spec = JobSpec(**{**SPEC.__dict__, "name": "analysis-cron-01",
+                           "schedule": "0 6 * * *", "timezone": "UTC"})
+    path = f"/apis/batch/v1/namespaces/{NS}/cronjobs"
+    cron = {"apiVersion": "batch/v1", "kind": "CronJob",
+            "metadata": {"name": "analysis-cron-01", "namespace": NS},
+            "spec": {"schedule": "0 6 * * *", "jobTemplate": {"spec": {"template": {
+                "spec": {"containers": [{"name": "notebook"}]}}}}}, "status": {}}
+    fake.expect_request(path, method="POST").respond_with_json(cron, status=201)
+    fake.expect_request(f"{path}/analysis-cron-01", method="GET").respond_with_json(cron)
+    backend = backend_for(fake)
+    handle = backend.submit(cron_spec)
+    assert handle == f"{NS}/cronjob/analysis-cron-01"
+    status = backend.status(handle)
+    assert status.reason == "scheduled" and "0 6 * * *" in status.message
+    with pytest.raises(InputError):
+        backend.wait(handle, timeout=1)
+
+
+def test_render_contacts_nothing() -> None:
+    backend = KubernetesBackend(namespace=NS, api_client=object())
+    (manifest,) = backend.render(SPEC)
+    assert manifest["kind"] == "Job" and manifest["metadata"]["namespace"] == NS
+
+
+@pytest.mark.parametrize("handle", ["job/x", "ns/pod/x", "ns//x", "a/b/c/d"])
+def test_bad_handles_are_input_errors(handle: str) -> None:
+    with pytest.raises(InputError):
+        KubernetesBackend(api_client=object()).status(handle)
