@@ -1,0 +1,367 @@
+"""``%envpack``: snapshot, Dockerfile, build, run and Binder from inside the notebook's kernel.
+
+Load with ``%load_ext jupyter_envpack``; ``%envpack?`` shows the help. The magics act on the
+notebook that holds the cell (the kernel session's path, or ``--notebook PATH``) and probe the
+environment **in-process**: the kernel is the environment. They call the core and never
+re-implement it; long verbs show live progress (:mod:`jupyter_envpack.widgets`).
+
+Errors are short cell errors: an :class:`~jupyter_envpack.errors.EnvpackError` is shown as its
+message and hint (no traceback into the library), bad arguments as an IPython ``UsageError``.
+Nothing heavy (docker, nbclient) is imported until a verb needs it.
+
+Other areas add verbs with :func:`register_verb` (e.g. the cluster's ``submit`` and ``jobs``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, line_magic, magics_class, no_var_expand
+from IPython.core.magic_arguments import argument, argument_group, magic_arguments
+
+from .errors import EnvpackError, NotFoundError
+
+Handler = Callable[["EnvpackMagics", argparse.Namespace], Any]
+
+# Options that only some verbs take: dest → verbs (everything else is common).
+VERB_OPTIONS: dict[str, set[str]] = {
+    "base_image": {"dockerfile", "build", "run", "status"},
+    "ca_bundle": {"build", "run"}, "index_url": {"dockerfile", "build", "run"},
+    "extra_index_url": {"dockerfile", "build", "run"}, "build_deadline": {"build", "run"},
+    "parameter": {"run"}, "output": {"run"}, "cell_timeout": {"run"}, "deadline": {"run"},
+    "memory": {"run"}, "no_network": {"run"}, "tolerance": {"run"}, "image": {"run"},
+    "write": {"binder"}, "host": {"binder"}, "ref": {"binder"}, "branch": {"binder"},
+}
+BASE_IMAGE_ENV = "ENVPACK_BASE_IMAGE"
+_VERBS: dict[str, Handler] = {}
+
+
+def register_verb(name: str, handler: Handler, options: tuple[str, ...] = ()) -> None:
+    """Add ``%envpack NAME``: ``handler(magics, args)`` returns what the cell shows.
+
+    ``options`` are the dests of existing magic arguments the verb accepts besides the common ones.
+    """
+    _VERBS[name] = handler
+    for dest in options:
+        VERB_OPTIONS.setdefault(dest, set()).add(name)
+
+
+def _short_error(exc: EnvpackError) -> EnvpackError:
+    """Make IPython show ``exc`` as two lines (message, fix) instead of a deep traceback.
+
+    IPython renders an exception through its ``_render_traceback_()`` when it has one; the cell
+    still fails (nbclient sees an error with ``ename`` = the error class).
+    """
+    lines = [f"\x1b[0;31m{type(exc).__name__}\x1b[0m: {exc.message}"]
+    if exc.hint:
+        lines.append(f"hint: {exc.hint}")
+    tail = getattr(exc, "log_tail", None) or []
+    if tail:
+        lines.append("last log lines:")
+        lines += [f"  {line}" for line in tail[-10:]]
+    exc._render_traceback_ = lambda: lines  # type: ignore[attr-defined]
+    return exc
+
+
+@magics_class
+class EnvpackMagics(Magics):
+    """The ``%envpack`` line magic."""
+
+    @magic_arguments()
+    @argument("verb", nargs="?", default="status",
+              help="snapshot | dockerfile | build | run | binder | status (default), "
+                   "plus verbs added by other parts (e.g. submit, jobs)")
+    @argument("--notebook", metavar="PATH",
+              help="the notebook to act on (default: the one this kernel runs)")
+    @argument("--python", metavar="PATH",
+              help="probe this interpreter instead of the running kernel")
+    @argument("--kernel", metavar="NAME",
+              help="probe this kernelspec's interpreter instead of the running kernel")
+    @argument("--plain", action="store_const", const="text", dest="display",
+              help="plain-text progress (default when no widget frontend is detected)")
+    @argument("--widgets", action="store_const", const="widgets", dest="display",
+              help="ipywidgets progress")
+    @argument_group("dockerfile, build, run")
+    @argument("--base-image", metavar="REF", help="base image (default: config, "
+              f"${BASE_IMAGE_ENV}, else python:X.Y-slim)")
+    @argument("--ca-bundle", metavar="FILE", help="CA bundle to reach package indexes")
+    @argument("--index-url", metavar="URL", help="package index")
+    @argument("--extra-index-url", metavar="URL", action="append", help="extra index (repeat)")
+    @argument("--build-deadline", metavar="S", type=float, help="build time limit (seconds)")
+    @argument_group("run")
+    @argument("-p", "--parameter", nargs=2, action="append", metavar=("NAME", "VALUE"),
+              help="set a parameter (VALUE parsed as JSON when it parses); repeat")
+    @argument("--image", metavar="REF", help="run in this image instead of building")
+    @argument("--output", metavar="PATH", help="executed notebook (default <name>.envpack.ipynb)")
+    @argument("--cell-timeout", metavar="S", type=float, help="per-cell timeout (seconds)")
+    @argument("--deadline", metavar="S", type=float, help="run time limit (seconds)")
+    @argument("--memory", metavar="SIZE", help="memory limit, e.g. 2g")
+    @argument("--no-network", action="store_true", help="run without network access")
+    @argument("--tolerance", metavar="REL", type=float, help="relative tolerance for numbers")
+    @argument_group("binder")
+    @argument("--write", action="store_true", help="write binder/ at the repository root")
+    @argument("--host", metavar="URL", help="BinderHub (default https://mybinder.org)")
+    @argument("--ref", metavar="REF", help="git ref of the link (default: HEAD's commit)")
+    @argument("--branch", action="store_true", help="link to the current branch")
+    @no_var_expand  # `{...}` and `$x` are data here (JSON parameters), not Python to evaluate
+    @line_magic
+    def envpack(self, line: str) -> Any:
+        """Snapshot, containerise, rerun and share the notebook this kernel runs.
+
+        Examples::
+
+            %envpack snapshot                      # pinned packages + warnings
+            %envpack dockerfile
+            %envpack build --base-image python:3.11-slim
+            %envpack run -p n 10 -p name '"x"'     # rebuild if needed, rerun, compare
+            %envpack binder --write                # binder/ folder + link + badges
+            %envpack status
+        """
+        args = self._parse(line)
+        handler = _VERBS.get(args.verb)
+        if handler is None:
+            raise UsageError(f"unknown verb {args.verb!r}; use one of: "
+                             + ", ".join(sorted(_VERBS)) + " (see %envpack?)")
+        self._check_options(args)
+        try:
+            return handler(self, args)
+        except EnvpackError as exc:
+            raise _short_error(exc) from None
+
+    def _parse(self, line: str) -> argparse.Namespace:
+        # POSIX shell words (IPython's own splitter keeps the quotes); never a shell.
+        try:
+            argv = shlex.split(line)
+        except ValueError as exc:  # unbalanced quotes
+            raise UsageError(f"cannot parse the arguments: {exc}") from None
+        return self.envpack.parser.parse_args(argv)  # type: ignore[no-any-return]
+
+    @staticmethod
+    def _check_options(args: argparse.Namespace) -> None:
+        for dest, verbs in VERB_OPTIONS.items():
+            value = getattr(args, dest, None)
+            if value not in (None, False) and args.verb not in verbs:
+                flag = "--" + dest.replace("_", "-")
+                raise UsageError(f"{flag} does not apply to `%envpack {args.verb}` "
+                                 f"(only to: {', '.join(sorted(verbs))})")
+        if args.python and args.kernel:
+            raise UsageError("give either --python or --kernel, not both")
+
+    # ------------------------------------------------------------ shared steps
+    def notebook_path(self, override: str | None = None) -> Path:
+        """The notebook this cell belongs to: ``--notebook``, else the kernel session's path."""
+        if override:
+            path = Path(override).expanduser()
+        else:
+            ns = self.shell.user_ns if self.shell is not None else {}
+            found = (ns.get("__vsc_ipynb_file__") or ns.get("__session__")
+                     or os.environ.get("JPY_SESSION_NAME"))
+            if not found:
+                raise UsageError("cannot tell which notebook this kernel runs; "
+                                 "pass --notebook PATH")
+            path = Path(str(found)).expanduser()
+            if not path.is_absolute() and not path.is_file():
+                path = Path.cwd() / path.name  # a root-relative session path: the kernel's cwd
+        if path.suffix != ".ipynb":
+            raise UsageError(f"{path} is not a notebook (.ipynb); pass --notebook PATH")
+        if not path.is_file():
+            raise NotFoundError(f"no notebook at {path}", hint="save the notebook first, or "
+                                "pass --notebook PATH")
+        return path
+
+    def envpack_config(self) -> Any:
+        """The ``EnvPack`` configuration (same Jupyter config files as the server and CLI)."""
+        from .config import load_envpack_config
+
+        return load_envpack_config()
+
+    def snapshot(self, args: argparse.Namespace, path: Path) -> Any:
+        """Snapshot ``path``: in-process probe of this kernel unless --python/--kernel."""
+        from .snapshot import take_snapshot
+
+        if args.python or args.kernel:
+            return take_snapshot(path, python=args.python, kernel=args.kernel)
+        from .snapshot.probe import probe_current
+
+        return take_snapshot(path, probe=probe_current())
+
+    def build_options(self, args: argparse.Namespace) -> Any:
+        """``BuildOptions`` from the config with this cell's options on top."""
+        opts = self.envpack_config().build_options(
+            base_image=args.base_image or os.environ.get(BASE_IMAGE_ENV) or None,
+            ca_bundle=args.ca_bundle, index_url=args.index_url,
+            extra_index_urls=tuple(args.extra_index_url) if args.extra_index_url else None,
+            deadline=args.build_deadline)
+        opts.validate()
+        return opts
+
+    def run_options(self, args: argparse.Namespace) -> Any:
+        """``RunOptions`` from the config with this cell's options on top."""
+        from .execute.parameters import parse_cli_parameters
+
+        opts = self.envpack_config().run_options(
+            parameters=parse_cli_parameters(args.parameter), output=args.output,
+            cell_timeout=args.cell_timeout, deadline=args.deadline, mem_limit=args.memory,
+            network=False if args.no_network else None, tolerance=args.tolerance)
+        opts.validate()
+        return opts
+
+    def progress(self, title: str, args: argparse.Namespace) -> Any:
+        """A live progress display for a long verb."""
+        from .widgets import make_progress
+
+        return make_progress(title, self.shell, args.display)
+
+
+# ---------------------------------------------------------------- verbs
+def _spec(m: EnvpackMagics, args: argparse.Namespace) -> tuple[Path, Any]:
+    path = m.notebook_path(args.notebook)
+    return path, m.snapshot(args, path)
+
+
+def verb_snapshot(m: EnvpackMagics, args: argparse.Namespace) -> Any:
+    """The pinned environment (a table; ``.spec`` is the EnvSpec)."""
+    from .widgets import SnapshotView
+
+    return SnapshotView(_spec(m, args)[1])
+
+
+def verb_dockerfile(m: EnvpackMagics, args: argparse.Namespace) -> Any:
+    """The Dockerfile that ``build`` would use (``.text``)."""
+    from .image import render_dockerfile
+    from .widgets import TextView
+
+    path, spec = _spec(m, args)
+    return TextView(render_dockerfile(spec, m.build_options(args), notebook_name=path.name))
+
+
+def _build_work(spec: Any, path: Path, opts: Any) -> Callable[..., Any]:
+    from .events import ProgressEvent
+    from .image import build_image
+
+    def work(reporter: Any, cancel: Any) -> Any:
+        for w in spec.warnings:
+            reporter(ProgressEvent("snapshot", f"{w.code}: {w.message}", "warning"))
+        return build_image(spec, path, opts, reporter=reporter, cancel=cancel)
+
+    return work
+
+
+def verb_build(m: EnvpackMagics, args: argparse.Namespace) -> Any:
+    """Build (or find in the cache) the notebook's image."""
+    from .widgets import FieldsView, run_with_progress
+
+    path, spec = _spec(m, args)
+    opts = m.build_options(args)
+    progress = m.progress(f"envpack build {path.name}", args)
+    result = run_with_progress(_build_work(spec, path, opts), progress)
+    headline = "image found in the cache" if result.cached else "image built"
+    return FieldsView(headline, {"image": result.image, "duration": f"{result.duration:.1f} s"},
+                      data=result)
+
+
+def verb_run(m: EnvpackMagics, args: argparse.Namespace) -> Any:
+    """Build if needed, rerun the notebook in its image, and compare cell by cell."""
+    from .execute import run_notebook
+    from .widgets import FieldsView, run_with_progress
+
+    path = m.notebook_path(args.notebook)
+    run_opts = m.run_options(args)
+    build = None if args.image else _build_work(m.snapshot(args, path), path,
+                                                m.build_options(args))
+
+    def work(reporter: Any, cancel: Any) -> Any:
+        image = args.image or build(reporter, cancel).image  # type: ignore[misc]
+        return run_notebook(image, path, run_opts, reporter=reporter, cancel=cancel)
+
+    result = run_with_progress(work, m.progress(f"envpack run {path.name}", args))
+    report = result.report
+    cells = "\n".join(f"cell {c.index}: {c.status}" + (f" {c.ename}: {c.evalue}" if c.ename else "")
+                      + (f"\n{c.diff}" if c.diff else "")
+                      for c in report.cells if c.status not in {"same", "skipped"})
+    counts = ", ".join(f"{n} {s}" for s, n in sorted(report.summary.items()))
+    headline = "reproduced" if report.reproduced else "did not reproduce"
+    return FieldsView(headline, {"cells": counts, "run": report.run_status, "image":
+                                 report.image, "executed notebook": str(result.output_path),
+                                 "details": cells or None}, data=result)
+
+
+def verb_binder(m: EnvpackMagics, args: argparse.Namespace) -> Any:
+    """Binder link, badges and warnings; ``--write`` writes ``binder/`` first."""
+    from .share.binder import binder_info, normalize_host, write_binder
+    from .widgets import FieldsView
+
+    host = normalize_host(args.host)
+    path, spec = _spec(m, args)
+    written = write_binder(path, spec=spec)["written"] if args.write else []
+    info = binder_info(path, spec=spec, host=host, ref=args.ref, branch=args.branch)
+    badges = info["badges"] or {}
+    fields = {"link": info["link"] or "none (see the warnings)", "wrote": ", ".join(written)
+              or None, "Markdown badge": badges.get("markdown"), "RST badge": badges.get("rst")}
+    return FieldsView("Binder", fields, info["warnings"], data=info)
+
+
+def _engine_status(spec: Any, path: Path, opts: Any) -> dict[str, str]:
+    from .errors import EngineError
+    from .image.build import image_exists
+    from .image.context import make_context
+    from .image.engine import connect
+
+    image = make_context(spec, path, opts).image
+    try:
+        client = connect()
+    except EngineError as exc:
+        return {"docker": f"not reachable: {exc.message} (snapshot, dockerfile and binder still "
+                "work)", "image": image}
+    try:
+        built = "built" if image_exists(client, image) else "not built yet (%envpack build)"
+    finally:
+        client.close()
+    return {"docker": "reachable", "image": f"{image} — {built}"}
+
+
+def verb_status(m: EnvpackMagics, args: argparse.Namespace) -> Any:
+    """Where things stand: notebook, environment, Docker engine, image, Binder link."""
+    from .share.binder import binder_info
+    from .widgets import FieldsView
+
+    path, spec = _spec(m, args)
+    fields: dict[str, Any] = {
+        "notebook": str(path), "python": f"{spec.python_version} ({spec.interpreter})",
+        "environment": f"{len(spec.packages)} pinned packages, {len(spec.warnings)} warnings, "
+                       f"hash {spec.hash[:12]}"}
+    fields.update(_engine_status(spec, path, m.build_options(args)))
+    binder = binder_info(path, snapshot=False)
+    fields["binder"] = binder["link"] or binder["warnings"][0]["message"]
+    return FieldsView(f"envpack status of {path.name}", fields, data=fields)
+
+
+for _name, _handler in (("snapshot", verb_snapshot), ("dockerfile", verb_dockerfile),
+                        ("build", verb_build), ("run", verb_run), ("binder", verb_binder),
+                        ("status", verb_status)):
+    register_verb(_name, _handler)
+
+
+def _register_plugin_verbs() -> None:
+    """Let other areas add verbs: ``jupyter_envpack.cluster.magics.register(register_verb)``."""
+    import importlib
+
+    try:
+        module = importlib.import_module("jupyter_envpack.cluster.magics")
+    except ImportError as exc:
+        if exc.name and "jupyter_envpack.cluster.magics".startswith(exc.name):
+            return
+        raise
+    module.register(register_verb)
+
+
+def load_ipython_extension(ip: Any) -> None:
+    """``%load_ext jupyter_envpack``: register ``%envpack`` (and any plug-in verbs)."""
+    _register_plugin_verbs()
+    ip.register_magics(EnvpackMagics)
