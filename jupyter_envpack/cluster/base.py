@@ -232,17 +232,15 @@ class Backend(Protocol):
         """Stop the job and remove its cluster objects; unknown handles are fine."""
 
 
-def fetch_result(backend: Backend, handle: str) -> bytes:
-    """Return the executed notebook (JSON bytes) that the job printed into its log."""
-    from ..execute.runner import extract_result  # the core's decoder; lazy: core loads late
+def fetch_result(backend: Backend, handle: str) -> str:
+    """Return the executed notebook (JSON text) that the job printed into its log.
+
+    Raises the core's ``RunError`` (reason ``no-result``) when the log holds no result block.
+    """
+    from ..execute.runner import extract_result  # the core's decoder (lazy: keeps imports light)
 
     reader = getattr(backend, "result_log", None) or backend.logs
-    text = reader(handle)
-    result = extract_result(text)
-    if result is None:
-        raise ClusterError(f"job {handle} left no executed notebook in its log",
-                           hint="the job may have failed before the end; see its logs")
-    return result if isinstance(result, bytes) else str(result).encode()
+    return extract_result(reader(handle))
 
 
 def wait_for(backend: Backend, handle: str, *, timeout: float, poll: float = 2.0,

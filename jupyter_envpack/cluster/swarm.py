@@ -11,6 +11,7 @@ nodes. A task whose node is drained, stopped or lost is reported ``lost`` at onc
 from __future__ import annotations
 
 import contextlib
+import json
 import time
 from datetime import datetime, timezone
 from typing import Any
@@ -67,8 +68,9 @@ def make_service_spec(spec: JobSpec) -> dict[str, Any]:
         placement=Placement(constraints=list(spec.constraints)) if spec.constraints else None,
         log_driver={"Name": "json-file", "Options": {}})
     mode = ServiceMode("replicated-job", replicas=1, concurrency=1)
-    return {"Name": spec.name, "Labels": labels, "TaskTemplate": dict(template),
-            "Mode": dict(mode)}
+    body = {"Name": spec.name, "Labels": labels, "TaskTemplate": template, "Mode": mode}
+    plain: dict[str, Any] = json.loads(json.dumps(body))  # docker-py's dict subclasses → dicts
+    return plain
 
 
 class SwarmBackend:

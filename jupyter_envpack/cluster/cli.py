@@ -1,0 +1,212 @@
+"""``jupyter envpack submit | jobs | logs | cancel | fetch``: cluster jobs from the command line.
+
+Plugged into the core CLI through :func:`add_parser` (see ``jupyter_envpack/cli.py``). stdout holds
+only results (the job id, YAML on ``--dry-run``, JSON with ``--json``); progress goes to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from ..errors import InputError
+
+PASSWORD_ENV = "ENVPACK_REGISTRY_PASSWORD"  # noqa: S105 - the variable name, not a password
+
+
+def _config() -> Any:
+    try:
+        from ..config import load_envpack_config
+    except ImportError:  # the config module is optional for the cluster CLI
+        return None
+    return load_envpack_config()
+
+
+def _out(text: str) -> None:
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+
+
+def _registry_auth(args: argparse.Namespace) -> Any:
+    from .registry import RegistryAuth
+
+    if not args.registry_user:
+        return None
+    if args.registry_password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = os.environ.get(PASSWORD_ENV, "")
+    if not password:
+        raise InputError("--registry-user needs a password",
+                         hint=f"pipe it to --registry-password-stdin or set {PASSWORD_ENV}")
+    return RegistryAuth(args.registry_user, password)
+
+
+def submit_options(args: argparse.Namespace, config: Any = None) -> Any:
+    """Build :class:`~.jobs.SubmitOptions` from parsed ``submit`` arguments."""
+    from ..execute.parameters import parse_cli_parameters
+    from .jobs import SubmitOptions
+
+    backend = args.backend or getattr(config, "default_backend", None) or "swarm"
+    registry = args.registry or getattr(config, "registry", None)
+    return SubmitOptions(
+        backend=backend, registry=registry, registry_auth=_registry_auth(args),
+        parameters=parse_cli_parameters(args.parameter), cell_timeout=args.cell_timeout,
+        deadline=args.deadline, cpu=args.cpu, memory=args.memory,
+        constraints=tuple(args.constraint or ()), schedule=args.schedule, timezone=args.timezone,
+        namespace=args.namespace, kube_context=args.context, kubeconfig=args.kubeconfig,
+        image_pull_secrets=tuple(args.image_pull_secret or ()), output=args.output).validate()
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    """Build, push and submit the notebook; with ``--wait`` follow it and fetch the result."""
+    from ..cli import build_options_from_args, make_reporter
+    from .base import JobState
+    from .jobs import submit
+
+    config = _config()
+    opts = submit_options(args, config)
+    reporter = make_reporter(args)
+    done = submit(args.notebook, opts, image=args.image, build=build_options_from_args(args),
+                  python=args.python, kernel=args.kernel, reporter=reporter,
+                  dry_run=args.dry_run, wait=args.wait, config=config)
+    if args.dry_run:
+        import yaml
+
+        _out(yaml.safe_dump_all(done.manifests, sort_keys=False).rstrip())
+        return 0
+    if args.json:
+        payload = done.record.to_json()
+        payload["status"] = done.status.to_json() if done.status else None
+        payload["output_path"] = str(done.output_path) if done.output_path else None
+        _out(json.dumps(payload, indent=2))
+    else:
+        _out(done.record.id)
+    if done.status is not None:
+        sys.stderr.write(f"{done.status.state.value}: {done.status.message}\n")
+        return 0 if done.status.state is JobState.SUCCEEDED else 1
+    return 0
+
+
+def cmd_jobs(args: argparse.Namespace) -> int:
+    """List submitted jobs, refreshing the status of those not yet finished."""
+    from ..errors import EnvpackError
+    from .jobs import JobIndex, refresh
+
+    index = JobIndex()
+    records = []
+    for record in index.list(args.limit):
+        if not record.finished and not args.no_refresh:
+            try:
+                record = refresh(record, index)
+            except EnvpackError as exc:
+                record.message = f"(status unknown: {exc.message})"
+        records.append(record)
+    if args.json:
+        _out(json.dumps([r.to_json() for r in records], indent=2))
+        return 0
+    if not records:
+        sys.stderr.write("no jobs yet: submit one with `jupyter envpack submit NOTEBOOK`\n")
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title_justify="left")
+    for column in ("id", "backend", "state", "notebook", "message"):
+        table.add_column(column)
+    for r in records:
+        table.add_row(r.id, r.backend, r.state, Path(r.notebook).name, r.message)
+    Console(highlight=False).print(table)
+    return 0
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    """Print a job's log."""
+    from .jobs import JobIndex, logs
+
+    _out(logs(JobIndex().get(args.job), tail=args.tail).rstrip("\n"))
+    return 0
+
+
+def cmd_cancel(args: argparse.Namespace) -> int:
+    """Cancel a job and remove its cluster objects."""
+    from .jobs import JobIndex, cancel
+
+    index = JobIndex()
+    record = cancel(index.get(args.job), index)
+    _out(f"{record.id} {record.state}")
+    return 0
+
+
+def cmd_fetch(args: argparse.Namespace) -> int:
+    """Write a finished job's executed notebook."""
+    from .jobs import JobIndex, fetch, refresh
+
+    index = JobIndex()
+    record = refresh(index.get(args.job), index)
+    path = fetch(record, index=index, output=Path(args.output) if args.output else None)
+    _out(str(path))
+    return 0
+
+
+def _add_submit(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    from ..cli import add_build_arguments, add_environment_arguments, add_run_arguments
+
+    p = sub.add_parser("submit", help="run the notebook on Docker Swarm or Kubernetes",
+                       description="Build the notebook's image, push it to a registry and run it "
+                       "as a cluster job (a CronJob with --schedule).")
+    p.add_argument("notebook")
+    p.add_argument("--backend", help="swarm or kubernetes (default: c.EnvPack.default_backend)")
+    p.add_argument("--registry", metavar="HOST[:PORT][/NS]",
+                   help="registry the cluster pulls from (default: c.EnvPack.registry)")
+    p.add_argument("--registry-user", metavar="NAME",
+                   help=f"registry user (password from stdin or ${PASSWORD_ENV}); default: "
+                   "your docker config's credentials")
+    p.add_argument("--registry-password-stdin", action="store_true",
+                   help="read the registry password from the first line of stdin")
+    p.add_argument("--image", metavar="REF", help="submit this local image instead of building")
+    p.add_argument("--schedule", metavar="CRON", help='5-field cron line, e.g. "0 6 * * *" '
+                   "(Kubernetes CronJob)")
+    p.add_argument("--timezone", metavar="TZ", help="IANA time zone of --schedule")
+    p.add_argument("--cpu", type=float, metavar="CORES", help="CPU limit")
+    p.add_argument("--constraint", action="append", metavar="EXPR",
+                   help="Swarm placement constraint, e.g. node.role==worker (repeatable)")
+    p.add_argument("--namespace", help="Kubernetes namespace")
+    p.add_argument("--context", help="kubeconfig context")
+    p.add_argument("--kubeconfig", metavar="FILE", help="kubeconfig file")
+    p.add_argument("--image-pull-secret", action="append", metavar="NAME",
+                   help="name of a Kubernetes pull secret (repeatable)")
+    p.add_argument("--wait", action="store_true",
+                   help="follow the job to its end and fetch the executed notebook")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print the manifests / service spec as YAML; contact no cluster")
+    p.add_argument("--json", action="store_true", help="print the job record as JSON")
+    add_environment_arguments(p)
+    add_build_arguments(p)
+    add_run_arguments(p)
+    p.set_defaults(func=cmd_submit)
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Register the cluster verbs on the core CLI."""
+    _add_submit(subparsers)
+    p = subparsers.add_parser("jobs", help="list cluster jobs")
+    p.add_argument("--limit", type=int, default=50, help="how many (newest first)")
+    p.add_argument("--no-refresh", action="store_true", help="do not ask the clusters")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_jobs)
+    p = subparsers.add_parser("logs", help="print a cluster job's log")
+    p.add_argument("job", help="job id (or a unique prefix)")
+    p.add_argument("--tail", type=int, metavar="N", help="only the last N lines")
+    p.set_defaults(func=cmd_logs)
+    p = subparsers.add_parser("cancel", help="cancel a cluster job")
+    p.add_argument("job", help="job id (or a unique prefix)")
+    p.set_defaults(func=cmd_cancel)
+    p = subparsers.add_parser("fetch", help="write a cluster job's executed notebook")
+    p.add_argument("job", help="job id (or a unique prefix)")
+    p.add_argument("--output", metavar="PATH", help="where (default: <name>.envpack.ipynb)")
+    p.set_defaults(func=cmd_fetch)

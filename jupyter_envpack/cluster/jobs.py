@@ -1,0 +1,413 @@
+"""Cluster jobs end to end: build → push → submit → follow → fetch, plus a small local index.
+
+The index (SQLite under the Jupyter data dir, ``ENVPACK_JOBS_DB`` overrides) is what lets
+``jupyter envpack jobs`` / ``logs ID`` / ``cancel ID`` / ``fetch ID`` work across invocations. It
+stores the *intent* (backend, handle, notebook, image, options without secrets), written before
+the backend is contacted; the backend stays the source of truth for *reality*: every status read
+asks it, and a state only moves from non-final to final once (compare-and-set).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+import uuid
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import ClusterError, ConflictError, InputError, NotFoundError
+from ..events import CancelToken, ProgressEvent, Reporter, null_reporter
+from .base import Backend, JobSpec, JobState, JobStatus, fetch_result, get_backend, parse_memory
+from .k8s_manifests import CRONJOB_NAME_MAX, JOB_NAME_MAX, job_name, validate_schedule
+from .registry import RegistryAuth, push_image, target_reference, validate_registry
+
+DB_ENV = "ENVPACK_JOBS_DB"
+_OPEN_STATES = ("submitting", JobState.PENDING.value, JobState.RUNNING.value)
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    id TEXT PRIMARY KEY, backend TEXT NOT NULL, handle TEXT, options TEXT NOT NULL,
+    notebook TEXT NOT NULL, image TEXT NOT NULL, output TEXT, state TEXT NOT NULL,
+    reason TEXT NOT NULL DEFAULT '', message TEXT NOT NULL DEFAULT '',
+    created REAL NOT NULL, updated REAL NOT NULL);
+"""
+
+
+def default_db_path() -> Path:
+    """``$ENVPACK_JOBS_DB``, else ``<jupyter data dir>/envpack/cluster-jobs.sqlite``."""
+    if os.environ.get(DB_ENV):
+        return Path(os.environ[DB_ENV])
+    from jupyter_core.paths import jupyter_data_dir
+
+    return Path(jupyter_data_dir()) / "envpack" / "cluster-jobs.sqlite"
+
+
+@dataclass
+class JobRecord:
+    """One submitted job as the index remembers it (never a secret in here)."""
+
+    id: str
+    backend: str
+    notebook: str
+    image: str
+    options: dict[str, Any] = field(default_factory=dict)
+    handle: str | None = None
+    output: str | None = None
+    state: str = "submitting"
+    reason: str = ""
+    message: str = ""
+    created: float = field(default_factory=time.time)
+    updated: float = field(default_factory=time.time)
+
+    @property
+    def finished(self) -> bool:
+        """Whether the job reached a final state."""
+        return self.state not in _OPEN_STATES
+
+    def to_json(self) -> dict[str, Any]:
+        """Return the record as a JSON-ready dict."""
+        return asdict(self)
+
+
+class JobIndex:
+    """The local index of submitted jobs (SQLite, one short transaction per call)."""
+
+    def __init__(self, path: str | Path | None = None) -> None:
+        self.path = Path(path) if path else default_db_path()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self._db() as db:
+            db.executescript(_SCHEMA)
+
+    @contextmanager
+    def _db(self) -> Iterator[sqlite3.Connection]:
+        db = sqlite3.connect(self.path, timeout=5.0)
+        try:
+            with db:
+                yield db
+        finally:
+            db.close()
+
+    def add(self, record: JobRecord) -> JobRecord:
+        """Insert ``record`` (before the backend is contacted)."""
+        with self._db() as db:
+            db.execute("INSERT INTO jobs VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", (
+                record.id, record.backend, record.handle, json.dumps(record.options),
+                record.notebook, record.image, record.output, record.state, record.reason,
+                record.message, record.created, record.updated))
+        return record
+
+    def set_handle(self, job_id: str, handle: str) -> None:
+        """Remember the backend's handle of ``job_id``."""
+        with self._db() as db:
+            db.execute("UPDATE jobs SET handle=?, updated=? WHERE id=?", (handle, time.time(),
+                                                                          job_id))
+
+    def record_status(self, job_id: str, status: JobStatus) -> bool:
+        """Store ``status`` unless the job is already final; True when the row changed."""
+        marks = ",".join("?" * len(_OPEN_STATES))
+        with self._db() as db:
+            cur = db.execute(
+                f"UPDATE jobs SET state=?, reason=?, message=?, updated=? "  # noqa: S608 - marks only
+                f"WHERE id=? AND state IN ({marks})",
+                (status.state.value, status.reason, status.message, time.time(), job_id,
+                 *_OPEN_STATES))
+        return cur.rowcount == 1
+
+    def mark(self, job_id: str, state: str, reason: str, message: str) -> bool:
+        """Force a final ``state`` on an open job (cancelled, submit failed)."""
+        return self.record_status(job_id, JobStatus(JobState(state), reason, message))
+
+    def get(self, ref: str) -> JobRecord:
+        """Return the job whose id is ``ref`` or starts with it (unique prefix)."""
+        if not ref or not all(c in "0123456789abcdef" for c in ref):
+            raise InputError(f"invalid job id {ref!r}", hint="see `jupyter envpack jobs`")
+        with self._db() as db:
+            rows = db.execute("SELECT * FROM jobs WHERE id LIKE ? ORDER BY created",
+                              (ref + "%",)).fetchall()
+        if not rows:
+            raise NotFoundError(f"no job {ref}", hint="see `jupyter envpack jobs`")
+        if len(rows) > 1:
+            raise InputError(f"job id {ref} is ambiguous", hint="type more of it")
+        return _record(rows[0])
+
+    def list(self, limit: int = 50) -> list[JobRecord]:
+        """Return the newest ``limit`` jobs, newest first."""
+        with self._db() as db:
+            rows = db.execute("SELECT * FROM jobs ORDER BY created DESC LIMIT ?",
+                              (int(limit),)).fetchall()
+        return [_record(r) for r in rows]
+
+
+def _record(row: tuple[Any, ...]) -> JobRecord:
+    (id_, backend, handle, options, notebook, image, output, state, reason, message, created,
+     updated) = row
+    return JobRecord(id=id_, backend=backend, handle=handle, options=json.loads(options),
+                     notebook=notebook, image=image, output=output, state=state, reason=reason,
+                     message=message, created=created, updated=updated)
+
+
+@dataclass(frozen=True)
+class SubmitOptions:
+    """What the user chose for one job (CLI flags, server options)."""
+
+    backend: str = "swarm"
+    registry: str | None = None
+    registry_auth: RegistryAuth | None = field(default=None, repr=False)
+    parameters: Mapping[str, Any] = field(default_factory=dict)
+    cell_timeout: float | None = 600.0
+    deadline: float = 3600.0
+    cpu: float | None = None
+    memory: str | int | None = None
+    constraints: tuple[str, ...] = ()
+    schedule: str | None = None
+    timezone: str | None = None
+    namespace: str | None = None
+    kube_context: str | None = None
+    kubeconfig: str | None = None
+    image_pull_secrets: tuple[str, ...] = ()
+    labels: Mapping[str, str] = field(default_factory=dict)
+    output: str | None = None
+
+    def backend_options(self) -> dict[str, Any]:
+        """Constructor options of the backend (stored in the index: no secrets here)."""
+        if self.backend == "kubernetes":
+            return {k: v for k, v in {
+                "namespace": self.namespace, "context": self.kube_context,
+                "kubeconfig": self.kubeconfig,
+                "image_pull_secrets": list(self.image_pull_secrets)}.items() if v}
+        if self.backend == "swarm":
+            return {"constraints": list(self.constraints)} if self.constraints else {}
+        return {}
+
+    def validate(self) -> SubmitOptions:
+        """Raise :class:`InputError` for options no backend could use."""
+        if self.registry:
+            validate_registry(self.registry)
+        if self.schedule:
+            validate_schedule(self.schedule)
+            if self.backend != "kubernetes":
+                raise InputError("--schedule needs the kubernetes backend",
+                                 hint="Swarm has no cron jobs; use --backend kubernetes")
+        if self.deadline <= 0 or (self.cell_timeout is not None and self.cell_timeout <= 0):
+            raise InputError("timeouts must be positive")
+        if self.cpu is not None and self.cpu <= 0:
+            raise InputError("--cpu must be positive")
+        parse_memory(self.memory)
+        return self
+
+
+def new_job_id() -> str:
+    """A fresh 12-hex job id (short enough to type, a valid label value everywhere)."""
+    return uuid.uuid4().hex[:12]
+
+
+def open_backend(name: str, options: Mapping[str, Any] | None = None, config: Any = None,
+                 client: Any = None) -> Backend:
+    """Instantiate backend ``name`` (``config.cluster_backends`` first when a config is given)."""
+    kwargs = dict(options or {})
+    if client is not None and name == "swarm":
+        kwargs["client"] = client
+    if config is not None and name in getattr(config, "cluster_backends", {}):
+        backend: Backend = config.backend_class(name)(**kwargs)
+        return backend
+    return get_backend(name, **kwargs)
+
+
+def image_for(notebook: str, *, build: Any = None, python: str | None = None,
+              kernel: str | None = None, reporter: Reporter = null_reporter,
+              cancel: CancelToken | None = None, dry_run: bool = False) -> str:
+    """Return the notebook's local image: built (cached by content), or only named on a dry run."""
+    from ..image import BuildOptions, build_image
+    from ..snapshot import take_snapshot
+
+    reporter(ProgressEvent("snapshot", f"reading {notebook} and probing the kernel", "step"))
+    spec = take_snapshot(notebook, python=python, kernel=kernel)
+    for finding in spec.warnings:
+        reporter(ProgressEvent("snapshot", f"{finding.code}: {finding.message}", "warning"))
+    options = build or BuildOptions()
+    if dry_run:
+        from ..image.context import make_context
+
+        return str(make_context(spec, notebook, options).image)
+    return str(build_image(spec, notebook, options, reporter, cancel).image)
+
+
+def make_job_spec(job_id: str, notebook: str, image: str, opts: SubmitOptions) -> JobSpec:
+    """Return the backend-neutral :class:`JobSpec` for one submission."""
+    from ..execute.parameters import parameters_cell_source
+
+    limit = CRONJOB_NAME_MAX if opts.schedule else JOB_NAME_MAX
+    return JobSpec(
+        job_id=job_id, name=job_name(notebook, job_id, max_length=limit), image=image,
+        notebook=Path(notebook).name,
+        parameters_cell=parameters_cell_source(dict(opts.parameters)) if opts.parameters
+        else None,
+        cell_timeout=opts.cell_timeout, deadline=opts.deadline, cpu=opts.cpu,
+        memory=parse_memory(opts.memory), labels=dict(opts.labels),
+        constraints=tuple(opts.constraints), schedule=opts.schedule, timezone=opts.timezone)
+
+
+@dataclass
+class Submitted:
+    """What :func:`submit` did: the index record, and on a dry run the would-be objects."""
+
+    record: JobRecord
+    manifests: list[dict[str, Any]] = field(default_factory=list)
+    status: JobStatus | None = None
+    output_path: Path | None = None
+
+
+def pushed_reference(image: str, opts: SubmitOptions, *, client: Any = None,
+                     reporter: Reporter = null_reporter, cancel: CancelToken | None = None,
+                     dry_run: bool = False) -> str:
+    """Push ``image`` to ``opts.registry`` and return the reference clusters pull."""
+    if not opts.registry:
+        reporter(ProgressEvent("push", "no --registry: the job uses the local image, which only "
+                               "this engine's node has", "warning"))
+        return image
+    if dry_run:
+        repository, tag = target_reference(image, opts.registry)
+        return f"{repository}:{tag}"
+    return push_image(image, opts.registry, auth=opts.registry_auth, client=client,
+                      reporter=reporter, cancel=cancel).reference
+
+
+def submit(notebook: str, opts: SubmitOptions, *, image: str | None = None, build: Any = None,
+           python: str | None = None, kernel: str | None = None,
+           reporter: Reporter = null_reporter, cancel: CancelToken | None = None,
+           index: JobIndex | None = None, dry_run: bool = False, wait: bool = False,
+           config: Any = None, client: Any = None, job_id: str | None = None) -> Submitted:
+    """Build (or reuse ``image``), push, and start ``notebook`` as a cluster job.
+
+    With ``dry_run`` nothing is built, pushed or contacted: the result carries the manifests (or
+    Swarm service spec) that would be sent. With ``wait`` the job is followed to its end and the
+    executed notebook is written to ``opts.output`` (default ``<stem>.envpack.ipynb`` beside it).
+    """
+    opts.validate()
+    if wait and opts.schedule:
+        raise InputError("--wait does not apply to --schedule: a CronJob never finishes")
+    backend = open_backend(opts.backend, opts.backend_options(), config, client)
+    local = image or image_for(notebook, build=build, python=python, kernel=kernel,
+                               reporter=reporter, cancel=cancel, dry_run=dry_run)
+    reference = pushed_reference(local, opts, client=client, reporter=reporter, cancel=cancel,
+                                 dry_run=dry_run)
+    job_id = job_id or new_job_id()
+    spec = make_job_spec(job_id, notebook, reference, opts)
+    record = JobRecord(id=job_id, backend=opts.backend, notebook=str(notebook), image=reference,
+                       options={"backend": opts.backend_options(), "schedule": opts.schedule,
+                                "deadline": opts.deadline},
+                       output=opts.output)
+    if dry_run:
+        return Submitted(record, backend.render(spec))
+    index = index or JobIndex()
+    index.add(record)  # intent first: a crash after this line leaves a findable row
+    try:
+        handle = backend.submit(spec, reporter)
+    except Exception as exc:
+        index.mark(job_id, "failed", "submit-failed", getattr(exc, "message", str(exc))[:500])
+        raise
+    index.set_handle(job_id, handle)
+    record.handle = handle
+    reporter(ProgressEvent("job", f"submitted job {job_id} ({opts.backend} {handle})", "info"))
+    done = Submitted(record)
+    if wait:
+        done.status, done.output_path = follow(record, index=index, reporter=reporter,
+                                               cancel=cancel, config=config, client=client)
+    return done
+
+
+def backend_of(record: JobRecord, config: Any = None, client: Any = None) -> Backend:
+    """The backend a record was submitted to, configured as it was."""
+    return open_backend(record.backend, record.options.get("backend") or {}, config, client)
+
+
+def _handle(record: JobRecord) -> str:
+    if not record.handle:
+        raise ClusterError(f"job {record.id} never reached the cluster ({record.message})")
+    return record.handle
+
+
+def refresh(record: JobRecord, index: JobIndex, backend: Backend | None = None) -> JobRecord:
+    """Ask the backend for the job's status and store it (final states are kept)."""
+    if record.finished:
+        return record
+    status = (backend or backend_of(record)).status(_handle(record))
+    index.record_status(record.id, status)
+    return index.get(record.id)
+
+
+def follow(record: JobRecord, *, index: JobIndex, reporter: Reporter = null_reporter,
+           cancel: CancelToken | None = None, timeout: float | None = None, poll: float = 2.0,
+           config: Any = None, client: Any = None,
+           output: Path | None = None) -> tuple[JobStatus, Path | None]:
+    """Follow a job to its end, store the final status, fetch the notebook when it produced one."""
+    from .base import wait_for
+
+    backend = backend_of(record, config, client)
+    handle = _handle(record)
+    limit = timeout if timeout is not None else float(record.options.get("deadline", 0)) or 86400
+    waiter = getattr(backend, "wait", None)
+    if waiter is not None:
+        status = waiter(handle, timeout=limit, reporter=reporter, cancel=cancel)
+    else:
+        status = wait_for(backend, handle, timeout=limit, poll=poll, reporter=reporter,
+                          cancel=cancel)
+    index.record_status(record.id, status)
+    path = None
+    if status.state in (JobState.SUCCEEDED, JobState.FAILED) and status.exit_code is not None:
+        try:
+            path = fetch(record, index=index, output=output, backend=backend)
+        except ClusterError:
+            if status.state is JobState.SUCCEEDED:
+                raise
+        else:
+            reporter(ProgressEvent("job", f"executed notebook written to {path}", "info"))
+    if status.reason == "deadline-exceeded":
+        backend.cancel(handle)  # Swarm has no deadline of its own: stop the task now
+    return status, path
+
+
+def default_output_path(record: JobRecord) -> Path:
+    """``<stem>.envpack.ipynb`` beside the submitted notebook (or the recorded output)."""
+    if record.output:
+        return Path(record.output)
+    nb = Path(record.notebook)
+    return nb.with_name(f"{nb.stem}.envpack.ipynb")
+
+
+def fetch(record: JobRecord, *, index: JobIndex | None = None, output: Path | None = None,
+          backend: Backend | None = None) -> Path:
+    """Write the executed notebook the job printed into its log; return where."""
+    from ..errors import RunError
+
+    backend = backend or backend_of(record)
+    try:
+        text = fetch_result(backend, _handle(record))
+    except RunError as exc:
+        raise ClusterError(f"job {record.id}: {exc.message}",
+                           hint="the job may have failed before the end; see its logs") from None
+    path = output or default_output_path(record)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".part")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+    return path
+
+
+def logs(record: JobRecord, tail: int | None = None) -> str:
+    """Return the job's log text."""
+    return backend_of(record).logs(_handle(record), tail=tail)
+
+
+def cancel(record: JobRecord, index: JobIndex) -> JobRecord:
+    """Stop the job and remove its cluster objects; a finished job is a conflict (409)."""
+    if record.finished:
+        raise ConflictError(f"job {record.id} is already {record.state}")
+    if record.handle:
+        backend_of(record).cancel(record.handle)
+    index.mark(record.id, "cancelled", "cancelled", "cancelled by the user")
+    return index.get(record.id)
