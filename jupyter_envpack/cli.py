@@ -34,7 +34,7 @@ def add_environment_arguments(p: argparse.ArgumentParser) -> None:
 
 def add_build_arguments(p: argparse.ArgumentParser) -> None:
     """Build options shared by ``build``, ``run``, ``submit``…"""
-    p.add_argument("--base-image", metavar="REF", default=os.environ.get(BASE_IMAGE_ENV),
+    p.add_argument("--base-image", metavar="REF", default=os.environ.get(BASE_IMAGE_ENV) or None,
                    help=f"base image (default: python:X.Y-slim for the kernel; env {BASE_IMAGE_ENV})")
     p.add_argument("--ca-bundle", metavar="FILE", help="CA bundle for reaching package indexes "
                    "(used on this machine only, never copied into the image)")

@@ -42,12 +42,12 @@ class BuildOptions:
 
     def resolved_base_image(self, python_minor: str) -> str:
         """The base image to use for a kernel running Python ``python_minor``."""
-        ref = self.base_image or f"python:{python_minor}-slim"
+        ref = self.base_image if self.base_image is not None else f"python:{python_minor}-slim"
         return validate_reference(ref, "base image")
 
     def validate(self) -> None:
         """Raise :class:`InputError` for an option that cannot work."""
-        if self.base_image:
+        if self.base_image is not None:
             validate_reference(self.base_image, "base image")
         if self.ca_bundle and not Path(self.ca_bundle).is_file():
             raise InputError(f"CA bundle not found: {self.ca_bundle}",

@@ -13,6 +13,7 @@ import os
 import re
 import shlex
 import stat
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -126,7 +127,7 @@ def notebook_language(nb: Any) -> tuple[str | None, str | None]:
     lang = (ks.get("language") if isinstance(ks, dict) else None) or (
         li.get("name") if isinstance(li, dict) else None)
     return (kernel if isinstance(kernel, str) else None,
-            lang.lower() if isinstance(lang, str) else None)
+            lang if isinstance(lang, str) else None)
 
 
 _transformer: Any = None
@@ -144,7 +145,9 @@ def _transform(source: str) -> str:
             _transformer = TransformerManager()
     if _transformer is False:
         return source
-    return str(_transformer.transform_cell(source))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # odd line endings make IPython warn; ast decides
+        return str(_transformer.transform_cell(source))
 
 
 def pip_requirements_in(source: str) -> list[str]:
@@ -210,7 +213,9 @@ def imports_in_source(source: str) -> tuple[list[tuple[str, bool]], int]:
     Raises ``SyntaxError``/``ValueError``/``RecursionError``/``MemoryError`` for source that
     does not parse.
     """
-    tree = ast.parse(source)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # SyntaxWarning for odd escapes: not our business
+        tree = ast.parse(source)
     visitor = _ImportVisitor()
     visitor.visit(tree)
     return ([(m, rel) for m, rel in visitor.found if all(p.isidentifier() for p in m.split("."))],
@@ -228,7 +233,7 @@ def analyse_notebook(path: str | os.PathLike[str], max_bytes: int = DEFAULT_MAX_
         result.findings.append(Finding(
             "assumed-python", "the notebook does not say its language; assuming Python",
             hint="save it from a Python kernel to record its kernelspec"))
-    elif language != "python" and not allow_other_languages:
+    elif language.lower() != "python" and not allow_other_languages:
         raise UnsupportedLanguageError(
             f"{p.name} is a {language} notebook (kernel {kernel!r}); envpack supports Python kernels",
             hint="only notebooks with a Python kernel can be containerised")

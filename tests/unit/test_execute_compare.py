@@ -1,0 +1,138 @@
+"""Parameters (RELIABILITY H7), the runner's result transport and the cell-by-cell report."""
+
+from __future__ import annotations
+
+import ast
+import base64
+import gzip
+import keyword
+
+import nbformat
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from jupyter_envpack.errors import InputError, RunError
+from jupyter_envpack.execute.compare import compare_notebooks, sanitize
+from jupyter_envpack.execute.parameters import parameters_cell_source, parse_cli_parameters
+from jupyter_envpack.execute.run import parse_memory
+from jupyter_envpack.execute.runner import BEGIN, END, extract_result
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=30),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=10)
+
+
+@pytest.mark.reliability("H7")
+@given(st.dictionaries(st.text(min_size=1, max_size=20), json_values, max_size=5))
+def test_parameter_cells_are_plain_literal_assignments(params: dict) -> None:
+    valid = all(k.isidentifier() and not keyword.iskeyword(k) for k in params)
+    if not valid:
+        with pytest.raises(InputError):
+            parameters_cell_source(params)
+        return
+    tree = ast.parse(parameters_cell_source(params))
+    assert len(tree.body) == len(params)
+    for node, (name, value) in zip(tree.body, params.items(), strict=True):
+        assert isinstance(node, ast.Assign) and node.targets[0].id == name
+        assert ast.literal_eval(node.value) == value
+
+
+@pytest.mark.reliability("H7")
+@pytest.mark.parametrize("name", ["x=1\nimport os;os.system('id')\ny", "class", "1a", "a b", ""])
+def test_injection_names_are_refused(name: str) -> None:
+    with pytest.raises(InputError, match="invalid parameter name"):
+        parameters_cell_source({name: 1})
+
+
+def test_cli_parameters_parse_json_like_papermill() -> None:
+    assert parse_cli_parameters([["n", "3"], ["s", "hello"], ["f", "0.5"], ["l", "[1, 2]"]]) == {
+        "n": 3, "s": "hello", "f": 0.5, "l": [1, 2]}
+    with pytest.raises(InputError):
+        parse_cli_parameters([["x", "NaN"]])
+    with pytest.raises(InputError):
+        parse_cli_parameters([["big", "x" * 300_000]])
+
+
+def test_memory_limits() -> None:
+    assert parse_memory("512m") == 512 * 2**20 and parse_memory("2g") == 2 * 2**30
+    for bad in ("lots", "1k", "-5m"):
+        with pytest.raises(InputError):
+            parse_memory(bad)
+
+
+def test_result_transport_round_trip_and_corruption() -> None:
+    text = nbformat.writes(nbformat.v4.new_notebook())
+    blob = base64.b64encode(gzip.compress(text.encode())).decode()
+    log = "noise\n" + BEGIN + "\n" + "\n".join(blob[i:i + 76] for i in range(0, len(blob), 76)) \
+        + "\n" + END + "\n"
+    assert extract_result(log) == text
+    stamped = "\n".join(f"2026-11-25T10:00:00.000000000Z {ln}" for ln in log.splitlines())
+    assert extract_result(stamped) == text
+    with pytest.raises(RunError, match="no result"):
+        extract_result("only noise")
+    with pytest.raises(RunError, match="corrupt"):
+        extract_result(f"{BEGIN}\n!!!!\n{END}")
+
+
+def _nb(*cells) -> nbformat.NotebookNode:
+    nb = nbformat.v4.new_notebook()
+    for outputs in cells:
+        c = nbformat.v4.new_code_cell("x")
+        if outputs is not None:
+            c.outputs = [nbformat.from_dict(o) for o in outputs]
+            c.execution_count = 1
+        nb.cells.append(c)
+    return nb
+
+
+def out(text: str, name: str = "stdout") -> dict:
+    return {"output_type": "stream", "name": name, "text": text}
+
+
+def err(ename: str) -> dict:
+    return {"output_type": "error", "ename": ename, "evalue": "boom", "traceback": []}
+
+
+def png(data: str) -> dict:
+    return {"output_type": "display_data", "data": {"image/png": data, "text/plain": "<Figure>"},
+            "metadata": {}}
+
+
+def test_report_statuses() -> None:
+    original = _nb([out("1\n")], [out("a")], [err("ValueError")], [out("ok")], None, [png("AAA")],
+                   [out("z")])
+    rerun = _nb([out("1\n")], [out("b")], [err("ValueError")], [err("KeyError")], [out("new")],
+                [png("BBB")], None)
+    report = compare_notebooks(original, rerun)
+    assert [c.status for c in report.cells] == ["same", "differs", "error", "new-error", "skipped",
+                                                "image-differs", "not-run"]
+    assert report.cells[3].ename == "KeyError"
+    assert "-[stdout] a" in (report.cells[1].diff or "")
+    assert not report.reproduced
+    assert report.to_json()["summary"]["same"] == 1
+
+
+def test_sanitizers_and_tolerance() -> None:
+    a = "<Obj at 0x7f3a2b4c5d60> 2026-11-25 10:01:02 took 3.2 s\r 50%|█████     | \r100%|██████████|"
+    b = "<Obj at 0x7f0000000001> 2025-01-01 00:00:00 took 0.1 s\r100%|██████████|"
+    assert sanitize(a) == sanitize(b)
+    assert sanitize("\x1b[31mred\x1b[0m") == "red"
+    o, r = _nb([out("loss 0.30000000000000004")]), _nb([out("loss 0.3")])
+    assert compare_notebooks(o, r).cells[0].status == "differs"
+    assert compare_notebooks(o, r, tolerance=1e-9).cells[0].status == "same"
+    o2, r2 = _nb([out("n=10")]), _nb([out("n=11")])
+    assert compare_notebooks(o2, r2, tolerance=1e-9).cells[0].status == "differs"
+
+
+def test_injected_parameters_cell_is_not_compared() -> None:
+    original = _nb([out("1")])
+    rerun = _nb([out("1")])
+    injected = nbformat.v4.new_code_cell("n = 3")
+    injected.metadata["tags"] = ["injected-parameters"]
+    injected.id = "injected"
+    rerun.cells.insert(0, injected)
+    rerun.cells[1].id = original.cells[0].id
+    assert [c.status for c in compare_notebooks(original, rerun).cells] == ["same"]

@@ -1,0 +1,142 @@
+"""Dockerfile generation, references and the build context (RELIABILITY D1, D6, D7, B3, B4, E5)."""
+
+from __future__ import annotations
+
+import io
+import tarfile
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+from dockerfile_parse import DockerfileParser
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from jupyter_envpack.errors import EngineError, InputError
+from jupyter_envpack.image import BuildOptions, render_dockerfile
+from jupyter_envpack.image.context import make_context
+from jupyter_envpack.image.dockerfile import label_value
+from jupyter_envpack.image.engine import connect
+from jupyter_envpack.image.refs import validate_reference
+from jupyter_envpack.snapshot.spec import EnvSpec, PinnedPackage
+
+BASE = "envpack-test/debian-python:bookworm"
+RUNNER = ["nbclient==0.11.0"]
+
+
+def spec(name: str = "nb.ipynb") -> EnvSpec:
+    return EnvSpec(notebook=name, python_version="3.11.7",
+                   packages=[PinnedPackage("numpy", "2.0.0", True, ("numpy",)),
+                             PinnedPackage("ipykernel", "6.29.0")])
+
+
+def instructions(text: str) -> list[tuple[str, str]]:
+    parser = DockerfileParser(fileobj=io.BytesIO(text.encode()))
+    return [(i["instruction"], i["value"]) for i in parser.structure]
+
+
+@pytest.mark.reliability("D7")
+def test_dockerfile_invariants() -> None:
+    text = render_dockerfile(spec(), BuildOptions(base_image=BASE))
+    ins = instructions(text)
+    users = [v for k, v in ins if k == "USER"]
+    assert users[-1] == "1000:1000"
+    assert not any(k in {"ARG", "ADD"} for k, _ in ins)
+    froms = [v for k, v in ins if k == "FROM"]
+    assert froms == [f"{BASE} AS envpack-deps", BASE]
+    # dependency layers come before the notebook layer
+    copies = [v for k, v in ins if k == "COPY"]
+    assert copies[-1] == "--chown=1000:1000 work/ /home/envpack/work/"
+    assert next(i for i, (k, v) in enumerate(ins) if "requirements.lock" in v) < \
+        next(i for i, (k, v) in enumerate(ins) if v.startswith("--chown"))
+    env_lines = " ".join(v for k, v in ins if k == "ENV")
+    assert not any(word in env_lines.upper() for word in ("TOKEN", "PASSWORD", "SECRET"))
+    labels = DockerfileParser(fileobj=io.BytesIO(text.encode())).labels
+    assert labels["org.jupyter.envpack.snapshot"] == spec().hash
+    assert labels["org.opencontainers.image.base.name"] == BASE
+
+
+def test_default_base_image_matches_the_kernels_python() -> None:
+    froms = [v for k, v in instructions(render_dockerfile(spec())) if k == "FROM"]
+    assert froms == ["python:3.11-slim AS envpack-deps", "python:3.11-slim"]
+
+
+@pytest.mark.reliability("D1")
+@settings(max_examples=200)
+@given(st.text(min_size=1, max_size=80))
+def test_any_notebook_name_cannot_add_instructions(name: str) -> None:
+    text = render_dockerfile(spec(name), BuildOptions(base_image=BASE), notebook_name=name)
+    ins = instructions(text)
+    baseline = instructions(render_dockerfile(spec(), BuildOptions(base_image=BASE)))
+    assert [k for k, _ in ins] == [k for k, _ in baseline]
+    assert label_value(name).count('"') == 0 and "\n" not in label_value(name)
+
+
+@pytest.mark.reliability("D6")
+@pytest.mark.parametrize("ref", ["python:3.11\nRUN x", "python:3.11 AS x", "Python:3.11",
+                                 "a@sha256:short", "x:" + "t" * 300, "", "a b", "-rf"])
+def test_bad_base_image_references_are_refused(ref: str) -> None:
+    with pytest.raises(InputError):
+        validate_reference(ref)
+    with pytest.raises(InputError):
+        render_dockerfile(spec(), BuildOptions(base_image=ref))
+
+
+@pytest.mark.parametrize("ref", ["python:3.11-slim", "127.0.0.1:5000/team/nb:abc",
+                                 "ghcr.io/o/r@sha256:" + "a" * 64, BASE])
+def test_good_references(ref: str) -> None:
+    assert validate_reference(ref) == ref
+
+
+@pytest.mark.reliability("B3", "B4", "E5")
+def test_context_is_an_allowlist_without_outputs_or_outside_files(tmp_path: Path) -> None:
+    canary = "CANARY-ctx-41"
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.py").write_text(f"X = '{canary}'\n")
+    root = tmp_path / "project"
+    root.mkdir()
+    for hidden in (".env", ".netrc", "pip.conf", "jpserver-1.json"):
+        (root / hidden).write_text(canary)
+    (root / ".git").mkdir()
+    (root / ".git" / "config").write_text(canary)
+    (root / "helper.py").write_text("VALUE = 1\n")
+    (root / "secret.py").symlink_to(outside / "secret.py")
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("print(1)")])
+    nb.cells[0].outputs = [nbformat.v4.new_output("stream", name="stdout", text=canary)]
+    nb.cells[0].execution_count = 1
+    path = root / "nb.ipynb"
+    nbformat.write(nb, path)
+    s = EnvSpec(notebook=str(path), python_version="3.11.7", local_files=["helper.py", "secret.py"])
+    ctx = make_context(s, path, BuildOptions(base_image=BASE), runner=RUNNER)
+    assert set(ctx.files) == {"Dockerfile", ".dockerignore", "envpack/requirements.lock",
+                              "envpack/runner.lock", "envpack/tools.lock",
+                              "envpack/run_notebook.py", "envpack/kernel.json", "work/nb.ipynb",
+                              "work/helper.py"}
+    with tarfile.open(fileobj=ctx.tar()) as tar:
+        blob = b"".join(tar.extractfile(m).read() for m in tar.getmembers() if m.isfile())
+    assert canary.encode() not in blob
+
+
+def test_tag_is_content_addressed(tmp_path: Path) -> None:
+    path = tmp_path / "nb.ipynb"
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("1")]), path)
+    s = EnvSpec(notebook=str(path), python_version="3.11.7")
+    a = make_context(s, path, BuildOptions(base_image=BASE), runner=RUNNER)
+    b = make_context(s, path, BuildOptions(base_image=BASE), runner=RUNNER)
+    assert a.image == b.image and a.image.startswith("envpack/nb:")
+    s.packages.append(PinnedPackage("six", "1.16.0", True))
+    c = make_context(s, path, BuildOptions(base_image=BASE), runner=RUNNER)
+    assert c.image != a.image
+
+
+@pytest.mark.reliability("F1")
+@pytest.mark.parametrize("host", ["unix:///tmp/envpack-no-such.sock", "tcp://10.255.255.1:2375"])
+def test_dead_engine_is_a_clear_error_within_5s(monkeypatch, host: str) -> None:
+    monkeypatch.setenv("DOCKER_HOST", host)
+    started = time.monotonic()
+    with pytest.raises(EngineError, match="Docker engine not reachable at") as info:
+        connect()
+    assert time.monotonic() - started < 6.5
+    assert info.value.status == 503
