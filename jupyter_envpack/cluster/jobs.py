@@ -14,13 +14,13 @@ import os
 import sqlite3
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import ClusterError, ConflictError, InputError, NotFoundError
+from ..errors import CancelledError, ClusterError, ConflictError, InputError, NotFoundError
 from ..events import CancelToken, ProgressEvent, Reporter, null_reporter
 from .base import Backend, JobSpec, JobState, JobStatus, fetch_result, get_backend, parse_memory
 from .k8s_manifests import CRONJOB_NAME_MAX, JOB_NAME_MAX, job_name, validate_schedule
@@ -280,12 +280,16 @@ def submit(notebook: str, opts: SubmitOptions, *, image: str | None = None, buil
            python: str | None = None, kernel: str | None = None,
            reporter: Reporter = null_reporter, cancel: CancelToken | None = None,
            index: JobIndex | None = None, dry_run: bool = False, wait: bool = False,
-           config: Any = None, client: Any = None, job_id: str | None = None) -> Submitted:
+           config: Any = None, client: Any = None, job_id: str | None = None,
+           on_record: Callable[[JobRecord], None] | None = None,
+           output: Path | None = None) -> Submitted:
     """Build (or reuse ``image``), push, and start ``notebook`` as a cluster job.
 
     With ``dry_run`` nothing is built, pushed or contacted: the result carries the manifests (or
     Swarm service spec) that would be sent. With ``wait`` the job is followed to its end and the
-    executed notebook is written to ``opts.output`` (default ``<stem>.envpack.ipynb`` beside it).
+    executed notebook is written to ``output`` / ``opts.output`` (default ``<stem>.envpack.ipynb``
+    beside it). ``on_record`` is called with the record before the cluster is contacted and again
+    once the handle is known (the server persists both in its operation).
     """
     opts.validate()
     if wait and opts.schedule:
@@ -305,6 +309,8 @@ def submit(notebook: str, opts: SubmitOptions, *, image: str | None = None, buil
         return Submitted(record, backend.render(spec))
     index = index or JobIndex()
     index.add(record)  # intent first: a crash after this line leaves a findable row
+    if on_record:
+        on_record(record)
     try:
         handle = backend.submit(spec, reporter)
     except Exception as exc:
@@ -312,11 +318,14 @@ def submit(notebook: str, opts: SubmitOptions, *, image: str | None = None, buil
         raise
     index.set_handle(job_id, handle)
     record.handle = handle
+    if on_record:
+        on_record(record)
     reporter(ProgressEvent("job", f"submitted job {job_id} ({opts.backend} {handle})", "info"))
     done = Submitted(record)
     if wait:
         done.status, done.output_path = follow(record, index=index, reporter=reporter,
-                                               cancel=cancel, config=config, client=client)
+                                               cancel=cancel, config=config, client=client,
+                                               output=output)
     return done
 
 
@@ -349,13 +358,19 @@ def follow(record: JobRecord, *, index: JobIndex, reporter: Reporter = null_repo
 
     backend = backend_of(record, config, client)
     handle = _handle(record)
-    limit = timeout if timeout is not None else float(record.options.get("deadline", 0)) or 86400
+    # the deadline counts from the start; allow for scheduling and the image pull before it
+    limit = timeout if timeout is not None else float(record.options.get("deadline") or 86400) + 600
     waiter = getattr(backend, "wait", None)
-    if waiter is not None:
-        status = waiter(handle, timeout=limit, reporter=reporter, cancel=cancel)
-    else:
-        status = wait_for(backend, handle, timeout=limit, poll=poll, reporter=reporter,
-                          cancel=cancel)
+    try:
+        if waiter is not None:
+            status = waiter(handle, timeout=limit, reporter=reporter, cancel=cancel)
+        else:
+            status = wait_for(backend, handle, timeout=limit, poll=poll, reporter=reporter,
+                              cancel=cancel)
+    except CancelledError:
+        backend.cancel(handle)  # the user stopped waiting *and* the job
+        index.mark(record.id, "cancelled", "cancelled", "cancelled by the user")
+        raise
     index.record_status(record.id, status)
     path = None
     if status.state in (JobState.SUCCEEDED, JobState.FAILED) and status.exit_code is not None:

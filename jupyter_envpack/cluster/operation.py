@@ -1,0 +1,152 @@
+"""The server's ``job`` operation kind: a cluster job as an envpack operation.
+
+Registered by default through ``c.EnvPack.runners = {"job": "jupyter_envpack.cluster.operation:
+job_kind"}``. The operation id is the job id, so the cluster objects carry
+``org.jupyter.envpack.job=<operation id>`` as well as ``org.jupyter.envpack.operation=<id>``; the
+backend, its options and the handle go into ``op.handle`` before and right after launch, so
+:func:`resume_job` can follow the job again after a server restart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ..errors import ClusterError, InputError, RunError
+from ..events import CancelToken, ProgressEvent
+from .base import JobState, JobStatus
+from .jobs import JobIndex, JobRecord, SubmitOptions, follow, submit
+
+Reporter = Callable[[ProgressEvent], None]
+_STRINGS = ("backend", "registry", "schedule", "timezone", "namespace", "context", "image",
+            "output", "kernel", "base_image")
+_NUMBERS = {"cell_timeout": (1, 86400), "deadline": (1, 604800), "cpu": (0.001, 1024)}
+_LISTS = ("constraints", "image_pull_secrets")
+FIELDS = set(_STRINGS) | set(_NUMBERS) | set(_LISTS) | {"parameters", "memory", "wait"}
+
+
+def validate_job(options: dict[str, Any]) -> dict[str, Any]:
+    """Check a job request's options (unknown or ill-typed fields are a 400)."""
+    from ..execute.parameters import validate_parameters
+
+    unknown = sorted(set(options) - FIELDS)
+    if unknown:
+        raise InputError(f"unknown job option(s): {', '.join(unknown)}",
+                         hint=f"known: {', '.join(sorted(FIELDS))}")
+    for name in _STRINGS:
+        if options.get(name) is not None and not isinstance(options[name], str):
+            raise InputError(f"job option {name} must be a string")
+    for name, (low, high) in _NUMBERS.items():
+        value = options.get(name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)
+                                  or not low <= value <= high):
+            raise InputError(f"job option {name} must be a number from {low:g} to {high:g}")
+    for name in _LISTS:
+        value = options.get(name)
+        if value is not None and (not isinstance(value, list)
+                                  or not all(isinstance(v, str) for v in value)):
+            raise InputError(f"job option {name} must be a list of strings")
+    if options.get("wait") is not None and not isinstance(options["wait"], bool):
+        raise InputError("job option wait must be a boolean")
+    validate_parameters(options.get("parameters") or {})
+    if options.get("image"):
+        from ..image.refs import validate_reference
+
+        validate_reference(options["image"])
+    _submit_options(options, None, {}).validate()
+    return options
+
+
+def _submit_options(o: dict[str, Any], config: Any, labels: dict[str, str]) -> SubmitOptions:
+    return SubmitOptions(
+        backend=o.get("backend") or getattr(config, "default_backend", None) or "swarm",
+        registry=o.get("registry") or getattr(config, "registry", None),
+        parameters=o.get("parameters") or {},
+        cell_timeout=o.get("cell_timeout") or getattr(config, "cell_timeout", 600.0),
+        deadline=o.get("deadline") or getattr(config, "run_deadline", 3600.0),
+        cpu=o.get("cpu"), memory=o.get("memory"), constraints=tuple(o.get("constraints") or ()),
+        schedule=o.get("schedule"), timezone=o.get("timezone"), namespace=o.get("namespace"),
+        kube_context=o.get("context"), image_pull_secrets=tuple(o.get("image_pull_secrets") or ()),
+        labels=labels)
+
+
+def _result(op: Any, record: JobRecord, status: JobStatus | None,
+            path: Path | None) -> dict[str, Any]:
+    state = status.to_json() if status else {"state": "scheduled" if record.options.get(
+        "schedule") else "submitted"}
+    return {"job_id": record.id, "backend": record.backend, "handle": record.handle,
+            "image": record.image, **state,
+            "output_path": op.relative(path) if path is not None else None}
+
+
+def _finish(op: Any, record: JobRecord, status: JobStatus, path: Path | None) -> dict[str, Any]:
+    if status.state is JobState.SUCCEEDED:
+        return _result(op, record, status, path)
+    if status.state is JobState.LOST:
+        from ..operations import LostError
+
+        raise LostError(f"job {record.id}: {status.message}", hint="submit it again")
+    if status.exit_code is not None:
+        raise RunError(f"job {record.id}: {status.message}", reason=status.reason,
+                       hint="the executed notebook was fetched when the job left one"
+                       if path else "see the job's logs")
+    raise ClusterError(f"job {record.id}: {status.message}", hint="see the job's logs")
+
+
+def _output(op: Any) -> Path | None:
+    output = op.options.get("output")
+    return op.resolve_output(output) if output else None
+
+
+def run_job(op: Any, reporter: Reporter, cancel: CancelToken) -> dict[str, Any]:
+    """``job`` kind: build, push, submit, then (unless ``wait`` is false or it is a CronJob)
+    follow the job to its end and write the executed notebook inside the contents root."""
+    o = op.options
+    opts = _submit_options(o, op.config, dict(op.labels))
+    build = op.config.build_options(base_image=o.get("base_image"), labels=dict(op.labels))
+
+    def remember(record: JobRecord) -> None:
+        op.set_handle(job_id=record.id, backend=record.backend, handle=record.handle,
+                      options=record.options, image=record.image, notebook=record.notebook)
+
+    wait = o.get("wait", True) and not opts.schedule
+    done = submit(str(op.notebook), opts, image=o.get("image"), build=build,
+                  kernel=o.get("kernel") or op.config.kernel, reporter=reporter, cancel=cancel,
+                  wait=False, index=JobIndex(), job_id=op.id[:12], on_record=remember)
+    if not wait:
+        return _result(op, done.record, None, None)
+    status, path = follow(done.record, index=JobIndex(), reporter=reporter, cancel=cancel,
+                          config=op.config, output=_output(op))
+    return _finish(op, done.record, status, path)
+
+
+def resume_job(op: Any, reporter: Reporter, cancel: CancelToken) -> dict[str, Any]:
+    """After a server restart: follow the job again from ``op.handle`` (or declare it lost)."""
+    from ..operations import LostError
+
+    h = op.handle
+    if not h.get("handle"):
+        raise LostError("the server stopped before the job reached the cluster",
+                        hint="submit it again")
+    record = JobRecord(id=h["job_id"], backend=h["backend"], notebook=h.get("notebook", ""),
+                       image=h.get("image", ""), options=h.get("options") or {},
+                       handle=h["handle"])
+    index = JobIndex()
+    try:
+        index.get(record.id)
+    except InputError:
+        index.add(record)
+    reporter(ProgressEvent("job", f"following job {record.id} again", "info"))
+    status, path = follow(record, index=index, reporter=reporter, cancel=cancel, config=op.config,
+                          output=_output(op))
+    return _finish(op, record, status, path)
+
+
+def _kind() -> Any:
+    from ..operations import Kind
+
+    return Kind("job", run_job, resume=resume_job, validate=validate_job, dedupe=False)
+
+
+job_kind = _kind()
