@@ -1,0 +1,116 @@
+"""``%envpack build`` / ``run`` against the real Docker engine, in IPython and headless (nbclient)."""
+
+from __future__ import annotations
+
+import json
+
+import nbformat
+import pytest
+from IPython.testing import globalipapp
+
+from jupyter_envpack.errors import EngineError
+
+pytestmark = pytest.mark.docker
+
+CELLS = [("n = 2", []),
+         ("print(n * 21)", [{"output_type": "stream", "name": "stdout", "text": "42\n"}])]
+
+
+@pytest.fixture
+def ip(monkeypatch):
+    shell = globalipapp.get_ipython()
+    shell.run_line_magic("load_ext", "jupyter_envpack")
+    monkeypatch.setenv("ENVPACK_MAGICS_DISPLAY", "text")
+    monkeypatch.delenv("JPY_SESSION_NAME", raising=False)
+    return shell
+
+
+@pytest.fixture
+def built_images(docker_client):
+    """Image references a test built; removed afterwards (only those, never by name pattern)."""
+    refs: list[str] = []
+    yield refs
+    for ref in refs:
+        try:
+            image = docker_client.images.get(ref)
+            assert image.labels.get("org.jupyter.envpack") == "1"
+            docker_client.images.remove(ref, noprune=False)
+        except Exception:  # noqa: S112 - still in use by a parallel test: leave it
+            continue
+
+
+def parameterised(make_notebook, name):
+    path = make_notebook(CELLS, name=name)
+    nb = nbformat.read(path, as_version=4)
+    nb.cells[0].metadata["tags"] = ["parameters"]
+    nbformat.write(nb, path)
+    return path
+
+
+def test_build_is_cached_then_run_reproduces_and_parameters_change_outputs(
+        ip, make_notebook, test_base_image, built_images, capsys):
+    nb = parameterised(make_notebook, "magic_build.ipynb")
+    opts = f"--notebook {nb} --base-image {test_base_image}"
+
+    first = ip.run_line_magic("envpack", f"build {opts}")
+    built_images.append(first.data.image)
+    second = ip.run_line_magic("envpack", f"build {opts}")
+    assert second.data.image == first.data.image and second.data.cached
+    assert second.headline == "image found in the cache"
+
+    same = ip.run_line_magic("envpack", f"run {opts}")
+    assert same.headline == "reproduced" and same.data.report.reproduced
+    changed = ip.run_line_magic("envpack", f"run {opts} -p n 3 --output {nb.parent}/p.ipynb")
+    assert changed.headline == "did not reproduce"
+    assert "63" in changed.fields["details"] and "42" in changed.fields["details"]
+    executed = nbformat.read(nb.parent / "p.ipynb", as_version=4)
+    assert any("63" in o.get("text", "") for c in executed.cells for o in c.get("outputs", []))
+    printed = capsys.readouterr().out
+    assert "▸ build: building" in printed and "cached" in printed and "▸ run: starting" in printed
+
+
+def test_unreachable_engine_is_a_short_error(ip, make_notebook, monkeypatch):
+    nb = make_notebook(["1"], name="no_engine.ipynb")
+    monkeypatch.setenv("DOCKER_HOST", "tcp://127.0.0.1:9")
+    with pytest.raises(EngineError) as err:
+        ip.run_line_magic("envpack", f"build --notebook {nb}")
+    assert err.value._render_traceback_()[1].startswith("hint: start Docker")
+
+
+def test_notebook_using_the_magics_runs_headless_with_nbclient(make_notebook, test_base_image,
+                                                               built_images, tmp_path):
+    # Given a notebook whose own cells call the magics on itself (no widget frontend)
+    from nbclient import NotebookClient
+
+    magic = f"%envpack {{}} --notebook headless.ipynb --base-image {test_base_image}"
+    path = make_notebook(["n = 2", "print(n * 21)", "%load_ext jupyter_envpack",
+                          "%envpack snapshot --notebook headless.ipynb",
+                          magic.format("dockerfile"), "_ = " + magic.format("build") + "\nprint(_)",
+                          magic.format("run -p n 5"), "%envpack binder --notebook headless.ipynb"],
+                         name="headless.ipynb")
+    nb = nbformat.read(path, as_version=4)
+    nb.cells[0].metadata["tags"] = ["parameters"]
+
+    # When nbclient executes it
+    NotebookClient(nb, timeout=900, kernel_name="python3",
+                   resources={"metadata": {"path": str(tmp_path)}}).execute()
+
+    # Then every magic cell produced text output, no widget, no error
+    outputs = [c.outputs for c in nb.cells]
+    assert not [o for cell in outputs for o in cell if o.output_type == "error"]
+    mimes = {m for cell in outputs for o in cell for m in o.get("data", {})}
+    assert "application/vnd.jupyter.widget-view+json" not in mimes
+
+    def text(i):
+        return "".join(o.get("text", "") or o.get("data", {}).get("text/plain", "")
+                       for o in outputs[i])
+
+    assert "headless.ipynb — Python 3." in text(3)
+    assert f"FROM {test_base_image}" in text(4)
+    image = next(line.split(": ", 1)[1] for line in text(5).splitlines()
+                 if line.startswith("image: "))
+    built_images.append(image)
+    assert "▸ run: starting" in text(6) and "did not reproduce" in text(6)
+    assert "the notebook is not in a git repository" in text(7)
+    html = "".join(json.dumps(o.get("data", {})) for o in outputs[3])
+    assert "<table>" in html
