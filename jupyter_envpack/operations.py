@@ -161,9 +161,9 @@ class OperationStore:
         self._db: sqlite3.Connection | None = None
         try:
             self._db = self._open()
-        except sqlite3.DatabaseError as exc:
-            if self.path == ":memory:" or "locked" in str(exc):
-                raise StoreUnavailableError(f"operations database unusable: {exc}") from None
+        except sqlite3.OperationalError as exc:  # cannot open, locked, read-only: not corrupt
+            raise StoreUnavailableError(f"operations database unusable: {exc}") from None
+        except sqlite3.DatabaseError as exc:  # not a database / malformed: keep it for forensics
             self._move_aside(exc)
             try:
                 self._db = self._open()
@@ -575,7 +575,8 @@ class OperationManager:
             try:
                 self._execute(*item)
             except Exception:  # a worker must survive anything (store errors included)
-                log.exception("envpack: operation %s crashed its worker", item[0])
+                if not self._stopping:  # after shutdown the store is closed: expected
+                    log.exception("envpack: operation %s crashed its worker", item[0])
 
     def _execute(self, op_id: str, resumed: bool) -> None:
         op = self.store.get(op_id)
@@ -598,10 +599,10 @@ class OperationManager:
         try:
             result = runner(OperationContext(self, op, resumed), self._reporter(op_id), token)
         except LostError as exc:
-            self._finish(op_id, "lost", error=exc.to_json())
+            self._finish(op_id, "lost", error=self.scrub_json(exc.to_json()))
         except EnvpackError as exc:
             state = "cancelled" if token.cancelled or isinstance(exc, CancelledError) else "failed"
-            self._finish(op_id, state, error=error_json(exc))
+            self._finish(op_id, state, error=self.scrub_json(error_json(exc)))
         except Exception:
             log.exception("envpack: operation %s (%s) failed unexpectedly", op_id, op.kind)
             state = "cancelled" if token.cancelled else "failed"
@@ -609,7 +610,7 @@ class OperationManager:
                 "error": "InternalError", "reason": "internal", "hint": None,
                 "message": "internal error (details are in the server log)"})
         else:
-            self._finish(op_id, "succeeded", result=result, progress=1.0)
+            self._finish(op_id, "succeeded", result=self.scrub_json(result), progress=1.0)
         finally:
             with self._lock:
                 self._tokens.pop(op_id, None)
@@ -626,7 +627,7 @@ class OperationManager:
             if self._stopping:
                 return
             data = event.to_json()
-            data["message"] = truncate(str(data.get("message", "")))
+            data["message"] = self.scrub(truncate(str(data.get("message", ""))))
             if event.kind == "log":
                 count = self._log_counts.get(op_id, 0) + 1
                 self._log_counts[op_id] = count
@@ -644,6 +645,21 @@ class OperationManager:
 
         return report
 
+    def scrub(self, text: str) -> str:
+        """Replace the contents root in ``text`` by nothing (messages name API paths only)."""
+        root = getattr(self.paths, "root_dir", None)
+        return scrub_path(text, str(root)) if root else text
+
+    def scrub_json(self, value: Any) -> Any:
+        """:meth:`scrub` every string inside ``value``."""
+        if isinstance(value, str):
+            return self.scrub(value)
+        if isinstance(value, list):
+            return [self.scrub_json(v) for v in value]
+        if isinstance(value, dict):
+            return {k: self.scrub_json(v) for k, v in value.items()}
+        return value
+
     def _emit(self, op_id: str, type_: str, data: dict[str, Any]) -> None:
         self.store.add_event(op_id, type_, data)
         self._notify(op_id)
@@ -653,6 +669,12 @@ class OperationManager:
             listeners = list(self._listeners.get(op_id, ()))
         for callback in listeners:
             callback()
+
+
+def scrub_path(text: str, root: str) -> str:
+    """Remove the absolute ``root`` prefix from ``text`` (``/srv/root/a/b.ipynb`` → ``a/b.ipynb``)."""
+    root = root.rstrip("/")
+    return text.replace(root + "/", "").replace(root, ".") if root else text
 
 
 def truncate(text: str, limit: int = MAX_LINE) -> str:

@@ -23,7 +23,7 @@ from tornado import web
 from tornado.iostream import StreamClosedError
 
 from ..errors import EnvpackError, InputError
-from ..operations import STATES, Event
+from ..operations import STATES, Event, scrub_path
 from .schema import parse_operation_request
 from .service import EnvpackService
 
@@ -31,6 +31,7 @@ T = TypeVar("T")
 AUTH_RESOURCE = "envpack"
 EVENT_PAGE = 500
 KEEPALIVE = 15.0
+SSE_TYPE = "text/event-stream; charset=utf-8"
 
 
 class EnvpackHandler(ExtensionHandlerMixin, APIHandler):  # type: ignore[misc]
@@ -68,7 +69,9 @@ class EnvpackHandler(ExtensionHandlerMixin, APIHandler):  # type: ignore[misc]
         self.set_header("Content-Type", "application/json")
         exc = (kwargs.get("exc_info") or (None, None, None))[1]
         if isinstance(exc, EnvpackError):
-            reply: dict[str, Any] = dict(exc.to_json())
+            reply: dict[str, Any] = {k: scrub_path(v, self.service.paths.root_dir)
+                                     if isinstance(v, str) else v
+                                     for k, v in exc.to_json().items()}
         elif isinstance(exc, web.HTTPError):
             reply = {"error": "HTTPError", "reason": _slug(status_code),
                      "message": exc.log_message or self._reason, "hint": None}
@@ -117,8 +120,7 @@ class DockerfileHandler(EnvpackHandler):
         kernel = self.get_query_argument("kernel", None)
         base_image = self.get_query_argument("base_image", None)
         text = await self.blocking(self.service.dockerfile, path, kernel, base_image)
-        self.set_header("Content-Type", "text/plain; charset=utf-8")
-        self.finish(text)
+        self.finish(text, set_content_type="text/plain; charset=utf-8")
 
 
 class OperationsHandler(EnvpackHandler):
@@ -216,7 +218,7 @@ class EventsHandler(EnvpackHandler):
         await self._stream(manager, op_id, after)
 
     async def _stream(self, manager: Any, op_id: str, after: int) -> None:
-        self.set_header("Content-Type", "text/event-stream; charset=utf-8")
+        self.set_header("Content-Type", SSE_TYPE)
         self.set_header("Cache-Control", "no-cache")
         self.set_header("X-Accel-Buffering", "no")
         loop = asyncio.get_running_loop()
@@ -246,7 +248,7 @@ class EventsHandler(EnvpackHandler):
             return
         finally:
             unsubscribe()
-        self.finish()
+        self.finish(set_content_type=SSE_TYPE)
 
 
 def sse_frame(event: Event) -> str:

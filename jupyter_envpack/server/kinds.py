@@ -7,6 +7,7 @@ container and image it creates, which is how ``resume`` finds them again after a
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,19 +18,14 @@ from ..operations import OPERATION_LABEL, Kind, LostError, OperationContext
 from .schema import BUILD_FIELDS, RUN_FIELDS, validator
 
 Reporter = Callable[[ProgressEvent], None]
-#: Runner exit codes (docs/core-api.md) → what went wrong.
-EXIT_REASONS = {3: "a cell raised an error", 4: "a cell timed out", 5: "the kernel died",
-                2: "the runner refused its input"}
+#: How a re-followed run ended, by the runner's exit code (docs/core-api.md).
+RUN_STATUS = {0: "completed", 3: "cell-error", 4: "timeout", 5: "kernel-died"}
 
 
 def docker_client() -> Any:
-    """Return a docker client (the core's ``engine.connect`` when present: fast 503 when down)."""
-    try:
-        from ..image.engine import connect
-    except ImportError:  # the core has not landed yet
-        import docker
+    """Return a docker client (the core's ``connect``: a fast ``EngineError`` when down)."""
+    from ..image.engine import connect
 
-        return docker.from_env(timeout=10)
     return connect()
 
 
@@ -40,15 +36,15 @@ def _build(op: OperationContext, reporter: Reporter, cancel: CancelToken,
 
     notebook = str(op.notebook)
     reporter(ProgressEvent("snapshot", "reading the notebook and its kernel's packages", "step"))
-    spec = take_snapshot(notebook, kernel=op.options.get("kernel") or op.config.kernel)
+    spec = take_snapshot(notebook, kernel=op.options.get("kernel") or op.config.kernel,
+                         max_bytes=op.config.max_notebook_size)
     cancel.raise_if_cancelled("build")
     options = op.config.build_options(base_image=op.options.get("base_image"), deadline=deadline,
                                       idle_timeout=op.options.get("idle_timeout"),
                                       labels=dict(op.labels))
     res = build_image(spec, notebook, options, reporter=reporter, cancel=cancel)
     op.set_handle(image=res.image)
-    return {"image": res.image, "cached": res.cached, "duration": res.duration,
-            "tag_hash": res.tag_hash, "snapshot_hash": spec.hash,
+    return {**res.to_json(), "snapshot_hash": spec.hash,
             "warnings": [w.to_json() for w in spec.warnings]}
 
 
@@ -70,6 +66,12 @@ def resume_build(op: OperationContext, reporter: Reporter, cancel: CancelToken) 
     return {"image": tags[0], "cached": True, "duration": None, "resumed": True}
 
 
+def _report_json(op: OperationContext, report: Any, output: Path) -> dict[str, Any]:
+    data: dict[str, Any] = report.to_json()
+    data["output_path"] = op.relative(output)  # never a server path on the wire
+    return data
+
+
 def run_run(op: OperationContext, reporter: Reporter, cancel: CancelToken) -> dict[str, Any]:
     """``run`` kind: build (cached when unchanged, skipped with ``image``), then execute."""
     from ..execute import run_notebook
@@ -81,14 +83,16 @@ def run_run(op: OperationContext, reporter: Reporter, cancel: CancelToken) -> di
         build = _build(op, reporter, cancel, o.get("build_deadline"))
         image = build["image"]
     output = o.get("output")
+    mem = o.get("mem_limit")
     options = op.config.run_options(
         parameters=o.get("parameters") or {}, cell_timeout=o.get("cell_timeout"),
-        deadline=o.get("deadline"), mem_limit=o.get("mem_limit"), network=o.get("network"),
-        tolerance=o.get("tolerance"), labels=dict(op.labels),
+        deadline=o.get("deadline"), mem_limit=str(mem) if mem is not None else None,
+        network=o.get("network"), tolerance=o.get("tolerance"), labels=dict(op.labels),
         output=str(op.resolve_output(output)) if output else None)
     rr = run_notebook(image, str(op.notebook), options, reporter=reporter, cancel=cancel)
     return {"image": image, "build": build, "output_path": op.relative(rr.output_path),
-            "report": rr.report.to_json()}
+            "exit_code": rr.exit_code, "duration": round(rr.duration, 3),
+            "report": _report_json(op, rr.report, rr.output_path)}
 
 
 def _wait_exit(container: Any, cancel: CancelToken) -> int:
@@ -96,13 +100,16 @@ def _wait_exit(container: Any, cancel: CancelToken) -> int:
         container.reload()
         if container.status in ("exited", "dead"):
             return int(container.attrs.get("State", {}).get("ExitCode", -1))
-        if cancel.wait(2.0):
-            container.remove(force=True)
+        if cancel.wait(1.0):
+            container.kill()
             raise CancelledError("run cancelled")
 
 
 def resume_run(op: OperationContext, reporter: Reporter, cancel: CancelToken) -> dict[str, Any]:
-    """After a restart: follow the run's container (found by label) until it exits."""
+    """After a restart: follow the run's container (found by label) until it exits, then
+    collect its executed notebook like ``run_notebook`` does."""
+    import docker.errors
+
     client = docker_client()
     try:
         found = client.containers.list(all=True, filters={"label": f"{OPERATION_LABEL}={op.id}"})
@@ -112,19 +119,46 @@ def resume_run(op: OperationContext, reporter: Reporter, cancel: CancelToken) ->
         container = found[0]
         op.set_handle(container=container.id)
         reporter(ProgressEvent("run", f"following container {container.short_id} again", "info"))
-        code = _wait_exit(container, cancel)
-        return finish_resumed_run(op, container, code)
+        try:
+            code = _wait_exit(container, cancel)
+            return collect_run(op, container, code)
+        finally:
+            with contextlib.suppress(docker.errors.APIError):
+                container.remove(force=True)
     finally:
         client.close()
 
 
-def finish_resumed_run(op: OperationContext, container: Any, code: int) -> dict[str, Any]:
-    """Turn the exit of a re-followed run container into a result (or a ``RunError``)."""
-    if code != 0:
-        raise RunError(f"the run ended with exit code {code}: "
-                       f"{EXIT_REASONS.get(code, 'the container failed')}", reason="run-failed")
-    return {"image": container.attrs.get("Config", {}).get("Image"), "build": None,
-            "output_path": None, "report": None, "exit_code": code, "resumed": True}
+def collect_run(op: OperationContext, container: Any, code: int) -> dict[str, Any]:
+    """Turn an exited run container into the ``run`` result (output written, report made)."""
+    import docker.errors
+    import nbformat
+
+    from ..execute import compare_notebooks
+    from ..execute.run import OUTPUT_IN_CONTAINER, _untar_one, default_output  # see issue-3 note
+    from ..snapshot.notebook import parse_notebook, read_notebook_bytes
+
+    if code not in RUN_STATUS:
+        raise RunError(f"the runner failed in the container (exit {code})", reason="runner-failed")
+    try:
+        chunks, _stat = container.get_archive(OUTPUT_IN_CONTAINER)
+    except docker.errors.NotFound:
+        raise RunError(f"the container wrote no executed notebook (exit {code})",
+                       reason="no-result") from None
+    text = _untar_one(chunks).decode("utf-8")
+    notebook = op.notebook
+    original = parse_notebook(read_notebook_bytes(notebook), name=notebook.name)
+    output = op.resolve_output(op.options["output"]) if op.options.get("output") else \
+        default_output(notebook)
+    tmp = output.with_name(output.name + ".part")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(output)
+    report = compare_notebooks(original, nbformat.reads(text, as_version=4),
+                               float(op.options.get("tolerance") or 0.0))
+    report.run_status = RUN_STATUS[code]
+    report.image = (container.image.tags or [container.image.id])[0]
+    return {"image": report.image, "build": None, "output_path": op.relative(output),
+            "exit_code": code, "resumed": True, "report": _report_json(op, report, output)}
 
 
 def builtin_kinds(resolve_output: Callable[[str], Path]) -> list[Kind]:

@@ -95,19 +95,27 @@ def envpack_config() -> dict[str, Any]:
 def jp_server_config(envpack_db: Path,
                      envpack_config: dict[str, Any]) -> Config:
     return Config({
-        "ServerApp": {"jpserver_extensions": {"jupyter_envpack": True},
+        # terminals off: its websocket handler trips the (error-escalated) auth warning
+        "ServerApp": {"jpserver_extensions": {"jupyter_envpack": True,
+                                              "jupyter_server_terminals": False},
                       "allow_unauthenticated_access": False},
         "EnvPack": {"database_path": str(envpack_db), "runners": {}, **envpack_config},
     })
 
 
-@pytest.fixture(autouse=True)
+@pytest.fixture
 def envpack_service(jp_serverapp: Any, fake_work: FakeWork) -> Any:
     """The running extension's service, with the ``fake`` kind registered."""
     service = jp_serverapp.web_app.settings["envpack_service"]
     if service.manager is not None:
         service.manager.register_kind(fake_work.kind())
     return service
+
+
+@pytest.fixture
+def jp_fetch(jp_fetch: Any, envpack_service: Any) -> Any:
+    """pytest-jupyter's ``jp_fetch``, once the fake kind is registered."""
+    return jp_fetch
 
 
 @pytest.fixture
