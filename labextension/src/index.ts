@@ -12,7 +12,7 @@ import { ISettingRegistry } from '@jupyterlab/settingregistry';
 
 import { EnvpackClient, errorMessage } from './api';
 import { envpackIcon } from './icon';
-import { EnvpackModel, LocalPendingStore, MemoryPendingStore } from './model';
+import { EnvpackModel } from './model';
 import { createDefaultSections, EnvpackSidebar } from './sidebar';
 import { ContaineriseButtonExtension } from './toolbar';
 import { CommandIDs, IEnvpackSidebar } from './tokens';
@@ -40,7 +40,7 @@ const plugin: JupyterFrontEndPlugin<IEnvpackSidebar> = {
     restorer: ILayoutRestorer | null
   ): IEnvpackSidebar => {
     const client = new EnvpackClient({ serverSettings: app.serviceManager.serverSettings });
-    const model = new EnvpackModel({ client, pendingStore: pendingStore(client) });
+    const model = new EnvpackModel({ client });
     const sidebar = new EnvpackSidebar({ model, client });
     sidebar.title.icon = envpackIcon;
     sidebar.title.caption = 'Envpack: environment, Dockerfile, build and rerun';
@@ -88,18 +88,6 @@ const plugin: JupyterFrontEndPlugin<IEnvpackSidebar> = {
     return sidebar;
   }
 };
-
-/**
- * The store that lets "build then rerun" survive a page reload (one per server).
- */
-function pendingStore(client: EnvpackClient): EnvpackModel.IPendingStore {
-  try {
-    const key = `jupyter-envpack:pending:${client.serverSettings.baseUrl}`;
-    return new LocalPendingStore(key, window.localStorage);
-  } catch {
-    return new MemoryPendingStore();
-  }
-}
 
 /**
  * Make the model follow the active notebook, and refresh the snapshot when it is saved.

@@ -9,7 +9,6 @@ import { ISignal, Signal } from '@lumino/signaling';
 
 import { EnvpackClient, EnvpackRequestError, errorMessage } from './api';
 import {
-  IBuildResult,
   IOperation,
   IOperationEvent,
   IServerStatus,
@@ -36,7 +35,6 @@ export function isTerminal(op: Pick<IOperation, 'state'>): boolean {
 export class EnvpackModel implements IDisposable {
   constructor(options: EnvpackModel.IOptions) {
     this.client = options.client;
-    this._pending = options.pendingStore ?? new MemoryPendingStore();
     this._retryDelay = options.retryDelay ?? 1000;
   }
 
@@ -148,25 +146,13 @@ export class EnvpackModel implements IDisposable {
     if (!path) {
       return;
     }
-    const ticket = ++this._snapshotTicket;
     this.snapshotLoading = true;
     this._changed.emit('snapshot');
-    try {
-      const snapshot = await this.client.getSnapshot(path);
-      if (ticket === this._snapshotTicket) {
-        this.snapshot = snapshot;
-        this.snapshotError = null;
-      }
-    } catch (err) {
-      if (ticket === this._snapshotTicket) {
-        this.snapshotError = errorMessage(err);
-      }
-    } finally {
-      if (ticket === this._snapshotTicket) {
-        this.snapshotLoading = false;
-        this._changed.emit('snapshot');
-      }
-    }
+    await this._load('snapshot', () => this.client.getSnapshot(path), (value, error) => {
+      this.snapshot = value ?? this.snapshot;
+      this.snapshotError = error;
+      this.snapshotLoading = false;
+    });
   }
 
   async refreshDockerfile(): Promise<void> {
@@ -174,21 +160,11 @@ export class EnvpackModel implements IDisposable {
     if (!path) {
       return;
     }
-    const ticket = ++this._dockerfileTicket;
-    try {
-      const text = await this.client.getDockerfile(path, this._settings.baseImage);
-      if (ticket === this._dockerfileTicket) {
-        this.dockerfile = text;
-        this.dockerfileError = null;
-      }
-    } catch (err) {
-      if (ticket === this._dockerfileTicket) {
-        this.dockerfileError = errorMessage(err);
-      }
-    }
-    if (ticket === this._dockerfileTicket) {
-      this._changed.emit('dockerfile');
-    }
+    const baseImage = this._settings.baseImage;
+    await this._load('dockerfile', () => this.client.getDockerfile(path, baseImage), (value, error) => {
+      this.dockerfile = value ?? this.dockerfile;
+      this.dockerfileError = error;
+    });
   }
 
   async refreshStatus(): Promise<void> {
@@ -214,22 +190,14 @@ export class EnvpackModel implements IDisposable {
   }
 
   /**
-   * Reconnect after a page load: list the operations, follow the running ones and finish the
-   * "containerise" chains (build, then run) started before the reload.
+   * Reconnect after a page load: list the operations (the server keeps them) and follow the
+   * running ones again, resuming their event streams.
    */
   async reconnect(): Promise<void> {
     await this.refreshOperations();
     for (const op of this.operations) {
       if (!isTerminal(op)) {
         void this.follow(op.id);
-      }
-    }
-    for (const [buildId, chain] of Object.entries(this._pending.load())) {
-      const op = this._operations.get(buildId);
-      if (!op) {
-        this._pending.remove(buildId);
-      } else if (isTerminal(op)) {
-        void this._continueChain(op, chain);
       }
     }
   }
@@ -246,7 +214,8 @@ export class EnvpackModel implements IDisposable {
   }
 
   /**
-   * Rerun a notebook in its image with optional parameters and follow it.
+   * Rerun a notebook in a container and follow it. Without `image` the server builds the image
+   * first (content-addressed, so an unchanged notebook reuses the cached image).
    */
   async run(
     path: string | null = this._path,
@@ -256,9 +225,8 @@ export class EnvpackModel implements IDisposable {
     if (options.parameters && Object.keys(options.parameters).length) {
       body.parameters = options.parameters;
     }
-    const image = options.image ?? this._builtImage(path);
-    if (image) {
-      body.image = image;
+    if (options.image) {
+      body.image = options.image;
     }
     if (this._settings.baseImage) {
       body.base_image = this._settings.baseImage;
@@ -267,31 +235,21 @@ export class EnvpackModel implements IDisposable {
   }
 
   /**
-   * Build, then (when `rerunAfterBuild` is set) rerun: the "Containerise" button.
-   *
-   * Returns the build operation. The chain is remembered in the pending store so that a page
-   * reload in the middle of the build still starts the run.
+   * The "Containerise" button: one `run` operation (build, then rerun and compare) when
+   * `rerunAfterBuild` is set, else a `build`. Being one server-side operation, it survives page
+   * reloads and closed tabs.
    */
   async containerise(
     path: string | null = this._path,
     options: EnvpackModel.IRunOptions = {}
   ): Promise<IOperation> {
-    const op = await this.build(path);
-    if (this._settings.rerunAfterBuild) {
-      const chain = { path: op.path, parameters: options.parameters ?? {} };
-      this._pending.save(op.id, chain);
-      if (isTerminal(op)) {
-        void this._continueChain(op, chain);
-      }
-    }
-    return op;
+    return this._settings.rerunAfterBuild ? this.run(path, options) : this.build(path);
   }
 
   /**
    * Ask the server to cancel an operation.
    */
   async cancel(id: string): Promise<void> {
-    this._pending.remove(id);
     const op = await this.client.cancelOperation(id);
     if (op) {
       this._upsert(op);
@@ -366,6 +324,29 @@ export class EnvpackModel implements IDisposable {
   }
 
   /**
+   * Fetch something for the current notebook and apply it, unless a newer request of the same kind
+   * was made meanwhile (switching notebooks quickly must not show a stale answer).
+   */
+  private async _load<T>(
+    kind: 'snapshot' | 'dockerfile',
+    request: () => Promise<T>,
+    apply: (value: T | null, error: string | null) => void
+  ): Promise<void> {
+    const ticket = (this._tickets[kind] += 1);
+    let value: T | null = null;
+    let error: string | null = null;
+    try {
+      value = await request();
+    } catch (err) {
+      error = errorMessage(err);
+    }
+    if (ticket === this._tickets[kind]) {
+      apply(value, error);
+      this._changed.emit(kind);
+    }
+  }
+
+  /**
    * Check an operation on the server; `true` when it is finished (or gone).
    */
   private async _settled(id: string): Promise<boolean> {
@@ -401,53 +382,34 @@ export class EnvpackModel implements IDisposable {
     return op;
   }
 
-  private _builtImage(path: string | null): string | null {
-    const build = this.operations.find(
-      op => op.kind === 'build' && op.path === path && op.state === 'succeeded'
-    );
-    const result = build?.result as IBuildResult | null | undefined;
-    return result?.image ?? null;
-  }
-
-  private async _continueChain(
-    build: IOperation,
-    chain: EnvpackModel.IPendingChain
-  ): Promise<void> {
-    this._pending.remove(build.id);
-    const result = build.result as IBuildResult | null | undefined;
-    if (build.state !== 'succeeded' || !result?.image) {
-      return;
-    }
-    try {
-      await this.run(chain.path, { image: result.image, parameters: chain.parameters });
-    } catch (err) {
-      this._appendLog(build.id, [`Could not start the rerun: ${errorMessage(err)}`]);
-    }
-  }
 
   private _onEvent(id: string, event: IOperationEvent): void {
-    const op = this._operations.get(id);
     if (event.operation) {
       this._upsert(event.operation);
-    } else if (op && (event.state || typeof event.progress === 'number')) {
+    }
+    const op = this._operations.get(id);
+    // A terminal state is taken from `GET operations/<id>` once the stream ends, so that the
+    // operation becomes final together with its result.
+    const state = event.state && !TERMINAL_STATES.has(event.state) ? event.state : null;
+    if (op && (state || event.type === 'progress')) {
       const update: IOperation = { ...op };
-      if (event.state) {
-        update.state = event.state;
+      if (state) {
+        update.state = state;
       }
       if (typeof event.progress === 'number') {
         update.progress = event.progress;
       }
+      if (event.stage) {
+        update.stage = event.stage;
+      }
+      if (event.message && event.kind !== 'log') {
+        update.message = event.message;
+      }
       this._upsert(update);
     }
-    if (typeof event.message === 'string' && event.message) {
-      const isStep = event.type === 'step' || event.kind === 'step';
-      const isProgress = event.type === 'progress' || event.kind === 'progress';
-      if (!isProgress || isStep) {
-        this._appendLog(id, [isStep ? `==> ${event.message}` : event.message]);
-      }
-      if (isStep && op) {
-        this._upsert({ ...this._operations.get(id)!, stage: event.stage ?? op.stage });
-      }
+    if (typeof event.message === 'string' && event.message && event.kind !== 'progress') {
+      const prefix = event.kind === 'step' ? '==> ' : event.kind === 'warning' ? 'warning: ' : '';
+      this._appendLog(id, [prefix + event.message]);
     }
   }
 
@@ -481,10 +443,6 @@ export class EnvpackModel implements IDisposable {
         this._changed.emit('operations');
       }
     }
-    const chain = this._pending.load()[op.id];
-    if (emit && chain && isTerminal(merged) && previous && !isTerminal(previous)) {
-      void this._continueChain(merged, chain);
-    }
   }
 
   private _sort(): void {
@@ -510,10 +468,8 @@ export class EnvpackModel implements IDisposable {
   private _order: string[] = [];
   private _logs = new Map<string, string[]>();
   private _followers = new Map<string, AbortController>();
-  private _pending: EnvpackModel.IPendingStore;
   private _retryDelay: number;
-  private _snapshotTicket = 0;
-  private _dockerfileTicket = 0;
+  private _tickets = { snapshot: 0, dockerfile: 0 };
 }
 
 export namespace EnvpackModel {
@@ -527,10 +483,6 @@ export namespace EnvpackModel {
 
   export interface IOptions {
     client: EnvpackClient;
-    /**
-     * Where "build then run" chains survive a page reload (default: memory only).
-     */
-    pendingStore?: IPendingStore;
     /**
      * First delay before reconnecting a dropped event stream, in ms (doubles up to 10 s).
      */
@@ -559,81 +511,6 @@ export namespace EnvpackModel {
   export interface ILogChunk {
     id: string;
     lines: string[];
-  }
-
-  /**
-   * A run to start when the build with this id succeeds.
-   */
-  export interface IPendingChain {
-    path: string;
-    parameters: Record<string, unknown>;
-  }
-
-  export interface IPendingStore {
-    load(): Record<string, IPendingChain>;
-    save(buildId: string, chain: IPendingChain): void;
-    remove(buildId: string): void;
-  }
-}
-
-/**
- * Pending chains kept in memory (tests, and browsers without storage).
- */
-export class MemoryPendingStore implements EnvpackModel.IPendingStore {
-  load(): Record<string, EnvpackModel.IPendingChain> {
-    return { ...this._chains };
-  }
-
-  save(buildId: string, chain: EnvpackModel.IPendingChain): void {
-    this._chains[buildId] = chain;
-  }
-
-  remove(buildId: string): void {
-    delete this._chains[buildId];
-  }
-
-  protected _chains: Record<string, EnvpackModel.IPendingChain> = {};
-}
-
-/**
- * Pending chains kept in the browser's `localStorage`, so they survive a page reload.
- */
-export class LocalPendingStore extends MemoryPendingStore {
-  constructor(private readonly _key: string, private readonly _storage: Storage) {
-    super();
-    try {
-      this._chains = JSON.parse(this._storage.getItem(this._key) ?? '{}') ?? {};
-    } catch {
-      this._chains = {};
-    }
-  }
-
-  load(): Record<string, EnvpackModel.IPendingChain> {
-    try {
-      this._chains = JSON.parse(this._storage.getItem(this._key) ?? '{}') ?? {};
-    } catch {
-      // Keep the in-memory copy when the stored value is unreadable.
-    }
-    return super.load();
-  }
-
-  save(buildId: string, chain: EnvpackModel.IPendingChain): void {
-    super.save(buildId, chain);
-    this._store();
-  }
-
-  remove(buildId: string): void {
-    this.load();
-    super.remove(buildId);
-    this._store();
-  }
-
-  private _store(): void {
-    try {
-      this._storage.setItem(this._key, JSON.stringify(this._chains));
-    } catch {
-      // Storage full or disabled: the chain still works until the page reloads.
-    }
   }
 }
 

@@ -109,9 +109,13 @@ export interface IReport {
  * The result of a run operation.
  */
 export interface IRunResult {
-  output_path: string;
-  report: IReport;
+  output_path: string | null;
+  report: IReport | null;
   image?: string;
+  /**
+   * The build made before the run (when no image was given).
+   */
+  build?: IBuildResult | null;
 }
 
 /**
@@ -166,6 +170,7 @@ export interface IOperationEvent {
   kind?: string;
   progress?: number | null;
   state?: OperationState;
+  error?: IErrorInfo | null;
   operation?: IOperation;
   [key: string]: unknown;
 }
@@ -174,6 +179,18 @@ export interface IOperationEvent {
  * `GET status`: what the server side can do right now.
  */
 export interface IServerStatus {
+  version?: string;
+  /**
+   * A message when the operations database is unusable.
+   */
+  degraded?: string | null;
+  kinds?: string[];
+  engine?: {
+    reachable: boolean;
+    version?: string;
+    error?: IErrorInfo | string | null;
+    [key: string]: unknown;
+  };
   [key: string]: unknown;
 }
 

@@ -2,84 +2,34 @@
  * Build: start a build, follow its progress and log, show the image tag ("cached" when nothing had
  * to be built), cancel.
  */
-import { errorMessage } from '../api';
 import { EnvpackModel } from '../model';
 import { IBuildResult, IOperation } from '../tokens';
-import { button, clear, h } from './dom';
-import { OperationView } from './operation';
-import { EnvpackSection } from './section';
+import { h } from './dom';
+import { OperationSection } from './opsection';
 
-export class BuildSection extends EnvpackSection {
+export class BuildSection extends OperationSection {
   constructor(options: BuildSection.IOptions) {
-    super({ label: 'Build', rank: 30, ...options });
-    this._button = button('Build image', () => void this._build(), {
-      accept: true,
-      className: 'jp-Envpack-buildButton',
-      title: 'Build the container image of this notebook'
+    super({
+      label: 'Build',
+      rank: 30,
+      kind: 'build',
+      buttonLabel: 'Build image',
+      buttonTitle: 'Build the container image of this notebook',
+      buttonClass: 'jp-Envpack-buildButton',
+      ...options
     });
-    this._error = h('div', { className: 'jp-Envpack-error', attrs: { role: 'alert' } });
-    this._result = h('div', { className: 'jp-Envpack-result' });
-    this._view = new OperationView(this.model, { logOpen: options.logOpen });
-    this.body.append(
-      h('div', { className: 'jp-Envpack-row' }, [this._button]),
-      this._error,
-      this._view.node,
-      this._result
-    );
-    this.model.operationChanged.connect(this._onOperation, this);
   }
 
-  protected watches(kind: EnvpackModel.ChangeKind): boolean {
-    return kind === 'path' || kind === 'operations' || kind === 'settings';
+  protected start(): Promise<unknown> {
+    return this.model.build();
   }
 
-  render(): void {
-    const op = this.model.latest('build');
-    this._button.disabled = !this.model.path;
-    this._error.hidden = !this._error.textContent;
-    this._view.setOperation(op);
-    clear(this._result);
+  protected renderResult(op: IOperation | null): void {
     const result = op?.state === 'succeeded' ? (op.result as IBuildResult | null) : null;
     if (result?.image) {
-      this._result.append(
-        h('span', { className: 'jp-Envpack-label', text: 'Image ' }),
-        h('code', { className: 'jp-Envpack-image', text: result.image }),
-        result.cached ? h('span', { className: 'jp-Envpack-badge jp-Envpack-cached', text: 'cached' }) : '',
-        typeof result.duration === 'number'
-          ? h('span', { className: 'jp-Envpack-duration', text: ` ${result.duration.toFixed(1)} s` })
-          : ''
-      );
+      this.result.append(...renderImage(result));
     }
   }
-
-  dispose(): void {
-    this._view.dispose();
-    this.model.operationChanged.disconnect(this._onOperation, this);
-    super.dispose();
-  }
-
-  private _onOperation(_: EnvpackModel, op: IOperation): void {
-    if (op.kind === 'build' && op.path === this.model.path && this.isAttached) {
-      this.render();
-    }
-  }
-
-  private async _build(): Promise<void> {
-    this._error.textContent = '';
-    this._button.disabled = true;
-    try {
-      await this.model.build();
-    } catch (err) {
-      this._error.textContent = errorMessage(err);
-    } finally {
-      this.render();
-    }
-  }
-
-  private _button: HTMLButtonElement;
-  private _error: HTMLElement;
-  private _result: HTMLElement;
-  private _view: OperationView;
 }
 
 export namespace BuildSection {
@@ -88,4 +38,23 @@ export namespace BuildSection {
     rank?: number;
     logOpen?: boolean;
   }
+}
+
+/**
+ * "Image <tag> [cached] 12.3 s" for a build result.
+ */
+export function renderImage(result: IBuildResult): HTMLElement[] {
+  const nodes = [
+    h('span', { className: 'jp-Envpack-label', text: 'Image ' }),
+    h('code', { className: 'jp-Envpack-image', text: result.image })
+  ];
+  if (result.cached) {
+    nodes.push(h('span', { className: 'jp-Envpack-badge jp-Envpack-cached', text: 'cached' }));
+  }
+  if (typeof result.duration === 'number') {
+    nodes.push(
+      h('span', { className: 'jp-Envpack-duration', text: ` ${result.duration.toFixed(1)} s` })
+    );
+  }
+  return nodes;
 }

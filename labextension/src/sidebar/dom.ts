@@ -1,7 +1,7 @@
 /**
  * Tiny DOM helpers for the sidebar sections.
  *
- * Text always goes in through `textContent` (never `innerHTML`): build logs, package names, warnings
+ * Text always goes in through `textContent` (never parsed as HTML): build logs, package names, warnings
  * and diffs come from notebooks and Docker, so they are untrusted (RELIABILITY A7).
  */
 

@@ -16,6 +16,7 @@ export * from './dom';
 export * from './environment';
 export * from './history';
 export * from './operation';
+export * from './opsection';
 export * from './panel';
 export * from './run';
 export * from './section';

@@ -9,6 +9,7 @@ import { Panel, Widget } from '@lumino/widgets';
 import { EnvpackClient } from '../api';
 import { EnvpackModel } from '../model';
 import { IEnvpackSidebar, ISectionOptions } from '../tokens';
+import { describeError } from './operation';
 import { clear, errorBox, h } from './dom';
 
 export class EnvpackSidebar extends SidePanel implements IEnvpackSidebar {
@@ -61,14 +62,8 @@ export class EnvpackSidebar extends SidePanel implements IEnvpackSidebar {
         title: path ?? 'Open a notebook to see its environment'
       })
     );
-    if (this.model.statusError) {
-      this._heading.appendChild(errorBox(this.model.statusError));
-    }
-    const engine = (this.model.status?.docker ?? null) as Record<string, unknown> | null;
-    if (engine && engine.ok === false) {
-      this._heading.appendChild(
-        errorBox(`Docker engine not reachable: ${String(engine.error ?? 'unknown error')}`)
-      );
+    for (const problem of statusProblems(this.model)) {
+      this._heading.appendChild(errorBox(problem));
     }
   }
 
@@ -81,4 +76,24 @@ export namespace EnvpackSidebar {
     model: EnvpackModel;
     client: EnvpackClient;
   }
+}
+
+/**
+ * What the user should know about the server side: unreachable server, Docker engine down,
+ * operations database unusable.
+ */
+export function statusProblems(model: EnvpackModel): string[] {
+  const problems: string[] = [];
+  if (model.statusError) {
+    problems.push(model.statusError);
+  }
+  const status = model.status;
+  if (status?.engine && status.engine.reachable === false) {
+    const why = describeError(status.engine.error ?? null) || 'unknown error';
+    problems.push(`Docker engine not reachable: ${why}`);
+  }
+  if (status?.degraded) {
+    problems.push(`Operations history unavailable: ${status.degraded}`);
+  }
+  return problems;
 }

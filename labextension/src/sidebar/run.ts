@@ -2,94 +2,49 @@
  * Run: rerun the notebook in its image with optional parameters, then show the report cell by cell
  * (same / differs with the diff / error) and a link that opens the executed notebook.
  */
-import { errorMessage } from '../api';
 import { EnvpackModel } from '../model';
 import { ICellResult, IOperation, IReport, IRunResult } from '../tokens';
-import { button, clear, h } from './dom';
-import { OperationView } from './operation';
-import { EnvpackSection } from './section';
+import { renderImage } from './build';
+import { h } from './dom';
+import { OperationSection } from './opsection';
 
-export class RunSection extends EnvpackSection {
+export class RunSection extends OperationSection {
   constructor(options: RunSection.IOptions) {
-    super({ label: 'Run', rank: 40, ...options });
+    super({
+      label: 'Run',
+      rank: 40,
+      kind: 'run',
+      buttonLabel: 'Rerun in container',
+      buttonTitle: 'Build if needed, execute the notebook in its image and compare the outputs',
+      buttonClass: 'jp-Envpack-runButton',
+      ...options
+    });
     this._open = options.openPath;
     this._params = h('textarea', {
-      className: 'jp-Envpack-parameters jp-mod-styled',
+      className: 'jp-Envpack-parameters',
       title: 'One parameter per line: name = value (JSON, else a string), like papermill -p',
       attrs: { rows: '2', placeholder: 'parameters, e.g. n = 3', spellcheck: 'false' }
     });
-    this._button = button('Rerun in container', () => void this._run(), {
-      accept: true,
-      className: 'jp-Envpack-runButton',
-      title: 'Execute the notebook in its image and compare the outputs'
-    });
-    this._error = h('div', { className: 'jp-Envpack-error', attrs: { role: 'alert' } });
-    this._report = h('div', { className: 'jp-Envpack-report' });
-    this._view = new OperationView(this.model);
-    this.body.append(
-      this._params,
-      h('div', { className: 'jp-Envpack-row' }, [this._button]),
-      this._error,
-      this._view.node,
-      this._report
-    );
-    this.model.operationChanged.connect(this._onOperation, this);
+    this.body.insertBefore(this._params, this.body.firstChild);
   }
 
-  protected watches(kind: EnvpackModel.ChangeKind): boolean {
-    return kind === 'path' || kind === 'operations';
+  protected start(): Promise<unknown> {
+    const parameters = parseParameters(this._params.value);
+    return this.model.run(this.model.path, { parameters });
   }
 
-  render(): void {
-    const op = this.model.latest('run');
-    this._button.disabled = !this.model.path;
-    this._error.hidden = !this._error.textContent;
-    this._view.setOperation(op);
-    clear(this._report);
+  protected renderResult(op: IOperation | null): void {
     const result = op?.result as IRunResult | null | undefined;
+    if (result?.build?.image) {
+      this.result.appendChild(h('div', { className: 'jp-Envpack-row' }, renderImage(result.build)));
+    }
     if (result?.report) {
-      this._report.append(...renderReport(result, this._open));
-    }
-  }
-
-  dispose(): void {
-    this._view.dispose();
-    this.model.operationChanged.disconnect(this._onOperation, this);
-    super.dispose();
-  }
-
-  private _onOperation(_: EnvpackModel, op: IOperation): void {
-    if (op.kind === 'run' && op.path === this.model.path && this.isAttached) {
-      this.render();
-    }
-  }
-
-  private async _run(): Promise<void> {
-    this._error.textContent = '';
-    let parameters: Record<string, unknown>;
-    try {
-      parameters = parseParameters(this._params.value);
-    } catch (err) {
-      this._error.textContent = errorMessage(err);
-      this.render();
-      return;
-    }
-    this._button.disabled = true;
-    try {
-      await this.model.run(this.model.path, { parameters });
-    } catch (err) {
-      this._error.textContent = errorMessage(err);
-    } finally {
-      this.render();
+      this.result.append(...renderReport(result.report, result.output_path, this._open));
     }
   }
 
   private _open: (path: string) => void;
   private _params: HTMLTextAreaElement;
-  private _button: HTMLButtonElement;
-  private _error: HTMLElement;
-  private _report: HTMLElement;
-  private _view: OperationView;
 }
 
 export namespace RunSection {
@@ -143,8 +98,11 @@ export function summaryText(report: IReport): string {
 /**
  * The DOM of a run result: verdict, summary, one row per cell, the executed notebook link.
  */
-export function renderReport(result: IRunResult, open: (path: string) => void): HTMLElement[] {
-  const { report } = result;
+export function renderReport(
+  report: IReport,
+  outputPath: string | null,
+  open: (path: string) => void
+): HTMLElement[] {
   const verdict = report.reproduced ? 'Reproduced' : 'Not reproduced';
   const nodes: HTMLElement[] = [
     h('div', {
@@ -154,15 +112,15 @@ export function renderReport(result: IRunResult, open: (path: string) => void): 
     h('div', { className: 'jp-Envpack-note', text: summaryText(report) }),
     h('ul', { className: 'jp-Envpack-cells' }, report.cells.map(renderCell))
   ];
-  if (result.output_path) {
+  if (outputPath) {
     const link = h('a', {
       className: 'jp-Envpack-openOutput',
-      text: `Open ${result.output_path}`,
+      text: `Open ${outputPath}`,
       attrs: { href: '#' }
     });
     link.addEventListener('click', event => {
       event.preventDefault();
-      open(result.output_path);
+      open(outputPath);
     });
     nodes.push(h('div', { className: 'jp-Envpack-row' }, [link]));
   }

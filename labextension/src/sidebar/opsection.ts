@@ -1,0 +1,110 @@
+/**
+ * The base of the sections that start and show one kind of operation (Build, Run, and later the
+ * cluster's Submit): a start button, the latest operation of that kind for the current notebook
+ * (state, progress, log, cancel), and a result area.
+ */
+import { errorMessage } from '../api';
+import { EnvpackModel } from '../model';
+import { IOperation } from '../tokens';
+import { button, clear, h } from './dom';
+import { OperationView } from './operation';
+import { EnvpackSection } from './section';
+
+export abstract class OperationSection extends EnvpackSection {
+  constructor(options: OperationSection.IOptions) {
+    super(options);
+    this.kind = options.kind;
+    this.startButton = button(options.buttonLabel, () => void this._start(), {
+      accept: true,
+      className: options.buttonClass,
+      title: options.buttonTitle
+    });
+    this.error = h('div', { className: 'jp-Envpack-error', attrs: { role: 'alert' } });
+    this.result = h('div', { className: 'jp-Envpack-result' });
+    this.view = new OperationView(this.model, { logOpen: options.logOpen });
+    this.body.append(
+      h('div', { className: 'jp-Envpack-row' }, [this.startButton]),
+      this.error,
+      this.view.node,
+      this.result
+    );
+    this.model.operationChanged.connect(this._onOperation, this);
+  }
+
+  /**
+   * The operation kind this section starts and shows.
+   */
+  readonly kind: string;
+
+  protected readonly startButton: HTMLButtonElement;
+  protected readonly error: HTMLElement;
+  protected readonly result: HTMLElement;
+  protected readonly view: OperationView;
+
+  /**
+   * Start the operation (throw to show a message instead).
+   */
+  protected abstract start(): Promise<unknown>;
+
+  /**
+   * Fill `this.result` for the operation shown (already cleared).
+   */
+  protected abstract renderResult(op: IOperation | null): void;
+
+  protected watches(kind: EnvpackModel.ChangeKind): boolean {
+    return kind === 'path' || kind === 'operations' || kind === 'settings';
+  }
+
+  render(): void {
+    const op = this.model.latest(this.kind);
+    this.startButton.disabled = !this.model.path || this._starting;
+    this.error.hidden = !this.error.textContent;
+    this.view.setOperation(op);
+    clear(this.result);
+    this.renderResult(op);
+  }
+
+  dispose(): void {
+    if (this.isDisposed) {
+      return;
+    }
+    this.view.dispose();
+    this.model.operationChanged.disconnect(this._onOperation, this);
+    super.dispose();
+  }
+
+  private _onOperation(_: EnvpackModel, op: IOperation): void {
+    if (op.kind === this.kind && op.path === this.model.path && this.isAttached) {
+      this.render();
+    }
+  }
+
+  private async _start(): Promise<void> {
+    this.error.textContent = '';
+    this._starting = true;
+    this.render();
+    try {
+      await this.start();
+    } catch (err) {
+      this.error.textContent = errorMessage(err);
+    } finally {
+      this._starting = false;
+      this.render();
+    }
+  }
+
+  private _starting = false;
+}
+
+export namespace OperationSection {
+  export interface IOptions {
+    model: EnvpackModel;
+    label: string;
+    rank?: number;
+    kind: string;
+    buttonLabel: string;
+    buttonTitle: string;
+    buttonClass?: string;
+    logOpen?: boolean;
+  }
+}
