@@ -1,0 +1,191 @@
+"""Registry push against real registries: Debian's docker-registry on loopback (G1, G2, E4).
+
+- 127.0.0.1:5000 is the CI registry (.ci/provision);
+- 127.0.0.1:5001 is started here with htpasswd auth (bcrypt), as in RELIABILITY.md §4.3;
+- a closed port stands for an unreachable registry.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import logging
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from jupyter_envpack.cluster.registry import RegistryAuth, push_image
+from jupyter_envpack.errors import RegistryError
+from jupyter_envpack.events import ProgressEvent
+
+pytestmark = [pytest.mark.docker, pytest.mark.registry]
+IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+TEST_REGISTRY = os.environ.get("ENVPACK_TEST_REGISTRY", "127.0.0.1:5000")
+LABEL = "org.jupyter.envpack"
+
+AUTH_ADDR = "127.0.0.1:5001"
+USER = "envpack"
+
+
+def _registry_up(addr: str, auth: tuple[str, str] | None = None) -> bool:
+    request = urllib.request.Request(f"http://{addr}/v2/")
+    if auth:
+        token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
+        request.add_header("Authorization", f"Basic {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=2):  # noqa: S310 - loopback http on purpose
+            return True
+    except urllib.error.HTTPError as exc:
+        return exc.code == 401 and auth is None
+    except OSError:
+        return False
+
+
+def tags(addr: str, repository: str, auth: tuple[str, str] | None = None) -> list[str]:
+    request = urllib.request.Request(f"http://{addr}/v2/{repository}/tags/list")
+    if auth:
+        token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
+        request.add_header("Authorization", f"Basic {token}")
+    with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310 - loopback
+        return list(json.load(response).get("tags") or [])
+
+
+@pytest.fixture(scope="module")
+def registry() -> str:
+    if not _registry_up(TEST_REGISTRY):
+        message = f"no registry at {TEST_REGISTRY} (.ci/provision starts it)"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    return TEST_REGISTRY
+
+
+@pytest.fixture(scope="module")
+def auth_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A second docker-registry with htpasswd (bcrypt) auth; yields its password (a canary)."""
+    import bcrypt
+
+    binary = shutil.which("docker-registry")
+    if binary is None:
+        if IN_CI:
+            pytest.fail("docker-registry is not installed (.ci/provision installs it)")
+        pytest.skip("docker-registry is not installed")
+    root = tmp_path_factory.mktemp("auth-registry")
+    password = secrets.token_hex(16)
+    hashed = bcrypt.hashpw(password.encode(), bcrypt.gensalt()).decode()
+    (root / "htpasswd").write_text(f"{USER}:{hashed}\n")
+    (root / "config.yml").write_text(
+        "version: 0.1\n"
+        f"storage: {{filesystem: {{rootdirectory: {root / 'data'}}}, delete: {{enabled: true}}}}\n"
+        f"http: {{addr: {AUTH_ADDR}}}\n"
+        f"auth: {{htpasswd: {{realm: basic, path: {root / 'htpasswd'}}}}}\n")
+    with open(root / "registry.log", "wb") as log:
+        proc = subprocess.Popen([binary, "serve", str(root / "config.yml")], stdout=log,
+                                stderr=subprocess.STDOUT)
+        try:
+            for _ in range(60):
+                if _registry_up(AUTH_ADDR):
+                    break
+                time.sleep(0.25)
+            else:
+                pytest.fail("the htpasswd registry did not start: "
+                            + (root / "registry.log").read_text())
+            yield password
+        finally:
+            proc.terminate()
+            proc.wait(timeout=10)
+
+
+@pytest.fixture
+def fresh_image(docker_client: Any, test_base_image: str, tmp_path: Path) -> Iterator[str]:
+    """A small image with one layer no registry has seen yet (labelled, removed afterwards)."""
+    marker = uuid.uuid4().hex
+    (tmp_path / "Dockerfile").write_text(
+        f"FROM {test_base_image}\nLABEL {LABEL}=1 {LABEL}.kind=test\n"
+        f"RUN echo {marker} > /envpack-marker\n")
+    repo = f"envpack/registry-test-{marker[:8]}"
+    docker_client.images.build(path=str(tmp_path), tag=f"{repo}:t1", rm=True, forcerm=True)
+    yield f"{repo}:t1"
+    import docker.errors
+
+    for image in docker_client.images.list(filters={"label": f"{LABEL}.kind=test"}):
+        for tag in image.tags:
+            if repo in tag:
+                with contextlib.suppress(docker.errors.ImageNotFound):
+                    docker_client.images.remove(tag)
+
+
+def test_push_then_repush_uploads_nothing(docker_client: Any, registry: str,
+                                          fresh_image: str) -> None:
+    events: list[ProgressEvent] = []
+    first = push_image(fresh_image, registry, client=docker_client, reporter=events.append)
+    assert first.pushed, "the new layer must be uploaded"
+    assert first.digest and first.digest.startswith("sha256:")
+    repository, tag = fresh_image.split(":")
+    assert tag in tags(registry, repository)
+    again = push_image(fresh_image, registry, client=docker_client)
+    assert again.uploaded_nothing and again.existing
+    assert again.digest == first.digest
+    assert first.reference == f"{registry}/{fresh_image}"
+
+
+@pytest.mark.reliability("G1")
+@pytest.mark.reliability("E4")
+def test_wrong_password_fails_clearly_without_leaking(docker_client: Any, auth_registry: str,
+                                                      fresh_image: str,
+                                                      caplog: pytest.LogCaptureFixture) -> None:
+    canary = "wrong-" + secrets.token_hex(16)
+    events: list[ProgressEvent] = []
+    caplog.set_level(logging.DEBUG)
+    with pytest.raises(RegistryError) as info:
+        push_image(fresh_image, AUTH_ADDR, auth=RegistryAuth(USER, canary), client=docker_client,
+                   reporter=events.append)
+    error = info.value
+    text = " ".join([str(error), json.dumps(error.to_json()), caplog.text,
+                     *(e.message for e in events)])
+    assert "unauthorized" in error.message.lower() or "authentication" in error.message.lower()
+    assert "docker login" in (error.hint or "")
+    for secret in RegistryAuth(USER, canary).secrets():
+        assert secret not in text
+    # the local image is kept, so a retry with the right password is cheap
+    docker_client.images.get(fresh_image)
+
+
+@pytest.mark.reliability("G1")
+def test_right_password_pushes(docker_client: Any, auth_registry: str, fresh_image: str) -> None:
+    result = push_image(fresh_image, AUTH_ADDR, auth=RegistryAuth(USER, auth_registry),
+                        client=docker_client)
+    repository, tag = fresh_image.split(":")
+    assert tag in tags(AUTH_ADDR, repository, auth=(USER, auth_registry))
+    assert result.pushed
+
+
+@pytest.mark.reliability("G2")
+def test_closed_port_is_a_clear_error(docker_client: Any, fresh_image: str) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    started = time.monotonic()
+    with pytest.raises(RegistryError) as info:
+        push_image(fresh_image, f"127.0.0.1:{port}", client=docker_client)
+    assert time.monotonic() - started < 60
+    assert "connection refused" in info.value.message.lower()
+    assert f"127.0.0.1:{port}" in (info.value.hint or "")
+
+
+def test_missing_local_image_is_a_registry_error(docker_client: Any, registry: str) -> None:
+    with pytest.raises(RegistryError, match="not in the local engine"):
+        push_image(f"envpack/does-not-exist-{uuid.uuid4().hex[:8]}:x", registry,
+                   client=docker_client)
