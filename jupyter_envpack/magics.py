@@ -21,11 +21,21 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from IPython.core import magic as _magic
+from IPython.core import magic_arguments as _margs
 from IPython.core.error import UsageError
-from IPython.core.magic import Magics, line_magic, magics_class, no_var_expand
-from IPython.core.magic_arguments import argument, argument_group, magic_arguments
+from IPython.core.magic import Magics
 
 from .errors import EnvpackError, NotFoundError
+
+# IPython's decorators are untyped; typed aliases keep `mypy --strict` meaningful here.
+_Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
+argument: Callable[..., _Decorator] = _margs.argument
+argument_group: Callable[..., _Decorator] = _margs.argument_group
+magic_arguments: Callable[..., _Decorator] = _margs.magic_arguments
+line_magic: _Decorator = _magic.line_magic
+no_var_expand: _Decorator = _magic.no_var_expand
+magics_class: Callable[[type], type] = _magic.magics_class
 
 Handler = Callable[["EnvpackMagics", argparse.Namespace], Any]
 
@@ -140,7 +150,8 @@ class EnvpackMagics(Magics):
             argv = shlex.split(line)
         except ValueError as exc:  # unbalanced quotes
             raise UsageError(f"cannot parse the arguments: {exc}") from None
-        return self.envpack.parser.parse_args(argv)  # type: ignore[no-any-return]
+        parser: argparse.ArgumentParser = getattr(self.envpack, "parser")  # noqa: B009 - set by magic_arguments
+        return parser.parse_args(argv)
 
     @staticmethod
     def _check_options(args: argparse.Namespace) -> None:
@@ -294,7 +305,8 @@ def verb_run(m: EnvpackMagics, args: argparse.Namespace) -> Any:
 
 def verb_binder(m: EnvpackMagics, args: argparse.Namespace) -> Any:
     """Binder link, badges and warnings; ``--write`` writes ``binder/`` first."""
-    from .share.binder import binder_info, normalize_host, write_binder
+    from .share.binder import binder_info, write_binder
+    from .share.links import normalize_host
     from .widgets import FieldsView
 
     host = normalize_host(args.host)

@@ -111,7 +111,7 @@ class WidgetProgress:
         self.box = w.VBox([self.title, w.HBox([self.bar, self.step]), self.accordion])
         self._dirty = False
         self._flushed = 0.0
-        display(self.box)
+        display(self.box)  # type: ignore[no-untyped-call]
 
     def __call__(self, event: ProgressEvent) -> None:
         if event.progress is not None:

@@ -65,7 +65,8 @@ def _print_text(info: dict[str, Any], written: list[str]) -> None:
 def run_binder(args: argparse.Namespace) -> int:
     """Handle ``jupyter envpack binder``; EnvpackError propagates to the CLI's main."""
     from ..snapshot import take_snapshot
-    from .binder import binder_info, normalize_host, write_binder
+    from .binder import binder_info, write_binder
+    from .links import normalize_host
 
     host = normalize_host(args.host)  # refuse a bad host before the (slower) snapshot
     spec = take_snapshot(args.notebook, python=getattr(args, "python", None),

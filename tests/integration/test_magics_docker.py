@@ -114,3 +114,33 @@ def test_notebook_using_the_magics_runs_headless_with_nbclient(make_notebook, te
     assert "the notebook is not in a git repository" in text(7)
     html = "".join(json.dumps(o.get("data", {})) for o in outputs[3])
     assert "<table>" in html
+
+
+def test_widget_progress_in_a_real_kernel(make_notebook, test_base_image, built_images,
+                                          tmp_path):
+    # Given a build cell that asks for widgets in a real kernel (nbclient records widget state)
+    from nbclient import NotebookClient
+
+    path = make_notebook(["%load_ext jupyter_envpack",
+                          f"%envpack build --widgets --notebook widgets.ipynb "
+                          f"--base-image {test_base_image}"], name="widgets.ipynb")
+    nb = nbformat.read(path, as_version=4)
+
+    # When it runs
+    NotebookClient(nb, timeout=900, kernel_name="python3", store_widget_state=True,
+                   resources={"metadata": {"path": str(tmp_path)}}).execute()
+
+    # Then the cell shows a widget whose final state is a full, green bar and a filled log
+    outputs = nb.cells[1].outputs
+    assert not [o for o in outputs if o.output_type == "error"]
+    assert any("application/vnd.jupyter.widget-view+json" in o.get("data", {}) for o in outputs)
+    state = nb.metadata["widgets"]["application/vnd.jupyter.widget-state+json"]["state"]
+    models = [m["state"] for m in state.values()]
+    bars = [m for m in models if m.get("_model_name") == "FloatProgressModel"]
+    assert [(b["value"], b["bar_style"]) for b in bars] == [(1.0, "success")]
+    logs = [m["value"] for m in models if m.get("_model_name") == "TextareaModel"]
+    assert logs and "[build]" in logs[0]
+    result = next(o for o in outputs if o.output_type == "execute_result")
+    image = next(line.split(": ", 1)[1] for line in result.data["text/plain"].splitlines()
+                 if line.startswith("image: "))
+    built_images.append(image)
