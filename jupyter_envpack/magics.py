@@ -40,13 +40,17 @@ magics_class: Callable[[type], type] = _magic.magics_class
 Handler = Callable[["EnvpackMagics", argparse.Namespace], Any]
 
 # Options that only some verbs take: dest → verbs (everything else is common).
+_BUILDING = {"build", "run", "submit"}
+_RUNNING = {"run", "submit"}
 VERB_OPTIONS: dict[str, set[str]] = {
-    "base_image": {"dockerfile", "build", "run", "status"},
-    "ca_bundle": {"build", "run"}, "index_url": {"dockerfile", "build", "run"},
-    "extra_index_url": {"dockerfile", "build", "run"}, "build_deadline": {"build", "run"},
-    "parameter": {"run"}, "output": {"run"}, "cell_timeout": {"run"}, "deadline": {"run"},
-    "memory": {"run"}, "no_network": {"run"}, "tolerance": {"run"}, "image": {"run"},
+    "base_image": {"dockerfile", "status", *_BUILDING}, "ca_bundle": _BUILDING,
+    "index_url": {"dockerfile", *_BUILDING}, "extra_index_url": {"dockerfile", *_BUILDING},
+    "build_deadline": _BUILDING, "parameter": _RUNNING, "output": _RUNNING,
+    "cell_timeout": _RUNNING, "deadline": _RUNNING, "memory": _RUNNING, "image": _RUNNING,
+    "no_network": {"run"}, "tolerance": {"run"},
     "write": {"binder"}, "host": {"binder"}, "ref": {"binder"}, "branch": {"binder"},
+    "backend": {"submit"}, "registry": {"submit"}, "cpu": {"submit"}, "wait": {"submit"},
+    "dry_run": {"submit"}, "limit": {"jobs"},
 }
 BASE_IMAGE_ENV = "ENVPACK_BASE_IMAGE"
 _VERBS: dict[str, Handler] = {}
@@ -85,8 +89,8 @@ class EnvpackMagics(Magics):
 
     @magic_arguments()
     @argument("verb", nargs="?", default="status",
-              help="snapshot | dockerfile | build | run | binder | status (default), "
-                   "plus verbs added by other parts (e.g. submit, jobs)")
+              help="snapshot | dockerfile | build | run | binder | status (default) | submit "
+                   "| jobs, plus verbs added by other parts")
     @argument("--notebook", metavar="PATH",
               help="the notebook to act on (default: the one this kernel runs)")
     @argument("--python", metavar="PATH",
@@ -114,6 +118,14 @@ class EnvpackMagics(Magics):
     @argument("--memory", metavar="SIZE", help="memory limit, e.g. 2g")
     @argument("--no-network", action="store_true", help="run without network access")
     @argument("--tolerance", metavar="REL", type=float, help="relative tolerance for numbers")
+    @argument_group("submit, jobs (cluster)")
+    @argument("--backend", metavar="NAME", help="cluster backend: swarm or kubernetes "
+              "(default: c.EnvPack.default_backend)")
+    @argument("--registry", metavar="HOST[/NS]", help="push the image here for the cluster")
+    @argument("--cpu", metavar="N", type=float, help="CPU limit of the job")
+    @argument("--wait", action="store_true", help="follow the job and fetch its notebook")
+    @argument("--dry-run", action="store_true", help="show what would be sent; change nothing")
+    @argument("--limit", metavar="N", type=int, help="how many jobs to list (default 20)")
     @argument_group("binder")
     @argument("--write", action="store_true", help="write binder/ at the repository root")
     @argument("--host", metavar="URL", help="BinderHub (default https://mybinder.org)")
@@ -122,7 +134,9 @@ class EnvpackMagics(Magics):
     @no_var_expand  # `{...}` and `$x` are data here (JSON parameters), not Python to evaluate
     @line_magic
     def envpack(self, line: str) -> Any:
-        """Snapshot, containerise, rerun and share the notebook this kernel runs.
+        """Snapshot, containerise, rerun, submit and share the notebook this kernel runs.
+
+        Verbs: snapshot, dockerfile, build, run, binder, status, submit, jobs.
 
         Examples::
 
@@ -132,6 +146,8 @@ class EnvpackMagics(Magics):
             %envpack run -p n 10 -p name '"x"'     # rebuild if needed, rerun, compare
             %envpack binder --write                # binder/ folder + link + badges
             %envpack status
+            %envpack submit --backend swarm --wait # run it as a cluster job
+            %envpack jobs
         """
         args = self._parse(line)
         handler = _VERBS.get(args.verb)
@@ -354,9 +370,74 @@ def verb_status(m: EnvpackMagics, args: argparse.Namespace) -> Any:
     return FieldsView(f"envpack status of {path.name}", fields, data=fields)
 
 
+def _submit_options(m: EnvpackMagics, args: argparse.Namespace) -> Any:
+    from .cluster.jobs import SubmitOptions
+    from .execute.parameters import parse_cli_parameters
+
+    cfg = m.envpack_config()
+    return SubmitOptions(
+        backend=args.backend or cfg.default_backend, registry=args.registry or cfg.registry,
+        parameters=parse_cli_parameters(args.parameter),
+        cell_timeout=args.cell_timeout or cfg.cell_timeout,
+        deadline=args.deadline or cfg.run_deadline, cpu=args.cpu, memory=args.memory,
+        output=args.output).validate()
+
+
+def verb_submit(m: EnvpackMagics, args: argparse.Namespace) -> Any:
+    """Build (in-process snapshot), push and start the notebook as a cluster job."""
+    from .cluster.jobs import submit
+    from .widgets import FieldsView, TextView, run_with_progress
+
+    path = m.notebook_path(args.notebook)
+    opts = _submit_options(m, args)
+    cfg = m.envpack_config()
+    if args.dry_run:
+        import yaml
+
+        from .image.context import make_context
+
+        image = args.image or make_context(m.snapshot(args, path), path,
+                                           m.build_options(args)).image
+        done = submit(str(path), opts, image=image, dry_run=True, config=cfg)
+        return TextView(yaml.safe_dump_all(done.manifests, sort_keys=False).rstrip())
+    build = None if args.image else _build_work(m.snapshot(args, path), path,
+                                                m.build_options(args))
+
+    def work(reporter: Any, cancel: Any) -> Any:
+        image = args.image or build(reporter, cancel).image  # type: ignore[misc]
+        return submit(str(path), opts, image=image, reporter=reporter, cancel=cancel,
+                      wait=args.wait, config=cfg)
+
+    done = run_with_progress(work, m.progress(f"envpack submit {path.name}", args))
+    state = (f"{done.status.state.value}: {done.status.message}" if done.status
+             else "submitted (follow it with %envpack jobs)")
+    return FieldsView(f"job {done.record.id}", {
+        "backend": done.record.backend, "image": done.record.image, "handle": done.record.handle,
+        "state": state, "executed notebook": done.output_path}, data=done)
+
+
+def verb_jobs(m: EnvpackMagics, args: argparse.Namespace) -> Any:
+    """The submitted cluster jobs, their status refreshed."""
+    from .cluster.jobs import JobIndex, refresh
+    from .widgets import TableView
+
+    index = JobIndex()
+    rows = []
+    for record in index.list(args.limit or 20):
+        if not record.finished:
+            try:
+                record = refresh(record, index)
+            except EnvpackError as exc:
+                record.message = f"(status unknown: {exc.message})"
+        rows.append([record.id, record.backend, record.state, Path(record.notebook).name,
+                     record.message])
+    headline = f"{len(rows)} job(s)" if rows else "no jobs yet: %envpack submit"
+    return TableView(headline, ["id", "backend", "state", "notebook", "message"], rows)
+
+
 for _name, _handler in (("snapshot", verb_snapshot), ("dockerfile", verb_dockerfile),
                         ("build", verb_build), ("run", verb_run), ("binder", verb_binder),
-                        ("status", verb_status)):
+                        ("status", verb_status), ("submit", verb_submit), ("jobs", verb_jobs)):
     register_verb(_name, _handler)
 
 

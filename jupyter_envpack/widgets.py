@@ -293,3 +293,24 @@ class FieldsView:
             text = str(value)
             lines.append(f"{key}: " + (text.replace("\n", "\n  ") if "\n" in text else text))
         return "\n".join(lines + _warnings_text(self.warnings))
+
+
+class TableView:
+    """Rows under a headline (job lists); ``.rows`` holds them."""
+
+    def __init__(self, headline: str, columns: list[str], rows: list[list[Any]]) -> None:
+        self.headline = headline
+        self.columns = columns
+        self.rows = rows
+
+    def _repr_html_(self) -> str:
+        head = "".join(f"<th>{_esc(c)}</th>" for c in self.columns)
+        body = "".join("<tr>" + "".join(f"<td>{_esc(v)}</td>" for v in row) + "</tr>"
+                       for row in self.rows)
+        return (f"<div class='jp-Envpack-result'><p><b>{_esc(self.headline)}</b></p><table>"
+                f"<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>")
+
+    def __repr__(self) -> str:
+        lines = [self.headline, "  ".join(self.columns)]
+        lines += ["  ".join(str(v) for v in row) for row in self.rows]
+        return "\n".join(lines)

@@ -177,3 +177,19 @@ def test_other_areas_can_register_verbs(ip, notebook, monkeypatch):
                         {k: set(v) for k, v in magics_module.VERB_OPTIONS.items()})
     register_verb("echo", lambda m, args: str(m.notebook_path(args.notebook)), ("image",))
     assert ip.run_line_magic("envpack", f"echo --notebook {notebook} --image x") == str(notebook)
+
+
+def test_submit_dry_run_shows_the_job_and_changes_nothing(ip, make_notebook, tmp_path,
+                                                         monkeypatch):
+    monkeypatch.setenv("ENVPACK_JOBS_DB", str(tmp_path / "jobs.sqlite"))
+    nb = make_notebook(["n = 2", "print(n)"], name="job.ipynb")
+    view = ip.run_line_magic("envpack", f"submit --notebook {nb} --dry-run --backend swarm "
+                                        "-p n 3 --base-image envpack-test/debian-python:bookworm")
+    assert isinstance(view, TextView)
+    assert "ReplicatedJob" in view.text and "n = 3" in view.text
+    assert "org.jupyter.envpack.kind: job" in view.text
+    assert "Image: envpack/job:" in view.text
+    jobs = ip.run_line_magic("envpack", "jobs")
+    assert jobs.rows == [] and jobs.headline.startswith("no jobs yet")
+    with pytest.raises(UsageError, match="--wait does not apply"):
+        ip.run_line_magic("envpack", f"run --notebook {nb} --wait")
