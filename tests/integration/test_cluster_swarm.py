@@ -1,0 +1,270 @@
+"""Docker Swarm jobs on a real two-node swarm (.ci/swarm-up): manager = the machine's engine,
+worker = a second dockerd in its own network namespace. Jobs are constrained to the worker, pull
+from the registry, and their executed notebooks come back through the log stream.
+
+Most tests use a *fake runner* image (tests/integration/cluster_fake_runner, labelled
+``org.jupyter.envpack.fake-runner``): it honours the runner contract (parameters env var, result
+markers, exit codes) and lets the tests choose sleep, exit code and result size. The end-to-end
+test at the bottom submits a real envpack image built by the core.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from jupyter_envpack.cluster.base import JobSpec, JobState, fetch_result, wait_for
+from jupyter_envpack.cluster.jobs import JobIndex, SubmitOptions, submit
+from jupyter_envpack.cluster.registry import push_image
+from jupyter_envpack.cluster.swarm import SwarmBackend
+from jupyter_envpack.errors import ClusterError
+
+pytestmark = [pytest.mark.docker, pytest.mark.swarm, pytest.mark.registry]
+IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+REGISTRY = os.environ.get("ENVPACK_TEST_REGISTRY", "127.0.0.1:5000")
+LABEL = "org.jupyter.envpack"
+WORKER = "envpack-worker1"
+WORKER_SOCKET = "unix:///run/envpack-worker1.sock"
+WORKER_PIDFILE = Path("/run/envpack-worker1/dockerd.pid")
+SWARM_UP = Path(__file__).resolve().parents[2] / ".ci" / "swarm-up"
+FAKE_RUNNER = Path(__file__).parent / "cluster_fake_runner"
+ON_WORKER = ("node.role==worker",)
+
+
+def _missing(what: str) -> None:
+    if IN_CI:
+        pytest.fail(f"{what} (CI runs .ci/swarm-up)")
+    pytest.skip(f"{what}; run `bash .ci/swarm-up`")
+
+
+def worker_node(client: Any) -> Any:
+    nodes = [n for n in client.nodes.list() if n.attrs["Description"]["Hostname"] == WORKER]
+    return nodes[0] if nodes else None
+
+
+def wait_worker_ready(client: Any, timeout: float = 60) -> None:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        node = worker_node(client)
+        if node is not None and node.attrs["Status"]["State"] == "ready":
+            return
+        time.sleep(1)
+    raise AssertionError(f"{WORKER} is not ready after {timeout} s")
+
+
+@pytest.fixture(scope="module")
+def swarm(docker_client: Any) -> Any:
+    info = docker_client.info().get("Swarm") or {}
+    if info.get("LocalNodeState") != "active" or not info.get("ControlAvailable"):
+        _missing("this engine is not a swarm manager")
+    node = worker_node(docker_client)
+    if node is None or node.attrs["Status"]["State"] != "ready":
+        _missing(f"no ready worker node {WORKER}")
+    return docker_client
+
+
+@pytest.fixture(scope="module")
+def fake_image(swarm: Any, test_base_image: str) -> str:
+    """The fake-runner image, pushed to the registry every node pulls from."""
+    digest = hashlib.sha256(b"".join(p.read_bytes() for p in sorted(FAKE_RUNNER.iterdir())))
+    local = f"envpack/fake-runner:{digest.hexdigest()[:20]}"
+    swarm.images.build(path=str(FAKE_RUNNER), tag=local, rm=True, forcerm=True,
+                       buildargs={"BASE": test_base_image})
+    return push_image(local, REGISTRY, client=swarm).reference
+
+
+@pytest.fixture
+def backend(swarm: Any) -> SwarmBackend:
+    return SwarmBackend(client=swarm, constraints=ON_WORKER)
+
+
+@pytest.fixture
+def job(request: pytest.FixtureRequest, swarm: Any, fake_image: str) -> Iterator[JobSpec]:
+    """A job spec unique to this test; its services are removed afterwards (by label)."""
+    tag = uuid.uuid4().hex[:10]
+    yield JobSpec(job_id=tag, name=f"t-{tag}", image=fake_image, notebook="fake.ipynb",
+                  labels={f"{LABEL}.test": tag}, cpu=0.5, memory=256 * 2**20,
+                  memory_request=64 * 2**20)
+    for service in swarm.services.list(filters={"label": f"{LABEL}.test={tag}"}):
+        with contextlib.suppress(Exception):
+            service.remove()
+
+
+def run_until(backend: SwarmBackend, handle: str, state: JobState, timeout: float = 90) -> Any:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        status = backend.status(handle)
+        if status.state is state or status.terminal:
+            return status
+        time.sleep(0.5)
+    raise AssertionError(f"{handle} not {state.value} after {timeout} s: {status}")
+
+
+@pytest.mark.reliability("I1")
+def test_job_runs_on_the_worker_and_its_notebook_comes_back(backend: SwarmBackend, job: JobSpec,
+                                                            swarm: Any,
+                                                            monkeypatch: pytest.MonkeyPatch
+                                                            ) -> None:
+    canary = uuid.uuid4().hex
+    monkeypatch.setenv("JUPYTER_TOKEN", canary)  # must never reach the job (E6)
+    spec = replace(job, parameters_cell="answer = 42\n")
+    handle = backend.submit(spec)
+    status = wait_for(backend, handle, timeout=120, poll=0.5)
+    assert status.state is JobState.SUCCEEDED, status
+    assert status.node == WORKER and status.exit_code == 0
+    notebook = json.loads(fetch_result(backend, handle))
+    cell = notebook["cells"][0]
+    assert cell["source"] == "answer = 42\n"
+    assert "uid=1000" in cell["outputs"][0]["text"]
+
+    service = swarm.services.get(handle).attrs["Spec"]
+    task = service["TaskTemplate"]
+    assert service["Mode"] == {"ReplicatedJob": {"MaxConcurrent": 1, "TotalCompletions": 1}}
+    assert task["RestartPolicy"]["Condition"] == "none"
+    assert task["Placement"]["Constraints"] == list(ON_WORKER)
+    assert task["Resources"]["Limits"] == {"NanoCPUs": 500_000_000, "MemoryBytes": 256 * 2**20}
+    assert task["Resources"]["Reservations"] == {"MemoryBytes": 64 * 2**20}
+    assert task["ContainerSpec"]["User"] == "1000:1000"
+    assert task["ContainerSpec"]["CapabilityDrop"] == ["ALL"]
+    assert service["Labels"][f"{LABEL}.kind"] == "job"
+    assert service["Labels"][f"{LABEL}.job"] == spec.job_id
+    assert canary not in json.dumps(service)
+    assert sorted(e.split("=")[0] for e in task["ContainerSpec"]["Env"]) == [
+        "ENVPACK_PARAMETERS_CELL", "HOME"]
+
+    backend.cancel(handle)
+    assert backend.status(handle).state is JobState.LOST  # the service is gone
+    backend.cancel(handle)  # twice is fine
+
+
+def test_resubmitting_attaches_to_the_same_service(backend: SwarmBackend, job: JobSpec) -> None:
+    first = backend.submit(replace(job, parameters_cell="sleep = 30\n"))
+    assert backend.submit(replace(job, parameters_cell="sleep = 30\n")) == first
+
+
+@pytest.mark.parametrize(("code", "reason"), [(3, "cell-error"), (5, "kernel-died")])
+def test_notebook_failures_keep_their_meaning(backend: SwarmBackend, job: JobSpec, code: int,
+                                              reason: str) -> None:
+    handle = backend.submit(replace(job, parameters_cell=f"exit_code = {code}\n"))
+    status = wait_for(backend, handle, timeout=120, poll=0.5)
+    assert (status.state, status.reason, status.exit_code) == (JobState.FAILED, reason, code)
+    assert json.loads(fetch_result(backend, handle))["nbformat"] == 4  # still fetched
+
+
+@pytest.mark.reliability("I1")
+def test_a_worker_engine_is_refused_clearly(swarm: Any, job: JobSpec) -> None:
+    import docker
+
+    worker = docker.DockerClient(base_url=WORKER_SOCKET, timeout=10)
+    try:
+        with pytest.raises(ClusterError, match="worker, not a manager") as info:
+            SwarmBackend(client=worker).submit(job)
+        assert "manager" in (info.value.hint or "")
+    finally:
+        worker.close()
+
+
+def test_unsatisfiable_placement_is_pending_with_a_reason_and_waiting_ends(
+        backend: SwarmBackend, job: JobSpec) -> None:
+    handle = backend.submit(replace(job, constraints=("node.hostname==no-such-node",)))
+    time.sleep(3)
+    status = backend.status(handle)
+    assert status.state is JobState.PENDING
+    assert "no suitable node" in status.message
+    started = time.monotonic()
+    with pytest.raises(ClusterError, match="did not finish"):
+        wait_for(backend, handle, timeout=3, poll=0.5)
+    assert time.monotonic() - started < 10
+
+
+def test_swarm_deadline_is_enforced(backend: SwarmBackend, job: JobSpec) -> None:
+    handle = backend.submit(replace(job, parameters_cell="sleep = 120\n", deadline=4))
+    status = wait_for(backend, handle, timeout=60, poll=0.5)
+    assert (status.state, status.reason) == (JobState.FAILED, "deadline-exceeded")
+
+
+def test_a_large_result_comes_back_through_the_log(backend: SwarmBackend, job: JobSpec) -> None:
+    """4 MiB of incompressible output (≈ 7.5 MB of base64 log): the documented transport limit."""
+    handle = backend.submit(replace(job, parameters_cell=f"payload = {4 * 2**20}\n"))
+    assert wait_for(backend, handle, timeout=180, poll=1).state is JobState.SUCCEEDED
+    started = time.monotonic()
+    notebook = json.loads(fetch_result(backend, handle))
+    assert len(notebook["cells"][0]["outputs"][0]["text"]) > 4 * 2**20
+    assert time.monotonic() - started < 60
+
+
+@pytest.mark.reliability("I2")
+def test_draining_the_worker_never_hangs(backend: SwarmBackend, job: JobSpec, swarm: Any) -> None:
+    """Docker 20.10 lets a running replicated-job task finish on a drained node; a job submitted
+    while the only eligible node is drained waits with a reason, and following it times out."""
+    running = backend.submit(replace(job, parameters_cell="sleep = 8\n"))
+    assert run_until(backend, running, JobState.RUNNING).state is JobState.RUNNING
+    node = worker_node(swarm)
+    spec = node.attrs["Spec"]
+    node.update({**spec, "Availability": "drain"})
+    try:
+        late = backend.submit(replace(job, job_id=job.job_id + "b", name=job.name + "b"))
+        final = wait_for(backend, running, timeout=90, poll=1)
+        assert final.terminal and final.state in (JobState.SUCCEEDED, JobState.LOST)
+        waiting = backend.status(late)
+        assert waiting.state is JobState.PENDING and "no suitable node" in waiting.message
+        with pytest.raises(ClusterError, match="did not finish"):
+            wait_for(backend, late, timeout=3, poll=0.5)
+    finally:
+        node.reload()
+        node.update({**node.attrs["Spec"], "Availability": "active"})
+    assert wait_for(backend, late, timeout=120, poll=1).state is JobState.SUCCEEDED
+
+
+@pytest.mark.reliability("I2")
+@pytest.mark.slow
+def test_stopping_the_worker_mid_job_is_lost_not_running(backend: SwarmBackend, job: JobSpec,
+                                                         swarm: Any) -> None:
+    handle = backend.submit(replace(job, parameters_cell="sleep = 300\n"))
+    assert run_until(backend, handle, JobState.RUNNING).state is JobState.RUNNING
+    os.kill(int(WORKER_PIDFILE.read_text()), 15)  # SIGTERM: the worker's dockerd goes away
+    try:
+        started = time.monotonic()
+        status = wait_for(backend, handle, timeout=90, poll=1)
+        assert (status.state, status.reason) == (JobState.LOST, "node-lost")
+        assert WORKER in status.message
+        assert time.monotonic() - started < 60
+    finally:
+        backend.cancel(handle)
+        subprocess.run(["bash", str(SWARM_UP)], check=True, timeout=180)
+        wait_worker_ready(swarm)
+
+
+@pytest.mark.slow
+def test_real_envpack_image_end_to_end(swarm: Any, shared_image: tuple[str, Path],
+                                       tmp_path: Path) -> None:
+    """A real image from the core's build, pushed, run on the worker, result written back."""
+    image, notebook = shared_image
+    index = JobIndex(tmp_path / "jobs.sqlite")
+    opts = SubmitOptions(backend="swarm", registry=REGISTRY, constraints=ON_WORKER,
+                         parameters={"greeting": "hi"}, deadline=600,
+                         labels={f"{LABEL}.test": "e2e"}, output=str(tmp_path / "out.ipynb"))
+    try:
+        done = submit(str(notebook), opts, image=image, index=index, wait=True, client=swarm)
+        assert done.status is not None and done.status.state is JobState.SUCCEEDED, done.status
+        assert done.status.node == WORKER
+        result = json.loads((tmp_path / "out.ipynb").read_text())
+        sources = ["".join(c["source"]) for c in result["cells"]]
+        assert any("greeting = 'hi'" in s for s in sources)
+        assert any("import yaml" in s for s in sources)
+        record = index.get(done.record.id)
+        assert record.state == "succeeded" and record.image.startswith(REGISTRY + "/")
+    finally:
+        for service in swarm.services.list(filters={"label": f"{LABEL}.test=e2e"}):
+            service.remove()
