@@ -1,0 +1,171 @@
+"""Rerunning notebooks in a real image: reports, failures, limits (RELIABILITY H1-H4, H9, E6, C7)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import pytest
+
+from jupyter_envpack.errors import RunError
+from jupyter_envpack.execute import RunOptions, run_notebook
+
+pytestmark = pytest.mark.docker
+
+
+def executed_locally(make_notebook, cells: list[str], name: str = "nb.ipynb") -> Path:
+    """A notebook whose stored outputs come from running it here (like a user's notebook)."""
+    from nbclient import NotebookClient
+
+    path = make_notebook(cells, name=name)
+    nb = nbformat.read(path, as_version=4)
+    NotebookClient(nb, kernel_name="python3", allow_errors=True).execute()
+    nbformat.write(nb, path)
+    return path
+
+
+def test_a_notebook_reproduces_and_comes_back(shared_image, make_notebook, test_labels,
+                                               own_containers) -> None:
+    image, _ = shared_image
+    path = executed_locally(make_notebook, [
+        "import yaml\nprint(yaml.safe_dump({'a': [1, 2]}))", "# parameters\nn = 2", "n * 21",
+        "import time\nprint(time.time())"])
+    result = run_notebook(image, path, RunOptions(labels=test_labels))
+    statuses = [c.status for c in result.report.cells]
+    assert statuses == ["same", "same", "same", "differs"]
+    assert result.output_path == path.with_name("nb.envpack.ipynb")
+    executed = nbformat.read(result.output_path, as_version=4)
+    assert executed.cells[2].outputs[0]["data"]["text/plain"] == "42"
+    assert own_containers() == []
+
+
+def test_parameters_reach_the_tagged_cell(shared_image, make_notebook, test_labels) -> None:
+    image, _ = shared_image
+    path = executed_locally(make_notebook, ["# parameters\nn = 2", "print(n * 21)"])
+    nb = nbformat.read(path, as_version=4)
+    nb.cells[0].metadata["tags"] = ["parameters"]
+    nbformat.write(nb, path)
+    result = run_notebook(image, path, RunOptions(parameters={"n": 5}, labels=test_labels))
+    assert [c.status for c in result.report.cells] == ["same", "differs"]
+    assert "+[stdout] 105" in (result.report.cells[1].diff or "")
+
+
+@pytest.mark.reliability("H1")
+def test_a_raising_notebook_is_a_new_error_and_is_saved(shared_image, make_notebook,
+                                                         test_labels) -> None:
+    image, _ = shared_image
+    path = executed_locally(make_notebook, ["x = 1", "print(x)"])
+    nb = nbformat.read(path, as_version=4)
+    nb.cells[1].source = "raise ValueError('boom')"
+    nbformat.write(nb, path)
+    result = run_notebook(image, path, RunOptions(labels=test_labels))
+    cell = result.report.cells[1]
+    assert (cell.status, cell.ename, cell.evalue) == ("new-error", "ValueError", "boom")
+    assert result.exit_code == 3 and result.report.run_status == "cell-error"
+    assert result.output_path.exists()
+
+
+@pytest.mark.reliability("C7")
+def test_an_unresolved_import_fails_with_the_module_named(shared_image, make_notebook,
+                                                          test_labels) -> None:
+    image, _ = shared_image
+    path = executed_locally(make_notebook, ["import importlib\n"
+                                            "m = importlib.import_module('envpack_no_such_mod')"])
+    result = run_notebook(image, path, RunOptions(labels=test_labels))
+    cell = result.report.cells[0]
+    # it failed locally too, the same way: reproduced as an error
+    assert cell.status == "error" and cell.ename == "ModuleNotFoundError"
+    assert "envpack_no_such_mod" in (cell.evalue or "")
+
+
+@pytest.mark.reliability("H2")
+def test_a_hanging_cell_times_out(shared_image, make_notebook, test_labels) -> None:
+    image, _ = shared_image
+    path = make_notebook([("x = 1", []), ("while True:\n    pass", [])])
+    result = run_notebook(image, path, RunOptions(cell_timeout=3, labels=test_labels))
+    assert result.report.run_status == "timeout" and result.exit_code == 4
+    assert not result.report.reproduced
+
+
+@pytest.mark.reliability("H2")
+def test_the_overall_deadline_stops_and_removes_the_container(shared_image, make_notebook,
+                                                              test_labels, own_containers) -> None:
+    image, _ = shared_image
+    path = make_notebook([("import time\ntime.sleep(120)", [])])
+    started = time.monotonic()
+    with pytest.raises(RunError) as info:
+        run_notebook(image, path, RunOptions(deadline=8, labels=test_labels))
+    assert info.value.reason == "timeout"
+    assert time.monotonic() - started < 40
+    assert own_containers() == []
+
+
+@pytest.mark.reliability("H3")
+def test_kernel_death_is_reported(shared_image, make_notebook, test_labels) -> None:
+    image, _ = shared_image
+    path = make_notebook([("import os, signal\nos.kill(os.getpid(), signal.SIGKILL)", [])])
+    result = run_notebook(image, path, RunOptions(labels=test_labels, cell_timeout=60))
+    assert result.report.run_status == "kernel-died" and result.exit_code == 5
+
+
+@pytest.mark.reliability("H4")
+def test_out_of_memory_names_the_limit(shared_image, make_notebook, test_labels) -> None:
+    image, _ = shared_image
+    path = make_notebook([("b = bytearray(1024 * 2**20)\nb[::4096] = b'x' * len(b[::4096])", [])])
+    with pytest.raises(RunError) as info:
+        run_notebook(image, path, RunOptions(mem_limit="96m", labels=test_labels))
+    assert info.value.reason == "oom" and "96m" in info.value.message
+
+
+@pytest.mark.reliability("H9", "E6")
+def test_container_is_locked_down_and_gets_no_server_secrets(docker_client, shared_image,
+                                                             make_notebook, test_labels,
+                                                             monkeypatch, own_containers) -> None:
+    canary = "CANARY-token-93"
+    monkeypatch.setenv("JUPYTER_TOKEN", canary)
+    image, _ = shared_image
+    path = make_notebook([("import time, os\ntime.sleep(4)\nprint(sorted(os.environ))", [])])
+    seen: dict[str, Any] = {}
+
+    def inspect() -> None:
+        for _ in range(100):
+            found = own_containers()
+            if found:
+                seen.update(docker_client.api.inspect_container(found[0].id))
+                return
+            time.sleep(0.1)
+
+    t = threading.Thread(target=inspect)
+    t.start()
+    run_notebook(image, path, RunOptions(labels=test_labels, mem_limit="512m"))
+    t.join()
+    host = seen["HostConfig"]
+    assert host["CapDrop"] == ["ALL"] and host["SecurityOpt"] == ["no-new-privileges"]
+    assert not host["Privileged"] and not host.get("Binds") and seen["Mounts"] == []
+    assert host["PidsLimit"] == 1024 and host["Memory"] == 512 * 2**20
+    assert seen["Config"]["User"] == "1000:1000"
+    assert canary not in json.dumps(seen)
+    assert seen["Config"]["Labels"]["org.jupyter.envpack.kind"] == "run"
+
+
+def test_cli_run_contract(shared_image, make_notebook) -> None:
+    image, _ = shared_image
+    path = executed_locally(make_notebook, ["print(6 * 7)"])
+    out = tmp_out = path.with_name("custom-out.ipynb")
+    proc = subprocess.run([sys.executable, "-m", "jupyter_envpack.cli", "run", str(path),
+                           "--image", image, "--json", "-q", "--output", str(out)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["schema"] == "envpack.report/1" and report["reproduced"] is True
+    assert report["cells"] == [{"index": 0, "status": "same"}]
+    assert tmp_out.exists()
+    bad = subprocess.run([sys.executable, "-m", "jupyter_envpack.cli", "run", str(path), "--image",
+                          "Bad Ref"], capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "invalid image reference" in bad.stderr
