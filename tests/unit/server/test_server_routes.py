@@ -302,3 +302,23 @@ async def test_internal_errors_leak_nothing(jp_fetch: Any, notebook: Path, jp_ro
     assert code == 500
     assert body["reason"] == "internal" and "secret detail" not in json.dumps(body)
     assert_clean_error(body, jp_root_dir)
+
+
+@pytest.mark.reliability("F1")
+async def test_engine_down_is_a_fast_503_and_a_failed_run(jp_fetch: Any, notebook: Path,
+                                                          wait_op: Any, jp_root_dir: Path,
+                                                          monkeypatch: Any) -> None:
+    import time
+
+    monkeypatch.setenv("DOCKER_HOST", "unix:///tmp/envpack-no-such-engine.sock")
+    started = time.monotonic()
+    code, status, _ = await call(jp_fetch, "envpack", "status")
+    assert code == 200 and time.monotonic() - started < 6
+    assert status["engine"]["reachable"] is False
+    assert status["engine"]["error"]["reason"] == "engine-unavailable"
+    code, op, _ = await call(jp_fetch, "envpack", "operations", **post_op(
+        {"kind": "run", "path": "nb.ipynb", "options": {"image": "envpack/nb:0123"}}))
+    assert code == 202
+    done = await wait_op(op["id"], {"failed"})
+    assert done["error"]["reason"] == "engine-unavailable"
+    assert str(jp_root_dir) not in json.dumps(done)
