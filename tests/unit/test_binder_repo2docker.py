@@ -71,3 +71,26 @@ def test_project_binder_folder_installs_jupyter_envpack_with_jupyterlab():
     requirements = (ROOT / "binder/requirements.txt").read_text()
     assert "jupyterlab>=4.2" in requirements and "ipywidgets" in requirements
     assert "pip install --no-cache-dir ." in (ROOT / "binder/postBuild").read_text()
+
+
+def test_real_snapshot_closure_reaches_repo2docker(tmp_path: Path, make_notebook, kernel_python):
+    # Given the real snapshot of a notebook in this interpreter
+    from jupyter_envpack.snapshot import take_snapshot
+
+    repo = tmp_path / "repo"
+    nb = make_notebook(["import packaging.version"], folder=repo / "nbs", name="real.ipynb")
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    spec = take_snapshot(nb, python=kernel_python)
+
+    # When binder/ is written and repo2docker reads the repository
+    write_binder(nb, spec=spec)
+    dockerfile, log = repo2docker_dockerfile(repo)
+
+    # Then the kernel's X.Y is used and the file installed holds the whole pinned closure
+    assert f"Building conda environment for python={spec.python_minor}" in log
+    assert 'pip install --no-cache-dir -r "binder/requirements.txt"' in dockerfile
+    pins = [line for line in (repo / "binder/requirements.txt").read_text().splitlines()
+            if not line.startswith("#")]
+    assert pins == spec.requirements_lines()
+    assert any(p.startswith("packaging==") for p in pins)
+    assert not (repo / "binder/apt.txt").exists()
