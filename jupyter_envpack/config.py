@@ -35,7 +35,7 @@ DEFAULT_RUNNERS = {
 }
 
 
-def _optional_text(help_text: str) -> Unicode:
+def _optional_text(help_text: str) -> Any:  # a traitlets Unicode (generic in stubs)
     return Unicode(None, allow_none=True, help=help_text).tag(config=True)
 
 

@@ -249,7 +249,7 @@ class OperationStore:
                              "WHERE id = ?", (op_id,)).fetchone()
         return self._row(row) if row else None
 
-    def list(self, *, kind: str | None = None, state: str | None = None,
+    def find(self, *, kind: str | None = None, state: str | None = None,
              limit: int = 100) -> list[Operation]:
         """Return operations, newest first, optionally filtered."""
         where, args = [], []

@@ -23,15 +23,13 @@ class EnvpackExtension(ExtensionApp):
 
     service: EnvpackService | None = None
 
-    def _root_dir(self) -> str:
-        contents = self.serverapp.contents_manager
-        return str(getattr(contents, "root_dir", None) or self.serverapp.root_dir)
-
     def initialize_settings(self) -> None:
         """Create the service (store, manager) and start reconciling leftovers."""
+        assert self.serverapp is not None
         config = EnvPack(parent=self)
         contents = self.serverapp.contents_manager
-        paths = ContentsPaths(self._root_dir(),
+        root = getattr(contents, "root_dir", None) or self.serverapp.root_dir
+        paths = ContentsPaths(str(root),
                               allow_hidden=bool(getattr(contents, "allow_hidden", False)),
                               max_size=config.max_notebook_size)
         self.service = EnvpackService(config, paths)

@@ -34,7 +34,7 @@ KEEPALIVE = 15.0
 SSE_TYPE = "text/event-stream; charset=utf-8"
 
 
-class EnvpackHandler(ExtensionHandlerMixin, APIHandler):  # type: ignore[misc]
+class EnvpackHandler(ExtensionHandlerMixin, APIHandler):
     """Base of every envpack handler: JSON errors, the service, thread-pool helpers."""
 
     auth_resource = AUTH_RESOURCE
@@ -62,7 +62,7 @@ class EnvpackHandler(ExtensionHandlerMixin, APIHandler):  # type: ignore[misc]
                           self.request.path, e.status, e.reason)
             self.send_error(e.status, exc_info=(type(e), e, e.__traceback__))
             return
-        super()._handle_request_exception(e)  # type: ignore[misc]
+        super()._handle_request_exception(e)
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         """Write ``{"error", "reason", "message", "hint"}`` — never a traceback or a path."""
@@ -141,11 +141,11 @@ class OperationsHandler(EnvpackHandler):
         except ValueError:
             raise InputError("limit must be an integer") from None
         limit = max(1, min(limit, 1000))
-        ops = await self.blocking(manager.store.list, kind=kind, state=state, limit=limit)
+        ops = await self.blocking(manager.store.find, kind=kind, state=state, limit=limit)
         self.write_json({"operations": [op.to_json() for op in ops]})
 
     @web.authenticated
-    @authorized(action="execute")
+    @authorized(action="execute")  # type: ignore[untyped-decorator]  # jupyter_server's typing
     async def post(self) -> None:
         manager = self.require_manager()
         if len(self.request.body) > self.service.config.max_request_body:

@@ -153,7 +153,8 @@ def collect_run(op: OperationContext, container: Any, code: int) -> dict[str, An
     tmp = output.with_name(output.name + ".part")
     tmp.write_text(text, encoding="utf-8")
     tmp.replace(output)
-    report = compare_notebooks(original, nbformat.reads(text, as_version=4),
+    reads: Any = nbformat.reads  # untyped in nbformat
+    report = compare_notebooks(original, reads(text, as_version=4),
                                float(op.options.get("tolerance") or 0.0))
     report.run_status = RUN_STATUS[code]
     report.image = (container.image.tags or [container.image.id])[0]

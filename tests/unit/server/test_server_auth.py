@@ -51,7 +51,7 @@ async def test_no_or_wrong_credentials_are_refused(jp_fetch: Any, notebook: Path
                        raise_error=False, follow_redirects=False)
     assert r.code in (302, 403, 405), (route, method, r.code)
     assert r.code != 405 or method in ("PUT", "PATCH")
-    assert envpack_service.manager.store.list() == []  # no side effect
+    assert envpack_service.manager.store.find() == []  # no side effect
 
 
 def _cookies(response: Any) -> dict[str, str]:
@@ -89,7 +89,7 @@ async def test_cookie_writes_need_xsrf(jp_fetch: Any, jp_serverapp: Any, noteboo
         r = await jp_fetch("envpack", "operations", method="POST", body=body,
                            headers={**base, **extra}, raise_error=False)
         assert r.code == 403, extra
-    assert envpack_service.manager.store.list() == []
+    assert envpack_service.manager.store.find() == []
     # With the header copied from the _xsrf cookie → accepted
     r = await jp_fetch("envpack", "operations", method="POST", body=body,
                        headers={**base, "X-XSRFToken": cookies["_xsrf"]}, raise_error=False)
@@ -122,4 +122,4 @@ async def test_foreign_origin_and_host_are_refused(jp_fetch: Any, jp_serverapp: 
     # DNS rebinding: a non-local Host header
     r = await jp_fetch("envpack", "status", headers={"Host": "evil.example"}, raise_error=False)
     assert r.code == 403
-    assert envpack_service.manager.store.list() == []
+    assert envpack_service.manager.store.find() == []

@@ -44,7 +44,7 @@ async def test_read_only_user(jp_fetch: Any, notebook: Path, envpack_service: An
         assert r.code == 403, kind
         assert json.loads(r.body)["reason"] == "forbidden"
     assert ("execute", "envpack") in CALLS
-    assert envpack_service.manager.store.list() == []
+    assert envpack_service.manager.store.find() == []
     # cancelling is a write
     op, _ = envpack_service.manager.submit("fake", "nb.ipynb", {"wait": True})
     r = await jp_fetch("envpack", "operations", op.id, method="DELETE", raise_error=False)

@@ -113,7 +113,7 @@ def test_unknown_kind_and_bad_options_are_input_errors(manager: OperationManager
         manager.submit("nope", "nb.ipynb", {})
     with pytest.raises(InputError):
         manager.submit("fake", "nb.ipynb", {"evil": 1})
-    assert manager.store.list() == []
+    assert manager.store.find() == []
 
 
 @pytest.mark.reliability("F8")
@@ -268,7 +268,7 @@ def test_corrupt_database_is_moved_aside(db_path: Path) -> None:
     with open(db_path, "r+b") as fh:
         fh.truncate(100)
     again = OperationStore(db_path)
-    assert again.list() == []
+    assert again.find() == []
     assert list(db_path.parent.glob("ops.sqlite.corrupt-*"))
     again.close()
 

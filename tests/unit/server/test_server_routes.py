@@ -119,7 +119,7 @@ async def test_traversal_is_404_and_never_reads(jp_fetch: Any, jp_root_dir: Path
         assert code == 404, body
         assert canary not in json.dumps(body)
         assert_clean_error(body, jp_root_dir)
-    assert envpack_service.manager.store.list() == []
+    assert envpack_service.manager.store.find() == []
 
 
 @pytest.mark.reliability("B6")
@@ -153,7 +153,7 @@ async def test_malformed_bodies_are_4xx(jp_fetch: Any, notebook: Path, jp_root_d
     code, reply, _ = await call(jp_fetch, "envpack", "operations", **post_op(body))
     assert code in (400, 404), reply
     assert_clean_error(reply, jp_root_dir)
-    assert envpack_service.manager.store.list() == []
+    assert envpack_service.manager.store.find() == []
 
 
 @pytest.mark.reliability("A5")
