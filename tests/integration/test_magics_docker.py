@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 
 import nbformat
@@ -12,6 +13,7 @@ from IPython.testing import globalipapp
 from jupyter_envpack.errors import EngineError
 
 pytestmark = pytest.mark.docker
+TEST_REGISTRY = os.environ.get("ENVPACK_TEST_REGISTRY", "127.0.0.1:5000")
 
 CELLS = [("n = 2", []),
          ("print(n * 21)", [{"output_type": "stream", "name": "stdout", "text": "42\n"}])]
@@ -150,16 +152,21 @@ def test_widget_progress_in_a_real_kernel(make_notebook, test_base_image, built_
 
 
 @pytest.mark.swarm
+@pytest.mark.registry
 def test_submit_runs_the_notebook_as_a_swarm_job_and_jobs_lists_it(
         ip, make_notebook, test_base_image, built_images, docker_client, tmp_path, monkeypatch):
+    # The swarm may have several nodes: the job pulls its image from the test registry.
     if docker_client.info().get("Swarm", {}).get("ControlAvailable") is not True:
         pytest.fail("this engine is not a swarm manager (CI runs .ci/swarm-up)")
     monkeypatch.setenv("ENVPACK_JOBS_DB", str(tmp_path / "jobs.sqlite"))
     nb = parameterised(make_notebook, "magic_job.ipynb")
     try:
         job = ip.run_line_magic("envpack", f"submit --notebook {nb} --backend swarm --wait "
-                                           f"-p n 4 --base-image {test_base_image}")
-        built_images.append(job.data.record.image)
+                                           f"-p n 4 --base-image {test_base_image} "
+                                           f"--registry {TEST_REGISTRY}")
+        pushed = job.data.record.image
+        assert pushed.startswith(f"{TEST_REGISTRY}/envpack/magic-job:")
+        built_images.extend([pushed, pushed.removeprefix(f"{TEST_REGISTRY}/")])
         assert job.fields["state"].startswith("succeeded")
         executed = nbformat.read(job.data.output_path, as_version=4)
         assert any("84" in o.get("text", "") for c in executed.cells for o in c.get("outputs", []))
