@@ -205,10 +205,21 @@ def new_job_id() -> str:
     return uuid.uuid4().hex[:12]
 
 
+def default_config() -> Any:
+    """The ``EnvPack`` configuration from the Jupyter config files (None when unavailable)."""
+    try:
+        from ..config import load_envpack_config
+    except ImportError:  # pragma: no cover - the config module ships with the package
+        return None
+    return load_envpack_config()
+
+
 def open_backend(name: str, options: Mapping[str, Any] | None = None, config: Any = None,
                  client: Any = None) -> Backend:
     """Instantiate backend ``name`` (``config.cluster_backends`` first when a config is given)."""
     kwargs = dict(options or {})
+    if config is None:
+        config = default_config()
     if client is not None and name == "swarm":
         kwargs["client"] = client
     if config is not None and name in getattr(config, "cluster_backends", {}):
