@@ -148,8 +148,14 @@ def _folder_findings(root: Path, files: dict[str, str] | None) -> list[Finding]:
 def _change_findings(state: RepoState, notebook_rel: str, local_files: list[str]) -> list[Finding]:
     findings: list[Finding] = []
     dirty_binder = sorted(p for p in state.changes if p.startswith(f"{BINDER_DIR}/"))
-    if notebook_rel in state.changes:
-        untracked = state.changes[notebook_rel] == "??"
+    code = state.changes.get(notebook_rel)
+    if code == "!!":
+        findings.append(Finding("notebook-ignored", f"{notebook_rel} is ignored by git "
+                                "(.gitignore), so it is never pushed and Binder cannot open it",
+                                hint=f"git add -f -- {shlex.quote(notebook_rel)}, or change "
+                                ".gitignore; then commit and push"))
+    elif code is not None:
+        untracked = code == "??"
         findings.append(Finding(
             "notebook-untracked" if untracked else "notebook-uncommitted",
             f"{notebook_rel} has {'never been committed' if untracked else 'uncommitted changes'}"

@@ -32,7 +32,8 @@ class RepoState:
     pushed
         Whether ``HEAD`` is contained in a remote-tracking branch of that remote.
     changes
-        ``git status --porcelain`` codes by path (relative to ``root``), for the paths asked.
+        ``git status --porcelain`` codes by path (relative to ``root``), for the paths asked
+        (``??`` untracked, ``!!`` ignored).
     """
 
     root: Path
@@ -80,8 +81,9 @@ def _pick_remote(root: Path, branch: str | None) -> str | None:
 def _changes(root: Path, paths: list[str]) -> dict[str, str]:
     if not paths:
         return {}
+    # Ignored files are reported too ("!!"): Binder never sees them either.
     res = _git(root, "status", "--porcelain=v1", "-z", "--untracked-files=all",
-               "--ignored=no", "--", *paths)
+               "--ignored=traditional", "--", *paths)
     found: dict[str, str] = {}
     entries = res.stdout.split("\0") if res.returncode == 0 else []
     skip = False

@@ -189,3 +189,14 @@ def test_binder_symlink_or_file_is_refused(repo: Path, tmp_path: Path):
 def test_missing_notebook_is_not_found(tmp_path: Path):
     with pytest.raises(NotFoundError):
         binder_info(tmp_path / "nope.ipynb", snapshot=False)
+
+
+def test_ignored_notebook_is_warned(repo: Path, make_notebook):
+    (repo / ".gitignore").write_text("scratch/\n")
+    git(repo, "add", ".gitignore")
+    git(repo, "commit", "-qm", "ignore scratch")
+    push(repo)
+    nb = make_notebook(["1"], name="draft.ipynb", folder=repo / "scratch")
+    info = binder_info(nb, snapshot=False)
+    assert codes(info)[0] == "notebook-ignored"
+    assert "git add -f -- scratch/draft.ipynb" in info["warnings"][0]["hint"]
