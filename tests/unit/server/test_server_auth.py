@@ -27,6 +27,20 @@ def routes() -> list[str]:
             for pattern, _ in make_handlers()]
 
 
+@pytest.mark.reliability("A1")
+def test_every_verb_is_authenticated_then_authorized() -> None:
+    from jupyter_server.serverapp import _has_tornado_web_authenticated
+
+    for _, handler in make_handlers():
+        assert handler.auth_resource == "envpack"
+        for verb in ("get", "post", "delete", "put", "patch"):
+            method = getattr(handler, verb)
+            if verb in vars(handler):
+                assert _has_tornado_web_authenticated(method), (handler, verb)
+                inner = method.__wrapped__  # @authorized sits inside @web.authenticated
+                assert inner.__code__.co_qualname.startswith("authorized"), (handler, verb)
+
+
 def test_every_registered_envpack_rule_is_covered(jp_serverapp: Any) -> None:
     found = set()
     for rule in jp_serverapp.web_app.default_router.rules:

@@ -49,3 +49,35 @@ async def test_unusable_database_degrades_only_operations(jp_fetch: Any, jp_root
     assert r.code == 200
     r = await jp_fetch("api", "contents")
     assert r.code == 200
+
+
+@pytest.mark.reliability("J3", "J6")
+async def test_a_locked_database_is_503_after_busy_timeout(jp_fetch: Any, notebook: Path,
+                                                           envpack_service: Any) -> None:
+    import asyncio
+    import sqlite3
+    import time
+
+    # Given another process holding the write lock
+    other = sqlite3.connect(envpack_service.manager.store.path, isolation_level=None)
+    other.execute("BEGIN EXCLUSIVE")
+    try:
+        started = time.monotonic()
+        write = asyncio.ensure_future(jp_fetch(
+            "envpack", "operations", method="POST", raise_error=False,
+            body=json.dumps({"kind": "fake", "path": "nb.ipynb"})))
+        # the IOLoop is not blocked meanwhile: status answers at once
+        await asyncio.sleep(0.2)
+        probe = time.monotonic()
+        assert (await jp_fetch("api", "status")).code == 200
+        assert time.monotonic() - probe < 1.0
+        # When the write gives up: 503 after the busy timeout, not a hang
+        r = await write
+        assert r.code == 503 and json.loads(r.body)["reason"] == "store-unavailable"
+        assert time.monotonic() - started < 9
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    r = await jp_fetch("envpack", "operations", method="POST",
+                       body=json.dumps({"kind": "fake", "path": "nb.ipynb"}))
+    assert r.code == 202
