@@ -14,7 +14,7 @@ from __future__ import annotations
 import enum
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from importlib import import_module
 from importlib.metadata import entry_points
@@ -244,8 +244,13 @@ def fetch_result(backend: Backend, handle: str) -> str:
 
 
 def wait_for(backend: Backend, handle: str, *, timeout: float, poll: float = 2.0,
-             reporter: Reporter = null_reporter, cancel: CancelToken | None = None) -> JobStatus:
-    """Poll ``status`` until the job is over or ``timeout`` seconds pass (then raise)."""
+             reporter: Reporter = null_reporter, cancel: CancelToken | None = None,
+             pause: Callable[[float], None] | None = None) -> JobStatus:
+    """Read ``status`` until the job is over or ``timeout`` seconds pass (then raise).
+
+    Between reads it sleeps ``poll`` seconds, or calls ``pause(seconds_left)`` — a backend that
+    can *watch* for changes (Kubernetes) blocks there until something happens.
+    """
     cancel = cancel or CancelToken()
     end = time.monotonic() + timeout
     last: JobStatus | None = None
@@ -256,10 +261,14 @@ def wait_for(backend: Backend, handle: str, *, timeout: float, poll: float = 2.0
             last = status
         if status.terminal:
             return status
-        if time.monotonic() >= end:
+        remaining = end - time.monotonic()
+        if remaining <= 0:
             raise ClusterError(f"job {handle} did not finish within {timeout:g} s",
                                hint="it may still be running; check `jupyter envpack jobs`")
-        if cancel.wait(poll):
+        if pause is not None:
+            pause(remaining)
+            cancel.raise_if_cancelled("waiting for the job")
+        elif cancel.wait(min(poll, remaining)):
             cancel.raise_if_cancelled("waiting for the job")
 
 

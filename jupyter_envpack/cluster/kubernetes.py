@@ -17,9 +17,9 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any, TypeVar
 
-from ..errors import CancelledError, ClusterError, InputError
+from ..errors import ClusterError, InputError
 from ..events import CancelToken, ProgressEvent, Reporter, null_reporter
-from .base import JobSpec, JobState, JobStatus, status_from_exit_code
+from .base import JobSpec, JobState, JobStatus, status_from_exit_code, wait_for
 from .k8s_manifests import CONTAINER_NAME, KubernetesOptions, make_manifest
 
 T = TypeVar("T")
@@ -250,25 +250,15 @@ class KubernetesBackend:
         if kind == "cronjob":
             raise InputError("a CronJob never finishes: --wait does not apply to --schedule")
         k8s = _k8s()
-        cancel = cancel or CancelToken()
-        end = time.monotonic() + timeout
-        resource_version: str | None = None
-        last: JobStatus | None = None
-        while True:
-            status = self.status(handle)
-            if status != last:
-                reporter(ProgressEvent("job", f"{status.state.value}: {status.message}", "info"))
-                last = status
-            if status.terminal:
-                return status
-            remaining = end - time.monotonic()
-            if remaining <= 0:
-                raise ClusterError(f"{handle} did not finish within {timeout:g} s",
-                                   hint="it may still be running; see `jupyter envpack jobs`")
-            if cancel.cancelled:
-                raise CancelledError("waiting for the job cancelled")
-            resource_version = self._watch_once(k8s, namespace, name, resource_version,
-                                                int(max(1, min(watch_seconds, remaining))))
+        resource_version: list[str | None] = [None]
+
+        def pause(remaining: float) -> None:
+            seconds = int(max(1, min(watch_seconds, remaining)))
+            resource_version[0] = self._watch_once(k8s, namespace, name, resource_version[0],
+                                                   seconds)
+
+        return wait_for(self, handle, timeout=timeout, reporter=reporter, cancel=cancel,
+                        pause=pause)
 
     def _watch_once(self, k8s: Any, namespace: str, name: str, resource_version: str | None,
                     seconds: int) -> str | None:

@@ -64,7 +64,7 @@ def _submit_options(o: dict[str, Any], config: Any, labels: dict[str, str]) -> S
         registry=o.get("registry") or getattr(config, "registry", None),
         parameters=o.get("parameters") or {},
         cell_timeout=o.get("cell_timeout") or getattr(config, "cell_timeout", 600.0),
-        deadline=o.get("deadline") or getattr(config, "run_deadline", 3600.0),
+        deadline=float(o.get("deadline") or getattr(config, "run_deadline", None) or 3600.0),
         cpu=o.get("cpu"), memory=o.get("memory"), constraints=tuple(o.get("constraints") or ()),
         schedule=o.get("schedule"), timezone=o.get("timezone"), namespace=o.get("namespace"),
         kube_context=o.get("context"), image_pull_secrets=tuple(o.get("image_pull_secrets") or ()),
