@@ -81,6 +81,9 @@ class EnvPack(Configurable):
         20000, min=100,
         help="Log lines kept per operation; later lines are dropped (steps and progress are "
         "always kept).").tag(config=True)
+    retention_days = Float(
+        30.0, help="Finished operations older than this many days are forgotten when the server "
+        "starts (0: keep forever).").tag(config=True)
     cluster_backends = Dict(
         key_trait=Unicode(), value_trait=Union([Unicode(), Type(klass=object)]),
         help="Cluster backends by name: a class or a 'module:Class' import string.",

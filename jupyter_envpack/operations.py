@@ -300,7 +300,7 @@ class OperationStore:
 
     def _set(self, op_id: str, fields: dict[str, Any], states: tuple[str, ...] | None,
              event: dict[str, Any] | None = None) -> bool:
-        fields = {**fields, "updated": time.time()}
+        fields = {"updated": time.time(), **fields}
         unknown = set(fields) - set(_COLUMNS)
         if unknown:
             raise ValueError(f"unknown columns {sorted(unknown)}")
@@ -336,6 +336,17 @@ class OperationStore:
             rows = db.execute("SELECT seq, op_id, time, type, data FROM events WHERE op_id = ? "
                               "AND seq > ? ORDER BY seq LIMIT ?", (op_id, after, limit))
             return [Event(s, o, t, ty, json.loads(d)) for s, o, t, ty, d in rows.fetchall()]
+
+    def prune(self, older_than: float) -> int:
+        """Delete finished operations (and their events) last updated before ``older_than``."""
+        terminal = tuple(sorted(TERMINAL))
+        marks = ",".join("?" * len(terminal))
+        with self._cursor(write=True) as db:
+            old = f"SELECT id FROM operations WHERE state IN ({marks}) AND updated < ?"  # noqa: S608
+            db.execute(f"DELETE FROM events WHERE op_id IN ({old})",  # noqa: S608 - fixed
+                       (*terminal, older_than))
+            return int(db.execute(f"DELETE FROM operations WHERE id IN ({old})",  # noqa: S608
+                                  (*terminal, older_than)).rowcount)
 
     def close(self) -> None:
         """Close the connection (later calls raise :class:`StoreUnavailableError`)."""
@@ -461,7 +472,12 @@ class OperationManager:
 
     # ----- lifecycle -----------------------------------------------------------------------
     def start(self) -> None:
-        """Start the worker threads and reconcile what a previous server left behind."""
+        """Start the worker threads, forget old finished operations, reconcile the rest."""
+        if self.config.retention_days > 0:
+            pruned = self.store.prune(time.time() - self.config.retention_days * 86400)
+            if pruned:
+                log.info("envpack: forgot %d operations older than %g days", pruned,
+                         self.config.retention_days)
         for i in range(self.config.concurrency_limit):
             # daemon threads: a stopping server detaches from running work instead of waiting
             t = threading.Thread(target=self._worker, name=f"envpack-op-{i}", daemon=True)

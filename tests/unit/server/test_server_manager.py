@@ -260,6 +260,27 @@ def test_shutdown_detaches_running_work(db_path: Path, root: Path, fake_work: An
     manager.store.close()
 
 
+def test_old_finished_operations_are_pruned_on_start(db_path: Path, root: Path,
+                                                     fake_work: Any) -> None:
+    store = OperationStore(db_path)
+    old = store.create(Operation(id=new_operation_id(), kind="fake", path="nb.ipynb",
+                                 state="succeeded", created=0, updated=0))
+    store.add_event(old.id, "progress", {"message": "x"})
+    recent = store.create(Operation(id=new_operation_id(), kind="fake", path="nb.ipynb",
+                                    state="failed"))
+    running = store.create(Operation(id=new_operation_id(), kind="nope", path="nb.ipynb",
+                                     state="queued", created=0, updated=0))
+    store.close()
+    manager = make_manager(db_path, root, fake_work)
+    try:
+        ids = {op.id for op in manager.store.find()}
+        assert old.id not in ids and {recent.id, running.id} <= ids
+        assert manager.store.events(old.id) == []
+    finally:
+        manager.shutdown()
+        manager.store.close()
+
+
 @pytest.mark.reliability("J2")
 def test_corrupt_database_is_moved_aside(db_path: Path) -> None:
     store = OperationStore(db_path)
