@@ -314,8 +314,18 @@ def write_binder(notebook_path: str | os.PathLike[str], *, spec: EnvSpec | None 
     state = inspect_repo(nb.parent)
     root = state.root if state is not None else nb.parent
     folder = _binder_folder(root)
-    folder.mkdir(exist_ok=True)
     files = binder_files(env)
+    try:
+        written, removed = _write_files(folder, files)
+    except OSError as exc:
+        raise InputError(f"cannot write {BINDER_DIR}/ at the repository root: "
+                         f"{exc.strerror or type(exc).__name__}",
+                         hint="check that the folder is writable") from None
+    return {"folder": BINDER_DIR, "written": written, "removed": removed, "files": files}
+
+
+def _write_files(folder: Path, files: dict[str, str]) -> tuple[list[str], list[str]]:
+    folder.mkdir(exist_ok=True)
     written, removed = [], []
     for name, text in files.items():
         _atomic_write(folder / name, text)
@@ -325,4 +335,4 @@ def write_binder(notebook_path: str | os.PathLike[str], *, spec: EnvSpec | None 
             and stale_apt.read_text(errors="replace").startswith(GENERATED_MARK):
         stale_apt.unlink()
         removed.append(f"{BINDER_DIR}/apt.txt")
-    return {"folder": BINDER_DIR, "written": written, "removed": removed, "files": files}
+    return written, removed

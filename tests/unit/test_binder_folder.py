@@ -200,3 +200,11 @@ def test_ignored_notebook_is_warned(repo: Path, make_notebook):
     info = binder_info(nb, snapshot=False)
     assert codes(info)[0] == "notebook-ignored"
     assert "git add -f -- scratch/draft.ipynb" in info["warnings"][0]["hint"]
+
+
+
+def test_unwritable_binder_file_is_a_clean_error(repo: Path):
+    (repo / "binder/requirements.txt").mkdir(parents=True)  # a folder where the file goes
+    with pytest.raises(InputError, match="cannot write binder/"):
+        write_binder(repo / "notes/analysis.ipynb", spec=make_spec("six==1.16.0"))
+    assert [p.name for p in (repo / "binder").iterdir()] == ["requirements.txt"]  # no temp left
