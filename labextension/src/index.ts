@@ -13,9 +13,9 @@ import { ISettingRegistry } from '@jupyterlab/settingregistry';
 import { EnvpackClient, errorMessage } from './api';
 import { envpackIcon } from './icon';
 import { EnvpackModel } from './model';
-import { createDefaultSections, EnvpackSidebar } from './sidebar';
+import { createDefaultSections, EnvpackSidebar, OperationSection } from './sidebar';
 import { ContaineriseButtonExtension } from './toolbar';
-import { CommandIDs, IEnvpackSidebar } from './tokens';
+import { CommandIDs, IEnvpackSidebar, IOperation } from './tokens';
 
 export * from './api';
 export * from './model';
@@ -154,22 +154,26 @@ function addCommands(
       }
     };
 
+  const revealKind = (op: IOperation): IOperation => {
+    sidebar.reveal(sidebar.widgets.find(w => w instanceof OperationSection && w.kind === op.kind));
+    return op;
+  };
   commands.addCommand(CommandIDs.containerise, {
     label: 'Containerise Notebook',
     caption: 'Snapshot, build and rerun the notebook in a container',
     icon: envpackIcon,
     isEnabled: hasNotebook,
-    execute: guarded('Containerise failed', path => model.containerise(path))
+    execute: guarded('Containerise failed', async path => revealKind(await model.containerise(path)))
   });
   commands.addCommand(CommandIDs.build, {
     label: 'Build Notebook Image',
     isEnabled: hasNotebook,
-    execute: guarded('Build failed', path => model.build(path))
+    execute: guarded('Build failed', async path => revealKind(await model.build(path)))
   });
   commands.addCommand(CommandIDs.run, {
     label: 'Rerun Notebook in Container',
     isEnabled: hasNotebook,
-    execute: guarded('Rerun failed', path => model.run(path))
+    execute: guarded('Rerun failed', async path => revealKind(await model.run(path)))
   });
   commands.addCommand(CommandIDs.refresh, {
     label: 'Refresh Notebook Environment Snapshot',

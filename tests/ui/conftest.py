@@ -1,0 +1,165 @@
+"""Fixtures for the end-to-end UI tests: a real ``jupyter lab`` and Debian's Chromium.
+
+The lab runs as a subprocess on a free port with a fixed token, a temporary root (holding an
+example notebook), and temporary config, data, settings and workspace directories, so nothing
+from the developer's own Jupyter setup leaks in. The lab setting ``baseImage`` points builds at
+the offline test base image (the lab settings path of the extension is what is exercised).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import pytest
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+ARTIFACTS = Path(__file__).parent / "artifacts"
+IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+# The example notebook: stdlib only (the build needs no package index), a local helper module
+# (listed under "Local files"), a parameters cell, and a pause so a reload lands mid-operation.
+NOTEBOOK_CELLS = [
+    "# parameters\nn = 5",
+    "import json\nimport math\nimport time\n\nfrom helpers import square",
+    "time.sleep(6)\nprint(json.dumps([square(i) for i in range(n)]))",
+    "math.sqrt(square(n))",
+]
+HELPERS = '"""Local helper module copied into the image."""\n\n\ndef square(x):\n    return x * x\n'
+
+
+@dataclass
+class Lab:
+    """A running JupyterLab: its URL (with trailing slash), token and root directory."""
+
+    url: str
+    token: str
+    root: Path
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    def api(self, path: str) -> Any:
+        """GET a JSON route of the server (token auth)."""
+        headers = {"Authorization": f"token {self.token}"}
+        req = urllib.request.Request(self.url + path, headers=headers)  # noqa: S310 - local http
+        with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310 - our own local server
+            return json.loads(resp.read())
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _write_notebook(root: Path) -> None:
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.metadata["language_info"] = {"name": "python"}
+    nb.cells = [nbformat.v4.new_code_cell(src) for src in NOTEBOOK_CELLS]
+    nb.cells[0].metadata["tags"] = ["parameters"]
+    # A unique comment makes the notebook layer new, so every session really builds something.
+    nb.cells[1].source += f"\n# session {secrets.token_hex(4)}"
+    (root / "helpers.py").write_text(HELPERS)
+    # Executed here first, as a user would have: the rerun in the container is compared with it.
+    from nbclient import NotebookClient
+
+    NotebookClient(nb, timeout=120, resources={"metadata": {"path": str(root)}}).execute()
+    nbformat.write(nb, root / "demo.ipynb")
+
+
+def _write_settings(settings: Path, base_image: str) -> None:
+    ours = settings / "jupyter-envpack" / "plugin.jupyterlab-settings"
+    ours.parent.mkdir(parents=True)
+    ours.write_text(json.dumps({"baseImage": base_image, "rerunAfterBuild": True}))
+    # No news pop-up over the screenshots.
+    news = settings / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
+    news.parent.mkdir(parents=True)
+    news.write_text(json.dumps({"fetchNews": "false", "checkForUpdates": False}))
+
+
+def _wait_ready(lab: Lab, deadline: float) -> None:
+    while time.monotonic() < deadline:
+        if lab.process.poll() is not None:
+            pytest.fail(f"jupyter lab exited: {lab.log_path.read_text()[-3000:]}")
+        try:
+            lab.api("api/status")
+            return
+        except OSError:
+            time.sleep(0.5)
+    pytest.fail(f"jupyter lab did not start: {lab.log_path.read_text()[-3000:]}")
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory, test_base_image: str) -> Iterator[Lab]:
+    """Start ``jupyter lab`` with jupyter-envpack on a free port and stop it afterwards."""
+    base = tmp_path_factory.mktemp("lab")
+    root, settings = base / "root", base / "settings"
+    root.mkdir()
+    _write_notebook(root)
+    _write_settings(settings, test_base_image)
+    env = {**os.environ, "JUPYTER_CONFIG_DIR": str(base / "config"),
+           "JUPYTER_DATA_DIR": str(base / "data"), "JUPYTERLAB_SETTINGS_DIR": str(settings),
+           "JUPYTERLAB_WORKSPACES_DIR": str(base / "workspaces"), "JUPYTER_RUNTIME_DIR": str(base / "rt")}
+    port, token = _free_port(), secrets.token_hex(16)
+    log_path = base / "lab.log"
+    cmd = [sys.executable, "-m", "jupyterlab", f"--port={port}", "--ServerApp.port_retries=0",
+           "--ServerApp.ip=127.0.0.1", "--ServerApp.open_browser=False", "--allow-root", f"--ServerApp.root_dir={root}",
+           f"--IdentityProvider.token={token}", "--LabApp.expose_app_in_browser=True",
+           "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"]
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=base)
+    lab = Lab(f"http://127.0.0.1:{port}/", token, root, process, log_path)
+    try:
+        _wait_ready(lab, time.monotonic() + 90)
+        yield lab
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        ARTIFACTS.mkdir(exist_ok=True)
+        shutil.copy(log_path, ARTIFACTS / "lab.log")
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """Debian's Chromium driven by Playwright (browsers cannot be downloaded here)."""
+    if not Path(CHROMIUM).exists():
+        # Under CI a missing browser is a broken install step, never a skip (RELIABILITY §4.8).
+        message = f"{CHROMIUM} is not installed (.ci/provision installs it)"
+        pytest.fail(message) if IN_CI else pytest.skip(message)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser: Any) -> Iterator[Any]:
+    """A fresh page with a desktop-sized viewport; console errors are kept for the report."""
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(60_000)
+    page.console_errors = []  # type: ignore[attr-defined]
+    page.on("console", lambda m: m.type == "error" and page.console_errors.append(m.text))
+    yield page
+    context.close()

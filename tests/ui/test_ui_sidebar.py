@@ -1,0 +1,152 @@
+"""End to end: the envpack sidebar and the "Containerise" button in a real JupyterLab + Chromium.
+
+Given a notebook in a fresh ``jupyter lab`` (see conftest.py), the tests open it in Chromium,
+check the sidebar's Environment and Dockerfile sections, click "Containerise", reload the page in
+the middle of the operation, and wait for the rerun report. Screenshots land in
+``tests/ui/artifacts``; with ``ENVPACK_UPDATE_SCREENSHOTS=1`` the report screenshot is also copied to
+``docs/screenshots/sidebar.png``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytestmark = [pytest.mark.ui, pytest.mark.docker, pytest.mark.slow]
+
+ARTIFACTS = Path(__file__).parent / "artifacts"
+SIDEBAR = "#jp-envpack-sidebar"
+RUN_OP = f"{SIDEBAR} .jp-Envpack-section-Run .jp-Envpack-operation"
+DOCS_SCREENSHOT = Path(__file__).parents[2] / "docs" / "screenshots" / "sidebar.png"
+
+
+def open_notebook(page: Any, lab: Any) -> None:
+    """Load the lab on the example notebook and wait for its toolbar."""
+    page.goto(f"{lab.url}lab/tree/demo.ipynb?token={lab.token}")
+    page.wait_for_selector(".jp-NotebookPanel-toolbar .jp-Envpack-containeriseButton")
+
+
+def show_sidebar(page: Any) -> None:
+    """Open the envpack sidebar from its tab in the left area (unless already open)."""
+    tab = page.locator('.lm-TabBar-tab[data-id="jp-envpack-sidebar"]')
+    tab.wait_for()
+    if not page.locator(SIDEBAR).is_visible():
+        tab.click()
+    page.locator(SIDEBAR).wait_for(state="visible")
+
+
+def shoot(page: Any, name: str, element: str | None = None) -> Path:
+    """Save a screenshot (of the page or of one element) into the artifacts folder."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    path = ARTIFACTS / name
+    target = page.locator(element) if element else page
+    target.screenshot(path=str(path))
+    return path
+
+
+def test_sidebar_shows_environment_and_dockerfile(page: Any, lab: Any) -> None:
+    # Given the example notebook open in JupyterLab
+    open_notebook(page, lab)
+    button = page.locator(".jp-NotebookPanel-toolbar .jp-Envpack-containeriseButton")
+    assert "Containerise" in button.inner_text()
+
+    # When the envpack sidebar is opened
+    show_sidebar(page)
+
+    # Then it follows the notebook and shows its environment and Dockerfile
+    sidebar = page.locator(SIDEBAR)
+    assert "demo.ipynb" in sidebar.locator(".jp-Envpack-notebook").inner_text()
+    python = sidebar.locator(".jp-Envpack-python")
+    python.wait_for()
+    assert python.inner_text().startswith("Python 3.")
+    files = sidebar.locator(".jp-Envpack-files")
+    assert "Local files (1)" in files.inner_text()
+    files.locator("summary").click()
+    assert "helpers.py" in files.inner_text()
+    dockerfile = sidebar.locator(".jp-Envpack-dockerfile")
+    dockerfile.wait_for()
+    # The base image comes from the extension's lab setting (schema/plugin.json: baseImage).
+    assert "FROM envpack-test/debian-python:bookworm" in dockerfile.inner_text()
+    assert sidebar.locator(".jp-Envpack-section-Environment .jp-Envpack-error").count() == 0
+    shoot(page, "sidebar-light.png", SIDEBAR)
+
+    # And it is readable in the dark theme too
+    page.evaluate("window.jupyterapp.commands.execute('apputils:change-theme', "
+                  "{theme: 'JupyterLab Dark'})")
+    page.wait_for_selector("body[data-jp-theme-light='false']", state="attached")
+    page.wait_for_timeout(500)  # let the theme's CSS apply before the screenshot
+    shoot(page, "sidebar-dark.png", SIDEBAR)
+    page.evaluate("window.jupyterapp.commands.execute('apputils:change-theme', "
+                  "{theme: 'JupyterLab Light'})")
+    page.wait_for_selector("body[data-jp-theme-light='true']", state="attached")
+
+
+def test_containerise_survives_a_reload_and_shows_the_report(page: Any, lab: Any) -> None:
+    # Given the example notebook open in JupyterLab
+    open_notebook(page, lab)
+
+    # When "Containerise" is clicked
+    page.locator(".jp-NotebookPanel-toolbar .jp-Envpack-containeriseButton").click()
+
+    # Then the sidebar opens on a running operation with a streamed log
+    page.locator(SIDEBAR).wait_for(state="visible")
+    running = page.locator(f"{RUN_OP}[data-state='running'], {RUN_OP}[data-state='queued']")
+    running.first.wait_for(timeout=120_000)
+    op_id = page.locator(RUN_OP).get_attribute("data-operation")
+    assert op_id
+    stage_before = lab.api(f"envpack/operations/{op_id}")["stage"]
+
+    # When the page is reloaded in the middle of the operation
+    assert lab.api(f"envpack/operations/{op_id}")["state"] in {"queued", "running"}
+    page.reload()
+    page.wait_for_selector(".jp-NotebookPanel-toolbar .jp-Envpack-containeriseButton")
+    show_sidebar(page)
+
+    # Then the sidebar reconnects to the same operation, replays its log and follows it to the end
+    page.locator(f"{RUN_OP}[data-operation='{op_id}']").wait_for(timeout=60_000)
+    page.wait_for_function(
+        """sel => { const s = document.querySelector(sel);
+                    return s && !/\\(0 lines\\)/.test(s.textContent); }""",
+        arg=f"{RUN_OP} .jp-Envpack-log summary", timeout=120_000)
+    verdict = page.locator(f"{SIDEBAR} .jp-Envpack-verdict")
+    verdict.wait_for(timeout=840_000)
+    op = lab.api(f"envpack/operations/{op_id}")
+    assert op["state"] == "succeeded", (stage_before, op.get("error"))
+    assert verdict.inner_text() == "Reproduced", op["result"]["report"]
+    statuses = page.locator(f"{SIDEBAR} .jp-Envpack-cell").evaluate_all(
+        "cells => cells.map(c => c.dataset.status)")
+    assert statuses == [c["status"] for c in op["result"]["report"]["cells"]]
+    assert set(statuses) <= {"same", "skipped"}
+    image = page.locator(f"{SIDEBAR} .jp-Envpack-section-Run .jp-Envpack-image")
+    assert image.inner_text() == op["result"]["image"]
+    history = page.locator(f"{SIDEBAR} .jp-Envpack-historyItem[data-operation='{op_id}']")
+    assert "succeeded" in history.inner_text()
+
+    # And the screenshot shows the report (Environment and Dockerfile folded away)
+    for section in ("Environment", "Dockerfile"):
+        page.locator(f"{SIDEBAR} .jp-Envpack-section-{section} .jp-Envpack-sectionToggle").click()
+    page.locator(f"{SIDEBAR} .jp-Envpack-section-Run").scroll_into_view_if_needed()
+    shoot(page, "sidebar-report.png", SIDEBAR)
+    full = shoot(page, "lab-report.png")
+    if os.environ.get("ENVPACK_UPDATE_SCREENSHOTS") == "1":
+        DOCS_SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(full, DOCS_SCREENSHOT)
+
+    # And the link opens the executed notebook
+    page.locator(f"{SIDEBAR} .jp-Envpack-openOutput").click()
+    page.locator(".lm-DockPanel-tabBar .lm-TabBar-tab", has_text="demo.envpack.ipynb").wait_for()
+    _remove_leftover_containers(op_id)
+
+
+def _remove_leftover_containers(op_id: str) -> None:
+    """Remove containers of this operation that the server left behind (by our label only)."""
+    ids = subprocess.run(
+        ["docker", "ps", "-aq", "--filter", f"label=org.jupyter.envpack.operation={op_id}"],
+        capture_output=True, text=True, check=False).stdout.split()
+    if ids:
+        subprocess.run(["docker", "rm", "-f", *ids], capture_output=True, check=False)
