@@ -338,3 +338,26 @@ def test_two_processes_race_to_finish_exactly_one_wins(db_path: Path) -> None:
     assert final in ("cancelled", "succeeded")
     assert sum(e.type == "state" for e in store.events(op.id)) == 2  # created + one terminal
     store.close()
+
+
+@pytest.mark.reliability("A7")
+def test_huge_and_hostile_log_lines_are_stored_as_bounded_text(manager: OperationManager,
+                                                               root: Path) -> None:
+    from jupyter_envpack.events import ProgressEvent
+
+    hostile = ["<img src=x onerror=alert(1)>", "\x1b[31mred\x1b[0m", "spin\rspin\r", "x" * 10**7,
+               f"written to {root}/sub/out.ipynb"]
+
+    def noisy(op: Any, reporter: Any, cancel: Any) -> dict[str, Any]:
+        for line in hostile:
+            reporter(ProgressEvent("build", line))
+        return {"where": str(root / "nb.ipynb")}
+
+    manager.register_kind(Kind("noisy", noisy))
+    op, _ = manager.submit("noisy", "nb.ipynb", {})
+    wait_for(lambda: state_of(manager, op.id) == "succeeded")
+    messages = [e.data["message"] for e in manager.events(op.id) if e.type == "progress"]
+    assert messages[:3] == hostile[:3]  # kept verbatim as text: escaping is the renderer's job
+    assert len(messages[3]) <= 64 * 1024 + 20 and messages[3].endswith("[truncated]")
+    assert messages[4] == "written to sub/out.ipynb"  # no server path on the wire
+    assert manager.get(op.id).result == {"where": "nb.ipynb"}
