@@ -280,6 +280,8 @@ def pushed_reference(image: str, opts: SubmitOptions, *, client: Any = None,
         reporter(ProgressEvent("push", "no --registry: the job uses the local image, which only "
                                "this engine's node has", "warning"))
         return image
+    if image.startswith(validate_registry(opts.registry) + "/"):
+        return image  # already a reference in that registry (pushed earlier)
     if dry_run:
         repository, tag = target_reference(image, opts.registry)
         return f"{repository}:{tag}"

@@ -108,7 +108,7 @@ def run_job(op: Any, reporter: Reporter, cancel: CancelToken) -> dict[str, Any]:
 
     def remember(record: JobRecord) -> None:
         op.set_handle(job_id=record.id, backend=record.backend, handle=record.handle,
-                      options=record.options, image=record.image, notebook=record.notebook)
+                      options=record.options, image=record.image)  # API data: no server paths
 
     wait = o.get("wait", True) and not opts.schedule
     done = submit(str(op.notebook), opts, image=o.get("image"), build=build,
@@ -129,7 +129,7 @@ def resume_job(op: Any, reporter: Reporter, cancel: CancelToken) -> dict[str, An
     if not h.get("handle"):
         raise LostError("the server stopped before the job reached the cluster",
                         hint="submit it again")
-    record = JobRecord(id=h["job_id"], backend=h["backend"], notebook=h.get("notebook", ""),
+    record = JobRecord(id=h["job_id"], backend=h["backend"], notebook=str(op.notebook),
                        image=h.get("image", ""), options=h.get("options") or {},
                        handle=h["handle"])
     index = JobIndex()

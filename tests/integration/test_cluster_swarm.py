@@ -30,6 +30,7 @@ from jupyter_envpack.cluster.registry import push_image
 from jupyter_envpack.cluster.swarm import SwarmBackend
 from jupyter_envpack.errors import ClusterError
 
+pytest_plugins = ["pytest_jupyter.jupyter_server"]
 pytestmark = [pytest.mark.docker, pytest.mark.swarm, pytest.mark.registry]
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 REGISTRY = os.environ.get("ENVPACK_TEST_REGISTRY", "127.0.0.1:5000")
@@ -267,4 +268,53 @@ def test_real_envpack_image_end_to_end(swarm: Any, shared_image: tuple[str, Path
         assert record.state == "succeeded" and record.image.startswith(REGISTRY + "/")
     finally:
         for service in swarm.services.list(filters={"label": f"{LABEL}.test=e2e"}):
+            service.remove()
+
+
+@pytest.fixture
+def jp_server_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    from traitlets.config import Config
+
+    monkeypatch.setenv("ENVPACK_JOBS_DB", str(tmp_path / "jobs.sqlite"))
+    return Config({
+        "ServerApp": {"jpserver_extensions": {"jupyter_envpack": True,
+                                              "jupyter_server_terminals": False},
+                      "allow_unauthenticated_access": False},
+        "EnvPack": {"database_path": str(tmp_path / "ops.sqlite"), "registry": REGISTRY,
+                    "runners": {"job": "jupyter_envpack.cluster.operation:job_kind"}},
+    })
+
+
+@pytest.mark.timeout(300)
+async def test_a_job_operation_through_the_server_api(jp_fetch: Any, jp_root_dir: Path,
+                                                      fake_image: str, swarm: Any) -> None:
+    """POST /envpack/operations {kind: job} → Swarm job on the worker → notebook in the root."""
+    import asyncio
+
+    nb = jp_root_dir / "work" / "nb.ipynb"
+    nb.parent.mkdir()
+    nb.write_text(json.dumps({"nbformat": 4, "nbformat_minor": 5, "metadata": {}, "cells": []}))
+    body = {"kind": "job", "path": "work/nb.ipynb", "options": {
+        "image": fake_image, "backend": "swarm", "constraints": list(ON_WORKER),
+        "parameters": {"answer": 42}, "output": "work/nb.job.ipynb", "deadline": 120}}
+    response = await jp_fetch("envpack", "operations", method="POST", body=json.dumps(body))
+    op = json.loads(response.body)
+    try:
+        end = time.monotonic() + 180
+        while op["state"] not in {"succeeded", "failed", "cancelled", "lost"}:
+            assert time.monotonic() < end, op
+            await asyncio.sleep(1)
+            op = json.loads((await jp_fetch("envpack", "operations", op["id"])).body)
+        assert op["state"] == "succeeded", op["error"]
+        result = op["result"]
+        assert result["node"] == WORKER and result["output_path"] == "work/nb.job.ipynb"
+        assert result["job_id"] == op["id"][:12] and op["handle"]["handle"] == result["handle"]
+        executed = json.loads((jp_root_dir / "work" / "nb.job.ipynb").read_text())
+        assert "answer = 42" in executed["cells"][0]["source"]
+        labels = swarm.services.get(result["handle"]).attrs["Spec"]["Labels"]
+        assert labels["org.jupyter.envpack.operation"] == op["id"]
+        assert str(jp_root_dir) not in json.dumps(op)
+    finally:
+        for service in swarm.services.list(
+                filters={"label": f"org.jupyter.envpack.operation={op['id']}"}):
             service.remove()
