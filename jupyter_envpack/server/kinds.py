@@ -174,5 +174,6 @@ def builtin_kinds(resolve_output: Callable[[str], Path]) -> list[Kind]:
     return [
         Kind("build", run_build, resume=resume_build, validate=validator(BUILD_FIELDS,
              "build option"), dedupe=True),
-        Kind("run", run_run, resume=resume_run, validate=validate_run),
+        # two identical runs at once would race on one output file: attach instead
+        Kind("run", run_run, resume=resume_run, validate=validate_run, dedupe=True),
     ]

@@ -322,3 +322,24 @@ async def test_engine_down_is_a_fast_503_and_a_failed_run(jp_fetch: Any, noteboo
     done = await wait_op(op["id"], {"failed"})
     assert done["error"]["reason"] == "engine-unavailable"
     assert str(jp_root_dir) not in json.dumps(done)
+
+
+@pytest.mark.reliability("F7", "F8")
+async def test_identical_runs_attach_while_queued(jp_fetch: Any, notebook: Path,
+                                                  wait_op: Any) -> None:
+    # Given both workers busy (limit 2)
+    for tag in (1, 2):
+        code, busy, _ = await call(jp_fetch, "envpack", "operations", **post_op(
+            {"kind": "fake", "path": "nb.ipynb", "options": {"wait": True, "tag": tag}}))
+        await wait_op(busy["id"], {"running"})
+    # When the same run is asked twice, it is queued once and the second call attaches
+    body = {"kind": "run", "path": "nb.ipynb", "options": {"image": "envpack/nb:1"}}
+    code1, first, _ = await call(jp_fetch, "envpack", "operations", **post_op(body))
+    code2, second, _ = await call(jp_fetch, "envpack", "operations", **post_op(body))
+    assert (code1, code2) == (202, 200) and first["id"] == second["id"]
+    assert second["state"] == "queued"
+    code, listing, _ = await call(jp_fetch, "envpack", "operations", params={"kind": "run"})
+    assert len(listing["operations"]) == 1
+    code, cancelled, _ = await call(jp_fetch, "envpack", "operations", first["id"],
+                                    method="DELETE")
+    assert code == 202 and cancelled["state"] == "cancelled"
