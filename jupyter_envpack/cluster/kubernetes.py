@@ -15,6 +15,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import replace
+from pathlib import Path
 from typing import Any, TypeVar
 
 from ..errors import ClusterError, InputError
@@ -23,6 +24,7 @@ from .base import JobSpec, JobState, JobStatus, status_from_exit_code, wait_for
 from .k8s_manifests import CONTAINER_NAME, KubernetesOptions, make_manifest
 
 T = TypeVar("T")
+IN_CLUSTER_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 RETRY_STATUSES = {429, 500, 502, 503, 504}
 # Waiting reasons that never fix themselves (fail at once) and those that may (fail after grace).
 FATAL_WAITING = {"InvalidImageName", "CreateContainerConfigError", "CreateContainerError"}
@@ -96,10 +98,6 @@ class KubernetesBackend:
         try:
             k8s.config.load_kube_config(config_file=self.kubeconfig, context=self.context,
                                         client_configuration=cfg)
-            if self._namespace is None:
-                _, active = k8s.config.list_kube_config_contexts(config_file=self.kubeconfig)
-                chosen = active.get("context", {}) if not self.context else {}
-                self._namespace = chosen.get("namespace")
         except Exception:  # no usable kubeconfig: try the in-cluster config
             try:
                 k8s.config.load_incluster_config(client_configuration=cfg)
@@ -111,8 +109,27 @@ class KubernetesBackend:
 
     @property
     def namespace(self) -> str:
-        """The namespace new jobs go to."""
-        return self._namespace or self.options.namespace
+        """The namespace new jobs go to: given, else the kubeconfig context's, else in-cluster's,
+        else ``KubernetesOptions.namespace`` (reading files only: a dry run contacts nothing)."""
+        if self._namespace is None:
+            self._namespace = self._configured_namespace() or self.options.namespace
+        return self._namespace
+
+    def _configured_namespace(self) -> str | None:
+        try:
+            contexts, active = _k8s().config.list_kube_config_contexts(
+                config_file=self.kubeconfig)
+        except Exception:  # no kubeconfig: perhaps we run inside a cluster
+            contexts, active = [], None
+        chosen = next((c for c in contexts if c.get("name") == self.context),
+                      None) if self.context else active
+        found = ((chosen or {}).get("context") or {}).get("namespace")
+        if found:
+            return str(found)
+        try:
+            return IN_CLUSTER_NAMESPACE.read_text().strip() or None
+        except OSError:
+            return None
 
     def _batch(self) -> Any:
         return _k8s().client.BatchV1Api(self.api_client)

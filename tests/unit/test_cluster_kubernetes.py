@@ -312,3 +312,33 @@ def test_render_contacts_nothing() -> None:
 def test_bad_handles_are_input_errors(handle: str) -> None:
     with pytest.raises(InputError):
         KubernetesBackend(api_client=object()).status(handle)
+
+
+def test_the_kubeconfig_file_and_its_context_namespace_are_used(fake: HTTPServer,
+                                                                tmp_path: Any) -> None:
+    kubeconfig = tmp_path / "config"
+    kubeconfig.write_text(json.dumps({
+        "apiVersion": "v1", "kind": "Config", "current-context": "lab",
+        "clusters": [{"name": "c", "cluster": {"server": fake.url_for("").rstrip("/")}}],
+        "users": [{"name": "u", "user": {"token": "not-a-real-token"}}],
+        "contexts": [{"name": "lab", "context": {"cluster": "c", "user": "u",
+                                                 "namespace": NS}}]}))
+    seen: list[str] = []
+
+    def created(request: Request) -> Response:
+        seen.append(request.headers.get("Authorization", ""))
+        return Response(json.dumps(job_obj()), 201, content_type="application/json")
+
+    fake.expect_request(JOBS, method="POST").respond_with_handler(created)
+    backend = KubernetesBackend(kubeconfig=str(kubeconfig))
+    assert backend.submit(SPEC) == HANDLE  # the namespace came from the context
+    assert seen == ["Bearer not-a-real-token"]
+
+
+def test_no_kubernetes_configuration_is_a_clear_error(tmp_path: Any,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    backend = KubernetesBackend(kubeconfig=str(tmp_path / "missing"))
+    with pytest.raises(ClusterError, match="no Kubernetes configuration") as info:
+        backend.status(HANDLE)
+    assert "KUBECONFIG" in (info.value.hint or "")
