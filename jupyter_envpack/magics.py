@@ -16,8 +16,12 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shlex
-from collections.abc import Callable
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +56,7 @@ VERB_OPTIONS: dict[str, set[str]] = {
     "backend": {"submit"}, "registry": {"submit"}, "cpu": {"submit"}, "wait": {"submit"},
     "dry_run": {"submit"}, "limit": {"jobs"},
 }
+VERB_OPTIONS = {dest: set(verbs) for dest, verbs in VERB_OPTIONS.items()}  # unshared sets
 BASE_IMAGE_ENV = "ENVPACK_BASE_IMAGE"
 _VERBS: dict[str, Handler] = {}
 
@@ -246,6 +251,65 @@ class EnvpackMagics(Magics):
         return make_progress(title, self.shell, args.display)
 
 
+# A line that drives jupyter-envpack itself: `%envpack ...`, `x = %envpack ...`, `%load_ext ...`.
+_CONTROL_LINE = re.compile(
+    r"^(?:[A-Za-z_]\w*\s*=\s*)?%(?:envpack\b|(?:re)?load_ext\s+jupyter_envpack\b)")
+
+
+def _neutralise(source: str) -> tuple[str, bool]:
+    """Comment out control lines; return the new source and whether only control lines were left."""
+    lines, only_control, changed = [], True, False
+    for line in source.splitlines():
+        if _CONTROL_LINE.match(line.strip()):
+            lines.append(f"# (not rerun inside its container) {line.strip()}")
+            changed = True
+        else:
+            lines.append(line)
+            only_control = only_control and (not line.strip() or line.lstrip().startswith("#"))
+    return "\n".join(lines), changed and only_control
+
+
+@contextmanager
+def rerunnable(path: Path, spec: Any) -> Iterator[Path]:
+    """The notebook as its container should rerun it, for build/run/submit from the magics.
+
+    Inside the image jupyter-envpack is not installed (and packaging a notebook from inside its
+    own container means nothing), so ``%load_ext jupyter_envpack`` / ``%envpack`` lines would
+    fail there and the notebook would never reproduce. They are commented out (and the outputs
+    of cells that held nothing else cleared) in a copy with the same name, next to copies of the
+    local files the snapshot found. Yields ``path`` itself when it has no such line (or when
+    ``spec`` is None: nothing is built).
+    """
+    import nbformat
+
+    if spec is None:
+        yield path
+        return
+    nb = nbformat.read(path, as_version=4)  # type: ignore[no-untyped-call]
+    changed = False
+    for cell in nb.cells:
+        if cell.get("cell_type") != "code":
+            continue
+        source, only_control = _neutralise(cell.source)
+        if source != cell.source:
+            changed = True
+            cell.source = source
+            if only_control:
+                cell.outputs, cell.execution_count = [], None
+    if not changed:
+        yield path
+        return
+    with tempfile.TemporaryDirectory(prefix="envpack-magics-") as tmp:
+        copy = Path(tmp) / path.name
+        nbformat.write(nb, copy)  # type: ignore[no-untyped-call]
+        for rel in spec.local_files:
+            src = path.parent / rel
+            if src.is_file() and not src.is_symlink():
+                (copy.parent / rel).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(src, copy.parent / rel)
+        yield copy
+
+
 # ---------------------------------------------------------------- verbs
 def _spec(m: EnvpackMagics, args: argparse.Namespace) -> tuple[Path, Any]:
     path = m.notebook_path(args.notebook)
@@ -286,8 +350,9 @@ def verb_build(m: EnvpackMagics, args: argparse.Namespace) -> Any:
 
     path, spec = _spec(m, args)
     opts = m.build_options(args)
-    progress = m.progress(f"envpack build {path.name}", args)
-    result = run_with_progress(_build_work(spec, path, opts), progress)
+    with rerunnable(path, spec) as copy:
+        progress = m.progress(f"envpack build {path.name}", args)
+        result = run_with_progress(_build_work(spec, copy, opts), progress)
     headline = "image found in the cache" if result.cached else "image built"
     return FieldsView(headline, {"image": result.image, "duration": f"{result.duration:.1f} s"},
                       data=result)
@@ -296,18 +361,22 @@ def verb_build(m: EnvpackMagics, args: argparse.Namespace) -> Any:
 def verb_run(m: EnvpackMagics, args: argparse.Namespace) -> Any:
     """Build if needed, rerun the notebook in its image, and compare cell by cell."""
     from .execute import run_notebook
+    from .execute.run import default_output
     from .widgets import FieldsView, run_with_progress
 
     path = m.notebook_path(args.notebook)
     run_opts = m.run_options(args)
-    build = None if args.image else _build_work(m.snapshot(args, path), path,
-                                                m.build_options(args))
+    run_opts.output = run_opts.output or str(default_output(path))
+    spec = m.snapshot(args, path)
+    build_opts = None if args.image else m.build_options(args)
+    with rerunnable(path, spec) as copy:
+        build = None if args.image else _build_work(spec, copy, build_opts)
 
-    def work(reporter: Any, cancel: Any) -> Any:
-        image = args.image or build(reporter, cancel).image  # type: ignore[misc]
-        return run_notebook(image, path, run_opts, reporter=reporter, cancel=cancel)
+        def work(reporter: Any, cancel: Any) -> Any:
+            image = args.image or build(reporter, cancel).image  # type: ignore[misc]
+            return run_notebook(image, copy, run_opts, reporter=reporter, cancel=cancel)
 
-    result = run_with_progress(work, m.progress(f"envpack run {path.name}", args))
+        result = run_with_progress(work, m.progress(f"envpack run {path.name}", args))
     report = result.report
     cells = "\n".join(f"cell {c.index}: {c.status}" + (f" {c.ename}: {c.evalue}" if c.ename else "")
                       + (f"\n{c.diff}" if c.diff else "")
@@ -335,13 +404,19 @@ def verb_binder(m: EnvpackMagics, args: argparse.Namespace) -> Any:
     return FieldsView("Binder", fields, info["warnings"], data=info)
 
 
+def _image_name(spec: Any, path: Path, opts: Any) -> str:
+    from .image.context import make_context
+
+    return str(make_context(spec, path, opts).image)
+
+
 def _engine_status(spec: Any, path: Path, opts: Any) -> dict[str, str]:
     from .errors import EngineError
     from .image.build import image_exists
-    from .image.context import make_context
     from .image.engine import connect
 
-    image = make_context(spec, path, opts).image
+    with rerunnable(path, spec) as copy:
+        image = _image_name(spec, copy, opts)
     try:
         client = connect()
     except EngineError as exc:
@@ -389,26 +464,23 @@ def verb_submit(m: EnvpackMagics, args: argparse.Namespace) -> Any:
     from .widgets import FieldsView, TextView, run_with_progress
 
     path = m.notebook_path(args.notebook)
-    opts = _submit_options(m, args)
-    cfg = m.envpack_config()
-    if args.dry_run:
-        import yaml
+    opts, cfg = _submit_options(m, args), m.envpack_config()
+    spec = None if args.image else m.snapshot(args, path)
+    with rerunnable(path, spec) as copy:
+        build_opts = None if spec is None else m.build_options(args)
+        if args.dry_run:
+            import yaml
 
-        from .image.context import make_context
+            image = args.image or _image_name(spec, copy, build_opts)
+            done = submit(str(path), opts, image=image, dry_run=True, config=cfg)
+            return TextView(yaml.safe_dump_all(done.manifests, sort_keys=False).rstrip())
 
-        image = args.image or make_context(m.snapshot(args, path), path,
-                                           m.build_options(args)).image
-        done = submit(str(path), opts, image=image, dry_run=True, config=cfg)
-        return TextView(yaml.safe_dump_all(done.manifests, sort_keys=False).rstrip())
-    build = None if args.image else _build_work(m.snapshot(args, path), path,
-                                                m.build_options(args))
+        def work(reporter: Any, cancel: Any) -> Any:
+            image = args.image or _build_work(spec, copy, build_opts)(reporter, cancel).image
+            return submit(str(path), opts, image=image, reporter=reporter, cancel=cancel,
+                          wait=args.wait, config=cfg)
 
-    def work(reporter: Any, cancel: Any) -> Any:
-        image = args.image or build(reporter, cancel).image  # type: ignore[misc]
-        return submit(str(path), opts, image=image, reporter=reporter, cancel=cancel,
-                      wait=args.wait, config=cfg)
-
-    done = run_with_progress(work, m.progress(f"envpack submit {path.name}", args))
+        done = run_with_progress(work, m.progress(f"envpack submit {path.name}", args))
     state = (f"{done.status.state.value}: {done.status.message}" if done.status
              else "submitted (follow it with %envpack jobs)")
     return FieldsView(f"job {done.record.id}", {

@@ -115,7 +115,8 @@ def test_notebook_using_the_magics_runs_headless_with_nbclient(make_notebook, te
     image = next(line.split(": ", 1)[1] for line in text(5).splitlines()
                  if line.startswith("image: "))
     built_images.append(image)
-    assert "▸ run: starting" in text(6) and "did not reproduce" in text(6)
+    # (the saved file has no outputs: every cell is "skipped"; the magic cells are not rerun)
+    assert "▸ run: starting" in text(6) and "reproduced" in text(6).splitlines()
     assert "the notebook is not in a git repository" in text(7)
     html = "".join(json.dumps(o.get("data", {})) for o in outputs[3])
     assert "<table>" in html
@@ -186,3 +187,28 @@ def _job_ids(tmp_path):
 
     with sqlite3.connect(tmp_path / "jobs.sqlite") as db:
         return db.execute("SELECT id FROM jobs").fetchall()
+
+
+def test_a_notebook_using_the_magics_reproduces_in_its_container(ip, make_notebook,
+                                                                test_base_image, built_images,
+                                                                tmp_path):
+    # Given a notebook that uses the magics, executed and saved with its outputs
+    from nbclient import NotebookClient
+
+    path = make_notebook(["%load_ext jupyter_envpack", "print(6 * 7)",
+                          "%envpack dockerfile --notebook selfref.ipynb"], name="selfref.ipynb")
+    nb = nbformat.read(path, as_version=4)
+    NotebookClient(nb, timeout=120, kernel_name="python3",
+                   resources={"metadata": {"path": str(tmp_path)}}).execute()
+    nbformat.write(nb, path)
+
+    # When it is rerun in its image from the magics
+    result = ip.run_line_magic("envpack", f"run --notebook {path} --base-image {test_base_image}")
+    built_images.append(result.data.report.image)
+
+    # Then the control cells are not rerun inside the container, and the rest reproduces
+    assert result.headline == "reproduced", result.fields
+    assert result.data.output_path == path.with_name("selfref.envpack.ipynb")
+    executed = nbformat.read(result.data.output_path, as_version=4)
+    assert executed.cells[0].source.startswith("# (not rerun inside its container)")
+    assert executed.cells[1].outputs[0]["text"] == "42\n"
