@@ -21,6 +21,7 @@ from ..events import ProgressEvent, Reporter, null_reporter
 from .base import IMAGE_USER, LABEL, JobSpec, JobState, JobStatus, status_from_exit_code
 
 DEADLINE_LABEL = f"{LABEL}.deadline"
+LOG_OPTIONS = {"max-size": "256m", "max-file": "2"}  # the log carries the result: keep it whole
 _PENDING_STATES = {"new", "allocated", "pending", "assigned", "accepted", "preparing", "ready",
                    "starting"}
 _PULL_WORDS = ("no such image", "pull access denied", "manifest unknown", "not found",
@@ -66,7 +67,8 @@ def make_service_spec(spec: JobSpec) -> dict[str, Any]:
         container, resources=resources,
         restart_policy=RestartPolicy(condition="none", max_attempts=0),
         placement=Placement(constraints=list(spec.constraints)) if spec.constraints else None,
-        log_driver={"Name": "json-file", "Options": {}})
+        # explicit options: a daemon default such as max-size=10m would cut large results
+        log_driver={"Name": "json-file", "Options": LOG_OPTIONS})
     mode = ServiceMode("replicated-job", replicas=1, concurrency=1)
     body = {"Name": spec.name, "Labels": labels, "TaskTemplate": template, "Mode": mode}
     plain: dict[str, Any] = json.loads(json.dumps(body))  # docker-py's dict subclasses → dicts

@@ -92,6 +92,8 @@ def test_swarm_service_spec() -> None:
     assert task["Resources"] == {"Limits": {"NanoCPUs": 1_500_000_000,
                                             "MemoryBytes": 512 * 2**20}}
     assert task["Placement"] == {"Constraints": ["node.role==worker"]}
+    assert task["LogDriver"] == {"Name": "json-file",
+                                 "Options": {"max-size": "256m", "max-file": "2"}}
     container = task["ContainerSpec"]
     assert container["User"] == "1000:1000" and container["CapabilityDrop"] == ["ALL"]
     assert sorted(container["Env"]) == ["ENVPACK_PARAMETERS_CELL=n = 1\n", "HOME=/home/envpack"]
