@@ -684,7 +684,10 @@ class OperationManager:
         with self._lock:
             listeners = list(self._listeners.get(op_id, ()))
         for callback in listeners:
-            callback()
+            try:
+                callback()
+            except Exception:  # a listener's loop may be closing: never fail the operation
+                log.debug("envpack: event listener failed", exc_info=True)
 
 
 def scrub_path(text: str, root: str) -> str:

@@ -186,6 +186,15 @@ class EventsHandler(EnvpackHandler):
     ``?format=json`` (or ``Accept: application/json``) returns ``{"events", "last", "done"}``.
     """
 
+    _gone = False
+    _wake: asyncio.Event | None = None
+
+    def on_connection_close(self) -> None:
+        """The client went away: stop following at once (not at the next keep-alive)."""
+        self._gone = True
+        if self._wake is not None:
+            self._wake.set()
+
     def _after(self) -> int:
         raw = self.get_query_argument("after", None) or self.request.headers.get("Last-Event-ID")
         try:
@@ -222,12 +231,12 @@ class EventsHandler(EnvpackHandler):
         self.set_header("Cache-Control", "no-cache")
         self.set_header("X-Accel-Buffering", "no")
         loop = asyncio.get_running_loop()
-        wake = asyncio.Event()
+        wake = self._wake = asyncio.Event()
         unsubscribe = manager.subscribe(op_id, lambda: loop.call_soon_threadsafe(wake.set))
         try:
             self.write("retry: 2000\n\n")
             await self.flush()
-            while True:
+            while not self._gone:
                 wake.clear()
                 op = await self.blocking(manager.get, op_id)  # before the events: see below
                 events = await self.blocking(manager.store.events, op_id, after, EVENT_PAGE)
@@ -248,7 +257,8 @@ class EventsHandler(EnvpackHandler):
             return
         finally:
             unsubscribe()
-        self.finish(set_content_type=SSE_TYPE)
+        if not self._gone:
+            self.finish(set_content_type=SSE_TYPE)
 
 
 def sse_frame(event: Event) -> str:
@@ -263,7 +273,8 @@ class StatusHandler(EnvpackHandler):
     @authorized
     async def get(self) -> None:
         engine = await self.blocking(self.service.engine_status)
-        self.write_json({**self.service.status(), "engine": engine})
+        status = await self.blocking(self.service.status)  # reads SQLite: not on the IOLoop
+        self.write_json({**status, "engine": engine})
 
 
 _ID = r"(?P<op_id>[^/]+)"

@@ -343,3 +343,29 @@ async def test_identical_runs_attach_while_queued(jp_fetch: Any, notebook: Path,
     code, cancelled, _ = await call(jp_fetch, "envpack", "operations", first["id"],
                                     method="DELETE")
     assert code == 202 and cancelled["state"] == "cancelled"
+
+
+async def test_a_client_leaving_the_stream_is_forgotten(jp_fetch: Any, notebook: Path,
+                                                        wait_op: Any, jp_http_port: int,
+                                                        jp_base_url: str, jp_auth_header: dict,
+                                                        envpack_service: Any) -> None:
+    import asyncio
+
+    _, op, _ = await call(jp_fetch, "envpack", "operations", **post_op(
+        {"kind": "fake", "path": "nb.ipynb", "options": {"wait": True}}))
+    await wait_op(op["id"], {"running"})
+    reader, writer = await asyncio.open_connection("127.0.0.1", jp_http_port)
+    writer.write((f"GET {jp_base_url}envpack/operations/{op['id']}/events HTTP/1.1\r\n"
+                  f"Host: localhost:{jp_http_port}\r\n"
+                  f"Authorization: {jp_auth_header['Authorization']}\r\n\r\n").encode())
+    await writer.drain()
+    head = await asyncio.wait_for(reader.readuntil(b"event: state"), 10)
+    assert b"200 OK" in head and b"text/event-stream" in head
+    listeners = envpack_service.manager._listeners  # the stream's subscription
+    assert listeners[op["id"]]
+    writer.close()
+    for _ in range(100):
+        if not listeners[op["id"]]:
+            break
+        await asyncio.sleep(0.05)
+    assert not listeners[op["id"]]  # unsubscribed at once, not at the next keep-alive
