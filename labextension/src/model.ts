@@ -237,13 +237,19 @@ export class EnvpackModel implements IDisposable {
   /**
    * The "Containerise" button: one `run` operation (build, then rerun and compare) when
    * `rerunAfterBuild` is set, else a `build`. Being one server-side operation, it survives page
-   * reloads and closed tabs.
+   * reloads and closed tabs. A second click while that operation is still going returns it
+   * instead of starting the same work twice.
    */
   async containerise(
     path: string | null = this._path,
     options: EnvpackModel.IRunOptions = {}
   ): Promise<IOperation> {
-    return this._settings.rerunAfterBuild ? this.run(path, options) : this.build(path);
+    const kind = this._settings.rerunAfterBuild ? 'run' : 'build';
+    const current = path ? this.latest(kind, path) : null;
+    if (current && !isTerminal(current)) {
+      return current;
+    }
+    return kind === 'run' ? this.run(path, options) : this.build(path);
   }
 
   /**

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +76,12 @@ def test_sidebar_shows_environment_and_dockerfile(page: Any, lab: Any) -> None:
     assert sidebar.locator(".jp-Envpack-section-Environment .jp-Envpack-error").count() == 0
     shoot(page, "sidebar-light.png", SIDEBAR)
 
+    # When "Save" is clicked in the Dockerfile section, the file lands beside the notebook
+    sidebar.locator(".jp-Envpack-section-Dockerfile button", has_text="Save").click()
+    sidebar.locator(".jp-Envpack-section-Dockerfile .jp-Envpack-note",
+                    has_text="Saved Dockerfile.").wait_for()
+    assert (lab.root / "Dockerfile").read_text() == dockerfile.text_content()
+
     # And it is readable in the dark theme too
     page.evaluate("window.jupyterapp.commands.execute('apputils:change-theme', "
                   "{theme: 'JupyterLab Dark'})")
@@ -84,6 +91,7 @@ def test_sidebar_shows_environment_and_dockerfile(page: Any, lab: Any) -> None:
     page.evaluate("window.jupyterapp.commands.execute('apputils:change-theme', "
                   "{theme: 'JupyterLab Light'})")
     page.wait_for_selector("body[data-jp-theme-light='true']", state="attached")
+    assert_no_envpack_errors(page)
 
 
 def test_containerise_survives_a_reload_and_shows_the_report(page: Any, lab: Any) -> None:
@@ -99,10 +107,11 @@ def test_containerise_survives_a_reload_and_shows_the_report(page: Any, lab: Any
     running.first.wait_for(timeout=120_000)
     op_id = page.locator(RUN_OP).get_attribute("data-operation")
     assert op_id
-    stage_before = lab.api(f"envpack/operations/{op_id}")["stage"]
 
-    # When the page is reloaded in the middle of the operation
-    assert lab.api(f"envpack/operations/{op_id}")["state"] in {"queued", "running"}
+    # When the page is reloaded in the middle of the operation (during the build when possible)
+    before = wait_for_build_stage(lab, op_id)
+    assert before["state"] in {"queued", "running"}
+    (ARTIFACTS / "reload-stage.txt").write_text(f"{before['state']} {before['stage']}\n")
     page.reload()
     page.wait_for_selector(".jp-NotebookPanel-toolbar .jp-Envpack-containeriseButton")
     show_sidebar(page)
@@ -116,7 +125,7 @@ def test_containerise_survives_a_reload_and_shows_the_report(page: Any, lab: Any
     verdict = page.locator(f"{SIDEBAR} .jp-Envpack-verdict")
     verdict.wait_for(timeout=840_000)
     op = lab.api(f"envpack/operations/{op_id}")
-    assert op["state"] == "succeeded", (stage_before, op.get("error"))
+    assert op["state"] == "succeeded", (before["stage"], op.get("error"))
     assert verdict.inner_text() == "Reproduced", op["result"]["report"]
     statuses = page.locator(f"{SIDEBAR} .jp-Envpack-cell").evaluate_all(
         "cells => cells.map(c => c.dataset.status)")
@@ -140,10 +149,58 @@ def test_containerise_survives_a_reload_and_shows_the_report(page: Any, lab: Any
     # And the link opens the executed notebook
     page.locator(f"{SIDEBAR} .jp-Envpack-openOutput").click()
     page.locator(".lm-DockPanel-tabBar .lm-TabBar-tab", has_text="demo.envpack.ipynb").wait_for()
-    _remove_leftover_containers(op_id)
+    assert_no_envpack_errors(page)
+    remove_leftover_containers(op_id)
 
 
-def _remove_leftover_containers(op_id: str) -> None:
+def test_rerun_with_parameters_reports_the_differences(page: Any, lab: Any) -> None:
+    # Given the notebook open and the sidebar showing it
+    open_notebook(page, lab)
+    show_sidebar(page)
+    run = page.locator(f"{SIDEBAR} .jp-Envpack-section-Run")
+
+    # When it is rerun with the parameter n = 3 (the saved outputs were made with n = 5)
+    previous = run.locator(".jp-Envpack-operation").get_attribute("data-operation")
+    run.locator("textarea").fill("n = 3")
+    run.locator(".jp-Envpack-runButton").click()
+    page.wait_for_function(
+        "([sel, old]) => { const n = document.querySelector(sel);"
+        " return n && n.dataset.operation && n.dataset.operation !== old; }",
+        arg=[f"{SIDEBAR} .jp-Envpack-section-Run .jp-Envpack-operation", previous])
+    op_id = run.locator(".jp-Envpack-operation").get_attribute("data-operation")
+
+    # Then the report says which cells differ, with their diff
+    verdict = run.locator(".jp-Envpack-verdict")
+    verdict.wait_for(timeout=840_000)
+    op = lab.api(f"envpack/operations/{op_id}")
+    assert op["options"]["parameters"] == {"n": 3}
+    assert verdict.inner_text() == "Not reproduced"
+    differs = run.locator(".jp-Envpack-cell[data-status='differs']")
+    assert differs.count() >= 1
+    differs.first.locator(".jp-Envpack-diff summary").click()
+    assert differs.first.locator(".jp-Envpack-diff pre").inner_text().strip()
+    shoot(page, "sidebar-differs.png", SIDEBAR)
+    assert_no_envpack_errors(page)
+    remove_leftover_containers(op_id)
+
+
+def wait_for_build_stage(lab: Any, op_id: str, timeout: float = 120.0) -> dict[str, Any]:
+    """Poll the operation until it leaves the snapshot stage; return it (maybe already done)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        op = lab.api(f"envpack/operations/{op_id}")
+        if op["stage"] not in (None, "snapshot") or time.monotonic() > deadline:
+            return op
+        time.sleep(0.1)
+
+
+def assert_no_envpack_errors(page: Any) -> None:
+    """No uncaught error of the extension reached the browser console."""
+    ours = [e for e in page.console_errors if "envpack" in e.lower()]
+    assert ours == []
+
+
+def remove_leftover_containers(op_id: str) -> None:
     """Remove containers of this operation that the server left behind (by our label only)."""
     ids = subprocess.run(
         ["docker", "ps", "-aq", "--filter", f"label=org.jupyter.envpack.operation={op_id}"],

@@ -101,6 +101,16 @@ describe('EnvpackModel', () => {
     await model.waitFor(op.id);
   });
 
+  it('a second Containerise click while the first is running shows it instead of starting again', async () => {
+    server.on('POST', 'operations', () => json(operation({ kind: 'run', state: 'running' }), 202));
+    server.on('GET', 'operations/op1/events', () => sse([]));
+    server.on('GET', 'operations/op1', () => json(operation({ kind: 'run', state: 'running' })));
+    const first = await model.containerise('nb.ipynb');
+    const second = await model.containerise('nb.ipynb');
+    expect(second.id).toBe(first.id);
+    expect(server.requestsTo('POST', 'operations')).toHaveLength(1);
+  });
+
   it('follows an operation: progress, steps and log lines, then the result', async () => {
     server.on('POST', 'operations', () => json(operation(), 202));
     server.on('GET', 'operations/op1/events', () =>
