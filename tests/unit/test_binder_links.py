@@ -174,3 +174,23 @@ def test_any_remote_gives_a_clean_link_or_is_refused(owner, repo, host, user, pa
     assert isinstance(remote, GitRemote) and remote.provider in {"gh", "git"}
     if remote.provider == "git":
         assert unquote(decode_link(link, "git")[0]) == remote.url
+
+
+@pytest.mark.reliability("A8")
+@settings(max_examples=400, deadline=None)
+@given(url=URLISH | st.builds("{}://{}@{}/{}".format,
+                              st.sampled_from(["https", "http", "ssh", "git", "file"]),
+                              URLISH, st.sampled_from(["github.com", "gitlab.com",
+                                                        "gist.github.com", "h.example.org"]),
+                              URLISH))
+def test_any_remote_url_is_refused_or_becomes_a_clean_https_clone_url(url):
+    try:
+        remote = parse_remote(url)
+    except InputError as exc:
+        assert exc.hint
+        return
+    parts = urlsplit(remote.url)
+    assert parts.scheme == "https" and parts.hostname == remote.host
+    assert parts.username is None and parts.password is None
+    assert not parts.query and not parts.fragment and remote.url.isprintable()
+    assert_safe(binder_url(remote, "main", "a.ipynb"))
