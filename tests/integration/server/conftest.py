@@ -3,6 +3,7 @@ real kinds, and a factory of ``jupyter server`` subprocesses for restart tests (
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -35,12 +36,19 @@ def jp_server_config(tmp_path: Path) -> Config:
 
 @pytest.fixture
 def op_cleanup(docker_client: Any) -> Iterator[list[str]]:
-    """Operation ids a test created: their labelled containers are removed afterwards."""
+    """Operation ids a test created: their labelled containers and images go afterwards."""
+    import docker.errors
+
     ids: list[str] = []
     yield ids
     for op_id in ids:
-        for c in docker_client.containers.list(all=True, filters={"label": f"{OP_LABEL}={op_id}"}):
+        label = {"label": f"{OP_LABEL}={op_id}"}
+        for c in docker_client.containers.list(all=True, filters=label):
             c.remove(force=True)
+        for image in docker_client.images.list(filters=label):
+            for tag in image.tags:
+                with contextlib.suppress(docker.errors.APIError):  # in use by a parallel test
+                    docker_client.images.remove(tag)
 
 
 def _free_port() -> int:
