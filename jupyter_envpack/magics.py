@@ -107,8 +107,8 @@ class EnvpackMagics(Magics):
     @argument("--widgets", action="store_const", const="widgets", dest="display",
               help="ipywidgets progress")
     @argument_group("dockerfile, build, run")
-    @argument("--base-image", metavar="REF", help="base image (default: config, "
-              f"${BASE_IMAGE_ENV}, else python:X.Y-slim)")
+    @argument("--base-image", metavar="REF", help=f"base image (default: ${BASE_IMAGE_ENV}, "
+              "else c.EnvPack.base_image, else python:X.Y-slim)")
     @argument("--ca-bundle", metavar="FILE", help="CA bundle to reach package indexes")
     @argument("--index-url", metavar="URL", help="package index")
     @argument("--extra-index-url", metavar="URL", action="append", help="extra index (repeat)")
