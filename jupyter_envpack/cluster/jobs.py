@@ -228,6 +228,31 @@ def open_backend(name: str, options: Mapping[str, Any] | None = None, config: An
     return get_backend(name, **kwargs)
 
 
+def backend_availability(config: Any = None, client: Any = None) -> dict[str, dict[str, Any]]:
+    """For each known backend: can jobs be submitted from here, and if not, why (RELIABILITY I1).
+
+    Cheap and local: Swarm asks the Docker engine (``docker info``), Kubernetes looks for a
+    kubeconfig or in-cluster config without contacting the API server. Surfaces use it to hide or
+    disable backends that cannot work.
+    """
+    from ..errors import EnvpackError
+    from .base import backend_names
+
+    config = config if config is not None else default_config()
+    names = set(backend_names()) | set(getattr(config, "cluster_backends", {}) or {})
+    found: dict[str, dict[str, Any]] = {}
+    for name in sorted(names):
+        try:
+            backend = open_backend(name, {}, config, client)
+            check = getattr(backend, "check", None)
+            if check is not None:
+                check()
+            found[name] = {"available": True}
+        except EnvpackError as exc:
+            found[name] = {"available": False, "reason": exc.message, "hint": exc.hint}
+    return found
+
+
 def image_for(notebook: str, *, build: Any = None, python: str | None = None,
               kernel: str | None = None, reporter: Reporter = null_reporter,
               cancel: CancelToken | None = None, dry_run: bool = False) -> str:

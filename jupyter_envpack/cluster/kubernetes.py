@@ -107,6 +107,10 @@ class KubernetesBackend:
         cfg.retries = False  # our own bounded retry decides; urllib3 must not retry silently
         return k8s.client.ApiClient(cfg)
 
+    def check(self) -> None:
+        """Raise unless a kubeconfig or in-cluster config is there (nothing is contacted)."""
+        _ = self.api_client
+
     @property
     def namespace(self) -> str:
         """The namespace new jobs go to: given, else the kubeconfig context's, else in-cluster's,

@@ -126,6 +126,10 @@ class SwarmBackend:
             raise ClusterError("this Docker engine is a swarm worker, not a manager",
                                hint="point DOCKER_HOST at a swarm manager")
 
+    def check(self) -> None:
+        """Raise unless jobs can be submitted here (for the UI's backend list)."""
+        self.check_swarm()
+
     def _find(self, job_id: str) -> Any | None:
         found = self.client.services.list(filters={"label": f"{LABEL}.job={job_id}"})
         return found[0] if found else None

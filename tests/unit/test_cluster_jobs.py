@@ -321,3 +321,17 @@ def test_job_kind_failures(isolated: Path) -> None:
         resume_job(lost, lambda e: None, jobs.CancelToken())
     with pytest.raises(InputError):
         job_kind.validate({"nope": 1})
+
+
+@pytest.mark.reliability("I1")
+def test_backend_availability_says_why(isolated: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from jupyter_envpack.config import load_envpack_config
+
+    monkeypatch.setenv("KUBECONFIG", str(isolated / "no-kubeconfig"))
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    inactive = type("Client", (), {"info": lambda self: {"Swarm": {"LocalNodeState": "inactive"}}})
+    found = jobs.backend_availability(load_envpack_config(), client=inactive())
+    assert found["fake"] == {"available": True}
+    assert found["swarm"]["available"] is False and "not part of a swarm" in found["swarm"]["reason"]
+    assert found["kubernetes"]["available"] is False
+    assert "KUBECONFIG" in found["kubernetes"]["hint"]
