@@ -84,14 +84,18 @@ class SwarmBackend:
         A ``docker.DockerClient`` for a swarm manager; default: the core's engine connection.
     constraints
         Placement constraints added to every job (e.g. ``node.role==worker``).
+    keep_finished
+        Seconds a finished job's service (and its log) is kept; older ones are removed when the
+        next job is submitted (see :meth:`prune`).
     """
 
     name = "swarm"
 
     def __init__(self, client: Any = None, constraints: tuple[str, ...] | list[str] = (),
-                 **_ignored: Any) -> None:
+                 keep_finished: float = 86400.0, **_ignored: Any) -> None:
         self._client = client
         self.constraints = tuple(constraints)
+        self.keep_finished = keep_finished
 
     @property
     def client(self) -> Any:
@@ -143,6 +147,8 @@ class SwarmBackend:
         if existing is not None:
             reporter(ProgressEvent("job", f"attached to service {existing.name}", "info"))
             return str(existing.id)
+        with contextlib.suppress(Exception):  # housekeeping must never block a submission
+            self.prune(self.keep_finished)
         body = self.render(spec)[0]
         try:
             created = self.client.api.create_service(
@@ -156,6 +162,30 @@ class SwarmBackend:
                                hint="check the constraints and resources") from None
         reporter(ProgressEvent("job", f"created Swarm service {spec.name}", "step"))
         return str(created["ID"])
+
+    def prune(self, max_age: float = 86400.0, only: str | None = None) -> list[str]:
+        """Remove envpack job services that finished more than ``max_age`` seconds ago.
+
+        Swarm keeps a finished job's service (and so its log) until someone removes it; this is
+        the TTL that Kubernetes has built in. Only services labelled ``org.jupyter.envpack.kind=
+        job`` (and ``only``, another ``key=value`` label, when given) are looked at; running ones
+        are never touched (RELIABILITY J7).
+        """
+        removed = []
+        labels = [f"{LABEL}.kind=job", *([only] if only else [])]
+        for service in self.client.services.list(filters={"label": labels}):
+            tasks = service.tasks()
+            newest = max(tasks, key=lambda t: t.get("CreatedAt", "")) if tasks else None
+            when = newest.get("Status", {}).get("Timestamp") if newest else None
+            finished = _parse_time(when or service.attrs.get("UpdatedAt")) or time.time()
+            if time.time() - finished < max_age:
+                continue
+            if newest is not None and not self._task_status(newest).terminal:
+                continue
+            with contextlib.suppress(Exception):
+                service.remove()
+                removed.append(str(service.name))
+        return removed
 
     def _service(self, handle: str) -> Any | None:
         import docker.errors

@@ -318,3 +318,36 @@ async def test_a_job_operation_through_the_server_api(jp_fetch: Any, jp_root_dir
         for service in swarm.services.list(
                 filters={"label": f"org.jupyter.envpack.operation={op['id']}"}):
             service.remove()
+
+
+@pytest.mark.reliability("J7")
+def test_prune_removes_only_finished_envpack_jobs(backend: SwarmBackend, job: JobSpec,
+                                                  swarm: Any, fake_image: str) -> None:
+    import docker.types
+
+    finished = backend.submit(job)
+    running = backend.submit(replace(job, job_id=job.job_id + "r", name=job.name + "r",
+                                     parameters_cell="sleep = 60\n"))
+    foreign = swarm.services.create(
+        fake_image, name=f"foreign-{job.job_id}", labels={f"{LABEL}.test": job.labels[
+            f"{LABEL}.test"]}, mode=docker.types.ServiceMode("replicated-job"),
+        restart_policy=docker.types.RestartPolicy(condition="none"), constraints=list(ON_WORKER))
+    try:
+        assert wait_for(backend, finished, timeout=120, poll=0.5).state is JobState.SUCCEEDED
+        assert wait_for(backend, foreign.id, timeout=120, poll=0.5).terminal
+        run_until(backend, running, JobState.RUNNING)
+        removed = backend.prune(max_age=0, only=f"{LABEL}.test={job.labels[LABEL + '.test']}")
+        assert job.name in removed
+        assert backend.status(finished).state is JobState.LOST  # gone
+        assert backend.status(running).state is JobState.RUNNING  # still there
+        swarm.services.get(foreign.id)  # not ours: untouched
+    finally:
+        foreign.remove()
+
+
+def test_an_image_missing_from_the_registry_fails_clearly(backend: SwarmBackend,
+                                                          job: JobSpec) -> None:
+    handle = backend.submit(replace(job, image=f"{REGISTRY}/envpack/not-pushed:{job.job_id}"))
+    status = wait_for(backend, handle, timeout=120, poll=0.5)
+    assert (status.state, status.reason) == (JobState.FAILED, "image-pull-failed")
+    assert "not-pushed" in status.message
