@@ -276,7 +276,12 @@ class SwarmBackend:
 
     def result_log(self, handle: str) -> str:
         """The stdout alone: the result block is never interleaved with stderr lines."""
-        return self.logs(handle, stderr=False)
+        text = self.logs(handle, stderr=False)
+        if "incomplete log stream" in text and "not available" in text:
+            raise ClusterError(f"the node that ran Swarm job {handle} is not reachable, so its "
+                               "log (and the executed notebook in it) cannot be read",
+                               hint="bring the node back, then run `jupyter envpack fetch ID`")
+        return text
 
     def cancel(self, handle: str) -> None:
         """Remove the job's service (its task is stopped); a missing service is fine."""

@@ -241,6 +241,8 @@ def test_stopping_the_worker_mid_job_is_lost_not_running(backend: SwarmBackend, 
         assert (status.state, status.reason) == (JobState.LOST, "node-lost")
         assert WORKER in status.message
         assert time.monotonic() - started < 60
+        with pytest.raises(ClusterError, match="not reachable"):  # no hang, a clear reason
+            fetch_result(backend, handle)
     finally:
         backend.cancel(handle)
         subprocess.run(["bash", str(SWARM_UP)], check=True, timeout=180)
