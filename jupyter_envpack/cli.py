@@ -41,6 +41,8 @@ def add_build_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--index-url", metavar="URL", help="package index (default: your pip's)")
     p.add_argument("--extra-index-url", metavar="URL", action="append", default=[],
                    help="extra package index (repeatable)")
+    p.add_argument("--no-cache", action="store_true",
+                   help="rebuild every layer even when the image exists")
     p.add_argument("--build-deadline", type=float, default=3600.0, metavar="S",
                    help="give up building after S seconds (default 3600)")
 
@@ -70,7 +72,8 @@ def build_options_from_args(args: argparse.Namespace) -> Any:
                         ca_bundle=getattr(args, "ca_bundle", None),
                         index_url=getattr(args, "index_url", None),
                         extra_index_urls=tuple(getattr(args, "extra_index_url", None) or ()),
-                        deadline=getattr(args, "build_deadline", 3600.0))
+                        deadline=getattr(args, "build_deadline", 3600.0),
+                        no_cache=getattr(args, "no_cache", False))
     opts.validate()
     return opts
 

@@ -139,7 +139,6 @@ def run_notebook(image: str, nb_path: str | Path, options: RunOptions | None = N
                  client: Any = None) -> RunResult:
     """Execute ``nb_path`` in ``image`` and report cell by cell whether it reproduced."""
     import docker.errors
-    import nbformat
 
     started = time.monotonic()
     opts = options or RunOptions()
@@ -147,7 +146,7 @@ def run_notebook(image: str, nb_path: str | Path, options: RunOptions | None = N
     validate_reference(image)
     path = Path(nb_path)
     original = parse_notebook(read_notebook_bytes(path), name=path.name)
-    has_errors = any(o.get("output_type") == "error" for c in original.cells
+    has_errors = any(o.get("output_type") == "error" for c in original["cells"]
                      if c.get("cell_type") == "code" for o in c.get("outputs", []))
     allow_errors = opts.allow_errors if opts.allow_errors is not None else has_errors
     output = Path(opts.output) if opts.output else default_output(path)
@@ -205,7 +204,7 @@ def run_notebook(image: str, nb_path: str | Path, options: RunOptions | None = N
             container.remove(force=True)
         except docker.errors.APIError:
             pass
-    executed = nbformat.reads(executed_text, as_version=4)
+    executed = parse_notebook(executed_text.encode("utf-8"), name="the executed notebook")
     output.parent.mkdir(parents=True, exist_ok=True)
     tmp = output.with_name(output.name + ".part")
     tmp.write_text(executed_text, encoding="utf-8")

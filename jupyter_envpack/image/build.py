@@ -22,7 +22,7 @@ from ..snapshot.spec import EnvSpec
 from .context import BuildContext, make_context
 from .engine import base_labels, connect
 from .options import UV_VERSION, BuildOptions
-from .wheels import ensure_wheels, redact
+from .wheels import detect_glibc_minor, ensure_wheels, redact
 
 _STEP = re.compile(r"^Step (\d+)/(\d+) : (.*)$")
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
@@ -150,6 +150,7 @@ def _stream_build(client: Any, ctx: BuildContext, opts: BuildOptions, reporter: 
         try:
             stream = api.build(fileobj=ctx.tar(), custom_context=True, tag=ctx.image, rm=True,
                                forcerm=True, pull=False, decode=True, labels=labels,
+                               nocache=opts.no_cache,
                                use_config_proxy=False)
             for chunk in stream:
                 dog.beat()
@@ -227,14 +228,15 @@ def build_image(spec: EnvSpec, nb_path: str | Path, opts: BuildOptions | None = 
     opts = opts or BuildOptions()
     ctx = make_context(spec, nb_path, opts)
     client = client or connect()
-    if image_exists(client, ctx.image):
+    if image_exists(client, ctx.image) and not opts.no_cache:
         reporter(ProgressEvent("build", f"cached: {ctx.image} already exists", "info", 1.0))
         return BuildResult(ctx.image, True, time.monotonic() - started, ctx.tag_hash,
                            _image_id(client, ctx.image))
     if cancel is not None:
         cancel.raise_if_cancelled()
+    glibc = detect_glibc_minor(client, opts.resolved_base_image(spec.python_minor))
     ctx.wheels = ensure_wheels([*ctx.env_lock, *ctx.runner_lock, f"uv=={UV_VERSION}"],
-                               spec.python_minor, opts, reporter, cancel)
+                               spec.python_minor, opts, reporter, cancel, glibc_minor=glibc)
     reporter(ProgressEvent("build", f"building {ctx.image}", "step", 0.0))
     image_id = _stream_build(client, ctx, opts, reporter, cancel)
     if not image_exists(client, ctx.image):

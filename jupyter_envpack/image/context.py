@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputError
-from ..snapshot.notebook import parse_notebook, read_notebook_bytes
+from ..snapshot.notebook import dumps_notebook, parse_notebook, read_notebook_bytes
 from ..snapshot.spec import EnvSpec
 from .dockerfile import DOCKERIGNORE, ENV_PREFIX, render_dockerfile
 from .options import UV_VERSION, BuildOptions
@@ -43,9 +43,7 @@ def strip_outputs(nb: Any) -> Any:
 
 def notebook_bytes(nb: Any) -> bytes:
     """Canonical bytes of a notebook (stable for the same content)."""
-    import nbformat
-
-    return nbformat.writes(nb).encode("utf-8")
+    return dumps_notebook(nb).encode("utf-8")
 
 
 def runner_lock() -> list[str]:

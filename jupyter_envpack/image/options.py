@@ -30,6 +30,8 @@ class BuildOptions:
         Overall build time limit in seconds.
     idle_timeout
         Fail when the engine sends nothing for this many seconds.
+    no_cache
+        Rebuild every layer even when the image or its layers exist.
     """
 
     base_image: str | None = None
@@ -39,6 +41,7 @@ class BuildOptions:
     labels: dict[str, str] = field(default_factory=dict)
     deadline: float = 3600.0
     idle_timeout: float = 600.0
+    no_cache: bool = False
 
     def resolved_base_image(self, python_minor: str) -> str:
         """The base image to use for a kernel running Python ``python_minor``."""

@@ -10,10 +10,12 @@ from __future__ import annotations
 import os
 import platform
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from packaging.utils import canonicalize_name, parse_wheel_filename
 from packaging.version import Version
@@ -36,11 +38,47 @@ def target_arch() -> str:
     return {"amd64": "x86_64", "arm64": "aarch64"}.get(m, m)
 
 
-def platform_tags(arch: str, newest_glibc: int = 28) -> list[str]:
+DEFAULT_GLIBC_MINOR = 28
+"""glibc 2.28 when the base image cannot be inspected: what most manylinux wheels target."""
+
+
+def platform_tags(arch: str, newest_glibc: int = DEFAULT_GLIBC_MINOR) -> list[str]:
     """manylinux platform tags a Debian-based image with glibc ≥ 2.28 accepts."""
     tags = [f"manylinux_2_{minor}_{arch}" for minor in range(newest_glibc, 4, -1)]
     tags += [f"manylinux2014_{arch}", f"manylinux2010_{arch}", f"manylinux1_{arch}"]
     return tags
+
+
+def detect_glibc_minor(client: Any, image: str) -> int:
+    """glibc minor version of ``image`` (run once per image id, cached); default 28 when unknown."""
+    import json
+
+    try:
+        image_id = str(client.api.inspect_image(image)["Id"])
+    except Exception:
+        return DEFAULT_GLIBC_MINOR
+    cache = cache_dir("any", "any").parent / "glibc.json"
+    try:
+        known = json.loads(cache.read_text())
+    except (OSError, ValueError):
+        known = {}
+    if image_id in known:
+        return int(known[image_id])
+    try:
+        out = client.containers.run(image, ["getconf", "GNU_LIBC_VERSION"], remove=True,
+                                    entrypoint=[], user="0", network_disabled=True,
+                                    labels={"org.jupyter.envpack": "1",
+                                            "org.jupyter.envpack.kind": "build"})
+        minor = int(out.decode().strip().rsplit(".", 1)[-1])
+    except Exception:
+        return DEFAULT_GLIBC_MINOR
+    known[image_id] = minor
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        cache.write_text(json.dumps(known))
+    except OSError:
+        pass
+    return minor
 
 
 def cache_dir(python_minor: str, arch: str) -> Path:
@@ -68,7 +106,7 @@ def _key(requirement: str) -> tuple[str, Version]:
 
 def ensure_wheels(requirements: list[str], python_minor: str, opts: BuildOptions,
                   reporter: Reporter = null_reporter, cancel: CancelToken | None = None,
-                  arch: str | None = None) -> list[Path]:
+                  arch: str | None = None, glibc_minor: int = DEFAULT_GLIBC_MINOR) -> list[Path]:
     """Return wheel files for every ``name==version`` in ``requirements`` (downloading the missing)."""
     arch = arch or target_arch()
     folder = cache_dir(python_minor, arch)
@@ -78,7 +116,7 @@ def ensure_wheels(requirements: list[str], python_minor: str, opts: BuildOptions
     if missing:
         reporter(ProgressEvent("wheels", f"fetching {len(missing)} wheels for Python "
                                f"{python_minor} ({arch})", "step"))
-        _download(missing, folder, python_minor, arch, opts, reporter, cancel)
+        _download(missing, folder, python_minor, arch, opts, reporter, cancel, glibc_minor)
         have = _index(folder)
     else:
         reporter(ProgressEvent("wheels", f"all {len(requirements)} wheels are cached", "info"))
@@ -96,7 +134,8 @@ def ensure_wheels(requirements: list[str], python_minor: str, opts: BuildOptions
     return files
 
 
-def _pip_command(action: str, python_minor: str, arch: str, opts: BuildOptions) -> list[str]:
+def _pip_command(action: str, python_minor: str, arch: str, opts: BuildOptions,
+                 glibc_minor: int = DEFAULT_GLIBC_MINOR) -> list[str]:
     cmd = [sys.executable, "-m", "pip", action, "--no-deps", "--progress-bar", "off",
            "--disable-pip-version-check"]
     if opts.index_url:
@@ -109,7 +148,7 @@ def _pip_command(action: str, python_minor: str, arch: str, opts: BuildOptions) 
         cmd += ["--only-binary=:all:", "--python-version", python_minor, "--implementation", "cp"]
         abi = "cp" + python_minor.replace(".", "")
         cmd += ["--abi", abi, "--abi", "abi3", "--abi", "none"]
-        for tag in platform_tags(arch):
+        for tag in platform_tags(arch, glibc_minor):
             cmd += ["--platform", tag]
     return cmd
 
@@ -133,36 +172,74 @@ def _run_pip(cmd: list[str], reporter: Reporter, cancel: CancelToken | None) -> 
     return code, lines
 
 
+_NO_MATCH = re.compile(r"No matching distribution found for (\S+)")
+PARALLEL_DOWNLOADS = 4
+
+
 def _download(missing: list[str], folder: Path, python_minor: str, arch: str,
-              opts: BuildOptions, reporter: Reporter, cancel: CancelToken | None) -> None:
-    with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as fh:
-        fh.write("\n".join(missing) + "\n")
-        req_file = fh.name
-    try:
-        cmd = [*_pip_command("download", python_minor, arch, opts), "-d", str(folder), "-r", req_file]
-        code, lines = _run_pip(cmd, reporter, cancel)
+              opts: BuildOptions, reporter: Reporter, cancel: CancelToken | None,
+              glibc_minor: int = DEFAULT_GLIBC_MINOR) -> None:
+    """Fetch wheels in a few parallel pip processes; build the ones without a wheel."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    chunks = [missing[i::PARALLEL_DOWNLOADS] for i in range(PARALLEL_DOWNLOADS)]
+    with ThreadPoolExecutor(PARALLEL_DOWNLOADS) as pool:
+        failed = [r for part in pool.map(
+            lambda chunk: _download_chunk(chunk, folder, python_minor, arch, opts, reporter,
+                                          cancel, glibc_minor), [c for c in chunks if c])
+            for r in part]
+    for req in failed:
+        _build_from_source(req, folder, python_minor, arch, opts, reporter, cancel)
+
+
+def _download_chunk(reqs: list[str], folder: Path, python_minor: str, arch: str,
+                    opts: BuildOptions, reporter: Reporter, cancel: CancelToken | None,
+                    glibc_minor: int = DEFAULT_GLIBC_MINOR) -> list[str]:
+    """pip download ``reqs``; drop those pip finds no wheel for and retry; return them."""
+    todo, without_wheel = list(reqs), []
+    while todo:
+        with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as fh:
+            fh.write("\n".join(todo) + "\n")
+            req_file = fh.name
+        try:
+            cmd = [*_pip_command("download", python_minor, arch, opts, glibc_minor), "-d",
+                   str(folder), "-r", req_file]
+            code, lines = _run_pip(cmd, reporter, cancel)
+        finally:
+            Path(req_file).unlink(missing_ok=True)
         if code == 0:
-            return
-        # Some pins have no wheel for the target: build pure-Python ones from sdists on the host.
-        have = _index(folder)
-        left = [r for r in missing if _key(r) not in have]
-        reporter(ProgressEvent("wheels", f"{len(left)} packages have no matching wheel; "
-                               "building them from source", "info"))
-        for req in left:
-            with tempfile.TemporaryDirectory() as tmp:
-                cmd = [*_pip_command("wheel", python_minor, arch, opts), "-w", tmp, req]
-                code, wlines = _run_pip(cmd, reporter, cancel)
-                built = list(Path(tmp).glob("*.whl"))
-                if code != 0 or not built:
-                    tail = [ln for ln in (lines + wlines) if "ERROR" in ln or "error" in ln][-5:]
-                    raise BuildError(f"cannot fetch {req} for Python {python_minor} ({arch}): "
-                                     + (" | ".join(tail) or "pip failed"), step="wheels",
-                                     log_tail=(lines + wlines)[-20:], reason="no-wheel")
-                for w in built:
-                    tags = parse_wheel_filename(w.name)[3]
-                    if not any(t.platform == "any" for t in tags) and arch not in w.name:
-                        raise BuildError(f"{req} has no wheel for {arch} and compiles native code",
-                                         step="wheels", reason="no-wheel")
-                    w.replace(folder / w.name)
-    finally:
-        Path(req_file).unlink(missing_ok=True)
+            break
+        culprits = {m.group(1) for ln in lines for m in [_NO_MATCH.search(ln)] if m}
+        bad = [r for r in todo if r in culprits]
+        if not bad:
+            tail = [ln for ln in lines if "ERROR" in ln][-3:]
+            raise BuildError("pip could not fetch the wheels: " + (" | ".join(tail) or "failed"),
+                             step="wheels", log_tail=lines[-20:], reason="no-wheel",
+                             hint="check the package index settings (--index-url, --ca-bundle)")
+        without_wheel += bad
+        todo = [r for r in todo if r not in bad]
+    return without_wheel
+
+
+def _build_from_source(req: str, folder: Path, python_minor: str, arch: str, opts: BuildOptions,
+                       reporter: Reporter, cancel: CancelToken | None) -> None:
+    """A pin with no wheel for the target: build a pure-Python wheel from its sdist here."""
+    reporter(ProgressEvent("wheels", f"{req} has no wheel for the image; building it from "
+                           "source", "info"))
+    with tempfile.TemporaryDirectory() as tmp:
+        cmd = [*_pip_command("wheel", python_minor, arch, opts), "-w", tmp, req]
+        code, lines = _run_pip(cmd, reporter, cancel)
+        built = list(Path(tmp).glob("*.whl"))
+        if code != 0 or not built:
+            tail = [ln for ln in lines if "ERROR" in ln or "error" in ln][-5:]
+            raise BuildError(f"cannot fetch {req} for Python {python_minor} ({arch}): "
+                             + (" | ".join(tail) or "pip failed"), step="wheels",
+                             log_tail=lines[-20:], reason="no-wheel",
+                             hint="is the name and version right, and is it on your index?")
+        for w in built:
+            tags = parse_wheel_filename(w.name)[3]
+            if not any(t.platform == "any" for t in tags):
+                raise BuildError(f"{req} has no wheel for {arch} and compiles native code",
+                                 step="wheels", reason="no-wheel",
+                                 hint="publish a manylinux wheel, or pin a version that has one")
+            shutil.move(str(w), folder / w.name)

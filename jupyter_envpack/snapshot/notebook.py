@@ -9,6 +9,7 @@ is reported with its index; the other cells are still analysed.
 from __future__ import annotations
 
 import ast
+import json
 import os
 import re
 import shlex
@@ -81,13 +82,12 @@ def read_notebook_bytes(path: str | os.PathLike[str], max_bytes: int = DEFAULT_M
 
 
 def parse_notebook(data: bytes, name: str = "notebook") -> Any:
-    """Parse notebook bytes into a v4 ``NotebookNode`` or raise :class:`NotebookError`.
+    """Parse notebook bytes into a v4 notebook (plain dicts) or raise :class:`NotebookError`.
 
-    v2/v3 are upgraded; a UTF-8 BOM is tolerated; anything else that is not a notebook gives one
-    clear error (RELIABILITY C1, C2).
+    v4 is read with :mod:`json` directly (importing nbformat's validator costs seconds on some
+    machines); v2/v3 go through ``nbformat.reads(as_version=4)``. A UTF-8 BOM is tolerated;
+    anything else that is not a notebook gives one clear error (RELIABILITY C1, C2).
     """
-    import nbformat
-
     if data.startswith(b"\xef\xbb\xbf"):
         data = data[3:]
     try:
@@ -96,18 +96,41 @@ def parse_notebook(data: bytes, name: str = "notebook") -> Any:
         raise NotebookError(f"{name} is not a readable notebook: not UTF-8 text ({exc.reason} at "
                             f"byte {exc.start})") from None
     try:
-        nb = nbformat.reads(text, as_version=4, capture_validation_error={})
-    except Exception as exc:
+        nb = json.loads(text)
+    except (ValueError, RecursionError) as exc:
         detail = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
         raise NotebookError(f"{name} is not a readable notebook: {detail}",
                             hint="open it in JupyterLab and save it again") from None
-    if not isinstance(nb, dict) or not isinstance(nb.get("cells"), list):
-        raise NotebookError(f"{name} is not a readable notebook: no list of cells")
+    if not isinstance(nb, dict):
+        raise NotebookError(f"{name} is not a readable notebook: not a JSON object")
     major = nb.get("nbformat")
-    if major != 4:
+    if major in {1, 2, 3}:
+        nb = _upgrade(text, name)
+    elif major != 4:
         raise NotebookError(f"{name} has unsupported nbformat version {major!r}",
                             hint="nbformat 2, 3 and 4 are supported")
+    if not isinstance(nb.get("cells"), list):
+        raise NotebookError(f"{name} is not a readable notebook: no list of cells")
+    if not isinstance(nb.get("metadata"), dict):
+        nb["metadata"] = {}
+    nb["cells"] = [c for c in nb["cells"] if isinstance(c, dict)]
     return nb
+
+
+def _upgrade(text: str, name: str) -> Any:
+    import nbformat
+
+    try:
+        old = nbformat.reads(text, as_version=4, capture_validation_error={})
+    except Exception as exc:  # noqa: BLE001 - nbformat raises many types for bad input
+        detail = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        raise NotebookError(f"{name} is not a readable notebook: {detail}") from None
+    return json.loads(json.dumps(old))
+
+
+def dumps_notebook(nb: Any) -> str:
+    """Serialise like ``nbformat.writes`` (indent 1, sorted keys, trailing newline)."""
+    return json.dumps(nb, indent=1, sort_keys=True, ensure_ascii=False) + "\n"
 
 
 def cell_source(cell: Any) -> str:

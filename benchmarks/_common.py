@@ -1,0 +1,43 @@
+"""Helpers shared by the benchmarks: timing, notebooks, the offline base image."""
+
+from __future__ import annotations
+
+import os
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import nbformat
+
+BASE_IMAGE = os.environ.get("ENVPACK_TEST_BASE_IMAGE", "envpack-test/debian-python:bookworm")
+
+
+def timed(fn: Callable[[], object], repeat: int = 3) -> float:
+    """Median wall time of ``fn`` over ``repeat`` runs, in seconds."""
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def write_notebook(path: Path, sources: list[str], execute: bool = False) -> Path:
+    """A Python notebook with these code cells (executed here when asked)."""
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "language": "python", "display_name": "Python 3"}
+    nb.cells = [nbformat.v4.new_code_cell(s) for s in sources]
+    if execute:
+        from nbclient import NotebookClient
+
+        NotebookClient(nb, kernel_name="python3").execute()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, path)
+    return path
+
+
+def ratio_line(name: str, baseline: float, ours: float, target: str) -> str:
+    """One result line: both times, the ratio, the target."""
+    return (f"{name}: baseline {baseline:.3f} s, envpack {ours:.3f} s, "
+            f"ratio {baseline / ours:.1f}x (target {target})")
