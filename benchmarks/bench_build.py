@@ -144,7 +144,7 @@ def main() -> None:
         for ref in ("envpack-bench/naive-noop:1", "envpack-bench/naive-ds:1", ours_result.image):
             try:
                 client.images.remove(ref)
-            except Exception:  # noqa: BLE001, S110
+            except Exception:  # noqa: S110
                 pass
 
 

@@ -122,7 +122,7 @@ def _upgrade(text: str, name: str) -> Any:
 
     try:
         old = nbformat.reads(text, as_version=4, capture_validation_error={})
-    except Exception as exc:  # noqa: BLE001 - nbformat raises many types for bad input
+    except Exception as exc:
         detail = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
         raise NotebookError(f"{name} is not a readable notebook: {detail}") from None
     return json.loads(json.dumps(old))
