@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from .events import CancelToken, ProgressEvent, Reporter, null_reporter
@@ -43,8 +44,9 @@ def containerise(path: str | os.PathLike[str], python: str | None = None, kernel
         from .image.engine import connect
 
         client = connect()
-    built = build_image(spec, path, build or BuildOptions(), reporter, cancel, client)
+    nb_path = Path(path)
+    built = build_image(spec, nb_path, build or BuildOptions(), reporter, cancel, client)
     result = None
     if rerun:
-        result = run_notebook(built.image, path, run or RunOptions(), reporter, cancel, client)
+        result = run_notebook(built.image, nb_path, run or RunOptions(), reporter, cancel, client)
     return Containerised(spec, built, result)

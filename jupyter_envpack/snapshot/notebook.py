@@ -121,7 +121,7 @@ def _upgrade(text: str, name: str) -> Any:
     import nbformat
 
     try:
-        old = nbformat.reads(text, as_version=4, capture_validation_error={})
+        old = nbformat.reads(text, as_version=4, capture_validation_error={})  # type: ignore[no-untyped-call]
     except Exception as exc:
         detail = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
         raise NotebookError(f"{name} is not a readable notebook: {detail}") from None
@@ -165,7 +165,7 @@ def _transform(source: str) -> str:
         except ImportError:  # pragma: no cover - IPython is a dependency
             _transformer = False
         else:
-            _transformer = TransformerManager()
+            _transformer = TransformerManager()  # type: ignore[no-untyped-call]
     if _transformer is False:
         return source
     with warnings.catch_warnings():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections import deque
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from packaging.markers import InvalidMarker, UndefinedEnvironmentName
@@ -72,7 +73,7 @@ class Resolver:
 
     def __init__(self, env: Environment) -> None:
         self.env = env
-        self.by_name: dict[str, Distribution] = {canonicalize_name(d.name): d
+        self.by_name: dict[str, Distribution] = {str(canonicalize_name(d.name)): d
                                                  for d in env.distributions}
         self.by_module: dict[str, list[Distribution]] = {}
         for d in env.distributions:
@@ -118,13 +119,13 @@ class Resolver:
                         f"installed distributions: {', '.join(names)}; all are pinned",
                         cell=cell, hint="uninstall the ones the notebook does not use"))
             for d in dists:
-                requested.setdefault(canonicalize_name(d.name), set()).add(module)
+                requested.setdefault(str(canonicalize_name(d.name)), set()).add(module)
         for text, cell in pip_requirements:
             try:
                 req = Requirement(text)
             except InvalidRequirement:
                 continue  # a URL, a path or a typo: pip itself will have complained in the kernel
-            key = canonicalize_name(req.name)
+            key = str(canonicalize_name(req.name))
             if key in self.by_name:
                 requested.setdefault(key, set())
                 extras.setdefault(key, set()).update(req.extras)
@@ -134,7 +135,7 @@ class Resolver:
                     "the kernel's environment", cell=cell, hint="run that cell, then snapshot again"))
         roots = dict(requested)
         if include_kernel and canonicalize_name(KERNEL_DISTRIBUTION) in self.by_name:
-            roots.setdefault(canonicalize_name(KERNEL_DISTRIBUTION), set())
+            roots.setdefault(str(canonicalize_name(KERNEL_DISTRIBUTION)), set())
         elif include_kernel:
             findings.append(Finding(
                 "no-ipykernel", "ipykernel is not installed in the kernel's environment; the "
@@ -181,7 +182,7 @@ class Resolver:
                     continue
                 if not self._applies(req, base, new):
                     continue
-                dep = canonicalize_name(req.name)
+                dep = str(canonicalize_name(req.name))
                 if dep not in self.by_name:
                     findings.append(Finding(
                         "missing-dependency", f"{dist.name} requires {req.name}, which is not "
@@ -232,7 +233,8 @@ class Resolver:
         if not isinstance(info, dict):
             return
         url = redact_url(str(info.get("url", "")))
-        dir_info = info.get("dir_info") if isinstance(info.get("dir_info"), dict) else {}
+        raw_dir_info = info.get("dir_info")
+        dir_info: dict[str, Any] = raw_dir_info if isinstance(raw_dir_info, dict) else {}
         if dir_info.get("editable"):
             findings.append(Finding(
                 "editable-install", f"{d.name} is an editable install ({_short(url)}); its "
