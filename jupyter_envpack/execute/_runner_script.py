@@ -13,8 +13,11 @@ import glob
 import gzip
 import json
 import os
+import re
 import sys
 
+ENVPACK_MAGIC = re.compile(
+    r"^\s*(\w+\s*=\s*)?%+\s*(envpack\b|(re)?load_ext\s+jupyter_envpack\b)")
 BEGIN = "----- ENVPACK RESULT BEGIN -----"
 END = "----- ENVPACK RESULT END -----"
 
@@ -23,6 +26,20 @@ def _say(**fields):
     fields["envpack"] = fields.pop("event", "cell")
     sys.stderr.write(json.dumps(fields) + "\n")
     sys.stderr.flush()
+
+
+def _without_envpack_magics(source):
+    """envpack's own magics are not part of the reproduced environment: neutralise them."""
+    lines = source.splitlines()
+    if not any(ENVPACK_MAGIC.match(ln) for ln in lines):
+        return source
+    out = []
+    for ln in lines:
+        if ENVPACK_MAGIC.match(ln):
+            indent = ln[: len(ln) - len(ln.lstrip())]
+            ln = indent + "pass  # skipped by envpack: " + ln.strip()
+        out.append(ln)
+    return "\n".join(out)
 
 
 def _default_input():
@@ -63,6 +80,9 @@ def main():
                 at = i + 1
                 break
         nb.cells.insert(at, cell)
+    for c in nb.cells:
+        if c.cell_type == "code":
+            c.source = _without_envpack_magics(c.source or "")
     code_cells = [c for c in nb.cells if c.cell_type == "code"]
     total = len(code_cells)
     counter = {"n": 0}

@@ -135,9 +135,22 @@ def _short_diff(a: str, b: str, limit: int = 2000) -> str:
     return text if len(text) <= limit else text[:limit] + "\n…"
 
 
+ENVPACK_MAGIC = re.compile(
+    r"^\s*(\w+\s*=\s*)?%+\s*(envpack\b|(re)?load_ext\s+jupyter_envpack\b)")
+"""envpack's own magics: not rerun in the image (the runner neutralises them)."""
+
+
+def only_envpack_magics(source: str) -> bool:
+    """True when every non-blank line of ``source`` is an envpack magic."""
+    lines = [ln for ln in source.splitlines() if ln.strip() and not ln.strip().startswith("#")]
+    return bool(lines) and all(ENVPACK_MAGIC.match(ln) for ln in lines)
+
+
 def compare_cell(index: int, original: Any, rerun: Any | None, tolerance: float = 0.0) -> CellResult:
     """Verdict for one code cell."""
     if original.get("execution_count") is None and not original.get("outputs"):
+        return CellResult(index, "skipped")
+    if only_envpack_magics(_text(original.get("source"))):
         return CellResult(index, "skipped")
     if rerun is None or (rerun.get("execution_count") is None and not rerun.get("outputs")):
         return CellResult(index, "not-run")

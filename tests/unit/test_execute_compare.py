@@ -136,3 +136,24 @@ def test_injected_parameters_cell_is_not_compared() -> None:
     rerun.cells.insert(0, injected)
     rerun.cells[1].id = original.cells[0].id
     assert [c.status for c in compare_notebooks(original, rerun).cells] == ["same"]
+
+
+def test_envpack_magic_cells_are_skipped_and_neutralised() -> None:
+    import importlib.util
+    from pathlib import Path
+
+    from jupyter_envpack.execute.compare import only_envpack_magics
+
+    assert only_envpack_magics("%load_ext jupyter_envpack\n%envpack snapshot")
+    assert only_envpack_magics("r = %envpack run -p n 3")
+    assert not only_envpack_magics("%load_ext jupyter_envpack\nx = 1")
+    script = Path(__file__).parents[2] / "jupyter_envpack" / "execute" / "_runner_script.py"
+    spec = importlib.util.spec_from_file_location("runner_script", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    src = "%load_ext jupyter_envpack\nif True:\n    %envpack status\nx = 1"
+    out = module._without_envpack_magics(src)
+    assert out.splitlines()[0].startswith("pass  # skipped by envpack")
+    assert out.splitlines()[2] == "    pass  # skipped by envpack: %envpack status"
+    assert out.splitlines()[3] == "x = 1"
+    assert module._without_envpack_magics("x = 1") == "x = 1"
