@@ -18,8 +18,10 @@ import contextlib
 import hashlib
 import json
 import logging
+import os
 import queue
 import re
+import socket
 import sqlite3
 import threading
 import time
@@ -51,7 +53,11 @@ MAX_LINE = 64 * 1024
 _OP_ID = re.compile(r"[0-9a-f]{32}")
 
 _COLUMNS = ("id", "kind", "state", "path", "options", "progress", "stage", "message", "result",
-            "error", "dedupe_key", "handle", "cancel_requested", "attempt", "created", "updated")
+            "error", "dedupe_key", "handle", "cancel_requested", "attempt", "created", "updated",
+            "owner")
+SCHEMA_VERSION = 2
+#: Columns added after version 1, with their SQL type: added in place by ``_migrate``.
+_ADDED_COLUMNS = {"owner": "TEXT"}
 _JSON_COLUMNS = frozenset({"options", "result", "error", "handle"})
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS operations (
@@ -102,6 +108,7 @@ class Operation:
     attempt: int = 0
     created: float = field(default_factory=time.time)
     updated: float = field(default_factory=time.time)
+    owner: str | None = None  # "host:pid" of the server following it (not on the wire)
 
     @property
     def finished(self) -> bool:
@@ -182,11 +189,20 @@ class OperationStore:
             if db.execute("PRAGMA quick_check").fetchone()[0] != "ok":
                 raise sqlite3.DatabaseError("quick_check failed")
             db.executescript(_SCHEMA)
-            db.execute("PRAGMA user_version = 1")
+            self._migrate(db)
         except BaseException:
             db.close()
             raise
         return db
+
+    @staticmethod
+    def _migrate(db: sqlite3.Connection) -> None:
+        """Bring an older database up to :data:`SCHEMA_VERSION` (idempotent)."""
+        have = {row[1] for row in db.execute("PRAGMA table_info(operations)")}
+        for name, sql_type in _ADDED_COLUMNS.items():
+            if name not in have:
+                db.execute(f"ALTER TABLE operations ADD COLUMN {name} {sql_type}")
+        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     def _move_aside(self, exc: Exception) -> None:
         stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -269,6 +285,22 @@ class OperationStore:
             rows = db.execute(f"SELECT {','.join(_COLUMNS)} FROM operations "  # noqa: S608
                               "WHERE state IN ('queued', 'running') ORDER BY created, rowid")
             return [self._row(r) for r in rows.fetchall()]
+
+    def claim(self, op_id: str, previous: str | None, owner: str) -> bool:
+        """Compare-and-set the owner of a running row (two starting servers: one wins)."""
+        with self._cursor(write=True) as db:
+            return db.execute("UPDATE operations SET owner = ? WHERE id = ? AND state = 'running' "
+                              "AND owner IS ?", (owner, op_id, previous)).rowcount == 1
+
+    def cancel_requested(self, op_ids: list[str]) -> list[str]:
+        """Return those of ``op_ids`` whose cancel was requested (by any process)."""
+        if not op_ids:
+            return []
+        with self._cursor() as db:
+            marks = ",".join("?" * len(op_ids))
+            sql = f"SELECT id FROM operations WHERE cancel_requested = 1 AND id IN ({marks})"  # noqa: S608
+            rows = db.execute(sql, op_ids)
+            return [r[0] for r in rows.fetchall()]
 
     def find_active(self, key: str) -> Operation | None:
         """Return the queued or running operation with dedupe key ``key``, if any."""
@@ -459,6 +491,8 @@ class OperationManager:
         self._lock = threading.RLock()
         self._threads: list[threading.Thread] = []
         self._stopping = False
+        #: Who follows the operations this manager runs; other live owners are left alone.
+        self.owner = f"{socket.gethostname()}:{os.getpid()}"
 
     # ----- kinds ---------------------------------------------------------------------------
     def register_kind(self, kind: Kind) -> None:
@@ -483,6 +517,7 @@ class OperationManager:
             t = threading.Thread(target=self._worker, name=f"envpack-op-{i}", daemon=True)
             t.start()
             self._threads.append(t)
+        threading.Thread(target=self._watch_cancels, name="envpack-cancels", daemon=True).start()
         self.reconcile()
 
     def shutdown(self) -> None:
@@ -493,12 +528,21 @@ class OperationManager:
             self._queue.put(None)
 
     def reconcile(self) -> None:
-        """Requeue queued rows; follow running rows again through their kind's ``resume``."""
+        """Requeue queued rows; follow running rows again through their kind's ``resume``.
+
+        Rows followed by another live server (same database, other process) are left alone.
+        """
         for op in self.store.non_terminal():
             kind = self._kinds.get(op.kind)
+            if op.owner not in (None, self.owner) and owner_alive(op.owner):
+                log.info("envpack: operation %s is followed by %s; leaving it", op.id, op.owner)
+                continue
             if op.state == "queued" and kind is not None:
-                self._queue.put((op.id, False))
-            elif op.state == "running" and kind is not None and kind.resume is not None:
+                self._queue.put((op.id, False))  # the queued→running CAS keeps it to one run
+                continue
+            if op.state == "running" and not self.store.claim(op.id, op.owner, self.owner):
+                continue  # another starting server claimed it first
+            if op.state == "running" and kind is not None and kind.resume is not None:
                 self._emit(op.id, "progress", ProgressEvent(
                     op.kind, "server restarted; following the operation again", "info").to_json())
                 self._queue.put((op.id, True))
@@ -524,7 +568,8 @@ class OperationManager:
             if key is not None and (twin := self.store.find_active(key)) is not None:
                 return twin, False
             op = Operation(id=new_operation_id(), kind=kind, path=path, options=options,
-                           dedupe_key=key, handle={"labels": {OPERATION_LABEL: ""}})
+                           dedupe_key=key, handle={"labels": {OPERATION_LABEL: ""}},
+                           owner=self.owner)
             op.handle["labels"][OPERATION_LABEL] = op.id
             self.store.create(op)
         self._notify(op.id)
@@ -583,6 +628,21 @@ class OperationManager:
                 "limit": self.config.concurrency_limit}
 
     # ----- workers -------------------------------------------------------------------------
+    def _watch_cancels(self, interval: float = 1.0) -> None:
+        """Pass on cancels requested through the database (another server, process or CLI)."""
+        while not self._stopping:
+            time.sleep(interval)
+            with self._lock:
+                running = list(self._tokens)
+            try:
+                wanted = self.store.cancel_requested(running)
+            except StoreUnavailableError:
+                continue
+            with self._lock:
+                for op_id in wanted:
+                    if op_id in self._tokens:
+                        self._tokens[op_id].cancel()
+
     def _worker(self) -> None:
         while True:
             item = self._queue.get()
@@ -604,7 +664,7 @@ class OperationManager:
             self._tokens[op_id] = token
         if not resumed:
             op = self.store.transition(op_id, "running", from_states=("queued",),
-                                       attempt=op.attempt + 1)
+                                       attempt=op.attempt + 1, owner=self.owner)
             if op is None:
                 self._tokens.pop(op_id, None)
                 return  # cancelled (or taken by another server) while queued
@@ -688,6 +748,20 @@ class OperationManager:
                 callback()
             except Exception:  # a listener's loop may be closing: never fail the operation
                 log.debug("envpack: event listener failed", exc_info=True)
+
+
+def owner_alive(owner: str) -> bool:
+    """Whether the server ``"host:pid"`` may still be running (other hosts: assume it is)."""
+    host, _, pid = owner.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return True
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def scrub_path(text: str, root: str) -> str:

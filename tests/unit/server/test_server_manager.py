@@ -4,6 +4,7 @@ reconcile after a restart, persistence (RELIABILITY F6, F7, F8, J2, J3, J4, J5).
 from __future__ import annotations
 
 import multiprocessing
+import socket
 import sqlite3
 import threading
 import time
@@ -361,3 +362,74 @@ def test_huge_and_hostile_log_lines_are_stored_as_bounded_text(manager: Operatio
     assert len(messages[3]) <= 64 * 1024 + 20 and messages[3].endswith("[truncated]")
     assert messages[4] == "written to sub/out.ipynb"  # no server path on the wire
     assert manager.get(op.id).result == {"where": "nb.ipynb"}
+
+
+V1_SCHEMA = """
+CREATE TABLE operations (
+    id TEXT PRIMARY KEY, kind TEXT NOT NULL, state TEXT NOT NULL, path TEXT NOT NULL,
+    options TEXT NOT NULL, progress REAL, stage TEXT, message TEXT, result TEXT, error TEXT,
+    dedupe_key TEXT, handle TEXT NOT NULL, cancel_requested INTEGER NOT NULL DEFAULT 0,
+    attempt INTEGER NOT NULL DEFAULT 0, created REAL NOT NULL, updated REAL NOT NULL);
+CREATE TABLE events (seq INTEGER PRIMARY KEY AUTOINCREMENT, op_id TEXT NOT NULL,
+    time REAL NOT NULL, type TEXT NOT NULL, data TEXT NOT NULL);
+INSERT INTO operations VALUES ('aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa', 'build', 'succeeded',
+    'nb.ipynb', '{}', 1.0, NULL, NULL, '{"image": "envpack/nb:1"}', NULL, NULL, '{}', 0, 1,
+    1.0, 9999999999.0);
+PRAGMA user_version = 1;
+"""
+
+
+@pytest.mark.reliability("J2")
+def test_a_version_1_database_is_migrated_in_place(db_path: Path) -> None:
+    db_path.parent.mkdir(parents=True)
+    old = sqlite3.connect(db_path)
+    old.executescript(V1_SCHEMA)
+    old.close()
+    for _ in range(2):  # idempotent
+        store = OperationStore(db_path)
+        op = store.get("a" * 32)
+        assert op is not None and op.result == {"image": "envpack/nb:1"} and op.owner is None
+        assert store._db.execute("PRAGMA user_version").fetchone()[0] == 2
+        store.close()
+
+
+@pytest.mark.reliability("J4")
+def test_a_second_server_leaves_live_work_alone_and_cancels_through_the_db(
+        db_path: Path, root: Path, fake_work: Any) -> None:
+    # Given server A running an operation
+    first = make_manager(db_path, root, fake_work)
+    op, _ = first.submit("fake", "nb.ipynb", {"wait": True})
+    wait_for(lambda: fake_work.running == 1)
+    # When server B (another live process on the same database) starts
+    second = make_manager(db_path, root, fake_work, start=False)
+    second.owner = "another-host-for-the-test:1"
+    try:
+        second.start()
+        time.sleep(0.3)
+        # Then B neither resumes nor loses A's operation
+        assert second.get(op.id).state == "running"
+        assert second.get(op.id).owner == first.owner
+        # and a cancel asked through B reaches A's worker through the database
+        second.cancel(op.id)
+        wait_for(lambda: first.get(op.id).state == "cancelled")
+    finally:
+        for m in (first, second):
+            m.shutdown()
+            m.store.close()
+
+
+@pytest.mark.reliability("J1")
+def test_rows_of_a_dead_server_are_taken_over(db_path: Path, root: Path, fake_work: Any) -> None:
+    store = OperationStore(db_path)
+    dead = store.create(Operation(id=new_operation_id(), kind="fake", path="nb.ipynb",
+                                  state="queued", owner=f"{socket.gethostname()}:999999999"))
+    live = store.create(Operation(id=new_operation_id(), kind="fake", path="nb.ipynb",
+                                  state="queued", owner=f"{socket.gethostname()}:1"))
+    store.close()
+    manager = make_manager(db_path, root, fake_work)
+    try:
+        wait_for(lambda: state_of(manager, dead.id) == "succeeded")
+        assert state_of(manager, live.id) == "queued"  # pid 1 is alive: its server's business
+    finally:
+        manager.shutdown()
+        manager.store.close()
