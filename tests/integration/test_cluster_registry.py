@@ -109,12 +109,12 @@ def auth_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture
-def fresh_image(docker_client: Any, test_base_image: str, tmp_path: Path) -> Iterator[str]:
+def fresh_image(docker_client: Any, tmp_path: Path) -> Iterator[str]:
     """A small image with one layer no registry has seen yet (labelled, removed afterwards)."""
     marker = uuid.uuid4().hex
+    (tmp_path / "marker").write_text(marker)  # one small layer (FROM scratch: fast pushes)
     (tmp_path / "Dockerfile").write_text(
-        f"FROM {test_base_image}\nLABEL {LABEL}=1 {LABEL}.kind=test\n"
-        f"RUN echo {marker} > /envpack-marker\n")
+        f"FROM scratch\nLABEL {LABEL}=1 {LABEL}.kind=test\nCOPY marker /envpack-marker\n")
     repo = f"envpack/registry-test-{marker[:8]}"
     docker_client.images.build(path=str(tmp_path), tag=f"{repo}:t1", rm=True, forcerm=True)
     yield f"{repo}:t1"
