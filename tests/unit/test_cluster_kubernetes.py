@@ -342,3 +342,50 @@ def test_no_kubernetes_configuration_is_a_clear_error(tmp_path: Any,
     with pytest.raises(ClusterError, match="no Kubernetes configuration") as info:
         backend.status(HANDLE)
     assert "KUBECONFIG" in (info.value.hint or "")
+
+
+def test_cli_submit_jobs_logs_against_the_fake_api(fake: HTTPServer, tmp_path: Any,
+                                                   monkeypatch: pytest.MonkeyPatch,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """The CLI end to end over HTTP: submit (no build, no push: the image is in the registry),
+    then `jobs` and `logs` in later invocations find the job through the local index."""
+    from jupyter_envpack.cli import main
+
+    monkeypatch.setenv("ENVPACK_JOBS_DB", str(tmp_path / "jobs.sqlite"))
+    monkeypatch.setenv("JUPYTER_CONFIG_DIR", str(tmp_path / "no-config"))
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(json.dumps({
+        "apiVersion": "v1", "kind": "Config", "current-context": "lab",
+        "clusters": [{"name": "c", "cluster": {"server": fake.url_for("").rstrip("/")}}],
+        "users": [{"name": "u", "user": {"token": "t"}}],
+        "contexts": [{"name": "lab", "context": {"cluster": "c", "user": "u"}}]}))
+    nb = tmp_path / "analysis.ipynb"
+    nb.write_text(json.dumps({"nbformat": 4, "nbformat_minor": 5, "metadata": {}, "cells": []}))
+    created: list[dict[str, Any]] = []
+
+    def create(request: Request) -> Response:
+        created.append(json.loads(request.get_data()))
+        return Response(json.dumps(job_obj()), 201, content_type="application/json")
+
+    fake.expect_request(JOBS, method="POST").respond_with_handler(create)
+    code = main(["submit", "-q", str(nb), "--backend", "kubernetes", "--namespace", NS,
+                 "--kubeconfig", str(kubeconfig), "--registry", "127.0.0.1:5000",
+                 "--image", "127.0.0.1:5000/envpack/analysis:1", "-p", "n", "7"])
+    job_id = capsys.readouterr().out.strip()
+    assert code == 0 and len(job_id) == 12
+    name = created[0]["metadata"]["name"]
+    env = created[0]["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert {"name": "ENVPACK_PARAMETERS_CELL",
+            "value": "# Parameters injected by jupyter-envpack\nn = 7\n"} in env
+
+    done = job_obj([{"type": "Complete", "status": "True"}])
+    done["metadata"]["name"] = name
+    fake.expect_request(f"{JOBS}/{name}", method="GET").respond_with_json(done)
+    fake.expect_request(PODS, method="GET").respond_with_json(
+        pod_list(pod_obj("p1", "Succeeded", exit_code=0)))
+    fake.expect_request(f"{PODS}/p1/log", method="GET").respond_with_data("hello from the pod\n")
+    assert main(["jobs", "--json"]) == 0
+    (listed,) = json.loads(capsys.readouterr().out)
+    assert (listed["state"], listed["handle"]) == ("succeeded", f"{NS}/job/{name}")
+    assert main(["logs", job_id]) == 0
+    assert capsys.readouterr().out == "hello from the pod\n"
