@@ -184,7 +184,9 @@ class OperationStore:
                              timeout=self._busy_ms / 1000)
         try:
             db.execute(f"PRAGMA busy_timeout = {self._busy_ms}")
-            db.execute("PRAGMA journal_mode = WAL")  # falls back silently where WAL is impossible
+            # WAL needs shared memory that network filesystems do not give: a rollback journal there
+            mode = "DELETE" if on_network_fs(self.path) else "WAL"
+            db.execute(f"PRAGMA journal_mode = {mode}")
             db.execute("PRAGMA synchronous = NORMAL")
             if db.execute("PRAGMA quick_check").fetchone()[0] != "ok":
                 raise sqlite3.DatabaseError("quick_check failed")
@@ -748,6 +750,28 @@ class OperationManager:
                 callback()
             except Exception:  # a listener's loop may be closing: never fail the operation
                 log.debug("envpack: event listener failed", exc_info=True)
+
+
+NETWORK_FS = frozenset({"nfs", "nfs4", "cifs", "smb3", "smbfs", "fuse.sshfs", "9p", "afs",
+                        "ceph", "glusterfs", "lustre", "gpfs"})
+
+
+def on_network_fs(path: str, mounts: str = "/proc/self/mounts") -> bool:
+    """Whether ``path`` lies on a network filesystem (by the longest matching mount point)."""
+    if path == ":memory:":
+        return False
+    try:
+        with open(mounts, encoding="utf-8", errors="replace") as fh:
+            table = [line.split()[1:3] for line in fh if len(line.split()) >= 3]
+    except OSError:
+        return False
+    target = Path(path).absolute()
+    best, fstype = "", ""
+    for point, kind in table:
+        point = point.replace("\\040", " ")
+        if (target == Path(point) or Path(point) in target.parents) and len(point) > len(best):
+            best, fstype = point, kind
+    return fstype in NETWORK_FS
 
 
 def owner_alive(owner: str) -> bool:

@@ -433,3 +433,20 @@ def test_rows_of_a_dead_server_are_taken_over(db_path: Path, root: Path, fake_wo
     finally:
         manager.shutdown()
         manager.store.close()
+
+
+@pytest.mark.reliability("J3")
+def test_network_filesystems_get_a_rollback_journal(tmp_path: Path) -> None:
+    from jupyter_envpack.operations import on_network_fs
+
+    mounts = tmp_path / "mounts"
+    mounts.write_text("/dev/sda1 / ext4 rw 0 0\n"
+                      "srv:/home /home nfs4 rw 0 0\n"
+                      "tmpfs /home/me/local tmpfs rw 0 0\n")
+    assert on_network_fs("/home/me/.local/share/jupyter/ops.sqlite", str(mounts))
+    assert not on_network_fs("/home/me/local/ops.sqlite", str(mounts))
+    assert not on_network_fs("/var/lib/ops.sqlite", str(mounts))
+    assert not on_network_fs(":memory:", str(mounts))
+    store = OperationStore(tmp_path / "local.sqlite")  # this machine's tmp: WAL
+    assert store._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    store.close()
