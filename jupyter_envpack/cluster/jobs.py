@@ -332,7 +332,9 @@ def submit(notebook: str, opts: SubmitOptions, *, image: str | None = None, buil
     opts.validate()
     if wait and opts.schedule:
         raise InputError("--wait does not apply to --schedule: a CronJob never finishes")
-    backend = open_backend(opts.backend, opts.backend_options(), config, client)
+    secrets = ({"registry_auth": opts.registry_auth}  # Swarm nodes pull with it; never stored
+               if opts.registry_auth and opts.backend == "swarm" else {})
+    backend = open_backend(opts.backend, {**opts.backend_options(), **secrets}, config, client)
     local = image or image_for(notebook, build=build, python=python, kernel=kernel,
                                reporter=reporter, cancel=cancel, dry_run=dry_run)
     reference = pushed_reference(local, opts, client=client, reporter=reporter, cancel=cancel,

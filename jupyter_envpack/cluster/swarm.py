@@ -87,15 +87,20 @@ class SwarmBackend:
     keep_finished
         Seconds a finished job's service (and its log) is kept; older ones are removed when the
         next job is submitted (see :meth:`prune`).
+    registry_auth
+        Explicit :class:`~.registry.RegistryAuth` the nodes pull with (default: the docker
+        config's credentials, which docker-py sends along like ``--with-registry-auth``).
     """
 
     name = "swarm"
 
     def __init__(self, client: Any = None, constraints: tuple[str, ...] | list[str] = (),
-                 keep_finished: float = 86400.0, **_ignored: Any) -> None:
+                 keep_finished: float = 86400.0, registry_auth: Any = None,
+                 **_ignored: Any) -> None:
         self._client = client
         self.constraints = tuple(constraints)
         self.keep_finished = keep_finished
+        self.registry_auth = registry_auth
 
     @property
     def client(self) -> Any:
@@ -150,6 +155,8 @@ class SwarmBackend:
         with contextlib.suppress(Exception):  # housekeeping must never block a submission
             self.prune(self.keep_finished)
         body = self.render(spec)[0]
+        if self.registry_auth is not None:
+            self._login(spec.image)
         try:
             created = self.client.api.create_service(
                 body["TaskTemplate"], name=body["Name"], labels=body["Labels"], mode=body["Mode"])
@@ -186,6 +193,22 @@ class SwarmBackend:
                 service.remove()
                 removed.append(str(service.name))
         return removed
+
+    def _login(self, image: str) -> None:
+        """Hand explicit credentials to docker-py (in memory only) so the service carries them."""
+        import docker.errors
+
+        from .registry import sanitize
+
+        registry = image.split("/", 1)[0]
+        auth = self.registry_auth
+        try:
+            self.client.login(username=auth.username, password=auth.password, registry=registry,
+                              reauth=True)
+        except docker.errors.APIError as exc:
+            message = sanitize(str(exc.explanation or exc), auth.secrets())
+            raise ClusterError(f"the registry {registry} refused the credentials: {message}",
+                               hint="check --registry-user and its password") from None
 
     def _service(self, handle: str) -> Any | None:
         import docker.errors

@@ -64,14 +64,23 @@ def wait_worker_ready(client: Any, timeout: float = 60) -> None:
     raise AssertionError(f"{WORKER} is not ready after {timeout} s")
 
 
+def _swarm_ready(client: Any) -> bool:
+    info = client.info().get("Swarm") or {}
+    node = worker_node(client) if info.get("ControlAvailable") else None
+    return (info.get("LocalNodeState") == "active" and node is not None
+            and node.attrs["Status"]["State"] == "ready")
+
+
 @pytest.fixture(scope="module")
 def swarm(docker_client: Any) -> Any:
-    info = docker_client.info().get("Swarm") or {}
-    if info.get("LocalNodeState") != "active" or not info.get("ControlAvailable"):
-        _missing("this engine is not a swarm manager")
-    node = worker_node(docker_client)
-    if node is None or node.attrs["Status"]["State"] != "ready":
-        _missing(f"no ready worker node {WORKER}")
+    """The two-node swarm; brought (back) up with the idempotent .ci/swarm-up when needed."""
+    if not _swarm_ready(docker_client) and os.geteuid() == 0:
+        subprocess.run(["bash", str(SWARM_UP)], check=False, timeout=300,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        with contextlib.suppress(AssertionError):
+            wait_worker_ready(docker_client, timeout=30)
+    if not _swarm_ready(docker_client):
+        _missing(f"no swarm manager with a ready worker node {WORKER}")
     return docker_client
 
 
