@@ -369,3 +369,28 @@ async def test_a_client_leaving_the_stream_is_forgotten(jp_fetch: Any, notebook:
             break
         await asyncio.sleep(0.05)
     assert not listeners[op["id"]]  # unsubscribed at once, not at the next keep-alive
+
+
+async def test_long_logs_stream_in_pages(jp_fetch: Any, notebook: Path, wait_op: Any,
+                                         monkeypatch: Any) -> None:
+    from jupyter_envpack.server import handlers
+
+    monkeypatch.setattr(handlers, "EVENT_PAGE", 4)
+    _, op, _ = await call(jp_fetch, "envpack", "operations", **post_op(
+        {"kind": "fake", "path": "nb.ipynb", "options": {"lines": 10}}))
+    await wait_op(op["id"], {"succeeded"})
+    _, text, _ = await call(jp_fetch, "envpack", "operations", op["id"], "events")
+    frames = parse_sse(text)
+    assert sum(json.loads(f["data"]).get("kind") == "log" for f in frames[:-1]) == 10
+    assert frames[-1]["event"] == "end"
+    # JSON pages: `done` only on the last page
+    after, pages = 0, 0
+    while True:
+        _, page, _ = await call(jp_fetch, "envpack", "operations", op["id"], "events",
+                                params={"format": "json", "after": str(after)})
+        pages += 1
+        after = page["last"]
+        if page["done"]:
+            break
+        assert len(page["events"]) == 4
+    assert pages >= 4
