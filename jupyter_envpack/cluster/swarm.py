@@ -24,8 +24,8 @@ DEADLINE_LABEL = f"{LABEL}.deadline"
 LOG_OPTIONS = {"max-size": "256m", "max-file": "2"}  # the log carries the result: keep it whole
 _PENDING_STATES = {"new", "allocated", "pending", "assigned", "accepted", "preparing", "ready",
                    "starting"}
-_PULL_WORDS = ("no such image", "pull access denied", "manifest unknown", "not found",
-               "unauthorized", "connection refused", "repository does not exist")
+_PULL_WORDS = ("no such image", "pull access denied", "manifest unknown", "unauthorized",
+               "repository does not exist", "failed to resolve reference", "error pulling image")
 
 
 def _nano_cpus(cores: float | None) -> int | None:

@@ -189,3 +189,83 @@ def test_missing_local_image_is_a_registry_error(docker_client: Any, registry: s
     with pytest.raises(RegistryError, match="not in the local engine"):
         push_image(f"envpack/does-not-exist-{uuid.uuid4().hex[:8]}:x", registry,
                    client=docker_client)
+
+
+WORKER = "envpack-worker1"
+WORKER_SOCKET = "unix:///run/envpack-worker1.sock"
+
+
+@pytest.fixture
+def swarm_worker(docker_client: Any) -> Any:
+    """A docker client on the swarm worker (.ci/swarm-up forwards 5001 into its namespace)."""
+    import docker
+
+    info = docker_client.info().get("Swarm") or {}
+    ready = [n for n in docker_client.nodes.list() if n.attrs["Description"]["Hostname"] == WORKER
+             and n.attrs["Status"]["State"] == "ready"] if info.get("ControlAvailable") else []
+    if not ready:
+        message = f"no swarm with a ready worker {WORKER} (.ci/swarm-up)"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    worker = docker.DockerClient(base_url=WORKER_SOCKET, timeout=30)
+    yield worker
+    worker.close()
+
+
+def _swarm_job(image: str, auth: RegistryAuth | None) -> tuple[Any, Any, str]:
+    """Submit ``image`` on the worker through a fresh client (no credentials cached)."""
+    import docker
+
+    from jupyter_envpack.cluster.base import JobSpec
+    from jupyter_envpack.cluster.swarm import SwarmBackend
+
+    client = docker.from_env(timeout=30)
+    backend = SwarmBackend(client=client, constraints=("node.role==worker",), registry_auth=auth)
+    tag = uuid.uuid4().hex[:10]
+    spec = JobSpec(job_id=tag, name=f"auth-{tag}", image=image,
+                   labels={f"{LABEL}.test": f"auth-{tag}"})
+    return client, backend, backend.submit(spec)
+
+
+@pytest.mark.swarm
+@pytest.mark.reliability("G1")
+@pytest.mark.reliability("E4")
+def test_swarm_nodes_pull_with_explicit_credentials(docker_client: Any, auth_registry: str,
+                                                    fresh_image: str, swarm_worker: Any) -> None:
+    from jupyter_envpack.cluster.base import JobState, wait_for
+
+    right = RegistryAuth(USER, auth_registry)
+    ref = push_image(fresh_image, AUTH_ADDR, auth=right, client=docker_client).reference
+    client, backend, handle = _swarm_job(ref, None)  # no credentials: the worker cannot pull
+    try:
+        status = wait_for(backend, handle, timeout=120, poll=0.5)
+        assert (status.state, status.reason) == (JobState.FAILED, "image-pull-failed"), status
+    finally:
+        backend.cancel(handle)
+        client.close()
+    client, backend, handle = _swarm_job(ref, right)
+    try:
+        status = wait_for(backend, handle, timeout=120, poll=0.5)
+        # the image is pulled (it has no runner, so the container itself cannot start)
+        assert status.reason != "image-pull-failed", status
+        swarm_worker.images.get(ref)
+        spec = json.dumps(client.services.get(handle).attrs)
+        assert auth_registry not in spec
+    finally:
+        backend.cancel(handle)
+        client.close()
+    with contextlib.suppress(Exception):
+        swarm_worker.images.remove(ref, force=True)
+
+
+@pytest.mark.swarm
+@pytest.mark.reliability("E4")
+def test_swarm_wrong_credentials_fail_before_the_job(docker_client: Any, auth_registry: str,
+                                                     fresh_image: str, swarm_worker: Any) -> None:
+    from jupyter_envpack.errors import ClusterError
+
+    canary = "wrong-" + secrets.token_hex(12)
+    with pytest.raises(ClusterError, match="refused the credentials") as info:
+        _swarm_job(f"{AUTH_ADDR}/{fresh_image}", RegistryAuth(USER, canary))
+    assert canary not in str(info.value) + json.dumps(info.value.to_json())
