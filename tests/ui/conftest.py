@@ -18,6 +18,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,8 @@ NOTEBOOK_CELLS = [
     "import json\nimport math\nimport time\n\nfrom helpers import square",
     "time.sleep(6)\nprint(json.dumps([square(i) for i in range(n)]))",
     "math.sqrt(square(n))",
+    # Output that looks like HTML: the report's diff must show it as text (RELIABILITY A7).
+    "print(f\"<img src=x onerror='window.__pwned={n}'><script>window.__pwned=1</script>\")",
 ]
 HELPERS = '"""Local helper module copied into the image."""\n\n\ndef square(x):\n    return x * x\n'
 
@@ -68,7 +71,8 @@ def _free_port() -> int:
 
 def _write_notebook(root: Path) -> None:
     nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                                 "language": "python"}
     nb.metadata["language_info"] = {"name": "python"}
     nb.cells = [nbformat.v4.new_code_cell(src) for src in NOTEBOOK_CELLS]
     nb.cells[0].metadata["tags"] = ["parameters"]
@@ -104,22 +108,24 @@ def _wait_ready(lab: Lab, deadline: float) -> None:
     pytest.fail(f"jupyter lab did not start: {lab.log_path.read_text()[-3000:]}")
 
 
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory: pytest.TempPathFactory, test_base_image: str) -> Iterator[Lab]:
-    """Start ``jupyter lab`` with jupyter-envpack on a free port and stop it afterwards."""
-    base = tmp_path_factory.mktemp("lab")
+@contextmanager
+def _running_lab(base: Path, base_image: str, extra_env: dict[str, str] | None = None
+                 ) -> Iterator[Lab]:
+    """Run ``jupyter lab`` with jupyter-envpack on a free port in ``base``; stop it on exit."""
     root, settings = base / "root", base / "settings"
     root.mkdir()
     _write_notebook(root)
-    _write_settings(settings, test_base_image)
+    _write_settings(settings, base_image)
     env = {**os.environ, "JUPYTER_CONFIG_DIR": str(base / "config"),
            "JUPYTER_DATA_DIR": str(base / "data"), "JUPYTERLAB_SETTINGS_DIR": str(settings),
-           "JUPYTERLAB_WORKSPACES_DIR": str(base / "workspaces"), "JUPYTER_RUNTIME_DIR": str(base / "rt")}
+           "JUPYTERLAB_WORKSPACES_DIR": str(base / "workspaces"),
+           "JUPYTER_RUNTIME_DIR": str(base / "rt"), **(extra_env or {})}
     port, token = _free_port(), secrets.token_hex(16)
     log_path = base / "lab.log"
     cmd = [sys.executable, "-m", "jupyterlab", f"--port={port}", "--ServerApp.port_retries=0",
-           "--ServerApp.ip=127.0.0.1", "--ServerApp.open_browser=False", "--allow-root", f"--ServerApp.root_dir={root}",
-           f"--IdentityProvider.token={token}", "--LabApp.expose_app_in_browser=True",
+           "--ServerApp.ip=127.0.0.1", "--ServerApp.open_browser=False", "--allow-root",
+           f"--ServerApp.root_dir={root}", f"--IdentityProvider.token={token}",
+           "--LabApp.expose_app_in_browser=True",
            "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"]
     with open(log_path, "wb") as log:
         process = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=base)
@@ -135,7 +141,23 @@ def lab(tmp_path_factory: pytest.TempPathFactory, test_base_image: str) -> Itera
             process.kill()
             process.wait()
         ARTIFACTS.mkdir(exist_ok=True)
-        shutil.copy(log_path, ARTIFACTS / "lab.log")
+        shutil.copy(log_path, ARTIFACTS / f"{base.name}.log")
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory, test_base_image: str) -> Iterator[Lab]:
+    """A JupyterLab whose builds use the machine's Docker engine and the offline base image."""
+    with _running_lab(tmp_path_factory.mktemp("lab"), test_base_image) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def dead_engine_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    """A JupyterLab whose Docker engine does not answer (DOCKER_HOST is a socket nobody serves)."""
+    base = tmp_path_factory.mktemp("deadlab")
+    dead = {"DOCKER_HOST": f"unix://{base}/no-docker.sock"}
+    with _running_lab(base, "envpack-test/debian-python:bookworm", dead) as running:
+        yield running
 
 
 @pytest.fixture(scope="module")
@@ -153,13 +175,30 @@ def browser() -> Iterator[Any]:
         browser.close()
 
 
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """Remember each phase's report on the test item, so fixtures can tell a failure."""
+    report = yield
+    setattr(item, f"rep_{report.when}", report)
+    return report
+
+
 @pytest.fixture
-def page(browser: Any) -> Iterator[Any]:
-    """A fresh page with a desktop-sized viewport; console errors are kept for the report."""
+def page(browser: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
+    """A fresh page with a desktop-sized viewport; console errors are kept for the asserts.
+
+    When the test fails, a screenshot and the console errors go to the artifacts folder.
+    """
     context = browser.new_context(viewport={"width": 1400, "height": 900})
     page = context.new_page()
     page.set_default_timeout(60_000)
     page.console_errors = []  # type: ignore[attr-defined]
     page.on("console", lambda m: m.type == "error" and page.console_errors.append(m.text))
     yield page
+    report = getattr(request.node, "rep_call", None)
+    if report is not None and report.failed:
+        ARTIFACTS.mkdir(exist_ok=True)
+        name = request.node.name
+        page.screenshot(path=str(ARTIFACTS / f"{name}-failure.png"))
+        (ARTIFACTS / f"{name}-console.txt").write_text("\n".join(page.console_errors))
     context.close()

@@ -3,8 +3,8 @@
 Given a notebook in a fresh ``jupyter lab`` (see conftest.py), the tests open it in Chromium,
 check the sidebar's Environment and Dockerfile sections, click "Containerise", reload the page in
 the middle of the operation, and wait for the rerun report. Screenshots land in
-``tests/ui/artifacts``; with ``ENVPACK_UPDATE_SCREENSHOTS=1`` the report screenshot is also copied to
-``docs/screenshots/sidebar.png``.
+``tests/ui/artifacts``; with ``ENVPACK_UPDATE_SCREENSHOTS=1`` the report screenshot is also copied
+to ``docs/screenshots/sidebar.png``.
 """
 
 from __future__ import annotations
@@ -182,6 +182,47 @@ def test_rerun_with_parameters_reports_the_differences(page: Any, lab: Any) -> N
     shoot(page, "sidebar-differs.png", SIDEBAR)
     assert_no_envpack_errors(page)
     remove_leftover_containers(op_id)
+
+
+@pytest.mark.reliability("A7")
+def test_html_in_outputs_is_shown_as_text(page: Any, lab: Any) -> None:
+    # Given the parameters rerun above, whose last cell printed "<img onerror=...><script>..."
+    open_notebook(page, lab)
+    show_sidebar(page)
+    run = page.locator(f"{SIDEBAR} .jp-Envpack-section-Run")
+    run.locator(".jp-Envpack-verdict").wait_for()
+
+    # When the diff of that cell is opened
+    last = run.locator(".jp-Envpack-cell[data-status='differs']").last
+    last.locator(".jp-Envpack-diff summary").click()
+
+    # Then the markup is text in the page, and nothing in it was parsed or executed
+    assert "<img src=x onerror=" in last.locator(".jp-Envpack-diff pre").inner_text()
+    assert page.locator(f"{SIDEBAR} img, {SIDEBAR} script").count() == 0
+    assert page.evaluate("window.__pwned") is None
+
+
+def test_an_unreachable_docker_engine_is_a_readable_message(page: Any,
+                                                            dead_engine_lab: Any) -> None:
+    # Given a JupyterLab whose Docker engine does not answer
+    open_notebook(page, dead_engine_lab)
+
+    # When the sidebar is opened and a build is started
+    show_sidebar(page)
+    sidebar = page.locator(SIDEBAR)
+    heading = sidebar.locator(".jp-Envpack-heading .jp-Envpack-error")
+    heading.wait_for()
+    sidebar.locator(".jp-Envpack-buildButton").click()
+
+    # Then the header and the Build section say so in words, without a traceback
+    assert heading.inner_text().startswith("Docker engine not reachable")
+    build_error = sidebar.locator(".jp-Envpack-section-Build .jp-Envpack-error:not(:empty)")
+    build_error.first.wait_for(timeout=120_000)
+    message = build_error.first.inner_text()
+    assert "docker" in message.lower() or "engine" in message.lower(), message
+    assert "Traceback" not in message
+    shoot(page, "sidebar-engine-down.png", SIDEBAR)
+    assert_no_envpack_errors(page)
 
 
 def wait_for_build_stage(lab: Any, op_id: str, timeout: float = 120.0) -> dict[str, Any]:

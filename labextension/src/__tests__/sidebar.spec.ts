@@ -235,6 +235,11 @@ describe('EnvpackSidebar', () => {
       'Docker engine not reachable: connection refused',
       'Operations history unavailable: database is corrupt'
     ]);
+    server.on('GET', 'status', () =>
+      json({ engine: { reachable: false, error: { message: 'Docker engine not reachable at unix:///x', hint: 'start dockerd' } } })
+    );
+    await model.refreshStatus();
+    expect(statusProblems(model)).toEqual(['Docker engine not reachable at unix:///x\nstart dockerd']);
     model.dispose();
   });
 });

@@ -90,7 +90,8 @@ export function statusProblems(model: EnvpackModel): string[] {
   const status = model.status;
   if (status?.engine && status.engine.reachable === false) {
     const why = describeError(status.engine.error ?? null) || 'unknown error';
-    problems.push(`Docker engine not reachable: ${why}`);
+    // The server's message usually names the problem already; do not say it twice.
+    problems.push(/docker engine/i.test(why) ? why : `Docker engine not reachable: ${why}`);
   }
   if (status?.degraded) {
     problems.push(`Operations history unavailable: ${status.degraded}`);
