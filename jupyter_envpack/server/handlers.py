@@ -23,7 +23,7 @@ from tornado import web
 from tornado.iostream import StreamClosedError
 
 from ..errors import EnvpackError, InputError
-from ..operations import STATES, Event, scrub_path
+from ..operations import STATES, Event, OperationManager, scrub_path
 from .schema import parse_operation_request
 from .service import EnvpackService
 
@@ -88,7 +88,7 @@ class EnvpackHandler(ExtensionHandlerMixin, APIHandler):
                              hint="a notebook path relative to the server root")
         return path
 
-    def require_manager(self) -> Any:
+    def require_manager(self) -> OperationManager:
         """The operation manager (503 when the database could not be opened)."""
         return self.service.require_manager()
 
@@ -226,13 +226,17 @@ class EventsHandler(EnvpackHandler):
             return
         await self._stream(manager, op_id, after)
 
-    async def _stream(self, manager: Any, op_id: str, after: int) -> None:
+    async def _stream(self, manager: OperationManager, op_id: str, after: int) -> None:
         self.set_header("Content-Type", SSE_TYPE)
         self.set_header("Cache-Control", "no-cache")
         self.set_header("X-Accel-Buffering", "no")
         loop = asyncio.get_running_loop()
         wake = self._wake = asyncio.Event()
-        unsubscribe = manager.subscribe(op_id, lambda: loop.call_soon_threadsafe(wake.set))
+
+        def notify() -> None:  # called from worker threads
+            loop.call_soon_threadsafe(wake.set)
+
+        unsubscribe = manager.subscribe(op_id, notify)
         try:
             self.write("retry: 2000\n\n")
             await self.flush()
