@@ -12,6 +12,7 @@ built-in names also resolve when the package is not installed (running from a ch
 from __future__ import annotations
 
 import enum
+import json
 import re
 import time
 from collections.abc import Callable, Mapping
@@ -243,22 +244,56 @@ def fetch_result(backend: Backend, handle: str) -> str:
     return extract_result(reader(handle))
 
 
+def cell_progress(log_text: str) -> tuple[int, int] | None:
+    """The runner's last ``{"envpack": "cell", "index": i, "total": n}`` line, as (i, n)."""
+    for line in reversed(log_text.splitlines()):
+        line = line.strip()
+        if not (line.startswith("{") and '"envpack"' in line):
+            continue
+        try:
+            data = json.loads(line)
+        except ValueError:
+            continue
+        index, total = data.get("index"), data.get("total")
+        if data.get("envpack") == "cell" and isinstance(index, int) and isinstance(total, int) \
+                and 0 <= index < total:
+            return index, total
+    return None
+
+
+def _report_cells(backend: Backend, handle: str, reporter: Reporter,
+                  last: tuple[int, int] | None) -> tuple[int, int] | None:
+    try:
+        seen = cell_progress(backend.logs(handle, tail=20))
+    except Exception:  # progress is a nicety: a log that cannot be read now is no error
+        return last
+    if seen is not None and seen != last:
+        index, total = seen
+        reporter(ProgressEvent("job", f"running cell {index + 1} of {total}", "progress",
+                               index / total))
+    return seen or last
+
+
 def wait_for(backend: Backend, handle: str, *, timeout: float, poll: float = 2.0,
              reporter: Reporter = null_reporter, cancel: CancelToken | None = None,
              pause: Callable[[float], None] | None = None) -> JobStatus:
     """Read ``status`` until the job is over or ``timeout`` seconds pass (then raise).
 
     Between reads it sleeps ``poll`` seconds, or calls ``pause(seconds_left)`` — a backend that
-    can *watch* for changes (Kubernetes) blocks there until something happens.
+    can *watch* for changes (Kubernetes) blocks there until something happens. While the job
+    runs, the runner's cell progress lines in its log become ``progress`` events.
     """
     cancel = cancel or CancelToken()
     end = time.monotonic() + timeout
     last: JobStatus | None = None
+    cells: tuple[int, int] | None = None
     while True:
         status = backend.status(handle)
         if status != last:
             reporter(ProgressEvent("job", f"{status.state.value}: {status.message}", "info"))
             last = status
+        if status.state is JobState.RUNNING and reporter is not null_reporter:
+            cells = _report_cells(backend, handle, reporter, cells)
         if status.terminal:
             return status
         remaining = end - time.monotonic()

@@ -254,3 +254,46 @@ def test_push_counts_layers() -> None:
     assert result.pushed == ("a",) and set(result.existing) == {"b", "c"}
     assert result.digest == "sha256:feed" and not result.uploaded_nothing
     assert "auth_config" not in client.api.calls[1][2]  # docker config credentials are used
+
+
+class ScriptedBackend:
+    """Statuses and logs in a fixed order (a real little class, not a mock)."""
+
+    name = "scripted"
+
+    def __init__(self, states: list[JobState], logs: list[str]) -> None:
+        self.states, self.log_texts = states, logs
+
+    def status(self, handle: str) -> base.JobStatus:
+        state = self.states.pop(0) if len(self.states) > 1 else self.states[0]
+        return base.JobStatus(state, state.value, state.value)
+
+    def logs(self, handle: str, tail: int | None = None) -> str:
+        if not self.log_texts:
+            raise ClusterError("log gone")
+        return self.log_texts.pop(0)
+
+
+def test_waiting_reports_the_runners_cell_progress() -> None:
+    line = '{{"envpack": "cell", "index": {}, "total": 4}}'
+    backend = ScriptedBackend(
+        [JobState.PENDING, JobState.RUNNING, JobState.RUNNING, JobState.RUNNING,
+         JobState.SUCCEEDED],
+        ["starting", line.format(0), f"{line.format(0)}\nprint\n{line.format(2)}\nnoise {{"])
+    events: list[Any] = []
+    status = base.wait_for(backend, "h", timeout=10, poll=0.01, reporter=events.append)
+    assert status.state is JobState.SUCCEEDED
+    progress = [(e.message, e.progress) for e in events if e.kind == "progress"]
+    assert progress == [("running cell 1 of 4", 0.0), ("running cell 3 of 4", 0.5)]
+
+
+def test_waiting_times_out_with_a_clear_error() -> None:
+    backend = ScriptedBackend([JobState.PENDING], [])
+    with pytest.raises(ClusterError, match="did not finish within"):
+        base.wait_for(backend, "h", timeout=0.05, poll=0.01)
+
+
+@pytest.mark.parametrize("text", ['{"envpack": "cell", "index": 5, "total": 2}', "{not json",
+                                  '{"envpack": "done", "total": 3}', ""])
+def test_cell_progress_ignores_other_lines(text: str) -> None:
+    assert base.cell_progress(text) is None
