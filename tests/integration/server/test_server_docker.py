@@ -135,3 +135,34 @@ async def test_cancelling_a_run_stops_its_container(jp_fetch: Any, jp_root_dir: 
         await asyncio.sleep(0.5)
     r = await jp_fetch("envpack", "operations", op["id"], method="DELETE")
     assert r.code == 200  # idempotent
+
+
+@pytest.mark.reliability("F8")
+@pytest.mark.timeout(900)
+async def test_at_most_two_runs_at_once_the_rest_queued(jp_fetch: Any, jp_root_dir: Path,
+                                                        test_base_image: str, docker_client: Any,
+                                                        op_cleanup: list[str]) -> None:
+    write_notebook(jp_root_dir / "nap.ipynb", [("import time\ntime.sleep(6)", None)])
+    ids = []
+    for i in range(3):  # different outputs: three operations, not one attached
+        code, op = await submit(jp_fetch, {"kind": "run", "path": "nap.ipynb", "options": {
+            "base_image": test_base_image, "output": f"nap{i}.ipynb"}})
+        assert code == 202
+        ids.append(op["id"])
+        op_cleanup.append(op["id"])
+    most, saw_queued_while_two_ran = 0, False
+    end = time.monotonic() + 600
+    while True:
+        running = [c for op_id in ids for c in docker_client.containers.list(
+            filters={"label": f"{OP_LABEL}={op_id}", "status": "running"})]
+        most = max(most, len(running))
+        states = [json.loads((await jp_fetch("envpack", "operations", i)).body)["state"]
+                  for i in ids]
+        saw_queued_while_two_ran |= len(running) == 2 and "queued" in states
+        if all(s in TERMINAL for s in states):
+            break
+        assert time.monotonic() < end, states
+        await asyncio.sleep(0.3)
+    assert states == ["succeeded"] * 3
+    assert most <= 2 and saw_queued_while_two_ran
+    assert all((jp_root_dir / f"nap{i}.ipynb").exists() for i in range(3))
