@@ -14,6 +14,7 @@ import contextlib
 import hashlib
 import json
 import os
+import socket
 import subprocess
 import time
 import uuid
@@ -362,3 +363,59 @@ def test_an_image_missing_from_the_registry_fails_clearly(backend: SwarmBackend,
     status = wait_for(backend, handle, timeout=120, poll=0.5)
     assert (status.state, status.reason) == (JobState.FAILED, "image-pull-failed")
     assert "not-pushed" in status.message
+
+
+@pytest.mark.reliability("J1")
+def test_a_running_job_is_followed_again_after_a_server_crash(swarm: Any, fake_image: str,
+                                                              tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch
+                                                              ) -> None:
+    """What a SIGKILLed server leaves: an operation row `running` with the job's handle, owned by
+    nobody alive. A new manager on the same store follows the Swarm job to its end."""
+    from jupyter_envpack.cluster.operation import job_kind
+    from jupyter_envpack.config import EnvPack
+    from jupyter_envpack.operations import Operation, OperationManager, OperationStore
+    from jupyter_envpack.server.paths import ContentsPaths
+
+    monkeypatch.setenv("ENVPACK_JOBS_DB", str(tmp_path / "jobs.sqlite"))
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "nb.ipynb").write_text(json.dumps({"nbformat": 4, "nbformat_minor": 5,
+                                               "metadata": {}, "cells": []}))
+    op_id = uuid.uuid4().hex
+    labels = {"org.jupyter.envpack.operation": op_id}
+    opts = SubmitOptions(backend="swarm", registry=REGISTRY, constraints=ON_WORKER,
+                         parameters={"sleep": 6}, labels=labels, deadline=120)
+    handles: dict[str, Any] = {}
+
+    def remember(record: Any) -> None:
+        handles.update(job_id=record.id, backend=record.backend, handle=record.handle,
+                       options=record.options, image=record.image)
+
+    # the crashed server had submitted the job and stored its handle...
+    submit(str(root / "nb.ipynb"), opts, image=fake_image, client=swarm, job_id=op_id[:12],
+           on_record=remember, index=JobIndex(tmp_path / "jobs.sqlite"))
+    gone = subprocess.Popen(["true"])  # the crashed server's pid: reaped, so it no longer runs
+    gone.wait()
+    dead_pid = gone.pid
+    store = OperationStore(tmp_path / "ops.sqlite")
+    store.create(Operation(id=op_id, kind="job", path="nb.ipynb", state="running",
+                           options={"output": "nb.after-crash.ipynb"}, handle=handles,
+                           owner=f"{socket.gethostname()}:{dead_pid}", attempt=1))
+    manager = OperationManager(store, EnvPack(), ContentsPaths(root))
+    manager.register_kind(job_kind)
+    try:
+        manager.start()  # reconcile → resume_job
+        end = time.monotonic() + 120
+        while (op := store.get(op_id)) is not None and not op.finished:
+            assert time.monotonic() < end, op
+            time.sleep(0.5)
+        assert op is not None and op.state == "succeeded", op.error
+        assert op.result["node"] == WORKER and op.result["output_path"] == "nb.after-crash.ipynb"
+        assert json.loads((root / "nb.after-crash.ipynb").read_text())["cells"][0]["source"] \
+            .endswith("sleep = 6\n")
+    finally:
+        manager.shutdown()
+        for service in swarm.services.list(
+                filters={"label": f"org.jupyter.envpack.operation={op_id}"}):
+            service.remove()
