@@ -109,7 +109,8 @@ def main() -> None:
                 steps.append([e.message, False])
             elif e.stage == "build" and "Using cache" in e.message and steps:
                 steps[-1][1] = True
-        dep = [s for s, _ in steps if any(k in s for k in ("uv", "wheels", ".lock", "--from="))]
+        dep = [s for s, _ in steps if any(k in s for k in ("install_env", "wheels", ".lock",
+                                                            "--from="))]
         rebuilt = [s for s, c in steps if s in dep and not c]
         print(f"notebook-only edit: {len(rebuilt)} of {len(dep)} dependency layers rebuilt "
               "(target 0)")

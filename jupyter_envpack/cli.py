@@ -41,6 +41,9 @@ def add_build_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--index-url", metavar="URL", help="package index (default: your pip's)")
     p.add_argument("--extra-index-url", metavar="URL", action="append", default=[],
                    help="extra package index (repeatable)")
+    p.add_argument("--wheels-via", choices=("auto", "serve", "copy"), default="auto",
+                   help="how wheels reach the build: served from this machine over the Docker "
+                   "bridge (one layer), or copied into the context (any engine); default auto")
     p.add_argument("--no-cache", action="store_true",
                    help="rebuild every layer even when the image exists")
     p.add_argument("--build-deadline", type=float, default=3600.0, metavar="S",
@@ -73,7 +76,8 @@ def build_options_from_args(args: argparse.Namespace) -> Any:
                         index_url=getattr(args, "index_url", None),
                         extra_index_urls=tuple(getattr(args, "extra_index_url", None) or ()),
                         deadline=getattr(args, "build_deadline", 3600.0),
-                        no_cache=getattr(args, "no_cache", False))
+                        no_cache=getattr(args, "no_cache", False),
+                        wheels_via=getattr(args, "wheels_via", "auto"))
     opts.validate()
     return opts
 

@@ -16,13 +16,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import BuildError, CancelledError, EngineError
+from ..errors import BuildError, CancelledError, EngineError, InputError
 from ..events import CancelToken, ProgressEvent, Reporter, null_reporter
 from ..snapshot.spec import EnvSpec
 from .context import BuildContext, make_context
 from .engine import base_labels, connect
 from .options import UV_VERSION, BuildOptions
-from .wheels import detect_glibc_minor, ensure_wheels, redact
+from .wheels import cache_dir, detect_glibc_minor, ensure_wheels, redact, target_arch
+from .wheelserver import WheelServerBusy, bridge_gateway, forget_port, serve_wheels, served_url
 
 _STEP = re.compile(r"^Step (\d+)/(\d+) : (.*)$")
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
@@ -226,8 +227,15 @@ def build_image(spec: EnvSpec, nb_path: str | Path, opts: BuildOptions | None = 
     """Build (or find) the image of ``spec`` with the notebook at ``nb_path``."""
     started = time.monotonic()
     opts = opts or BuildOptions()
-    ctx = make_context(spec, nb_path, opts)
+    opts.validate()
     client = client or connect()
+    folder = cache_dir(spec.python_minor, target_arch())
+    gateway = bridge_gateway(client) if opts.wheels_via != "copy" else None
+    if opts.wheels_via == "serve" and gateway is None:
+        raise InputError("the wheelhouse can only be served to a local Docker engine",
+                         hint="use wheels_via='copy' (--wheels-via copy) with a remote engine")
+    url = served_url(folder, gateway) if gateway else None
+    ctx = make_context(spec, nb_path, opts, wheel_url=url)
     if image_exists(client, ctx.image) and not opts.no_cache:
         reporter(ProgressEvent("build", f"cached: {ctx.image} already exists", "info", 1.0))
         return BuildResult(ctx.image, True, time.monotonic() - started, ctx.tag_hash,
@@ -235,10 +243,23 @@ def build_image(spec: EnvSpec, nb_path: str | Path, opts: BuildOptions | None = 
     if cancel is not None:
         cancel.raise_if_cancelled()
     glibc = detect_glibc_minor(client, opts.resolved_base_image(spec.python_minor))
-    ctx.wheels = ensure_wheels([*ctx.env_lock, *ctx.runner_lock, f"uv=={UV_VERSION}"],
-                               spec.python_minor, opts, reporter, cancel, glibc_minor=glibc)
-    reporter(ProgressEvent("build", f"building {ctx.image}", "step", 0.0))
-    image_id = _stream_build(client, ctx, opts, reporter, cancel)
+    wheels = ensure_wheels([*ctx.env_lock, *ctx.runner_lock, f"uv=={UV_VERSION}"],
+                           spec.python_minor, opts, reporter, cancel, glibc_minor=glibc)
+    image_id: str | None = None
+    if gateway is not None:
+        try:
+            with serve_wheels(folder, gateway):
+                reporter(ProgressEvent("build", f"building {ctx.image}", "step", 0.0))
+                image_id = _stream_build(client, ctx, opts, reporter, cancel)
+        except WheelServerBusy as exc:
+            forget_port(folder)
+            reporter(ProgressEvent("build", f"{exc}; copying the wheels instead", "warning"))
+            gateway = None
+    if gateway is None:
+        ctx = make_context(spec, nb_path, opts)
+        ctx.wheels = wheels
+        reporter(ProgressEvent("build", f"building {ctx.image}", "step", 0.0))
+        image_id = _stream_build(client, ctx, opts, reporter, cancel)
     if not image_exists(client, ctx.image):
         raise BuildError(f"the engine finished without tagging {ctx.image}", reason="build-failed")
     reporter(ProgressEvent("build", f"built {ctx.image}", "info", 1.0))

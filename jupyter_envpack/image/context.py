@@ -26,6 +26,7 @@ from .refs import slug
 
 RUNNER_REQUIREMENTS = ("nbclient",)
 _RUNNER_SCRIPT = Path(__file__).resolve().parent.parent / "execute" / "_runner_script.py"
+_INSTALL_SCRIPT = Path(__file__).resolve().parent / "_install_env.py"
 
 
 def strip_outputs(nb: Any) -> Any:
@@ -136,8 +137,12 @@ def _local_files(nb_path: Path, spec: EnvSpec) -> dict[str, bytes]:
 
 
 def make_context(spec: EnvSpec, nb_path: str | Path, opts: BuildOptions,
-                 runner: list[str] | None = None) -> BuildContext:
-    """Assemble the context of ``spec`` for the notebook at ``nb_path`` (no wheels yet)."""
+                 runner: list[str] | None = None, wheel_url: str | None = None) -> BuildContext:
+    """Assemble the context of ``spec`` for the notebook at ``nb_path`` (no wheels yet).
+
+    ``wheel_url``: the wheelhouse is served to the build (one install layer, no wheels in the
+    context); without it the wheels are added to the context by the caller.
+    """
     opts.validate()
     path = Path(nb_path)
     nb = parse_notebook(read_notebook_bytes(path), name=path.name)
@@ -153,13 +158,15 @@ def make_context(spec: EnvSpec, nb_path: str | Path, opts: BuildOptions,
               "language": "python"}
     tools = f"uv=={UV_VERSION}"
     files: dict[str, bytes] = {
-        "Dockerfile": render_dockerfile(spec, opts, notebook_name=name).encode(),
+        "Dockerfile": render_dockerfile(spec, opts, notebook_name=name,
+                                        wheel_url=wheel_url).encode(),
         ".dockerignore": DOCKERIGNORE.encode(),
         "envpack/requirements.lock": (lock_header + "\n".join(env_lock) + "\n").encode(),
         "envpack/runner.lock": ("# The runner's own venv (nbclient); never mixed with the notebook's.\n"
                                 + "\n".join(runner) + "\n").encode(),
         "envpack/tools.lock": (tools + "\n").encode(),
         "envpack/run_notebook.py": _RUNNER_SCRIPT.read_bytes(),
+        "envpack/install_env.py": _INSTALL_SCRIPT.read_bytes(),
         "envpack/kernel.json": json.dumps(kernel, indent=1).encode(),
         f"work/{name}": notebook_bytes(strip_outputs(nb)),
     }

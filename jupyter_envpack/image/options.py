@@ -32,6 +32,10 @@ class BuildOptions:
         Fail when the engine sends nothing for this many seconds.
     no_cache
         Rebuild every layer even when the image or its layers exist.
+    wheels_via
+        ``serve`` the host's wheelhouse to the build over the Docker bridge (one layer, no copy of
+        the wheels; needs a local engine), ``copy`` the wheels into the context (works with any
+        engine), or ``auto`` (serve when the engine is local).
     """
 
     base_image: str | None = None
@@ -42,6 +46,7 @@ class BuildOptions:
     deadline: float = 3600.0
     idle_timeout: float = 600.0
     no_cache: bool = False
+    wheels_via: str = "auto"
 
     def resolved_base_image(self, python_minor: str) -> str:
         """The base image to use for a kernel running Python ``python_minor``."""
@@ -58,6 +63,8 @@ class BuildOptions:
         for url in (self.index_url, *self.extra_index_urls):
             if url is not None and ("\n" in url or not url.strip()):
                 raise InputError("invalid package index URL")
+        if self.wheels_via not in {"auto", "serve", "copy"}:
+            raise InputError(f"wheels_via must be auto, serve or copy, not {self.wheels_via!r}")
         if self.deadline <= 0 or self.idle_timeout <= 0:
             raise InputError("deadline and idle timeout must be positive")
         for key, value in self.labels.items():

@@ -112,7 +112,8 @@ def test_context_is_an_allowlist_without_outputs_or_outside_files(tmp_path: Path
     ctx = make_context(s, path, BuildOptions(base_image=BASE), runner=RUNNER)
     assert set(ctx.files) == {"Dockerfile", ".dockerignore", "envpack/requirements.lock",
                               "envpack/runner.lock", "envpack/tools.lock",
-                              "envpack/run_notebook.py", "envpack/kernel.json", "work/nb.ipynb",
+                              "envpack/run_notebook.py", "envpack/install_env.py",
+                              "envpack/kernel.json", "work/nb.ipynb",
                               "work/helper.py"}
     with tarfile.open(fileobj=ctx.tar()) as tar:
         blob = b"".join(tar.extractfile(m).read() for m in tar.getmembers() if m.isfile())

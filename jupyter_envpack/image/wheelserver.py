@@ -1,0 +1,157 @@
+"""Serve the host's wheelhouse to a build over the Docker bridge, so wheels never become a layer.
+
+A build step fetches wheels from ``http://<bridge gateway>:<port>/<token>/`` and installs them in the
+same ``RUN``: the image gets one environment layer and no copy of the wheels. Port and token are
+kept per wheel cache (``serve.json``, mode 0600) so the ``RUN`` line, and with it the layer cache,
+stays the same from build to build. Only ``*.whl`` files of the cache folder are served; the token
+keeps other containers on the bridge from listing them. It is not a credential: it only opens the
+public-or-already-fetched wheel files of this machine's cache for the length of a build.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import html
+import ipaddress
+import json
+import secrets
+import socket
+import threading
+import urllib.request
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+
+def bridge_gateway(client: Any) -> str | None:
+    """The host's address on the engine's default bridge, when the engine is local."""
+    base = str(getattr(client.api, "base_url", ""))
+    if not base.startswith("http+docker://"):  # a remote (tcp/ssh) engine cannot reach us
+        return None
+    try:
+        configs = client.api.inspect_network("bridge")["IPAM"]["Config"] or []
+    except Exception:
+        return None
+    for cfg in configs:
+        gateway = cfg.get("Gateway")
+        if not gateway and cfg.get("Subnet") and ":" not in cfg["Subnet"]:
+            # older engines omit the gateway: it is the subnet's first address
+            gateway = str(next(ipaddress.ip_network(cfg["Subnet"], strict=False).hosts()))
+        if gateway and ":" not in gateway and _can_bind(gateway):
+            return str(gateway)
+    return None
+
+
+def _can_bind(host: str) -> bool:
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind((host, 0))
+    except OSError:
+        return False
+    return True
+
+
+def _handler(folder: Path, token: str) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            prefix = f"/{token}/"
+            if not self.path.startswith(prefix):
+                self.send_error(404)
+                return
+            name = self.path[len(prefix):]
+            if name in {"", "index.html"}:
+                links = "".join(f'<a href="{html.escape(p.name)}">{html.escape(p.name)}</a>\n'
+                                for p in sorted(folder.glob("*.whl")))
+                body = f"<html><body>\n{links}</body></html>\n".encode()
+                self._send(body, "text/html")
+                return
+            if "/" in name or not name.endswith(".whl") or name.startswith("."):
+                self.send_error(404)
+                return
+            path = folder / name
+            if not path.is_file():
+                self.send_error(404)
+                return
+            self._send(path.read_bytes(), "application/octet-stream")
+
+        def _send(self, body: bytes, ctype: str) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            return
+
+    return Handler
+
+
+class WheelServerBusy(OSError):
+    """The cache's port is taken by something that is not envpack serving this cache."""
+
+
+def _settings(folder: Path) -> dict[str, Any]:
+    try:
+        data = json.loads((folder / "serve.json").read_text())
+        if isinstance(data.get("port"), int) and isinstance(data.get("token"), str):
+            return dict(data)
+    except (OSError, ValueError):
+        pass
+    return {"port": 0, "token": secrets.token_hex(16)}
+
+
+def served_url(folder: Path, host: str) -> str:
+    """The stable find-links URL of ``folder`` on ``host`` (choosing and saving a port once)."""
+    data = _settings(folder)
+    if not data["port"]:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind((host, 0))
+            data["port"] = int(sock.getsockname()[1])
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / "serve.json"
+        path.write_text(json.dumps(data))
+        path.chmod(0o600)
+    return f"http://{host}:{data['port']}/{data['token']}/"
+
+
+def forget_port(folder: Path) -> None:
+    """Drop the saved port (it is taken by another program): the next build picks a new one."""
+    data = _settings(folder)
+    data["port"] = 0
+    with contextlib.suppress(OSError):
+        (folder / "serve.json").write_text(json.dumps(data))
+
+
+def _already_served(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as resp:  # noqa: S310 - our own http URL
+            return bool(resp.status == 200)
+    except OSError:
+        return False
+
+
+@contextlib.contextmanager
+def serve_wheels(folder: Path, host: str) -> Iterator[str]:
+    """Serve ``folder`` at :func:`served_url` for the duration of the block; yield that URL."""
+    url = served_url(folder, host)
+    data = _settings(folder)
+    try:
+        server = ThreadingHTTPServer((host, int(data["port"])), _handler(folder, data["token"]))
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE and _already_served(url):
+            yield url  # another envpack process serves this very cache right now
+            return
+        raise WheelServerBusy(f"cannot serve the wheelhouse on {host}:{data['port']}: "
+                              f"{exc.strerror}") from None
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True, name="envpack-wheels")
+    thread.start()
+    try:
+        yield url
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
