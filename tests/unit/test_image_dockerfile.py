@@ -141,3 +141,37 @@ def test_dead_engine_is_a_clear_error_within_5s(monkeypatch, host: str) -> None:
         connect()
     assert time.monotonic() - started < 6.5
     assert info.value.status == 503
+
+
+def test_served_wheelhouse_variant_is_one_install_layer() -> None:
+    url = "http://172.17.0.1:45333/" + "ab" * 16 + "/"
+    text = render_dockerfile(spec(), BuildOptions(base_image=BASE), wheel_url=url)
+    ins = instructions(text)
+    assert [v for k, v in ins if k == "FROM"] == [BASE]
+    runs = [v for k, v in ins if k == "RUN"]
+    assert runs[-1] == f"python3 /tmp/envpack/install_env.py {url} 0.9.7"
+    assert [v for k, v in ins if k == "USER"][-1] == "1000:1000"
+    assert not any("wheels" in v for k, v in ins if k == "COPY")
+    with pytest.raises(ValueError):
+        render_dockerfile(spec(), BuildOptions(base_image=BASE), wheel_url="http://x/\nRUN id")
+
+
+def test_wheel_server_serves_only_wheels_behind_its_token(tmp_path: Path) -> None:
+    import urllib.error
+    import urllib.request
+
+    from jupyter_envpack.image.wheelserver import serve_wheels
+
+    (tmp_path / "a-1.0-py3-none-any.whl").write_bytes(b"wheel")
+    (tmp_path / "secret.txt").write_text("CANARY")
+    with serve_wheels(tmp_path, "127.0.0.1") as url:
+        index = urllib.request.urlopen(url, timeout=5).read().decode()
+        assert "a-1.0-py3-none-any.whl" in index and "secret" not in index
+        assert urllib.request.urlopen(url + "a-1.0-py3-none-any.whl", timeout=5).read() == b"wheel"
+        root = url.rsplit("/", 2)[0] + "/"
+        for bad in (url + "secret.txt", url + "..%2fserve.json", root, url + "../serve.json"):
+            with pytest.raises(urllib.error.HTTPError):
+                urllib.request.urlopen(bad, timeout=5)
+    with serve_wheels(tmp_path, "127.0.0.1") as again:
+        assert again == url  # the same URL every time: the RUN line and its cache stay valid
+    assert oct((tmp_path / "serve.json").stat().st_mode & 0o777) == "0o600"
