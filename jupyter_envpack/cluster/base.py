@@ -233,6 +233,32 @@ class Backend(Protocol):
         """Stop the job and remove its cluster objects; unknown handles are fine."""
 
 
+RESULT_BEGIN = "----- ENVPACK RESULT BEGIN -----"
+RESULT_END = "----- ENVPACK RESULT END -----"
+
+
+def collapse_result(log_text: str) -> str:
+    """Replace the base64 result block of a job log with one readable line."""
+    out: list[str] = []
+    inside = 0
+    for line in log_text.splitlines(keepends=True):
+        if line.strip() == RESULT_BEGIN:
+            inside = 1
+            continue
+        if inside and line.strip() == RESULT_END:
+            out.append(f"[the executed notebook: {inside - 1} lines of gzip+base64 — "
+                       "`jupyter envpack fetch ID` writes it]\n")
+            inside = 0
+            continue
+        if inside:
+            inside += 1
+        else:
+            out.append(line)
+    if inside:
+        out.append(f"[an incomplete result block: {inside - 1} lines]\n")
+    return "".join(out)
+
+
 def fetch_result(backend: Backend, handle: str) -> str:
     """Return the executed notebook (JSON text) that the job printed into its log.
 

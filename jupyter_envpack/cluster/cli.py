@@ -128,7 +128,7 @@ def cmd_logs(args: argparse.Namespace) -> int:
     """Print a job's log."""
     from .jobs import JobIndex, logs
 
-    _out(logs(JobIndex().get(args.job), tail=args.tail).rstrip("\n"))
+    _out(logs(JobIndex().get(args.job), tail=args.tail, raw=args.raw).rstrip("\n"))
     return 0
 
 
@@ -202,6 +202,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
     p = subparsers.add_parser("logs", help="print a cluster job's log")
     p.add_argument("job", help="job id (or a unique prefix)")
     p.add_argument("--tail", type=int, metavar="N", help="only the last N lines")
+    p.add_argument("--raw", action="store_true",
+                   help="show the base64 result block instead of one line about it")
     p.set_defaults(func=cmd_logs)
     p = subparsers.add_parser("cancel", help="cancel a cluster job")
     p.add_argument("job", help="job id (or a unique prefix)")

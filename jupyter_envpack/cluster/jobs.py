@@ -453,9 +453,12 @@ def fetch(record: JobRecord, *, index: JobIndex | None = None, output: Path | No
     return path
 
 
-def logs(record: JobRecord, tail: int | None = None) -> str:
-    """Return the job's log text."""
-    return backend_of(record).logs(_handle(record), tail=tail)
+def logs(record: JobRecord, tail: int | None = None, raw: bool = False) -> str:
+    """Return the job's log text (the result block shown as one line unless ``raw``)."""
+    from .base import collapse_result
+
+    text = backend_of(record).logs(_handle(record), tail=tail)
+    return text if raw else collapse_result(text)
 
 
 def cancel(record: JobRecord, index: JobIndex) -> JobRecord:

@@ -120,6 +120,10 @@ def test_cli_submit_then_jobs_logs_fetch_cancel_across_invocations(
     assert json.loads(out)[0]["state"] == "succeeded"
 
     code, out, _ = cli(capsys, "logs", job_id[:6])
+    assert code == 0 and out.splitlines() == [
+        "progress", "[the executed notebook: 1 lines of gzip+base64 — `jupyter envpack fetch ID` "
+        "writes it]"]
+    code, out, _ = cli(capsys, "logs", job_id, "--raw")
     assert code == 0 and "ENVPACK RESULT BEGIN" in out
     target = isolated / "out" / "executed.ipynb"
     code, out, _ = cli(capsys, "fetch", job_id, "--output", str(target))
