@@ -21,6 +21,7 @@ from ..events import ProgressEvent, Reporter, null_reporter
 from .base import IMAGE_USER, LABEL, JobSpec, JobState, JobStatus, status_from_exit_code
 
 DEADLINE_LABEL = f"{LABEL}.deadline"
+PIDS_LIMIT = 1024
 LOG_OPTIONS = {"max-size": "256m", "max-file": "2"}  # the log carries the result: keep it whole
 _PENDING_STATES = {"new", "allocated", "pending", "assigned", "accepted", "preparing", "ready",
                    "starting"}
@@ -63,6 +64,7 @@ def make_service_spec(spec: JobSpec) -> dict[str, Any]:
     resources = Resources(cpu_limit=_nano_cpus(spec.cpu), mem_limit=spec.memory,
                           cpu_reservation=_nano_cpus(spec.cpu_request),
                           mem_reservation=spec.memory_request)
+    resources.setdefault("Limits", {})["Pids"] = PIDS_LIMIT  # API 1.41: no fork bombs
     template = TaskTemplate(
         container, resources=resources,
         restart_policy=RestartPolicy(condition="none", max_attempts=0),

@@ -144,13 +144,27 @@ def test_job_runs_on_the_worker_and_its_notebook_comes_back(backend: SwarmBacken
     assert service["Mode"] == {"ReplicatedJob": {"MaxConcurrent": 1, "TotalCompletions": 1}}
     assert task["RestartPolicy"]["Condition"] == "none"
     assert task["Placement"]["Constraints"] == list(ON_WORKER)
-    assert task["Resources"]["Limits"] == {"NanoCPUs": 500_000_000, "MemoryBytes": 256 * 2**20}
+    assert task["Resources"]["Limits"] == {"NanoCPUs": 500_000_000, "MemoryBytes": 256 * 2**20,
+                                           "Pids": 1024}
     assert task["Resources"]["Reservations"] == {"MemoryBytes": 64 * 2**20}
     assert task["ContainerSpec"]["User"] == "1000:1000"
     assert task["ContainerSpec"]["CapabilityDrop"] == ["ALL"]
     assert service["Labels"][f"{LABEL}.kind"] == "job"
     assert service["Labels"][f"{LABEL}.job"] == spec.job_id
     assert canary not in json.dumps(service)
+    # the limits reached the container on the worker (H9)
+    import docker
+
+    (done,) = swarm.services.get(handle).tasks()
+    worker = docker.DockerClient(base_url=WORKER_SOCKET, timeout=10)
+    try:
+        host = worker.api.inspect_container(
+            done["Status"]["ContainerStatus"]["ContainerID"])["HostConfig"]
+    finally:
+        worker.close()
+    assert (host["PidsLimit"], host["Memory"], host["NanoCpus"]) == (1024, 256 * 2**20,
+                                                                     500_000_000)
+    assert host["CapDrop"] == ["ALL"] and not host["Privileged"] and not host.get("Binds")
     assert sorted(e.split("=")[0] for e in task["ContainerSpec"]["Env"]) == [
         "ENVPACK_PARAMETERS_CELL", "HOME"]
 

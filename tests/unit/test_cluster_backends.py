@@ -90,7 +90,7 @@ def test_swarm_service_spec() -> None:
     task = body["TaskTemplate"]
     assert task["RestartPolicy"]["Condition"] == "none"
     assert task["Resources"] == {"Limits": {"NanoCPUs": 1_500_000_000,
-                                            "MemoryBytes": 512 * 2**20}}
+                                            "MemoryBytes": 512 * 2**20, "Pids": 1024}}
     assert task["Placement"] == {"Constraints": ["node.role==worker"]}
     assert task["LogDriver"] == {"Name": "json-file",
                                  "Options": {"max-size": "256m", "max-file": "2"}}
