@@ -448,6 +448,10 @@ export class EnvpackModel implements IDisposable {
       if (!previous || previous.state !== merged.state) {
         this._changed.emit('operations');
       }
+      if (previous && !isTerminal(previous) && isTerminal(merged)) {
+        // The engine may have gone down (or come back): keep the header's warning true.
+        void this.refreshStatus();
+      }
     }
   }
 

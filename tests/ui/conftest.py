@@ -39,7 +39,10 @@ NOTEBOOK_CELLS = [
     "import json\nimport math\nimport time\n\nfrom helpers import square",
     "time.sleep(6)\nprint(json.dumps([square(i) for i in range(n)]))",
     "math.sqrt(square(n))",
-    # Output that looks like HTML: the report's diff must show it as text (RELIABILITY A7).
+]
+# A second notebook whose output looks like HTML: the report's diff must show it as text (A7).
+MARKUP_CELLS = [
+    "# parameters\nn = 5",
     "print(f\"<img src=x onerror='window.__pwned={n}'><script>window.__pwned=1</script>\")",
 ]
 HELPERS = '"""Local helper module copied into the image."""\n\n\ndef square(x):\n    return x * x\n'
@@ -69,21 +72,20 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _write_notebook(root: Path) -> None:
+def _write_notebook(root: Path, name: str, cells: list[str]) -> None:
     nb = nbformat.v4.new_notebook()
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
                                  "language": "python"}
     nb.metadata["language_info"] = {"name": "python"}
-    nb.cells = [nbformat.v4.new_code_cell(src) for src in NOTEBOOK_CELLS]
+    nb.cells = [nbformat.v4.new_code_cell(src) for src in cells]
     nb.cells[0].metadata["tags"] = ["parameters"]
     # A unique comment makes the notebook layer new, so every session really builds something.
-    nb.cells[1].source += f"\n# session {secrets.token_hex(4)}"
-    (root / "helpers.py").write_text(HELPERS)
+    nb.cells[0].source += f"\n# session {secrets.token_hex(4)}"
     # Executed here first, as a user would have: the rerun in the container is compared with it.
     from nbclient import NotebookClient
 
     NotebookClient(nb, timeout=120, resources={"metadata": {"path": str(root)}}).execute()
-    nbformat.write(nb, root / "demo.ipynb")
+    nbformat.write(nb, root / name)
 
 
 def _write_settings(settings: Path, base_image: str) -> None:
@@ -114,7 +116,9 @@ def _running_lab(base: Path, base_image: str, extra_env: dict[str, str] | None =
     """Run ``jupyter lab`` with jupyter-envpack on a free port in ``base``; stop it on exit."""
     root, settings = base / "root", base / "settings"
     root.mkdir()
-    _write_notebook(root)
+    (root / "helpers.py").write_text(HELPERS)
+    _write_notebook(root, "demo.ipynb", NOTEBOOK_CELLS)
+    _write_notebook(root, "markup.ipynb", MARKUP_CELLS)
     _write_settings(settings, base_image)
     env = {**os.environ, "JUPYTER_CONFIG_DIR": str(base / "config"),
            "JUPYTER_DATA_DIR": str(base / "data"), "JUPYTERLAB_SETTINGS_DIR": str(settings),

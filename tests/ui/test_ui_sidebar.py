@@ -26,9 +26,9 @@ RUN_OP = f"{SIDEBAR} .jp-Envpack-section-Run .jp-Envpack-operation"
 DOCS_SCREENSHOT = Path(__file__).parents[2] / "docs" / "screenshots" / "sidebar.png"
 
 
-def open_notebook(page: Any, lab: Any) -> None:
-    """Load the lab on the example notebook and wait for its toolbar."""
-    page.goto(f"{lab.url}lab/tree/demo.ipynb?token={lab.token}")
+def open_notebook(page: Any, lab: Any, name: str = "demo.ipynb") -> None:
+    """Load the lab on a notebook of the root and wait for its toolbar."""
+    page.goto(f"{lab.url}lab/tree/{name}?token={lab.token}")
     page.wait_for_selector(".jp-NotebookPanel-toolbar .jp-Envpack-containeriseButton")
 
 
@@ -160,14 +160,7 @@ def test_rerun_with_parameters_reports_the_differences(page: Any, lab: Any) -> N
     run = page.locator(f"{SIDEBAR} .jp-Envpack-section-Run")
 
     # When it is rerun with the parameter n = 3 (the saved outputs were made with n = 5)
-    previous = run.locator(".jp-Envpack-operation").get_attribute("data-operation")
-    run.locator("textarea").fill("n = 3")
-    run.locator(".jp-Envpack-runButton").click()
-    page.wait_for_function(
-        "([sel, old]) => { const n = document.querySelector(sel);"
-        " return n && n.dataset.operation && n.dataset.operation !== old; }",
-        arg=[f"{SIDEBAR} .jp-Envpack-section-Run .jp-Envpack-operation", previous])
-    op_id = run.locator(".jp-Envpack-operation").get_attribute("data-operation")
+    op_id = rerun_with(page, lab, "n = 3")
 
     # Then the report says which cells differ, with their diff
     verdict = run.locator(".jp-Envpack-verdict")
@@ -186,20 +179,24 @@ def test_rerun_with_parameters_reports_the_differences(page: Any, lab: Any) -> N
 
 @pytest.mark.reliability("A7")
 def test_html_in_outputs_is_shown_as_text(page: Any, lab: Any) -> None:
-    # Given the parameters rerun above, whose last cell printed "<img onerror=...><script>..."
-    open_notebook(page, lab)
+    # Given a notebook whose saved output is "<img onerror=...><script>...</script>" made with n = 5
+    open_notebook(page, lab, "markup.ipynb")
     show_sidebar(page)
     run = page.locator(f"{SIDEBAR} .jp-Envpack-section-Run")
-    run.locator(".jp-Envpack-verdict").wait_for()
+    page.locator(f"{SIDEBAR} .jp-Envpack-notebook", has_text="markup.ipynb").wait_for()
 
-    # When the diff of that cell is opened
-    last = run.locator(".jp-Envpack-cell[data-status='differs']").last
-    last.locator(".jp-Envpack-diff summary").click()
+    # When it is rerun with n = 3 and the diff of the changed cell is opened
+    op_id = rerun_with(page, lab, "n = 3")
+    run.locator(".jp-Envpack-verdict").wait_for(timeout=840_000)
+    changed = run.locator(".jp-Envpack-cell[data-status='differs']").last
+    changed.locator(".jp-Envpack-diff summary").click()
 
     # Then the markup is text in the page, and nothing in it was parsed or executed
-    assert "<img src=x onerror=" in last.locator(".jp-Envpack-diff pre").inner_text()
+    diff = changed.locator(".jp-Envpack-diff pre").inner_text()
+    assert "<img src=x onerror='window.__pwned=3'>" in diff
     assert page.locator(f"{SIDEBAR} img, {SIDEBAR} script").count() == 0
     assert page.evaluate("window.__pwned") is None
+    remove_leftover_containers(op_id)
 
 
 def test_an_unreachable_docker_engine_is_a_readable_message(page: Any,
@@ -223,6 +220,23 @@ def test_an_unreachable_docker_engine_is_a_readable_message(page: Any,
     assert "Traceback" not in message
     shoot(page, "sidebar-engine-down.png", SIDEBAR)
     assert_no_envpack_errors(page)
+
+
+def rerun_with(page: Any, lab: Any, parameters: str) -> str:
+    """Click "Rerun in container" with parameters; return the id of the operation it started.
+
+    Waits until the Run section shows an operation the server did not have before the click (the
+    history of earlier tests may still be loading into the section when the click happens).
+    """
+    known = [op["id"] for op in lab.api("envpack/operations")["operations"]]
+    run = page.locator(f"{SIDEBAR} .jp-Envpack-section-Run")
+    run.locator("textarea").fill(parameters)
+    run.locator(".jp-Envpack-runButton").click()
+    page.wait_for_function(
+        "([sel, known]) => { const n = document.querySelector(sel);"
+        " return n && n.dataset.operation && !known.includes(n.dataset.operation); }",
+        arg=[f"{SIDEBAR} .jp-Envpack-section-Run .jp-Envpack-operation", known])
+    return str(run.locator(".jp-Envpack-operation").get_attribute("data-operation"))
 
 
 def wait_for_build_stage(lab: Any, op_id: str, timeout: float = 120.0) -> dict[str, Any]:

@@ -137,6 +137,8 @@ describe('EnvpackModel', () => {
       'second line'
     ]);
     expect(model.latest('build', 'nb.ipynb')?.state).toBe('succeeded');
+    // A finished operation refreshes the server status (engine up or down) for the header.
+    expect(server.requestsTo('GET', 'status')).toHaveLength(1);
   });
 
   it('reconnects a dropped event stream and resumes after the last event id', async () => {
