@@ -269,3 +269,68 @@ def test_swarm_wrong_credentials_fail_before_the_job(docker_client: Any, auth_re
     with pytest.raises(ClusterError, match="refused the credentials") as info:
         _swarm_job(f"{AUTH_ADDR}/{fresh_image}", RegistryAuth(USER, canary))
     assert canary not in str(info.value) + json.dumps(info.value.to_json())
+
+
+VETH_HOST_IP = "10.213.37.1"  # the host side of .ci/swarm-up's veth pair: not a loopback address
+
+
+def _veth_up() -> None:
+    with socket.socket() as sock:
+        try:
+            sock.bind((VETH_HOST_IP, 0))
+        except OSError:
+            message = f"{VETH_HOST_IP} is not on this host (.ci/swarm-up creates it)"
+            if IN_CI:
+                pytest.fail(message)
+            pytest.skip(message)
+
+
+@pytest.fixture(scope="module")
+def tls_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """docker-registry with a self-signed certificate on a non-loopback address the daemon does
+    not treat as insecure: pushes must fail on TLS verification."""
+    _veth_up()
+    root = tmp_path_factory.mktemp("tls-registry")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=envpack-test", "-addext", f"subjectAltName=IP:{VETH_HOST_IP}",
+                    "-keyout", str(root / "key.pem"), "-out", str(root / "cert.pem")],
+                   check=True, capture_output=True)
+    addr = f"{VETH_HOST_IP}:5002"
+    (root / "config.yml").write_text(
+        "version: 0.1\n"
+        f"storage: {{filesystem: {{rootdirectory: {root / 'data'}}}}}\n"
+        f"http: {{addr: {addr}, tls: {{certificate: {root / 'cert.pem'}, "
+        f"key: {root / 'key.pem'}}}}}\n")
+    with open(root / "registry.log", "wb") as log:
+        proc = subprocess.Popen([shutil.which("docker-registry") or "docker-registry", "serve",
+                                 str(root / "config.yml")], stdout=log, stderr=subprocess.STDOUT)
+        try:
+            for _ in range(60):
+                with socket.socket() as sock:
+                    if sock.connect_ex((VETH_HOST_IP, 5002)) == 0:
+                        break
+                time.sleep(0.25)
+            yield addr
+        finally:
+            proc.terminate()
+            proc.wait(timeout=10)
+
+
+@pytest.mark.reliability("G2")
+def test_self_signed_tls_registry_is_a_clear_tls_error(docker_client: Any, tls_registry: str,
+                                                       fresh_image: str) -> None:
+    with pytest.raises(RegistryError) as info:
+        push_image(fresh_image, tls_registry, client=docker_client)
+    assert "x509" in info.value.message or "certificate" in info.value.message
+    assert "CA certificate" in (info.value.hint or "")
+
+
+@pytest.mark.reliability("G2")
+def test_plain_http_on_a_non_loopback_address_is_refused_clearly(docker_client: Any,
+                                                                  fresh_image: str) -> None:
+    """The host end of the worker's forwarder serves the CI registry over HTTP on the veth IP."""
+    _veth_up()
+    with pytest.raises(RegistryError) as info:
+        push_image(fresh_image, f"{VETH_HOST_IP}:5000", client=docker_client)
+    assert "HTTP response to HTTPS client" in info.value.message
+    assert "insecure-registries" in (info.value.hint or "")
