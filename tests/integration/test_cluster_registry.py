@@ -316,6 +316,29 @@ def tls_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             proc.wait(timeout=10)
 
 
+@pytest.fixture
+def trusted_ca(tls_registry: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The daemon trusts the test CA for that one registry (``/etc/docker/certs.d/<host:port>``,
+    read by dockerd at each connection); removed afterwards."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to write /etc/docker/certs.d")
+    cert = next(Path(tmp_path_factory.getbasetemp()).glob("tls-registry*/cert.pem"))
+    folder = Path("/etc/docker/certs.d") / tls_registry
+    folder.mkdir(parents=True, exist_ok=False)
+    try:
+        shutil.copy(cert, folder / "ca.crt")
+        yield folder
+    finally:
+        shutil.rmtree(folder)
+
+
+@pytest.mark.reliability("G2")
+def test_a_registry_with_a_custom_ca_works_once_the_daemon_trusts_it(
+        docker_client: Any, tls_registry: str, trusted_ca: Path, fresh_image: str) -> None:
+    result = push_image(fresh_image, tls_registry, client=docker_client)
+    assert result.pushed and result.reference.startswith(tls_registry + "/")
+
+
 @pytest.mark.reliability("G2")
 def test_self_signed_tls_registry_is_a_clear_tls_error(docker_client: Any, tls_registry: str,
                                                        fresh_image: str) -> None:
