@@ -201,6 +201,7 @@ def push_image(image: str, registry: str, *, auth: RegistryAuth | None = None,
         kept, so a retry only uploads what is missing.
     """
     import docker.errors
+    import requests.exceptions
 
     repository, tag = target_reference(image, registry)
     reference = f"{repository}:{tag}"
@@ -238,6 +239,10 @@ def push_image(image: str, registry: str, *, auth: RegistryAuth | None = None,
     except docker.errors.DockerException as exc:
         raise RegistryError(f"push to {registry} failed: {sanitize(str(exc), secrets)}",
                             hint="is the Docker engine running?") from None
+    except (requests.exceptions.RequestException, OSError) as exc:
+        raise RegistryError(f"the connection to the Docker engine broke during the push to "
+                            f"{registry} ({type(exc).__name__})",
+                            hint="push again: layers already uploaded are skipped") from None
     result = tally.result(reference)
     summary = (f"{len(result.pushed)} layer(s) uploaded, {len(result.existing)} already there")
     reporter(ProgressEvent("push", f"pushed {reference}: {summary}", "info", 1.0))

@@ -357,3 +357,64 @@ def test_plain_http_on_a_non_loopback_address_is_refused_clearly(docker_client: 
         push_image(fresh_image, f"{VETH_HOST_IP}:5000", client=docker_client)
     assert "HTTP response to HTTPS client" in info.value.message
     assert "insecure-registries" in (info.value.hint or "")
+
+
+@pytest.mark.reliability("G3")
+@pytest.mark.slow
+def test_registry_killed_mid_push_then_repush_is_idempotent(
+        docker_client: Any, test_base_image: str, tmp_path: Path) -> None:
+    """A registry that dies mid-upload: the push fails (or the daemon's own retries carry it once
+    the registry is back); either way pushing again completes, and once more uploads nothing."""
+    binary = shutil.which("docker-registry")
+    if binary is None:
+        pytest.skip("docker-registry is not installed")
+    addr = "127.0.0.1:5003"
+    (tmp_path / "config.yml").write_text(
+        f"version: 0.1\nstorage: {{filesystem: {{rootdirectory: {tmp_path / 'data'}}}}}\n"
+        f"http: {{addr: {addr}}}\n")
+    repo = f"envpack/g3-{uuid.uuid4().hex[:8]}"
+    docker_client.api.tag(test_base_image, repo, "t1")  # ≈ 190 MB: long enough to interrupt
+
+    def serve() -> subprocess.Popen[bytes]:
+        proc = subprocess.Popen([binary, "serve", str(tmp_path / "config.yml")],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for _ in range(60):
+            if _registry_up(addr):
+                return proc
+            time.sleep(0.25)
+        raise AssertionError("registry did not start")
+
+    proc = serve()
+    outcome: list[Any] = []
+
+    def push() -> None:
+        try:
+            outcome.append(push_image(f"{repo}:t1", addr, client=docker_client))
+        except RegistryError as exc:
+            outcome.append(exc)
+
+    import threading
+
+    pusher = threading.Thread(target=push)
+    try:
+        pusher.start()
+        time.sleep(1.0)
+        proc.kill()  # the registry dies mid-upload
+        proc.wait(timeout=10)
+        time.sleep(2.0)
+        proc = serve()  # ... and comes back
+        pusher.join(timeout=240)
+        assert not pusher.is_alive(), "the interrupted push never ended"
+        first = outcome[0]
+        if isinstance(first, RegistryError):
+            assert addr in first.message
+        second = push_image(f"{repo}:t1", addr, client=docker_client)
+        third = push_image(f"{repo}:t1", addr, client=docker_client)
+        assert third.uploaded_nothing and third.digest == second.digest
+        assert tags(addr, repo) == ["t1"]
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
+        for ref in (f"{repo}:t1", f"{addr}/{repo}:t1"):
+            with contextlib.suppress(Exception):
+                docker_client.images.remove(ref)

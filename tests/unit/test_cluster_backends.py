@@ -297,3 +297,18 @@ def test_waiting_times_out_with_a_clear_error() -> None:
                                   '{"envpack": "done", "total": 3}', ""])
 def test_cell_progress_ignores_other_lines(text: str) -> None:
     assert base.cell_progress(text) is None
+
+
+@pytest.mark.reliability("G3")
+def test_a_stream_broken_mid_push_is_a_registry_error() -> None:
+    import requests.exceptions
+
+    def broken() -> Any:
+        yield {"status": "Pushing", "id": "a"}
+        raise requests.exceptions.ChunkedEncodingError("connection reset")
+
+    client = fake_client([])
+    client.api.push = lambda repository, **kwargs: broken()
+    with pytest.raises(RegistryError, match="broke during the push") as info:
+        push_image("envpack/nb:1", "127.0.0.1:5000", client=client)
+    assert "push again" in (info.value.hint or "")
