@@ -23,7 +23,13 @@ from typing import Any
 from ..errors import CancelledError, ClusterError, ConflictError, InputError, NotFoundError
 from ..events import CancelToken, ProgressEvent, Reporter, null_reporter
 from .base import Backend, JobSpec, JobState, JobStatus, fetch_result, get_backend, parse_memory
-from .k8s_manifests import CRONJOB_NAME_MAX, JOB_NAME_MAX, job_name, validate_schedule
+from .k8s_manifests import (
+    CRONJOB_NAME_MAX,
+    JOB_NAME_MAX,
+    job_name,
+    validate_schedule,
+    validate_timezone,
+)
 from .registry import RegistryAuth, push_image, target_reference, validate_registry
 
 DB_ENV = "ENVPACK_JOBS_DB"
@@ -187,6 +193,10 @@ class SubmitOptions:
         """Raise :class:`InputError` for options no backend could use."""
         if self.registry:
             validate_registry(self.registry)
+        if self.timezone:
+            if not self.schedule:
+                raise InputError("--timezone goes with --schedule")
+            validate_timezone(self.timezone)
         if self.schedule:
             validate_schedule(self.schedule)
             if self.backend != "kubernetes":
@@ -335,6 +345,9 @@ def submit(notebook: str, opts: SubmitOptions, *, image: str | None = None, buil
     secrets = ({"registry_auth": opts.registry_auth}  # Swarm nodes pull with it; never stored
                if opts.registry_auth and opts.backend == "swarm" else {})
     backend = open_backend(opts.backend, {**opts.backend_options(), **secrets}, config, client)
+    check = getattr(backend, "check", None)
+    if check is not None and not dry_run:
+        check()  # no swarm, no kubeconfig: say so before a long build (RELIABILITY I1)
     local = image or image_for(notebook, build=build, python=python, kernel=kernel,
                                reporter=reporter, cancel=cancel, dry_run=dry_run)
     reference = pushed_reference(local, opts, client=client, reporter=reporter, cancel=cancel,

@@ -339,3 +339,18 @@ def test_backend_availability_says_why(isolated: Path, monkeypatch: pytest.Monke
     assert found["swarm"]["available"] is False and "not part of a swarm" in found["swarm"]["reason"]
     assert found["kubernetes"]["available"] is False
     assert "KUBECONFIG" in found["kubernetes"]["hint"]
+
+
+@pytest.mark.reliability("I1")
+def test_an_unusable_backend_is_reported_before_any_build(isolated: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KUBECONFIG", str(isolated / "no-kubeconfig"))
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+
+    def no_build(*args: Any, **kwargs: Any) -> str:
+        raise AssertionError("built before checking the backend")
+
+    monkeypatch.setattr(jobs, "image_for", no_build)
+    with pytest.raises(ClusterError, match="no Kubernetes configuration"):
+        jobs.submit(str(notebook(isolated)), SubmitOptions(backend="kubernetes"))
+    assert JobIndex().list() == []
