@@ -260,6 +260,9 @@ def backend_availability(config: Any = None, client: Any = None) -> dict[str, di
             found[name] = {"available": True}
         except EnvpackError as exc:
             found[name] = {"available": False, "reason": exc.message, "hint": exc.hint}
+        except Exception as exc:  # a misconfigured plug-in must not break the whole list
+            found[name] = {"available": False, "reason": f"{type(exc).__name__}: {exc}",
+                           "hint": "check c.EnvPack.cluster_backends"}
     return found
 
 
