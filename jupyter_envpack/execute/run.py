@@ -83,6 +83,12 @@ class RunResult:
                 "duration": round(self.duration, 3), "report": self.report.to_json()}
 
 
+def _has_errors(nb: Any) -> bool:
+    """True when the notebook stored an error output (then the rerun goes on after errors)."""
+    return any(o.get("output_type") == "error" for c in nb.get("cells", [])
+               if c.get("cell_type") == "code" for o in c.get("outputs", []))
+
+
 def default_output(nb_path: Path) -> Path:
     """``<stem>.envpack.ipynb`` beside the notebook."""
     return nb_path.with_name(f"{nb_path.stem}.envpack.ipynb")
@@ -146,9 +152,7 @@ def run_notebook(image: str, nb_path: str | Path, options: RunOptions | None = N
     validate_reference(image)
     path = Path(nb_path)
     original = parse_notebook(read_notebook_bytes(path), name=path.name)
-    has_errors = any(o.get("output_type") == "error" for c in original["cells"]
-                     if c.get("cell_type") == "code" for o in c.get("outputs", []))
-    allow_errors = opts.allow_errors if opts.allow_errors is not None else has_errors
+    allow_errors = opts.allow_errors if opts.allow_errors is not None else _has_errors(original)
     output = Path(opts.output) if opts.output else default_output(path)
     client = client or connect()
     command = [f"{RUNNER_PREFIX}/bin/python", RUNNER_SCRIPT, "--input", f"{WORKDIR}/{path.name}",
@@ -185,25 +189,51 @@ def run_notebook(image: str, nb_path: str | Path, options: RunOptions | None = N
         follower.start()
         code = _wait(client, container, opts, cancel)
         follower.join(timeout=5)
-        state = client.api.inspect_container(container.id)["State"]
-        if state.get("OOMKilled") or code == 137:
-            raise RunError(f"the notebook ran out of memory (limit {opts.mem_limit or 'none'})",
-                           reason="oom", hint="raise the limit with --memory")
-        if code == EXIT_BAD_INPUT or code not in {EXIT_OK, EXIT_CELL_ERROR, EXIT_TIMEOUT,
-                                                  EXIT_KERNEL_DIED}:
-            raise RunError(f"the runner failed in the container (exit {code}): "
-                           + " | ".join(tail[-5:]), reason="runner-failed")
-        try:
-            chunks, _stat = container.get_archive(OUTPUT_IN_CONTAINER)
-            executed_text = _untar_one(chunks).decode("utf-8")
-        except docker.errors.NotFound:
-            raise RunError(f"the container wrote no executed notebook (exit {code}): "
-                           + " | ".join(tail[-5:]), reason="no-result") from None
+        result = collect_run(container, path, code, opts, output=output, image=image,
+                             allow_errors=allow_errors, log_tail=tail, original=original,
+                             reporter=reporter)
     finally:
         try:
             container.remove(force=True)
         except docker.errors.APIError:
             pass
+    result.duration = time.monotonic() - started
+    return result
+
+
+def collect_run(container: Any, nb_path: str | Path, code: int, options: RunOptions | None = None,
+                output: Path | None = None, image: str | None = None,
+                allow_errors: bool | None = None, log_tail: list[str] | None = None,
+                original: Any = None, reporter: Reporter = null_reporter) -> RunResult:
+    """Turn an exited run container into a :class:`RunResult`: executed notebook copied out and
+    written (atomically) to ``output``, compared with ``nb_path``. Used by :func:`run_notebook`
+    and by the server when it follows a run again after a restart. The caller removes the container.
+    """
+    import docker.errors
+
+    opts = options or RunOptions()
+    path = Path(nb_path)
+    tail = log_tail or []
+    container.reload()
+    state = container.attrs.get("State", {})
+    if state.get("OOMKilled") or code == 137:
+        raise RunError(f"the notebook ran out of memory (limit {opts.mem_limit or 'none'})",
+                       reason="oom", hint="raise the limit with --memory")
+    if code == EXIT_BAD_INPUT or code not in {EXIT_OK, EXIT_CELL_ERROR, EXIT_TIMEOUT,
+                                              EXIT_KERNEL_DIED}:
+        raise RunError(f"the runner failed in the container (exit {code}): "
+                       + " | ".join(tail[-5:]), reason="runner-failed")
+    try:
+        chunks, _stat = container.get_archive(OUTPUT_IN_CONTAINER)
+        executed_text = _untar_one(chunks).decode("utf-8")
+    except docker.errors.NotFound:
+        raise RunError(f"the container wrote no executed notebook (exit {code}): "
+                       + " | ".join(tail[-5:]), reason="no-result") from None
+    if original is None:
+        original = parse_notebook(read_notebook_bytes(path), name=path.name)
+    if allow_errors is None:
+        allow_errors = _has_errors(original)
+    output = output or (Path(opts.output) if opts.output else default_output(path))
     executed = parse_notebook(executed_text.encode("utf-8"), name="the executed notebook")
     output.parent.mkdir(parents=True, exist_ok=True)
     tmp = output.with_name(output.name + ".part")
@@ -213,10 +243,10 @@ def run_notebook(image: str, nb_path: str | Path, options: RunOptions | None = N
     report.run_status = {EXIT_OK: "completed", EXIT_CELL_ERROR: "completed" if allow_errors
                          else "cell-error", EXIT_TIMEOUT: "timeout",
                          EXIT_KERNEL_DIED: "kernel-died"}[code]
-    report.image = image
+    report.image = image or ((container.image.tags or [container.image.id])[0])
     report.output_path = str(output)
-    reporter(ProgressEvent("run", f"executed notebook written to {output}", "info", 1.0))
-    return RunResult(output, report, code, time.monotonic() - started)
+    reporter(ProgressEvent("run", f"executed notebook written to {output.name}", "info", 1.0))
+    return RunResult(output, report, code, 0.0)
 
 
 def _wait(client: Any, container: Any, opts: RunOptions, cancel: CancelToken | None) -> int:

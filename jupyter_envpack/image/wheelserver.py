@@ -24,12 +24,21 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+_gateways: dict[str, str | None] = {}
+
 
 def bridge_gateway(client: Any) -> str | None:
-    """The host's address on the engine's default bridge, when the engine is local."""
+    """The host's address on the engine's default bridge, when the engine is local (cached)."""
     base = str(getattr(client.api, "base_url", ""))
     if not base.startswith("http+docker://"):  # a remote (tcp/ssh) engine cannot reach us
         return None
+    key = f"{base}|{getattr(getattr(client.api, '_custom_adapter', None), 'socket_path', '')}"
+    if key not in _gateways:
+        _gateways[key] = _find_gateway(client)
+    return _gateways[key]
+
+
+def _find_gateway(client: Any) -> str | None:
     try:
         configs = client.api.inspect_network("bridge")["IPAM"]["Config"] or []
     except Exception:

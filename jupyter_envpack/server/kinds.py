@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..errors import CancelledError, RunError
+from ..errors import CancelledError
 from ..events import CancelToken, ProgressEvent
 from ..operations import OPERATION_LABEL, Kind, LostError, OperationContext
 from .schema import BUILD_FIELDS, RUN_FIELDS, validator
@@ -131,35 +131,16 @@ def resume_run(op: OperationContext, reporter: Reporter, cancel: CancelToken) ->
 
 def collect_run(op: OperationContext, container: Any, code: int) -> dict[str, Any]:
     """Turn an exited run container into the ``run`` result (output written, report made)."""
-    import docker.errors
-    import nbformat
+    from ..execute.run import RunOptions
+    from ..execute.run import collect_run as core_collect_run
 
-    from ..execute import compare_notebooks
-    from ..execute.run import OUTPUT_IN_CONTAINER, _untar_one, default_output  # see issue-3 note
-    from ..snapshot.notebook import parse_notebook, read_notebook_bytes
-
-    if code not in RUN_STATUS:
-        raise RunError(f"the runner failed in the container (exit {code})", reason="runner-failed")
-    try:
-        chunks, _stat = container.get_archive(OUTPUT_IN_CONTAINER)
-    except docker.errors.NotFound:
-        raise RunError(f"the container wrote no executed notebook (exit {code})",
-                       reason="no-result") from None
-    text = _untar_one(chunks).decode("utf-8")
-    notebook = op.notebook
-    original = parse_notebook(read_notebook_bytes(notebook), name=notebook.name)
-    output = op.resolve_output(op.options["output"]) if op.options.get("output") else \
-        default_output(notebook)
-    tmp = output.with_name(output.name + ".part")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(output)
-    reads: Any = nbformat.reads  # untyped in nbformat
-    report = compare_notebooks(original, reads(text, as_version=4),
-                               float(op.options.get("tolerance") or 0.0))
-    report.run_status = RUN_STATUS[code]
-    report.image = (container.image.tags or [container.image.id])[0]
-    return {"image": report.image, "build": None, "output_path": op.relative(output),
-            "exit_code": code, "resumed": True, "report": _report_json(op, report, output)}
+    output = op.resolve_output(op.options["output"]) if op.options.get("output") else None
+    options = RunOptions(tolerance=float(op.options.get("tolerance") or 0.0))
+    rr = core_collect_run(container, op.notebook, code, options, output=output)
+    report = rr.report
+    return {"image": report.image, "build": None, "output_path": op.relative(rr.output_path),
+            "exit_code": code, "resumed": True,
+            "report": _report_json(op, report, rr.output_path)}
 
 
 def builtin_kinds(resolve_output: Callable[[str], Path]) -> list[Kind]:
