@@ -61,6 +61,8 @@ def parse_memory(value: str | int | None) -> int | None:
     """
     if value is None or value == "":
         return None
+    if isinstance(value, bool):
+        raise InputError("memory must be a size such as 2g, not a boolean")
     if isinstance(value, int):
         if value <= 0:
             raise InputError(f"memory must be positive, not {value}")

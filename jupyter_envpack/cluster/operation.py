@@ -47,6 +47,9 @@ def validate_job(options: dict[str, Any]) -> dict[str, Any]:
         if value is not None and (not isinstance(value, list)
                                   or not all(isinstance(v, str) for v in value)):
             raise InputError(f"job option {name} must be a list of strings")
+    memory = options.get("memory")
+    if memory is not None and (isinstance(memory, bool) or not isinstance(memory, int | str)):
+        raise InputError("job option memory must be bytes or a size like 2g")
     if options.get("wait") is not None and not isinstance(options["wait"], bool):
         raise InputError("job option wait must be a boolean")
     validate_parameters(options.get("parameters") or {})

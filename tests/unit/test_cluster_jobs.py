@@ -323,8 +323,11 @@ def test_job_kind_failures(isolated: Path) -> None:
     lost.handle["handle"] = "fake/gone"
     with pytest.raises(LostError):
         resume_job(lost, lambda e: None, jobs.CancelToken())
-    with pytest.raises(InputError):
-        job_kind.validate({"nope": 1})
+    for bad in ({"nope": 1}, {"memory": True}, {"memory": [1]}, {"cpu": "2"}, {"wait": "yes"},
+                {"constraints": "node.role==worker"}, {"image": "Bad Image"},
+                {"parameters": {"x y": 1}}, {"schedule": "* * *"}):
+        with pytest.raises(InputError):
+            job_kind.validate(bad)
 
 
 @pytest.mark.reliability("I1")
