@@ -433,3 +433,37 @@ def test_a_running_job_is_followed_again_after_a_server_crash(swarm: Any, fake_i
         for service in swarm.services.list(
                 filters={"label": f"org.jupyter.envpack.operation={op_id}"}):
             service.remove()
+
+
+@pytest.mark.timeout(300)
+async def test_cancelling_a_job_operation_removes_the_swarm_service(jp_fetch: Any,
+                                                                    jp_root_dir: Path,
+                                                                    fake_image: str,
+                                                                    swarm: Any) -> None:
+    import asyncio
+
+    (jp_root_dir / "nb.ipynb").write_text(json.dumps(
+        {"nbformat": 4, "nbformat_minor": 5, "metadata": {}, "cells": []}))
+    body = {"kind": "job", "path": "nb.ipynb", "options": {
+        "image": fake_image, "backend": "swarm", "constraints": list(ON_WORKER),
+        "parameters": {"sleep": 120}}}
+    op = json.loads((await jp_fetch("envpack", "operations", method="POST",
+                                    body=json.dumps(body))).body)
+    label = {"label": f"org.jupyter.envpack.operation={op['id']}"}
+    try:
+        end = time.monotonic() + 120
+        while not (op["handle"].get("handle") and op["message"]
+                   and op["message"].startswith("running")):
+            assert time.monotonic() < end and op["state"] in {"queued", "running"}, op
+            await asyncio.sleep(0.5)
+            op = json.loads((await jp_fetch("envpack", "operations", op["id"])).body)
+        await jp_fetch("envpack", "operations", op["id"], method="DELETE")
+        while op["state"] not in {"cancelled", "failed", "succeeded", "lost"}:
+            assert time.monotonic() < end, op
+            await asyncio.sleep(0.5)
+            op = json.loads((await jp_fetch("envpack", "operations", op["id"])).body)
+        assert op["state"] == "cancelled"
+        assert swarm.services.list(filters=label) == []  # the job is gone from the cluster
+    finally:
+        for service in swarm.services.list(filters=label):
+            service.remove()
