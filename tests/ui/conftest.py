@@ -110,6 +110,21 @@ def _wait_ready(lab: Lab, deadline: float) -> None:
     pytest.fail(f"jupyter lab did not start: {lab.log_path.read_text()[-3000:]}")
 
 
+def _remove_docker_objects(lab: Lab) -> None:
+    """Remove the containers and images of this lab's operations (by their operation label)."""
+    try:
+        ids = [op["id"] for op in lab.api("envpack/operations?limit=1000")["operations"]]
+    except OSError:
+        return
+    for op_id in ids:
+        label = f"label=org.jupyter.envpack.operation={op_id}"
+        for listing, remove in ((["ps", "-aq"], ["rm", "-f"]), (["images", "-q"], ["rmi", "-f"])):
+            found = subprocess.run(["docker", *listing, "--filter", label], capture_output=True,
+                                   text=True, check=False).stdout.split()
+            if found:
+                subprocess.run(["docker", *remove, *found], capture_output=True, check=False)
+
+
 @contextmanager
 def _running_lab(base: Path, base_image: str, extra_env: dict[str, str] | None = None
                  ) -> Iterator[Lab]:
@@ -138,6 +153,7 @@ def _running_lab(base: Path, base_image: str, extra_env: dict[str, str] | None =
         _wait_ready(lab, time.monotonic() + 90)
         yield lab
     finally:
+        _remove_docker_objects(lab)
         process.terminate()
         try:
             process.wait(timeout=20)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -150,7 +149,6 @@ def test_containerise_survives_a_reload_and_shows_the_report(page: Any, lab: Any
     page.locator(f"{SIDEBAR} .jp-Envpack-openOutput").click()
     page.locator(".lm-DockPanel-tabBar .lm-TabBar-tab", has_text="demo.envpack.ipynb").wait_for()
     assert_no_envpack_errors(page)
-    remove_leftover_containers(op_id)
 
 
 def test_rerun_with_parameters_reports_the_differences(page: Any, lab: Any) -> None:
@@ -174,7 +172,6 @@ def test_rerun_with_parameters_reports_the_differences(page: Any, lab: Any) -> N
     assert differs.first.locator(".jp-Envpack-diff pre").inner_text().strip()
     shoot(page, "sidebar-differs.png", SIDEBAR)
     assert_no_envpack_errors(page)
-    remove_leftover_containers(op_id)
 
 
 @pytest.mark.reliability("A7")
@@ -196,7 +193,7 @@ def test_html_in_outputs_is_shown_as_text(page: Any, lab: Any) -> None:
     assert "<img src=x onerror='window.__pwned=3'>" in diff
     assert page.locator(f"{SIDEBAR} img, {SIDEBAR} script").count() == 0
     assert page.evaluate("window.__pwned") is None
-    remove_leftover_containers(op_id)
+    assert lab.api(f"envpack/operations/{op_id}")["state"] == "succeeded"
 
 
 def test_an_unreachable_docker_engine_is_a_readable_message(page: Any,
@@ -253,12 +250,3 @@ def assert_no_envpack_errors(page: Any) -> None:
     """No uncaught error of the extension reached the browser console."""
     ours = [e for e in page.console_errors if "envpack" in e.lower()]
     assert ours == []
-
-
-def remove_leftover_containers(op_id: str) -> None:
-    """Remove containers of this operation that the server left behind (by our label only)."""
-    ids = subprocess.run(
-        ["docker", "ps", "-aq", "--filter", f"label=org.jupyter.envpack.operation={op_id}"],
-        capture_output=True, text=True, check=False).stdout.split()
-    if ids:
-        subprocess.run(["docker", "rm", "-f", *ids], capture_output=True, check=False)
