@@ -209,7 +209,7 @@ class KubernetesBackend:
     def _pods(self, namespace: str, job: str) -> list[Any]:
         found = self.call(self._core().list_namespaced_pod, namespace,
                           label_selector=f"job-name={job}")
-        return sorted(found.items or [], key=lambda p: p.metadata.creation_timestamp or 0)
+        return sorted(found.items or [], key=_created)
 
     def status(self, handle: str) -> JobStatus:
         """Return the status from the Job's conditions, then from its newest pod."""
@@ -219,12 +219,12 @@ class KubernetesBackend:
             if kind == "cronjob":
                 return self._cron_status(namespace, name)
             job = self.call(self._batch().read_namespaced_job, name, namespace)
+            pods = self._pods(namespace, name)
         except api_exception as exc:
             if exc.status == 404:
                 return JobStatus(JobState.LOST, "job-gone",
                                  f"{handle} no longer exists (deleted, or its TTL expired)")
             raise self._api_error(exc, f"read {handle}") from None
-        pods = self._pods(namespace, name)
         return job_status(job, pods, self.pull_grace)
 
     def _cron_status(self, namespace: str, name: str) -> JobStatus:
@@ -244,7 +244,7 @@ class KubernetesBackend:
                     if any(o.name == name for o in j.metadata.owner_references or [])]
             if not runs:
                 raise ClusterError(f"CronJob {name} has not run yet")
-            job = max(runs, key=lambda j: j.metadata.creation_timestamp).metadata.name
+            job = max(runs, key=_created).metadata.name
         pods = self._pods(namespace, job)
         if not pods:
             raise ClusterError(f"{handle} has no pod yet", hint="wait until it starts")
@@ -305,6 +305,11 @@ class KubernetesBackend:
         except Exception:  # a dropped or timed-out watch: poll status again
             time.sleep(1)
         return resource_version
+
+
+def _created(obj: Any) -> float:
+    stamp = obj.metadata.creation_timestamp
+    return 0.0 if stamp is None else float(stamp.timestamp())
 
 
 def _waiting_reason(pod: Any) -> tuple[str, str]:

@@ -389,3 +389,21 @@ def test_cli_submit_jobs_logs_against_the_fake_api(fake: HTTPServer, tmp_path: A
     assert (listed["state"], listed["handle"]) == ("succeeded", f"{NS}/job/{name}")
     assert main(["logs", job_id]) == 0
     assert capsys.readouterr().out == "hello from the pod\n"
+
+
+def test_forbidden_pod_listing_is_a_clear_error(fake: HTTPServer) -> None:
+    fake.expect_request(f"{JOBS}/{SPEC.name}", method="GET").respond_with_json(job_obj())
+    fake.expect_request(PODS, method="GET").respond_with_json(
+        {"kind": "Status", "code": 403, "reason": "Forbidden"}, status=403)
+    with pytest.raises(ClusterError, match="403") as info:
+        backend_for(fake).status(HANDLE)
+    assert "RBAC" in (info.value.hint or "")
+
+
+def test_pods_without_a_creation_time_still_sort(fake: HTTPServer) -> None:
+    young = pod_obj("p2", "Running")
+    unknown = pod_obj("p1", "Failed", exit_code=137)
+    del unknown["metadata"]["creationTimestamp"]
+    serve_state(fake, job_obj(), pod_list(young, unknown))
+    status = backend_for(fake).status(HANDLE)
+    assert status.state is JobState.RUNNING and "p2" in status.message
