@@ -88,6 +88,8 @@ def cmd_submit(args: argparse.Namespace) -> int:
         _out(done.record.id)
     if done.status is not None:
         sys.stderr.write(f"{done.status.state.value}: {done.status.message}\n")
+        if done.status.state is not JobState.SUCCEEDED:
+            sys.stderr.write(f"see its log: jupyter envpack logs {done.record.id}\n")
         return 0 if done.status.state is JobState.SUCCEEDED else 1
     return 0
 

@@ -437,9 +437,23 @@ def follow(record: JobRecord, *, index: JobIndex, reporter: Reporter = null_repo
                 raise
         else:
             reporter(ProgressEvent("job", f"executed notebook written to {path}", "info"))
+    if status.state is not JobState.SUCCEEDED:
+        _report_log_tail(backend, handle, reporter)
     if status.reason == "deadline-exceeded":
         backend.cancel(handle)  # Swarm has no deadline of its own: stop the task now
     return status, path
+
+
+def _report_log_tail(backend: Backend, handle: str, reporter: Reporter, lines: int = 40) -> None:
+    """Put the end of a failed job's log into the event stream (the runner's traceback...)."""
+    from .base import collapse_result
+
+    try:
+        text = collapse_result(backend.logs(handle, tail=lines))
+    except Exception:  # the log may be gone with the node or the job: the status says enough
+        return
+    for line in text.splitlines()[-lines:]:
+        reporter(ProgressEvent("job", line[:2000], "log"))
 
 
 def default_output_path(record: JobRecord) -> Path:

@@ -153,6 +153,19 @@ def test_cli_submit_wait_fetches_the_notebook(isolated: Path, capsys: pytest.Cap
     assert code == cli_code
     assert (isolated / "analysis.envpack.ipynb").is_file()
     assert ("succeeded" if exit_code == 0 else "a cell raised") in err
+    assert ("jupyter envpack logs" in err) is (exit_code != 0)
+
+
+def test_a_failed_job_puts_its_log_tail_into_the_events(isolated: Path) -> None:
+    from jupyter_envpack.config import load_envpack_config
+
+    FakeBackend.plan["exit_code"] = 5
+    events: list[Any] = []
+    done = jobs.submit(str(notebook(isolated)), SubmitOptions(backend="fake"), image=IMAGE,
+                       wait=True, reporter=events.append, config=load_envpack_config())
+    assert done.status is not None and done.status.reason == "kernel-died"
+    logged = [e.message for e in events if e.kind == "log"]
+    assert logged[0] == "progress" and "executed notebook" in logged[-1]
 
 
 def test_cli_dry_run_prints_valid_kubernetes_yaml_and_contacts_nothing(
