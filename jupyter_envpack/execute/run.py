@@ -214,11 +214,18 @@ def collect_run(container: Any, nb_path: str | Path, code: int, options: RunOpti
     opts = options or RunOptions()
     path = Path(nb_path)
     tail = log_tail or []
-    container.reload()
+    try:
+        container.reload()
+    except docker.errors.NotFound:
+        raise RunError("the container was removed before its result was collected",
+                       reason="lost") from None
     state = container.attrs.get("State", {})
-    if state.get("OOMKilled") or code == 137:
+    if state.get("OOMKilled"):
         raise RunError(f"the notebook ran out of memory (limit {opts.mem_limit or 'none'})",
                        reason="oom", hint="raise the limit with --memory")
+    if code in {137, 143}:
+        raise RunError(f"the container was killed from outside (exit {code})", reason="killed",
+                       hint="run it again; check `docker events` for who stopped it")
     if code == EXIT_BAD_INPUT or code not in {EXIT_OK, EXIT_CELL_ERROR, EXIT_TIMEOUT,
                                               EXIT_KERNEL_DIED}:
         raise RunError(f"the runner failed in the container (exit {code}): "

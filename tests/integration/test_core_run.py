@@ -169,3 +169,35 @@ def test_cli_run_contract(shared_image, make_notebook) -> None:
     bad = subprocess.run([sys.executable, "-m", "jupyter_envpack.cli", "run", str(path), "--image",
                           "Bad Ref"], capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "invalid image reference" in bad.stderr
+
+
+@pytest.mark.reliability("H5")
+@pytest.mark.parametrize("how", ["kill", "remove"])
+def test_a_container_killed_from_outside_is_a_clear_failure(docker_client, shared_image,
+                                                           make_notebook, test_labels,
+                                                           own_containers, how: str) -> None:
+    image, _ = shared_image
+    path = make_notebook([("import time\ntime.sleep(60)", [])])
+
+    def attack() -> None:
+        for _ in range(200):
+            found = [c for c in own_containers() if c.status == "running"]
+            if found:
+                time.sleep(1)
+                if how == "kill":
+                    found[0].kill()
+                else:
+                    found[0].remove(force=True)
+                return
+            time.sleep(0.1)
+
+    t = threading.Thread(target=attack)
+    t.start()
+    started = time.monotonic()
+    with pytest.raises(RunError) as info:
+        run_notebook(image, path, RunOptions(labels=test_labels))
+    t.join()
+    # `docker rm -f` kills first: whether the wait sees the exit or the removal is a race
+    assert info.value.reason in ({"killed"} if how == "kill" else {"killed", "lost"})
+    assert time.monotonic() - started < 45
+    assert own_containers() == []
