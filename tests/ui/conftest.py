@@ -43,6 +43,8 @@ NOTEBOOK_CELLS = [
 # A second notebook whose output looks like HTML: the report's diff must show it as text (A7).
 MARKUP_CELLS = [
     "# parameters\nn = 5",
+    # An optional import that is not installed: the snapshot warns and suggests the distribution.
+    "try:\n    import sklearn\nexcept ImportError:\n    sklearn = None",
     "print(f\"<img src=x onerror='window.__pwned={n}'><script>window.__pwned=1</script>\")",
 ]
 HELPERS = '"""Local helper module copied into the image."""\n\n\ndef square(x):\n    return x * x\n'

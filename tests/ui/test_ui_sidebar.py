@@ -174,6 +174,22 @@ def test_rerun_with_parameters_reports_the_differences(page: Any, lab: Any) -> N
     assert_no_envpack_errors(page)
 
 
+def test_environment_lists_unresolved_imports_with_their_fix(page: Any, lab: Any) -> None:
+    # Given a notebook that imports sklearn, which the kernel does not have
+    open_notebook(page, lab, "markup.ipynb")
+
+    # When the sidebar shows its environment
+    show_sidebar(page)
+    warning = page.locator(f"{SIDEBAR} .jp-Envpack-warning[data-code='unresolved-import']")
+    warning.wait_for()
+
+    # Then the warning names the module, the cell, and the distribution to install
+    text = warning.inner_text()
+    assert "'sklearn'" in text
+    assert "cell 1" in text
+    assert "Fix: install it in the kernel: %pip install scikit-learn" in text
+
+
 @pytest.mark.reliability("A7")
 def test_html_in_outputs_is_shown_as_text(page: Any, lab: Any) -> None:
     # Given a notebook whose saved output is "<img onerror=...><script>...</script>" made with n = 5

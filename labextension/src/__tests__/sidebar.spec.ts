@@ -122,6 +122,23 @@ describe('sidebar sections', () => {
     section.dispose();
   });
 
+  it('Build shows the image a newer rerun built (Containerise builds inside the run)', async () => {
+    server.on('GET', 'operations', () =>
+      json({
+        operations: [
+          operation({ id: 'r', kind: 'run', state: 'succeeded', created: 20, result: { output_path: null, report: null, build: { image: 'envpack/nb:new', cached: false } } }),
+          operation({ id: 'b', kind: 'build', state: 'succeeded', created: 10, result: { image: 'envpack/nb:old', cached: true } })
+        ]
+      })
+    );
+    model.path = 'nb.ipynb';
+    await model.refreshOperations();
+    const section = attach(new BuildSection({ model }));
+    expect(section.node.querySelector('.jp-Envpack-image')!.textContent).toBe('envpack/nb:new');
+    expect(section.node.textContent).toContain('Built by the last rerun:');
+    section.dispose();
+  });
+
   it('Build shows a readable error when the engine is down', async () => {
     model.path = 'nb.ipynb';
     const section = attach(new BuildSection({ model }));

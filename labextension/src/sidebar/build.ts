@@ -3,7 +3,7 @@
  * to be built), cancel.
  */
 import { EnvpackModel } from '../model';
-import { IBuildResult, IOperation } from '../tokens';
+import { IBuildResult, IOperation, IRunResult } from '../tokens';
 import { h } from './dom';
 import { OperationSection } from './opsection';
 
@@ -26,7 +26,15 @@ export class BuildSection extends OperationSection {
 
   protected renderResult(op: IOperation | null): void {
     const result = op?.state === 'succeeded' ? (op.result as IBuildResult | null) : null;
-    if (result?.image) {
+    // "Containerise" builds inside a run: show that image when it is newer than the last build.
+    const run = this.model.latest('run');
+    const fromRun = (run?.result as IRunResult | null | undefined)?.build;
+    if (fromRun?.image && (!op || created(run!) > created(op))) {
+      this.result.append(
+        h('div', { className: 'jp-Envpack-note', text: 'Built by the last rerun:' }),
+        ...renderImage(fromRun)
+      );
+    } else if (result?.image) {
       this.result.append(...renderImage(result));
     }
   }
@@ -57,4 +65,8 @@ export function renderImage(result: IBuildResult): HTMLElement[] {
     );
   }
   return nodes;
+}
+
+function created(op: IOperation): number {
+  return typeof op.created === 'number' ? op.created : Date.parse(op.created ?? '') || 0;
 }
