@@ -197,8 +197,8 @@ def cmd_dockerfile(args: argparse.Namespace) -> int:
     """Print the Dockerfile, or write the whole build context to a folder."""
     from .image import prepare_context, render_dockerfile
 
-    spec = _snapshot(args)
     opts = build_options_from_args(args)
+    spec = _snapshot(args)
     if not args.output_dir:
         _out(render_dockerfile(spec, opts, notebook_name=Path(args.notebook).name).rstrip())
         return 0
@@ -215,10 +215,11 @@ def cmd_dockerfile(args: argparse.Namespace) -> int:
 def _build(args: argparse.Namespace, reporter: Reporter) -> Any:
     from .image import build_image
 
+    opts = build_options_from_args(args)  # bad options fail before any work
     spec = _snapshot(args)
     for w in spec.warnings:
         reporter(ProgressEvent("snapshot", f"{w.code}: {w.message}", "warning"))
-    return build_image(spec, args.notebook, build_options_from_args(args), reporter)
+    return build_image(spec, args.notebook, opts, reporter)
 
 
 def cmd_build(args: argparse.Namespace) -> int:
@@ -235,8 +236,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     """Rerun the notebook in its image and report cell by cell."""
     from .execute import run_notebook
 
-    reporter = make_reporter(args)
     run_opts = run_options_from_args(args)
+    if args.image:
+        from .image.refs import validate_reference
+
+        validate_reference(args.image)
+    else:
+        build_options_from_args(args)
+    reporter = make_reporter(args)
     image = args.image or _build(args, reporter).image
     result = run_notebook(image, args.notebook, run_opts, reporter)
     report = result.report

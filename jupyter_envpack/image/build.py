@@ -185,7 +185,11 @@ def _stream_build(client: Any, ctx: BuildContext, opts: BuildOptions, reporter: 
                         reporter(ProgressEvent("build", line, "log"))
         except BuildError:
             raise
-        except Exception as exc:
+        except BaseException as exc:
+            if not isinstance(exc, Exception):  # Ctrl-C / SystemExit: close the stream so the
+                dog.reason = "cancelled"          # engine cancels the build and removes its container
+                dog._abort()
+                raise
             if dog.reason is None:
                 raise BuildError(f"the Docker engine stopped answering during the build "
                                  f"({type(exc).__name__})", step=step, log_tail=tail,
