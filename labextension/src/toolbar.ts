@@ -29,7 +29,10 @@ export class ContaineriseButtonExtension
         void this._commands.execute(CommandIDs.containerise, { path: panel.context.path });
       }
     });
-    panel.toolbar.insertAfter('cellType', 'envpackContainerise', button);
+    // Beside the cell type selector; at the end when a customised toolbar has none.
+    if (!panel.toolbar.insertAfter('cellType', 'envpackContainerise', button)) {
+      panel.toolbar.addItem('envpackContainerise', button);
+    }
     return new DisposableDelegate(() => button.dispose());
   }
 }
