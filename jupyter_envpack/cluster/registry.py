@@ -13,6 +13,7 @@ message that leaves this module goes through :func:`sanitize`.
 from __future__ import annotations
 
 import base64
+import contextlib
 import re
 import time
 from collections.abc import Iterable, Iterator
@@ -178,6 +179,53 @@ def _stream(client: Any, repository: str, tag: str, auth: RegistryAuth | None) -
     return result
 
 
+def _has_image(client: Any, reference: str) -> bool:
+    try:
+        client.api.inspect_image(reference)
+    except Exception:  # not there (or the engine will say so on the next call)
+        return False
+    return True
+
+
+def _untag(client: Any, reference: str, keep: bool) -> None:
+    """A failed push leaves no new registry tag behind (the local image itself stays)."""
+    if not keep:
+        with contextlib.suppress(Exception):
+            client.api.remove_image(reference, noprune=True)
+
+
+def _follow_push(client: Any, repository: str, tag: str, auth: RegistryAuth | None,
+                 tally: _PushTally, cancel: CancelToken, end: float, registry: str) -> None:
+    stream = _stream(client, repository, tag, auth)
+    try:
+        for line in stream:
+            if cancel.cancelled:
+                raise CancelledError(f"push of {repository}:{tag} cancelled")
+            if time.monotonic() > end:
+                raise RegistryError(f"push to {registry} took too long",
+                                    hint="check the network to the registry")
+            tally.feed(line if isinstance(line, dict) else {}, registry)
+    finally:
+        close = getattr(stream, "close", None)
+        if close:
+            close()
+
+
+def _engine_error(exc: Exception, registry: str, secrets: list[str]) -> RegistryError:
+    import docker.errors
+
+    if isinstance(exc, docker.errors.APIError):
+        message = sanitize(str(exc.explanation or exc), secrets)
+        return RegistryError(f"push to {registry} failed: {message}",
+                             hint=_error_hint(message, registry))
+    if isinstance(exc, docker.errors.DockerException):
+        return RegistryError(f"push to {registry} failed: {sanitize(str(exc), secrets)}",
+                             hint="is the Docker engine running?")
+    return RegistryError(f"the connection to the Docker engine broke during the push to "
+                         f"{registry} ({type(exc).__name__})",
+                         hint="push again: layers already uploaded are skipped")
+
+
 def push_image(image: str, registry: str, *, auth: RegistryAuth | None = None,
                client: Any = None, reporter: Reporter = null_reporter,
                cancel: CancelToken | None = None, deadline: float = 1800.0) -> PushResult:
@@ -210,39 +258,22 @@ def push_image(image: str, registry: str, *, auth: RegistryAuth | None = None,
         from ..image.engine import connect  # the core's engine connection (lazy: core loads late)
 
         client = connect()
-    cancel = cancel or CancelToken()
     tally = _PushTally(reporter, secrets)
     reporter(ProgressEvent("push", f"pushing {reference}", "step"))
-    end = time.monotonic() + deadline
+    tagged_before = _has_image(client, reference)
     try:
         client.api.tag(image, repository, tag)
-        stream = _stream(client, repository, tag, auth)
-        try:
-            for line in stream:
-                if cancel.cancelled:
-                    raise CancelledError(f"push of {reference} cancelled")
-                if time.monotonic() > end:
-                    raise RegistryError(f"push to {registry} took longer than {deadline:g} s",
-                                        hint="check the network to the registry")
-                tally.feed(line if isinstance(line, dict) else {}, registry)
-        finally:
-            close = getattr(stream, "close", None)
-            if close:
-                close()
+        _follow_push(client, repository, tag, auth, tally, cancel or CancelToken(),
+                     time.monotonic() + deadline, registry)
     except docker.errors.ImageNotFound:
         raise RegistryError(f"image {image} is not in the local engine",
                             hint="build it first with `jupyter envpack build`") from None
-    except docker.errors.APIError as exc:
-        message = sanitize(str(exc.explanation or exc), secrets)
-        raise RegistryError(f"push to {registry} failed: {message}",
-                            hint=_error_hint(message, registry)) from None
-    except docker.errors.DockerException as exc:
-        raise RegistryError(f"push to {registry} failed: {sanitize(str(exc), secrets)}",
-                            hint="is the Docker engine running?") from None
-    except (requests.exceptions.RequestException, OSError) as exc:
-        raise RegistryError(f"the connection to the Docker engine broke during the push to "
-                            f"{registry} ({type(exc).__name__})",
-                            hint="push again: layers already uploaded are skipped") from None
+    except (RegistryError, CancelledError):
+        _untag(client, reference, tagged_before)
+        raise
+    except (docker.errors.DockerException, requests.exceptions.RequestException, OSError) as exc:
+        _untag(client, reference, tagged_before)
+        raise _engine_error(exc, registry, secrets) from None
     result = tally.result(reference)
     summary = (f"{len(result.pushed)} layer(s) uploaded, {len(result.existing)} already there")
     reporter(ProgressEvent("push", f"pushed {reference}: {summary}", "info", 1.0))

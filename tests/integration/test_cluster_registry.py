@@ -62,6 +62,42 @@ def tags(addr: str, repository: str, auth: tuple[str, str] | None = None) -> lis
         return list(json.load(response).get("tags") or [])
 
 
+def registry_binary() -> str:
+    binary = shutil.which("docker-registry")
+    if binary is None:
+        if IN_CI:
+            pytest.fail("docker-registry is not installed (.ci/provision installs it)")
+        pytest.skip("docker-registry is not installed")
+    return binary
+
+
+def start_registry(root: Path, addr: str, extra: str = "") -> subprocess.Popen[bytes]:
+    """``docker-registry serve`` with storage under ``root``, listening on ``addr``; waits until
+    the port accepts connections (the caller stops it)."""
+    config = root / "config.yml"
+    if not config.exists():
+        config.write_text("version: 0.1\n"
+                          f"storage: {{filesystem: {{rootdirectory: {root / 'data'}}}, "
+                          f"delete: {{enabled: true}}}}\n{extra}")
+    with open(root / "registry.log", "ab") as log:
+        proc = subprocess.Popen([registry_binary(), "serve", str(config)], stdout=log,
+                                stderr=subprocess.STDOUT)
+    host, port = addr.rsplit(":", 1)
+    for _ in range(60):
+        with socket.socket() as sock:
+            if sock.connect_ex((host, int(port))) == 0:
+                return proc
+        time.sleep(0.25)
+    proc.kill()
+    raise AssertionError(f"the registry on {addr} did not start: "
+                         + (root / "registry.log").read_text()[-2000:])
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
 @pytest.fixture(scope="module")
 def registry() -> str:
     if not _registry_up(TEST_REGISTRY):
@@ -77,35 +113,16 @@ def auth_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A second docker-registry with htpasswd (bcrypt) auth; yields its password (a canary)."""
     import bcrypt
 
-    binary = shutil.which("docker-registry")
-    if binary is None:
-        if IN_CI:
-            pytest.fail("docker-registry is not installed (.ci/provision installs it)")
-        pytest.skip("docker-registry is not installed")
     root = tmp_path_factory.mktemp("auth-registry")
     password = secrets.token_hex(16)
     hashed = bcrypt.hashpw(password.encode(), bcrypt.gensalt()).decode()
     (root / "htpasswd").write_text(f"{USER}:{hashed}\n")
-    (root / "config.yml").write_text(
-        "version: 0.1\n"
-        f"storage: {{filesystem: {{rootdirectory: {root / 'data'}}}, delete: {{enabled: true}}}}\n"
-        f"http: {{addr: {AUTH_ADDR}}}\n"
-        f"auth: {{htpasswd: {{realm: basic, path: {root / 'htpasswd'}}}}}\n")
-    with open(root / "registry.log", "wb") as log:
-        proc = subprocess.Popen([binary, "serve", str(root / "config.yml")], stdout=log,
-                                stderr=subprocess.STDOUT)
-        try:
-            for _ in range(60):
-                if _registry_up(AUTH_ADDR):
-                    break
-                time.sleep(0.25)
-            else:
-                pytest.fail("the htpasswd registry did not start: "
-                            + (root / "registry.log").read_text())
-            yield password
-        finally:
-            proc.terminate()
-            proc.wait(timeout=10)
+    proc = start_registry(root, AUTH_ADDR, f"http: {{addr: {AUTH_ADDR}}}\n"
+                          f"auth: {{htpasswd: {{realm: basic, path: {root / 'htpasswd'}}}}}\n")
+    try:
+        yield password
+    finally:
+        stop(proc)
 
 
 @pytest.fixture
@@ -183,6 +200,9 @@ def test_closed_port_is_a_clear_error(docker_client: Any, fresh_image: str) -> N
     assert time.monotonic() - started < 60
     assert "connection refused" in info.value.message.lower()
     assert f"127.0.0.1:{port}" in (info.value.hint or "")
+    tags_left = [t for i in docker_client.images.list() for t in i.tags]
+    assert fresh_image in tags_left  # the local image stays
+    assert f"127.0.0.1:{port}/{fresh_image}" not in tags_left  # no stray registry tag
 
 
 def test_missing_local_image_is_a_registry_error(docker_client: Any, registry: str) -> None:
@@ -199,15 +219,9 @@ WORKER_SOCKET = "unix:///run/envpack-worker1.sock"
 def swarm_worker(docker_client: Any) -> Any:
     """A docker client on the swarm worker (.ci/swarm-up forwards 5001 into its namespace)."""
     import docker
+    from test_cluster_swarm import ensure_swarm  # one readiness check for every swarm test
 
-    info = docker_client.info().get("Swarm") or {}
-    ready = [n for n in docker_client.nodes.list() if n.attrs["Description"]["Hostname"] == WORKER
-             and n.attrs["Status"]["State"] == "ready"] if info.get("ControlAvailable") else []
-    if not ready:
-        message = f"no swarm with a ready worker {WORKER} (.ci/swarm-up)"
-        if IN_CI:
-            pytest.fail(message)
-        pytest.skip(message)
+    ensure_swarm(docker_client)
     worker = docker.DockerClient(base_url=WORKER_SOCKET, timeout=30)
     yield worker
     worker.close()
@@ -296,24 +310,12 @@ def tls_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                     "-keyout", str(root / "key.pem"), "-out", str(root / "cert.pem")],
                    check=True, capture_output=True)
     addr = f"{VETH_HOST_IP}:5002"
-    (root / "config.yml").write_text(
-        "version: 0.1\n"
-        f"storage: {{filesystem: {{rootdirectory: {root / 'data'}}}}}\n"
-        f"http: {{addr: {addr}, tls: {{certificate: {root / 'cert.pem'}, "
-        f"key: {root / 'key.pem'}}}}}\n")
-    with open(root / "registry.log", "wb") as log:
-        proc = subprocess.Popen([shutil.which("docker-registry") or "docker-registry", "serve",
-                                 str(root / "config.yml")], stdout=log, stderr=subprocess.STDOUT)
-        try:
-            for _ in range(60):
-                with socket.socket() as sock:
-                    if sock.connect_ex((VETH_HOST_IP, 5002)) == 0:
-                        break
-                time.sleep(0.25)
-            yield addr
-        finally:
-            proc.terminate()
-            proc.wait(timeout=10)
+    proc = start_registry(root, addr, f"http: {{addr: {addr}, tls: {{certificate: "
+                          f"{root / 'cert.pem'}, key: {root / 'key.pem'}}}}}\n")
+    try:
+        yield addr
+    finally:
+        stop(proc)
 
 
 @pytest.fixture
@@ -365,26 +367,12 @@ def test_registry_killed_mid_push_then_repush_is_idempotent(
         docker_client: Any, test_base_image: str, tmp_path: Path) -> None:
     """A registry that dies mid-upload: the push fails (or the daemon's own retries carry it once
     the registry is back); either way pushing again completes, and once more uploads nothing."""
-    binary = shutil.which("docker-registry")
-    if binary is None:
-        pytest.skip("docker-registry is not installed")
     addr = "127.0.0.1:5003"
-    (tmp_path / "config.yml").write_text(
-        f"version: 0.1\nstorage: {{filesystem: {{rootdirectory: {tmp_path / 'data'}}}}}\n"
-        f"http: {{addr: {addr}}}\n")
     repo = f"envpack/g3-{uuid.uuid4().hex[:8]}"
     docker_client.api.tag(test_base_image, repo, "t1")  # ≈ 190 MB: long enough to interrupt
+    extra = f"http: {{addr: {addr}}}\n"
 
-    def serve() -> subprocess.Popen[bytes]:
-        proc = subprocess.Popen([binary, "serve", str(tmp_path / "config.yml")],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        for _ in range(60):
-            if _registry_up(addr):
-                return proc
-            time.sleep(0.25)
-        raise AssertionError("registry did not start")
-
-    proc = serve()
+    proc = start_registry(tmp_path, addr, extra)
     outcome: list[Any] = []
 
     def push() -> None:
@@ -402,7 +390,7 @@ def test_registry_killed_mid_push_then_repush_is_idempotent(
         proc.kill()  # the registry dies mid-upload
         proc.wait(timeout=10)
         time.sleep(2.0)
-        proc = serve()  # ... and comes back
+        proc = start_registry(tmp_path, addr, extra)  # ... and comes back
         pusher.join(timeout=240)
         assert not pusher.is_alive(), "the interrupted push never ended"
         first = outcome[0]
