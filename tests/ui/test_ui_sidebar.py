@@ -174,6 +174,27 @@ def test_rerun_with_parameters_reports_the_differences(page: Any, lab: Any) -> N
     assert_no_envpack_errors(page)
 
 
+def test_cancel_stops_a_running_rerun(page: Any, lab: Any) -> None:
+    # Given a rerun of the notebook in progress (its third cell sleeps for 6 s)
+    open_notebook(page, lab)
+    show_sidebar(page)
+    op_id = rerun_with(page, lab, "n = 4")
+    view = page.locator(f"{RUN_OP}[data-operation='{op_id}']")
+    page.locator(f"{RUN_OP}[data-operation='{op_id}'][data-state='running']").wait_for(
+        timeout=120_000)
+
+    # When Cancel is clicked (a DELETE sent by the browser, with its XSRF header)
+    view.locator(".jp-Envpack-cancel").click()
+
+    # Then the operation ends cancelled, on the server and in the sidebar, without a report
+    page.locator(f"{RUN_OP}[data-operation='{op_id}'][data-state='cancelled']").wait_for(
+        timeout=120_000)
+    assert lab.api(f"envpack/operations/{op_id}")["state"] == "cancelled"
+    assert view.locator(".jp-Envpack-cancel").is_hidden()
+    assert page.locator(f"{SIDEBAR} .jp-Envpack-section-Run .jp-Envpack-verdict").count() == 0
+    assert_no_envpack_errors(page)
+
+
 def test_environment_lists_unresolved_imports_with_their_fix(page: Any, lab: Any) -> None:
     # Given a notebook that imports sklearn, which the kernel does not have
     open_notebook(page, lab, "markup.ipynb")
