@@ -370,3 +370,14 @@ def test_an_unusable_backend_is_reported_before_any_build(isolated: Path,
     with pytest.raises(ClusterError, match="no Kubernetes configuration"):
         jobs.submit(str(notebook(isolated)), SubmitOptions(backend="kubernetes"))
     assert JobIndex().list() == []
+
+
+def test_a_backend_class_can_be_configured_directly() -> None:
+    """``c.EnvPack.cluster_backends`` takes classes (a traitlets ``Type``) as well as strings."""
+    from jupyter_envpack.config import EnvPack
+
+    config = EnvPack(cluster_backends={"mine": FakeBackend})
+    backend = jobs.open_backend("mine", {"zone": "a"}, config)
+    assert isinstance(backend, FakeBackend) and backend.options == {"zone": "a"}
+    no_swarm = type("Client", (), {"info": lambda self: {"Swarm": {}}})()
+    assert jobs.backend_availability(config, client=no_swarm)["mine"] == {"available": True}
