@@ -57,6 +57,7 @@ def submit_options(args: argparse.Namespace, config: Any = None) -> Any:
         backend=backend, registry=registry, registry_auth=_registry_auth(args),
         parameters=parse_cli_parameters(args.parameter), cell_timeout=args.cell_timeout,
         deadline=args.deadline, cpu=args.cpu, memory=args.memory,
+        cpu_request=args.cpu_request, memory_request=args.memory_request,
         constraints=tuple(args.constraint or ()), schedule=args.schedule, timezone=args.timezone,
         namespace=args.namespace, kube_context=args.context, kubeconfig=args.kubeconfig,
         image_pull_secrets=tuple(args.image_pull_secret or ()), output=args.output).validate()
@@ -175,6 +176,10 @@ def _add_submit(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
                    "(Kubernetes CronJob)")
     p.add_argument("--timezone", metavar="TZ", help="IANA time zone of --schedule")
     p.add_argument("--cpu", type=float, metavar="CORES", help="CPU limit")
+    p.add_argument("--cpu-request", type=float, metavar="CORES",
+                   help="CPU reserved for the job (Swarm reservation, Kubernetes request)")
+    p.add_argument("--memory-request", metavar="SIZE",
+                   help="memory reserved for the job (default: the --memory limit on Kubernetes)")
     p.add_argument("--constraint", action="append", metavar="EXPR",
                    help="Swarm placement constraint, e.g. node.role==worker (repeatable)")
     p.add_argument("--namespace", help="Kubernetes namespace")

@@ -168,6 +168,8 @@ class SubmitOptions:
     deadline: float = 3600.0
     cpu: float | None = None
     memory: str | int | None = None
+    cpu_request: float | None = None
+    memory_request: str | int | None = None
     constraints: tuple[str, ...] = ()
     schedule: str | None = None
     timezone: str | None = None
@@ -204,9 +206,14 @@ class SubmitOptions:
                                  hint="Swarm has no cron jobs; use --backend kubernetes")
         if self.deadline <= 0 or (self.cell_timeout is not None and self.cell_timeout <= 0):
             raise InputError("timeouts must be positive")
-        if self.cpu is not None and self.cpu <= 0:
-            raise InputError("--cpu must be positive")
-        parse_memory(self.memory)
+        for name, cores in (("--cpu", self.cpu), ("--cpu-request", self.cpu_request)):
+            if cores is not None and cores <= 0:
+                raise InputError(f"{name} must be positive")
+        limit, request = parse_memory(self.memory), parse_memory(self.memory_request)
+        if limit and request and request > limit:
+            raise InputError("--memory-request is larger than --memory")
+        if self.cpu and self.cpu_request and self.cpu_request > self.cpu:
+            raise InputError("--cpu-request is larger than --cpu")
         return self
 
 
@@ -296,7 +303,8 @@ def make_job_spec(job_id: str, notebook: str, image: str, opts: SubmitOptions) -
         parameters_cell=parameters_cell_source(dict(opts.parameters)) if opts.parameters
         else None,
         cell_timeout=opts.cell_timeout, deadline=opts.deadline, cpu=opts.cpu,
-        memory=parse_memory(opts.memory), labels=dict(opts.labels),
+        memory=parse_memory(opts.memory), cpu_request=opts.cpu_request,
+        memory_request=parse_memory(opts.memory_request), labels=dict(opts.labels),
         constraints=tuple(opts.constraints), schedule=opts.schedule, timezone=opts.timezone)
 
 

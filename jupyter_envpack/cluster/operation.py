@@ -21,9 +21,11 @@ from .jobs import JobIndex, JobRecord, SubmitOptions, follow, submit
 Reporter = Callable[[ProgressEvent], None]
 _STRINGS = ("backend", "registry", "schedule", "timezone", "namespace", "context", "image",
             "output", "kernel", "base_image")
-_NUMBERS = {"cell_timeout": (1, 86400), "deadline": (1, 604800), "cpu": (0.001, 1024)}
+_NUMBERS = {"cell_timeout": (1, 86400), "deadline": (1, 604800), "cpu": (0.001, 1024),
+            "cpu_request": (0.001, 1024)}
 _LISTS = ("constraints", "image_pull_secrets")
-FIELDS = set(_STRINGS) | set(_NUMBERS) | set(_LISTS) | {"parameters", "memory", "wait"}
+FIELDS = set(_STRINGS) | set(_NUMBERS) | set(_LISTS) | {"parameters", "memory", "memory_request",
+                                                         "wait"}
 
 
 def validate_job(options: dict[str, Any]) -> dict[str, Any]:
@@ -47,9 +49,10 @@ def validate_job(options: dict[str, Any]) -> dict[str, Any]:
         if value is not None and (not isinstance(value, list)
                                   or not all(isinstance(v, str) for v in value)):
             raise InputError(f"job option {name} must be a list of strings")
-    memory = options.get("memory")
-    if memory is not None and (isinstance(memory, bool) or not isinstance(memory, int | str)):
-        raise InputError("job option memory must be bytes or a size like 2g")
+    for name in ("memory", "memory_request"):
+        memory = options.get(name)
+        if memory is not None and (isinstance(memory, bool) or not isinstance(memory, int | str)):
+            raise InputError(f"job option {name} must be bytes or a size like 2g")
     if options.get("wait") is not None and not isinstance(options["wait"], bool):
         raise InputError("job option wait must be a boolean")
     validate_parameters(options.get("parameters") or {})
@@ -68,7 +71,8 @@ def _submit_options(o: dict[str, Any], config: Any, labels: dict[str, str]) -> S
         parameters=o.get("parameters") or {},
         cell_timeout=o.get("cell_timeout") or getattr(config, "cell_timeout", 600.0),
         deadline=float(o.get("deadline") or getattr(config, "run_deadline", None) or 3600.0),
-        cpu=o.get("cpu"), memory=o.get("memory"), constraints=tuple(o.get("constraints") or ()),
+        cpu=o.get("cpu"), memory=o.get("memory"), cpu_request=o.get("cpu_request"),
+        memory_request=o.get("memory_request"), constraints=tuple(o.get("constraints") or ()),
         schedule=o.get("schedule"), timezone=o.get("timezone"), namespace=o.get("namespace"),
         kube_context=o.get("context"), image_pull_secrets=tuple(o.get("image_pull_secrets") or ()),
         labels=labels)

@@ -187,11 +187,14 @@ def test_cli_dry_run_prints_the_swarm_service(isolated: Path,
                                               capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = cli(capsys, "submit", str(notebook(isolated)), "--image", IMAGE, "--backend",
                        "swarm", "--constraint", "node.role==worker", "--memory", "1g",
+                       "--memory-request", "256m", "--cpu", "2", "--cpu-request", "0.5",
                        "--dry-run")
     service = yaml.safe_load(out)
     assert code == 0 and service["Mode"] == {"ReplicatedJob": {"MaxConcurrent": 1,
                                                                "TotalCompletions": 1}}
-    assert service["TaskTemplate"]["Resources"]["Limits"]["MemoryBytes"] == 2**30
+    resources = service["TaskTemplate"]["Resources"]
+    assert resources["Limits"] == {"MemoryBytes": 2**30, "NanoCPUs": 2 * 10**9, "Pids": 1024}
+    assert resources["Reservations"] == {"MemoryBytes": 256 * 2**20, "NanoCPUs": 5 * 10**8}
 
 
 @pytest.mark.reliability("I7")
@@ -202,6 +205,8 @@ def test_cli_dry_run_prints_the_swarm_service(isolated: Path,
      "time zone"),
     (["--registry", "Not A Registry"], "invalid registry"),
     (["--registry-user", "u"], "needs a password"),
+    (["--memory", "1g", "--memory-request", "2g"], "larger than --memory"),
+    (["--cpu", "-1"], "must be positive"),
 ])
 def test_cli_bad_options_are_clear_errors(isolated: Path, capsys: pytest.CaptureFixture[str],
                                           extra: list[str], message: str) -> None:
