@@ -206,6 +206,31 @@ export class EnvpackClient {
   }
 
   /**
+   * One page of an operation's events after `after` (the polling alternative to the stream).
+   */
+  async eventsPage(id: string, after: string | null): Promise<EnvpackClient.IEventsPage> {
+    const params: Record<string, string> = { format: 'json' };
+    if (after !== null) {
+      params.after = after;
+    }
+    const page = await this.requestJSON<{
+      events: Array<Record<string, unknown>>;
+      last?: number | null;
+      state?: string;
+      done?: boolean;
+    }>(`operations/${encodeURIComponent(id)}/events${query(params)}`);
+    const events = (page.events ?? []).map(
+      e =>
+        ({
+          ...e,
+          type: String(e.type ?? 'progress'),
+          id: e.seq === undefined || e.seq === null ? null : String(e.seq)
+        }) as IOperationEvent
+    );
+    return { events, done: Boolean(page.done) };
+  }
+
+  /**
    * Send a request to `<baseUrl>/envpack/<endpoint>` and parse the JSON answer.
    */
   async requestJSON<T>(endpoint: string, init: RequestInit = {}): Promise<T> {
@@ -257,6 +282,14 @@ export namespace EnvpackClient {
      * The server settings of the app (`app.serviceManager.serverSettings`).
      */
     serverSettings?: ServerConnection.ISettings;
+  }
+
+  export interface IEventsPage {
+    events: IOperationEvent[];
+    /**
+     * The operation is finished and every event was returned.
+     */
+    done: boolean;
   }
 
   export interface IStreamOptions {

@@ -36,6 +36,8 @@ export class EnvpackModel implements IDisposable {
   constructor(options: EnvpackModel.IOptions) {
     this.client = options.client;
     this._retryDelay = options.retryDelay ?? 1000;
+    this._pollInterval = options.pollInterval ?? 2000;
+    this._maxStreams = options.maxStreams ?? 3;
   }
 
   readonly client: EnvpackClient;
@@ -291,16 +293,36 @@ export class EnvpackModel implements IDisposable {
     }
     const controller = new AbortController();
     this._followers.set(id, controller);
-    let lastEventId: string | null = null;
+    // The resume point moves with every event received, so a stream that breaks in the middle
+    // resumes after its last delivered event (no duplicated log lines).
+    let after: string | null = null;
+    const onEvent = (event: IOperationEvent): void => {
+      if (event.id !== null) {
+        after = event.id;
+      }
+      this._onEvent(id, event);
+    };
     let failures = 0;
     try {
       while (!controller.signal.aborted) {
+        // Browsers allow about six HTTP/1.1 connections per host and JupyterLab needs some:
+        // beyond `maxStreams` open streams, operations are followed by polling event pages.
+        const streaming = this._streams < this._maxStreams;
         try {
-          lastEventId = await this.client.streamEvents(
-            id,
-            event => this._onEvent(id, event),
-            { lastEventId, signal: controller.signal }
-          );
+          if (streaming) {
+            this._streams++;
+            try {
+              await this.client.streamEvents(id, onEvent, {
+                lastEventId: after,
+                signal: controller.signal
+              });
+            } finally {
+              this._streams--;
+            }
+          } else {
+            await this._readPages(id, () => after, onEvent);
+          }
+          failures = 0;
         } catch (err) {
           if (controller.signal.aborted) {
             break;
@@ -310,7 +332,8 @@ export class EnvpackModel implements IDisposable {
         if (await this._settled(id)) {
           break;
         }
-        await sleep(Math.min(this._retryDelay * 2 ** Math.min(failures, 4), 10000));
+        const delay = streaming ? this._retryDelay : this._pollInterval;
+        await sleep(Math.min(delay * 2 ** Math.min(failures, 4), 10000));
       }
     } finally {
       this._followers.delete(id);
@@ -349,6 +372,23 @@ export class EnvpackModel implements IDisposable {
     if (ticket === this._tickets[kind]) {
       apply(value, error);
       this._changed.emit(kind);
+    }
+  }
+
+  /**
+   * Read the JSON event pages of an operation until the server has no more.
+   */
+  private async _readPages(
+    id: string,
+    after: () => string | null,
+    onEvent: (event: IOperationEvent) => void
+  ): Promise<void> {
+    for (;;) {
+      const page = await this.client.eventsPage(id, after());
+      page.events.forEach(onEvent);
+      if (page.done || !page.events.length) {
+        return;
+      }
     }
   }
 
@@ -479,6 +519,9 @@ export class EnvpackModel implements IDisposable {
   private _logs = new Map<string, string[]>();
   private _followers = new Map<string, AbortController>();
   private _retryDelay: number;
+  private _pollInterval: number;
+  private _maxStreams: number;
+  private _streams = 0;
   private _tickets = { snapshot: 0, dockerfile: 0 };
 }
 
@@ -497,6 +540,14 @@ export namespace EnvpackModel {
      * First delay before reconnecting a dropped event stream, in ms (doubles up to 10 s).
      */
     retryDelay?: number;
+    /**
+     * Event streams kept open at once (default 3); more operations are polled.
+     */
+    maxStreams?: number;
+    /**
+     * Delay between polls of an operation that is not streamed, in ms (default 2 s).
+     */
+    pollInterval?: number;
   }
 
   /**

@@ -27,16 +27,24 @@ export function json(body: unknown, status = 200): Response {
 }
 
 /**
- * An SSE response whose body arrives in the given chunks.
+ * An SSE response whose body arrives in the given chunks (then ends, or breaks like a dropped
+ * connection).
  */
-export function sse(chunks: string[]): Response {
+export function sse(chunks: string[], options: { breakAtEnd?: boolean } = {}): Response {
   const encoder = new TextEncoder();
+  let sent = false;
   const stream = new ReadableStream<Uint8Array>({
-    start(controller) {
-      for (const chunk of chunks) {
-        controller.enqueue(encoder.encode(chunk));
+    // The end (or the break) comes only once the reader has taken the chunks, like a network
+    // failure after some bytes; erroring right away would discard the queued chunks.
+    pull(controller) {
+      if (!sent) {
+        sent = true;
+        chunks.forEach(chunk => controller.enqueue(encoder.encode(chunk)));
+      } else if (options.breakAtEnd) {
+        controller.error(new TypeError('network error'));
+      } else {
+        controller.close();
       }
-      controller.close();
     }
   });
   return new Response(stream as any, { headers: { 'Content-Type': 'text/event-stream' } });

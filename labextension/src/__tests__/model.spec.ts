@@ -162,6 +162,49 @@ describe('EnvpackModel', () => {
     expect(model.log('op1')).toEqual(['first', 'second']);
   });
 
+  it('resumes after the last delivered event when a stream breaks mid-way (no duplicate lines)', async () => {
+    let calls = 0;
+    let state: IOperation['state'] = 'running';
+    server.on('GET', 'operations/op1/events', () => {
+      calls += 1;
+      if (calls === 1) {
+        return sse([frame(41, 'progress', { kind: 'log', message: 'first' })], { breakAtEnd: true });
+      }
+      state = 'succeeded';
+      return sse([frame(42, 'progress', { kind: 'log', message: 'second' })]);
+    });
+    server.on('GET', 'operations/op1', () => json(operation({ state })));
+    server.on('GET', 'operations', () => json({ operations: [operation()] }));
+    await model.reconnect();
+    await model.waitFor('op1');
+    expect(server.requestsTo('GET', 'operations/op1/events')[1].headers.get('Last-Event-ID')).toBe('41');
+    expect(model.log('op1')).toEqual(['first', 'second']);
+  });
+
+  it('polls JSON event pages instead of streaming beyond maxStreams', async () => {
+    const polling = new EnvpackModel({
+      client: new EnvpackClient({ serverSettings: server.settings }),
+      retryDelay: 1,
+      pollInterval: 1,
+      maxStreams: 0
+    });
+    const pages: Record<string, unknown> = {
+      none: { events: [{ seq: 1, type: 'progress', kind: 'log', message: 'a' }, { seq: 2, type: 'progress', kind: 'log', message: 'b' }], last: 2, done: false },
+      '2': { events: [{ seq: 3, type: 'state', state: 'succeeded' }], last: 3, done: true }
+    };
+    server.on('GET', 'operations/op1/events', r => json(pages[r.url.searchParams.get('after') ?? 'none']));
+    server.on('GET', 'operations/op1', () => json(operation({ state: 'succeeded', result: { image: 'i', cached: true } })));
+    server.on('GET', 'operations', () => json({ operations: [operation()] }));
+    await polling.reconnect();
+    const done = await polling.waitFor('op1');
+    expect(done.result).toEqual({ image: 'i', cached: true });
+    expect(polling.log('op1')).toEqual(['a', 'b']);
+    const requests = server.requestsTo('GET', 'operations/op1/events');
+    expect(requests.every(r => r.url.searchParams.get('format') === 'json')).toBe(true);
+    expect(requests.map(r => r.url.searchParams.get('after'))).toEqual([null, '2']);
+    polling.dispose();
+  });
+
   it('marks an operation the server no longer knows as lost', async () => {
     server.on('GET', 'operations', () => json({ operations: [operation()] }));
     server.on('GET', 'operations/op1/events', () => json({ message: 'gone' }, 404));
