@@ -8,6 +8,7 @@ import { IDisposable } from '@lumino/disposable';
 import { ISignal, Signal } from '@lumino/signaling';
 
 import { EnvpackClient, EnvpackRequestError, errorMessage } from './api';
+import { followOperation, StreamBudget } from './follow';
 import {
   IOperation,
   IOperationEvent,
@@ -37,7 +38,7 @@ export class EnvpackModel implements IDisposable {
     this.client = options.client;
     this._retryDelay = options.retryDelay ?? 1000;
     this._pollInterval = options.pollInterval ?? 2000;
-    this._maxStreams = options.maxStreams ?? 3;
+    this._budget = new StreamBudget(options.maxStreams ?? 3);
   }
 
   readonly client: EnvpackClient;
@@ -293,48 +294,17 @@ export class EnvpackModel implements IDisposable {
     }
     const controller = new AbortController();
     this._followers.set(id, controller);
-    // The resume point moves with every event received, so a stream that breaks in the middle
-    // resumes after its last delivered event (no duplicated log lines).
-    let after: string | null = null;
-    const onEvent = (event: IOperationEvent): void => {
-      if (event.id !== null) {
-        after = event.id;
-      }
-      this._onEvent(id, event);
-    };
-    let failures = 0;
     try {
-      while (!controller.signal.aborted) {
-        // Browsers allow about six HTTP/1.1 connections per host and JupyterLab needs some:
-        // beyond `maxStreams` open streams, operations are followed by polling event pages.
-        const streaming = this._streams < this._maxStreams;
-        try {
-          if (streaming) {
-            this._streams++;
-            try {
-              await this.client.streamEvents(id, onEvent, {
-                lastEventId: after,
-                signal: controller.signal
-              });
-            } finally {
-              this._streams--;
-            }
-          } else {
-            await this._readPages(id, () => after, onEvent);
-          }
-          failures = 0;
-        } catch (err) {
-          if (controller.signal.aborted) {
-            break;
-          }
-          failures++;
-        }
-        if (await this._settled(id)) {
-          break;
-        }
-        const delay = streaming ? this._retryDelay : this._pollInterval;
-        await sleep(Math.min(delay * 2 ** Math.min(failures, 4), 10000));
-      }
+      await followOperation({
+        client: this.client,
+        id,
+        signal: controller.signal,
+        budget: this._budget,
+        onEvent: event => this._onEvent(id, event),
+        settled: () => this._settled(id),
+        retryDelay: this._retryDelay,
+        pollInterval: this._pollInterval
+      });
     } finally {
       this._followers.delete(id);
     }
@@ -372,23 +342,6 @@ export class EnvpackModel implements IDisposable {
     if (ticket === this._tickets[kind]) {
       apply(value, error);
       this._changed.emit(kind);
-    }
-  }
-
-  /**
-   * Read the JSON event pages of an operation until the server has no more.
-   */
-  private async _readPages(
-    id: string,
-    after: () => string | null,
-    onEvent: (event: IOperationEvent) => void
-  ): Promise<void> {
-    for (;;) {
-      const page = await this.client.eventsPage(id, after());
-      page.events.forEach(onEvent);
-      if (page.done || !page.events.length) {
-        return;
-      }
     }
   }
 
@@ -520,8 +473,7 @@ export class EnvpackModel implements IDisposable {
   private _followers = new Map<string, AbortController>();
   private _retryDelay: number;
   private _pollInterval: number;
-  private _maxStreams: number;
-  private _streams = 0;
+  private _budget: StreamBudget;
   private _tickets = { snapshot: 0, dockerfile: 0 };
 }
 
@@ -573,8 +525,4 @@ export namespace EnvpackModel {
     id: string;
     lines: string[];
   }
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise(resolve => setTimeout(resolve, ms));
 }
