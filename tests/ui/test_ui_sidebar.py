@@ -134,6 +134,11 @@ def test_containerise_survives_a_reload_and_shows_the_report(page: Any, lab: Any
     assert image.inner_text() == op["result"]["image"]
     history = page.locator(f"{SIDEBAR} .jp-Envpack-historyItem[data-operation='{op_id}']")
     assert "succeeded" in history.inner_text()
+    # The polling alternative the client falls back to (past 3 open streams) has the same events
+    events = lab.api(f"envpack/operations/{op_id}/events?format=json")
+    assert events["done"] is True
+    assert all(isinstance(e["seq"], int) and e["type"] for e in events["events"])
+    assert events["events"][-1]["type"] == "state"
 
     # And the screenshot shows the report (Environment and Dockerfile folded away)
     for section in ("Environment", "Dockerfile"):
