@@ -175,7 +175,11 @@ export class EnvpackModel implements IDisposable {
       this.status = await this.client.getStatus();
       this.statusError = null;
     } catch (err) {
-      this.statusError = errorMessage(err);
+      this.statusError =
+        err instanceof EnvpackRequestError && err.status === 404
+          ? 'The jupyter-envpack server extension is not running on this server ' +
+            '(enable it: jupyter server extension enable jupyter_envpack, then restart).'
+          : errorMessage(err);
     }
     this._changed.emit('status');
   }

@@ -241,6 +241,13 @@ describe('EnvpackSidebar', () => {
     model.dispose();
   });
 
+  it('says how to enable the server extension when /envpack is missing', async () => {
+    const model = makeModel(new FakeServer()); // answers 404 to every route
+    await model.refreshStatus();
+    expect(statusProblems(model)[0]).toMatch(/server extension is not running.*jupyter server extension enable jupyter_envpack/);
+    model.dispose();
+  });
+
   it('reports an unreachable Docker engine and a degraded store in readable words', async () => {
     const server = new FakeServer();
     server.on('GET', 'status', () =>
