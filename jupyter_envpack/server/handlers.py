@@ -24,8 +24,9 @@ from tornado.iostream import StreamClosedError
 
 from ..errors import EnvpackError, InputError
 from ..operations import STATES, Event, OperationManager, scrub_path
-from .schema import parse_operation_request
+from .schema import parse_json_object, parse_operation_request
 from .service import EnvpackService
+from .sharing import backends_json, binder_json, flag, kernel_name, write_binder_json
 
 T = TypeVar("T")
 AUTH_RESOURCE = "envpack"
@@ -121,6 +122,48 @@ class DockerfileHandler(EnvpackHandler):
         base_image = self.get_query_argument("base_image", None)
         text = await self.blocking(self.service.dockerfile, path, kernel, base_image)
         self.finish(text, set_content_type="text/plain; charset=utf-8")
+
+
+class BinderHandler(EnvpackHandler):
+    """``GET /envpack/binder?path=&host=&ref=&branch=&kernel=&snapshot=`` → link, badges and
+    warnings; ``POST /envpack/binder {"path", "kernel"?}`` → writes the ``binder/`` folder."""
+
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        path = self.query_path()
+        kernel = kernel_name(self.service.config, self.get_query_argument("kernel", None))
+        data = await self.blocking(
+            binder_json, self.service.paths, path, kernel=kernel,
+            host=self.get_query_argument("host", None), ref=self.get_query_argument("ref", None),
+            branch=flag(self.get_query_argument("branch", None)),
+            snapshot=flag(self.get_query_argument("snapshot", "1")))
+        self.write_json(data)
+
+    @web.authenticated
+    @authorized(action="write")  # type: ignore[untyped-decorator]  # jupyter_server's typing
+    async def post(self) -> None:
+        if len(self.request.body) > self.service.config.max_request_body:
+            raise web.HTTPError(413, "request body too large")
+        path, kernel = parse_binder_request(self.request.body)
+        data = await self.blocking(write_binder_json, self.service.paths, path,
+                                   kernel=kernel_name(self.service.config, kernel))
+        self.write_json(data)
+
+
+def parse_binder_request(body: bytes) -> tuple[str, str | None]:
+    """Return ``(path, kernel)`` from a ``POST /envpack/binder`` body (400 when malformed)."""
+    data = parse_json_object(body)
+    unknown = sorted(set(data) - {"path", "kernel"})
+    if unknown:
+        raise InputError(f"unknown field(s): {', '.join(u[:40] for u in unknown)}",
+                         hint="known: path, kernel")
+    path, kernel = data.get("path"), data.get("kernel")
+    if not isinstance(path, str) or not path:
+        raise InputError("'path' must be a notebook path", hint='{"path": "nb.ipynb"}')
+    if kernel is not None and not isinstance(kernel, str):
+        raise InputError("'kernel' must be a kernelspec name")
+    return path, kernel
 
 
 class OperationsHandler(EnvpackHandler):
@@ -278,7 +321,9 @@ class StatusHandler(EnvpackHandler):
     async def get(self) -> None:
         engine = await self.blocking(self.service.engine_status)
         status = await self.blocking(self.service.status)  # reads SQLite: not on the IOLoop
-        self.write_json({**status, "engine": engine})
+        backends = await self.blocking(backends_json, self.service.config, status["kinds"])
+        self.write_json({**status, "engine": engine, "backends": backends,
+                         "default_backend": self.service.config.default_backend})
 
 
 _ID = r"(?P<op_id>[^/]+)"
@@ -289,6 +334,7 @@ def make_handlers() -> list[tuple[str, type]]:
     return [
         (r"/envpack/snapshot", SnapshotHandler),
         (r"/envpack/dockerfile", DockerfileHandler),
+        (r"/envpack/binder", BinderHandler),
         (r"/envpack/operations", OperationsHandler),
         (rf"/envpack/operations/{_ID}", OperationHandler),
         (rf"/envpack/operations/{_ID}/events", EventsHandler),
