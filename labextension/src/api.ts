@@ -10,6 +10,8 @@ import { ServerConnection } from '@jupyterlab/services';
 
 import { SSEParser, IServerSentEvent } from './sse';
 import {
+  IBinderInfo,
+  IBinderWriteResult,
   IOperation,
   IOperationEvent,
   IOperationRequest,
@@ -125,12 +127,52 @@ export class EnvpackClient {
   }
 
   /**
-   * Every operation the server knows, newest first.
+   * How to share a notebook through Binder: link, badges, warnings (with their fixes).
    */
-  async listOperations(): Promise<IOperation[]> {
+  async getBinder(path: string, options: EnvpackClient.IBinderOptions = {}): Promise<IBinderInfo> {
+    const params: Record<string, string> = { path };
+    if (options.host) {
+      params.host = options.host;
+    }
+    if (options.ref) {
+      params.ref = options.ref;
+    }
+    if (options.branch) {
+      params.branch = '1';
+    }
+    if (options.snapshot === false) {
+      params.snapshot = '0';
+    }
+    return this.requestJSON<IBinderInfo>(`binder${query(params)}`);
+  }
+
+  /**
+   * Write the `binder/` folder at the root of the notebook's repository.
+   */
+  async writeBinder(path: string): Promise<IBinderWriteResult> {
+    return this.requestJSON<IBinderWriteResult>('binder', {
+      method: 'POST',
+      body: JSON.stringify({ path })
+    });
+  }
+
+  /**
+   * The operations the server knows (optionally of one kind or state), newest first.
+   */
+  async listOperations(filter: EnvpackClient.IOperationFilter = {}): Promise<IOperation[]> {
+    const params: Record<string, string> = {};
+    if (filter.kind) {
+      params.kind = filter.kind;
+    }
+    if (filter.state) {
+      params.state = filter.state;
+    }
+    if (filter.limit) {
+      params.limit = String(filter.limit);
+    }
     const body = await this.requestJSON<
       IOperation[] | { operations: IOperation[] }
-    >('operations');
+    >(`operations${query(params)}`);
     return Array.isArray(body) ? body : body.operations;
   }
 
@@ -290,6 +332,31 @@ export namespace EnvpackClient {
      * The operation is finished and every event was returned.
      */
     done: boolean;
+  }
+
+  export interface IBinderOptions {
+    /**
+     * BinderHub base URL (default: the server's, mybinder.org).
+     */
+    host?: string;
+    /**
+     * Git ref of the link (default: the current commit).
+     */
+    ref?: string;
+    /**
+     * Link to the current branch instead of the commit.
+     */
+    branch?: boolean;
+    /**
+     * `false`: skip the environment probe (link and git warnings only).
+     */
+    snapshot?: boolean;
+  }
+
+  export interface IOperationFilter {
+    kind?: string;
+    state?: string;
+    limit?: number;
   }
 
   export interface IStreamOptions {

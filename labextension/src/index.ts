@@ -126,6 +126,15 @@ function addCommands(
 ): void {
   const { commands, shell } = app;
   const hasNotebook = (): boolean => tracker.currentWidget !== null;
+  // Builds and reruns need the server's Docker engine (absent on Binder, for example).
+  const canBuild = (): boolean => hasNotebook() && model.engineAvailable;
+  model.changed.connect((_, kind) => {
+    if (kind === 'status') {
+      for (const id of [CommandIDs.containerise, CommandIDs.build, CommandIDs.run]) {
+        commands.notifyCommandChanged(id);
+      }
+    }
+  });
   const targetPath = async (args: Record<string, unknown>): Promise<string | null> => {
     const path = typeof args.path === 'string' ? args.path : tracker.currentWidget?.context.path;
     if (!path) {
@@ -162,17 +171,17 @@ function addCommands(
     label: 'Containerise Notebook',
     caption: 'Snapshot, build and rerun the notebook in a container',
     icon: envpackIcon,
-    isEnabled: hasNotebook,
+    isEnabled: canBuild,
     execute: guarded('Containerise failed', async path => revealKind(await model.containerise(path)))
   });
   commands.addCommand(CommandIDs.build, {
     label: 'Build Notebook Image',
-    isEnabled: hasNotebook,
+    isEnabled: canBuild,
     execute: guarded('Build failed', async path => revealKind(await model.build(path)))
   });
   commands.addCommand(CommandIDs.run, {
     label: 'Rerun Notebook in Container',
-    isEnabled: hasNotebook,
+    isEnabled: canBuild,
     execute: guarded('Rerun failed', async path => revealKind(await model.run(path)))
   });
   commands.addCommand(CommandIDs.refresh, {

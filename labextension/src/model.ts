@@ -185,10 +185,18 @@ export class EnvpackModel implements IDisposable {
   }
 
   /**
+   * `false` when the server says its Docker engine is unreachable (e.g. on Binder): builds and
+   * reruns cannot work, while snapshot, Dockerfile and Binder still do. `true` while unknown.
+   */
+  get engineAvailable(): boolean {
+    return this.status?.engine?.reachable !== false;
+  }
+
+  /**
    * Reload the operation list from the server (the history survives page reloads there).
    */
-  async refreshOperations(): Promise<void> {
-    const ops = await this.client.listOperations();
+  async refreshOperations(filter: EnvpackClient.IOperationFilter = {}): Promise<void> {
+    const ops = await this.client.listOperations(filter);
     for (const op of ops) {
       this._upsert(op, false);
     }
@@ -257,6 +265,21 @@ export class EnvpackModel implements IDisposable {
       return current;
     }
     return kind === 'run' ? this.run(path, options) : this.build(path);
+  }
+
+  /**
+   * Submit the notebook as a cluster `job` operation (options as `validate_job` takes them) and
+   * follow it.
+   */
+  async submitJob(
+    path: string | null = this._path,
+    options: Record<string, unknown> = {}
+  ): Promise<IOperation> {
+    const body: Record<string, unknown> = { ...options };
+    if (this._settings.baseImage && body.base_image === undefined && !body.image) {
+      body.base_image = this._settings.baseImage;
+    }
+    return this._start('job', path, body);
   }
 
   /**

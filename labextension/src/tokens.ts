@@ -191,6 +191,70 @@ export interface IServerStatus {
     error?: IErrorInfo | string | null;
     [key: string]: unknown;
   };
+  /**
+   * Cluster backends jobs can use from this server (`{}` without the `job` kind).
+   */
+  backends?: Record<string, IBackendInfo>;
+  default_backend?: string | null;
+  [key: string]: unknown;
+}
+
+/**
+ * Whether a cluster backend can take jobs from this server, and if not why.
+ */
+export interface IBackendInfo {
+  available: boolean;
+  reason?: string | null;
+  hint?: string | null;
+}
+
+/**
+ * `GET binder`: how to share a notebook through Binder.
+ */
+export interface IBinderInfo {
+  /**
+   * The Binder link, or `null` when there is none (the warnings say why).
+   */
+  link: string | null;
+  badges: { markdown: string; rst: string } | null;
+  warnings: IWarning[];
+  /**
+   * The notebook's path in its git repository.
+   */
+  notebook: string;
+  path?: string;
+  ref: string | null;
+  remote: { provider: string; url: string } | null;
+  host: string;
+  /**
+   * The files of the `binder/` folder (`null` when the environment was not probed).
+   */
+  files: Record<string, string> | null;
+}
+
+/**
+ * `POST binder`: what was written (API paths).
+ */
+export interface IBinderWriteResult {
+  folder: string;
+  written: string[];
+  removed: string[];
+  files: Record<string, string>;
+}
+
+/**
+ * The result of a cluster `job` operation.
+ */
+export interface IJobResult {
+  job_id: string;
+  backend: string;
+  state?: string;
+  message?: string | null;
+  image?: string;
+  /**
+   * API path of the executed notebook fetched back, when there is one.
+   */
+  output_path: string | null;
   [key: string]: unknown;
 }
 

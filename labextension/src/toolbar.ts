@@ -33,6 +33,24 @@ export class ContaineriseButtonExtension
     if (!panel.toolbar.insertAfter('cellType', 'envpackContainerise', button)) {
       panel.toolbar.addItem('envpackContainerise', button);
     }
-    return new DisposableDelegate(() => button.dispose());
+    // Disabled while the command is (e.g. the server's Docker engine is unreachable).
+    const sync = (): void => {
+      if (!button.isDisposed) {
+        button.enabled = this._commands.isEnabled(CommandIDs.containerise, {
+          path: panel.context.path
+        });
+      }
+    };
+    const onChanged = (_: CommandRegistry, change: CommandRegistry.ICommandChangedArgs): void => {
+      if (change.id === undefined || change.id === CommandIDs.containerise) {
+        sync();
+      }
+    };
+    this._commands.commandChanged.connect(onChanged);
+    sync();
+    return new DisposableDelegate(() => {
+      this._commands.commandChanged.disconnect(onChanged);
+      button.dispose();
+    });
   }
 }

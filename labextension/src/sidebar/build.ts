@@ -13,6 +13,7 @@ export class BuildSection extends OperationSection {
       label: 'Build',
       rank: 30,
       kind: 'build',
+      needsEngine: true,
       buttonLabel: 'Build image',
       buttonTitle: 'Build the container image of this notebook',
       buttonClass: 'jp-Envpack-buildButton',

@@ -5,12 +5,15 @@ import { Widget } from '@lumino/widgets';
 
 import { EnvpackModel } from '../model';
 import { BuildSection } from './build';
+import { ClusterSection } from './cluster';
 import { DockerfileSection } from './dockerfile';
 import { EnvironmentSection } from './environment';
 import { HistorySection } from './history';
 import { RunSection } from './run';
+import { ShareSection } from './share';
 
 export * from './build';
+export * from './cluster';
 export * from './dockerfile';
 export * from './dom';
 export * from './environment';
@@ -20,9 +23,10 @@ export * from './opsection';
 export * from './panel';
 export * from './run';
 export * from './section';
+export * from './share';
 
 /**
- * Create the built-in sections: Environment, Dockerfile, Build, Run, History.
+ * Create the built-in sections: Environment, Dockerfile, Build, Run, Cluster, History, Share.
  */
 export function createDefaultSections(options: {
   model: EnvpackModel;
@@ -35,6 +39,8 @@ export function createDefaultSections(options: {
     new DockerfileSection({ model, saveFile: options.saveFile }),
     new BuildSection({ model }),
     new RunSection({ model, openPath: options.openPath }),
-    new HistorySection({ model })
+    new ClusterSection({ model, openPath: options.openPath }),
+    new HistorySection({ model }),
+    new ShareSection({ model })
   ];
 }

@@ -14,11 +14,13 @@ export abstract class OperationSection extends EnvpackSection {
   constructor(options: OperationSection.IOptions) {
     super(options);
     this.kind = options.kind;
+    this._needsEngine = options.needsEngine ?? false;
     this.startButton = button(options.buttonLabel, () => void this._start(), {
       accept: true,
       className: options.buttonClass,
       title: options.buttonTitle
     });
+    this._buttonTitle = options.buttonTitle;
     this.error = h('div', { className: 'jp-Envpack-error', attrs: { role: 'alert' } });
     this.result = h('div', { className: 'jp-Envpack-result' });
     this.view = new OperationView(this.model, { logOpen: options.logOpen });
@@ -52,12 +54,14 @@ export abstract class OperationSection extends EnvpackSection {
   protected abstract renderResult(op: IOperation | null): void;
 
   protected watches(kind: EnvpackModel.ChangeKind): boolean {
-    return kind === 'path' || kind === 'operations' || kind === 'settings';
+    return kind === 'path' || kind === 'operations' || kind === 'settings' || kind === 'status';
   }
 
   render(): void {
     const op = this.model.latest(this.kind);
-    this.startButton.disabled = !this.model.path || this._starting;
+    const noEngine = this._needsEngine && !this.model.engineAvailable;
+    this.startButton.disabled = !this.model.path || this._starting || noEngine;
+    this.startButton.title = noEngine ? ENGINE_DOWN : this._buttonTitle;
     this.error.hidden = !this.error.textContent;
     this.view.setOperation(op);
     clear(this.result);
@@ -94,7 +98,15 @@ export abstract class OperationSection extends EnvpackSection {
   }
 
   private _starting = false;
+  private _needsEngine: boolean;
+  private _buttonTitle: string;
 }
+
+/**
+ * Why the Build and Run buttons are disabled when the server has no Docker engine.
+ */
+export const ENGINE_DOWN =
+  "Disabled: the server's Docker engine is not reachable (snapshot, Dockerfile and Binder still work).";
 
 export namespace OperationSection {
   export interface IOptions {
@@ -106,5 +118,9 @@ export namespace OperationSection {
     buttonTitle: string;
     buttonClass?: string;
     logOpen?: boolean;
+    /**
+     * The operation needs the server's Docker engine: the button is disabled while it is down.
+     */
+    needsEngine?: boolean;
   }
 }

@@ -14,6 +14,7 @@ export class RunSection extends OperationSection {
       label: 'Run',
       rank: 40,
       kind: 'run',
+      needsEngine: true,
       buttonLabel: 'Rerun in container',
       buttonTitle: 'Build if needed, execute the notebook in its image and compare the outputs',
       buttonClass: 'jp-Envpack-runButton',
@@ -113,18 +114,25 @@ export function renderReport(
     h('ul', { className: 'jp-Envpack-cells' }, report.cells.map(renderCell))
   ];
   if (outputPath) {
-    const link = h('a', {
-      className: 'jp-Envpack-openOutput',
-      text: `Open ${outputPath}`,
-      attrs: { href: '#' }
-    });
-    link.addEventListener('click', event => {
-      event.preventDefault();
-      open(outputPath);
-    });
-    nodes.push(h('div', { className: 'jp-Envpack-row' }, [link]));
+    nodes.push(openOutputLink(outputPath, open));
   }
   return nodes;
+}
+
+/**
+ * A row with an "Open <path>" link that opens a notebook of the server's contents.
+ */
+export function openOutputLink(path: string, open: (path: string) => void): HTMLElement {
+  const link = h('a', {
+    className: 'jp-Envpack-openOutput',
+    text: `Open ${path}`,
+    attrs: { href: '#' }
+  });
+  link.addEventListener('click', event => {
+    event.preventDefault();
+    open(path);
+  });
+  return h('div', { className: 'jp-Envpack-row' }, [link]);
 }
 
 function renderCell(cell: ICellResult): HTMLElement {
