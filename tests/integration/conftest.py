@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ def shared_image(docker_client: Any, test_base_image: str, tmp_path_factory) -> 
     nb.metadata["kernelspec"] = {"name": "python3", "language": "python", "display_name": "p"}
     path = folder / "shared.ipynb"
     nbformat.write(nb, path)
-    spec = take_snapshot(path)
+    spec = take_snapshot(path, python=sys.executable)
     result = build_image(spec, path, BuildOptions(base_image=test_base_image), client=docker_client)
     return result.image, path
 

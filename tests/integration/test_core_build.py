@@ -48,15 +48,15 @@ def test_build_labels_user_cache_and_cli(docker_client, test_base_image, shared_
     labels = attrs["Config"]["Labels"]
     assert labels[LABEL] == "1" and labels[f"{LABEL}.kind"] == "build"
     assert labels["org.opencontainers.image.base.name"] == test_base_image
-    spec = take_snapshot(path)
+    spec = take_snapshot(path, python=sys.executable)
     assert labels[f"{LABEL}.snapshot"] == spec.hash
     # an unchanged environment + notebook is never rebuilt; the CLI prints the image last
     foreign = docker_client.containers.create(test_base_image, "true",
                                               labels={"someone.else": "1"})
     try:
         proc = subprocess.run([sys.executable, "-m", "jupyter_envpack.cli", "build", str(path),
-                               "--base-image", test_base_image], capture_output=True, text=True,
-                              timeout=120)
+                               "--python", sys.executable, "--base-image", test_base_image],
+                              capture_output=True, text=True, timeout=120)
         assert proc.returncode == 0, proc.stderr
         assert proc.stdout.strip().splitlines()[-1] == image
         assert "cached" in proc.stderr

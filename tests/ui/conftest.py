@@ -224,3 +224,19 @@ def page(browser: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
         page.screenshot(path=str(ARTIFACTS / f"{name}-failure.png"))
         (ARTIFACTS / f"{name}-console.txt").write_text("\n".join(page.console_errors))
     context.close()
+
+
+@pytest.fixture(autouse=True)
+def jp_asyncio_loop() -> Iterator[None]:
+    """Shadow pytest-jupyter's autouse loop fixture for the UI tests.
+
+    The server tests register pytest-jupyter's plugin for the whole session; its autouse
+    ``jp_asyncio_loop`` would try to close the event loop that sync Playwright is running.
+    """
+    yield None
+
+
+@pytest.fixture(autouse=True)
+def jp_server_cleanup() -> Iterator[None]:
+    """Shadow pytest-jupyter's autouse in-process server cleanup: the UI tests' lab is a subprocess."""
+    yield None
