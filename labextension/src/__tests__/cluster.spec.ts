@@ -60,7 +60,7 @@ describe('ClusterSection', () => {
     ]);
     expect(select.value).toBe('swarm');
     expect(section.node.querySelector('[data-backend="kubernetes"]')!.textContent).toBe(
-      'kubernetes: no kubeconfig found Fix: set KUBECONFIG'
+      'kubernetes unavailable: no kubeconfig foundFix: set KUBECONFIG'
     );
     expect(submit(section).disabled).toBe(false);
     section.dispose();
@@ -78,7 +78,7 @@ describe('ClusterSection', () => {
     );
     await model.refreshStatus();
     expect(section.node.textContent).toContain('No cluster backend is usable from this server.');
-    expect(section.node.textContent).toContain('swarm: this Docker engine is not part of a swarm Fix: docker swarm init');
+    expect(section.node.textContent).toContain('swarm unavailable: this Docker engine is not part of a swarm');
     expect(submit(section).disabled).toBe(true);
     section.dispose();
   });

@@ -176,15 +176,11 @@ export class ClusterSection extends OperationSection {
       option.disabled = !info.available;
       this._backend.appendChild(option);
       if (!info.available) {
-        const why = [info.reason || 'unavailable', info.hint ? `Fix: ${info.hint}` : '']
-          .filter(Boolean)
-          .join(' ');
         this._backendNotes.appendChild(
-          h('div', {
-            className: 'jp-Envpack-note',
-            text: `${name}: ${why}`,
-            attrs: { 'data-backend': name }
-          })
+          h('div', { className: 'jp-Envpack-note', attrs: { 'data-backend': name } }, [
+            h('div', { text: `${name} unavailable: ${info.reason || 'unknown reason'}` }),
+            info.hint ? h('div', { className: 'jp-Envpack-hint', text: `Fix: ${info.hint}` }) : null
+          ])
         );
       }
     }
