@@ -138,6 +138,19 @@ describe('ShareSection', () => {
     section.dispose();
   });
 
+  it('checks again when the notebook is saved (a new snapshot)', async () => {
+    server.on('GET', 'binder', () => json(info()));
+    model.path = 'notes/nb.ipynb';
+    const section = attach();
+    await tick();
+    const before = server.requestsTo('GET', 'binder').length;
+    await model.refreshSnapshot(); // what a save does
+    await tick();
+    expect(server.requestsTo('GET', 'binder')).toHaveLength(before + 1);
+    expect(section.node.querySelector('.jp-Envpack-binderLink')!.textContent).toBe(LINK);
+    section.dispose();
+  });
+
   it('a stale answer for a previous notebook is not shown', async () => {
     let release: () => void = () => undefined;
     server.on('GET', 'binder', r =>

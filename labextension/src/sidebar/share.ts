@@ -35,6 +35,15 @@ export class ShareSection extends EnvpackSection {
         'the root of its git repository'
     });
     this._status = h('div', { className: 'jp-Envpack-note', attrs: { 'aria-live': 'polite' } });
+    this.model.changed.connect(this._onSnapshot, this);
+  }
+
+  dispose(): void {
+    if (this.isDisposed) {
+      return;
+    }
+    this.model.changed.disconnect(this._onSnapshot, this);
+    super.dispose();
   }
 
   /**
@@ -111,6 +120,22 @@ export class ShareSection extends EnvpackSection {
     }
     this._writeButton.disabled = this._writing;
     this.body.append(h('div', { className: 'jp-Envpack-row' }, [this._writeButton]), this._status);
+  }
+
+  /**
+   * A new snapshot (the notebook was saved, or Refresh): git state and pins may have changed.
+   */
+  private _onSnapshot(_: EnvpackModel, kind: EnvpackModel.ChangeKind): void {
+    if (
+      kind === 'snapshot' &&
+      !this.model.snapshotLoading &&
+      this.isAttached &&
+      this.model.path !== null &&
+      this.model.path === this._loadedPath &&
+      (this._info !== null || this._error !== '')
+    ) {
+      void this.load();
+    }
   }
 
   private _renderInfo(info: IBinderInfo): HTMLElement[] {
