@@ -1,6 +1,6 @@
 """``/envpack/binder`` (GET link/badges/warnings, POST writes binder/) and the ``backends`` part
 of ``/envpack/status``, through a real jupyter_server (pytest-jupyter) and real git repositories
-inside the contents root. RELIABILITY A1, A3, B1."""
+inside the contents root. RELIABILITY A1, A2, B1."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from typing import Any
 
 import nbformat
 import pytest
+from test_server_auth import _browser_session
 
 from jupyter_envpack.server.sharing import backends_json
 
@@ -188,6 +189,26 @@ async def test_binder_needs_a_token(jp_fetch: Any, repo: Path) -> None:
                              headers={"Authorization": ""})
         assert code == 403, method
     assert not (repo / "binder").exists()
+
+
+@pytest.mark.reliability("A2")
+async def test_cookie_writes_of_binder_need_xsrf(jp_fetch: Any, jp_serverapp: Any,
+                                                 repo: Path) -> None:
+    cookies = await _browser_session(jp_fetch, jp_serverapp.identity_provider.token)
+    base = {"Authorization": "", "Cookie": "; ".join(f"{k}={v}" for k, v in cookies.items())}
+    body = json.dumps({"path": "notes/analysis.ipynb"})
+    code, _ = await call(jp_fetch, "envpack", "binder", headers=dict(base),
+                         params={"path": "notes/analysis.ipynb", "snapshot": "0"})
+    assert code == 200  # a read needs the cookie only
+    for extra in ({}, {"X-XSRFToken": "forged"}):
+        code, _ = await call(jp_fetch, "envpack", "binder", method="POST", body=body,
+                             headers={**base, **extra})
+        assert code == 403, extra
+    assert not (repo / "binder").exists()
+    code, reply = await call(jp_fetch, "envpack", "binder", method="POST", body=body,
+                             headers={**base, "X-XSRFToken": cookies["_xsrf"]})
+    assert code == 200, reply
+    assert (repo / "binder" / "requirements.txt").is_file()
 
 
 async def test_status_lists_the_cluster_backends(jp_fetch: Any, envpack_service: Any) -> None:
