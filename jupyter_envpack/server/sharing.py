@@ -7,6 +7,7 @@ read; nothing returned holds a server path.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from pathlib import Path
@@ -98,13 +99,21 @@ def backends_json(config: Any, kinds: list[str]) -> dict[str, Any]:
     """
     if "job" not in kinds:
         return {}
+    client = None
     try:
         from ..cluster import backend_availability
+        from .kinds import docker_client
 
-        return dict(backend_availability(config))
+        with contextlib.suppress(Exception):  # down: the swarm check says so itself
+            client = docker_client()
+        return dict(backend_availability(config, client))
     except Exception as exc:  # status must answer even when the cluster code cannot
         log.warning("envpack: cluster backend availability failed: %r", exc)
         names = list(getattr(config, "cluster_backends", {}) or {}) or ["swarm", "kubernetes"]
         reason = f"could not check the cluster backends ({type(exc).__name__})"
         return {name: {"available": False, "reason": reason, "hint": "see the server log"}
                 for name in names}
+    finally:
+        if client is not None:
+            with contextlib.suppress(Exception):
+                client.close()
