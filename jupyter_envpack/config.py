@@ -52,7 +52,10 @@ class EnvPack(Configurable):
         "Registry that images are pushed to for cluster jobs (host[:port][/namespace]).")
     ca_bundle = _optional_text(
         "Path of a CA bundle (PEM) that pip inside the build trusts (TLS-intercepting proxies).")
-    index_url = _optional_text("Package index URL used by pip inside the build (PEP 503).")
+    index_url = _optional_text(
+        "Package index (PEP 503) the wheels are fetched from on this machine; default: your pip's.")
+    binder_host = _optional_text(
+        "BinderHub that Binder links and badges point at (https; default https://mybinder.org).")
     extra_index_urls = List(
         Unicode(), default_value=[],
         help="Extra package index URLs used by pip inside the build.").tag(config=True)

@@ -135,7 +135,8 @@ class BinderHandler(EnvpackHandler):
         kernel = kernel_name(self.service.config, self.get_query_argument("kernel", None))
         data = await self.blocking(
             binder_json, self.service.paths, path, kernel=kernel,
-            host=self.get_query_argument("host", None), ref=self.get_query_argument("ref", None),
+            host=self.get_query_argument("host", None) or self.service.config.binder_host,
+            ref=self.get_query_argument("ref", None),
             branch=flag(self.get_query_argument("branch", None)),
             snapshot=flag(self.get_query_argument("snapshot", "1")))
         self.write_json(data)

@@ -244,3 +244,16 @@ def test_backend_check_failures_become_unavailable(monkeypatch: pytest.MonkeyPat
     found = backends_json(config, ["build", "job"])
     assert set(found) == {"swarm", "mine"}
     assert all(not v["available"] and "RuntimeError" in v["reason"] for v in found.values())
+
+
+async def test_configured_binder_host_is_the_default(jp_fetch: Any, repo: Path,
+                                                     jp_serverapp: Any) -> None:
+    from jupyter_envpack.server.extension import EnvpackExtension
+
+    ext = next(e for e in jp_serverapp.extension_manager.extension_apps.get(
+        "jupyter_envpack", set()) if isinstance(e, EnvpackExtension))
+    ext.service.config.binder_host = "https://hub.example.org"
+    code, body = await call(jp_fetch, "envpack", "binder",
+                            params={"path": "notes/analysis.ipynb", "snapshot": "0"})
+    assert code == 200, body
+    assert body["link"].startswith("https://hub.example.org/v2/gh/envpack-test/demo/")
