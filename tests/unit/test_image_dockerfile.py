@@ -165,13 +165,13 @@ def test_wheel_server_serves_only_wheels_behind_its_token(tmp_path: Path) -> Non
     (tmp_path / "a-1.0-py3-none-any.whl").write_bytes(b"wheel")
     (tmp_path / "secret.txt").write_text("CANARY")
     with serve_wheels(tmp_path, "127.0.0.1") as url:
-        index = urllib.request.urlopen(url, timeout=5).read().decode()
+        index = urllib.request.urlopen(url, timeout=5).read().decode()  # noqa: S310 - local test server
         assert "a-1.0-py3-none-any.whl" in index and "secret" not in index
-        assert urllib.request.urlopen(url + "a-1.0-py3-none-any.whl", timeout=5).read() == b"wheel"
+        assert urllib.request.urlopen(url + "a-1.0-py3-none-any.whl", timeout=5).read() == b"wheel"  # noqa: S310 - local test server
         root = url.rsplit("/", 2)[0] + "/"
         for bad in (url + "secret.txt", url + "..%2fserve.json", root, url + "../serve.json"):
             with pytest.raises(urllib.error.HTTPError):
-                urllib.request.urlopen(bad, timeout=5)
+                urllib.request.urlopen(bad, timeout=5)  # noqa: S310 - local test server
     with serve_wheels(tmp_path, "127.0.0.1") as again:
         assert again == url  # the same URL every time: the RUN line and its cache stay valid
     assert oct((tmp_path / "serve.json").stat().st_mode & 0o777) == "0o600"
