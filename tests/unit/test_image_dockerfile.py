@@ -175,3 +175,42 @@ def test_wheel_server_serves_only_wheels_behind_its_token(tmp_path: Path) -> Non
     with serve_wheels(tmp_path, "127.0.0.1") as again:
         assert again == url  # the same URL every time: the RUN line and its cache stay valid
     assert oct((tmp_path / "serve.json").stat().st_mode & 0o777) == "0o600"
+
+
+@pytest.mark.reliability("F2")
+@pytest.mark.timeout(30)
+def test_a_hung_engine_is_a_clear_error_within_the_connect_timeout(monkeypatch, tmp_path) -> None:
+    """A daemon that accepts connections but never answers (RELIABILITY F2's chaos socket)."""
+    import socket
+    import threading
+
+    path = tmp_path / "hung.sock"
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(str(path))
+    server.listen(8)
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        server.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+                accepted.append(conn)  # read nothing, answer nothing
+            except OSError:
+                continue
+
+    t = threading.Thread(target=accept, daemon=True)
+    t.start()
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{path}")
+    started = time.monotonic()
+    try:
+        with pytest.raises(EngineError, match="not reachable"):
+            connect()
+        assert time.monotonic() - started < 8
+    finally:
+        stop.set()
+        t.join(timeout=2)
+        for conn in accepted:
+            conn.close()
+        server.close()
