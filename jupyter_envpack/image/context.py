@@ -53,8 +53,17 @@ def runner_lock() -> list[str]:
     from ..snapshot.resolve import Resolver
 
     env = probe_interpreter(sys.executable)
+    cached = _runner_locks.get(id(env))
+    if cached is not None and cached[0] is env:
+        return list(cached[1])
     res = Resolver(env).resolve([(m, None) for m in RUNNER_REQUIREMENTS], [], include_kernel=False)
-    return [p.requirement for p in res.packages]
+    lock = [p.requirement for p in res.packages]
+    _runner_locks.clear()
+    _runner_locks[id(env)] = (env, lock)
+    return list(lock)
+
+
+_runner_locks: dict[int, tuple[Any, list[str]]] = {}
 
 
 @dataclass

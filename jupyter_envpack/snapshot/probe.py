@@ -100,18 +100,27 @@ def resolve_kernel_python(kernel: str) -> str:
     return exe
 
 
+_memory: dict[str, tuple[str, Environment]] = {}
+"""In-process memo of probe results: (fingerprint, environment) per interpreter."""
+
+
 def probe_interpreter(python: str, timeout: float = PROBE_TIMEOUT, use_cache: bool = True) -> Environment:
     """Run the probe with ``python`` and return what it reports."""
     exe = shutil.which(python) or python
     if not Path(exe).exists():
         raise ProbeError(f"interpreter not found: {python}",
                          hint="give --python the path of the kernel's python")
+    memo = _memory.get(exe)
+    if use_cache and memo is not None and memo[0] == _fingerprint([*memo[1].raw["path"], exe]):
+        return memo[1]
     cache_file = _cache_dir() / (hashlib.sha256(exe.encode()).hexdigest()[:24] + ".json")
     if use_cache and cache_file.exists():
         try:
             cached = json.loads(cache_file.read_text())
             if cached.get("fingerprint") == _fingerprint(cached["report"]["path"] + [exe]):
-                return Environment.from_probe(cached["report"])
+                found = Environment.from_probe(cached["report"])
+                _memory[exe] = (cached["fingerprint"], found)
+                return found
         except (OSError, ValueError, KeyError, TypeError):
             pass
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
@@ -132,6 +141,7 @@ def probe_interpreter(python: str, timeout: float = PROBE_TIMEOUT, use_cache: bo
         raise ProbeError(f"the probe in {exe} printed something that is not JSON") from None
     result = Environment.from_probe(data)
     if use_cache:
+        _memory[exe] = (_fingerprint([*data["path"], exe]), result)
         try:
             cache_file.parent.mkdir(parents=True, exist_ok=True)
             tmp = cache_file.with_suffix(".tmp")
