@@ -22,7 +22,14 @@ from ..snapshot.spec import EnvSpec
 from .context import BuildContext, make_context
 from .engine import base_labels, connect
 from .options import UV_VERSION, BuildOptions
-from .wheels import cache_dir, detect_glibc_minor, ensure_wheels, redact, target_arch
+from .wheels import (
+    DEFAULT_GLIBC_MINOR,
+    cache_dir,
+    detect_glibc_minor,
+    ensure_wheels,
+    redact,
+    target_arch,
+)
 from .wheelserver import WheelServerBusy, bridge_gateway, forget_port, serve_wheels, served_url
 
 _STEP = re.compile(r"^Step (\d+)/(\d+) : (.*)$")
@@ -247,8 +254,7 @@ def build_image(spec: EnvSpec, nb_path: str | Path, opts: BuildOptions | None = 
     if cancel is not None:
         cancel.raise_if_cancelled()
     glibc = detect_glibc_minor(client, opts.resolved_base_image(spec.python_minor))
-    wheels = ensure_wheels([*ctx.env_lock, *ctx.runner_lock, f"uv=={UV_VERSION}"],
-                           spec.python_minor, opts, reporter, cancel, glibc_minor=glibc)
+    wheels = _fetch_wheels(ctx, opts, reporter, cancel, glibc)
     image_id: str | None = None
     if gateway is not None:
         try:
@@ -284,6 +290,13 @@ def prepare_context(spec: EnvSpec, nb_path: str | Path, opts: BuildOptions | Non
     opts = opts or BuildOptions()
     ctx = make_context(spec, nb_path, opts)
     if wheels:
-        ctx.wheels = ensure_wheels([*ctx.env_lock, *ctx.runner_lock, f"uv=={UV_VERSION}"],
-                                   spec.python_minor, opts, reporter)
+        ctx.wheels = _fetch_wheels(ctx, opts, reporter)
     return ctx
+
+
+def _fetch_wheels(ctx: BuildContext, opts: BuildOptions, reporter: Reporter,
+                  cancel: CancelToken | None = None,
+                  glibc: int = DEFAULT_GLIBC_MINOR) -> list[Path]:
+    """Wheels for everything the context installs: the environment, the runner and uv."""
+    return ensure_wheels([*ctx.env_lock, *ctx.runner_lock, f"uv=={UV_VERSION}"],
+                         ctx.python_minor, opts, reporter, cancel, glibc_minor=glibc)

@@ -52,18 +52,16 @@ def runner_lock() -> list[str]:
     from ..snapshot.probe import probe_interpreter
     from ..snapshot.resolve import Resolver
 
-    env = probe_interpreter(sys.executable)
-    cached = _runner_locks.get(id(env))
-    if cached is not None and cached[0] is env:
-        return list(cached[1])
-    res = Resolver(env).resolve([(m, None) for m in RUNNER_REQUIREMENTS], [], include_kernel=False)
-    lock = [p.requirement for p in res.packages]
-    _runner_locks.clear()
-    _runner_locks[id(env)] = (env, lock)
-    return list(lock)
+    global _runner_lock
+    env = probe_interpreter(sys.executable)  # memoised while the environment is unchanged
+    if _runner_lock is None or _runner_lock[0] is not env:
+        res = Resolver(env).resolve([(m, None) for m in RUNNER_REQUIREMENTS], [],
+                                    include_kernel=False)
+        _runner_lock = (env, [p.requirement for p in res.packages])
+    return list(_runner_lock[1])
 
 
-_runner_locks: dict[int, tuple[Any, list[str]]] = {}
+_runner_lock: tuple[Any, list[str]] | None = None
 
 
 @dataclass

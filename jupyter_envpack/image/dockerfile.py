@@ -63,6 +63,31 @@ def _labels(spec: EnvSpec, base: str, notebook_name: str) -> list[tuple[str, str
     ]
 
 
+_USER_SETUP = f"""\
+RUN (command -v useradd >/dev/null \\
+      && useradd --uid {USER_ID} --user-group --no-create-home --home-dir {HOME} envpack \\
+      || true) \\
+ && mkdir -p {WORKDIR} && chown -R {USER_ID}:{USER_ID} {HOME}
+"""
+"""The unprivileged user (numeric 1000, also where the base has no useradd) and its home."""
+
+
+def _final_layers(labels: str) -> str:
+    """Runner, kernelspec, environment, user, then the notebook layer (last), labels, CMD."""
+    return f"""\
+COPY envpack/run_notebook.py {RUNNER_SCRIPT}
+COPY envpack/kernel.json /opt/envpack/share/jupyter/kernels/{KERNEL_NAME}/kernel.json
+ENV PATH={ENV_PREFIX}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \\
+    VIRTUAL_ENV={ENV_PREFIX} JUPYTER_PATH=/opt/envpack/share/jupyter HOME={HOME} \\
+    PYTHONUNBUFFERED=1 MPLBACKEND=Agg
+WORKDIR {WORKDIR}
+USER {USER_ID}:{USER_ID}
+COPY --chown={USER_ID}:{USER_ID} work/ {WORKDIR}/
+LABEL {labels}
+CMD ["{RUNNER_PREFIX}/bin/python", "{RUNNER_SCRIPT}"]
+"""
+
+
 _WHEEL_URL = re.compile(r"http://[0-9.]{7,15}:[0-9]{1,5}/[0-9a-f]{32}/\Z")
 _UV_VERSION = re.compile(r"[0-9]+(?:\.[0-9]+){1,3}\Z")
 
@@ -109,22 +134,8 @@ RUN {uv} venv --quiet --python python3 {ENV_PREFIX} \\
 # Stage 2: the image: base + the two venvs + the notebook, run as an unprivileged user.
 FROM {base}
 USER 0:0
-RUN (command -v useradd >/dev/null \\
-      && useradd --uid {USER_ID} --user-group --no-create-home --home-dir {HOME} envpack \\
-      || true) \\
- && mkdir -p {WORKDIR} && chown -R {USER_ID}:{USER_ID} {HOME}
-COPY --from=envpack-deps /opt/envpack /opt/envpack
-COPY envpack/run_notebook.py {RUNNER_SCRIPT}
-COPY envpack/kernel.json /opt/envpack/share/jupyter/kernels/{KERNEL_NAME}/kernel.json
-ENV PATH={ENV_PREFIX}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \\
-    VIRTUAL_ENV={ENV_PREFIX} JUPYTER_PATH=/opt/envpack/share/jupyter HOME={HOME} \\
-    PYTHONUNBUFFERED=1 MPLBACKEND=Agg
-WORKDIR {WORKDIR}
-USER {USER_ID}:{USER_ID}
-COPY --chown={USER_ID}:{USER_ID} work/ {WORKDIR}/
-LABEL {labels}
-CMD ["{RUNNER_PREFIX}/bin/python", "{RUNNER_SCRIPT}"]
-"""
+{_USER_SETUP}COPY --from=envpack-deps /opt/envpack /opt/envpack
+{_final_layers(labels)}"""
 
 
 def _served(spec: EnvSpec, base: str, labels: str, wheel_url: str) -> str:
@@ -136,20 +147,6 @@ def _served(spec: EnvSpec, base: str, labels: str, wheel_url: str) -> str:
 # (`jupyter envpack dockerfile -o DIR` writes a self-contained variant that carries the wheels.)
 FROM {base}
 USER 0:0
-RUN (command -v useradd >/dev/null \\
-      && useradd --uid {USER_ID} --user-group --no-create-home --home-dir {HOME} envpack \\
-      || true) \\
- && mkdir -p {WORKDIR} && chown -R {USER_ID}:{USER_ID} {HOME}
-COPY envpack/runner.lock envpack/requirements.lock envpack/install_env.py /tmp/envpack/
+{_USER_SETUP}COPY envpack/runner.lock envpack/requirements.lock envpack/install_env.py /tmp/envpack/
 RUN python3 /tmp/envpack/install_env.py {wheel_url} {UV_VERSION}
-COPY envpack/run_notebook.py {RUNNER_SCRIPT}
-COPY envpack/kernel.json /opt/envpack/share/jupyter/kernels/{KERNEL_NAME}/kernel.json
-ENV PATH={ENV_PREFIX}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \\
-    VIRTUAL_ENV={ENV_PREFIX} JUPYTER_PATH=/opt/envpack/share/jupyter HOME={HOME} \\
-    PYTHONUNBUFFERED=1 MPLBACKEND=Agg
-WORKDIR {WORKDIR}
-USER {USER_ID}:{USER_ID}
-COPY --chown={USER_ID}:{USER_ID} work/ {WORKDIR}/
-LABEL {labels}
-CMD ["{RUNNER_PREFIX}/bin/python", "{RUNNER_SCRIPT}"]
-"""
+{_final_layers(labels)}"""

@@ -19,7 +19,6 @@ from .schema import BUILD_FIELDS, RUN_FIELDS, validator
 
 Reporter = Callable[[ProgressEvent], None]
 #: How a re-followed run ended, by the runner's exit code (docs/core-api.md).
-RUN_STATUS = {0: "completed", 3: "cell-error", 4: "timeout", 5: "kernel-died"}
 
 
 def docker_client() -> Any:

@@ -157,3 +157,7 @@ def test_envpack_magic_cells_are_skipped_and_neutralised() -> None:
     assert out.splitlines()[2] == "    pass  # skipped by envpack: %envpack status"
     assert out.splitlines()[3] == "x = 1"
     assert module._without_envpack_magics("x = 1") == "x = 1"
+    # the in-image runner is standalone (stdlib + nbclient): its copy of the pattern must not drift
+    from jupyter_envpack.execute.compare import ENVPACK_MAGIC
+
+    assert module.ENVPACK_MAGIC.pattern == ENVPACK_MAGIC.pattern
