@@ -26,7 +26,11 @@ def timed(fn: Callable[[], object], repeat: int = 3) -> float:
 def write_notebook(path: Path, sources: list[str], execute: bool = False) -> Path:
     """A Python notebook with these code cells (executed here when asked)."""
     nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {"name": "python3", "language": "python", "display_name": "Python 3"}
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "language": "python",
+        "display_name": "Python 3",
+    }
     nb.cells = [nbformat.v4.new_code_cell(s) for s in sources]
     if execute:
         from nbclient import NotebookClient
@@ -39,5 +43,7 @@ def write_notebook(path: Path, sources: list[str], execute: bool = False) -> Pat
 
 def ratio_line(name: str, baseline: float, ours: float, target: str) -> str:
     """One result line: both times, the ratio, the target."""
-    return (f"{name}: baseline {baseline:.3f} s, envpack {ours:.3f} s, "
-            f"ratio {baseline / ours:.1f}x (target {target})")
+    return (
+        f"{name}: baseline {baseline:.3f} s, envpack {ours:.3f} s, "
+        f"ratio {baseline / ours:.1f}x (target {target})"
+    )

@@ -38,9 +38,11 @@ RUN python3 -m venv /venv && /venv/bin/pip install --no-cache-dir --cert /tmp/ca
 
 
 def naive_build(client: Any, requirements: list[str], tag: str, nocache: bool) -> float:
-    files = {"Dockerfile": NAIVE.format(base=BASE_IMAGE).encode(),
-             "requirements.txt": ("\n".join(requirements) + "\n").encode(),
-             "ca.crt": Path(CA).read_bytes()}
+    files = {
+        "Dockerfile": NAIVE.format(base=BASE_IMAGE).encode(),
+        "requirements.txt": ("\n".join(requirements) + "\n").encode(),
+        "ca.crt": Path(CA).read_bytes(),
+    }
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tar:
         for name, data in files.items():
@@ -49,10 +51,16 @@ def naive_build(client: Any, requirements: list[str], tag: str, nocache: bool) -
             tar.addfile(info, io.BytesIO(data))
     buf.seek(0)
     start = time.perf_counter()
-    for chunk in client.api.build(fileobj=buf, custom_context=True, tag=tag, rm=True, forcerm=True,
-                                  nocache=nocache, decode=True,
-                                  labels={"org.jupyter.envpack": "1",
-                                          "org.jupyter.envpack.kind": "benchmark"}):
+    for chunk in client.api.build(
+        fileobj=buf,
+        custom_context=True,
+        tag=tag,
+        rm=True,
+        forcerm=True,
+        nocache=nocache,
+        decode=True,
+        labels={"org.jupyter.envpack": "1", "org.jupyter.envpack.kind": "benchmark"},
+    ):
         if "error" in chunk:
             raise RuntimeError(chunk["error"])
     return time.perf_counter() - start
@@ -63,8 +71,13 @@ def image_size(client: Any, ref: str) -> int:
 
 
 def site_packages_bytes(client: Any, image: str) -> int:
-    out = client.containers.run(image, ["du", "-sb", "/opt/envpack/env"], remove=True,
-                                entrypoint=[], labels={"org.jupyter.envpack": "1"})
+    out = client.containers.run(
+        image,
+        ["du", "-sb", "/opt/envpack/env"],
+        remove=True,
+        entrypoint=[],
+        labels={"org.jupyter.envpack": "1"},
+    )
     return int(out.split()[0])
 
 
@@ -72,8 +85,21 @@ def ensure_ds_venv() -> str:
     py = DS_VENV / "bin" / "python"
     if not py.exists():
         subprocess.run([sys.executable, "-m", "venv", str(DS_VENV)], check=True)
-        subprocess.run([str(py), "-m", "pip", "install", "-q", "numpy", "pandas", "matplotlib",
-                        "scikit-learn", "ipykernel"], check=True)
+        subprocess.run(
+            [
+                str(py),
+                "-m",
+                "pip",
+                "install",
+                "-q",
+                "numpy",
+                "pandas",
+                "matplotlib",
+                "scikit-learn",
+                "ipykernel",
+            ],
+            check=True,
+        )
     return str(py)
 
 
@@ -89,36 +115,53 @@ def main() -> None:
         opts = BuildOptions(base_image=BASE_IMAGE)
         build_image(spec, nb, opts, client=client)
         naive_build(client, spec.requirements_lines(), "envpack-bench/naive-noop:1", False)
-        base = timed(lambda: naive_build(client, spec.requirements_lines(),
-                                         "envpack-bench/naive-noop:1", False), repeat=5)
+        base = timed(
+            lambda: naive_build(
+                client, spec.requirements_lines(), "envpack-bench/naive-noop:1", False
+            ),
+            repeat=5,
+        )
         ours = timed(lambda: build_image(spec, nb, opts, client=client), repeat=5)
         print(ratio_line("no-op rebuild (in-process API call)", base, ours, "<= 100 ms and >= 5x"))
         start = time.perf_counter()
-        subprocess.run(["jupyter", "envpack", "build", str(nb), "--base-image", BASE_IMAGE, "-q"],
-                       check=True, capture_output=True)
-        print(f"no-op rebuild via the CLI process (incl. interpreter start + probe cache): "
-              f"{time.perf_counter() - start:.3f} s")
+        subprocess.run(
+            ["jupyter", "envpack", "build", str(nb), "--base-image", BASE_IMAGE, "-q"],
+            check=True,
+            capture_output=True,
+        )
+        print(
+            f"no-op rebuild via the CLI process (incl. interpreter start + probe cache): "
+            f"{time.perf_counter() - start:.3f} s"
+        )
 
         # 2. notebook-only edit
         write_notebook(nb, ["import yaml\nprint(2)"])
         events: list[ProgressEvent] = []
-        build_image(take_snapshot(nb, python=sys.executable), nb, opts, events.append, client=client)
+        build_image(
+            take_snapshot(nb, python=sys.executable), nb, opts, events.append, client=client
+        )
         steps: list[list[Any]] = []
         for e in events:
             if e.stage == "build" and e.kind == "step" and e.message.startswith("step "):
                 steps.append([e.message, False])
             elif e.stage == "build" and "Using cache" in e.message and steps:
                 steps[-1][1] = True
-        dep = [s for s, _ in steps if any(k in s for k in ("install_env", "wheels", ".lock",
-                                                            "--from="))]
+        dep = [
+            s
+            for s, _ in steps
+            if any(k in s for k in ("install_env", "wheels", ".lock", "--from="))
+        ]
         rebuilt = [s for s, c in steps if s in dep and not c]
-        print(f"notebook-only edit: {len(rebuilt)} of {len(dep)} dependency layers rebuilt "
-              "(target 0)")
+        print(
+            f"notebook-only edit: {len(rebuilt)} of {len(dep)} dependency layers rebuilt (target 0)"
+        )
 
         # 3. cold build of the data-science set
         py = args.python or ensure_ds_venv()
-        ds_nb = write_notebook(Path(tmp) / "ds" / "ds.ipynb", [
-            "import numpy as np\nimport pandas as pd\nimport matplotlib\nimport sklearn"])
+        ds_nb = write_notebook(
+            Path(tmp) / "ds" / "ds.ipynb",
+            ["import numpy as np\nimport pandas as pd\nimport matplotlib\nimport sklearn"],
+        )
         ds_spec = take_snapshot(ds_nb, python=py)
         print(f"data-science set: {len(ds_spec.packages)} pinned distributions")
         cache = Path(tmp) / "wheel-cache"
@@ -130,17 +173,20 @@ def main() -> None:
         start = time.perf_counter()
         ours_result = build_image(ds_spec, ds_nb, ds_opts, client=client)
         ours_cold = time.perf_counter() - start
-        base_cold = naive_build(client, ds_spec.requirements_lines(), "envpack-bench/naive-ds:1",
-                                True)
+        base_cold = naive_build(
+            client, ds_spec.requirements_lines(), "envpack-bench/naive-ds:1", True
+        )
         print(ratio_line("cold build, data-science set", base_cold, ours_cold, ">= 2x"))
         size = image_size(client, ours_result.image)
         base_size = image_size(client, BASE_IMAGE)
         site = site_packages_bytes(client, ours_result.image)
         naive_size = image_size(client, "envpack-bench/naive-ds:1")
-        print(f"image size: envpack {size / 2**20:.0f} MiB, base {base_size / 2**20:.0f} MiB + "
-              f"env {site / 2**20:.0f} MiB = {(base_size + site) / 2**20:.0f} MiB → "
-              f"{size / (base_size + site):.2f}x (target <= 1.1x); naive image "
-              f"{naive_size / 2**20:.0f} MiB")
+        print(
+            f"image size: envpack {size / 2**20:.0f} MiB, base {base_size / 2**20:.0f} MiB + "
+            f"env {site / 2**20:.0f} MiB = {(base_size + site) / 2**20:.0f} MiB → "
+            f"{size / (base_size + site):.2f}x (target <= 1.1x); naive image "
+            f"{naive_size / 2**20:.0f} MiB"
+        )
         shutil.rmtree(cache, ignore_errors=True)
         for ref in ("envpack-bench/naive-noop:1", "envpack-bench/naive-ds:1", ours_result.image):
             try:

@@ -28,15 +28,24 @@ TRICKY = [
     "!pip install docker\nimport docker as d",
     "import helper_mod",
 ]
-EXPECTED = {"pyyaml", "requests", "python-dateutil", "jinja2", "rich", "packaging", "docker",
-            "nbformat"}
+EXPECTED = {
+    "pyyaml",
+    "requests",
+    "python-dateutil",
+    "jinja2",
+    "rich",
+    "packaging",
+    "docker",
+    "nbformat",
+}
 
 
 def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "big"
-        cells = [f"import {MODULES[i % len(MODULES)]}\nx{i} = {i} * 2\nprint(x{i})"
-                 for i in range(400)]
+        cells = [
+            f"import {MODULES[i % len(MODULES)]}\nx{i} = {i} * 2\nprint(x{i})" for i in range(400)
+        ]
         nb = write_notebook(folder / "big.ipynb", cells)
         probe_interpreter(sys.executable)  # warm the probe cache, as a second snapshot would
 
@@ -44,8 +53,19 @@ def main() -> None:
             take_snapshot(nb, python=sys.executable)
 
         def pipreqs() -> None:
-            subprocess.run(["pipreqs", "--scan-notebooks", "--use-local", "--print", "--mode",
-                            "no-pin", str(folder)], check=True, capture_output=True)
+            subprocess.run(
+                [
+                    "pipreqs",
+                    "--scan-notebooks",
+                    "--use-local",
+                    "--print",
+                    "--mode",
+                    "no-pin",
+                    str(folder),
+                ],
+                check=True,
+                capture_output=True,
+            )
 
         base, mine = timed(pipreqs), timed(ours)
         print(ratio_line("scan+pin 400 cells", base, mine, ">= 20x"))
@@ -56,13 +76,26 @@ def main() -> None:
         write_notebook(tricky / "tricky.ipynb", TRICKY)
         spec = take_snapshot(tricky / "tricky.ipynb", python=sys.executable)
         found = {p.name.lower() for p in spec.packages if p.requested}
-        proc = subprocess.run(["pipreqs", "--scan-notebooks", "--use-local", "--print", "--mode",
-                               "no-pin", str(tricky)], capture_output=True, text=True)
+        proc = subprocess.run(
+            [
+                "pipreqs",
+                "--scan-notebooks",
+                "--use-local",
+                "--print",
+                "--mode",
+                "no-pin",
+                str(tricky),
+            ],
+            capture_output=True,
+            text=True,
+        )
         theirs = {ln.strip().lower() for ln in proc.stdout.splitlines() if ln.strip()}
-        print(f"tricky fixture: envpack found {len(EXPECTED & found)}/{len(EXPECTED)} "
-              f"(missing: {sorted(EXPECTED - found) or 'none'}); pipreqs found "
-              f"{len(EXPECTED & theirs)}/{len(EXPECTED)} (missing: {sorted(EXPECTED - theirs)}; "
-              f"exit {proc.returncode}: {(proc.stderr.strip().splitlines() or [''])[-1][:120]})")
+        print(
+            f"tricky fixture: envpack found {len(EXPECTED & found)}/{len(EXPECTED)} "
+            f"(missing: {sorted(EXPECTED - found) or 'none'}); pipreqs found "
+            f"{len(EXPECTED & theirs)}/{len(EXPECTED)} (missing: {sorted(EXPECTED - theirs)}; "
+            f"exit {proc.returncode}: {(proc.stderr.strip().splitlines() or [''])[-1][:120]})"
+        )
 
 
 if __name__ == "__main__":

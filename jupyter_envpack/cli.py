@@ -27,57 +27,109 @@ BASE_IMAGE_ENV = "ENVPACK_BASE_IMAGE"
 def add_environment_arguments(p: argparse.ArgumentParser) -> None:
     """``--python`` / ``--kernel``: which interpreter's environment to snapshot."""
     g = p.add_mutually_exclusive_group()
-    g.add_argument("--python", metavar="PATH", help="the kernel's interpreter (default: the "
-                   "notebook's kernelspec, else this Python)")
+    g.add_argument(
+        "--python",
+        metavar="PATH",
+        help="the kernel's interpreter (default: the notebook's kernelspec, else this Python)",
+    )
     g.add_argument("--kernel", metavar="NAME", help="a Jupyter kernelspec name")
 
 
 def add_build_arguments(p: argparse.ArgumentParser) -> None:
     """Build options shared by ``build``, ``run``, ``submit``…"""
-    p.add_argument("--base-image", metavar="REF", default=os.environ.get(BASE_IMAGE_ENV) or None,
-                   help=f"base image (default: python:X.Y-slim for the kernel; env {BASE_IMAGE_ENV})")
-    p.add_argument("--ca-bundle", metavar="FILE", help="CA bundle for reaching package indexes "
-                   "(used on this machine only, never copied into the image)")
+    p.add_argument(
+        "--base-image",
+        metavar="REF",
+        default=os.environ.get(BASE_IMAGE_ENV) or None,
+        help=f"base image (default: python:X.Y-slim for the kernel; env {BASE_IMAGE_ENV})",
+    )
+    p.add_argument(
+        "--ca-bundle",
+        metavar="FILE",
+        help="CA bundle for reaching package indexes "
+        "(used on this machine only, never copied into the image)",
+    )
     p.add_argument("--index-url", metavar="URL", help="package index (default: your pip's)")
-    p.add_argument("--extra-index-url", metavar="URL", action="append", default=[],
-                   help="extra package index (repeatable)")
-    p.add_argument("--wheels-via", choices=("auto", "serve", "copy"), default="auto",
-                   help="how wheels reach the build: served from this machine over the Docker "
-                   "bridge (one layer), or copied into the context (any engine); default auto")
-    p.add_argument("--no-cache", action="store_true",
-                   help="rebuild every layer even when the image exists")
-    p.add_argument("--build-deadline", type=float, default=3600.0, metavar="S",
-                   help="give up building after S seconds (default 3600)")
+    p.add_argument(
+        "--extra-index-url",
+        metavar="URL",
+        action="append",
+        default=[],
+        help="extra package index (repeatable)",
+    )
+    p.add_argument(
+        "--wheels-via",
+        choices=("auto", "serve", "copy"),
+        default="auto",
+        help="how wheels reach the build: served from this machine over the Docker "
+        "bridge (one layer), or copied into the context (any engine); default auto",
+    )
+    p.add_argument(
+        "--no-cache", action="store_true", help="rebuild every layer even when the image exists"
+    )
+    p.add_argument(
+        "--build-deadline",
+        type=float,
+        default=3600.0,
+        metavar="S",
+        help="give up building after S seconds (default 3600)",
+    )
 
 
 def add_run_arguments(p: argparse.ArgumentParser) -> None:
     """Run options shared by ``run`` and ``submit``."""
-    p.add_argument("-p", "--parameter", nargs=2, action="append", metavar=("NAME", "VALUE"),
-                   default=[], help="set a parameter (papermill style; VALUE parsed as JSON "
-                   "when it parses)")
-    p.add_argument("--output", metavar="PATH", help="where to write the executed notebook "
-                   "(default: <name>.envpack.ipynb beside it)")
-    p.add_argument("--cell-timeout", type=float, default=600.0, metavar="S",
-                   help="per-cell timeout in seconds (default 600)")
-    p.add_argument("--deadline", type=float, default=3600.0, metavar="S",
-                   help="overall run time limit in seconds (default 3600)")
+    p.add_argument(
+        "-p",
+        "--parameter",
+        nargs=2,
+        action="append",
+        metavar=("NAME", "VALUE"),
+        default=[],
+        help="set a parameter (papermill style; VALUE parsed as JSON when it parses)",
+    )
+    p.add_argument(
+        "--output",
+        metavar="PATH",
+        help="where to write the executed notebook (default: <name>.envpack.ipynb beside it)",
+    )
+    p.add_argument(
+        "--cell-timeout",
+        type=float,
+        default=600.0,
+        metavar="S",
+        help="per-cell timeout in seconds (default 600)",
+    )
+    p.add_argument(
+        "--deadline",
+        type=float,
+        default=3600.0,
+        metavar="S",
+        help="overall run time limit in seconds (default 3600)",
+    )
     p.add_argument("--memory", metavar="SIZE", help="memory limit, e.g. 2g")
     p.add_argument("--no-network", action="store_true", help="run without network access")
-    p.add_argument("--tolerance", type=float, default=0.0, metavar="REL",
-                   help="relative tolerance when comparing numbers (default 0: exact)")
+    p.add_argument(
+        "--tolerance",
+        type=float,
+        default=0.0,
+        metavar="REL",
+        help="relative tolerance when comparing numbers (default 0: exact)",
+    )
 
 
 def build_options_from_args(args: argparse.Namespace) -> Any:
     """``BuildOptions`` from parsed arguments."""
     from .image import BuildOptions
 
-    opts = BuildOptions(base_image=getattr(args, "base_image", None),
-                        ca_bundle=getattr(args, "ca_bundle", None),
-                        index_url=getattr(args, "index_url", None),
-                        extra_index_urls=tuple(getattr(args, "extra_index_url", None) or ()),
-                        deadline=getattr(args, "build_deadline", 3600.0),
-                        no_cache=getattr(args, "no_cache", False),
-                        wheels_via=getattr(args, "wheels_via", "auto"))
+    opts = BuildOptions(
+        base_image=getattr(args, "base_image", None),
+        ca_bundle=getattr(args, "ca_bundle", None),
+        index_url=getattr(args, "index_url", None),
+        extra_index_urls=tuple(getattr(args, "extra_index_url", None) or ()),
+        deadline=getattr(args, "build_deadline", 3600.0),
+        no_cache=getattr(args, "no_cache", False),
+        wheels_via=getattr(args, "wheels_via", "auto"),
+    )
     opts.validate()
     return opts
 
@@ -87,13 +139,15 @@ def run_options_from_args(args: argparse.Namespace) -> Any:
     from .execute import RunOptions
     from .execute.parameters import parse_cli_parameters
 
-    opts = RunOptions(parameters=parse_cli_parameters(getattr(args, "parameter", None)),
-                      output=getattr(args, "output", None),
-                      cell_timeout=getattr(args, "cell_timeout", 600.0),
-                      deadline=getattr(args, "deadline", 3600.0),
-                      mem_limit=getattr(args, "memory", None),
-                      network=not getattr(args, "no_network", False),
-                      tolerance=getattr(args, "tolerance", 0.0))
+    opts = RunOptions(
+        parameters=parse_cli_parameters(getattr(args, "parameter", None)),
+        output=getattr(args, "output", None),
+        cell_timeout=getattr(args, "cell_timeout", 600.0),
+        deadline=getattr(args, "deadline", 3600.0),
+        mem_limit=getattr(args, "memory", None),
+        network=not getattr(args, "no_network", False),
+        tolerance=getattr(args, "tolerance", 0.0),
+    )
     opts.validate()
     return opts
 
@@ -115,8 +169,9 @@ class _RichReporter:
         msg = escape(event.message)
         if event.kind == "step":
             self._bar(event)
-            self.console.print(f"[bold cyan]{event.stage}[/] {msg[:110]}", overflow="ellipsis",
-                               no_wrap=True)
+            self.console.print(
+                f"[bold cyan]{event.stage}[/] {msg[:110]}", overflow="ellipsis", no_wrap=True
+            )
         elif event.kind == "progress":
             self._bar(event)
         elif event.kind == "warning":
@@ -181,14 +236,23 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
     table.add_column("version")
     table.add_column("why")
     for p in spec.packages:
-        table.add_row(p.name, p.version, "imports " + ", ".join(p.modules) if p.requested
-                      else "[dim]dependency[/]" if p.modules == () and not p.requested else "")
+        table.add_row(
+            p.name,
+            p.version,
+            "imports " + ", ".join(p.modules)
+            if p.requested
+            else "[dim]dependency[/]"
+            if p.modules == () and not p.requested
+            else "",
+        )
     console.print(table)
     if spec.local_files:
         console.print("local files: " + ", ".join(spec.local_files))
     for w in spec.warnings:
         where = f" (cell {w.cell})" if w.cell is not None else ""
-        console.print(f"[yellow]{w.code}[/]{where}: {w.message}" + (f"\n  → {w.hint}" if w.hint else ""))
+        console.print(
+            f"[yellow]{w.code}[/]{where}: {w.message}" + (f"\n  → {w.hint}" if w.hint else "")
+        )
     console.print(f"hash {spec.hash[:20]}")
     return 0
 
@@ -259,12 +323,20 @@ def _print_report(report: Any) -> None:
     from rich.markup import escape
 
     console = Console(highlight=False)
-    colours = {"same": "green", "error": "green", "skipped": "dim", "differs": "yellow",
-               "image-differs": "yellow", "new-error": "red", "not-run": "red"}
+    colours = {
+        "same": "green",
+        "error": "green",
+        "skipped": "dim",
+        "differs": "yellow",
+        "image-differs": "yellow",
+        "new-error": "red",
+        "not-run": "red",
+    }
     for cell in report.cells:
         extra = f" {cell.ename}: {escape(cell.evalue or '')}" if cell.ename else ""
-        console.print(f"cell {cell.index:>3}  [{colours.get(cell.status, 'white')}]"
-                      f"{cell.status}[/]{extra}")
+        console.print(
+            f"cell {cell.index:>3}  [{colours.get(cell.status, 'white')}]{cell.status}[/]{extra}"
+        )
         if cell.diff:
             console.print(f"[dim]{escape(cell.diff)}[/]")
     verdict = "[green]reproduced[/]" if report.reproduced else "[red]did not reproduce[/]"
@@ -277,7 +349,8 @@ def build_parser() -> argparse.ArgumentParser:
     """The full argument parser (plugins included)."""
     parser = argparse.ArgumentParser(
         prog="jupyter envpack",
-        description="Turn a notebook into a reproducible, runnable container.")
+        description="Turn a notebook into a reproducible, runnable container.",
+    )
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("-q", "--quiet", action="store_true", help="no progress output")
@@ -291,8 +364,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print envpack.snapshot/1 JSON")
     p.set_defaults(func=cmd_snapshot)
 
-    p = sub.add_parser("dockerfile", parents=[common], help="print the Dockerfile or write the "
-                       "build context")
+    p = sub.add_parser(
+        "dockerfile", parents=[common], help="print the Dockerfile or write the build context"
+    )
     p.add_argument("notebook")
     add_environment_arguments(p)
     add_build_arguments(p)
@@ -331,11 +405,11 @@ def build_parser() -> argparse.ArgumentParser:
             verb_parser = sub.choices[verb]
             known = {a.dest for a in verb_parser._actions}
             if "quiet" not in known:
-                verb_parser.add_argument("-q", "--quiet", action="store_true",
-                                         help="no progress output")
+                verb_parser.add_argument(
+                    "-q", "--quiet", action="store_true", help="no progress output"
+                )
             if "verbose" not in known:
-                verb_parser.add_argument("-v", "--verbose", action="store_true",
-                                         help="show logs")
+                verb_parser.add_argument("-v", "--verbose", action="store_true", help="show logs")
     return parser
 
 
@@ -360,8 +434,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             sys.stderr.write(f"hint: {exc.hint}\n")
         log_tail = getattr(exc, "log_tail", None)
         if log_tail:
-            sys.stderr.write("last log lines:\n" + "\n".join(f"  {ln}" for ln in log_tail[-15:])
-                             + "\n")
+            sys.stderr.write(
+                "last log lines:\n" + "\n".join(f"  {ln}" for ln in log_tail[-15:]) + "\n"
+            )
         return 2
     except KeyboardInterrupt:
         _close_reporters()

@@ -44,57 +44,78 @@ class EnvPack(Configurable):
 
     base_image = _optional_text(
         "Base image of every build (e.g. python:3.11-slim or an internal mirror). "
-        "None: python:X.Y-slim for the notebook's Python version.")
+        "None: python:X.Y-slim for the notebook's Python version."
+    )
     kernel = _optional_text(
         "Kernelspec whose interpreter is probed for installed packages. "
-        "None: the notebook's own kernelspec, else the current interpreter.")
+        "None: the notebook's own kernelspec, else the current interpreter."
+    )
     registry = _optional_text(
-        "Registry that images are pushed to for cluster jobs (host[:port][/namespace]).")
+        "Registry that images are pushed to for cluster jobs (host[:port][/namespace])."
+    )
     ca_bundle = _optional_text(
-        "Path of a CA bundle (PEM) that pip inside the build trusts (TLS-intercepting proxies).")
+        "Path of a CA bundle (PEM) that pip inside the build trusts (TLS-intercepting proxies)."
+    )
     index_url = _optional_text(
-        "Package index (PEP 503) the wheels are fetched from on this machine; default: your pip's.")
+        "Package index (PEP 503) the wheels are fetched from on this machine; default: your pip's."
+    )
     binder_host = _optional_text(
-        "BinderHub that Binder links and badges point at (https; default https://mybinder.org).")
+        "BinderHub that Binder links and badges point at (https; default https://mybinder.org)."
+    )
     extra_index_urls = List(
-        Unicode(), default_value=[],
-        help="Extra package index URLs used by pip inside the build.").tag(config=True)
-    build_deadline = Float(
-        3600.0, help="Overall deadline of one build, in seconds.").tag(config=True)
-    idle_timeout = Float(
-        600.0, help="A build step silent for this many seconds fails.").tag(config=True)
-    run_deadline = Float(
-        3600.0, help="Overall deadline of one notebook run, in seconds.").tag(config=True)
-    cell_timeout = Float(
-        600.0, help="Timeout of one cell during a run, in seconds.").tag(config=True)
+        Unicode(), default_value=[], help="Extra package index URLs used by pip inside the build."
+    ).tag(config=True)
+    build_deadline = Float(3600.0, help="Overall deadline of one build, in seconds.").tag(
+        config=True
+    )
+    idle_timeout = Float(600.0, help="A build step silent for this many seconds fails.").tag(
+        config=True
+    )
+    run_deadline = Float(3600.0, help="Overall deadline of one notebook run, in seconds.").tag(
+        config=True
+    )
+    cell_timeout = Float(600.0, help="Timeout of one cell during a run, in seconds.").tag(
+        config=True
+    )
     concurrency_limit = Integer(
-        2, min=1, help="How many operations (builds, runs, jobs) run at once; "
-        "more are queued.").tag(config=True)
+        2, min=1, help="How many operations (builds, runs, jobs) run at once; more are queued."
+    ).tag(config=True)
     database_path = Unicode(
         help="SQLite file that keeps operations across server restarts. "
-        "Default: <jupyter data dir>/envpack/operations.sqlite.").tag(config=True)
+        "Default: <jupyter data dir>/envpack/operations.sqlite."
+    ).tag(config=True)
     max_notebook_size = Integer(
-        50 * 1024 * 1024, min=1,
-        help="Largest notebook (bytes) the server accepts; larger ones get 413.").tag(config=True)
+        50 * 1024 * 1024,
+        min=1,
+        help="Largest notebook (bytes) the server accepts; larger ones get 413.",
+    ).tag(config=True)
     max_request_body = Integer(
-        256 * 1024, min=1024,
+        256 * 1024,
+        min=1024,
         help="Largest JSON request body (bytes) of the REST API; larger ones get 413.",
     ).tag(config=True)
     max_log_events = Integer(
-        20000, min=100,
+        20000,
+        min=100,
         help="Log lines kept per operation; later lines are dropped (steps and progress are "
-        "always kept).").tag(config=True)
+        "always kept).",
+    ).tag(config=True)
     retention_days = Float(
-        30.0, help="Finished operations older than this many days are forgotten when the server "
-        "starts (0: keep forever).").tag(config=True)
+        30.0,
+        help="Finished operations older than this many days are forgotten when the server "
+        "starts (0: keep forever).",
+    ).tag(config=True)
     cluster_backends = Dict(
-        key_trait=Unicode(), value_trait=Union([Unicode(), Type(klass=object)]),
+        key_trait=Unicode(),
+        value_trait=Union([Unicode(), Type(klass=object)]),
         help="Cluster backends by name: a class or a 'module:Class' import string.",
     ).tag(config=True)
     default_backend = Unicode(
-        "swarm", help="Name of the cluster backend used when a job names none.").tag(config=True)
+        "swarm", help="Name of the cluster backend used when a job names none."
+    ).tag(config=True)
     runners = Dict(
-        key_trait=Unicode(), value_trait=Unicode(),
+        key_trait=Unicode(),
+        value_trait=Unicode(),
         help="Extra operation kinds: kind name -> 'module:attribute' of a "
         "jupyter_envpack.operations.Kind. A missing module is skipped with a log line.",
     ).tag(config=True)
@@ -124,8 +145,10 @@ class EnvPack(Configurable):
         name = name or self.default_backend
         target = self.cluster_backends.get(name)
         if target is None:
-            raise InputError(f"unknown cluster backend {name!r}",
-                             hint=f"known: {', '.join(sorted(self.cluster_backends))}")
+            raise InputError(
+                f"unknown cluster backend {name!r}",
+                hint=f"known: {', '.join(sorted(self.cluster_backends))}",
+            )
         return target if isinstance(target, type) else import_string(target)
 
     def build_options(self, **overrides: Any) -> BuildOptions:
@@ -133,9 +156,12 @@ class EnvPack(Configurable):
         from .image import BuildOptions
 
         values: dict[str, Any] = {
-            "base_image": self.base_image, "ca_bundle": self.ca_bundle,
-            "index_url": self.index_url, "extra_index_urls": tuple(self.extra_index_urls),
-            "deadline": self.build_deadline, "idle_timeout": self.idle_timeout,
+            "base_image": self.base_image,
+            "ca_bundle": self.ca_bundle,
+            "index_url": self.index_url,
+            "extra_index_urls": tuple(self.extra_index_urls),
+            "deadline": self.build_deadline,
+            "idle_timeout": self.idle_timeout,
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         return BuildOptions(**values)

@@ -49,8 +49,12 @@ class EnvpackError(Exception):
 
     def to_json(self) -> dict[str, str | None]:
         """Return the wire form used by the REST API and ``--json`` output."""
-        return {"error": type(self).__name__, "reason": self.reason, "message": self.message,
-                "hint": self.hint}
+        return {
+            "error": type(self).__name__,
+            "reason": self.reason,
+            "message": self.message,
+            "hint": self.hint,
+        }
 
 
 class InputError(EnvpackError):
@@ -107,8 +111,15 @@ class BuildError(EnvpackError):
     status = 422
     reason = "build-failed"
 
-    def __init__(self, message: str, *, hint: str | None = None, step: str | None = None,
-                 log_tail: list[str] | None = None, reason: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        hint: str | None = None,
+        step: str | None = None,
+        log_tail: list[str] | None = None,
+        reason: str | None = None,
+    ) -> None:
         super().__init__(message, hint=hint)
         self.step = step
         self.log_tail = log_tail or []

@@ -47,14 +47,29 @@ Handler = Callable[["EnvpackMagics", argparse.Namespace], Any]
 _BUILDING = {"build", "run", "submit"}
 _RUNNING = {"run", "submit"}
 VERB_OPTIONS: dict[str, set[str]] = {
-    "base_image": {"dockerfile", "status", *_BUILDING}, "ca_bundle": _BUILDING,
-    "index_url": {"dockerfile", *_BUILDING}, "extra_index_url": {"dockerfile", *_BUILDING},
-    "build_deadline": _BUILDING, "parameter": _RUNNING, "output": _RUNNING,
-    "cell_timeout": _RUNNING, "deadline": _RUNNING, "memory": _RUNNING, "image": _RUNNING,
-    "no_network": {"run"}, "tolerance": {"run"},
-    "write": {"binder"}, "host": {"binder"}, "ref": {"binder"}, "branch": {"binder"},
-    "backend": {"submit"}, "registry": {"submit"}, "cpu": {"submit"}, "wait": {"submit"},
-    "dry_run": {"submit"}, "limit": {"jobs"},
+    "base_image": {"dockerfile", "status", *_BUILDING},
+    "ca_bundle": _BUILDING,
+    "index_url": {"dockerfile", *_BUILDING},
+    "extra_index_url": {"dockerfile", *_BUILDING},
+    "build_deadline": _BUILDING,
+    "parameter": _RUNNING,
+    "output": _RUNNING,
+    "cell_timeout": _RUNNING,
+    "deadline": _RUNNING,
+    "memory": _RUNNING,
+    "image": _RUNNING,
+    "no_network": {"run"},
+    "tolerance": {"run"},
+    "write": {"binder"},
+    "host": {"binder"},
+    "ref": {"binder"},
+    "branch": {"binder"},
+    "backend": {"submit"},
+    "registry": {"submit"},
+    "cpu": {"submit"},
+    "wait": {"submit"},
+    "dry_run": {"submit"},
+    "limit": {"jobs"},
 }
 VERB_OPTIONS = {dest: set(verbs) for dest, verbs in VERB_OPTIONS.items()}  # unshared sets
 BASE_IMAGE_ENV = "ENVPACK_BASE_IMAGE"
@@ -93,29 +108,60 @@ class EnvpackMagics(Magics):
     """The ``%envpack`` line magic."""
 
     @magic_arguments()
-    @argument("verb", nargs="?", default="status",
-              help="snapshot | dockerfile | build | run | binder | status (default) | submit "
-                   "| jobs, plus verbs added by other parts")
-    @argument("--notebook", metavar="PATH",
-              help="the notebook to act on (default: the one this kernel runs)")
-    @argument("--python", metavar="PATH",
-              help="probe this interpreter instead of the running kernel")
-    @argument("--kernel", metavar="NAME",
-              help="probe this kernelspec's interpreter instead of the running kernel")
-    @argument("--plain", action="store_const", const="text", dest="display",
-              help="plain-text progress (default when no widget frontend is detected)")
-    @argument("--widgets", action="store_const", const="widgets", dest="display",
-              help="ipywidgets progress")
+    @argument(
+        "verb",
+        nargs="?",
+        default="status",
+        help="snapshot | dockerfile | build | run | binder | status (default) | submit "
+        "| jobs, plus verbs added by other parts",
+    )
+    @argument(
+        "--notebook",
+        metavar="PATH",
+        help="the notebook to act on (default: the one this kernel runs)",
+    )
+    @argument(
+        "--python", metavar="PATH", help="probe this interpreter instead of the running kernel"
+    )
+    @argument(
+        "--kernel",
+        metavar="NAME",
+        help="probe this kernelspec's interpreter instead of the running kernel",
+    )
+    @argument(
+        "--plain",
+        action="store_const",
+        const="text",
+        dest="display",
+        help="plain-text progress (default when no widget frontend is detected)",
+    )
+    @argument(
+        "--widgets",
+        action="store_const",
+        const="widgets",
+        dest="display",
+        help="ipywidgets progress",
+    )
     @argument_group("dockerfile, build, run")
-    @argument("--base-image", metavar="REF", help=f"base image (default: ${BASE_IMAGE_ENV}, "
-              "else c.EnvPack.base_image, else python:X.Y-slim)")
+    @argument(
+        "--base-image",
+        metavar="REF",
+        help=f"base image (default: ${BASE_IMAGE_ENV}, "
+        "else c.EnvPack.base_image, else python:X.Y-slim)",
+    )
     @argument("--ca-bundle", metavar="FILE", help="CA bundle to reach package indexes")
     @argument("--index-url", metavar="URL", help="package index")
     @argument("--extra-index-url", metavar="URL", action="append", help="extra index (repeat)")
     @argument("--build-deadline", metavar="S", type=float, help="build time limit (seconds)")
     @argument_group("run")
-    @argument("-p", "--parameter", nargs=2, action="append", metavar=("NAME", "VALUE"),
-              help="set a parameter (VALUE parsed as JSON when it parses); repeat")
+    @argument(
+        "-p",
+        "--parameter",
+        nargs=2,
+        action="append",
+        metavar=("NAME", "VALUE"),
+        help="set a parameter (VALUE parsed as JSON when it parses); repeat",
+    )
     @argument("--image", metavar="REF", help="run in this image instead of building")
     @argument("--output", metavar="PATH", help="executed notebook (default <name>.envpack.ipynb)")
     @argument("--cell-timeout", metavar="S", type=float, help="per-cell timeout (seconds)")
@@ -124,8 +170,11 @@ class EnvpackMagics(Magics):
     @argument("--no-network", action="store_true", help="run without network access")
     @argument("--tolerance", metavar="REL", type=float, help="relative tolerance for numbers")
     @argument_group("submit, jobs (cluster)")
-    @argument("--backend", metavar="NAME", help="cluster backend: swarm or kubernetes "
-              "(default: c.EnvPack.default_backend)")
+    @argument(
+        "--backend",
+        metavar="NAME",
+        help="cluster backend: swarm or kubernetes (default: c.EnvPack.default_backend)",
+    )
     @argument("--registry", metavar="HOST[/NS]", help="push the image here for the cluster")
     @argument("--cpu", metavar="N", type=float, help="CPU limit of the job")
     @argument("--wait", action="store_true", help="follow the job and fetch its notebook")
@@ -157,8 +206,11 @@ class EnvpackMagics(Magics):
         args = self._parse(line)
         handler = _VERBS.get(args.verb)
         if handler is None:
-            raise UsageError(f"unknown verb {args.verb!r}; use one of: "
-                             + ", ".join(sorted(_VERBS)) + " (see %envpack?)")
+            raise UsageError(
+                f"unknown verb {args.verb!r}; use one of: "
+                + ", ".join(sorted(_VERBS))
+                + " (see %envpack?)"
+            )
         self._check_options(args)
         try:
             return handler(self, args)
@@ -180,8 +232,10 @@ class EnvpackMagics(Magics):
             value = getattr(args, dest, None)
             if value not in (None, False) and args.verb not in verbs:
                 flag = "--" + dest.replace("_", "-")
-                raise UsageError(f"{flag} does not apply to `%envpack {args.verb}` "
-                                 f"(only to: {', '.join(sorted(verbs))})")
+                raise UsageError(
+                    f"{flag} does not apply to `%envpack {args.verb}` "
+                    f"(only to: {', '.join(sorted(verbs))})"
+                )
         if args.python and args.kernel:
             raise UsageError("give either --python or --kernel, not both")
 
@@ -192,19 +246,24 @@ class EnvpackMagics(Magics):
             path = Path(override).expanduser()
         else:
             ns = self.shell.user_ns if self.shell is not None else {}
-            found = (ns.get("__vsc_ipynb_file__") or ns.get("__session__")
-                     or os.environ.get("JPY_SESSION_NAME"))
+            found = (
+                ns.get("__vsc_ipynb_file__")
+                or ns.get("__session__")
+                or os.environ.get("JPY_SESSION_NAME")
+            )
             if not found:
-                raise UsageError("cannot tell which notebook this kernel runs; "
-                                 "pass --notebook PATH")
+                raise UsageError(
+                    "cannot tell which notebook this kernel runs; pass --notebook PATH"
+                )
             path = Path(str(found)).expanduser()
             if not path.is_absolute() and not path.is_file():
                 path = Path.cwd() / path.name  # a root-relative session path: the kernel's cwd
         if path.suffix != ".ipynb":
             raise UsageError(f"{path} is not a notebook (.ipynb); pass --notebook PATH")
         if not path.is_file():
-            raise NotFoundError(f"no notebook at {path}", hint="save the notebook first, or "
-                                "pass --notebook PATH")
+            raise NotFoundError(
+                f"no notebook at {path}", hint="save the notebook first, or pass --notebook PATH"
+            )
         return path
 
     def envpack_config(self) -> Any:
@@ -227,9 +286,11 @@ class EnvpackMagics(Magics):
         """``BuildOptions`` from the config with this cell's options on top."""
         opts = self.envpack_config().build_options(
             base_image=args.base_image or os.environ.get(BASE_IMAGE_ENV) or None,
-            ca_bundle=args.ca_bundle, index_url=args.index_url,
+            ca_bundle=args.ca_bundle,
+            index_url=args.index_url,
             extra_index_urls=tuple(args.extra_index_url) if args.extra_index_url else None,
-            deadline=args.build_deadline)
+            deadline=args.build_deadline,
+        )
         opts.validate()
         return opts
 
@@ -238,9 +299,14 @@ class EnvpackMagics(Magics):
         from .execute.parameters import parse_cli_parameters
 
         opts = self.envpack_config().run_options(
-            parameters=parse_cli_parameters(args.parameter), output=args.output,
-            cell_timeout=args.cell_timeout, deadline=args.deadline, mem_limit=args.memory,
-            network=False if args.no_network else None, tolerance=args.tolerance)
+            parameters=parse_cli_parameters(args.parameter),
+            output=args.output,
+            cell_timeout=args.cell_timeout,
+            deadline=args.deadline,
+            mem_limit=args.memory,
+            network=False if args.no_network else None,
+            tolerance=args.tolerance,
+        )
         opts.validate()
         return opts
 
@@ -253,7 +319,8 @@ class EnvpackMagics(Magics):
 
 # A line that drives jupyter-envpack itself: `%envpack ...`, `x = %envpack ...`, `%load_ext ...`.
 _CONTROL_LINE = re.compile(
-    r"^(?:[A-Za-z_]\w*\s*=\s*)?%(?:envpack\b|(?:re)?load_ext\s+jupyter_envpack\b)")
+    r"^(?:[A-Za-z_]\w*\s*=\s*)?%(?:envpack\b|(?:re)?load_ext\s+jupyter_envpack\b)"
+)
 
 
 def _neutralise(source: str) -> tuple[str, bool]:
@@ -354,8 +421,9 @@ def verb_build(m: EnvpackMagics, args: argparse.Namespace) -> Any:
         progress = m.progress(f"envpack build {path.name}", args)
         result = run_with_progress(_build_work(spec, copy, opts), progress)
     headline = "image found in the cache" if result.cached else "image built"
-    return FieldsView(headline, {"image": result.image, "duration": f"{result.duration:.1f} s"},
-                      data=result)
+    return FieldsView(
+        headline, {"image": result.image, "duration": f"{result.duration:.1f} s"}, data=result
+    )
 
 
 def verb_run(m: EnvpackMagics, args: argparse.Namespace) -> Any:
@@ -378,14 +446,26 @@ def verb_run(m: EnvpackMagics, args: argparse.Namespace) -> Any:
 
         result = run_with_progress(work, m.progress(f"envpack run {path.name}", args))
     report = result.report
-    cells = "\n".join(f"cell {c.index}: {c.status}" + (f" {c.ename}: {c.evalue}" if c.ename else "")
-                      + (f"\n{c.diff}" if c.diff else "")
-                      for c in report.cells if c.status not in {"same", "skipped"})
+    cells = "\n".join(
+        f"cell {c.index}: {c.status}"
+        + (f" {c.ename}: {c.evalue}" if c.ename else "")
+        + (f"\n{c.diff}" if c.diff else "")
+        for c in report.cells
+        if c.status not in {"same", "skipped"}
+    )
     counts = ", ".join(f"{n} {s}" for s, n in sorted(report.summary.items()))
     headline = "reproduced" if report.reproduced else "did not reproduce"
-    return FieldsView(headline, {"cells": counts, "run": report.run_status, "image":
-                                 report.image, "executed notebook": str(result.output_path),
-                                 "details": cells or None}, data=result)
+    return FieldsView(
+        headline,
+        {
+            "cells": counts,
+            "run": report.run_status,
+            "image": report.image,
+            "executed notebook": str(result.output_path),
+            "details": cells or None,
+        },
+        data=result,
+    )
 
 
 def verb_binder(m: EnvpackMagics, args: argparse.Namespace) -> Any:
@@ -399,8 +479,12 @@ def verb_binder(m: EnvpackMagics, args: argparse.Namespace) -> Any:
     written = write_binder(path, spec=spec)["written"] if args.write else []
     info = binder_info(path, spec=spec, host=host, ref=args.ref, branch=args.branch)
     badges = info["badges"] or {}
-    fields = {"link": info["link"] or "none (see the warnings)", "wrote": ", ".join(written)
-              or None, "Markdown badge": badges.get("markdown"), "RST badge": badges.get("rst")}
+    fields = {
+        "link": info["link"] or "none (see the warnings)",
+        "wrote": ", ".join(written) or None,
+        "Markdown badge": badges.get("markdown"),
+        "RST badge": badges.get("rst"),
+    }
     return FieldsView("Binder", fields, info["warnings"], data=info)
 
 
@@ -420,8 +504,10 @@ def _engine_status(spec: Any, path: Path, opts: Any) -> dict[str, str]:
     try:
         client = connect()
     except EngineError as exc:
-        return {"docker": f"not reachable: {exc.message} (snapshot, dockerfile and binder still "
-                "work)", "image": image}
+        return {
+            "docker": f"not reachable: {exc.message} (snapshot, dockerfile and binder still work)",
+            "image": image,
+        }
     try:
         built = "built" if image_exists(client, image) else "not built yet (%envpack build)"
     finally:
@@ -436,9 +522,11 @@ def verb_status(m: EnvpackMagics, args: argparse.Namespace) -> Any:
 
     path, spec = _spec(m, args)
     fields: dict[str, Any] = {
-        "notebook": str(path), "python": f"{spec.python_version} ({spec.interpreter})",
+        "notebook": str(path),
+        "python": f"{spec.python_version} ({spec.interpreter})",
         "environment": f"{len(spec.packages)} pinned packages, {len(spec.warnings)} warnings, "
-                       f"hash {spec.hash[:12]}"}
+        f"hash {spec.hash[:12]}",
+    }
     fields.update(_engine_status(spec, path, m.build_options(args)))
     binder = binder_info(path, snapshot=False)
     fields["binder"] = binder["link"] or binder["warnings"][0]["message"]
@@ -451,11 +539,15 @@ def _submit_options(m: EnvpackMagics, args: argparse.Namespace) -> Any:
 
     cfg = m.envpack_config()
     return SubmitOptions(
-        backend=args.backend or cfg.default_backend, registry=args.registry or cfg.registry,
+        backend=args.backend or cfg.default_backend,
+        registry=args.registry or cfg.registry,
         parameters=parse_cli_parameters(args.parameter),
         cell_timeout=args.cell_timeout or cfg.cell_timeout,
-        deadline=args.deadline or cfg.run_deadline, cpu=args.cpu, memory=args.memory,
-        output=args.output).validate()
+        deadline=args.deadline or cfg.run_deadline,
+        cpu=args.cpu,
+        memory=args.memory,
+        output=args.output,
+    ).validate()
 
 
 def verb_submit(m: EnvpackMagics, args: argparse.Namespace) -> Any:
@@ -477,15 +569,33 @@ def verb_submit(m: EnvpackMagics, args: argparse.Namespace) -> Any:
 
         def work(reporter: Any, cancel: Any) -> Any:
             image = args.image or _build_work(spec, copy, build_opts)(reporter, cancel).image
-            return submit(str(path), opts, image=image, reporter=reporter, cancel=cancel,
-                          wait=args.wait, config=cfg)
+            return submit(
+                str(path),
+                opts,
+                image=image,
+                reporter=reporter,
+                cancel=cancel,
+                wait=args.wait,
+                config=cfg,
+            )
 
         done = run_with_progress(work, m.progress(f"envpack submit {path.name}", args))
-    state = (f"{done.status.state.value}: {done.status.message}" if done.status
-             else "submitted (follow it with %envpack jobs)")
-    return FieldsView(f"job {done.record.id}", {
-        "backend": done.record.backend, "image": done.record.image, "handle": done.record.handle,
-        "state": state, "executed notebook": done.output_path}, data=done)
+    state = (
+        f"{done.status.state.value}: {done.status.message}"
+        if done.status
+        else "submitted (follow it with %envpack jobs)"
+    )
+    return FieldsView(
+        f"job {done.record.id}",
+        {
+            "backend": done.record.backend,
+            "image": done.record.image,
+            "handle": done.record.handle,
+            "state": state,
+            "executed notebook": done.output_path,
+        },
+        data=done,
+    )
 
 
 def verb_jobs(m: EnvpackMagics, args: argparse.Namespace) -> Any:
@@ -501,15 +611,23 @@ def verb_jobs(m: EnvpackMagics, args: argparse.Namespace) -> Any:
                 record = refresh(record, index)
             except EnvpackError as exc:
                 record.message = f"(status unknown: {exc.message})"
-        rows.append([record.id, record.backend, record.state, Path(record.notebook).name,
-                     record.message])
+        rows.append(
+            [record.id, record.backend, record.state, Path(record.notebook).name, record.message]
+        )
     headline = f"{len(rows)} job(s)" if rows else "no jobs yet: %envpack submit"
     return TableView(headline, ["id", "backend", "state", "notebook", "message"], rows)
 
 
-for _name, _handler in (("snapshot", verb_snapshot), ("dockerfile", verb_dockerfile),
-                        ("build", verb_build), ("run", verb_run), ("binder", verb_binder),
-                        ("status", verb_status), ("submit", verb_submit), ("jobs", verb_jobs)):
+for _name, _handler in (
+    ("snapshot", verb_snapshot),
+    ("dockerfile", verb_dockerfile),
+    ("build", verb_build),
+    ("run", verb_run),
+    ("binder", verb_binder),
+    ("status", verb_status),
+    ("submit", verb_submit),
+    ("jobs", verb_jobs),
+):
     register_verb(_name, _handler)
 
 

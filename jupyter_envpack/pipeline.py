@@ -23,19 +23,34 @@ class Containerised:
 
     def to_json(self) -> dict[str, Any]:
         """JSON form."""
-        return {"snapshot": self.spec.to_json(), "build": self.build.to_json(),
-                "run": self.run.to_json() if self.run else None}
+        return {
+            "snapshot": self.spec.to_json(),
+            "build": self.build.to_json(),
+            "run": self.run.to_json() if self.run else None,
+        }
 
 
-def containerise(path: str | os.PathLike[str], python: str | None = None, kernel: str | None = None,
-                 build: BuildOptions | None = None, run: RunOptions | None = None,
-                 reporter: Reporter = null_reporter, cancel: CancelToken | None = None,
-                 rerun: bool = True, client: Any = None) -> Containerised:
+def containerise(
+    path: str | os.PathLike[str],
+    python: str | None = None,
+    kernel: str | None = None,
+    build: BuildOptions | None = None,
+    run: RunOptions | None = None,
+    reporter: Reporter = null_reporter,
+    cancel: CancelToken | None = None,
+    rerun: bool = True,
+    client: Any = None,
+) -> Containerised:
     """Snapshot ``path`` in its kernel's environment, build its image and (by default) rerun it."""
     reporter(ProgressEvent("snapshot", f"reading {os.fspath(path)} and probing the kernel", "step"))
     spec = take_snapshot(path, python=python, kernel=kernel)
-    reporter(ProgressEvent("snapshot", f"{len(spec.packages)} distributions pinned for Python "
-                           f"{spec.python_version}", "info"))
+    reporter(
+        ProgressEvent(
+            "snapshot",
+            f"{len(spec.packages)} distributions pinned for Python {spec.python_version}",
+            "info",
+        )
+    )
     for finding in spec.warnings:
         reporter(ProgressEvent("snapshot", f"{finding.code}: {finding.message}", "warning"))
     if cancel is not None:

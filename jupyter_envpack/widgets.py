@@ -27,9 +27,9 @@ from .events import CancelToken, ProgressEvent, Reporter
 
 T = TypeVar("T")
 DISPLAY_ENV = "ENVPACK_MAGICS_DISPLAY"
-LOG_LINES = 400      # log lines kept in the widget (the core keeps the full log)
-TAIL_LINES = 15      # log lines printed in text mode when a step fails
-REFRESH = 0.25       # seconds between two log refreshes of the widget
+LOG_LINES = 400  # log lines kept in the widget (the core keeps the full log)
+TAIL_LINES = 15  # log lines printed in text mode when a step fails
+REFRESH = 0.25  # seconds between two log refreshes of the widget
 
 
 class Progress(Protocol):
@@ -58,8 +58,9 @@ def widgets_wanted(shell: Any, mode: str | None = None) -> bool:
         return True
     user_ns = getattr(shell, "user_ns", {}) or {}
     has_kernel = getattr(shell, "kernel", None) is not None
-    return has_kernel and bool(os.environ.get("JPY_SESSION_NAME")
-                               or user_ns.get("__vsc_ipynb_file__"))
+    return has_kernel and bool(
+        os.environ.get("JPY_SESSION_NAME") or user_ns.get("__vsc_ipynb_file__")
+    )
 
 
 class TextProgress:
@@ -101,11 +102,13 @@ class WidgetProgress:
 
         self.lines: deque[str] = deque(maxlen=LOG_LINES)
         self.title = w.HTML(f"<b>{html.escape(title)}</b>")
-        self.bar = w.FloatProgress(value=0.0, min=0.0, max=1.0, description="",
-                                   layout=w.Layout(width="60%"))
+        self.bar = w.FloatProgress(
+            value=0.0, min=0.0, max=1.0, description="", layout=w.Layout(width="60%")
+        )
         self.step = w.Label("starting…")
-        self.log = w.Textarea(value="", disabled=True, layout=w.Layout(width="100%",
-                                                                      height="240px"))
+        self.log = w.Textarea(
+            value="", disabled=True, layout=w.Layout(width="100%", height="240px")
+        )
         self.accordion = w.Accordion(children=[self.log], selected_index=None)
         self.accordion.set_title(0, "Log")
         self.box = w.VBox([self.title, w.HBox([self.bar, self.step]), self.accordion])
@@ -148,8 +151,9 @@ def make_progress(title: str, shell: Any = None, mode: str | None = None) -> Pro
     return TextProgress(title)
 
 
-def run_with_progress(work: Callable[[Reporter, CancelToken], T], progress: Progress,
-                      poll: float = 0.1) -> T:
+def run_with_progress(
+    work: Callable[[Reporter, CancelToken], T], progress: Progress, poll: float = 0.1
+) -> T:
     """Run ``work(reporter, cancel)`` in a worker thread, showing its events as they come.
 
     The first KeyboardInterrupt cancels the work and waits for it to stop cleanly; a second one
@@ -177,8 +181,11 @@ def run_with_progress(work: Callable[[Reporter, CancelToken], T], progress: Prog
                 if cancel.cancelled:
                     raise
                 cancel.cancel()
-                progress(ProgressEvent("cancel", "cancelling… (interrupt again to stop waiting)",
-                                       "warning"))
+                progress(
+                    ProgressEvent(
+                        "cancel", "cancelling… (interrupt again to stop waiting)", "warning"
+                    )
+                )
         drain()
     except BaseException:
         progress.close(False)
@@ -201,8 +208,10 @@ def _warnings_html(warnings: list[dict[str, Any]]) -> str:
         f"<li><code>{_esc(w['code'])}</code>"
         + (f" (cell {_esc(w['cell'])})" if w.get("cell") is not None else "")
         + f": {_esc(w['message'])}"
-        + (f"<br/><i>fix:</i> {_esc(w['hint'])}" if w.get("hint") else "") + "</li>"
-        for w in warnings)
+        + (f"<br/><i>fix:</i> {_esc(w['hint'])}" if w.get("hint") else "")
+        + "</li>"
+        for w in warnings
+    )
     return f"<details open><summary>{len(warnings)} warning(s)</summary><ul>{items}</ul></details>"
 
 
@@ -223,20 +232,25 @@ class SnapshotView:
         self.spec = spec
 
     def _rows(self) -> list[tuple[str, str, str]]:
-        return [(p.name, p.version, "imports " + ", ".join(p.modules) if p.requested
-                 else "dependency") for p in self.spec.packages]
+        return [
+            (p.name, p.version, "imports " + ", ".join(p.modules) if p.requested else "dependency")
+            for p in self.spec.packages
+        ]
 
     def _repr_html_(self) -> str:
         s = self.spec
-        rows = "".join(f"<tr><td>{_esc(n)}</td><td>{_esc(v)}</td><td>{_esc(why)}</td></tr>"
-                       for n, v, why in self._rows())
-        local = (f"<p>local files: {_esc(', '.join(s.local_files))}</p>" if s.local_files
-                 else "")
-        return (f"<div class='jp-Envpack-snapshot'><p><b>{_esc(s.notebook)}</b> — Python "
-                f"{_esc(s.python_version)} — {len(s.packages)} pinned packages — hash "
-                f"<code>{_esc(s.hash[:20])}</code></p><table><thead><tr><th>distribution</th>"
-                f"<th>version</th><th>why</th></tr></thead><tbody>{rows}</tbody></table>{local}"
-                f"{_warnings_html([w.to_json() for w in s.warnings])}</div>")
+        rows = "".join(
+            f"<tr><td>{_esc(n)}</td><td>{_esc(v)}</td><td>{_esc(why)}</td></tr>"
+            for n, v, why in self._rows()
+        )
+        local = f"<p>local files: {_esc(', '.join(s.local_files))}</p>" if s.local_files else ""
+        return (
+            f"<div class='jp-Envpack-snapshot'><p><b>{_esc(s.notebook)}</b> — Python "
+            f"{_esc(s.python_version)} — {len(s.packages)} pinned packages — hash "
+            f"<code>{_esc(s.hash[:20])}</code></p><table><thead><tr><th>distribution</th>"
+            f"<th>version</th><th>why</th></tr></thead><tbody>{rows}</tbody></table>{local}"
+            f"{_warnings_html([w.to_json() for w in s.warnings])}</div>"
+        )
 
     def __repr__(self) -> str:
         s = self.spec
@@ -265,18 +279,27 @@ class TextView:
 class FieldsView:
     """A short result: a headline, ``key: value`` fields and warnings (``.data`` holds them)."""
 
-    def __init__(self, headline: str, fields: dict[str, Any],
-                 warnings: list[dict[str, Any]] | None = None, data: Any = None) -> None:
+    def __init__(
+        self,
+        headline: str,
+        fields: dict[str, Any],
+        warnings: list[dict[str, Any]] | None = None,
+        data: Any = None,
+    ) -> None:
         self.headline = headline
         self.fields = {k: v for k, v in fields.items() if v is not None}
         self.warnings = warnings or []
         self.data = data
 
     def _repr_html_(self) -> str:
-        rows = "".join(f"<tr><th style='text-align:left'>{_esc(k)}</th><td>{self._cell(v)}</td>"
-                       "</tr>" for k, v in self.fields.items())
-        return (f"<div class='jp-Envpack-result'><p><b>{_esc(self.headline)}</b></p>"
-                f"<table>{rows}</table>{_warnings_html(self.warnings)}</div>")
+        rows = "".join(
+            f"<tr><th style='text-align:left'>{_esc(k)}</th><td>{self._cell(v)}</td></tr>"
+            for k, v in self.fields.items()
+        )
+        return (
+            f"<div class='jp-Envpack-result'><p><b>{_esc(self.headline)}</b></p>"
+            f"<table>{rows}</table>{_warnings_html(self.warnings)}</div>"
+        )
 
     @staticmethod
     def _cell(value: Any) -> str:
@@ -305,10 +328,13 @@ class TableView:
 
     def _repr_html_(self) -> str:
         head = "".join(f"<th>{_esc(c)}</th>" for c in self.columns)
-        body = "".join("<tr>" + "".join(f"<td>{_esc(v)}</td>" for v in row) + "</tr>"
-                       for row in self.rows)
-        return (f"<div class='jp-Envpack-result'><p><b>{_esc(self.headline)}</b></p><table>"
-                f"<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>")
+        body = "".join(
+            "<tr>" + "".join(f"<td>{_esc(v)}</td>" for v in row) + "</tr>" for row in self.rows
+        )
+        return (
+            f"<div class='jp-Envpack-result'><p><b>{_esc(self.headline)}</b></p><table>"
+            f"<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>"
+        )
 
     def __repr__(self) -> str:
         lines = [self.headline, "  ".join(self.columns)]

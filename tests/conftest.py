@@ -60,8 +60,13 @@ def make_notebook(tmp_path: Path) -> Callable[..., Path]:
     A cell given as ``(source, outputs)`` keeps those outputs and gets an execution count.
     """
 
-    def make(cells: list[Any], name: str = "nb.ipynb", folder: Path | None = None,
-             kernel: str = "python3", language: str = "python") -> Path:
+    def make(
+        cells: list[Any],
+        name: str = "nb.ipynb",
+        folder: Path | None = None,
+        kernel: str = "python3",
+        language: str = "python",
+    ) -> Path:
         nb = nbformat.v4.new_notebook()
         nb.metadata["kernelspec"] = {"name": kernel, "display_name": kernel, "language": language}
         nb.metadata["language_info"] = {"name": language}

@@ -32,8 +32,25 @@ from .k8s_manifests import KubernetesOptions, make_cronjob, make_job
 from .registry import PushResult, RegistryAuth, push_image
 
 __all__ = [
-    "Backend", "JobIndex", "JobRecord", "JobSpec", "JobState", "JobStatus", "KubernetesOptions",
-    "PushResult", "RegistryAuth", "SubmitOptions", "backend_availability", "backend_names",
-    "cancel", "fetch", "follow", "get_backend", "logs", "make_cronjob", "make_job", "push_image",
+    "Backend",
+    "JobIndex",
+    "JobRecord",
+    "JobSpec",
+    "JobState",
+    "JobStatus",
+    "KubernetesOptions",
+    "PushResult",
+    "RegistryAuth",
+    "SubmitOptions",
+    "backend_availability",
+    "backend_names",
+    "cancel",
+    "fetch",
+    "follow",
+    "get_backend",
+    "logs",
+    "make_cronjob",
+    "make_job",
+    "push_image",
     "submit",
 ]

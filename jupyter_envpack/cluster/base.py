@@ -47,8 +47,16 @@ EXIT_REASONS = {
 NOTEBOOK_EXIT_CODES = (2, 3, 4, 5)
 
 _MEMORY_UNITS = {
-    "": 1, "b": 1, "k": 1000, "m": 1000**2, "g": 1000**3, "t": 1000**4,
-    "ki": 1024, "mi": 1024**2, "gi": 1024**3, "ti": 1024**4,
+    "": 1,
+    "b": 1,
+    "k": 1000,
+    "m": 1000**2,
+    "g": 1000**3,
+    "t": 1000**4,
+    "ki": 1024,
+    "mi": 1024**2,
+    "gi": 1024**3,
+    "ti": 1024**4,
 }
 _MEMORY_RE = re.compile(r"(\d+(?:\.\d+)?)\s*([kmgt]i?|b)?", re.IGNORECASE)
 
@@ -125,8 +133,13 @@ class JobStatus:
 
     def to_json(self) -> dict[str, Any]:
         """Return the status as a JSON-ready dict."""
-        return {"state": self.state.value, "reason": self.reason, "message": self.message,
-                "exit_code": self.exit_code, "node": self.node}
+        return {
+            "state": self.state.value,
+            "reason": self.reason,
+            "message": self.message,
+            "exit_code": self.exit_code,
+            "node": self.node,
+        }
 
 
 def status_from_exit_code(code: int | None, node: str | None = None) -> JobStatus:
@@ -209,8 +222,12 @@ class JobSpec:
 
     def all_labels(self) -> dict[str, str]:
         """envpack's labels plus the caller's (envpack's win)."""
-        return {**dict(self.labels), LABEL: "1", f"{LABEL}.kind": "job",
-                f"{LABEL}.job": self.job_id}
+        return {
+            **dict(self.labels),
+            LABEL: "1",
+            f"{LABEL}.kind": "job",
+            f"{LABEL}.job": self.job_id,
+        }
 
 
 @runtime_checkable
@@ -248,8 +265,10 @@ def collapse_result(log_text: str) -> str:
             inside = 1
             continue
         if inside and line.strip() == RESULT_END:
-            out.append(f"[the executed notebook: {inside - 1} lines of gzip+base64 — "
-                       "`jupyter envpack fetch ID` writes it]\n")
+            out.append(
+                f"[the executed notebook: {inside - 1} lines of gzip+base64 — "
+                "`jupyter envpack fetch ID` writes it]\n"
+            )
             inside = 0
             continue
         if inside:
@@ -283,28 +302,41 @@ def cell_progress(log_text: str) -> tuple[int, int] | None:
         except ValueError:
             continue
         index, total = data.get("index"), data.get("total")
-        if data.get("envpack") == "cell" and isinstance(index, int) and isinstance(total, int) \
-                and 0 <= index < total:
+        if (
+            data.get("envpack") == "cell"
+            and isinstance(index, int)
+            and isinstance(total, int)
+            and 0 <= index < total
+        ):
             return index, total
     return None
 
 
-def _report_cells(backend: Backend, handle: str, reporter: Reporter,
-                  last: tuple[int, int] | None) -> tuple[int, int] | None:
+def _report_cells(
+    backend: Backend, handle: str, reporter: Reporter, last: tuple[int, int] | None
+) -> tuple[int, int] | None:
     try:
         seen = cell_progress(backend.logs(handle, tail=20))
     except Exception:  # progress is a nicety: a log that cannot be read now is no error
         return last
     if seen is not None and seen != last:
         index, total = seen
-        reporter(ProgressEvent("job", f"running cell {index + 1} of {total}", "progress",
-                               index / total))
+        reporter(
+            ProgressEvent("job", f"running cell {index + 1} of {total}", "progress", index / total)
+        )
     return seen or last
 
 
-def wait_for(backend: Backend, handle: str, *, timeout: float, poll: float = 2.0,
-             reporter: Reporter = null_reporter, cancel: CancelToken | None = None,
-             pause: Callable[[float], None] | None = None) -> JobStatus:
+def wait_for(
+    backend: Backend,
+    handle: str,
+    *,
+    timeout: float,
+    poll: float = 2.0,
+    reporter: Reporter = null_reporter,
+    cancel: CancelToken | None = None,
+    pause: Callable[[float], None] | None = None,
+) -> JobStatus:
     """Read ``status`` until the job is over or ``timeout`` seconds pass (then raise).
 
     Between reads it sleeps ``poll`` seconds, or calls ``pause(seconds_left)`` — a backend that
@@ -326,8 +358,10 @@ def wait_for(backend: Backend, handle: str, *, timeout: float, poll: float = 2.0
             return status
         remaining = end - time.monotonic()
         if remaining <= 0:
-            raise ClusterError(f"job {handle} did not finish within {timeout:g} s",
-                               hint="it may still be running; check `jupyter envpack jobs`")
+            raise ClusterError(
+                f"job {handle} did not finish within {timeout:g} s",
+                hint="it may still be running; check `jupyter envpack jobs`",
+            )
         if pause is not None:
             pause(remaining)
             cancel.raise_if_cancelled("waiting for the job")
@@ -350,8 +384,9 @@ def backend_class(name: str) -> type[Any]:
             return loaded
     target = BUILTIN_BACKENDS.get(name)
     if target is None:
-        raise InputError(f"unknown cluster backend {name!r}",
-                         hint=f"choose one of: {', '.join(backend_names())}")
+        raise InputError(
+            f"unknown cluster backend {name!r}", hint=f"choose one of: {', '.join(backend_names())}"
+        )
     module, _, attr = target.partition(":")
     cls: type[Any] = getattr(import_module(module), attr)
     return cls

@@ -41,8 +41,10 @@ def _registry_auth(args: argparse.Namespace) -> Any:
     else:
         password = os.environ.get(PASSWORD_ENV, "")
     if not password:
-        raise InputError("--registry-user needs a password",
-                         hint=f"pipe it to --registry-password-stdin or set {PASSWORD_ENV}")
+        raise InputError(
+            "--registry-user needs a password",
+            hint=f"pipe it to --registry-password-stdin or set {PASSWORD_ENV}",
+        )
     return RegistryAuth(args.registry_user, password)
 
 
@@ -54,13 +56,25 @@ def submit_options(args: argparse.Namespace, config: Any = None) -> Any:
     backend = args.backend or getattr(config, "default_backend", None) or "swarm"
     registry = args.registry or getattr(config, "registry", None)
     return SubmitOptions(
-        backend=backend, registry=registry, registry_auth=_registry_auth(args),
-        parameters=parse_cli_parameters(args.parameter), cell_timeout=args.cell_timeout,
-        deadline=args.deadline, cpu=args.cpu, memory=args.memory,
-        cpu_request=args.cpu_request, memory_request=args.memory_request,
-        constraints=tuple(args.constraint or ()), schedule=args.schedule, timezone=args.timezone,
-        namespace=args.namespace, kube_context=args.context, kubeconfig=args.kubeconfig,
-        image_pull_secrets=tuple(args.image_pull_secret or ()), output=args.output).validate()
+        backend=backend,
+        registry=registry,
+        registry_auth=_registry_auth(args),
+        parameters=parse_cli_parameters(args.parameter),
+        cell_timeout=args.cell_timeout,
+        deadline=args.deadline,
+        cpu=args.cpu,
+        memory=args.memory,
+        cpu_request=args.cpu_request,
+        memory_request=args.memory_request,
+        constraints=tuple(args.constraint or ()),
+        schedule=args.schedule,
+        timezone=args.timezone,
+        namespace=args.namespace,
+        kube_context=args.context,
+        kubeconfig=args.kubeconfig,
+        image_pull_secrets=tuple(args.image_pull_secret or ()),
+        output=args.output,
+    ).validate()
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
@@ -72,9 +86,18 @@ def cmd_submit(args: argparse.Namespace) -> int:
     config = _config()
     opts = submit_options(args, config)
     reporter = make_reporter(args)
-    done = submit(args.notebook, opts, image=args.image, build=build_options_from_args(args),
-                  python=args.python, kernel=args.kernel, reporter=reporter,
-                  dry_run=args.dry_run, wait=args.wait, config=config)
+    done = submit(
+        args.notebook,
+        opts,
+        image=args.image,
+        build=build_options_from_args(args),
+        python=args.python,
+        kernel=args.kernel,
+        reporter=reporter,
+        dry_run=args.dry_run,
+        wait=args.wait,
+        config=config,
+    )
     if args.dry_run:
         import yaml
 
@@ -159,38 +182,74 @@ def cmd_fetch(args: argparse.Namespace) -> int:
 def _add_submit(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     from ..cli import add_build_arguments, add_environment_arguments, add_run_arguments
 
-    p = sub.add_parser("submit", help="run the notebook on Docker Swarm or Kubernetes",
-                       description="Build the notebook's image, push it to a registry and run it "
-                       "as a cluster job (a CronJob with --schedule).")
+    p = sub.add_parser(
+        "submit",
+        help="run the notebook on Docker Swarm or Kubernetes",
+        description="Build the notebook's image, push it to a registry and run it "
+        "as a cluster job (a CronJob with --schedule).",
+    )
     p.add_argument("notebook")
     p.add_argument("--backend", help="swarm or kubernetes (default: c.EnvPack.default_backend)")
-    p.add_argument("--registry", metavar="HOST[:PORT][/NS]",
-                   help="registry the cluster pulls from (default: c.EnvPack.registry)")
-    p.add_argument("--registry-user", metavar="NAME",
-                   help=f"registry user (password from stdin or ${PASSWORD_ENV}); default: "
-                   "your docker config's credentials")
-    p.add_argument("--registry-password-stdin", action="store_true",
-                   help="read the registry password from the first line of stdin")
+    p.add_argument(
+        "--registry",
+        metavar="HOST[:PORT][/NS]",
+        help="registry the cluster pulls from (default: c.EnvPack.registry)",
+    )
+    p.add_argument(
+        "--registry-user",
+        metavar="NAME",
+        help=f"registry user (password from stdin or ${PASSWORD_ENV}); default: "
+        "your docker config's credentials",
+    )
+    p.add_argument(
+        "--registry-password-stdin",
+        action="store_true",
+        help="read the registry password from the first line of stdin",
+    )
     p.add_argument("--image", metavar="REF", help="submit this local image instead of building")
-    p.add_argument("--schedule", metavar="CRON", help='5-field cron line, e.g. "0 6 * * *" '
-                   "(Kubernetes CronJob)")
+    p.add_argument(
+        "--schedule",
+        metavar="CRON",
+        help='5-field cron line, e.g. "0 6 * * *" (Kubernetes CronJob)',
+    )
     p.add_argument("--timezone", metavar="TZ", help="IANA time zone of --schedule")
     p.add_argument("--cpu", type=float, metavar="CORES", help="CPU limit")
-    p.add_argument("--cpu-request", type=float, metavar="CORES",
-                   help="CPU reserved for the job (Swarm reservation, Kubernetes request)")
-    p.add_argument("--memory-request", metavar="SIZE",
-                   help="memory reserved for the job (default: the --memory limit on Kubernetes)")
-    p.add_argument("--constraint", action="append", metavar="EXPR",
-                   help="Swarm placement constraint, e.g. node.role==worker (repeatable)")
+    p.add_argument(
+        "--cpu-request",
+        type=float,
+        metavar="CORES",
+        help="CPU reserved for the job (Swarm reservation, Kubernetes request)",
+    )
+    p.add_argument(
+        "--memory-request",
+        metavar="SIZE",
+        help="memory reserved for the job (default: the --memory limit on Kubernetes)",
+    )
+    p.add_argument(
+        "--constraint",
+        action="append",
+        metavar="EXPR",
+        help="Swarm placement constraint, e.g. node.role==worker (repeatable)",
+    )
     p.add_argument("--namespace", help="Kubernetes namespace")
     p.add_argument("--context", help="kubeconfig context")
     p.add_argument("--kubeconfig", metavar="FILE", help="kubeconfig file")
-    p.add_argument("--image-pull-secret", action="append", metavar="NAME",
-                   help="name of a Kubernetes pull secret (repeatable)")
-    p.add_argument("--wait", action="store_true",
-                   help="follow the job to its end and fetch the executed notebook")
-    p.add_argument("--dry-run", action="store_true",
-                   help="print the manifests / service spec as YAML; contact no cluster")
+    p.add_argument(
+        "--image-pull-secret",
+        action="append",
+        metavar="NAME",
+        help="name of a Kubernetes pull secret (repeatable)",
+    )
+    p.add_argument(
+        "--wait",
+        action="store_true",
+        help="follow the job to its end and fetch the executed notebook",
+    )
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the manifests / service spec as YAML; contact no cluster",
+    )
     p.add_argument("--json", action="store_true", help="print the job record as JSON")
     add_environment_arguments(p)
     add_build_arguments(p)
@@ -209,8 +268,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
     p = subparsers.add_parser("logs", help="print a cluster job's log")
     p.add_argument("job", help="job id (or a unique prefix)")
     p.add_argument("--tail", type=int, metavar="N", help="only the last N lines")
-    p.add_argument("--raw", action="store_true",
-                   help="show the base64 result block instead of one line about it")
+    p.add_argument(
+        "--raw",
+        action="store_true",
+        help="show the base64 result block instead of one line about it",
+    )
     p.set_defaults(func=cmd_logs)
     p = subparsers.add_parser("cancel", help="cancel a cluster job")
     p.add_argument("job", help="job id (or a unique prefix)")

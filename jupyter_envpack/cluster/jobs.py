@@ -100,17 +100,31 @@ class JobIndex:
     def add(self, record: JobRecord) -> JobRecord:
         """Insert ``record`` (before the backend is contacted)."""
         with self._db() as db:
-            db.execute("INSERT INTO jobs VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", (
-                record.id, record.backend, record.handle, json.dumps(record.options),
-                record.notebook, record.image, record.output, record.state, record.reason,
-                record.message, record.created, record.updated))
+            db.execute(
+                "INSERT INTO jobs VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                (
+                    record.id,
+                    record.backend,
+                    record.handle,
+                    json.dumps(record.options),
+                    record.notebook,
+                    record.image,
+                    record.output,
+                    record.state,
+                    record.reason,
+                    record.message,
+                    record.created,
+                    record.updated,
+                ),
+            )
         return record
 
     def set_handle(self, job_id: str, handle: str) -> None:
         """Remember the backend's handle of ``job_id``."""
         with self._db() as db:
-            db.execute("UPDATE jobs SET handle=?, updated=? WHERE id=?", (handle, time.time(),
-                                                                          job_id))
+            db.execute(
+                "UPDATE jobs SET handle=?, updated=? WHERE id=?", (handle, time.time(), job_id)
+            )
 
     def record_status(self, job_id: str, status: JobStatus) -> bool:
         """Store ``status`` unless the job is already final; True when the row changed."""
@@ -119,8 +133,15 @@ class JobIndex:
             cur = db.execute(
                 f"UPDATE jobs SET state=?, reason=?, message=?, updated=? "  # noqa: S608 - marks only
                 f"WHERE id=? AND state IN ({marks})",
-                (status.state.value, status.reason, status.message, time.time(), job_id,
-                 *_OPEN_STATES))
+                (
+                    status.state.value,
+                    status.reason,
+                    status.message,
+                    time.time(),
+                    job_id,
+                    *_OPEN_STATES,
+                ),
+            )
         return cur.rowcount == 1
 
     def mark(self, job_id: str, state: str, reason: str, message: str) -> bool:
@@ -132,8 +153,9 @@ class JobIndex:
         if not ref or not all(c in "0123456789abcdef" for c in ref):
             raise InputError(f"invalid job id {ref!r}", hint="see `jupyter envpack jobs`")
         with self._db() as db:
-            rows = db.execute("SELECT * FROM jobs WHERE id LIKE ? ORDER BY created",
-                              (ref + "%",)).fetchall()
+            rows = db.execute(
+                "SELECT * FROM jobs WHERE id LIKE ? ORDER BY created", (ref + "%",)
+            ).fetchall()
         if not rows:
             raise NotFoundError(f"no job {ref}", hint="see `jupyter envpack jobs`")
         if len(rows) > 1:
@@ -143,17 +165,41 @@ class JobIndex:
     def list(self, limit: int = 50) -> list[JobRecord]:
         """Return the newest ``limit`` jobs, newest first."""
         with self._db() as db:
-            rows = db.execute("SELECT * FROM jobs ORDER BY created DESC LIMIT ?",
-                              (int(limit),)).fetchall()
+            rows = db.execute(
+                "SELECT * FROM jobs ORDER BY created DESC LIMIT ?", (int(limit),)
+            ).fetchall()
         return [_record(r) for r in rows]
 
 
 def _record(row: tuple[Any, ...]) -> JobRecord:
-    (id_, backend, handle, options, notebook, image, output, state, reason, message, created,
-     updated) = row
-    return JobRecord(id=id_, backend=backend, handle=handle, options=json.loads(options),
-                     notebook=notebook, image=image, output=output, state=state, reason=reason,
-                     message=message, created=created, updated=updated)
+    (
+        id_,
+        backend,
+        handle,
+        options,
+        notebook,
+        image,
+        output,
+        state,
+        reason,
+        message,
+        created,
+        updated,
+    ) = row
+    return JobRecord(
+        id=id_,
+        backend=backend,
+        handle=handle,
+        options=json.loads(options),
+        notebook=notebook,
+        image=image,
+        output=output,
+        state=state,
+        reason=reason,
+        message=message,
+        created=created,
+        updated=updated,
+    )
 
 
 @dataclass(frozen=True)
@@ -183,10 +229,16 @@ class SubmitOptions:
     def backend_options(self) -> dict[str, Any]:
         """Constructor options of the backend (stored in the index: no secrets here)."""
         if self.backend == "kubernetes":
-            return {k: v for k, v in {
-                "namespace": self.namespace, "context": self.kube_context,
-                "kubeconfig": self.kubeconfig,
-                "image_pull_secrets": list(self.image_pull_secrets)}.items() if v}
+            return {
+                k: v
+                for k, v in {
+                    "namespace": self.namespace,
+                    "context": self.kube_context,
+                    "kubeconfig": self.kubeconfig,
+                    "image_pull_secrets": list(self.image_pull_secrets),
+                }.items()
+                if v
+            }
         if self.backend == "swarm":
             return {"constraints": list(self.constraints)} if self.constraints else {}
         return {}
@@ -202,8 +254,10 @@ class SubmitOptions:
         if self.schedule:
             validate_schedule(self.schedule)
             if self.backend != "kubernetes":
-                raise InputError("--schedule needs the kubernetes backend",
-                                 hint="Swarm has no cron jobs; use --backend kubernetes")
+                raise InputError(
+                    "--schedule needs the kubernetes backend",
+                    hint="Swarm has no cron jobs; use --backend kubernetes",
+                )
         if self.deadline <= 0 or (self.cell_timeout is not None and self.cell_timeout <= 0):
             raise InputError("timeouts must be positive")
         for name, cores in (("--cpu", self.cpu), ("--cpu-request", self.cpu_request)):
@@ -231,8 +285,9 @@ def default_config() -> Any:
     return load_envpack_config()
 
 
-def open_backend(name: str, options: Mapping[str, Any] | None = None, config: Any = None,
-                 client: Any = None) -> Backend:
+def open_backend(
+    name: str, options: Mapping[str, Any] | None = None, config: Any = None, client: Any = None
+) -> Backend:
     """Instantiate backend ``name`` (``config.cluster_backends`` first when a config is given)."""
     kwargs = dict(options or {})
     if config is None:
@@ -268,14 +323,24 @@ def backend_availability(config: Any = None, client: Any = None) -> dict[str, di
         except EnvpackError as exc:
             found[name] = {"available": False, "reason": exc.message, "hint": exc.hint}
         except Exception as exc:  # a misconfigured plug-in must not break the whole list
-            found[name] = {"available": False, "reason": f"{type(exc).__name__}: {exc}",
-                           "hint": "check c.EnvPack.cluster_backends"}
+            found[name] = {
+                "available": False,
+                "reason": f"{type(exc).__name__}: {exc}",
+                "hint": "check c.EnvPack.cluster_backends",
+            }
     return found
 
 
-def image_for(notebook: str, *, build: Any = None, python: str | None = None,
-              kernel: str | None = None, reporter: Reporter = null_reporter,
-              cancel: CancelToken | None = None, dry_run: bool = False) -> str:
+def image_for(
+    notebook: str,
+    *,
+    build: Any = None,
+    python: str | None = None,
+    kernel: str | None = None,
+    reporter: Reporter = null_reporter,
+    cancel: CancelToken | None = None,
+    dry_run: bool = False,
+) -> str:
     """Return the notebook's local image: built (cached by content), or only named on a dry run."""
     from ..image import BuildOptions, build_image
     from ..snapshot import take_snapshot
@@ -298,14 +363,22 @@ def make_job_spec(job_id: str, notebook: str, image: str, opts: SubmitOptions) -
 
     limit = CRONJOB_NAME_MAX if opts.schedule else JOB_NAME_MAX
     return JobSpec(
-        job_id=job_id, name=job_name(notebook, job_id, max_length=limit), image=image,
+        job_id=job_id,
+        name=job_name(notebook, job_id, max_length=limit),
+        image=image,
         notebook=Path(notebook).name,
-        parameters_cell=parameters_cell_source(dict(opts.parameters)) if opts.parameters
-        else None,
-        cell_timeout=opts.cell_timeout, deadline=opts.deadline, cpu=opts.cpu,
-        memory=parse_memory(opts.memory), cpu_request=opts.cpu_request,
-        memory_request=parse_memory(opts.memory_request), labels=dict(opts.labels),
-        constraints=tuple(opts.constraints), schedule=opts.schedule, timezone=opts.timezone)
+        parameters_cell=parameters_cell_source(dict(opts.parameters)) if opts.parameters else None,
+        cell_timeout=opts.cell_timeout,
+        deadline=opts.deadline,
+        cpu=opts.cpu,
+        memory=parse_memory(opts.memory),
+        cpu_request=opts.cpu_request,
+        memory_request=parse_memory(opts.memory_request),
+        labels=dict(opts.labels),
+        constraints=tuple(opts.constraints),
+        schedule=opts.schedule,
+        timezone=opts.timezone,
+    )
 
 
 @dataclass
@@ -318,30 +391,59 @@ class Submitted:
     output_path: Path | None = None
 
 
-def pushed_reference(image: str, opts: SubmitOptions, *, client: Any = None,
-                     reporter: Reporter = null_reporter, cancel: CancelToken | None = None,
-                     dry_run: bool = False) -> str:
+def pushed_reference(
+    image: str,
+    opts: SubmitOptions,
+    *,
+    client: Any = None,
+    reporter: Reporter = null_reporter,
+    cancel: CancelToken | None = None,
+    dry_run: bool = False,
+) -> str:
     """Push ``image`` to ``opts.registry`` and return the reference clusters pull."""
     if not opts.registry:
-        reporter(ProgressEvent("push", "no --registry: the job uses the local image, which only "
-                               "this engine's node has", "warning"))
+        reporter(
+            ProgressEvent(
+                "push",
+                "no --registry: the job uses the local image, which only this engine's node has",
+                "warning",
+            )
+        )
         return image
     if image.startswith(validate_registry(opts.registry) + "/"):
         return image  # already a reference in that registry (pushed earlier)
     if dry_run:
         repository, tag = target_reference(image, opts.registry)
         return f"{repository}:{tag}"
-    return push_image(image, opts.registry, auth=opts.registry_auth, client=client,
-                      reporter=reporter, cancel=cancel).reference
+    return push_image(
+        image,
+        opts.registry,
+        auth=opts.registry_auth,
+        client=client,
+        reporter=reporter,
+        cancel=cancel,
+    ).reference
 
 
-def submit(notebook: str, opts: SubmitOptions, *, image: str | None = None, build: Any = None,
-           python: str | None = None, kernel: str | None = None,
-           reporter: Reporter = null_reporter, cancel: CancelToken | None = None,
-           index: JobIndex | None = None, dry_run: bool = False, wait: bool = False,
-           config: Any = None, client: Any = None, job_id: str | None = None,
-           on_record: Callable[[JobRecord], None] | None = None,
-           output: Path | None = None) -> Submitted:
+def submit(
+    notebook: str,
+    opts: SubmitOptions,
+    *,
+    image: str | None = None,
+    build: Any = None,
+    python: str | None = None,
+    kernel: str | None = None,
+    reporter: Reporter = null_reporter,
+    cancel: CancelToken | None = None,
+    index: JobIndex | None = None,
+    dry_run: bool = False,
+    wait: bool = False,
+    config: Any = None,
+    client: Any = None,
+    job_id: str | None = None,
+    on_record: Callable[[JobRecord], None] | None = None,
+    output: Path | None = None,
+) -> Submitted:
     """Build (or reuse ``image``), push, and start ``notebook`` as a cluster job.
 
     With ``dry_run`` nothing is built, pushed or contacted: the result carries the manifests (or
@@ -353,22 +455,41 @@ def submit(notebook: str, opts: SubmitOptions, *, image: str | None = None, buil
     opts.validate()
     if wait and opts.schedule:
         raise InputError("--wait does not apply to --schedule: a CronJob never finishes")
-    secrets = ({"registry_auth": opts.registry_auth}  # Swarm nodes pull with it; never stored
-               if opts.registry_auth and opts.backend == "swarm" else {})
+    secrets = (
+        {"registry_auth": opts.registry_auth}  # Swarm nodes pull with it; never stored
+        if opts.registry_auth and opts.backend == "swarm"
+        else {}
+    )
     backend = open_backend(opts.backend, {**opts.backend_options(), **secrets}, config, client)
     check = getattr(backend, "check", None)
     if check is not None and not dry_run:
         check()  # no swarm, no kubeconfig: say so before a long build (RELIABILITY I1)
-    local = image or image_for(notebook, build=build, python=python, kernel=kernel,
-                               reporter=reporter, cancel=cancel, dry_run=dry_run)
-    reference = pushed_reference(local, opts, client=client, reporter=reporter, cancel=cancel,
-                                 dry_run=dry_run)
+    local = image or image_for(
+        notebook,
+        build=build,
+        python=python,
+        kernel=kernel,
+        reporter=reporter,
+        cancel=cancel,
+        dry_run=dry_run,
+    )
+    reference = pushed_reference(
+        local, opts, client=client, reporter=reporter, cancel=cancel, dry_run=dry_run
+    )
     job_id = job_id or new_job_id()
     spec = make_job_spec(job_id, notebook, reference, opts)
-    record = JobRecord(id=job_id, backend=opts.backend, notebook=str(notebook), image=reference,
-                       options={"backend": opts.backend_options(), "schedule": opts.schedule,
-                                "deadline": opts.deadline},
-                       output=opts.output)
+    record = JobRecord(
+        id=job_id,
+        backend=opts.backend,
+        notebook=str(notebook),
+        image=reference,
+        options={
+            "backend": opts.backend_options(),
+            "schedule": opts.schedule,
+            "deadline": opts.deadline,
+        },
+        output=opts.output,
+    )
     if dry_run:
         return Submitted(record, backend.render(spec))
     index = index or JobIndex()
@@ -387,9 +508,15 @@ def submit(notebook: str, opts: SubmitOptions, *, image: str | None = None, buil
     reporter(ProgressEvent("job", f"submitted job {job_id} ({opts.backend} {handle})", "info"))
     done = Submitted(record)
     if wait:
-        done.status, done.output_path = follow(record, index=index, reporter=reporter,
-                                               cancel=cancel, config=config, client=client,
-                                               output=output)
+        done.status, done.output_path = follow(
+            record,
+            index=index,
+            reporter=reporter,
+            cancel=cancel,
+            config=config,
+            client=client,
+            output=output,
+        )
     return done
 
 
@@ -413,10 +540,18 @@ def refresh(record: JobRecord, index: JobIndex, backend: Backend | None = None) 
     return index.get(record.id)
 
 
-def follow(record: JobRecord, *, index: JobIndex, reporter: Reporter = null_reporter,
-           cancel: CancelToken | None = None, timeout: float | None = None, poll: float = 2.0,
-           config: Any = None, client: Any = None,
-           output: Path | None = None) -> tuple[JobStatus, Path | None]:
+def follow(
+    record: JobRecord,
+    *,
+    index: JobIndex,
+    reporter: Reporter = null_reporter,
+    cancel: CancelToken | None = None,
+    timeout: float | None = None,
+    poll: float = 2.0,
+    config: Any = None,
+    client: Any = None,
+    output: Path | None = None,
+) -> tuple[JobStatus, Path | None]:
     """Follow a job to its end, store the final status, fetch the notebook when it produced one."""
     from .base import wait_for
 
@@ -429,8 +564,9 @@ def follow(record: JobRecord, *, index: JobIndex, reporter: Reporter = null_repo
         if waiter is not None:
             status = waiter(handle, timeout=limit, reporter=reporter, cancel=cancel)
         else:
-            status = wait_for(backend, handle, timeout=limit, poll=poll, reporter=reporter,
-                              cancel=cancel)
+            status = wait_for(
+                backend, handle, timeout=limit, poll=poll, reporter=reporter, cancel=cancel
+            )
     except CancelledError:
         backend.cancel(handle)  # the user stopped waiting *and* the job
         index.mark(record.id, "cancelled", "cancelled", "cancelled by the user")
@@ -472,8 +608,13 @@ def default_output_path(record: JobRecord) -> Path:
     return nb.with_name(f"{nb.stem}.envpack.ipynb")
 
 
-def fetch(record: JobRecord, *, index: JobIndex | None = None, output: Path | None = None,
-          backend: Backend | None = None) -> Path:
+def fetch(
+    record: JobRecord,
+    *,
+    index: JobIndex | None = None,
+    output: Path | None = None,
+    backend: Backend | None = None,
+) -> Path:
     """Write the executed notebook the job printed into its log; return where."""
     from ..errors import RunError
 
@@ -481,8 +622,10 @@ def fetch(record: JobRecord, *, index: JobIndex | None = None, output: Path | No
     try:
         text = fetch_result(backend, _handle(record))
     except RunError as exc:
-        raise ClusterError(f"job {record.id}: {exc.message}",
-                           hint="the job may have failed before the end; see its logs") from None
+        raise ClusterError(
+            f"job {record.id}: {exc.message}",
+            hint="the job may have failed before the end; see its logs",
+        ) from None
     path = output or default_output_path(record)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".part")

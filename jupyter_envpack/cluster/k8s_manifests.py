@@ -25,8 +25,10 @@ CRONJOB_NAME_MAX = 52  # the controller appends an 11-character suffix to each J
 NOTEBOOK_ANNOTATION = "jupyter.org/envpack-notebook"
 _DNS1123_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 _LABEL_VALUE = re.compile(r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?")
-_LABEL_KEY = re.compile(r"([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
-                        r"[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?")
+_LABEL_KEY = re.compile(
+    r"([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+    r"[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?"
+)
 _CRON_MACROS = {"@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly"}
 _CRON_NAMES = {
     3: ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"],
@@ -91,8 +93,10 @@ def validate_labels(labels: dict[str, str]) -> dict[str, str]:
         if len(key.rpartition("/")[2]) > 63 or not _LABEL_KEY.fullmatch(key):
             raise InputError(f"invalid Kubernetes label key {key!r}")
         if len(value) > 63 or not _LABEL_VALUE.fullmatch(value):
-            raise InputError(f"invalid Kubernetes label value {value!r} for {key}",
-                             hint="label values are ≤ 63 characters of [A-Za-z0-9-_.]")
+            raise InputError(
+                f"invalid Kubernetes label value {value!r} for {key}",
+                hint="label values are ≤ 63 characters of [A-Za-z0-9-_.]",
+            )
     return labels
 
 
@@ -130,21 +134,29 @@ def validate_schedule(schedule: str) -> str:
     if text in _CRON_MACROS:
         return text
     if "TZ=" in text:
-        raise InputError("put the time zone in --timezone, not in the schedule",
-                         hint="Kubernetes rejects CRON_TZ= and TZ= inside schedules")
+        raise InputError(
+            "put the time zone in --timezone, not in the schedule",
+            hint="Kubernetes rejects CRON_TZ= and TZ= inside schedules",
+        )
     fields = text.split(" ")
     if len(fields) == 6:
-        raise InputError(f"schedule {schedule!r} has 6 fields; CronJobs have minute resolution",
-                         hint="use 5 fields: minute hour day-of-month month day-of-week")
+        raise InputError(
+            f"schedule {schedule!r} has 6 fields; CronJobs have minute resolution",
+            hint="use 5 fields: minute hour day-of-month month day-of-week",
+        )
     if len(fields) != 5:
-        raise InputError(f"schedule {schedule!r} is not a 5-field cron line",
-                         hint='e.g. "0 6 * * *" runs every day at 06:00')
+        raise InputError(
+            f"schedule {schedule!r} is not a 5-field cron line",
+            hint='e.g. "0 6 * * *" runs every day at 06:00',
+        )
     for index, part in enumerate(fields):
         try:
             _check_cron_field(part, index)
         except ValueError:
-            raise InputError(f"schedule {schedule!r}: bad {_CRON_FIELD[index]} field {part!r}",
-                             hint='e.g. "0 6 * * *" runs every day at 06:00') from None
+            raise InputError(
+                f"schedule {schedule!r}: bad {_CRON_FIELD[index]} field {part!r}",
+                hint='e.g. "0 6 * * *" runs every day at 06:00',
+            ) from None
     return text
 
 
@@ -155,8 +167,9 @@ def validate_timezone(timezone: str) -> str:
     try:
         ZoneInfo(timezone)
     except (ZoneInfoNotFoundError, ValueError):
-        raise InputError(f"unknown time zone {timezone!r}",
-                         hint="use an IANA name such as UTC or Europe/Paris") from None
+        raise InputError(
+            f"unknown time zone {timezone!r}", hint="use an IANA name such as UTC or Europe/Paris"
+        ) from None
     return timezone
 
 
@@ -180,8 +193,10 @@ def _resources(spec: JobSpec, options: KubernetesOptions) -> dict[str, dict[str,
     cpu = spec.cpu or options.default_cpu
     memory = spec.memory or options.default_memory
     return {
-        "requests": {"cpu": cpu_quantity(min(spec.cpu_request or cpu, cpu)),
-                     "memory": memory_quantity(min(spec.memory_request or memory, memory))},
+        "requests": {
+            "cpu": cpu_quantity(min(spec.cpu_request or cpu, cpu)),
+            "memory": memory_quantity(min(spec.memory_request or memory, memory)),
+        },
         "limits": {"cpu": cpu_quantity(cpu), "memory": memory_quantity(memory)},
     }
 
@@ -231,25 +246,39 @@ def _job_spec(spec: JobSpec, options: KubernetesOptions) -> dict[str, Any]:
         "backoffLimit": options.backoff_limit,
         "activeDeadlineSeconds": max(1, int(spec.deadline)),
         "ttlSecondsAfterFinished": options.ttl_seconds_after_finished,
-        "podFailurePolicy": {"rules": [
-            # The notebook itself failed: running it again gives the same answer.
-            {"action": "FailJob", "onExitCodes": {"containerName": CONTAINER_NAME,
-                                                  "operator": "In",
-                                                  "values": list(NOTEBOOK_EXIT_CODES)}},
-            # Evicted or preempted: not the notebook's fault, and not counted as a retry.
-            {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget",
-                                                      "status": "True"}]},
-        ]},
+        "podFailurePolicy": {
+            "rules": [
+                # The notebook itself failed: running it again gives the same answer.
+                {
+                    "action": "FailJob",
+                    "onExitCodes": {
+                        "containerName": CONTAINER_NAME,
+                        "operator": "In",
+                        "values": list(NOTEBOOK_EXIT_CODES),
+                    },
+                },
+                # Evicted or preempted: not the notebook's fault, and not counted as a retry.
+                {
+                    "action": "Ignore",
+                    "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}],
+                },
+            ]
+        },
         "template": {"metadata": {"labels": labels}, "spec": _pod_spec(spec, options)},
     }
 
 
 def _metadata(spec: JobSpec, options: KubernetesOptions, max_length: int) -> dict[str, Any]:
     if not is_dns_label(spec.name, max_length):
-        raise InputError(f"invalid object name {spec.name!r}",
-                         hint=f"a DNS-1123 label of at most {max_length} characters")
-    meta: dict[str, Any] = {"name": spec.name, "namespace": options.namespace,
-                            "labels": _labels(spec)}
+        raise InputError(
+            f"invalid object name {spec.name!r}",
+            hint=f"a DNS-1123 label of at most {max_length} characters",
+        )
+    meta: dict[str, Any] = {
+        "name": spec.name,
+        "namespace": options.namespace,
+        "labels": _labels(spec),
+    }
     if spec.notebook:
         meta["annotations"] = {NOTEBOOK_ANNOTATION: spec.notebook}
     return meta
@@ -258,9 +287,12 @@ def _metadata(spec: JobSpec, options: KubernetesOptions, max_length: int) -> dic
 def make_job(spec: JobSpec, options: KubernetesOptions | None = None) -> dict[str, Any]:
     """Return the ``batch/v1`` Job that runs ``spec`` once."""
     options = options or KubernetesOptions()
-    return {"apiVersion": "batch/v1", "kind": "Job",
-            "metadata": _metadata(spec, options, JOB_NAME_MAX),
-            "spec": _job_spec(spec, options)}
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": _metadata(spec, options, JOB_NAME_MAX),
+        "spec": _job_spec(spec, options),
+    }
 
 
 def make_cronjob(spec: JobSpec, options: KubernetesOptions | None = None) -> dict[str, Any]:
@@ -278,8 +310,12 @@ def make_cronjob(spec: JobSpec, options: KubernetesOptions | None = None) -> dic
     }
     if spec.timezone:
         cron["timeZone"] = validate_timezone(spec.timezone)
-    return {"apiVersion": "batch/v1", "kind": "CronJob",
-            "metadata": _metadata(spec, options, CRONJOB_NAME_MAX), "spec": cron}
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "CronJob",
+        "metadata": _metadata(spec, options, CRONJOB_NAME_MAX),
+        "spec": cron,
+    }
 
 
 def make_manifest(spec: JobSpec, options: KubernetesOptions | None = None) -> dict[str, Any]:
@@ -287,7 +323,20 @@ def make_manifest(spec: JobSpec, options: KubernetesOptions | None = None) -> di
     return make_cronjob(spec, options) if spec.schedule else make_job(spec, options)
 
 
-__all__ = ["CONTAINER_NAME", "CRONJOB_NAME_MAX", "JOB_NAME_MAX", "LABEL", "KubernetesOptions",
-           "cpu_quantity", "is_dns_label", "job_name", "make_cronjob", "make_job",
-           "make_manifest", "memory_quantity", "validate_labels", "validate_schedule",
-           "validate_timezone"]
+__all__ = [
+    "CONTAINER_NAME",
+    "CRONJOB_NAME_MAX",
+    "JOB_NAME_MAX",
+    "LABEL",
+    "KubernetesOptions",
+    "cpu_quantity",
+    "is_dns_label",
+    "job_name",
+    "make_cronjob",
+    "make_job",
+    "make_manifest",
+    "memory_quantity",
+    "validate_labels",
+    "validate_schedule",
+    "validate_timezone",
+]

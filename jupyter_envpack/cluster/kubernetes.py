@@ -68,11 +68,19 @@ class KubernetesBackend:
 
     name = "kubernetes"
 
-    def __init__(self, namespace: str | None = None, kubeconfig: str | None = None,
-                 context: str | None = None, image_pull_secrets: tuple[str, ...] | list[str] = (),
-                 api_client: Any = None, request_timeout: tuple[float, float] = (3.0, 30.0),
-                 retry_budget: float = 30.0, pull_grace: float = 60.0,
-                 options: KubernetesOptions | None = None, **_ignored: Any) -> None:
+    def __init__(
+        self,
+        namespace: str | None = None,
+        kubeconfig: str | None = None,
+        context: str | None = None,
+        image_pull_secrets: tuple[str, ...] | list[str] = (),
+        api_client: Any = None,
+        request_timeout: tuple[float, float] = (3.0, 30.0),
+        retry_budget: float = 30.0,
+        pull_grace: float = 60.0,
+        options: KubernetesOptions | None = None,
+        **_ignored: Any,
+    ) -> None:
         self._api_client = api_client
         self.kubeconfig = kubeconfig
         self.context = context
@@ -81,8 +89,9 @@ class KubernetesBackend:
         self.pull_grace = pull_grace
         base = options or KubernetesOptions()
         self._namespace = namespace
-        self.options = replace(base, image_pull_secrets=tuple(image_pull_secrets)
-                               or base.image_pull_secrets)
+        self.options = replace(
+            base, image_pull_secrets=tuple(image_pull_secrets) or base.image_pull_secrets
+        )
 
     # -- connection -------------------------------------------------------------------------
     @property
@@ -96,14 +105,17 @@ class KubernetesBackend:
         k8s = _k8s()
         cfg = k8s.client.Configuration()
         try:
-            k8s.config.load_kube_config(config_file=self.kubeconfig, context=self.context,
-                                        client_configuration=cfg)
+            k8s.config.load_kube_config(
+                config_file=self.kubeconfig, context=self.context, client_configuration=cfg
+            )
         except Exception:  # no usable kubeconfig: try the in-cluster config
             try:
                 k8s.config.load_incluster_config(client_configuration=cfg)
             except Exception:
-                raise ClusterError("no Kubernetes configuration found",
-                                   hint="set KUBECONFIG or pass --kubeconfig/--context") from None
+                raise ClusterError(
+                    "no Kubernetes configuration found",
+                    hint="set KUBECONFIG or pass --kubeconfig/--context",
+                ) from None
         cfg.retries = False  # our own bounded retry decides; urllib3 must not retry silently
         return k8s.client.ApiClient(cfg)
 
@@ -121,12 +133,14 @@ class KubernetesBackend:
 
     def _configured_namespace(self) -> str | None:
         try:
-            contexts, active = _k8s().config.list_kube_config_contexts(
-                config_file=self.kubeconfig)
+            contexts, active = _k8s().config.list_kube_config_contexts(config_file=self.kubeconfig)
         except Exception:  # no kubeconfig: perhaps we run inside a cluster
             contexts, active = [], None
-        chosen = next((c for c in contexts if c.get("name") == self.context),
-                      None) if self.context else active
+        chosen = (
+            next((c for c in contexts if c.get("name") == self.context), None)
+            if self.context
+            else active
+        )
         found = ((chosen or {}).get("context") or {}).get("namespace")
         if found:
             return str(found)
@@ -158,18 +172,23 @@ class KubernetesBackend:
                 if time.monotonic() + delay > end:
                     raise ClusterError(
                         f"Kubernetes API not reachable ({type(exc).__name__})",
-                        hint="check the cluster address in the kubeconfig and the network") from None
+                        hint="check the cluster address in the kubeconfig and the network",
+                    ) from None
             time.sleep(delay)
             delay = min(delay * 2, 8.0)
 
     def _api_error(self, exc: Any, what: str) -> ClusterError:
         reason = getattr(exc, "reason", "") or ""
-        hints = {401: "the kubeconfig's credentials were refused",
-                 403: "your account may not do this in the namespace (RBAC)",
-                 404: "the namespace or object does not exist",
-                 422: "the cluster refused the manifest; try --dry-run to inspect it"}
-        return ClusterError(f"Kubernetes refused to {what}: HTTP {exc.status} {reason}".strip(),
-                            hint=hints.get(exc.status, "see the API server's events"))
+        hints = {
+            401: "the kubeconfig's credentials were refused",
+            403: "your account may not do this in the namespace (RBAC)",
+            404: "the namespace or object does not exist",
+            422: "the cluster refused the manifest; try --dry-run to inspect it",
+        }
+        return ClusterError(
+            f"Kubernetes refused to {what}: HTTP {exc.status} {reason}".strip(),
+            hint=hints.get(exc.status, "see the API server's events"),
+        )
 
     # -- Backend ----------------------------------------------------------------------------
     def render(self, spec: JobSpec) -> list[dict[str, Any]]:
@@ -181,8 +200,11 @@ class KubernetesBackend:
         manifest = self.render(spec)[0]
         kind = "cronjob" if manifest["kind"] == "CronJob" else "job"
         handle = f"{self.namespace}/{kind}/{manifest['metadata']['name']}"
-        create = (self._batch().create_namespaced_cron_job if kind == "cronjob"
-                  else self._batch().create_namespaced_job)
+        create = (
+            self._batch().create_namespaced_cron_job
+            if kind == "cronjob"
+            else self._batch().create_namespaced_job
+        )
         api_exception = _k8s().client.exceptions.ApiException
         try:
             self.call(create, self.namespace, manifest)
@@ -197,18 +219,26 @@ class KubernetesBackend:
         """Delete the Job/CronJob and its pods; a 404 means it is already gone."""
         namespace, kind, name = parse_handle(handle)
         k8s = _k8s()
-        delete = (self._batch().delete_namespaced_cron_job if kind == "cronjob"
-                  else self._batch().delete_namespaced_job)
+        delete = (
+            self._batch().delete_namespaced_cron_job
+            if kind == "cronjob"
+            else self._batch().delete_namespaced_job
+        )
         try:
-            self.call(delete, name, namespace,
-                      body=k8s.client.V1DeleteOptions(propagation_policy="Background"))
+            self.call(
+                delete,
+                name,
+                namespace,
+                body=k8s.client.V1DeleteOptions(propagation_policy="Background"),
+            )
         except k8s.client.exceptions.ApiException as exc:
             if exc.status != 404:
                 raise self._api_error(exc, f"delete {handle}") from None
 
     def _pods(self, namespace: str, job: str) -> list[Any]:
-        found = self.call(self._core().list_namespaced_pod, namespace,
-                          label_selector=f"job-name={job}")
+        found = self.call(
+            self._core().list_namespaced_pod, namespace, label_selector=f"job-name={job}"
+        )
         return sorted(found.items or [], key=_created)
 
     def status(self, handle: str) -> JobStatus:
@@ -222,8 +252,11 @@ class KubernetesBackend:
             pods = self._pods(namespace, name)
         except api_exception as exc:
             if exc.status == 404:
-                return JobStatus(JobState.LOST, "job-gone",
-                                 f"{handle} no longer exists (deleted, or its TTL expired)")
+                return JobStatus(
+                    JobState.LOST,
+                    "job-gone",
+                    f"{handle} no longer exists (deleted, or its TTL expired)",
+                )
             raise self._api_error(exc, f"read {handle}") from None
         return job_status(job, pods, self.pull_grace)
 
@@ -231,17 +264,24 @@ class KubernetesBackend:
         cron = self.call(self._batch().read_namespaced_cron_job, name, namespace)
         last = getattr(cron.status, "last_schedule_time", None) if cron.status else None
         when = f"last run {last:%Y-%m-%d %H:%M} UTC" if last else "not run yet"
-        return JobStatus(JobState.RUNNING, "scheduled",
-                         f"CronJob on schedule {cron.spec.schedule!r}; {when}")
+        return JobStatus(
+            JobState.RUNNING, "scheduled", f"CronJob on schedule {cron.spec.schedule!r}; {when}"
+        )
 
     def _log_pod(self, handle: str) -> tuple[str, Any]:
         namespace, kind, name = parse_handle(handle)
         job = name
         if kind == "cronjob":
-            listed = self.call(self._batch().list_namespaced_job, namespace,
-                               label_selector="org.jupyter.envpack.kind=job")
-            runs = [j for j in listed.items or []
-                    if any(o.name == name for o in j.metadata.owner_references or [])]
+            listed = self.call(
+                self._batch().list_namespaced_job,
+                namespace,
+                label_selector="org.jupyter.envpack.kind=job",
+            )
+            runs = [
+                j
+                for j in listed.items or []
+                if any(o.name == name for o in j.metadata.owner_references or [])
+            ]
             if not runs:
                 raise ClusterError(f"CronJob {name} has not run yet")
             job = max(runs, key=_created).metadata.name
@@ -258,14 +298,22 @@ class KubernetesBackend:
         if tail is not None:
             kwargs["tail_lines"] = int(tail)
         try:
-            text = self.call(self._core().read_namespaced_pod_log, pod.metadata.name, namespace,
-                             **kwargs)
+            text = self.call(
+                self._core().read_namespaced_pod_log, pod.metadata.name, namespace, **kwargs
+            )
         except _k8s().client.exceptions.ApiException as exc:
             raise self._api_error(exc, f"read the log of {pod.metadata.name}") from None
         return text if isinstance(text, str) else bytes(text).decode("utf-8", errors="replace")
 
-    def wait(self, handle: str, *, timeout: float, reporter: Reporter = null_reporter,
-             cancel: CancelToken | None = None, watch_seconds: int = 10) -> JobStatus:
+    def wait(
+        self,
+        handle: str,
+        *,
+        timeout: float,
+        reporter: Reporter = null_reporter,
+        cancel: CancelToken | None = None,
+        watch_seconds: int = 10,
+    ) -> JobStatus:
         """Follow the job with a watch until it is over (410 Gone restarts the watch)."""
         namespace, kind, name = parse_handle(handle)
         if kind == "cronjob":
@@ -275,19 +323,24 @@ class KubernetesBackend:
 
         def pause(remaining: float) -> None:
             seconds = int(max(1, min(watch_seconds, remaining)))
-            resource_version[0] = self._watch_once(k8s, namespace, name, resource_version[0],
-                                                   seconds)
+            resource_version[0] = self._watch_once(
+                k8s, namespace, name, resource_version[0], seconds
+            )
 
-        return wait_for(self, handle, timeout=timeout, reporter=reporter, cancel=cancel,
-                        pause=pause)
+        return wait_for(
+            self, handle, timeout=timeout, reporter=reporter, cancel=cancel, pause=pause
+        )
 
-    def _watch_once(self, k8s: Any, namespace: str, name: str, resource_version: str | None,
-                    seconds: int) -> str | None:
+    def _watch_once(
+        self, k8s: Any, namespace: str, name: str, resource_version: str | None, seconds: int
+    ) -> str | None:
         """Wait for one change of the Job (or ``seconds``); return the resourceVersion to resume."""
         watch = k8s.watch.Watch()
-        kwargs: dict[str, Any] = {"field_selector": f"metadata.name={name}",
-                                  "timeout_seconds": seconds,
-                                  "_request_timeout": (self.request_timeout[0], seconds + 5)}
+        kwargs: dict[str, Any] = {
+            "field_selector": f"metadata.name={name}",
+            "timeout_seconds": seconds,
+            "_request_timeout": (self.request_timeout[0], seconds + 5),
+        }
         if resource_version:
             kwargs["resource_version"] = resource_version
         try:
@@ -357,12 +410,14 @@ def job_status(job: Any, pods: list[Any], pull_grace: float) -> JobStatus:
     reason, message = _waiting_reason(pod)
     if reason in FATAL_WAITING or (reason in PULL_WAITING and _age(pod) > pull_grace):
         slug = "image-pull-failed" if reason in PULL_WAITING else "bad-container-config"
-        return JobStatus(JobState.FAILED, slug, f"{reason}: {message}".rstrip(": "), None,
-                         _node(pods))
+        return JobStatus(
+            JobState.FAILED, slug, f"{reason}: {message}".rstrip(": "), None, _node(pods)
+        )
     phase = pod.status.phase if pod.status else "Pending"
     if phase == "Running":
-        return JobStatus(JobState.RUNNING, "running", f"running in pod {pod.metadata.name}",
-                         None, _node(pods))
+        return JobStatus(
+            JobState.RUNNING, "running", f"running in pod {pod.metadata.name}", None, _node(pods)
+        )
     text = f"{reason}: {message}".rstrip(": ") if reason else _pending_message(pod)
     return JobStatus(JobState.PENDING, reason or "pending", text, None, _node(pods))
 
@@ -370,13 +425,22 @@ def job_status(job: Any, pods: list[Any], pull_grace: float) -> JobStatus:
 def _failed_status(cond: Any, pods: list[Any]) -> JobStatus:
     code = next((c for c in (_exit_code(p) for p in reversed(pods)) if c is not None), None)
     if cond.reason == "DeadlineExceeded":
-        return JobStatus(JobState.FAILED, "deadline-exceeded",
-                         "the job ran longer than its deadline", code, _node(pods))
+        return JobStatus(
+            JobState.FAILED,
+            "deadline-exceeded",
+            "the job ran longer than its deadline",
+            code,
+            _node(pods),
+        )
     if code not in (None, 0):
         return status_from_exit_code(code, _node(pods))
-    return JobStatus(JobState.FAILED, "job-failed",
-                     f"{cond.reason or 'Failed'}: {cond.message or 'the Job failed'}", code,
-                     _node(pods))
+    return JobStatus(
+        JobState.FAILED,
+        "job-failed",
+        f"{cond.reason or 'Failed'}: {cond.message or 'the Job failed'}",
+        code,
+        _node(pods),
+    )
 
 
 def _node(pods: list[Any]) -> str | None:

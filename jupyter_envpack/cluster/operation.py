@@ -19,13 +19,28 @@ from .base import JobState, JobStatus
 from .jobs import JobIndex, JobRecord, SubmitOptions, follow, submit
 
 Reporter = Callable[[ProgressEvent], None]
-_STRINGS = ("backend", "registry", "schedule", "timezone", "namespace", "context", "image",
-            "output", "kernel", "base_image")
-_NUMBERS = {"cell_timeout": (1, 86400), "deadline": (1, 604800), "cpu": (0.001, 1024),
-            "cpu_request": (0.001, 1024)}
+_STRINGS = (
+    "backend",
+    "registry",
+    "schedule",
+    "timezone",
+    "namespace",
+    "context",
+    "image",
+    "output",
+    "kernel",
+    "base_image",
+)
+_NUMBERS = {
+    "cell_timeout": (1, 86400),
+    "deadline": (1, 604800),
+    "cpu": (0.001, 1024),
+    "cpu_request": (0.001, 1024),
+}
 _LISTS = ("constraints", "image_pull_secrets")
-FIELDS = set(_STRINGS) | set(_NUMBERS) | set(_LISTS) | {"parameters", "memory", "memory_request",
-                                                         "wait"}
+FIELDS = (
+    set(_STRINGS) | set(_NUMBERS) | set(_LISTS) | {"parameters", "memory", "memory_request", "wait"}
+)
 
 
 def validate_job(options: dict[str, Any]) -> dict[str, Any]:
@@ -34,20 +49,26 @@ def validate_job(options: dict[str, Any]) -> dict[str, Any]:
 
     unknown = sorted(set(options) - FIELDS)
     if unknown:
-        raise InputError(f"unknown job option(s): {', '.join(unknown)}",
-                         hint=f"known: {', '.join(sorted(FIELDS))}")
+        raise InputError(
+            f"unknown job option(s): {', '.join(unknown)}",
+            hint=f"known: {', '.join(sorted(FIELDS))}",
+        )
     for name in _STRINGS:
         if options.get(name) is not None and not isinstance(options[name], str):
             raise InputError(f"job option {name} must be a string")
     for name, (low, high) in _NUMBERS.items():
         value = options.get(name)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)
-                                  or not low <= value <= high):
+        if value is not None and (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not low <= value <= high
+        ):
             raise InputError(f"job option {name} must be a number from {low:g} to {high:g}")
     for name in _LISTS:
         value = options.get(name)
-        if value is not None and (not isinstance(value, list)
-                                  or not all(isinstance(v, str) for v in value)):
+        if value is not None and (
+            not isinstance(value, list) or not all(isinstance(v, str) for v in value)
+        ):
             raise InputError(f"job option {name} must be a list of strings")
     for name in ("memory", "memory_request"):
         memory = options.get(name)
@@ -71,20 +92,36 @@ def _submit_options(o: dict[str, Any], config: Any, labels: dict[str, str]) -> S
         parameters=o.get("parameters") or {},
         cell_timeout=o.get("cell_timeout") or getattr(config, "cell_timeout", 600.0),
         deadline=float(o.get("deadline") or getattr(config, "run_deadline", None) or 3600.0),
-        cpu=o.get("cpu"), memory=o.get("memory"), cpu_request=o.get("cpu_request"),
-        memory_request=o.get("memory_request"), constraints=tuple(o.get("constraints") or ()),
-        schedule=o.get("schedule"), timezone=o.get("timezone"), namespace=o.get("namespace"),
-        kube_context=o.get("context"), image_pull_secrets=tuple(o.get("image_pull_secrets") or ()),
-        labels=labels)
+        cpu=o.get("cpu"),
+        memory=o.get("memory"),
+        cpu_request=o.get("cpu_request"),
+        memory_request=o.get("memory_request"),
+        constraints=tuple(o.get("constraints") or ()),
+        schedule=o.get("schedule"),
+        timezone=o.get("timezone"),
+        namespace=o.get("namespace"),
+        kube_context=o.get("context"),
+        image_pull_secrets=tuple(o.get("image_pull_secrets") or ()),
+        labels=labels,
+    )
 
 
-def _result(op: Any, record: JobRecord, status: JobStatus | None,
-            path: Path | None) -> dict[str, Any]:
-    state = status.to_json() if status else {"state": "scheduled" if record.options.get(
-        "schedule") else "submitted"}
-    return {"job_id": record.id, "backend": record.backend, "handle": record.handle,
-            "image": record.image, **state,
-            "output_path": op.relative(path) if path is not None else None}
+def _result(
+    op: Any, record: JobRecord, status: JobStatus | None, path: Path | None
+) -> dict[str, Any]:
+    state = (
+        status.to_json()
+        if status
+        else {"state": "scheduled" if record.options.get("schedule") else "submitted"}
+    )
+    return {
+        "job_id": record.id,
+        "backend": record.backend,
+        "handle": record.handle,
+        "image": record.image,
+        **state,
+        "output_path": op.relative(path) if path is not None else None,
+    }
 
 
 def _finish(op: Any, record: JobRecord, status: JobStatus, path: Path | None) -> dict[str, Any]:
@@ -95,9 +132,13 @@ def _finish(op: Any, record: JobRecord, status: JobStatus, path: Path | None) ->
 
         raise LostError(f"job {record.id}: {status.message}", hint="submit it again")
     if status.exit_code is not None:
-        raise RunError(f"job {record.id}: {status.message}", reason=status.reason,
-                       hint="the executed notebook was fetched when the job left one"
-                       if path else "see the job's logs")
+        raise RunError(
+            f"job {record.id}: {status.message}",
+            reason=status.reason,
+            hint="the executed notebook was fetched when the job left one"
+            if path
+            else "see the job's logs",
+        )
     raise ClusterError(f"job {record.id}: {status.message}", hint="see the job's logs")
 
 
@@ -114,17 +155,38 @@ def run_job(op: Any, reporter: Reporter, cancel: CancelToken) -> dict[str, Any]:
     build = op.config.build_options(base_image=o.get("base_image"), labels=dict(op.labels))
 
     def remember(record: JobRecord) -> None:
-        op.set_handle(job_id=record.id, backend=record.backend, handle=record.handle,
-                      options=record.options, image=record.image)  # API data: no server paths
+        op.set_handle(
+            job_id=record.id,
+            backend=record.backend,
+            handle=record.handle,
+            options=record.options,
+            image=record.image,
+        )  # API data: no server paths
 
     wait = o.get("wait", True) and not opts.schedule
-    done = submit(str(op.notebook), opts, image=o.get("image"), build=build,
-                  kernel=o.get("kernel") or op.config.kernel, reporter=reporter, cancel=cancel,
-                  wait=False, index=JobIndex(), job_id=op.id[:12], on_record=remember)
+    done = submit(
+        str(op.notebook),
+        opts,
+        image=o.get("image"),
+        build=build,
+        kernel=o.get("kernel") or op.config.kernel,
+        reporter=reporter,
+        cancel=cancel,
+        wait=False,
+        index=JobIndex(),
+        job_id=op.id[:12],
+        on_record=remember,
+    )
     if not wait:
         return _result(op, done.record, None, None)
-    status, path = follow(done.record, index=JobIndex(), reporter=reporter, cancel=cancel,
-                          config=op.config, output=_output(op))
+    status, path = follow(
+        done.record,
+        index=JobIndex(),
+        reporter=reporter,
+        cancel=cancel,
+        config=op.config,
+        output=_output(op),
+    )
     return _finish(op, done.record, status, path)
 
 
@@ -134,19 +196,26 @@ def resume_job(op: Any, reporter: Reporter, cancel: CancelToken) -> dict[str, An
 
     h = op.handle
     if not h.get("handle"):
-        raise LostError("the server stopped before the job reached the cluster",
-                        hint="submit it again")
-    record = JobRecord(id=h["job_id"], backend=h["backend"], notebook=str(op.notebook),
-                       image=h.get("image", ""), options=h.get("options") or {},
-                       handle=h["handle"])
+        raise LostError(
+            "the server stopped before the job reached the cluster", hint="submit it again"
+        )
+    record = JobRecord(
+        id=h["job_id"],
+        backend=h["backend"],
+        notebook=str(op.notebook),
+        image=h.get("image", ""),
+        options=h.get("options") or {},
+        handle=h["handle"],
+    )
     index = JobIndex()
     try:
         index.get(record.id)
     except InputError:
         index.add(record)
     reporter(ProgressEvent("job", f"following job {record.id} again", "info"))
-    status, path = follow(record, index=index, reporter=reporter, cancel=cancel, config=op.config,
-                          output=_output(op))
+    status, path = follow(
+        record, index=index, reporter=reporter, cancel=cancel, config=op.config, output=_output(op)
+    )
     return _finish(op, record, status, path)
 
 

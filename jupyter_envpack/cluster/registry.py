@@ -30,8 +30,10 @@ REGISTRY_RE = re.compile(rf"{_HOST}(?:/{_PATH_COMPONENT})*")
 REPOSITORY_RE = re.compile(rf"{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*")
 TAG_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 _USERINFO_RE = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s@]+@")
-_AUTH_FIELD_RE = re.compile(r'(?i)("?(?:password|auth|identitytoken|registrytoken)"?\s*[:=]\s*)'
-                            r'("[^"]*"|\S+)')
+_AUTH_FIELD_RE = re.compile(
+    r'(?i)("?(?:password|auth|identitytoken|registrytoken)"?\s*[:=]\s*)'
+    r'("[^"]*"|\S+)'
+)
 
 
 @dataclass(frozen=True)
@@ -77,8 +79,12 @@ class PushResult:
 
     def to_json(self) -> dict[str, Any]:
         """Return the result as a JSON-ready dict."""
-        return {"reference": self.reference, "digest": self.digest,
-                "pushed": list(self.pushed), "existing": list(self.existing)}
+        return {
+            "reference": self.reference,
+            "digest": self.digest,
+            "pushed": list(self.pushed),
+            "existing": list(self.existing),
+        }
 
 
 def sanitize(text: str, secrets: Iterable[str] = ()) -> str:
@@ -94,11 +100,15 @@ def validate_registry(registry: str) -> str:
     """Return ``registry`` (``host[:port][/namespace]``) when it is a valid reference prefix."""
     registry = registry.rstrip("/") if registry else ""
     if registry.startswith(("http://", "https://")):
-        raise InputError(f"registry {sanitize(registry)!r} must not carry a scheme",
-                         hint="write host[:port], e.g. 127.0.0.1:5000")
+        raise InputError(
+            f"registry {sanitize(registry)!r} must not carry a scheme",
+            hint="write host[:port], e.g. 127.0.0.1:5000",
+        )
     if not registry or len(registry) > 255 or not REGISTRY_RE.fullmatch(registry):
-        raise InputError(f"invalid registry address {sanitize(registry)!r}",
-                         hint="write host[:port][/namespace], e.g. 127.0.0.1:5000")
+        raise InputError(
+            f"invalid registry address {sanitize(registry)!r}",
+            hint="write host[:port][/namespace], e.g. 127.0.0.1:5000",
+        )
     return registry
 
 
@@ -108,8 +118,10 @@ def split_image(image: str) -> tuple[str, str]:
     if not sep or "/" in tag:
         raise InputError(f"image {image!r} has no tag", hint="push images built by envpack")
     if not REPOSITORY_RE.fullmatch(repository) or len(repository) > 255:
-        raise InputError(f"invalid repository {repository!r}",
-                         hint="lowercase letters, digits and . _ - separators")
+        raise InputError(
+            f"invalid repository {repository!r}",
+            hint="lowercase letters, digits and . _ - separators",
+        )
     if not TAG_RE.fullmatch(tag):
         raise InputError(f"invalid tag {tag!r}", hint="at most 128 of [A-Za-z0-9_.-]")
     return repository, tag
@@ -128,13 +140,17 @@ def _registry_host(registry: str) -> str:
 def _error_hint(message: str, registry: str) -> str:
     low = message.lower()
     if "unauthorized" in low or "authentication required" in low or "denied" in low:
-        return (f"log in with `docker login {registry}` or pass registry credentials; "
-                "check that the account may push to this repository")
+        return (
+            f"log in with `docker login {registry}` or pass registry credentials; "
+            "check that the account may push to this repository"
+        )
     if "connection refused" in low or "no such host" in low or "i/o timeout" in low:
         return f"is a registry listening at {registry}? check the address and port"
     if "http response to https client" in low or "x509" in low or "certificate" in low:
-        return ("the registry's TLS does not match the daemon's settings: add it to the "
-                "daemon's insecure-registries (loopback only) or install its CA certificate")
+        return (
+            "the registry's TLS does not match the daemon's settings: add it to the "
+            "daemon's insecure-registries (loopback only) or install its CA certificate"
+        )
     return "see the registry's and the Docker daemon's logs"
 
 
@@ -152,8 +168,9 @@ class _PushTally:
             detail = line.get("errorDetail") or {}
             raw = str(detail.get("message") or line.get("error") or "unknown error")
             message = sanitize(raw, self.secrets)
-            raise RegistryError(f"push to {registry} failed: {message}",
-                                hint=_error_hint(message, registry))
+            raise RegistryError(
+                f"push to {registry} failed: {message}", hint=_error_hint(message, registry)
+            )
         status, layer = str(line.get("status", "")), line.get("id")
         aux = line.get("aux") or {}
         if aux.get("Digest"):
@@ -194,16 +211,25 @@ def _untag(client: Any, reference: str, keep: bool) -> None:
             client.api.remove_image(reference, noprune=True)
 
 
-def _follow_push(client: Any, repository: str, tag: str, auth: RegistryAuth | None,
-                 tally: _PushTally, cancel: CancelToken, end: float, registry: str) -> None:
+def _follow_push(
+    client: Any,
+    repository: str,
+    tag: str,
+    auth: RegistryAuth | None,
+    tally: _PushTally,
+    cancel: CancelToken,
+    end: float,
+    registry: str,
+) -> None:
     stream = _stream(client, repository, tag, auth)
     try:
         for line in stream:
             if cancel.cancelled:
                 raise CancelledError(f"push of {repository}:{tag} cancelled")
             if time.monotonic() > end:
-                raise RegistryError(f"push to {registry} took too long",
-                                    hint="check the network to the registry")
+                raise RegistryError(
+                    f"push to {registry} took too long", hint="check the network to the registry"
+                )
             tally.feed(line if isinstance(line, dict) else {}, registry)
     finally:
         close = getattr(stream, "close", None)
@@ -216,19 +242,31 @@ def _engine_error(exc: Exception, registry: str, secrets: list[str]) -> Registry
 
     if isinstance(exc, docker.errors.APIError):
         message = sanitize(str(exc.explanation or exc), secrets)
-        return RegistryError(f"push to {registry} failed: {message}",
-                             hint=_error_hint(message, registry))
+        return RegistryError(
+            f"push to {registry} failed: {message}", hint=_error_hint(message, registry)
+        )
     if isinstance(exc, docker.errors.DockerException):
-        return RegistryError(f"push to {registry} failed: {sanitize(str(exc), secrets)}",
-                             hint="is the Docker engine running?")
-    return RegistryError(f"the connection to the Docker engine broke during the push to "
-                         f"{registry} ({type(exc).__name__})",
-                         hint="push again: layers already uploaded are skipped")
+        return RegistryError(
+            f"push to {registry} failed: {sanitize(str(exc), secrets)}",
+            hint="is the Docker engine running?",
+        )
+    return RegistryError(
+        f"the connection to the Docker engine broke during the push to "
+        f"{registry} ({type(exc).__name__})",
+        hint="push again: layers already uploaded are skipped",
+    )
 
 
-def push_image(image: str, registry: str, *, auth: RegistryAuth | None = None,
-               client: Any = None, reporter: Reporter = null_reporter,
-               cancel: CancelToken | None = None, deadline: float = 1800.0) -> PushResult:
+def push_image(
+    image: str,
+    registry: str,
+    *,
+    auth: RegistryAuth | None = None,
+    client: Any = None,
+    reporter: Reporter = null_reporter,
+    cancel: CancelToken | None = None,
+    deadline: float = 1800.0,
+) -> PushResult:
     """Tag local ``image`` as ``<registry>/<repository>:<tag>`` and push it.
 
     Parameters
@@ -263,11 +301,21 @@ def push_image(image: str, registry: str, *, auth: RegistryAuth | None = None,
     tagged_before = _has_image(client, reference)
     try:
         client.api.tag(image, repository, tag)
-        _follow_push(client, repository, tag, auth, tally, cancel or CancelToken(),
-                     time.monotonic() + deadline, registry)
+        _follow_push(
+            client,
+            repository,
+            tag,
+            auth,
+            tally,
+            cancel or CancelToken(),
+            time.monotonic() + deadline,
+            registry,
+        )
     except docker.errors.ImageNotFound:
-        raise RegistryError(f"image {image} is not in the local engine",
-                            hint="build it first with `jupyter envpack build`") from None
+        raise RegistryError(
+            f"image {image} is not in the local engine",
+            hint="build it first with `jupyter envpack build`",
+        ) from None
     except (RegistryError, CancelledError):
         _untag(client, reference, tagged_before)
         raise
@@ -275,6 +323,6 @@ def push_image(image: str, registry: str, *, auth: RegistryAuth | None = None,
         _untag(client, reference, tagged_before)
         raise _engine_error(exc, registry, secrets) from None
     result = tally.result(reference)
-    summary = (f"{len(result.pushed)} layer(s) uploaded, {len(result.existing)} already there")
+    summary = f"{len(result.pushed)} layer(s) uploaded, {len(result.existing)} already there"
     reporter(ProgressEvent("push", f"pushed {reference}: {summary}", "info", 1.0))
     return result

@@ -23,10 +23,25 @@ from .base import IMAGE_USER, LABEL, JobSpec, JobState, JobStatus, status_from_e
 DEADLINE_LABEL = f"{LABEL}.deadline"
 PIDS_LIMIT = 1024
 LOG_OPTIONS = {"max-size": "256m", "max-file": "2"}  # the log carries the result: keep it whole
-_PENDING_STATES = {"new", "allocated", "pending", "assigned", "accepted", "preparing", "ready",
-                   "starting"}
-_PULL_WORDS = ("no such image", "pull access denied", "manifest unknown", "unauthorized",
-               "repository does not exist", "failed to resolve reference", "error pulling image")
+_PENDING_STATES = {
+    "new",
+    "allocated",
+    "pending",
+    "assigned",
+    "accepted",
+    "preparing",
+    "ready",
+    "starting",
+}
+_PULL_WORDS = (
+    "no such image",
+    "pull access denied",
+    "manifest unknown",
+    "unauthorized",
+    "repository does not exist",
+    "failed to resolve reference",
+    "error pulling image",
+)
 
 
 def _nano_cpus(cores: float | None) -> int | None:
@@ -58,19 +73,30 @@ def make_service_spec(spec: JobSpec) -> dict[str, Any]:
 
     labels = {**spec.all_labels(), DEADLINE_LABEL: f"{spec.deadline:g}"}
     container = ContainerSpec(
-        spec.image, command=spec.command(), env=spec.environment(),
-        user=f"{IMAGE_USER}:{IMAGE_USER}", labels=labels, cap_drop=["ALL"],
-        stop_grace_period=10 * 10**9, init=True)
-    resources = Resources(cpu_limit=_nano_cpus(spec.cpu), mem_limit=spec.memory,
-                          cpu_reservation=_nano_cpus(spec.cpu_request),
-                          mem_reservation=spec.memory_request)
+        spec.image,
+        command=spec.command(),
+        env=spec.environment(),
+        user=f"{IMAGE_USER}:{IMAGE_USER}",
+        labels=labels,
+        cap_drop=["ALL"],
+        stop_grace_period=10 * 10**9,
+        init=True,
+    )
+    resources = Resources(
+        cpu_limit=_nano_cpus(spec.cpu),
+        mem_limit=spec.memory,
+        cpu_reservation=_nano_cpus(spec.cpu_request),
+        mem_reservation=spec.memory_request,
+    )
     resources.setdefault("Limits", {})["Pids"] = PIDS_LIMIT  # API 1.41: no fork bombs
     template = TaskTemplate(
-        container, resources=resources,
+        container,
+        resources=resources,
         restart_policy=RestartPolicy(condition="none", max_attempts=0),
         placement=Placement(constraints=list(spec.constraints)) if spec.constraints else None,
         # explicit options: a daemon default such as max-size=10m would cut large results
-        log_driver={"Name": "json-file", "Options": LOG_OPTIONS})
+        log_driver={"Name": "json-file", "Options": LOG_OPTIONS},
+    )
     mode = ServiceMode("replicated-job", replicas=1, concurrency=1)
     body = {"Name": spec.name, "Labels": labels, "TaskTemplate": template, "Mode": mode}
     plain: dict[str, Any] = json.loads(json.dumps(body))  # docker-py's dict subclasses → dicts
@@ -96,9 +122,14 @@ class SwarmBackend:
 
     name = "swarm"
 
-    def __init__(self, client: Any = None, constraints: tuple[str, ...] | list[str] = (),
-                 keep_finished: float = 86400.0, registry_auth: Any = None,
-                 **_ignored: Any) -> None:
+    def __init__(
+        self,
+        client: Any = None,
+        constraints: tuple[str, ...] | list[str] = (),
+        keep_finished: float = 86400.0,
+        registry_auth: Any = None,
+        **_ignored: Any,
+    ) -> None:
         self._client = client
         self.constraints = tuple(constraints)
         self.keep_finished = keep_finished
@@ -128,14 +159,20 @@ class SwarmBackend:
         try:
             swarm = self.client.info().get("Swarm") or {}
         except Exception as exc:
-            raise EngineError(f"Docker engine not reachable ({type(exc).__name__})",
-                              hint="is dockerd running? check DOCKER_HOST") from None
+            raise EngineError(
+                f"Docker engine not reachable ({type(exc).__name__})",
+                hint="is dockerd running? check DOCKER_HOST",
+            ) from None
         if swarm.get("LocalNodeState") != "active":
-            raise ClusterError("this Docker engine is not part of a swarm",
-                               hint="run `docker swarm init` (or join a swarm) first")
+            raise ClusterError(
+                "this Docker engine is not part of a swarm",
+                hint="run `docker swarm init` (or join a swarm) first",
+            )
         if not swarm.get("ControlAvailable"):
-            raise ClusterError("this Docker engine is a swarm worker, not a manager",
-                               hint="point DOCKER_HOST at a swarm manager")
+            raise ClusterError(
+                "this Docker engine is a swarm worker, not a manager",
+                hint="point DOCKER_HOST at a swarm manager",
+            )
 
     def check(self) -> None:
         """Raise unless jobs can be submitted here (for the UI's backend list)."""
@@ -161,14 +198,17 @@ class SwarmBackend:
             self._login(spec.image)
         try:
             created = self.client.api.create_service(
-                body["TaskTemplate"], name=body["Name"], labels=body["Labels"], mode=body["Mode"])
+                body["TaskTemplate"], name=body["Name"], labels=body["Labels"], mode=body["Mode"]
+            )
         except docker.errors.APIError as exc:
             if exc.status_code == 409:
                 existing = self._find(spec.job_id)
                 if existing is not None:
                     return str(existing.id)
-            raise ClusterError(f"Swarm refused the job: {exc.explanation or exc}",
-                               hint="check the constraints and resources") from None
+            raise ClusterError(
+                f"Swarm refused the job: {exc.explanation or exc}",
+                hint="check the constraints and resources",
+            ) from None
         reporter(ProgressEvent("job", f"created Swarm service {spec.name}", "step"))
         return str(created["ID"])
 
@@ -205,12 +245,15 @@ class SwarmBackend:
         registry = image.split("/", 1)[0]
         auth = self.registry_auth
         try:
-            self.client.login(username=auth.username, password=auth.password, registry=registry,
-                              reauth=True)
+            self.client.login(
+                username=auth.username, password=auth.password, registry=registry, reauth=True
+            )
         except docker.errors.APIError as exc:
             message = sanitize(str(exc.explanation or exc), auth.secrets())
-            raise ClusterError(f"the registry {registry} refused the credentials: {message}",
-                               hint="check --registry-user and its password") from None
+            raise ClusterError(
+                f"the registry {registry} refused the credentials: {message}",
+                hint="check --registry-user and its password",
+            ) from None
 
     def _service(self, handle: str) -> Any | None:
         import docker.errors
@@ -231,15 +274,21 @@ class SwarmBackend:
         except docker.errors.NotFound:
             return None, "down", "active"
         host = attrs.get("Description", {}).get("Hostname")
-        return host, attrs.get("Status", {}).get("State", "unknown"), attrs.get("Spec", {}).get(
-            "Availability", "active")
+        return (
+            host,
+            attrs.get("Status", {}).get("State", "unknown"),
+            attrs.get("Spec", {}).get("Availability", "active"),
+        )
 
     def status(self, handle: str) -> JobStatus:
         """Return the job's status from its newest task (and that task's node)."""
         service = self._service(handle)
         if service is None:
-            return JobStatus(JobState.LOST, "service-gone",
-                             "the Swarm service no longer exists (removed outside envpack?)")
+            return JobStatus(
+                JobState.LOST,
+                "service-gone",
+                "the Swarm service no longer exists (removed outside envpack?)",
+            )
         tasks = service.tasks()
         if not tasks:
             return JobStatus(JobState.PENDING, "no-task", "waiting for Swarm to create the task")
@@ -261,16 +310,31 @@ class SwarmBackend:
                 return status_from_exit_code(int(exit_code), host)
             return JobStatus(JobState.FAILED, _failure_reason(message), message, None, host)
         if state == "rejected":
-            return JobStatus(JobState.FAILED, _failure_reason(message),
-                             f"the task was rejected: {message}", None, host)
+            return JobStatus(
+                JobState.FAILED,
+                _failure_reason(message),
+                f"the task was rejected: {message}",
+                None,
+                host,
+            )
         if state in {"shutdown", "remove", "orphaned"}:
             why = "node-drained" if availability == "drain" else "node-lost"
-            return JobStatus(JobState.LOST, why, f"Swarm stopped the task on {host or 'its node'} "
-                             f"({availability}, {node_state}); the job did not finish", None, host)
+            return JobStatus(
+                JobState.LOST,
+                why,
+                f"Swarm stopped the task on {host or 'its node'} "
+                f"({availability}, {node_state}); the job did not finish",
+                None,
+                host,
+            )
         if node_state in {"down", "disconnected"} and state not in {"new", "pending"}:
-            return JobStatus(JobState.LOST, "node-lost",
-                             f"node {host or task.get('NodeID')} is {node_state}; the job is lost",
-                             None, host)
+            return JobStatus(
+                JobState.LOST,
+                "node-lost",
+                f"node {host or task.get('NodeID')} is {node_state}; the job is lost",
+                None,
+                host,
+            )
         if state == "running":
             return JobStatus(JobState.RUNNING, "running", f"running on {host}", None, host)
         return JobStatus(JobState.PENDING, state, message or f"task {state}", None, host)
@@ -280,9 +344,14 @@ class SwarmBackend:
         deadline = float(attrs.get("Spec", {}).get("Labels", {}).get(DEADLINE_LABEL, "0") or 0)
         created = _parse_time(attrs.get("CreatedAt"))
         if deadline and created and time.time() - created > deadline:
-            return JobStatus(JobState.FAILED, "deadline-exceeded",
-                             f"the job ran longer than its deadline of {deadline:g} s "
-                             f"(it was {status.state.value})", None, status.node)
+            return JobStatus(
+                JobState.FAILED,
+                "deadline-exceeded",
+                f"the job ran longer than its deadline of {deadline:g} s "
+                f"(it was {status.state.value})",
+                None,
+                status.node,
+            )
         return status
 
     def logs(self, handle: str, tail: int | None = None, stderr: bool = True) -> str:
@@ -291,21 +360,29 @@ class SwarmBackend:
 
         try:
             chunks = self.client.api.service_logs(
-                handle, stdout=True, stderr=stderr, follow=False,
-                tail="all" if tail is None else int(tail), is_tty=False)
+                handle,
+                stdout=True,
+                stderr=stderr,
+                follow=False,
+                tail="all" if tail is None else int(tail),
+                is_tty=False,
+            )
             data = b"".join(chunks)
         except docker.errors.NotFound:
-            raise ClusterError(f"Swarm job {handle} no longer exists",
-                               hint="its logs went with the service") from None
+            raise ClusterError(
+                f"Swarm job {handle} no longer exists", hint="its logs went with the service"
+            ) from None
         return data.decode("utf-8", errors="replace")
 
     def result_log(self, handle: str) -> str:
         """The stdout alone: the result block is never interleaved with stderr lines."""
         text = self.logs(handle, stderr=False)
         if "incomplete log stream" in text and "not available" in text:
-            raise ClusterError(f"the node that ran Swarm job {handle} is not reachable, so its "
-                               "log (and the executed notebook in it) cannot be read",
-                               hint="bring the node back, then run `jupyter envpack fetch ID`")
+            raise ClusterError(
+                f"the node that ran Swarm job {handle} is not reachable, so its "
+                "log (and the executed notebook in it) cannot be read",
+                hint="bring the node back, then run `jupyter envpack fetch ID`",
+            )
         return text
 
     def cancel(self, handle: str) -> None:

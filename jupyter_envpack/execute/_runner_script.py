@@ -16,8 +16,7 @@ import os
 import re
 import sys
 
-ENVPACK_MAGIC = re.compile(
-    r"^\s*(\w+\s*=\s*)?%+\s*(envpack\b|(re)?load_ext\s+jupyter_envpack\b)")
+ENVPACK_MAGIC = re.compile(r"^\s*(\w+\s*=\s*)?%+\s*(envpack\b|(re)?load_ext\s+jupyter_envpack\b)")
 BEGIN = "----- ENVPACK RESULT BEGIN -----"
 END = "----- ENVPACK RESULT END -----"
 
@@ -92,9 +91,13 @@ def main():
         _say(index=cell_index, done=counter["n"] - 1, total=total)
 
     client = NotebookClient(
-        nb, timeout=args.cell_timeout, kernel_name="envpack", allow_errors=args.allow_errors,
+        nb,
+        timeout=args.cell_timeout,
+        kernel_name="envpack",
+        allow_errors=args.allow_errors,
         resources={"metadata": {"path": os.path.dirname(os.path.abspath(source))}},
-        on_cell_start=on_cell_start)
+        on_cell_start=on_cell_start,
+    )
     code = 0
     try:
         client.execute()
@@ -125,7 +128,7 @@ def main():
         blob = base64.b64encode(gzip.compress(text.encode("utf-8"))).decode("ascii")
         sys.stdout.write(BEGIN + "\n")
         for i in range(0, len(blob), 76):
-            sys.stdout.write(blob[i:i + 76] + "\n")
+            sys.stdout.write(blob[i : i + 76] + "\n")
         sys.stdout.write(END + "\n")
         sys.stdout.flush()
     _say(event="done", exit_code=code, total=total)

@@ -18,7 +18,9 @@ REPRODUCED = frozenset({"same", "error", "skipped"})
 
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 _ADDR = re.compile(r"0x[0-9a-fA-F]{6,16}")
-_TIME = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?(?:Z|[+-]\d{2}:?\d{2})?")
+_TIME = re.compile(
+    r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?(?:Z|[+-]\d{2}:?\d{2})?"
+)
 _CLOCK = re.compile(r"\b\d{1,2}:\d{2}:\d{2}(?:\.\d+)?\b")
 _DURATION = re.compile(r"\b\d+(?:\.\d+)?\s?(?:ns|µs|us|ms|s|sec|seconds)\b")
 _NUMBER = re.compile(r"[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?")
@@ -69,9 +71,15 @@ class Report:
 
     def to_json(self) -> dict[str, Any]:
         """The ``envpack.report/1`` object (the CLI's ``run --json``)."""
-        return {"schema": REPORT_SCHEMA, "reproduced": self.reproduced, "run_status": self.run_status,
-                "image": self.image, "output_path": self.output_path,
-                "cells": [c.to_json() for c in self.cells], "summary": self.summary}
+        return {
+            "schema": REPORT_SCHEMA,
+            "reproduced": self.reproduced,
+            "run_status": self.run_status,
+            "image": self.image,
+            "output_path": self.output_path,
+            "cells": [c.to_json() for c in self.cells],
+            "summary": self.summary,
+        }
 
 
 def sanitize(text: str) -> str:
@@ -101,8 +109,9 @@ def _summarise(outputs: list[Any]) -> tuple[list[str], list[str], tuple[str, str
     for out in outputs or []:
         kind = out.get("output_type")
         if kind == "stream":
-            streams[out.get("name", "stdout")] = streams.get(out.get("name", "stdout"), "") + \
-                _text(out.get("text"))
+            streams[out.get("name", "stdout")] = streams.get(out.get("name", "stdout"), "") + _text(
+                out.get("text")
+            )
         elif kind in {"execute_result", "display_data"}:
             data = out.get("data", {})
             if "text/plain" in data:
@@ -129,14 +138,14 @@ def _numbers_close(a: str, b: str, tolerance: float) -> bool:
 
 
 def _short_diff(a: str, b: str, limit: int = 2000) -> str:
-    lines = list(difflib.unified_diff(a.splitlines(), b.splitlines(), "original", "rerun",
-                                      lineterm="", n=1))
+    lines = list(
+        difflib.unified_diff(a.splitlines(), b.splitlines(), "original", "rerun", lineterm="", n=1)
+    )
     text = "\n".join(lines)
     return text if len(text) <= limit else text[:limit] + "\n…"
 
 
-ENVPACK_MAGIC = re.compile(
-    r"^\s*(\w+\s*=\s*)?%+\s*(envpack\b|(re)?load_ext\s+jupyter_envpack\b)")
+ENVPACK_MAGIC = re.compile(r"^\s*(\w+\s*=\s*)?%+\s*(envpack\b|(re)?load_ext\s+jupyter_envpack\b)")
 """envpack's own magics: not rerun in the image (the runner neutralises them)."""
 
 
@@ -146,7 +155,9 @@ def only_envpack_magics(source: str) -> bool:
     return bool(lines) and all(ENVPACK_MAGIC.match(ln) for ln in lines)
 
 
-def compare_cell(index: int, original: Any, rerun: Any | None, tolerance: float = 0.0) -> CellResult:
+def compare_cell(
+    index: int, original: Any, rerun: Any | None, tolerance: float = 0.0
+) -> CellResult:
     """Verdict for one code cell."""
     if original.get("execution_count") is None and not original.get("outputs"):
         return CellResult(index, "skipped")
@@ -165,7 +176,9 @@ def compare_cell(index: int, original: Any, rerun: Any | None, tolerance: float 
     if a != b and not (tolerance > 0 and _numbers_close(a, b, tolerance)):
         return CellResult(index, "differs", diff=_short_diff(a, b))
     if o_err is not None:
-        return CellResult(index, "differs", diff=f"the original raised {o_err[0]}; the rerun did not")
+        return CellResult(
+            index, "differs", diff=f"the original raised {o_err[0]}; the rerun did not"
+        )
     if o_images != r_images:
         return CellResult(index, "image-differs")
     return CellResult(index, "same")
@@ -173,8 +186,11 @@ def compare_cell(index: int, original: Any, rerun: Any | None, tolerance: float 
 
 def compare_notebooks(original: Any, executed: Any, tolerance: float = 0.0) -> Report:
     """Compare every code cell of ``original`` with its counterpart in ``executed``."""
-    reran = [c for c in executed.get("cells", [])
-             if "injected-parameters" not in c.get("metadata", {}).get("tags", [])]
+    reran = [
+        c
+        for c in executed.get("cells", [])
+        if "injected-parameters" not in c.get("metadata", {}).get("tags", [])
+    ]
     by_id = {c.get("id"): c for c in reran if c.get("id")}
     report = Report()
     for index, cell in enumerate(original.get("cells", [])):

@@ -21,7 +21,9 @@ def _check_value(name: str, value: Any) -> None:
         for v in value.values() if isinstance(value, dict) else value:
             _check_value(name, v)
     elif value is not None and not isinstance(value, str | int | float | bool):
-        raise InputError(f"parameter {name!r} has a value that is not JSON ({type(value).__name__})")
+        raise InputError(
+            f"parameter {name!r} has a value that is not JSON ({type(value).__name__})"
+        )
 
 
 def validate_parameters(params: dict[str, Any]) -> dict[str, Any]:
@@ -32,8 +34,10 @@ def validate_parameters(params: dict[str, Any]) -> dict[str, Any]:
         raise InputError(f"too many parameters ({len(params)} > {MAX_PARAMETERS})")
     for name, value in params.items():
         if not isinstance(name, str) or not name.isidentifier() or keyword.iskeyword(name):
-            raise InputError(f"invalid parameter name {name!r}",
-                             hint="names must be Python identifiers and not keywords")
+            raise InputError(
+                f"invalid parameter name {name!r}",
+                hint="names must be Python identifiers and not keywords",
+            )
         _check_value(name, value)
         if len(json.dumps(value)) > MAX_VALUE_BYTES:
             raise InputError(f"parameter {name!r} is larger than {MAX_VALUE_BYTES // 1024} KiB")
@@ -48,8 +52,11 @@ def parameters_cell_source(params: dict[str, Any]) -> str:
     source = "\n".join(lines) + "\n"
     tree = ast.parse(source)
     for node in tree.body:
-        if not (isinstance(node, ast.Assign) and len(node.targets) == 1
-                and isinstance(node.targets[0], ast.Name)):
+        if not (
+            isinstance(node, ast.Assign)
+            and len(node.targets) == 1
+            and isinstance(node.targets[0], ast.Name)
+        ):
             raise InputError("parameters did not produce plain assignments")
         try:
             ast.literal_eval(node.value)

@@ -79,14 +79,22 @@ class RunResult:
 
     def to_json(self) -> dict[str, Any]:
         """JSON form (REST results)."""
-        return {"output_path": str(self.output_path), "exit_code": self.exit_code,
-                "duration": round(self.duration, 3), "report": self.report.to_json()}
+        return {
+            "output_path": str(self.output_path),
+            "exit_code": self.exit_code,
+            "duration": round(self.duration, 3),
+            "report": self.report.to_json(),
+        }
 
 
 def _has_errors(nb: Any) -> bool:
     """True when the notebook stored an error output (then the rerun goes on after errors)."""
-    return any(o.get("output_type") == "error" for c in nb.get("cells", [])
-               if c.get("cell_type") == "code" for o in c.get("outputs", []))
+    return any(
+        o.get("output_type") == "error"
+        for c in nb.get("cells", [])
+        if c.get("cell_type") == "code"
+        for o in c.get("outputs", [])
+    )
 
 
 def default_output(nb_path: Path) -> Path:
@@ -132,17 +140,23 @@ def _follow_logs(container: Any, reporter: Reporter, tail: list[str]) -> None:
                     continue
                 if msg.get("envpack") == "cell" and msg.get("total"):
                     done, total = int(msg.get("done", 0)), int(msg["total"])
-                    reporter(ProgressEvent("run", f"cell {done + 1}/{total}", "progress",
-                                           done / total))
+                    reporter(
+                        ProgressEvent("run", f"cell {done + 1}/{total}", "progress", done / total)
+                    )
                 elif msg.get("envpack") == "error":
                     reporter(ProgressEvent("run", str(msg.get("message"))[:2000], "warning"))
     except Exception:  # noqa: S110 - the log stream ends when the container goes
         pass
 
 
-def run_notebook(image: str, nb_path: str | Path, options: RunOptions | None = None,
-                 reporter: Reporter = null_reporter, cancel: CancelToken | None = None,
-                 client: Any = None) -> RunResult:
+def run_notebook(
+    image: str,
+    nb_path: str | Path,
+    options: RunOptions | None = None,
+    reporter: Reporter = null_reporter,
+    cancel: CancelToken | None = None,
+    client: Any = None,
+) -> RunResult:
     """Execute ``nb_path`` in ``image`` and report cell by cell whether it reproduced."""
     import docker.errors
 
@@ -155,15 +169,25 @@ def run_notebook(image: str, nb_path: str | Path, options: RunOptions | None = N
     allow_errors = opts.allow_errors if opts.allow_errors is not None else _has_errors(original)
     output = Path(opts.output) if opts.output else default_output(path)
     client = client or connect()
-    command = [f"{RUNNER_PREFIX}/bin/python", RUNNER_SCRIPT, "--input", f"{WORKDIR}/{path.name}",
-               "--output", OUTPUT_IN_CONTAINER, "--cell-timeout", str(opts.cell_timeout)]
+    command = [
+        f"{RUNNER_PREFIX}/bin/python",
+        RUNNER_SCRIPT,
+        "--input",
+        f"{WORKDIR}/{path.name}",
+        "--output",
+        OUTPUT_IN_CONTAINER,
+        "--cell-timeout",
+        str(opts.cell_timeout),
+    ]
     if allow_errors:
         command.append("--allow-errors")
     env = {"HOME": "/home/envpack", "PYTHONUNBUFFERED": "1"}
     if opts.parameters:
         env["ENVPACK_PARAMETERS_CELL"] = parameters_cell_source(opts.parameters)
     host_config: dict[str, Any] = {
-        "cap_drop": ["ALL"], "security_opt": ["no-new-privileges"], "pids_limit": 1024,
+        "cap_drop": ["ALL"],
+        "security_opt": ["no-new-privileges"],
+        "pids_limit": 1024,
         "network_disabled": not opts.network,
     }
     if opts.mem_limit:
@@ -172,26 +196,47 @@ def run_notebook(image: str, nb_path: str | Path, options: RunOptions | None = N
     reporter(ProgressEvent("run", f"starting {image}", "step", 0.0))
     try:
         container = client.containers.create(
-            image, command=command, user=f"{USER_ID}:{USER_ID}", environment=env,
-            labels=base_labels("run", opts.labels), working_dir=WORKDIR, detach=True,
-            **host_config)
+            image,
+            command=command,
+            user=f"{USER_ID}:{USER_ID}",
+            environment=env,
+            labels=base_labels("run", opts.labels),
+            working_dir=WORKDIR,
+            detach=True,
+            **host_config,
+        )
     except docker.errors.ImageNotFound:
-        raise RunError(f"image {image} does not exist", reason="no-image",
-                       hint="build it first with `jupyter envpack build`") from None
+        raise RunError(
+            f"image {image} does not exist",
+            reason="no-image",
+            hint="build it first with `jupyter envpack build`",
+        ) from None
     except docker.errors.APIError as exc:
-        raise EngineError(f"the engine refused to create the container: {exc.explanation}") from None
+        raise EngineError(
+            f"the engine refused to create the container: {exc.explanation}"
+        ) from None
     tail: list[str] = []
     try:
         container.put_archive(WORKDIR, _tar_one(path.name, notebook_bytes(strip_outputs(original))))
         container.start()
-        follower = threading.Thread(target=_follow_logs, args=(container, reporter, tail),
-                                    daemon=True)
+        follower = threading.Thread(
+            target=_follow_logs, args=(container, reporter, tail), daemon=True
+        )
         follower.start()
         code = _wait(client, container, opts, cancel)
         follower.join(timeout=5)
-        result = collect_run(container, path, code, opts, output=output, image=image,
-                             allow_errors=allow_errors, log_tail=tail, original=original,
-                             reporter=reporter)
+        result = collect_run(
+            container,
+            path,
+            code,
+            opts,
+            output=output,
+            image=image,
+            allow_errors=allow_errors,
+            log_tail=tail,
+            original=original,
+            reporter=reporter,
+        )
     finally:
         try:
             container.remove(force=True)
@@ -201,10 +246,18 @@ def run_notebook(image: str, nb_path: str | Path, options: RunOptions | None = N
     return result
 
 
-def collect_run(container: Any, nb_path: str | Path, code: int, options: RunOptions | None = None,
-                output: Path | None = None, image: str | None = None,
-                allow_errors: bool | None = None, log_tail: list[str] | None = None,
-                original: Any = None, reporter: Reporter = null_reporter) -> RunResult:
+def collect_run(
+    container: Any,
+    nb_path: str | Path,
+    code: int,
+    options: RunOptions | None = None,
+    output: Path | None = None,
+    image: str | None = None,
+    allow_errors: bool | None = None,
+    log_tail: list[str] | None = None,
+    original: Any = None,
+    reporter: Reporter = null_reporter,
+) -> RunResult:
     """Turn an exited run container into a :class:`RunResult`: executed notebook copied out and
     written (atomically) to ``output``, compared with ``nb_path``. Used by :func:`run_notebook`
     and by the server when it follows a run again after a restart. The caller removes the container.
@@ -217,25 +270,40 @@ def collect_run(container: Any, nb_path: str | Path, code: int, options: RunOpti
     try:
         container.reload()
     except docker.errors.NotFound:
-        raise RunError("the container was removed before its result was collected",
-                       reason="lost") from None
+        raise RunError(
+            "the container was removed before its result was collected", reason="lost"
+        ) from None
     state = container.attrs.get("State", {})
     if state.get("OOMKilled"):
-        raise RunError(f"the notebook ran out of memory (limit {opts.mem_limit or 'none'})",
-                       reason="oom", hint="raise the limit with --memory")
+        raise RunError(
+            f"the notebook ran out of memory (limit {opts.mem_limit or 'none'})",
+            reason="oom",
+            hint="raise the limit with --memory",
+        )
     if code in {137, 143}:
-        raise RunError(f"the container was killed from outside (exit {code})", reason="killed",
-                       hint="run it again; check `docker events` for who stopped it")
-    if code == EXIT_BAD_INPUT or code not in {EXIT_OK, EXIT_CELL_ERROR, EXIT_TIMEOUT,
-                                              EXIT_KERNEL_DIED}:
-        raise RunError(f"the runner failed in the container (exit {code}): "
-                       + " | ".join(tail[-5:]), reason="runner-failed")
+        raise RunError(
+            f"the container was killed from outside (exit {code})",
+            reason="killed",
+            hint="run it again; check `docker events` for who stopped it",
+        )
+    if code == EXIT_BAD_INPUT or code not in {
+        EXIT_OK,
+        EXIT_CELL_ERROR,
+        EXIT_TIMEOUT,
+        EXIT_KERNEL_DIED,
+    }:
+        raise RunError(
+            f"the runner failed in the container (exit {code}): " + " | ".join(tail[-5:]),
+            reason="runner-failed",
+        )
     try:
         chunks, _stat = container.get_archive(OUTPUT_IN_CONTAINER)
         executed_text = _untar_one(chunks).decode("utf-8")
     except docker.errors.NotFound:
-        raise RunError(f"the container wrote no executed notebook (exit {code}): "
-                       + " | ".join(tail[-5:]), reason="no-result") from None
+        raise RunError(
+            f"the container wrote no executed notebook (exit {code}): " + " | ".join(tail[-5:]),
+            reason="no-result",
+        ) from None
     if original is None:
         original = parse_notebook(read_notebook_bytes(path), name=path.name)
     if allow_errors is None:
@@ -247,9 +315,12 @@ def collect_run(container: Any, nb_path: str | Path, code: int, options: RunOpti
     tmp.write_text(executed_text, encoding="utf-8")
     tmp.replace(output)
     report = compare_notebooks(original, executed, opts.tolerance)
-    report.run_status = {EXIT_OK: "completed", EXIT_CELL_ERROR: "completed" if allow_errors
-                         else "cell-error", EXIT_TIMEOUT: "timeout",
-                         EXIT_KERNEL_DIED: "kernel-died"}[code]
+    report.run_status = {
+        EXIT_OK: "completed",
+        EXIT_CELL_ERROR: "completed" if allow_errors else "cell-error",
+        EXIT_TIMEOUT: "timeout",
+        EXIT_KERNEL_DIED: "kernel-died",
+    }[code]
     report.image = image or ((container.image.tags or [container.image.id])[0])
     report.output_path = str(output)
     reporter(ProgressEvent("run", f"executed notebook written to {output.name}", "info", 1.0))
@@ -269,8 +340,11 @@ def _wait(client: Any, container: Any, opts: RunOptions, cancel: CancelToken | N
                 container.stop(timeout=10)
             except Exception:  # noqa: S110 - removed in the caller's finally
                 pass
-            raise RunError(f"the notebook did not finish within {opts.deadline:.0f} s",
-                           reason="timeout", hint="raise --deadline, or look for a hanging cell")
+            raise RunError(
+                f"the notebook did not finish within {opts.deadline:.0f} s",
+                reason="timeout",
+                hint="raise --deadline, or look for a hanging cell",
+            )
         try:
             result = client.api.wait(container.id, timeout=1)
         except (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError):
@@ -279,7 +353,8 @@ def _wait(client: Any, container: Any, opts: RunOptions, cancel: CancelToken | N
             import docker.errors
 
             if isinstance(exc, docker.errors.NotFound):
-                raise RunError("the container disappeared while the notebook ran",
-                               reason="lost") from None
+                raise RunError(
+                    "the container disappeared while the notebook ran", reason="lost"
+                ) from None
             raise
         return int(result.get("StatusCode", -1))

@@ -22,9 +22,11 @@ def extract_result(log_text: str) -> str:
         start = max(i for i, ln in enumerate(lines) if ln == BEGIN)
         end = next(i for i in range(start, len(lines)) if lines[i] == END)
     except (ValueError, StopIteration):
-        raise RunError("the job's log holds no result (it did not finish, or its log was cut)",
-                       reason="no-result") from None
-    blob = "".join(lines[start + 1:end])
+        raise RunError(
+            "the job's log holds no result (it did not finish, or its log was cut)",
+            reason="no-result",
+        ) from None
+    blob = "".join(lines[start + 1 : end])
     try:
         data = gzip.decompress(base64.b64decode(blob, validate=True))
     except (ValueError, OSError, EOFError):

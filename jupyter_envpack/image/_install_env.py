@@ -30,11 +30,27 @@ def main():
             shutil.copyfileobj(src, dst)
         os.chmod(target, 0o755)
     os.environ.update(UV_NO_CACHE="1", UV_PYTHON_DOWNLOADS="never", UV_LINK_MODE="copy")
-    for prefix, lock in (("/opt/envpack/runner", "/tmp/envpack/runner.lock"),
-                         ("/opt/envpack/env", "/tmp/envpack/requirements.lock")):
+    for prefix, lock in (
+        ("/opt/envpack/runner", "/tmp/envpack/runner.lock"),
+        ("/opt/envpack/env", "/tmp/envpack/requirements.lock"),
+    ):
         subprocess.run([target, "venv", "--quiet", "--python", "python3", prefix], check=True)
-        subprocess.run([target, "pip", "install", "--no-deps", "--no-index", "--find-links", url,
-                        "--python", prefix + "/bin/python", "-r", lock], check=True)
+        subprocess.run(
+            [
+                target,
+                "pip",
+                "install",
+                "--no-deps",
+                "--no-index",
+                "--find-links",
+                url,
+                "--python",
+                prefix + "/bin/python",
+                "-r",
+                lock,
+            ],
+            check=True,
+        )
     shutil.rmtree("/tmp/envpack", ignore_errors=True)
 
 

@@ -50,8 +50,13 @@ class BuildResult:
 
     def to_json(self) -> dict[str, Any]:
         """JSON form (REST results, ``--json``)."""
-        return {"image": self.image, "cached": self.cached, "duration": round(self.duration, 3),
-                "tag_hash": self.tag_hash, "image_id": self.image_id}
+        return {
+            "image": self.image,
+            "cached": self.cached,
+            "duration": round(self.duration, 3),
+            "tag_hash": self.tag_hash,
+            "image_id": self.image_id,
+        }
 
 
 def clean_line(text: str) -> str:
@@ -145,8 +150,13 @@ def _hook_streams(api: Any) -> Any:
     return api
 
 
-def _stream_build(client: Any, ctx: BuildContext, opts: BuildOptions, reporter: Reporter,
-                  cancel: CancelToken | None) -> str | None:
+def _stream_build(
+    client: Any,
+    ctx: BuildContext,
+    opts: BuildOptions,
+    reporter: Reporter,
+    cancel: CancelToken | None,
+) -> str | None:
     tail: list[str] = []
     pending = ""
     step = "start"
@@ -156,10 +166,18 @@ def _stream_build(client: Any, ctx: BuildContext, opts: BuildOptions, reporter: 
         api = _hook_streams(client.api)
         _current.dog = dog
         try:
-            stream = api.build(fileobj=ctx.tar(), custom_context=True, tag=ctx.image, rm=True,
-                               forcerm=True, pull=False, decode=True, labels=labels,
-                               nocache=opts.no_cache,
-                               use_config_proxy=False)
+            stream = api.build(
+                fileobj=ctx.tar(),
+                custom_context=True,
+                tag=ctx.image,
+                rm=True,
+                forcerm=True,
+                pull=False,
+                decode=True,
+                labels=labels,
+                nocache=opts.no_cache,
+                use_config_proxy=False,
+            )
             for chunk in stream:
                 dog.beat()
                 if not isinstance(chunk, dict):
@@ -184,8 +202,9 @@ def _stream_build(client: Any, ctx: BuildContext, opts: BuildOptions, reporter: 
                     m = _STEP.match(line)
                     if m:
                         step = f"step {m.group(1)}/{m.group(2)}: {m.group(3)[:200]}"
-                        reporter(ProgressEvent("build", step, "step",
-                                               int(m.group(1)) / int(m.group(2))))
+                        reporter(
+                            ProgressEvent("build", step, "step", int(m.group(1)) / int(m.group(2)))
+                        )
                     else:
                         tail.append(line)
                         del tail[:-LOG_TAIL]
@@ -194,24 +213,35 @@ def _stream_build(client: Any, ctx: BuildContext, opts: BuildOptions, reporter: 
             raise
         except BaseException as exc:
             if not isinstance(exc, Exception):  # Ctrl-C / SystemExit: close the stream so the
-                dog.reason = "cancelled"          # engine cancels the build and removes its container
+                dog.reason = "cancelled"  # engine cancels the build and removes its container
                 dog._abort()
                 raise
             if dog.reason is None:
-                raise BuildError(f"the Docker engine stopped answering during the build "
-                                 f"({type(exc).__name__})", step=step, log_tail=tail,
-                                 reason="engine-restarted",
-                                 hint="check that dockerd is running, then build again") from None
+                raise BuildError(
+                    f"the Docker engine stopped answering during the build ({type(exc).__name__})",
+                    step=step,
+                    log_tail=tail,
+                    reason="engine-restarted",
+                    hint="check that dockerd is running, then build again",
+                ) from None
         finally:
             _current.dog = None
         if dog.reason == "cancelled":
             raise CancelledError("build cancelled")
         if dog.reason == "deadline":
-            raise BuildError(f"the build did not finish within {opts.deadline:.0f} s", step=step,
-                             log_tail=tail, reason="timeout")
+            raise BuildError(
+                f"the build did not finish within {opts.deadline:.0f} s",
+                step=step,
+                log_tail=tail,
+                reason="timeout",
+            )
         if dog.reason == "idle":
-            raise BuildError(f"the engine sent nothing for {opts.idle_timeout:.0f} s", step=step,
-                             log_tail=tail, reason="timeout")
+            raise BuildError(
+                f"the engine sent nothing for {opts.idle_timeout:.0f} s",
+                step=step,
+                log_tail=tail,
+                reason="timeout",
+            )
     return image_id
 
 
@@ -219,22 +249,38 @@ def _classify_failure(message: str, step: str, tail: list[str]) -> BuildError:
     low = message.lower()
     hint = None
     reason = "build-failed"
-    if "pull access denied" in low or "manifest unknown" in low or ("not found" in low and (
-            "repository" in low or "manifest" in low)) or "no such host" in low or (
-            "dial tcp" in low or "toomanyrequests" in low):
+    if (
+        "pull access denied" in low
+        or "manifest unknown" in low
+        or ("not found" in low and ("repository" in low or "manifest" in low))
+        or "no such host" in low
+        or ("dial tcp" in low or "toomanyrequests" in low)
+    ):
         reason = "pull-failed"
-        hint = ("the base image is not on this machine and cannot be pulled; pull or build it "
-                "first, or choose another with --base-image")
+        hint = (
+            "the base image is not on this machine and cannot be pulled; pull or build it "
+            "first, or choose another with --base-image"
+        )
     elif "no space left" in low:
         reason = "disk-full"
         hint = "free space in Docker's data root (docker system df)"
-    return BuildError(f"build failed at {step}: {message}", step=step, log_tail=list(tail),
-                      reason=reason, hint=hint)
+    return BuildError(
+        f"build failed at {step}: {message}",
+        step=step,
+        log_tail=list(tail),
+        reason=reason,
+        hint=hint,
+    )
 
 
-def build_image(spec: EnvSpec, nb_path: str | Path, opts: BuildOptions | None = None,
-                reporter: Reporter = null_reporter, cancel: CancelToken | None = None,
-                client: Any = None) -> BuildResult:
+def build_image(
+    spec: EnvSpec,
+    nb_path: str | Path,
+    opts: BuildOptions | None = None,
+    reporter: Reporter = null_reporter,
+    cancel: CancelToken | None = None,
+    client: Any = None,
+) -> BuildResult:
     """Build (or find) the image of ``spec`` with the notebook at ``nb_path``."""
     started = time.monotonic()
     opts = opts or BuildOptions()
@@ -243,14 +289,17 @@ def build_image(spec: EnvSpec, nb_path: str | Path, opts: BuildOptions | None = 
     folder = cache_dir(spec.python_minor, target_arch())
     gateway = bridge_gateway(client) if opts.wheels_via != "copy" else None
     if opts.wheels_via == "serve" and gateway is None:
-        raise InputError("the wheelhouse can only be served to a local Docker engine",
-                         hint="use wheels_via='copy' (--wheels-via copy) with a remote engine")
+        raise InputError(
+            "the wheelhouse can only be served to a local Docker engine",
+            hint="use wheels_via='copy' (--wheels-via copy) with a remote engine",
+        )
     url = served_url(folder, gateway) if gateway else None
     ctx = make_context(spec, nb_path, opts, wheel_url=url)
     if image_exists(client, ctx.image) and not opts.no_cache:
         reporter(ProgressEvent("build", f"cached: {ctx.image} already exists", "info", 1.0))
-        return BuildResult(ctx.image, True, time.monotonic() - started, ctx.tag_hash,
-                           _image_id(client, ctx.image))
+        return BuildResult(
+            ctx.image, True, time.monotonic() - started, ctx.tag_hash, _image_id(client, ctx.image)
+        )
     if cancel is not None:
         cancel.raise_if_cancelled()
     glibc = detect_glibc_minor(client, opts.resolved_base_image(spec.python_minor))
@@ -273,8 +322,13 @@ def build_image(spec: EnvSpec, nb_path: str | Path, opts: BuildOptions | None = 
     if not image_exists(client, ctx.image):
         raise BuildError(f"the engine finished without tagging {ctx.image}", reason="build-failed")
     reporter(ProgressEvent("build", f"built {ctx.image}", "info", 1.0))
-    return BuildResult(ctx.image, False, time.monotonic() - started, ctx.tag_hash,
-                       image_id or _image_id(client, ctx.image))
+    return BuildResult(
+        ctx.image,
+        False,
+        time.monotonic() - started,
+        ctx.tag_hash,
+        image_id or _image_id(client, ctx.image),
+    )
 
 
 def _image_id(client: Any, ref: str) -> str | None:
@@ -284,8 +338,13 @@ def _image_id(client: Any, ref: str) -> str | None:
         return None
 
 
-def prepare_context(spec: EnvSpec, nb_path: str | Path, opts: BuildOptions | None = None,
-                    reporter: Reporter = null_reporter, wheels: bool = True) -> BuildContext:
+def prepare_context(
+    spec: EnvSpec,
+    nb_path: str | Path,
+    opts: BuildOptions | None = None,
+    reporter: Reporter = null_reporter,
+    wheels: bool = True,
+) -> BuildContext:
     """The full context (with wheels when asked): what ``dockerfile -o DIR`` writes."""
     opts = opts or BuildOptions()
     ctx = make_context(spec, nb_path, opts)
@@ -294,9 +353,19 @@ def prepare_context(spec: EnvSpec, nb_path: str | Path, opts: BuildOptions | Non
     return ctx
 
 
-def _fetch_wheels(ctx: BuildContext, opts: BuildOptions, reporter: Reporter,
-                  cancel: CancelToken | None = None,
-                  glibc: int = DEFAULT_GLIBC_MINOR) -> list[Path]:
+def _fetch_wheels(
+    ctx: BuildContext,
+    opts: BuildOptions,
+    reporter: Reporter,
+    cancel: CancelToken | None = None,
+    glibc: int = DEFAULT_GLIBC_MINOR,
+) -> list[Path]:
     """Wheels for everything the context installs: the environment, the runner and uv."""
-    return ensure_wheels([*ctx.env_lock, *ctx.runner_lock, f"uv=={UV_VERSION}"],
-                         ctx.python_minor, opts, reporter, cancel, glibc_minor=glibc)
+    return ensure_wheels(
+        [*ctx.env_lock, *ctx.runner_lock, f"uv=={UV_VERSION}"],
+        ctx.python_minor,
+        opts,
+        reporter,
+        cancel,
+        glibc_minor=glibc,
+    )

@@ -55,8 +55,9 @@ def runner_lock() -> list[str]:
     global _runner_lock
     env = probe_interpreter(sys.executable)  # memoised while the environment is unchanged
     if _runner_lock is None or _runner_lock[0] is not env:
-        res = Resolver(env).resolve([(m, None) for m in RUNNER_REQUIREMENTS], [],
-                                    include_kernel=False)
+        res = Resolver(env).resolve(
+            [(m, None) for m in RUNNER_REQUIREMENTS], [], include_kernel=False
+        )
         _runner_lock = (env, [p.requirement for p in res.packages])
     return list(_runner_lock[1])
 
@@ -130,21 +131,29 @@ def _local_files(nb_path: Path, spec: EnvSpec) -> dict[str, bytes]:
     folder = nb_path.parent.resolve()
     out: dict[str, bytes] = {}
     for rel in spec.local_files:
-        p = (nb_path.parent / rel)
+        p = nb_path.parent / rel
         try:
             real = p.resolve(strict=True)
             real.relative_to(folder)
         except (OSError, ValueError):
             continue  # gone, or a link leaving the folder: never copied (RELIABILITY B3)
-        if p.is_symlink() or not real.is_file() or any(part.startswith(".")
-                                                       for part in Path(rel).parts):
+        if (
+            p.is_symlink()
+            or not real.is_file()
+            or any(part.startswith(".") for part in Path(rel).parts)
+        ):
             continue
         out[f"work/{Path(rel).as_posix()}"] = real.read_bytes()
     return out
 
 
-def make_context(spec: EnvSpec, nb_path: str | Path, opts: BuildOptions,
-                 runner: list[str] | None = None, wheel_url: str | None = None) -> BuildContext:
+def make_context(
+    spec: EnvSpec,
+    nb_path: str | Path,
+    opts: BuildOptions,
+    runner: list[str] | None = None,
+    wheel_url: str | None = None,
+) -> BuildContext:
     """Assemble the context of ``spec`` for the notebook at ``nb_path`` (no wheels yet).
 
     ``wheel_url``: the wheelhouse is served to the build (one install layer, no wheels in the
@@ -158,19 +167,27 @@ def make_context(spec: EnvSpec, nb_path: str | Path, opts: BuildOptions,
         raise InputError(f"unsupported notebook file name: {name!r}")
     runner = runner if runner is not None else runner_lock()
     env_lock = spec.requirements_lines()
-    lock_header = (f"# Pinned by jupyter-envpack from the kernel's environment (Python "
-                   f"{spec.python_minor}). Installed with uv --no-deps: exactly these.\n")
-    kernel = {"argv": [f"{ENV_PREFIX}/bin/python", "-m", "ipykernel_launcher", "-f",
-                       "{connection_file}"], "display_name": "Python (envpack)",
-              "language": "python"}
+    lock_header = (
+        f"# Pinned by jupyter-envpack from the kernel's environment (Python "
+        f"{spec.python_minor}). Installed with uv --no-deps: exactly these.\n"
+    )
+    kernel = {
+        "argv": [f"{ENV_PREFIX}/bin/python", "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "display_name": "Python (envpack)",
+        "language": "python",
+    }
     tools = f"uv=={UV_VERSION}"
     files: dict[str, bytes] = {
-        "Dockerfile": render_dockerfile(spec, opts, notebook_name=name,
-                                        wheel_url=wheel_url).encode(),
+        "Dockerfile": render_dockerfile(
+            spec, opts, notebook_name=name, wheel_url=wheel_url
+        ).encode(),
         ".dockerignore": DOCKERIGNORE.encode(),
         "envpack/requirements.lock": (lock_header + "\n".join(env_lock) + "\n").encode(),
-        "envpack/runner.lock": ("# The runner's own venv (nbclient); never mixed with the notebook's.\n"
-                                + "\n".join(runner) + "\n").encode(),
+        "envpack/runner.lock": (
+            "# The runner's own venv (nbclient); never mixed with the notebook's.\n"
+            + "\n".join(runner)
+            + "\n"
+        ).encode(),
         "envpack/tools.lock": (tools + "\n").encode(),
         "envpack/run_notebook.py": _RUNNER_SCRIPT.read_bytes(),
         "envpack/install_env.py": _INSTALL_SCRIPT.read_bytes(),
@@ -178,5 +195,10 @@ def make_context(spec: EnvSpec, nb_path: str | Path, opts: BuildOptions,
         f"work/{name}": notebook_bytes(strip_outputs(nb)),
     }
     files.update(_local_files(path, spec))
-    return BuildContext(files=files, repository=f"envpack/{slug(path.stem)}", env_lock=env_lock,
-                        runner_lock=runner, python_minor=spec.python_minor)
+    return BuildContext(
+        files=files,
+        repository=f"envpack/{slug(path.stem)}",
+        env_lock=env_lock,
+        runner_lock=runner,
+        python_minor=spec.python_minor,
+    )

@@ -47,8 +47,10 @@ def connect(timeout: float = CONNECT_TIMEOUT) -> Any:
             detail = "connection timed out"
         elif "Connection refused" in text:
             detail = "connection refused"
-        raise EngineError(f"Docker engine not reachable at {where} ({detail})",
-                          hint="start Docker (dockerd) or set DOCKER_HOST") from None
+        raise EngineError(
+            f"Docker engine not reachable at {where} ({detail})",
+            hint="start Docker (dockerd) or set DOCKER_HOST",
+        ) from None
     client.api.timeout = CONTROL_TIMEOUT
     return client
 

@@ -58,8 +58,9 @@ class BuildOptions:
         if self.base_image is not None:
             validate_reference(self.base_image, "base image")
         if self.ca_bundle and not Path(self.ca_bundle).is_file():
-            raise InputError(f"CA bundle not found: {self.ca_bundle}",
-                             hint="give the path of a PEM file")
+            raise InputError(
+                f"CA bundle not found: {self.ca_bundle}", hint="give the path of a PEM file"
+            )
         for url in (self.index_url, *self.extra_index_urls):
             if url is not None and ("\n" in url or not url.strip()):
                 raise InputError("invalid package index URL")

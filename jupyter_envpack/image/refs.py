@@ -21,8 +21,10 @@ TAG = re.compile(rf"{_TAG}\Z")
 def validate_reference(ref: str, what: str = "image reference") -> str:
     """Return ``ref`` when it is a valid image reference, else raise :class:`InputError`."""
     if not isinstance(ref, str) or len(ref) > 512 or not REFERENCE.match(ref):
-        raise InputError(f"invalid {what}: {ref!r}",
-                         hint="use the form [registry/]name[:tag][@sha256:digest], lowercase name")
+        raise InputError(
+            f"invalid {what}: {ref!r}",
+            hint="use the form [registry/]name[:tag][@sha256:digest], lowercase name",
+        )
     name = REFERENCE.match(ref).group("name")  # type: ignore[union-attr]
     if "/" not in name and ":" in name:  # pragma: no cover - excluded by the grammar
         raise InputError(f"invalid {what}: {ref!r}")

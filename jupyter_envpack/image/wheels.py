@@ -65,10 +65,15 @@ def detect_glibc_minor(client: Any, image: str) -> int:
     if image_id in known:
         return int(known[image_id])
     try:
-        out = client.containers.run(image, ["getconf", "GNU_LIBC_VERSION"], remove=True,
-                                    entrypoint=[], user="0", network_disabled=True,
-                                    labels={"org.jupyter.envpack": "1",
-                                            "org.jupyter.envpack.kind": "build"})
+        out = client.containers.run(
+            image,
+            ["getconf", "GNU_LIBC_VERSION"],
+            remove=True,
+            entrypoint=[],
+            user="0",
+            network_disabled=True,
+            labels={"org.jupyter.envpack": "1", "org.jupyter.envpack.kind": "build"},
+        )
         minor = int(out.decode().strip().rsplit(".", 1)[-1])
     except Exception:
         return DEFAULT_GLIBC_MINOR
@@ -84,7 +89,10 @@ def detect_glibc_minor(client: Any, image: str) -> int:
 def cache_dir(python_minor: str, arch: str) -> Path:
     """The persistent wheel cache for one target (Python X.Y, machine)."""
     base = os.environ.get("ENVPACK_WHEEL_CACHE") or str(
-        Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "jupyter-envpack" / "wheels")
+        Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+        / "jupyter-envpack"
+        / "wheels"
+    )
     return Path(base) / f"cp{python_minor.replace('.', '')}-{arch}"
 
 
@@ -104,9 +112,15 @@ def _key(requirement: str) -> tuple[str, Version]:
     return str(canonicalize_name(name)), Version(version)
 
 
-def ensure_wheels(requirements: list[str], python_minor: str, opts: BuildOptions,
-                  reporter: Reporter = null_reporter, cancel: CancelToken | None = None,
-                  arch: str | None = None, glibc_minor: int = DEFAULT_GLIBC_MINOR) -> list[Path]:
+def ensure_wheels(
+    requirements: list[str],
+    python_minor: str,
+    opts: BuildOptions,
+    reporter: Reporter = null_reporter,
+    cancel: CancelToken | None = None,
+    arch: str | None = None,
+    glibc_minor: int = DEFAULT_GLIBC_MINOR,
+) -> list[Path]:
     """Return wheel files for every ``name==version`` in ``requirements`` (downloading the missing)."""
     arch = arch or target_arch()
     folder = cache_dir(python_minor, arch)
@@ -114,8 +128,13 @@ def ensure_wheels(requirements: list[str], python_minor: str, opts: BuildOptions
     have = _index(folder)
     missing = [r for r in requirements if _key(r) not in have]
     if missing:
-        reporter(ProgressEvent("wheels", f"fetching {len(missing)} wheels for Python "
-                               f"{python_minor} ({arch})", "step"))
+        reporter(
+            ProgressEvent(
+                "wheels",
+                f"fetching {len(missing)} wheels for Python {python_minor} ({arch})",
+                "step",
+            )
+        )
         _download(missing, folder, python_minor, arch, opts, reporter, cancel, glibc_minor)
         have = _index(folder)
     else:
@@ -129,15 +148,31 @@ def ensure_wheels(requirements: list[str], python_minor: str, opts: BuildOptions
         else:
             still.append(r)
     if still:
-        raise BuildError(f"no wheel could be fetched for: {', '.join(still[:10])}",
-                         step="wheels", reason="no-wheel")
+        raise BuildError(
+            f"no wheel could be fetched for: {', '.join(still[:10])}",
+            step="wheels",
+            reason="no-wheel",
+        )
     return files
 
 
-def _pip_command(action: str, python_minor: str, arch: str, opts: BuildOptions,
-                 glibc_minor: int = DEFAULT_GLIBC_MINOR) -> list[str]:
-    cmd = [sys.executable, "-m", "pip", action, "--no-deps", "--progress-bar", "off",
-           "--disable-pip-version-check"]
+def _pip_command(
+    action: str,
+    python_minor: str,
+    arch: str,
+    opts: BuildOptions,
+    glibc_minor: int = DEFAULT_GLIBC_MINOR,
+) -> list[str]:
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        action,
+        "--no-deps",
+        "--progress-bar",
+        "off",
+        "--disable-pip-version-check",
+    ]
     if opts.index_url:
         cmd += ["--index-url", opts.index_url]
     for url in opts.extra_index_urls:
@@ -153,11 +188,14 @@ def _pip_command(action: str, python_minor: str, arch: str, opts: BuildOptions,
     return cmd
 
 
-def _run_pip(cmd: list[str], reporter: Reporter, cancel: CancelToken | None) -> tuple[int, list[str]]:
+def _run_pip(
+    cmd: list[str], reporter: Reporter, cancel: CancelToken | None
+) -> tuple[int, list[str]]:
     lines: list[str] = []
     env = dict(os.environ, PIP_NO_INPUT="1", PYTHONUNBUFFERED="1")
-    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                          stdin=subprocess.DEVNULL, env=env) as proc:
+    with subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env
+    ) as proc:
         assert proc.stdout is not None
         for raw in proc.stdout:
             if cancel is not None and cancel.cancelled:
@@ -176,25 +214,45 @@ _NO_MATCH = re.compile(r"No matching distribution found for (\S+)")
 PARALLEL_DOWNLOADS = 4
 
 
-def _download(missing: list[str], folder: Path, python_minor: str, arch: str,
-              opts: BuildOptions, reporter: Reporter, cancel: CancelToken | None,
-              glibc_minor: int = DEFAULT_GLIBC_MINOR) -> None:
+def _download(
+    missing: list[str],
+    folder: Path,
+    python_minor: str,
+    arch: str,
+    opts: BuildOptions,
+    reporter: Reporter,
+    cancel: CancelToken | None,
+    glibc_minor: int = DEFAULT_GLIBC_MINOR,
+) -> None:
     """Fetch wheels in a few parallel pip processes; build the ones without a wheel."""
     from concurrent.futures import ThreadPoolExecutor
 
     chunks = [missing[i::PARALLEL_DOWNLOADS] for i in range(PARALLEL_DOWNLOADS)]
     with ThreadPoolExecutor(PARALLEL_DOWNLOADS) as pool:
-        failed = [r for part in pool.map(
-            lambda chunk: _download_chunk(chunk, folder, python_minor, arch, opts, reporter,
-                                          cancel, glibc_minor), [c for c in chunks if c])
-            for r in part]
+        failed = [
+            r
+            for part in pool.map(
+                lambda chunk: _download_chunk(
+                    chunk, folder, python_minor, arch, opts, reporter, cancel, glibc_minor
+                ),
+                [c for c in chunks if c],
+            )
+            for r in part
+        ]
     for req in failed:
         _build_from_source(req, folder, python_minor, arch, opts, reporter, cancel)
 
 
-def _download_chunk(reqs: list[str], folder: Path, python_minor: str, arch: str,
-                    opts: BuildOptions, reporter: Reporter, cancel: CancelToken | None,
-                    glibc_minor: int = DEFAULT_GLIBC_MINOR) -> list[str]:
+def _download_chunk(
+    reqs: list[str],
+    folder: Path,
+    python_minor: str,
+    arch: str,
+    opts: BuildOptions,
+    reporter: Reporter,
+    cancel: CancelToken | None,
+    glibc_minor: int = DEFAULT_GLIBC_MINOR,
+) -> list[str]:
     """pip download ``reqs``; drop those pip finds no wheel for and retry; return them."""
     todo, without_wheel = list(reqs), []
     while todo:
@@ -202,8 +260,13 @@ def _download_chunk(reqs: list[str], folder: Path, python_minor: str, arch: str,
             fh.write("\n".join(todo) + "\n")
             req_file = fh.name
         try:
-            cmd = [*_pip_command("download", python_minor, arch, opts, glibc_minor), "-d",
-                   str(folder), "-r", req_file]
+            cmd = [
+                *_pip_command("download", python_minor, arch, opts, glibc_minor),
+                "-d",
+                str(folder),
+                "-r",
+                req_file,
+            ]
             code, lines = _run_pip(cmd, reporter, cancel)
         finally:
             Path(req_file).unlink(missing_ok=True)
@@ -213,33 +276,54 @@ def _download_chunk(reqs: list[str], folder: Path, python_minor: str, arch: str,
         bad = [r for r in todo if r in culprits]
         if not bad:
             tail = [ln for ln in lines if "ERROR" in ln][-3:]
-            raise BuildError("pip could not fetch the wheels: " + (" | ".join(tail) or "failed"),
-                             step="wheels", log_tail=lines[-20:], reason="no-wheel",
-                             hint="check the package index settings (--index-url, --ca-bundle)")
+            raise BuildError(
+                "pip could not fetch the wheels: " + (" | ".join(tail) or "failed"),
+                step="wheels",
+                log_tail=lines[-20:],
+                reason="no-wheel",
+                hint="check the package index settings (--index-url, --ca-bundle)",
+            )
         without_wheel += bad
         todo = [r for r in todo if r not in bad]
     return without_wheel
 
 
-def _build_from_source(req: str, folder: Path, python_minor: str, arch: str, opts: BuildOptions,
-                       reporter: Reporter, cancel: CancelToken | None) -> None:
+def _build_from_source(
+    req: str,
+    folder: Path,
+    python_minor: str,
+    arch: str,
+    opts: BuildOptions,
+    reporter: Reporter,
+    cancel: CancelToken | None,
+) -> None:
     """A pin with no wheel for the target: build a pure-Python wheel from its sdist here."""
-    reporter(ProgressEvent("wheels", f"{req} has no wheel for the image; building it from "
-                           "source", "info"))
+    reporter(
+        ProgressEvent(
+            "wheels", f"{req} has no wheel for the image; building it from source", "info"
+        )
+    )
     with tempfile.TemporaryDirectory() as tmp:
         cmd = [*_pip_command("wheel", python_minor, arch, opts), "-w", tmp, req]
         code, lines = _run_pip(cmd, reporter, cancel)
         built = list(Path(tmp).glob("*.whl"))
         if code != 0 or not built:
             tail = [ln for ln in lines if "ERROR" in ln or "error" in ln][-5:]
-            raise BuildError(f"cannot fetch {req} for Python {python_minor} ({arch}): "
-                             + (" | ".join(tail) or "pip failed"), step="wheels",
-                             log_tail=lines[-20:], reason="no-wheel",
-                             hint="is the name and version right, and is it on your index?")
+            raise BuildError(
+                f"cannot fetch {req} for Python {python_minor} ({arch}): "
+                + (" | ".join(tail) or "pip failed"),
+                step="wheels",
+                log_tail=lines[-20:],
+                reason="no-wheel",
+                hint="is the name and version right, and is it on your index?",
+            )
         for w in built:
             tags = parse_wheel_filename(w.name)[3]
             if not any(t.platform == "any" for t in tags):
-                raise BuildError(f"{req} has no wheel for {arch} and compiles native code",
-                                 step="wheels", reason="no-wheel",
-                                 hint="publish a manylinux wheel, or pin a version that has one")
+                raise BuildError(
+                    f"{req} has no wheel for {arch} and compiles native code",
+                    step="wheels",
+                    reason="no-wheel",
+                    hint="publish a manylinux wheel, or pin a version that has one",
+                )
             shutil.move(str(w), folder / w.name)

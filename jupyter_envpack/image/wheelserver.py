@@ -69,10 +69,12 @@ def _handler(folder: Path, token: str) -> type[BaseHTTPRequestHandler]:
             if not self.path.startswith(prefix):
                 self.send_error(404)
                 return
-            name = self.path[len(prefix):]
+            name = self.path[len(prefix) :]
             if name in {"", "index.html"}:
-                links = "".join(f'<a href="{html.escape(p.name)}">{html.escape(p.name)}</a>\n'
-                                for p in sorted(folder.glob("*.whl")))
+                links = "".join(
+                    f'<a href="{html.escape(p.name)}">{html.escape(p.name)}</a>\n'
+                    for p in sorted(folder.glob("*.whl"))
+                )
                 body = f"<html><body>\n{links}</body></html>\n".encode()
                 self._send(body, "text/html")
                 return
@@ -153,8 +155,9 @@ def serve_wheels(folder: Path, host: str) -> Iterator[str]:
         if exc.errno == errno.EADDRINUSE and _already_served(url):
             yield url  # another envpack process serves this very cache right now
             return
-        raise WheelServerBusy(f"cannot serve the wheelhouse on {host}:{data['port']}: "
-                              f"{exc.strerror}") from None
+        raise WheelServerBusy(
+            f"cannot serve the wheelhouse on {host}:{data['port']}: {exc.strerror}"
+        ) from None
     server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, daemon=True, name="envpack-wheels")
     thread.start()

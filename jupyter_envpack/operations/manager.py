@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+
 class Paths(Protocol):
     """How the manager maps API paths (relative to the contents root) to files and back."""
 
@@ -157,8 +158,11 @@ class OperationManager:
         if self.config.retention_days > 0:
             pruned = self.store.prune(time.time() - self.config.retention_days * 86400)
             if pruned:
-                log.info("envpack: forgot %d operations older than %g days", pruned,
-                         self.config.retention_days)
+                log.info(
+                    "envpack: forgot %d operations older than %g days",
+                    pruned,
+                    self.config.retention_days,
+                )
         for i in range(self.config.concurrency_limit):
             # daemon threads: a stopping server detaches from running work instead of waiting
             t = threading.Thread(target=self._worker, name=f"envpack-op-{i}", daemon=True)
@@ -190,23 +194,37 @@ class OperationManager:
             if op.state == "running" and not self.store.claim(op.id, op.owner, self.owner):
                 continue  # another starting server claimed it first
             if op.state == "running" and kind is not None and kind.resume is not None:
-                self._emit(op.id, "progress", ProgressEvent(
-                    op.kind, "server restarted; following the operation again", "info").to_json())
+                self._emit(
+                    op.id,
+                    "progress",
+                    ProgressEvent(
+                        op.kind, "server restarted; following the operation again", "info"
+                    ).to_json(),
+                )
                 self._queue.put((op.id, True))
             else:
                 why = f"unknown kind {op.kind!r}" if kind is None else "the server stopped"
-                self._finish(op.id, "lost", error=LostError(
-                    f"{why} while this operation was {op.state}",
-                    hint="start it again").to_json())
+                self._finish(
+                    op.id,
+                    "lost",
+                    error=LostError(
+                        f"{why} while this operation was {op.state}", hint="start it again"
+                    ).to_json(),
+                )
 
     # ----- requests ------------------------------------------------------------------------
-    def submit(self, kind: str, path: str, options: dict[str, Any] | None = None,
-               ) -> tuple[Operation, bool]:
+    def submit(
+        self,
+        kind: str,
+        path: str,
+        options: dict[str, Any] | None = None,
+    ) -> tuple[Operation, bool]:
         """Queue an operation; return it and whether it is new (False: attached to a twin)."""
         spec = self._kinds.get(kind)
         if spec is None:
-            raise InputError(f"unknown operation kind {kind!r}",
-                             hint=f"one of: {', '.join(self.kinds)}")
+            raise InputError(
+                f"unknown operation kind {kind!r}", hint=f"one of: {', '.join(self.kinds)}"
+            )
         if self._stopping:
             raise StoreUnavailableError("the server is stopping")
         options = spec.validate(dict(options or {})) if spec.validate else dict(options or {})
@@ -214,9 +232,15 @@ class OperationManager:
         with self._lock:
             if key is not None and (twin := self.store.find_active(key)) is not None:
                 return twin, False
-            op = Operation(id=new_operation_id(), kind=kind, path=path, options=options,
-                           dedupe_key=key, handle={"labels": {OPERATION_LABEL: ""}},
-                           owner=self.owner)
+            op = Operation(
+                id=new_operation_id(),
+                kind=kind,
+                path=path,
+                options=options,
+                dedupe_key=key,
+                handle={"labels": {OPERATION_LABEL: ""}},
+                owner=self.owner,
+            )
             op.handle["labels"][OPERATION_LABEL] = op.id
             self.store.create(op)
         self._notify(op.id)
@@ -236,13 +260,18 @@ class OperationManager:
         if op.state == "cancelled":
             return op
         if op.finished:
-            raise ConflictError(f"operation {op_id} already {op.state}",
-                                hint="only queued or running operations can be cancelled")
+            raise ConflictError(
+                f"operation {op_id} already {op.state}",
+                hint="only queued or running operations can be cancelled",
+            )
         with self._lock:
             self.store.update(op_id, cancel_requested=True)
-            done = self.store.transition(op_id, "cancelled", from_states=("queued",),
-                                         error=CancelledError("cancelled before it started")
-                                         .to_json())
+            done = self.store.transition(
+                op_id,
+                "cancelled",
+                from_states=("queued",),
+                error=CancelledError("cancelled before it started").to_json(),
+            )
             if done is not None:
                 self._notify(op_id)
                 return done
@@ -270,9 +299,11 @@ class OperationManager:
     def stats(self) -> dict[str, int]:
         """Return counts for the status endpoint."""
         ops = self.store.non_terminal()
-        return {"queued": sum(o.state == "queued" for o in ops),
-                "running": sum(o.state == "running" for o in ops),
-                "limit": self.config.concurrency_limit}
+        return {
+            "queued": sum(o.state == "queued" for o in ops),
+            "running": sum(o.state == "running" for o in ops),
+            "limit": self.config.concurrency_limit,
+        }
 
     # ----- workers -------------------------------------------------------------------------
     def _watch_cancels(self, interval: float = 1.0) -> None:
@@ -310,8 +341,9 @@ class OperationManager:
         with self._lock:  # registered before the transition, so a racing cancel() finds it
             self._tokens[op_id] = token
         if not resumed:
-            op = self.store.transition(op_id, "running", from_states=("queued",),
-                                       attempt=op.attempt + 1, owner=self.owner)
+            op = self.store.transition(
+                op_id, "running", from_states=("queued",), attempt=op.attempt + 1, owner=self.owner
+            )
             if op is None:
                 self._tokens.pop(op_id, None)
                 return  # cancelled (or taken by another server) while queued
@@ -329,9 +361,16 @@ class OperationManager:
         except Exception:
             log.exception("envpack: operation %s (%s) failed unexpectedly", op_id, op.kind)
             state = "cancelled" if token.cancelled else "failed"
-            self._finish(op_id, state, error={
-                "error": "InternalError", "reason": "internal", "hint": None,
-                "message": "internal error (details are in the server log)"})
+            self._finish(
+                op_id,
+                state,
+                error={
+                    "error": "InternalError",
+                    "reason": "internal",
+                    "hint": None,
+                    "message": "internal error (details are in the server log)",
+                },
+            )
         else:
             self._finish(op_id, "succeeded", result=self.scrub_json(result), progress=1.0)
         finally:
@@ -356,8 +395,13 @@ class OperationManager:
                 self._log_counts[op_id] = count
                 if count > self.config.max_log_events:
                     if count == self.config.max_log_events + 1:
-                        self._emit(op_id, "progress", ProgressEvent(
-                            event.stage, "log truncated (max_log_events)", "warning").to_json())
+                        self._emit(
+                            op_id,
+                            "progress",
+                            ProgressEvent(
+                                event.stage, "log truncated (max_log_events)", "warning"
+                            ).to_json(),
+                        )
                     return
             else:
                 fields: dict[str, Any] = {"stage": event.stage, "message": data["message"][:500]}
@@ -397,7 +441,6 @@ class OperationManager:
                 log.debug("envpack: event listener failed", exc_info=True)
 
 
-
 def owner_alive(owner: str) -> bool:
     """Whether the server ``"host:pid"`` may still be running (other hosts: assume it is)."""
     host, _, pid = owner.rpartition(":")
@@ -410,5 +453,3 @@ def owner_alive(owner: str) -> bool:
     except PermissionError:
         return True
     return True
-
-

@@ -69,11 +69,23 @@ class Operation:
 
     def to_json(self) -> dict[str, Any]:
         """Return the REST form (see docs/api.md)."""
-        return {"id": self.id, "kind": self.kind, "state": self.state, "path": self.path,
-                "options": self.options, "progress": self.progress, "stage": self.stage,
-                "message": self.message, "result": self.result, "error": self.error,
-                "handle": self.handle, "cancel_requested": self.cancel_requested,
-                "attempt": self.attempt, "created": self.created, "updated": self.updated}
+        return {
+            "id": self.id,
+            "kind": self.kind,
+            "state": self.state,
+            "path": self.path,
+            "options": self.options,
+            "progress": self.progress,
+            "stage": self.stage,
+            "message": self.message,
+            "result": self.result,
+            "error": self.error,
+            "handle": self.handle,
+            "cancel_requested": self.cancel_requested,
+            "attempt": self.attempt,
+            "created": self.created,
+            "updated": self.updated,
+        }
 
 
 @dataclass(frozen=True)
@@ -100,7 +112,6 @@ def dedupe_key(kind: str, path: str, options: dict[str, Any]) -> str:
     """Return the key under which identical requests share one operation."""
     canonical = json.dumps([kind, path, options], sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
-
 
 
 def scrub_path(text: str, root: str) -> str:

@@ -16,9 +16,25 @@ from .model import TERMINAL, TRANSITIONS, Event, Operation, StoreUnavailableErro
 
 log = logging.getLogger(__name__)
 
-_COLUMNS = ("id", "kind", "state", "path", "options", "progress", "stage", "message", "result",
-            "error", "dedupe_key", "handle", "cancel_requested", "attempt", "created", "updated",
-            "owner")
+_COLUMNS = (
+    "id",
+    "kind",
+    "state",
+    "path",
+    "options",
+    "progress",
+    "stage",
+    "message",
+    "result",
+    "error",
+    "dedupe_key",
+    "handle",
+    "cancel_requested",
+    "attempt",
+    "created",
+    "updated",
+    "owner",
+)
 SCHEMA_VERSION = 2
 #: Columns added after version 1, with their SQL type: added in place by ``_migrate``.
 _ADDED_COLUMNS = {"owner": "TEXT"}
@@ -36,7 +52,6 @@ CREATE TABLE IF NOT EXISTS events (
     type TEXT NOT NULL, data TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS events_op ON events(op_id, seq);
 """
-
 
 
 class OperationStore:
@@ -69,8 +84,9 @@ class OperationStore:
     def _open(self) -> sqlite3.Connection:
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None,
-                             timeout=self._busy_ms / 1000)
+        db = sqlite3.connect(
+            self.path, check_same_thread=False, isolation_level=None, timeout=self._busy_ms / 1000
+        )
         try:
             db.execute(f"PRAGMA busy_timeout = {self._busy_ms}")
             # WAL needs shared memory that network filesystems do not give: a rollback journal there
@@ -101,8 +117,14 @@ class OperationStore:
             src = Path(self.path + suffix)
             if src.exists():
                 src.replace(f"{self.path}.corrupt-{stamp}{suffix}")
-        log.error("envpack: the operations database %s was unreadable (%s); moved it aside to "
-                  "%s.corrupt-%s and started a new one", self.path, exc, self.path, stamp)
+        log.error(
+            "envpack: the operations database %s was unreadable (%s); moved it aside to "
+            "%s.corrupt-%s and started a new one",
+            self.path,
+            exc,
+            self.path,
+            stamp,
+        )
 
     @contextlib.contextmanager
     def _cursor(self, write: bool = False) -> Iterator[sqlite3.Connection]:
@@ -118,8 +140,9 @@ class OperationStore:
             except sqlite3.Error as exc:
                 if write and self._db.in_transaction:
                     self._db.execute("ROLLBACK")
-                raise StoreUnavailableError(f"operations database error: {exc}",
-                                            hint="try again in a moment") from None
+                raise StoreUnavailableError(
+                    f"operations database error: {exc}", hint="try again in a moment"
+                ) from None
             except BaseException:
                 if write and self._db.in_transaction:
                     self._db.execute("ROLLBACK")
@@ -144,20 +167,27 @@ class OperationStore:
         """Insert a new operation row."""
         values = [self._encode(c, getattr(op, c)) for c in _COLUMNS]
         with self._cursor(write=True) as db:
-            db.execute(f"INSERT INTO operations ({','.join(_COLUMNS)}) "  # noqa: S608 - fixed names
-                       f"VALUES ({','.join('?' * len(_COLUMNS))})", values)
+            db.execute(
+                f"INSERT INTO operations ({','.join(_COLUMNS)}) "  # noqa: S608 - fixed names
+                f"VALUES ({','.join('?' * len(_COLUMNS))})",
+                values,
+            )
             self._insert_event(db, op.id, "state", {"state": op.state})
         return op
 
     def get(self, op_id: str) -> Operation | None:
         """Return the operation ``op_id``, or None."""
         with self._cursor() as db:
-            row = db.execute(f"SELECT {','.join(_COLUMNS)} FROM operations "  # noqa: S608
-                             "WHERE id = ?", (op_id,)).fetchone()
+            row = db.execute(
+                f"SELECT {','.join(_COLUMNS)} FROM operations "  # noqa: S608
+                "WHERE id = ?",
+                (op_id,),
+            ).fetchone()
         return self._row(row) if row else None
 
-    def find(self, *, kind: str | None = None, state: str | None = None,
-             limit: int = 100) -> list[Operation]:
+    def find(
+        self, *, kind: str | None = None, state: str | None = None, limit: int = 100
+    ) -> list[Operation]:
         """Return operations, newest first, optionally filtered."""
         where, args = [], []
         for name, value in (("kind", kind), ("state", state)):
@@ -166,22 +196,33 @@ class OperationStore:
                 args.append(value)
         clause = f"WHERE {' AND '.join(where)}" if where else ""
         with self._cursor() as db:
-            rows = db.execute(f"SELECT {','.join(_COLUMNS)} FROM operations {clause} "  # noqa: S608
-                              "ORDER BY created DESC, rowid DESC LIMIT ?", (*args, limit))
+            rows = db.execute(
+                f"SELECT {','.join(_COLUMNS)} FROM operations {clause} "  # noqa: S608
+                "ORDER BY created DESC, rowid DESC LIMIT ?",
+                (*args, limit),
+            )
             return [self._row(r) for r in rows.fetchall()]
 
     def non_terminal(self) -> list[Operation]:
         """Return queued and running operations, oldest first (what a restart must reconcile)."""
         with self._cursor() as db:
-            rows = db.execute(f"SELECT {','.join(_COLUMNS)} FROM operations "  # noqa: S608
-                              "WHERE state IN ('queued', 'running') ORDER BY created, rowid")
+            rows = db.execute(
+                f"SELECT {','.join(_COLUMNS)} FROM operations "  # noqa: S608
+                "WHERE state IN ('queued', 'running') ORDER BY created, rowid"
+            )
             return [self._row(r) for r in rows.fetchall()]
 
     def claim(self, op_id: str, previous: str | None, owner: str) -> bool:
         """Compare-and-set the owner of a running row (two starting servers: one wins)."""
         with self._cursor(write=True) as db:
-            return db.execute("UPDATE operations SET owner = ? WHERE id = ? AND state = 'running' "
-                              "AND owner IS ?", (owner, op_id, previous)).rowcount == 1
+            return (
+                db.execute(
+                    "UPDATE operations SET owner = ? WHERE id = ? AND state = 'running' "
+                    "AND owner IS ?",
+                    (owner, op_id, previous),
+                ).rowcount
+                == 1
+            )
 
     def cancel_requested(self, op_ids: list[str]) -> list[str]:
         """Return those of ``op_ids`` whose cancel was requested (by any process)."""
@@ -196,9 +237,12 @@ class OperationStore:
     def find_active(self, key: str) -> Operation | None:
         """Return the queued or running operation with dedupe key ``key``, if any."""
         with self._cursor() as db:
-            row = db.execute(f"SELECT {','.join(_COLUMNS)} FROM operations "  # noqa: S608
-                             "WHERE dedupe_key = ? AND state IN ('queued', 'running') "
-                             "ORDER BY created LIMIT 1", (key,)).fetchone()
+            row = db.execute(
+                f"SELECT {','.join(_COLUMNS)} FROM operations "  # noqa: S608
+                "WHERE dedupe_key = ? AND state IN ('queued', 'running') "
+                "ORDER BY created LIMIT 1",
+                (key,),
+            ).fetchone()
         return self._row(row) if row else None
 
     def update(self, op_id: str, **fields: Any) -> None:
@@ -207,8 +251,9 @@ class OperationStore:
             raise ValueError("state changes go through transition()")
         self._set(op_id, fields, None)
 
-    def transition(self, op_id: str, to: str, *, from_states: tuple[str, ...] | None = None,
-                   **fields: Any) -> Operation | None:
+    def transition(
+        self, op_id: str, to: str, *, from_states: tuple[str, ...] | None = None, **fields: Any
+    ) -> Operation | None:
         """Compare-and-set the state; return the new row, or None when the row was not in a
         state that may move to ``to`` (someone else changed it first)."""
         allowed = tuple(s for s, nexts in TRANSITIONS.items() if to in nexts)
@@ -221,8 +266,13 @@ class OperationStore:
             return None
         return self.get(op_id)
 
-    def _set(self, op_id: str, fields: dict[str, Any], states: tuple[str, ...] | None,
-             event: dict[str, Any] | None = None) -> bool:
+    def _set(
+        self,
+        op_id: str,
+        fields: dict[str, Any],
+        states: tuple[str, ...] | None,
+        event: dict[str, Any] | None = None,
+    ) -> bool:
         fields = {"updated": time.time(), **fields}
         unknown = set(fields) - set(_COLUMNS)
         if unknown:
@@ -241,11 +291,14 @@ class OperationStore:
             return changed
 
     @staticmethod
-    def _insert_event(db: sqlite3.Connection, op_id: str, type_: str,
-                      data: dict[str, Any]) -> Event:
+    def _insert_event(
+        db: sqlite3.Connection, op_id: str, type_: str, data: dict[str, Any]
+    ) -> Event:
         now = time.time()
-        cur = db.execute("INSERT INTO events (op_id, time, type, data) VALUES (?, ?, ?, ?)",
-                         (op_id, now, type_, json.dumps(data)))
+        cur = db.execute(
+            "INSERT INTO events (op_id, time, type, data) VALUES (?, ?, ?, ?)",
+            (op_id, now, type_, json.dumps(data)),
+        )
         return Event(int(cur.lastrowid or 0), op_id, now, type_, data)
 
     def add_event(self, op_id: str, type_: str, data: dict[str, Any]) -> Event:
@@ -256,8 +309,11 @@ class OperationStore:
     def events(self, op_id: str, after: int = 0, limit: int = 1000) -> list[Event]:
         """Return ``op_id``'s events with ``seq > after``, oldest first."""
         with self._cursor() as db:
-            rows = db.execute("SELECT seq, op_id, time, type, data FROM events WHERE op_id = ? "
-                              "AND seq > ? ORDER BY seq LIMIT ?", (op_id, after, limit))
+            rows = db.execute(
+                "SELECT seq, op_id, time, type, data FROM events WHERE op_id = ? "
+                "AND seq > ? ORDER BY seq LIMIT ?",
+                (op_id, after, limit),
+            )
             return [Event(s, o, t, ty, json.loads(d)) for s, o, t, ty, d in rows.fetchall()]
 
     def prune(self, older_than: float) -> int:
@@ -266,10 +322,16 @@ class OperationStore:
         marks = ",".join("?" * len(terminal))
         with self._cursor(write=True) as db:
             old = f"SELECT id FROM operations WHERE state IN ({marks}) AND updated < ?"  # noqa: S608
-            db.execute(f"DELETE FROM events WHERE op_id IN ({old})",  # noqa: S608 - fixed
-                       (*terminal, older_than))
-            return int(db.execute(f"DELETE FROM operations WHERE id IN ({old})",  # noqa: S608
-                                  (*terminal, older_than)).rowcount)
+            db.execute(
+                f"DELETE FROM events WHERE op_id IN ({old})",  # noqa: S608 - fixed
+                (*terminal, older_than),
+            )
+            return int(
+                db.execute(
+                    f"DELETE FROM operations WHERE id IN ({old})",  # noqa: S608
+                    (*terminal, older_than),
+                ).rowcount
+            )
 
     def close(self) -> None:
         """Close the connection (later calls raise :class:`StoreUnavailableError`)."""
@@ -279,9 +341,22 @@ class OperationStore:
                 self._db = None
 
 
-
-NETWORK_FS = frozenset({"nfs", "nfs4", "cifs", "smb3", "smbfs", "fuse.sshfs", "9p", "afs",
-                        "ceph", "glusterfs", "lustre", "gpfs"})
+NETWORK_FS = frozenset(
+    {
+        "nfs",
+        "nfs4",
+        "cifs",
+        "smb3",
+        "smbfs",
+        "fuse.sshfs",
+        "9p",
+        "afs",
+        "ceph",
+        "glusterfs",
+        "lustre",
+        "gpfs",
+    }
+)
 
 
 def on_network_fs(path: str, mounts: str = "/proc/self/mounts") -> bool:
@@ -300,5 +375,3 @@ def on_network_fs(path: str, mounts: str = "/proc/self/mounts") -> bool:
         if (target == Path(point) or Path(point) in target.parents) and len(point) > len(best):
             best, fstype = point, kind
     return fstype in NETWORK_FS
-
-

@@ -29,14 +29,19 @@ class EnvpackExtension(ExtensionApp):
         config = EnvPack(parent=self)
         contents = self.serverapp.contents_manager
         root = getattr(contents, "root_dir", None) or self.serverapp.root_dir
-        paths = ContentsPaths(str(root),
-                              allow_hidden=bool(getattr(contents, "allow_hidden", False)),
-                              max_size=config.max_notebook_size)
+        paths = ContentsPaths(
+            str(root),
+            allow_hidden=bool(getattr(contents, "allow_hidden", False)),
+            max_size=config.max_notebook_size,
+        )
         self.service = EnvpackService(config, paths)
         self.settings["envpack_service"] = self.service
         self.service.start()
-        self.log.info("envpack: operations database %s%s", config.database_path,
-                      f" (degraded: {self.service.degraded})" if self.service.degraded else "")
+        self.log.info(
+            "envpack: operations database %s%s",
+            config.database_path,
+            f" (degraded: {self.service.degraded})" if self.service.degraded else "",
+        )
 
     def initialize_handlers(self) -> None:
         """Add the REST handlers."""

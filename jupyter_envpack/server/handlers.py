@@ -59,8 +59,13 @@ class EnvpackHandler(ExtensionHandlerMixin, APIHandler):
 
     def _handle_request_exception(self, e: BaseException) -> None:
         if isinstance(e, EnvpackError) and not self._finished:
-            self.log.info("envpack: %s %s -> %s %s", self.request.method,
-                          self.request.path, e.status, e.reason)
+            self.log.info(
+                "envpack: %s %s -> %s %s",
+                self.request.method,
+                self.request.path,
+                e.status,
+                e.reason,
+            )
             self.send_error(e.status, exc_info=(type(e), e, e.__traceback__))
             return
         super()._handle_request_exception(e)
@@ -70,23 +75,34 @@ class EnvpackHandler(ExtensionHandlerMixin, APIHandler):
         self.set_header("Content-Type", "application/json")
         exc = (kwargs.get("exc_info") or (None, None, None))[1]
         if isinstance(exc, EnvpackError):
-            reply: dict[str, Any] = {k: scrub_path(v, self.service.paths.root_dir)
-                                     if isinstance(v, str) else v
-                                     for k, v in exc.to_json().items()}
+            reply: dict[str, Any] = {
+                k: scrub_path(v, self.service.paths.root_dir) if isinstance(v, str) else v
+                for k, v in exc.to_json().items()
+            }
         elif isinstance(exc, web.HTTPError):
-            reply = {"error": "HTTPError", "reason": _slug(status_code),
-                     "message": exc.log_message or self._reason, "hint": None}
+            reply = {
+                "error": "HTTPError",
+                "reason": _slug(status_code),
+                "message": exc.log_message or self._reason,
+                "hint": None,
+            }
         else:
-            reply = {"error": "InternalError", "reason": "internal",
-                     "message": "internal error (details are in the server log)", "hint": None}
+            reply = {
+                "error": "InternalError",
+                "reason": "internal",
+                "message": "internal error (details are in the server log)",
+                "hint": None,
+            }
         self.finish(json.dumps(reply))
 
     def query_path(self) -> str:
         """The required ``?path=`` argument."""
         path = self.get_query_argument("path", None)
         if not path:
-            raise InputError("the query argument 'path' is required",
-                             hint="a notebook path relative to the server root")
+            raise InputError(
+                "the query argument 'path' is required",
+                hint="a notebook path relative to the server root",
+            )
         return path
 
     def require_manager(self) -> OperationManager:
@@ -95,8 +111,14 @@ class EnvpackHandler(ExtensionHandlerMixin, APIHandler):
 
 
 def _slug(status: int) -> str:
-    return {400: "invalid-input", 403: "forbidden", 404: "not-found", 405: "method-not-allowed",
-            409: "conflict", 413: "too-large"}.get(status, "error")
+    return {
+        400: "invalid-input",
+        403: "forbidden",
+        404: "not-found",
+        405: "method-not-allowed",
+        409: "conflict",
+        413: "too-large",
+    }.get(status, "error")
 
 
 class SnapshotHandler(EnvpackHandler):
@@ -134,11 +156,15 @@ class BinderHandler(EnvpackHandler):
         path = self.query_path()
         kernel = kernel_name(self.service.config, self.get_query_argument("kernel", None))
         data = await self.blocking(
-            binder_json, self.service.paths, path, kernel=kernel,
+            binder_json,
+            self.service.paths,
+            path,
+            kernel=kernel,
             host=self.get_query_argument("host", None) or self.service.config.binder_host,
             ref=self.get_query_argument("ref", None),
             branch=flag(self.get_query_argument("branch", None)),
-            snapshot=flag(self.get_query_argument("snapshot", "1")))
+            snapshot=flag(self.get_query_argument("snapshot", "1")),
+        )
         self.write_json(data)
 
     @web.authenticated
@@ -147,8 +173,12 @@ class BinderHandler(EnvpackHandler):
         if len(self.request.body) > self.service.config.max_request_body:
             raise web.HTTPError(413, "request body too large")
         path, kernel = parse_binder_request(self.request.body)
-        data = await self.blocking(write_binder_json, self.service.paths, path,
-                                   kernel=kernel_name(self.service.config, kernel))
+        data = await self.blocking(
+            write_binder_json,
+            self.service.paths,
+            path,
+            kernel=kernel_name(self.service.config, kernel),
+        )
         self.write_json(data)
 
 
@@ -157,8 +187,9 @@ def parse_binder_request(body: bytes) -> tuple[str, str | None]:
     data = parse_json_object(body)
     unknown = sorted(set(data) - {"path", "kernel"})
     if unknown:
-        raise InputError(f"unknown field(s): {', '.join(u[:40] for u in unknown)}",
-                         hint="known: path, kernel")
+        raise InputError(
+            f"unknown field(s): {', '.join(u[:40] for u in unknown)}", hint="known: path, kernel"
+        )
     path, kernel = data.get("path"), data.get("kernel")
     if not isinstance(path, str) or not path:
         raise InputError("'path' must be a notebook path", hint='{"path": "nb.ipynb"}')
@@ -196,8 +227,9 @@ class OperationsHandler(EnvpackHandler):
             raise web.HTTPError(413, "request body too large")
         kind, path, options = parse_operation_request(self.request.body)
         if kind not in manager.kinds:
-            raise InputError(f"unknown operation kind {kind[:40]!r}",
-                             hint=f"one of: {', '.join(manager.kinds)}")
+            raise InputError(
+                f"unknown operation kind {kind[:40]!r}", hint=f"one of: {', '.join(manager.kinds)}"
+            )
         await self.blocking(self.service.paths.notebook, path)
         op, created = await self.blocking(manager.submit, kind, path, options)
         self.set_header("Location", url_path_join(self.base_url, "envpack/operations", op.id))
@@ -263,10 +295,14 @@ class EventsHandler(EnvpackHandler):
         op = await self.blocking(manager.get, op_id)
         if self._wants_json():
             events = await self.blocking(manager.store.events, op_id, after, EVENT_PAGE)
-            self.write_json({"events": [e.to_json() for e in events],
-                             "last": events[-1].seq if events else after,
-                             "state": op.state,
-                             "done": op.finished and len(events) < EVENT_PAGE})
+            self.write_json(
+                {
+                    "events": [e.to_json() for e in events],
+                    "last": events[-1].seq if events else after,
+                    "state": op.state,
+                    "done": op.finished and len(events) < EVENT_PAGE,
+                }
+            )
             return
         await self._stream(manager, op_id, after)
 
@@ -323,8 +359,14 @@ class StatusHandler(EnvpackHandler):
         engine = await self.blocking(self.service.engine_status)
         status = await self.blocking(self.service.status)  # reads SQLite: not on the IOLoop
         backends = await self.blocking(backends_json, self.service.config, status["kinds"])
-        self.write_json({**status, "engine": engine, "backends": backends,
-                         "default_backend": self.service.config.default_backend})
+        self.write_json(
+            {
+                **status,
+                "engine": engine,
+                "backends": backends,
+                "default_backend": self.service.config.default_backend,
+            }
+        )
 
 
 _ID = r"(?P<op_id>[^/]+)"

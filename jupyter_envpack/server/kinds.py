@@ -28,23 +28,33 @@ def docker_client() -> Any:
     return connect()
 
 
-def _build(op: OperationContext, reporter: Reporter, cancel: CancelToken,
-           deadline: float | None) -> dict[str, Any]:
+def _build(
+    op: OperationContext, reporter: Reporter, cancel: CancelToken, deadline: float | None
+) -> dict[str, Any]:
     from ..image import build_image
     from ..snapshot import take_snapshot
 
     notebook = str(op.notebook)
     reporter(ProgressEvent("snapshot", "reading the notebook and its kernel's packages", "step"))
-    spec = take_snapshot(notebook, kernel=op.options.get("kernel") or op.config.kernel,
-                         max_bytes=op.config.max_notebook_size)
+    spec = take_snapshot(
+        notebook,
+        kernel=op.options.get("kernel") or op.config.kernel,
+        max_bytes=op.config.max_notebook_size,
+    )
     cancel.raise_if_cancelled("build")
-    options = op.config.build_options(base_image=op.options.get("base_image"), deadline=deadline,
-                                      idle_timeout=op.options.get("idle_timeout"),
-                                      labels=dict(op.labels))
+    options = op.config.build_options(
+        base_image=op.options.get("base_image"),
+        deadline=deadline,
+        idle_timeout=op.options.get("idle_timeout"),
+        labels=dict(op.labels),
+    )
     res = build_image(spec, notebook, options, reporter=reporter, cancel=cancel)
     op.set_handle(image=res.image)
-    return {**res.to_json(), "snapshot_hash": spec.hash,
-            "warnings": [w.to_json() for w in spec.warnings]}
+    return {
+        **res.to_json(),
+        "snapshot_hash": spec.hash,
+        "warnings": [w.to_json() for w in spec.warnings],
+    }
 
 
 def run_build(op: OperationContext, reporter: Reporter, cancel: CancelToken) -> dict[str, Any]:
@@ -84,14 +94,24 @@ def run_run(op: OperationContext, reporter: Reporter, cancel: CancelToken) -> di
     output = o.get("output")
     mem = o.get("mem_limit")
     options = op.config.run_options(
-        parameters=o.get("parameters") or {}, cell_timeout=o.get("cell_timeout"),
-        deadline=o.get("deadline"), mem_limit=str(mem) if mem is not None else None,
-        network=o.get("network"), tolerance=o.get("tolerance"), labels=dict(op.labels),
-        output=str(op.resolve_output(output)) if output else None)
+        parameters=o.get("parameters") or {},
+        cell_timeout=o.get("cell_timeout"),
+        deadline=o.get("deadline"),
+        mem_limit=str(mem) if mem is not None else None,
+        network=o.get("network"),
+        tolerance=o.get("tolerance"),
+        labels=dict(op.labels),
+        output=str(op.resolve_output(output)) if output else None,
+    )
     rr = run_notebook(image, str(op.notebook), options, reporter=reporter, cancel=cancel)
-    return {"image": image, "build": build, "output_path": op.relative(rr.output_path),
-            "exit_code": rr.exit_code, "duration": round(rr.duration, 3),
-            "report": _report_json(op, rr.report, rr.output_path)}
+    return {
+        "image": image,
+        "build": build,
+        "output_path": op.relative(rr.output_path),
+        "exit_code": rr.exit_code,
+        "duration": round(rr.duration, 3),
+        "report": _report_json(op, rr.report, rr.output_path),
+    }
 
 
 def _wait_exit(container: Any, cancel: CancelToken) -> int:
@@ -113,8 +133,11 @@ def resume_run(op: OperationContext, reporter: Reporter, cancel: CancelToken) ->
     try:
         found = client.containers.list(all=True, filters={"label": f"{OPERATION_LABEL}={op.id}"})
         if not found:
-            raise LostError("the run's container is gone (the server stopped before it "
-                            "started, or it was removed)", hint="start the run again")
+            raise LostError(
+                "the run's container is gone (the server stopped before it "
+                "started, or it was removed)",
+                hint="start the run again",
+            )
         container = found[0]
         op.set_handle(container=container.id)
         reporter(ProgressEvent("run", f"following container {container.short_id} again", "info"))
@@ -137,9 +160,14 @@ def collect_run(op: OperationContext, container: Any, code: int) -> dict[str, An
     options = RunOptions(tolerance=float(op.options.get("tolerance") or 0.0))
     rr = core_collect_run(container, op.notebook, code, options, output=output)
     report = rr.report
-    return {"image": report.image, "build": None, "output_path": op.relative(rr.output_path),
-            "exit_code": code, "resumed": True,
-            "report": _report_json(op, report, rr.output_path)}
+    return {
+        "image": report.image,
+        "build": None,
+        "output_path": op.relative(rr.output_path),
+        "exit_code": code,
+        "resumed": True,
+        "report": _report_json(op, report, rr.output_path),
+    }
 
 
 def builtin_kinds(resolve_output: Callable[[str], Path]) -> list[Kind]:
@@ -152,8 +180,13 @@ def builtin_kinds(resolve_output: Callable[[str], Path]) -> list[Kind]:
         return options
 
     return [
-        Kind("build", run_build, resume=resume_build, validate=validator(BUILD_FIELDS,
-             "build option"), dedupe=True),
+        Kind(
+            "build",
+            run_build,
+            resume=resume_build,
+            validate=validator(BUILD_FIELDS, "build option"),
+            dedupe=True,
+        ),
         # two identical runs at once would race on one output file: attach instead
         Kind("run", run_run, resume=resume_run, validate=validate_run, dedupe=True),
     ]

@@ -41,9 +41,14 @@ def _inside(path: Path, root: Path) -> bool:
     return path == root or root in path.parents
 
 
-def resolve_notebook(root_dir: str | os.PathLike[str], api_path: str, *,
-                     allow_hidden: bool = False, max_size: int | None = None,
-                     suffixes: tuple[str, ...] = (".ipynb",)) -> Path:
+def resolve_notebook(
+    root_dir: str | os.PathLike[str],
+    api_path: str,
+    *,
+    allow_hidden: bool = False,
+    max_size: int | None = None,
+    suffixes: tuple[str, ...] = (".ipynb",),
+) -> Path:
     """Return the real path of the notebook ``api_path`` under ``root_dir``.
 
     Raises
@@ -75,13 +80,16 @@ def resolve_notebook(root_dir: str | os.PathLike[str], api_path: str, *,
     if suffixes and real.suffix not in suffixes:
         raise InputError(f"{api_path!r} is not a notebook", hint="give a .ipynb file")
     if max_size is not None and info.st_size > max_size:
-        raise NotebookTooLargeError(f"{api_path!r} is larger than {max_size} bytes",
-                                    hint="raise c.EnvPack.max_notebook_size")
+        raise NotebookTooLargeError(
+            f"{api_path!r} is larger than {max_size} bytes",
+            hint="raise c.EnvPack.max_notebook_size",
+        )
     return real
 
 
-def resolve_output(root_dir: str | os.PathLike[str], api_path: str, *,
-                   allow_hidden: bool = False) -> Path:
+def resolve_output(
+    root_dir: str | os.PathLike[str], api_path: str, *, allow_hidden: bool = False
+) -> Path:
     """Return where an output notebook ``api_path`` may be written (its folder must exist
     inside the root; an existing file there must be a regular file)."""
     root = Path(os.path.realpath(root_dir))
@@ -110,16 +118,22 @@ def api_path_of(root_dir: str | os.PathLike[str], path: Path) -> str:
 class ContentsPaths:
     """The contents root's path policy, as the ``OperationManager`` and handlers use it."""
 
-    def __init__(self, root_dir: str | os.PathLike[str], *, allow_hidden: bool = False,
-                 max_size: int | None = None) -> None:
+    def __init__(
+        self,
+        root_dir: str | os.PathLike[str],
+        *,
+        allow_hidden: bool = False,
+        max_size: int | None = None,
+    ) -> None:
         self.root_dir = os.path.realpath(root_dir)
         self.allow_hidden = allow_hidden
         self.max_size = max_size
 
     def notebook(self, api_path: str) -> Path:
         """Return the notebook's real path (see :func:`resolve_notebook`)."""
-        return resolve_notebook(self.root_dir, api_path, allow_hidden=self.allow_hidden,
-                                max_size=self.max_size)
+        return resolve_notebook(
+            self.root_dir, api_path, allow_hidden=self.allow_hidden, max_size=self.max_size
+        )
 
     def output(self, api_path: str) -> Path:
         """Return where an output notebook may be written (see :func:`resolve_output`)."""

@@ -123,13 +123,16 @@ REQUEST_FIELDS: dict[str, Field] = {
 }
 
 
-def check_fields(value: dict[str, Any], fields: dict[str, Field], what: str,
-                 required: tuple[str, ...] = ()) -> dict[str, Any]:
+def check_fields(
+    value: dict[str, Any], fields: dict[str, Field], what: str, required: tuple[str, ...] = ()
+) -> dict[str, Any]:
     """Return ``value`` with null fields dropped, or raise ``InputError`` naming the bad field."""
     unknown = sorted(set(value) - set(fields))
     if unknown:
-        raise InputError(f"unknown {what} field(s): {', '.join(repr(u)[:40] for u in unknown[:5])}",
-                         hint=f"allowed: {', '.join(sorted(fields))}")
+        raise InputError(
+            f"unknown {what} field(s): {', '.join(repr(u)[:40] for u in unknown[:5])}",
+            hint=f"allowed: {', '.join(sorted(fields))}",
+        )
     for name in required:
         if value.get(name) is None:
             raise InputError(f"{what} field {name!r} is required")
@@ -138,8 +141,9 @@ def check_fields(value: dict[str, Any], fields: dict[str, Field], what: str,
         if item is None:
             continue
         spec = fields[name]
-        ok = isinstance(item, spec.types) and not (isinstance(item, bool) and bool not in
-                                                     spec.types)
+        ok = isinstance(item, spec.types) and not (
+            isinstance(item, bool) and bool not in spec.types
+        )
         if not ok or (spec.check is not None and not spec.check(item)):
             hint = spec.hint or f"expected {' or '.join(t.__name__ for t in spec.types)}"
             raise InputError(f"invalid {what} field {name!r}", hint=hint)
@@ -154,6 +158,7 @@ def validator(fields: dict[str, Field], what: str) -> Callable[[dict[str, Any]],
 
 def parse_operation_request(body: bytes) -> tuple[str, str, dict[str, Any]]:
     """Parse ``POST /envpack/operations``: return ``(kind, path, options)``."""
-    value = check_fields(parse_json_object(body), REQUEST_FIELDS, "request",
-                         required=("kind", "path"))
+    value = check_fields(
+        parse_json_object(body), REQUEST_FIELDS, "request", required=("kind", "path")
+    )
     return value["kind"], value["path"], value.get("options", {})

@@ -34,8 +34,12 @@ class EnvpackService:
         Extra kinds to register (tests register fakes here); ``config.runners`` are added too.
     """
 
-    def __init__(self, config: EnvPack, paths: ContentsPaths, kinds: list[Kind] | None = None,
-                 ) -> None:
+    def __init__(
+        self,
+        config: EnvPack,
+        paths: ContentsPaths,
+        kinds: list[Kind] | None = None,
+    ) -> None:
         self.config, self.paths = config, paths
         self.pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="envpack-http")
         self.manager: OperationManager | None = None
@@ -58,8 +62,11 @@ class EnvpackService:
             except (ImportError, AttributeError) as exc:
                 log.info("envpack: operation kind %r not available (%s)", name, exc)
                 continue
-            found.append(kind if kind.name == name else Kind(name, kind.run, kind.resume,
-                                                             kind.validate, kind.dedupe))
+            found.append(
+                kind
+                if kind.name == name
+                else Kind(name, kind.run, kind.resume, kind.validate, kind.dedupe)
+            )
         return found
 
     def start(self) -> None:
@@ -81,8 +88,10 @@ class EnvpackService:
     def require_manager(self) -> OperationManager:
         """The manager, or ``StoreUnavailableError`` (503) when degraded."""
         if self.manager is None:
-            raise StoreUnavailableError(f"operations are unavailable: {self.degraded}",
-                                        hint="see the server log; fix or remove the database")
+            raise StoreUnavailableError(
+                f"operations are unavailable: {self.degraded}",
+                hint="see the server log; fix or remove the database",
+            )
         return self.manager
 
     # ----- pure-ish requests (run in the thread pool by the handlers) ------------------------
@@ -127,21 +136,35 @@ class EnvpackService:
             version = client.version()
             swarm = (client.info().get("Swarm") or {}).get("LocalNodeState") or "inactive"
         except Exception as exc:  # any engine fault means "not reachable" here
-            return {"reachable": False, "error": {"error": "EngineError",
-                                                  "reason": "engine-unavailable",
-                                                  "message": f"engine error ({type(exc).__name__})",
-                                                  "hint": None}}
+            return {
+                "reachable": False,
+                "error": {
+                    "error": "EngineError",
+                    "reason": "engine-unavailable",
+                    "message": f"engine error ({type(exc).__name__})",
+                    "hint": None,
+                },
+            }
         finally:
             client.close()
-        return {"reachable": True, "version": version.get("Version"),
-                "api_version": version.get("ApiVersion"), "swarm": swarm, "error": None}
+        return {
+            "reachable": True,
+            "version": version.get("Version"),
+            "api_version": version.get("ApiVersion"),
+            "swarm": swarm,
+            "error": None,
+        }
 
     def status(self) -> dict[str, Any]:
         """Return the server-side part of ``GET /envpack/status``."""
         from .. import __version__
 
-        out: dict[str, Any] = {"version": __version__, "degraded": self.degraded,
-                               "kinds": [], "operations": None}
+        out: dict[str, Any] = {
+            "version": __version__,
+            "degraded": self.degraded,
+            "kinds": [],
+            "operations": None,
+        }
         if self.manager is not None:
             out["kinds"] = self.manager.kinds
             try:

@@ -44,15 +44,28 @@ def _scrub(value: Any, root: str) -> Any:
     return value
 
 
-def binder_json(paths: ContentsPaths, api_path: str, *, kernel: str | None = None,
-                host: str | None = None, ref: str | None = None, branch: bool = False,
-                snapshot: bool = True) -> dict[str, Any]:
+def binder_json(
+    paths: ContentsPaths,
+    api_path: str,
+    *,
+    kernel: str | None = None,
+    host: str | None = None,
+    ref: str | None = None,
+    branch: bool = False,
+    snapshot: bool = True,
+) -> dict[str, Any]:
     """``GET /envpack/binder``: :func:`jupyter_envpack.share.binder.binder_info` of a notebook."""
     from ..share.binder import binder_info
 
     notebook = paths.notebook(api_path)
-    info = binder_info(notebook, kernel=kernel, host=host or None, ref=ref or None,
-                       branch=branch, snapshot=snapshot)
+    info = binder_info(
+        notebook,
+        kernel=kernel,
+        host=host or None,
+        ref=ref or None,
+        branch=branch,
+        snapshot=snapshot,
+    )
     info["path"] = api_path
     return dict(_scrub(info, paths.root_dir))
 
@@ -61,8 +74,9 @@ def _inside(path: Path, root: Path) -> bool:
     return path == root or root in path.parents
 
 
-def write_binder_json(paths: ContentsPaths, api_path: str, *,
-                      kernel: str | None = None) -> dict[str, Any]:
+def write_binder_json(
+    paths: ContentsPaths, api_path: str, *, kernel: str | None = None
+) -> dict[str, Any]:
     """``POST /envpack/binder``: write the ``binder/`` folder of a notebook's repository.
 
     The folder goes to the git work tree's root (the notebook's folder outside git), which must
@@ -77,19 +91,25 @@ def write_binder_json(paths: ContentsPaths, api_path: str, *,
     repo = find_root(notebook.parent)
     target = Path(os.path.realpath(repo)) if repo is not None else notebook.parent
     if not _inside(target, root):
-        raise InputError("the notebook's git repository starts above the server's root, so "
-                         "binder/ cannot be written from here",
-                         hint="start Jupyter at the repository's root, or run "
-                              "`jupyter envpack binder NOTEBOOK --write` in a terminal")
+        raise InputError(
+            "the notebook's git repository starts above the server's root, so "
+            "binder/ cannot be written from here",
+            hint="start Jupyter at the repository's root, or run "
+            "`jupyter envpack binder NOTEBOOK --write` in a terminal",
+        )
     result = write_binder(notebook, kernel=kernel)
     base = target.relative_to(root).as_posix()
 
     def api(rel: str) -> str:
         return rel if base == "." else f"{base}/{rel}"
 
-    return {"folder": api(result["folder"]), "written": [api(p) for p in result["written"]],
-            "removed": [api(p) for p in result["removed"]], "files": result["files"],
-            "path": api_path}
+    return {
+        "folder": api(result["folder"]),
+        "written": [api(p) for p in result["written"]],
+        "removed": [api(p) for p in result["removed"]],
+        "files": result["files"],
+        "path": api_path,
+    }
 
 
 def backends_json(config: Any, kinds: list[str]) -> dict[str, Any]:
@@ -111,8 +131,10 @@ def backends_json(config: Any, kinds: list[str]) -> dict[str, Any]:
         log.warning("envpack: cluster backend availability failed: %r", exc)
         names = list(getattr(config, "cluster_backends", {}) or {}) or ["swarm", "kubernetes"]
         reason = f"could not check the cluster backends ({type(exc).__name__})"
-        return {name: {"available": False, "reason": reason, "hint": "see the server log"}
-                for name in names}
+        return {
+            name: {"available": False, "reason": reason, "hint": "see the server log"}
+            for name in names
+        }
     finally:
         if client is not None:
             with contextlib.suppress(Exception):

@@ -51,8 +51,9 @@ APT_PACKAGES: dict[str, tuple[str, ...]] = {
     "gdal": ("libgdal-dev",),
 }
 # Snapshot findings that mean "Binder cannot install this from an index".
-UNPINNABLE_CODES = frozenset({"editable-install", "vcs-install", "local-path-install",
-                              "not-from-index", "local-version"})
+UNPINNABLE_CODES = frozenset(
+    {"editable-install", "vcs-install", "local-path-install", "not-from-index", "local-version"}
+)
 
 
 def _normalize(name: str) -> str:
@@ -77,22 +78,26 @@ def binder_files(spec: EnvSpec) -> dict[str, str]:
     ``requirements.txt`` holds the pinned closure, ``runtime.txt`` the Python ``X.Y``, and
     ``apt.txt`` appears only when :func:`apt_packages` is not empty.
     """
-    header = (f"{GENERATED_MARK} from {_printable(Path(spec.notebook).name)} "
-              f"(environment {spec.hash[:12]}).\n"
-              "# The kernel's pinned closure; regenerate: `jupyter envpack binder NB --write`.\n")
+    header = (
+        f"{GENERATED_MARK} from {_printable(Path(spec.notebook).name)} "
+        f"(environment {spec.hash[:12]}).\n"
+        "# The kernel's pinned closure; regenerate: `jupyter envpack binder NB --write`.\n"
+    )
     files = {
         "requirements.txt": header + "".join(f"{line}\n" for line in spec.requirements_lines()),
         "runtime.txt": f"python-{spec.python_minor}\n",
     }
     apt = apt_packages(spec)
     if apt:
-        files["apt.txt"] = f"{GENERATED_MARK}: system libraries of pinned packages.\n" + \
-            "".join(f"{name}\n" for name in apt)
+        files["apt.txt"] = f"{GENERATED_MARK}: system libraries of pinned packages.\n" + "".join(
+            f"{name}\n" for name in apt
+        )
     return files
 
 
-def _snapshot(notebook: Path, spec: EnvSpec | None, python: str | None,
-              kernel: str | None) -> EnvSpec:
+def _snapshot(
+    notebook: Path, spec: EnvSpec | None, python: str | None, kernel: str | None
+) -> EnvSpec:
     if spec is not None:
         return spec
     from ..snapshot import take_snapshot  # the core; imported late so this module stays light
@@ -111,26 +116,42 @@ def _notebook(path: str | os.PathLike[str]) -> Path:
 def _binder_folder(root: Path) -> Path:
     folder = root / BINDER_DIR
     if folder.is_symlink() or (folder.exists() and not folder.is_dir()):
-        raise InputError(f"{folder} is not a plain folder",
-                         hint="remove it or replace it with a folder, then write again")
+        raise InputError(
+            f"{folder} is not a plain folder",
+            hint="remove it or replace it with a folder, then write again",
+        )
     return folder
 
 
 def _pins(text: str) -> list[str]:
-    return sorted(line.strip() for line in text.splitlines()
-                  if line.strip() and not line.lstrip().startswith("#"))
+    return sorted(
+        line.strip()
+        for line in text.splitlines()
+        if line.strip() and not line.lstrip().startswith("#")
+    )
 
 
 def _folder_findings(root: Path, files: dict[str, str] | None) -> list[Finding]:
     fix = "run `jupyter envpack binder NB --write` (or the Share panel's “Write binder/ folder”)"
     if (root / ".binder").is_dir():
-        return [Finding("dotbinder-folder", "the repository has a .binder/ folder, which Binder "
-                        "reads instead of (or refuses together with) binder/",
-                        hint="merge it into binder/ and delete .binder/")]
+        return [
+            Finding(
+                "dotbinder-folder",
+                "the repository has a .binder/ folder, which Binder "
+                "reads instead of (or refuses together with) binder/",
+                hint="merge it into binder/ and delete .binder/",
+            )
+        ]
     folder = root / BINDER_DIR
     if not folder.is_dir():
-        return [Finding("binder-missing", "there is no binder/ folder, so Binder will not "
-                        "install this notebook's environment", hint=fix)]
+        return [
+            Finding(
+                "binder-missing",
+                "there is no binder/ folder, so Binder will not "
+                "install this notebook's environment",
+                hint=fix,
+            )
+        ]
     if files is None:
         return []
     for name, text in files.items():
@@ -140,8 +161,13 @@ def _folder_findings(root: Path, files: dict[str, str] | None) -> list[Finding]:
         except OSError:
             same = False
         if not same:
-            return [Finding("binder-outdated", f"binder/{name} does not match the kernel's "
-                            "environment", hint=fix)]
+            return [
+                Finding(
+                    "binder-outdated",
+                    f"binder/{name} does not match the kernel's environment",
+                    hint=fix,
+                )
+            ]
     return []
 
 
@@ -150,63 +176,116 @@ def _change_findings(state: RepoState, notebook_rel: str, local_files: list[str]
     dirty_binder = sorted(p for p in state.changes if p.startswith(f"{BINDER_DIR}/"))
     code = state.changes.get(notebook_rel)
     if code == "!!":
-        findings.append(Finding("notebook-ignored", f"{notebook_rel} is ignored by git "
-                                "(.gitignore), so it is never pushed and Binder cannot open it",
-                                hint=f"git add -f -- {shlex.quote(notebook_rel)}, or change "
-                                ".gitignore; then commit and push"))
+        findings.append(
+            Finding(
+                "notebook-ignored",
+                f"{notebook_rel} is ignored by git "
+                "(.gitignore), so it is never pushed and Binder cannot open it",
+                hint=f"git add -f -- {shlex.quote(notebook_rel)}, or change "
+                ".gitignore; then commit and push",
+            )
+        )
     elif code is not None:
         untracked = code == "??"
-        findings.append(Finding(
-            "notebook-untracked" if untracked else "notebook-uncommitted",
-            f"{notebook_rel} has {'never been committed' if untracked else 'uncommitted changes'}"
-            ": Binder builds what is pushed, not what you see",
-            hint=f"git add -- {shlex.quote(notebook_rel)} && git commit && git push"))
+        findings.append(
+            Finding(
+                "notebook-untracked" if untracked else "notebook-uncommitted",
+                f"{notebook_rel} has {'never been committed' if untracked else 'uncommitted changes'}"
+                ": Binder builds what is pushed, not what you see",
+                hint=f"git add -- {shlex.quote(notebook_rel)} && git commit && git push",
+            )
+        )
     if dirty_binder:
-        findings.append(Finding("binder-uncommitted", "binder/ has uncommitted changes ("
-                                + ", ".join(dirty_binder[:5]) + ")",
-                                hint="git add binder && git commit && git push"))
+        findings.append(
+            Finding(
+                "binder-uncommitted",
+                "binder/ has uncommitted changes (" + ", ".join(dirty_binder[:5]) + ")",
+                hint="git add binder && git commit && git push",
+            )
+        )
     others = sorted(p for p in local_files if p in state.changes)
     if others:
-        findings.append(Finding("local-file-uncommitted", "files the notebook imports are not "
-                                "committed: " + ", ".join(others[:5]),
-                                hint="commit and push them with the notebook"))
+        findings.append(
+            Finding(
+                "local-file-uncommitted",
+                "files the notebook imports are not committed: " + ", ".join(others[:5]),
+                hint="commit and push them with the notebook",
+            )
+        )
     return findings
 
 
 def _remote_findings(state: RepoState) -> tuple[Any, list[Finding]]:
     if not state.remote_url:
-        return None, [Finding("no-remote", "the repository has no remote, so Binder cannot "
-                              "reach it", hint="push it to a public host, e.g. `git remote add "
-                              "origin https://github.com/ORG/REPO && git push -u origin HEAD`")]
+        return None, [
+            Finding(
+                "no-remote",
+                "the repository has no remote, so Binder cannot reach it",
+                hint="push it to a public host, e.g. `git remote add "
+                "origin https://github.com/ORG/REPO && git push -u origin HEAD`",
+            )
+        ]
     try:
         remote = parse_remote(state.remote_url)
     except InputError as exc:
-        return None, [Finding("unsupported-remote", f"remote `{state.remote_name}`: "
-                              f"{exc.message}", hint=exc.hint)]
+        return None, [
+            Finding(
+                "unsupported-remote", f"remote `{state.remote_name}`: {exc.message}", hint=exc.hint
+            )
+        ]
     findings = []
     if remote.private_looking:
-        findings.append(Finding("private-remote", f"the remote {remote.url} looks private "
-                                "(credentials in its URL or a non-public host); Binder clones "
-                                "anonymously and only sees public repositories",
-                                hint="make the repository public or push it to a public host"))
+        findings.append(
+            Finding(
+                "private-remote",
+                f"the remote {remote.url} looks private "
+                "(credentials in its URL or a non-public host); Binder clones "
+                "anonymously and only sees public repositories",
+                hint="make the repository public or push it to a public host",
+            )
+        )
     if state.commit is None:
-        findings.append(Finding("no-commit", "the repository has no commit yet",
-                                hint="commit the notebook and binder/, then push"))
+        findings.append(
+            Finding(
+                "no-commit",
+                "the repository has no commit yet",
+                hint="commit the notebook and binder/, then push",
+            )
+        )
     elif not state.pushed:
-        findings.append(Finding("commit-not-pushed", f"commit {state.commit[:12]} is not on "
-                                f"`{state.remote_name}` (as of the last fetch), so the link "
-                                "would not build", hint="git push"))
+        findings.append(
+            Finding(
+                "commit-not-pushed",
+                f"commit {state.commit[:12]} is not on "
+                f"`{state.remote_name}` (as of the last fetch), so the link "
+                "would not build",
+                hint="git push",
+            )
+        )
     return remote, findings
 
 
 def _spec_findings(spec: EnvSpec) -> list[Finding]:
-    findings = [Finding(w.code, w.message, w.cell, w.hint or "publish it to an index, or add a "
-                        "`git+https://...` line to binder/requirements.txt by hand")
-                for w in spec.warnings if w.code in UNPINNABLE_CODES]
+    findings = [
+        Finding(
+            w.code,
+            w.message,
+            w.cell,
+            w.hint
+            or "publish it to an index, or add a "
+            "`git+https://...` line to binder/requirements.txt by hand",
+        )
+        for w in spec.warnings
+        if w.code in UNPINNABLE_CODES
+    ]
     if spec.python_minor not in SUPPORTED_PYTHONS:
-        findings.append(Finding("python-unsupported", f"Binder (repo2docker) has no Python "
-                                f"{spec.python_minor}", hint="use a kernel with Python "
-                                f"{SUPPORTED_PYTHONS[0]}–{SUPPORTED_PYTHONS[-1]}"))
+        findings.append(
+            Finding(
+                "python-unsupported",
+                f"Binder (repo2docker) has no Python {spec.python_minor}",
+                hint=f"use a kernel with Python {SUPPORTED_PYTHONS[0]}–{SUPPORTED_PYTHONS[-1]}",
+            )
+        )
     return findings
 
 
@@ -218,10 +297,17 @@ def _pick_ref(state: RepoState, ref: str | None, branch: bool) -> str | None:
     return state.commit
 
 
-def binder_info(notebook_path: str | os.PathLike[str], *, spec: EnvSpec | None = None,
-                python: str | None = None, kernel: str | None = None, host: str | None = None,
-                ref: str | None = None, branch: bool = False,
-                snapshot: bool = True) -> dict[str, Any]:
+def binder_info(
+    notebook_path: str | os.PathLike[str],
+    *,
+    spec: EnvSpec | None = None,
+    python: str | None = None,
+    kernel: str | None = None,
+    host: str | None = None,
+    ref: str | None = None,
+    branch: bool = False,
+    snapshot: bool = True,
+) -> dict[str, Any]:
     """Describe how to share a notebook through Binder (what ``GET /envpack/binder`` returns).
 
     Parameters
@@ -250,14 +336,27 @@ def binder_info(notebook_path: str | os.PathLike[str], *, spec: EnvSpec | None =
     env = _snapshot(nb, spec, python, kernel) if snapshot or spec is not None else None
     files = binder_files(env) if env is not None else None
     warnings = _spec_findings(env) if env is not None else []
-    info: dict[str, Any] = {"link": None, "badges": None, "notebook": nb.name, "ref": None,
-                            "remote": None, "host": base, "files": files}
+    info: dict[str, Any] = {
+        "link": None,
+        "badges": None,
+        "notebook": nb.name,
+        "ref": None,
+        "remote": None,
+        "host": base,
+        "files": files,
+    }
     local = [str(Path(p)) for p in (env.local_files if env is not None else [])]
     root = find_root(nb.parent)
     if root is None:
-        warnings.insert(0, Finding("no-git-repo", "the notebook is not in a git repository; "
-                                   "Binder launches from a public git repository",
-                                   hint="git init, commit the notebook and push it to GitHub"))
+        warnings.insert(
+            0,
+            Finding(
+                "no-git-repo",
+                "the notebook is not in a git repository; "
+                "Binder launches from a public git repository",
+                hint="git init, commit the notebook and push it to GitHub",
+            ),
+        )
         info["warnings"] = [w.to_json() for w in warnings]
         return info
     rel = nb.relative_to(root.resolve()).as_posix()
@@ -266,8 +365,12 @@ def binder_info(notebook_path: str | os.PathLike[str], *, spec: EnvSpec | None =
     if state is None:  # the work tree vanished between the two calls
         raise NotFoundError("the notebook's git repository is gone")
     remote, remote_warnings = _remote_findings(state)
-    warnings = [*remote_warnings, *_change_findings(state, rel, rel_local),
-                *_folder_findings(state.root, files), *warnings]
+    warnings = [
+        *remote_warnings,
+        *_change_findings(state, rel, rel_local),
+        *_folder_findings(state.root, files),
+        *warnings,
+    ]
     info["notebook"] = rel
     info["ref"] = _pick_ref(state, ref, branch)
     if remote is not None and info["ref"]:
@@ -290,8 +393,13 @@ def _atomic_write(path: Path, text: str) -> None:
         raise
 
 
-def write_binder(notebook_path: str | os.PathLike[str], *, spec: EnvSpec | None = None,
-                 python: str | None = None, kernel: str | None = None) -> dict[str, Any]:
+def write_binder(
+    notebook_path: str | os.PathLike[str],
+    *,
+    spec: EnvSpec | None = None,
+    python: str | None = None,
+    kernel: str | None = None,
+) -> dict[str, Any]:
     """Write the ``binder/`` folder for a notebook at its repository root (what ``POST`` does).
 
     The folder goes to the git work tree's root (the notebook's folder outside git). Files are
@@ -318,9 +426,11 @@ def write_binder(notebook_path: str | os.PathLike[str], *, spec: EnvSpec | None 
     try:
         written, removed = _write_files(folder, files)
     except OSError as exc:
-        raise InputError(f"cannot write {BINDER_DIR}/ at the repository root: "
-                         f"{exc.strerror or type(exc).__name__}",
-                         hint="check that the folder is writable") from None
+        raise InputError(
+            f"cannot write {BINDER_DIR}/ at the repository root: "
+            f"{exc.strerror or type(exc).__name__}",
+            hint="check that the folder is writable",
+        ) from None
     return {"folder": BINDER_DIR, "written": written, "removed": removed, "files": files}
 
 
@@ -331,8 +441,11 @@ def _write_files(folder: Path, files: dict[str, str]) -> tuple[list[str], list[s
         _atomic_write(folder / name, text)
         written.append(f"{BINDER_DIR}/{name}")
     stale_apt = folder / "apt.txt"
-    if "apt.txt" not in files and stale_apt.is_file() \
-            and stale_apt.read_text(errors="replace").startswith(GENERATED_MARK):
+    if (
+        "apt.txt" not in files
+        and stale_apt.is_file()
+        and stale_apt.read_text(errors="replace").startswith(GENERATED_MARK)
+    ):
         stale_apt.unlink()
         removed.append(f"{BINDER_DIR}/apt.txt")
     return written, removed

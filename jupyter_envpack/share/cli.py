@@ -28,18 +28,28 @@ def _add_environment_arguments(parser: argparse.ArgumentParser) -> None:
 def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Register the ``binder`` verb on the ``jupyter envpack`` parser."""
     parser = subparsers.add_parser(
-        "binder", help="Binder link, badges and binder/ folder for a notebook",
+        "binder",
+        help="Binder link, badges and binder/ folder for a notebook",
         description="Print the Binder launch link and badges of a notebook in a git repository, "
-                    "with warnings where Binder would not see what you see; --write writes "
-                    "binder/ (pinned requirements.txt, runtime.txt, apt.txt when needed).")
+        "with warnings where Binder would not see what you see; --write writes "
+        "binder/ (pinned requirements.txt, runtime.txt, apt.txt when needed).",
+    )
     parser.add_argument("notebook", metavar="NB", help="the notebook (.ipynb)")
     _add_environment_arguments(parser)
-    parser.add_argument("--write", action="store_true",
-                        help="write binder/ at the repository root from the snapshot")
-    parser.add_argument("--json", action="store_true",
-                        help="print {link, badges, warnings, ...} as JSON")
-    parser.add_argument("--host", metavar="URL", default=None,
-                        help="BinderHub base URL (default https://mybinder.org; https only)")
+    parser.add_argument(
+        "--write",
+        action="store_true",
+        help="write binder/ at the repository root from the snapshot",
+    )
+    parser.add_argument(
+        "--json", action="store_true", help="print {link, badges, warnings, ...} as JSON"
+    )
+    parser.add_argument(
+        "--host",
+        metavar="URL",
+        default=None,
+        help="BinderHub base URL (default https://mybinder.org; https only)",
+    )
     ref = parser.add_mutually_exclusive_group()
     ref.add_argument("--ref", metavar="REF", help="git ref for the link (default: HEAD's commit)")
     ref.add_argument("--branch", action="store_true", help="link to the current branch")
@@ -69,8 +79,9 @@ def run_binder(args: argparse.Namespace) -> int:
     from .links import normalize_host
 
     host = normalize_host(args.host)  # refuse a bad host before the (slower) snapshot
-    spec = take_snapshot(args.notebook, python=getattr(args, "python", None),
-                         kernel=getattr(args, "kernel", None))
+    spec = take_snapshot(
+        args.notebook, python=getattr(args, "python", None), kernel=getattr(args, "kernel", None)
+    )
     written: list[str] = []
     if args.write:
         written = write_binder(args.notebook, spec=spec)["written"]

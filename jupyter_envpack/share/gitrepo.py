@@ -46,11 +46,22 @@ class RepoState:
 
 
 def _git(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "GIT_OPTIONAL_LOCKS": "0", "LC_ALL": "C",
-           "GIT_LITERAL_PATHSPECS": "1"}  # a file named `:(glob)*` is just a name
+    env = {
+        **os.environ,
+        "GIT_TERMINAL_PROMPT": "0",
+        "GIT_OPTIONAL_LOCKS": "0",
+        "LC_ALL": "C",
+        "GIT_LITERAL_PATHSPECS": "1",
+    }  # a file named `:(glob)*` is just a name
     try:
-        return subprocess.run(["git", "-C", str(cwd), *args], capture_output=True, text=True,
-                              timeout=GIT_TIMEOUT, env=env, check=False)
+        return subprocess.run(
+            ["git", "-C", str(cwd), *args],
+            capture_output=True,
+            text=True,
+            timeout=GIT_TIMEOUT,
+            env=env,
+            check=False,
+        )
     except (OSError, subprocess.TimeoutExpired) as exc:
         return subprocess.CompletedProcess(args, 127, "", str(exc))
 
@@ -82,8 +93,16 @@ def _changes(root: Path, paths: list[str]) -> dict[str, str]:
     if not paths:
         return {}
     # Ignored files are reported too ("!!"): Binder never sees them either.
-    res = _git(root, "status", "--porcelain=v1", "-z", "--untracked-files=all",
-               "--ignored=traditional", "--", *paths)
+    res = _git(
+        root,
+        "status",
+        "--porcelain=v1",
+        "-z",
+        "--untracked-files=all",
+        "--ignored=traditional",
+        "--",
+        *paths,
+    )
     found: dict[str, str] = {}
     entries = res.stdout.split("\0") if res.returncode == 0 else []
     skip = False
@@ -118,7 +137,8 @@ def inspect_repo(path: Path, paths: list[str] | None = None) -> RepoState | None
         state.remote_url = _out(root, "remote", "get-url", "--", state.remote_name)
     if state.commit and state.remote_name:
         contains = _out(root, "branch", "--remotes", "--contains", state.commit) or ""
-        state.pushed = any(line.strip().startswith(f"{state.remote_name}/")
-                           for line in contains.splitlines())
+        state.pushed = any(
+            line.strip().startswith(f"{state.remote_name}/") for line in contains.splitlines()
+        )
     state.changes = _changes(root, paths or [])
     return state

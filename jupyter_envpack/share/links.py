@@ -29,10 +29,17 @@ from ..errors import InputError
 DEFAULT_HOST = "https://mybinder.org"
 
 # Public forges Binder can clone from anonymously; anything else may need credentials.
-PUBLIC_HOSTS = frozenset({
-    "github.com", "gitlab.com", "gist.github.com", "bitbucket.org", "codeberg.org",
-    "git.sr.ht", "huggingface.co",
-})
+PUBLIC_HOSTS = frozenset(
+    {
+        "github.com",
+        "gitlab.com",
+        "gist.github.com",
+        "bitbucket.org",
+        "codeberg.org",
+        "git.sr.ht",
+        "huggingface.co",
+    }
+)
 _PRIVATE_SUFFIXES = (".local", ".lan", ".internal", ".intranet", ".corp", ".home", ".localdomain")
 
 _GITHUB_OWNER = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})")
@@ -71,8 +78,12 @@ class GitRemote:
 
 
 def _fail(message: str, hint: str | None = None) -> InputError:
-    return InputError(message, hint=hint or "Binder needs an https remote on a public git host "
-                      "(e.g. `git remote add origin https://github.com/ORG/REPO`)")
+    return InputError(
+        message,
+        hint=hint
+        or "Binder needs an https remote on a public git host "
+        "(e.g. `git remote add origin https://github.com/ORG/REPO`)",
+    )
 
 
 def _looks_private(host: str, had_userinfo: bool) -> bool:
@@ -102,7 +113,8 @@ def _split_remote(url: str) -> tuple[str, str, str, bool]:
         host = (parts.hostname or "").lower()
         # Over http(s) a user name is usually a token; over ssh `git@` is the norm.
         had_userinfo = parts.password is not None or (
-            parts.username is not None and parts.scheme.lower() in {"http", "https"})
+            parts.username is not None and parts.scheme.lower() in {"http", "https"}
+        )
         _ = parts.port  # raises ValueError on a malformed port
     except ValueError as exc:
         raise _fail("the git remote URL is malformed") from exc
@@ -142,22 +154,33 @@ def parse_remote(url: str) -> GitRemote:
     parts = _path_parts(path)
     private = _looks_private(host, had_userinfo)
     if host == "github.com":
-        if len(parts) != 2 or not _GITHUB_OWNER.fullmatch(parts[0]) \
-                or not _REPO_NAME.fullmatch(parts[1]):
+        if (
+            len(parts) != 2
+            or not _GITHUB_OWNER.fullmatch(parts[0])
+            or not _REPO_NAME.fullmatch(parts[1])
+        ):
             raise _fail("the GitHub remote is not of the form github.com/OWNER/REPO")
-        return GitRemote("gh", f"{parts[0]}/{parts[1]}",
-                         f"https://github.com/{parts[0]}/{parts[1]}", host, private)
+        return GitRemote(
+            "gh",
+            f"{parts[0]}/{parts[1]}",
+            f"https://github.com/{parts[0]}/{parts[1]}",
+            host,
+            private,
+        )
     if host == "gist.github.com":
         return _gist_remote(parts, private)
     if host == "gitlab.com":
         if len(parts) < 2 or not all(_GITLAB_PART.fullmatch(p) for p in parts):
             raise _fail("the GitLab remote is not of the form gitlab.com/GROUP/PROJECT")
         joined = "/".join(parts)
-        return GitRemote("gl", quote(joined, safe=""), f"https://gitlab.com/{joined}", host,
-                         private)
+        return GitRemote(
+            "gl", quote(joined, safe=""), f"https://gitlab.com/{joined}", host, private
+        )
     if scheme != "https":
-        raise _fail(f"Binder clones `{host}` over https only, but this remote uses `{scheme}`",
-                    "add an https remote for the same repository (Binder clones anonymously)")
+        raise _fail(
+            f"Binder clones `{host}` over https only, but this remote uses `{scheme}`",
+            "add an https remote for the same repository (Binder clones anonymously)",
+        )
     if not all(_GIT_PATH_PART.fullmatch(p) for p in parts):
         raise _fail("the git remote's path has characters a clone URL should not have")
     clean = urlunsplit(("https", host, "/" + "/".join(parts), "", ""))
@@ -168,9 +191,13 @@ def parse_remote(url: str) -> GitRemote:
 
 def _gist_remote(parts: list[str], private: bool) -> GitRemote:
     if len(parts) == 2 and _GITHUB_OWNER.fullmatch(parts[0]) and _GIST_ID.fullmatch(parts[1]):
-        return GitRemote("gist", f"{parts[0]}/{parts[1]}",
-                         f"https://gist.github.com/{parts[0]}/{parts[1]}", "gist.github.com",
-                         private)
+        return GitRemote(
+            "gist",
+            f"{parts[0]}/{parts[1]}",
+            f"https://gist.github.com/{parts[0]}/{parts[1]}",
+            "gist.github.com",
+            private,
+        )
     if len(parts) == 1 and _GIST_ID.fullmatch(parts[0]):
         # A gist cloned by id only does not name its owner: launch it as a plain git repo.
         clean = f"https://gist.github.com/{parts[0]}.git"
@@ -212,17 +239,25 @@ def normalize_host(host: str | None) -> str:
 
 def _check_ref(ref: str) -> str:
     if not ref or _CONTROL.search(ref) or ref.strip() != ref:
-        raise InputError(f"the git ref {ref!r} cannot go into a Binder link",
-                         hint="use a commit SHA, branch or tag name")
+        raise InputError(
+            f"the git ref {ref!r} cannot go into a Binder link",
+            hint="use a commit SHA, branch or tag name",
+        )
     return ref
 
 
 def _check_notebook_path(path: str) -> list[str]:
     parts = path.split("/")
-    if not path or path.startswith("/") or any(p in {"", ".", ".."} for p in parts) \
-            or _CONTROL.search(path):
-        raise InputError(f"the notebook path {path!r} is not a plain path inside the repository",
-                         hint="give the notebook's path relative to the repository root")
+    if (
+        not path
+        or path.startswith("/")
+        or any(p in {"", ".", ".."} for p in parts)
+        or _CONTROL.search(path)
+    ):
+        raise InputError(
+            f"the notebook path {path!r} is not a plain path inside the repository",
+            hint="give the notebook's path relative to the repository root",
+        )
     return parts
 
 
@@ -231,8 +266,9 @@ def lab_urlpath(notebook_path: str) -> str:
     return "lab/tree/" + "/".join(quote(p, safe="") for p in _check_notebook_path(notebook_path))
 
 
-def binder_url(remote: GitRemote, ref: str, notebook_path: str | None = None,
-               host: str | None = None) -> str:
+def binder_url(
+    remote: GitRemote, ref: str, notebook_path: str | None = None, host: str | None = None
+) -> str:
     """Build the Binder launch link (pure and deterministic).
 
     Parameters

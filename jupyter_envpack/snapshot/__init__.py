@@ -14,8 +14,9 @@ from .spec import EnvSpec, Finding, PinnedPackage
 __all__ = ["EnvSpec", "Finding", "PinnedPackage", "select_interpreter", "take_snapshot"]
 
 
-def select_interpreter(python: str | None, kernel: str | None,
-                       notebook_kernel: str | None) -> tuple[str, str | None]:
+def select_interpreter(
+    python: str | None, kernel: str | None, notebook_kernel: str | None
+) -> tuple[str, str | None]:
     """Pick the interpreter to probe: ``--python``, else ``--kernel``, else the notebook's kernel.
 
     Returns ``(interpreter, kernel_name)``. A notebook kernelspec that is not installed here falls
@@ -37,9 +38,13 @@ def select_interpreter(python: str | None, kernel: str | None,
     return sys.executable, notebook_kernel
 
 
-def take_snapshot(path: str | os.PathLike[str], python: str | None = None,
-                  kernel: str | None = None, probe: Environment | None = None,
-                  max_bytes: int = DEFAULT_MAX_BYTES) -> EnvSpec:
+def take_snapshot(
+    path: str | os.PathLike[str],
+    python: str | None = None,
+    kernel: str | None = None,
+    probe: Environment | None = None,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+) -> EnvSpec:
     """Read ``path``, find its imports and pin them against the kernel's environment."""
     nb_path = Path(path)
     analysis, _nb = analyse_notebook(nb_path, max_bytes=max_bytes)
@@ -50,12 +55,14 @@ def take_snapshot(path: str | os.PathLike[str], python: str | None = None,
         env, kernel_name = probe, kernel or analysis.kernel_name
     resolver = Resolver(env)
     folder = nb_path.parent if str(nb_path.parent) else Path()
-    candidates = {u.module for u in analysis.imports
-                  if u.local_hint or not resolver.is_stdlib(u.module)}
+    candidates = {
+        u.module for u in analysis.imports if u.local_hint or not resolver.is_stdlib(u.module)
+    }
     wanted = set(candidates)
     local, local_findings = find_local_modules(folder, wanted)
     imports: list[tuple[str, int | None]] = [
-        (u.module, u.cell) for u in analysis.imports if u.module not in local and not u.local_hint]
+        (u.module, u.cell) for u in analysis.imports if u.module not in local and not u.local_hint
+    ]
     imports += [(m, None) for m in sorted(wanted - candidates) if m not in local]
     resolution = resolver.resolve(imports, analysis.pip_requirements)
     local_files = sorted({str(f.relative_to(folder)) for files in local.values() for f in files})

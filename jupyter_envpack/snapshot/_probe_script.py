@@ -84,32 +84,38 @@ def main():
             continue
         seen.add(key)
         installer = (dist.read_text("INSTALLER") or "").strip() or None
-        dists.append({
-            "name": name,
-            "version": dist.version,
-            "requires": list(dist.requires or []),
-            "top_level": _top_levels(dist),
-            "installer": installer,
-            "direct_url": _direct_url(dist),
-            "path": str(getattr(dist, "_path", "")),
-        })
+        dists.append(
+            {
+                "name": name,
+                "version": dist.version,
+                "requires": list(dist.requires or []),
+                "top_level": _top_levels(dist),
+                "installer": installer,
+                "direct_url": _direct_url(dist),
+                "path": str(getattr(dist, "_path", "")),
+            }
+        )
     stdlib = sorted(getattr(sys, "stdlib_module_names", ()) or sys.builtin_module_names)
-    print(json.dumps({
-        "python": {
-            "version": platform.python_version(),
-            "implementation": platform.python_implementation(),
-            "executable": sys.executable,
-            "prefix": sys.prefix,
-            "platform": sys.platform,
-            "machine": platform.machine(),
-            "conda": os.path.exists(os.path.join(sys.prefix, "conda-meta")),
-        },
-        "markers": _marker_environment(),
-        "stdlib": stdlib,
-        "builtin": sorted(sys.builtin_module_names),
-        "path": [p for p in sys.path if p],
-        "distributions": dists,
-    }))
+    print(
+        json.dumps(
+            {
+                "python": {
+                    "version": platform.python_version(),
+                    "implementation": platform.python_implementation(),
+                    "executable": sys.executable,
+                    "prefix": sys.prefix,
+                    "platform": sys.platform,
+                    "machine": platform.machine(),
+                    "conda": os.path.exists(os.path.join(sys.prefix, "conda-meta")),
+                },
+                "markers": _marker_environment(),
+                "stdlib": stdlib,
+                "builtin": sorted(sys.builtin_module_names),
+                "path": [p for p in sys.path if p],
+                "distributions": dists,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

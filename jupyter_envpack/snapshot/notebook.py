@@ -70,7 +70,8 @@ def read_notebook_bytes(path: str | os.PathLike[str], max_bytes: int = DEFAULT_M
     if st.st_size > max_bytes:
         raise NotebookTooLargeError(
             f"notebook is {st.st_size / 2**20:.1f} MiB, over the {max_bytes / 2**20:.0f} MiB limit: {p}",
-            hint="clear large outputs, or raise the limit (--max-notebook-size / c.EnvPack)")
+            hint="clear large outputs, or raise the limit (--max-notebook-size / c.EnvPack)",
+        )
     try:
         with p.open("rb") as fh:
             data = fh.read(max_bytes + 1)
@@ -93,22 +94,27 @@ def parse_notebook(data: bytes, name: str = "notebook") -> Any:
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise NotebookError(f"{name} is not a readable notebook: not UTF-8 text ({exc.reason} at "
-                            f"byte {exc.start})") from None
+        raise NotebookError(
+            f"{name} is not a readable notebook: not UTF-8 text ({exc.reason} at byte {exc.start})"
+        ) from None
     try:
         nb = json.loads(text)
     except (ValueError, RecursionError) as exc:
         detail = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
-        raise NotebookError(f"{name} is not a readable notebook: {detail}",
-                            hint="open it in JupyterLab and save it again") from None
+        raise NotebookError(
+            f"{name} is not a readable notebook: {detail}",
+            hint="open it in JupyterLab and save it again",
+        ) from None
     if not isinstance(nb, dict):
         raise NotebookError(f"{name} is not a readable notebook: not a JSON object")
     major = nb.get("nbformat")
     if major in {1, 2, 3}:
         nb = _upgrade(text, name)
     elif major != 4:
-        raise NotebookError(f"{name} has unsupported nbformat version {major!r}",
-                            hint="nbformat 2, 3 and 4 are supported")
+        raise NotebookError(
+            f"{name} has unsupported nbformat version {major!r}",
+            hint="nbformat 2, 3 and 4 are supported",
+        )
     if not isinstance(nb.get("cells"), list):
         raise NotebookError(f"{name} is not a readable notebook: no list of cells")
     if not isinstance(nb.get("metadata"), dict):
@@ -148,9 +154,9 @@ def notebook_language(nb: Any) -> tuple[str | None, str | None]:
     li = meta.get("language_info") or {}
     kernel = ks.get("name") if isinstance(ks, dict) else None
     lang = (ks.get("language") if isinstance(ks, dict) else None) or (
-        li.get("name") if isinstance(li, dict) else None)
-    return (kernel if isinstance(kernel, str) else None,
-            lang if isinstance(lang, str) else None)
+        li.get("name") if isinstance(li, dict) else None
+    )
+    return (kernel if isinstance(kernel, str) else None, lang if isinstance(lang, str) else None)
 
 
 _transformer: Any = None
@@ -190,8 +196,20 @@ def pip_requirements_in(source: str) -> list[str]:
                 skip_next = False
                 continue
             if w.startswith("-"):
-                skip_next = w in {"-r", "-c", "-e", "-i", "--index-url", "--extra-index-url",
-                                  "-f", "--find-links", "--target", "-t", "--prefix", "--root"}
+                skip_next = w in {
+                    "-r",
+                    "-c",
+                    "-e",
+                    "-i",
+                    "--index-url",
+                    "--extra-index-url",
+                    "-f",
+                    "--find-links",
+                    "--target",
+                    "-t",
+                    "--prefix",
+                    "--root",
+                }
                 continue
             reqs.append(w)
     return reqs
@@ -218,8 +236,7 @@ class _ImportVisitor(ast.NodeVisitor):
 
     def visit_Call(self, node: ast.Call) -> None:
         f = node.func
-        name = (f.id if isinstance(f, ast.Name) else
-                f.attr if isinstance(f, ast.Attribute) else None)
+        name = f.id if isinstance(f, ast.Name) else f.attr if isinstance(f, ast.Attribute) else None
         if name in {"import_module", "__import__"}:
             arg = node.args[0] if node.args else None
             if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
@@ -241,25 +258,35 @@ def imports_in_source(source: str) -> tuple[list[tuple[str, bool]], int]:
         tree = ast.parse(source)
     visitor = _ImportVisitor()
     visitor.visit(tree)
-    return ([(m, rel) for m, rel in visitor.found if all(p.isidentifier() for p in m.split("."))],
-            visitor.dynamic)
+    return (
+        [(m, rel) for m, rel in visitor.found if all(p.isidentifier() for p in m.split("."))],
+        visitor.dynamic,
+    )
 
 
-def analyse_notebook(path: str | os.PathLike[str], max_bytes: int = DEFAULT_MAX_BYTES,
-                     allow_other_languages: bool = False) -> tuple[NotebookAnalysis, Any]:
+def analyse_notebook(
+    path: str | os.PathLike[str],
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    allow_other_languages: bool = False,
+) -> tuple[NotebookAnalysis, Any]:
     """Read and analyse a notebook; return the analysis and the parsed notebook."""
     p = Path(path)
     nb = parse_notebook(read_notebook_bytes(p, max_bytes), name=p.name)
     kernel, language = notebook_language(nb)
     result = NotebookAnalysis(path=p, kernel_name=kernel, language=language)
     if language is None:
-        result.findings.append(Finding(
-            "assumed-python", "the notebook does not say its language; assuming Python",
-            hint="save it from a Python kernel to record its kernelspec"))
+        result.findings.append(
+            Finding(
+                "assumed-python",
+                "the notebook does not say its language; assuming Python",
+                hint="save it from a Python kernel to record its kernelspec",
+            )
+        )
     elif language.lower() != "python" and not allow_other_languages:
         raise UnsupportedLanguageError(
             f"{p.name} is a {language} notebook (kernel {kernel!r}); envpack supports Python kernels",
-            hint="only notebooks with a Python kernel can be containerised")
+            hint="only notebooks with a Python kernel can be containerised",
+        )
     for index, cell in enumerate(nb.get("cells", [])):
         if not isinstance(cell, dict) or cell.get("cell_type") != "code":
             continue
@@ -273,18 +300,27 @@ def analyse_notebook(path: str | os.PathLike[str], max_bytes: int = DEFAULT_MAX_
             found, dynamic = imports_in_source(_transform(source))
         except (SyntaxError, ValueError, RecursionError, MemoryError, TypeError) as exc:
             detail = f"{type(exc).__name__}: {getattr(exc, 'msg', None) or exc}"
-            result.findings.append(Finding(
-                "unparseable-cell", f"cell {index} does not parse ({detail[:160]}); "
-                "its imports were not analysed", cell=index,
-                hint="fix the cell or run it once to check it"))
+            result.findings.append(
+                Finding(
+                    "unparseable-cell",
+                    f"cell {index} does not parse ({detail[:160]}); its imports were not analysed",
+                    cell=index,
+                    hint="fix the cell or run it once to check it",
+                )
+            )
             continue
         for module, relative in found:
             result.imports.append(ImportUse(module, index, relative))
         if dynamic:
-            result.findings.append(Finding(
-                "dynamic-import", f"cell {index} imports a module whose name is computed at run "
-                "time; it cannot be detected", cell=index,
-                hint="import it with a literal name, or add it with %pip install"))
+            result.findings.append(
+                Finding(
+                    "dynamic-import",
+                    f"cell {index} imports a module whose name is computed at run "
+                    "time; it cannot be detected",
+                    cell=index,
+                    hint="import it with a literal name, or add it with %pip install",
+                )
+            )
     return result, nb
 
 
@@ -296,7 +332,9 @@ def _inside(path: Path, root: Path) -> bool:
     return True
 
 
-def find_local_modules(folder: Path, modules: set[str]) -> tuple[dict[str, list[Path]], list[Finding]]:
+def find_local_modules(
+    folder: Path, modules: set[str]
+) -> tuple[dict[str, list[Path]], list[Finding]]:
     """Find modules/packages named in ``modules`` beside the notebook, scanning them in turn.
 
     Returns ``{module: [files]}`` (paths absolute, all inside ``folder``) and findings for files
@@ -319,28 +357,45 @@ def find_local_modules(folder: Path, modules: set[str]) -> tuple[dict[str, list[
         if single.is_file():
             candidates = [single]
         elif package.is_dir() and not package.name.startswith("."):
-            candidates = sorted(f for f in package.rglob("*.py")
-                                if not any(part.startswith(".") or part == "__pycache__"
-                                           for part in f.relative_to(folder).parts))
+            candidates = sorted(
+                f
+                for f in package.rglob("*.py")
+                if not any(
+                    part.startswith(".") or part == "__pycache__"
+                    for part in f.relative_to(folder).parts
+                )
+            )
         else:
             continue
         for f in candidates:
             if (f.is_symlink() and not _inside(f, root)) or not _inside(f, root):
-                findings.append(Finding("local-file-skipped",
-                                        f"{f.relative_to(folder)} points outside the notebook's "
-                                        "folder and is not copied"))
+                findings.append(
+                    Finding(
+                        "local-file-skipped",
+                        f"{f.relative_to(folder)} points outside the notebook's "
+                        "folder and is not copied",
+                    )
+                )
                 continue
             if f.stat().st_size > MAX_LOCAL_FILE_BYTES:
-                findings.append(Finding("local-file-skipped",
-                                        f"{f.relative_to(folder)} is larger than 5 MiB; not copied"))
+                findings.append(
+                    Finding(
+                        "local-file-skipped",
+                        f"{f.relative_to(folder)} is larger than 5 MiB; not copied",
+                    )
+                )
                 continue
             files.append(f)
             try:
                 sub, _ = imports_in_source(f.read_text(encoding="utf-8", errors="replace"))
             except (SyntaxError, ValueError, RecursionError, MemoryError):
-                findings.append(Finding("unparseable-cell",
-                                        f"local module {f.relative_to(folder)} does not parse; "
-                                        "its imports were not analysed"))
+                findings.append(
+                    Finding(
+                        "unparseable-cell",
+                        f"local module {f.relative_to(folder)} does not parse; "
+                        "its imports were not analysed",
+                    )
+                )
                 continue
             for m, _rel in sub:
                 if m not in modules:

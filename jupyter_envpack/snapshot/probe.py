@@ -55,13 +55,26 @@ class Environment:
             raise ProbeError(f"the kernel's interpreter cannot be probed: {data['error']}")
         try:
             py = data["python"]
-            dists = [Distribution(d["name"], d["version"], list(d.get("requires") or []),
-                                  list(d.get("top_level") or []), d.get("installer"),
-                                  d.get("direct_url")) for d in data["distributions"]]
-            return cls(python_version=py["version"], executable=py["executable"],
-                       markers=dict(data["markers"]),
-                       stdlib=frozenset(data["stdlib"]) | frozenset(data.get("builtin", [])),
-                       distributions=dists, conda=bool(py.get("conda")), raw=data)
+            dists = [
+                Distribution(
+                    d["name"],
+                    d["version"],
+                    list(d.get("requires") or []),
+                    list(d.get("top_level") or []),
+                    d.get("installer"),
+                    d.get("direct_url"),
+                )
+                for d in data["distributions"]
+            ]
+            return cls(
+                python_version=py["version"],
+                executable=py["executable"],
+                markers=dict(data["markers"]),
+                stdlib=frozenset(data["stdlib"]) | frozenset(data.get("builtin", [])),
+                distributions=dists,
+                conda=bool(py.get("conda")),
+                raw=data,
+            )
         except (KeyError, TypeError) as exc:
             raise ProbeError(f"the probe returned an unexpected report ({exc})") from None
 
@@ -90,8 +103,10 @@ def resolve_kernel_python(kernel: str) -> str:
     try:
         spec = KernelSpecManager().get_kernel_spec(kernel)
     except NoSuchKernel:
-        raise InputError(f"no Jupyter kernel named {kernel!r} is installed",
-                         hint="list kernels with `jupyter kernelspec list`") from None
+        raise InputError(
+            f"no Jupyter kernel named {kernel!r} is installed",
+            hint="list kernels with `jupyter kernelspec list`",
+        ) from None
     if (spec.language or "python").lower() != "python":
         raise InputError(f"kernel {kernel!r} runs {spec.language}, not Python")
     exe = spec.argv[0] if spec.argv else "python"
@@ -104,12 +119,15 @@ _memory: dict[str, tuple[str, Environment]] = {}
 """In-process memo of probe results: (fingerprint, environment) per interpreter."""
 
 
-def probe_interpreter(python: str, timeout: float = PROBE_TIMEOUT, use_cache: bool = True) -> Environment:
+def probe_interpreter(
+    python: str, timeout: float = PROBE_TIMEOUT, use_cache: bool = True
+) -> Environment:
     """Run the probe with ``python`` and return what it reports."""
     exe = shutil.which(python) or python
     if not Path(exe).exists():
-        raise ProbeError(f"interpreter not found: {python}",
-                         hint="give --python the path of the kernel's python")
+        raise ProbeError(
+            f"interpreter not found: {python}", hint="give --python the path of the kernel's python"
+        )
     memo = _memory.get(exe)
     if use_cache and memo is not None and memo[0] == _fingerprint([*memo[1].raw["path"], exe]):
         return memo[1]
@@ -125,11 +143,19 @@ def probe_interpreter(python: str, timeout: float = PROBE_TIMEOUT, use_cache: bo
             pass
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
     try:
-        proc = subprocess.run([exe, str(_SCRIPT)], capture_output=True, timeout=timeout,
-                              env=env, check=False, stdin=subprocess.DEVNULL)
+        proc = subprocess.run(
+            [exe, str(_SCRIPT)],
+            capture_output=True,
+            timeout=timeout,
+            env=env,
+            check=False,
+            stdin=subprocess.DEVNULL,
+        )
     except subprocess.TimeoutExpired:
-        raise ProbeError(f"the kernel's interpreter {exe} did not answer within {timeout:.0f} s",
-                         hint="is that environment on a slow or hung file system?") from None
+        raise ProbeError(
+            f"the kernel's interpreter {exe} did not answer within {timeout:.0f} s",
+            hint="is that environment on a slow or hung file system?",
+        ) from None
     except OSError as exc:
         raise ProbeError(f"cannot start the kernel's interpreter {exe}: {exc.strerror}") from None
     if proc.returncode != 0:
@@ -145,8 +171,9 @@ def probe_interpreter(python: str, timeout: float = PROBE_TIMEOUT, use_cache: bo
         try:
             cache_file.parent.mkdir(parents=True, exist_ok=True)
             tmp = cache_file.with_suffix(".tmp")
-            tmp.write_text(json.dumps({"fingerprint": _fingerprint(data["path"] + [exe]),
-                                       "report": data}))
+            tmp.write_text(
+                json.dumps({"fingerprint": _fingerprint(data["path"] + [exe]), "report": data})
+            )
             tmp.replace(cache_file)
         except OSError:
             pass

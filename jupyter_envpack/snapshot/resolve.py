@@ -20,13 +20,32 @@ _NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?\Z")
 """PEP 508 distribution name, full match (``\\Z`` so a trailing newline never passes)."""
 
 FALLBACK_NAMES: dict[str, str] = {
-    "sklearn": "scikit-learn", "cv2": "opencv-python", "yaml": "PyYAML", "PIL": "Pillow",
-    "bs4": "beautifulsoup4", "skimage": "scikit-image", "dateutil": "python-dateutil",
-    "dotenv": "python-dotenv", "jwt": "PyJWT", "Crypto": "pycryptodome", "serial": "pyserial",
-    "attr": "attrs", "google.protobuf": "protobuf", "OpenSSL": "pyOpenSSL", "docx": "python-docx",
-    "magic": "python-magic", "MySQLdb": "mysqlclient", "psycopg2": "psycopg2-binary",
-    "gi": "PyGObject", "wx": "wxPython", "zmq": "pyzmq", "usb": "pyusb", "fitz": "PyMuPDF",
-    "Bio": "biopython", "tensorflow_hub": "tensorflow-hub", "torchvision": "torchvision",
+    "sklearn": "scikit-learn",
+    "cv2": "opencv-python",
+    "yaml": "PyYAML",
+    "PIL": "Pillow",
+    "bs4": "beautifulsoup4",
+    "skimage": "scikit-image",
+    "dateutil": "python-dateutil",
+    "dotenv": "python-dotenv",
+    "jwt": "PyJWT",
+    "Crypto": "pycryptodome",
+    "serial": "pyserial",
+    "attr": "attrs",
+    "google.protobuf": "protobuf",
+    "OpenSSL": "pyOpenSSL",
+    "docx": "python-docx",
+    "magic": "python-magic",
+    "MySQLdb": "mysqlclient",
+    "psycopg2": "psycopg2-binary",
+    "gi": "PyGObject",
+    "wx": "wxPython",
+    "zmq": "pyzmq",
+    "usb": "pyusb",
+    "fitz": "PyMuPDF",
+    "Bio": "biopython",
+    "tensorflow_hub": "tensorflow-hub",
+    "torchvision": "torchvision",
 }
 """Import name → usual distribution, for suggestions when the kernel does not have it."""
 
@@ -73,8 +92,9 @@ class Resolver:
 
     def __init__(self, env: Environment) -> None:
         self.env = env
-        self.by_name: dict[str, Distribution] = {str(canonicalize_name(d.name)): d
-                                                 for d in env.distributions}
+        self.by_name: dict[str, Distribution] = {
+            str(canonicalize_name(d.name)): d for d in env.distributions
+        }
         self.by_module: dict[str, list[Distribution]] = {}
         for d in env.distributions:
             for mod in d.top_level:
@@ -88,8 +108,12 @@ class Resolver:
         """Installed distributions that provide ``module`` (namespace packages give several)."""
         return list(self.by_module.get(module, []))
 
-    def resolve(self, imports: list[tuple[str, int | None]],
-                pip_requirements: list[tuple[str, int]], include_kernel: bool = True) -> Resolution:
+    def resolve(
+        self,
+        imports: list[tuple[str, int | None]],
+        pip_requirements: list[tuple[str, int]],
+        include_kernel: bool = True,
+    ) -> Resolution:
         """Pin every requested distribution and its closure to the installed versions."""
         findings: list[Finding] = []
         requested: dict[str, set[str]] = {}  # canonical name -> modules
@@ -104,20 +128,33 @@ class Resolver:
                     continue
                 reported.add(module)
                 suggestion = FALLBACK_NAMES.get(module)
-                hint = (f"install it in the kernel: %pip install {suggestion}" if suggestion else
-                        f"install the distribution that provides {module!r} in the kernel")
-                findings.append(Finding(
-                    "unresolved-import", f"module {module!r} is imported but no installed "
-                    "distribution provides it", cell=cell, hint=hint))
+                hint = (
+                    f"install it in the kernel: %pip install {suggestion}"
+                    if suggestion
+                    else f"install the distribution that provides {module!r} in the kernel"
+                )
+                findings.append(
+                    Finding(
+                        "unresolved-import",
+                        f"module {module!r} is imported but no installed distribution provides it",
+                        cell=cell,
+                        hint=hint,
+                    )
+                )
                 continue
             if len(dists) > 1 and module not in reported:
                 names = sorted(d.name for d in dists)
                 if not self._namespace(module, dists):
                     reported.add(module)
-                    findings.append(Finding(
-                        "ambiguous-import", f"module {module!r} is provided by several "
-                        f"installed distributions: {', '.join(names)}; all are pinned",
-                        cell=cell, hint="uninstall the ones the notebook does not use"))
+                    findings.append(
+                        Finding(
+                            "ambiguous-import",
+                            f"module {module!r} is provided by several "
+                            f"installed distributions: {', '.join(names)}; all are pinned",
+                            cell=cell,
+                            hint="uninstall the ones the notebook does not use",
+                        )
+                    )
             for d in dists:
                 requested.setdefault(str(canonicalize_name(d.name)), set()).add(module)
         for text, cell in pip_requirements:
@@ -130,17 +167,27 @@ class Resolver:
                 requested.setdefault(key, set())
                 extras.setdefault(key, set()).update(req.extras)
             else:
-                findings.append(Finding(
-                    "pip-not-installed", f"%pip installs {req.name!r}, but it is not installed in "
-                    "the kernel's environment", cell=cell, hint="run that cell, then snapshot again"))
+                findings.append(
+                    Finding(
+                        "pip-not-installed",
+                        f"%pip installs {req.name!r}, but it is not installed in "
+                        "the kernel's environment",
+                        cell=cell,
+                        hint="run that cell, then snapshot again",
+                    )
+                )
         roots = dict(requested)
         if include_kernel and canonicalize_name(KERNEL_DISTRIBUTION) in self.by_name:
             roots.setdefault(str(canonicalize_name(KERNEL_DISTRIBUTION)), set())
         elif include_kernel:
-            findings.append(Finding(
-                "no-ipykernel", "ipykernel is not installed in the kernel's environment; the "
-                "image gets none, so the notebook cannot be rerun in it",
-                hint="pip install ipykernel in that environment"))
+            findings.append(
+                Finding(
+                    "no-ipykernel",
+                    "ipykernel is not installed in the kernel's environment; the "
+                    "image gets none, so the notebook cannot be rerun in it",
+                    hint="pip install ipykernel in that environment",
+                )
+            )
         closure = self._closure(list(roots), extras, findings)
         packages: list[PinnedPackage] = []
         for key in sorted(closure):
@@ -148,8 +195,14 @@ class Resolver:
             pinned = self._pin(d, findings)
             if pinned is None:
                 continue
-            packages.append(PinnedPackage(d.name, pinned, requested=key in requested,
-                                          modules=tuple(sorted(requested.get(key, ())))))
+            packages.append(
+                PinnedPackage(
+                    d.name,
+                    pinned,
+                    requested=key in requested,
+                    modules=tuple(sorted(requested.get(key, ()))),
+                )
+            )
         return Resolution(packages, findings)
 
     @staticmethod
@@ -157,11 +210,13 @@ class Resolver:
         # namespace packages (google.*, jupyter_*) are shared on purpose: not an ambiguity
         return module in {"google", "jupyter", "azure", "zope", "sphinxcontrib", "backports"}
 
-    def _closure(self, roots: list[str], extras: dict[str, set[str]],
-                 findings: list[Finding]) -> set[str]:
+    def _closure(
+        self, roots: list[str], extras: dict[str, set[str]], findings: list[Finding]
+    ) -> set[str]:
         processed: dict[str, set[str]] = {}
         queue: deque[tuple[str, frozenset[str]]] = deque(
-            (r, frozenset(extras.get(r, ()))) for r in roots)
+            (r, frozenset(extras.get(r, ()))) for r in roots
+        )
         while queue:
             key, want = queue.popleft()
             if key not in processed:
@@ -184,10 +239,14 @@ class Resolver:
                     continue
                 dep = str(canonicalize_name(req.name))
                 if dep not in self.by_name:
-                    findings.append(Finding(
-                        "missing-dependency", f"{dist.name} requires {req.name}, which is not "
-                        "installed in the kernel's environment; it is not pinned",
-                        hint=f"pip install {req.name} in the kernel, or ignore if unused"))
+                    findings.append(
+                        Finding(
+                            "missing-dependency",
+                            f"{dist.name} requires {req.name}, which is not "
+                            "installed in the kernel's environment; it is not pinned",
+                            hint=f"pip install {req.name} in the kernel, or ignore if unused",
+                        )
+                    )
                     continue
                 queue.append((dep, frozenset(req.extras)))
         return set(processed)
@@ -205,26 +264,42 @@ class Resolver:
 
     def _pin(self, d: Distribution, findings: list[Finding]) -> str | None:
         if not valid_name(d.name):
-            findings.append(Finding("invalid-version", f"distribution name {d.name!r} is not a "
-                                    "valid PEP 508 name; it is not pinned"))
+            findings.append(
+                Finding(
+                    "invalid-version",
+                    f"distribution name {d.name!r} is not a valid PEP 508 name; it is not pinned",
+                )
+            )
             return None
         version = canonical_version(d.version)
         if version is None:
-            findings.append(Finding(
-                "invalid-version", f"{d.name} has version {d.version!r}, which is not PEP 440; "
-                "it is not pinned", hint="reinstall it from a package index"))
+            findings.append(
+                Finding(
+                    "invalid-version",
+                    f"{d.name} has version {d.version!r}, which is not PEP 440; it is not pinned",
+                    hint="reinstall it from a package index",
+                )
+            )
             return None
         self._direct_url_findings(d, findings)
         if d.installer and d.installer.strip() not in {"pip", "uv", "poetry", "pdm", "pipenv"}:
-            findings.append(Finding(
-                "not-from-index", f"{d.name}=={version} was installed by {d.installer}, not from a "
-                "Python package index; the pin may not be installable with pip",
-                hint="check that this version is on PyPI, or pip install it in the kernel"))
+            findings.append(
+                Finding(
+                    "not-from-index",
+                    f"{d.name}=={version} was installed by {d.installer}, not from a "
+                    "Python package index; the pin may not be installable with pip",
+                    hint="check that this version is on PyPI, or pip install it in the kernel",
+                )
+            )
         if Version(version).local:
-            findings.append(Finding(
-                "local-version", f"{d.name}=={version} has a local version label; it needs a "
-                "custom index (for example the PyTorch index)",
-                hint="pass --extra-index-url with the index that serves it"))
+            findings.append(
+                Finding(
+                    "local-version",
+                    f"{d.name}=={version} has a local version label; it needs a "
+                    "custom index (for example the PyTorch index)",
+                    hint="pass --extra-index-url with the index that serves it",
+                )
+            )
         return version
 
     @staticmethod
@@ -236,18 +311,32 @@ class Resolver:
         raw_dir_info = info.get("dir_info")
         dir_info: dict[str, Any] = raw_dir_info if isinstance(raw_dir_info, dict) else {}
         if dir_info.get("editable"):
-            findings.append(Finding(
-                "editable-install", f"{d.name} is an editable install ({_short(url)}); its "
-                "released version is pinned instead, which may differ from your working copy",
-                hint="publish it, or copy the code beside the notebook"))
+            findings.append(
+                Finding(
+                    "editable-install",
+                    f"{d.name} is an editable install ({_short(url)}); its "
+                    "released version is pinned instead, which may differ from your working copy",
+                    hint="publish it, or copy the code beside the notebook",
+                )
+            )
         elif "vcs_info" in info:
-            findings.append(Finding(
-                "vcs-install", f"{d.name} was installed from version control ({_short(url)}); "
-                "its released version is pinned instead", hint="pin a released version"))
+            findings.append(
+                Finding(
+                    "vcs-install",
+                    f"{d.name} was installed from version control ({_short(url)}); "
+                    "its released version is pinned instead",
+                    hint="pin a released version",
+                )
+            )
         elif url.startswith("file:"):
-            findings.append(Finding(
-                "local-path-install", f"{d.name} was installed from a local path; its released "
-                "version is pinned instead", hint="publish it to an index you can reach"))
+            findings.append(
+                Finding(
+                    "local-path-install",
+                    f"{d.name} was installed from a local path; its released "
+                    "version is pinned instead",
+                    hint="publish it to an index you can reach",
+                )
+            )
 
 
 def _short(url: str) -> str:

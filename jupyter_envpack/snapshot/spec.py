@@ -51,8 +51,12 @@ class PinnedPackage:
 
     def to_json(self) -> dict[str, Any]:
         """Return the JSON form."""
-        return {"name": self.name, "version": self.version, "requested": self.requested,
-                "modules": list(self.modules)}
+        return {
+            "name": self.name,
+            "version": self.version,
+            "requested": self.requested,
+            "modules": list(self.modules),
+        }
 
 
 @dataclass
@@ -91,8 +95,10 @@ class EnvSpec:
     @property
     def hash(self) -> str:
         """sha256 of the environment's identity: Python ``X.Y`` and the pinned closure."""
-        ident = {"python": self.python_minor,
-                 "packages": sorted(p.requirement for p in self.packages)}
+        ident = {
+            "python": self.python_minor,
+            "packages": sorted(p.requirement for p in self.packages),
+        }
         blob = json.dumps(ident, sort_keys=True, separators=(",", ":")).encode()
         return hashlib.sha256(blob).hexdigest()
 
@@ -123,9 +129,15 @@ class EnvSpec:
             python_version=data["python"]["version"],
             interpreter=data["python"].get("interpreter", ""),
             kernel_name=data.get("kernel"),
-            packages=[PinnedPackage(p["name"], p["version"], p.get("requested", False),
-                                    tuple(p.get("modules", ()))) for p in data["packages"]],
+            packages=[
+                PinnedPackage(
+                    p["name"], p["version"], p.get("requested", False), tuple(p.get("modules", ()))
+                )
+                for p in data["packages"]
+            ],
             local_files=list(data.get("local_files", [])),
-            warnings=[Finding(w["code"], w["message"], w.get("cell"), w.get("hint"))
-                      for w in data.get("warnings", [])],
+            warnings=[
+                Finding(w["code"], w["message"], w.get("cell"), w.get("hint"))
+                for w in data.get("warnings", [])
+            ],
         )

@@ -76,12 +76,15 @@ def start_registry(root: Path, addr: str, extra: str = "") -> subprocess.Popen[b
     the port accepts connections (the caller stops it)."""
     config = root / "config.yml"
     if not config.exists():
-        config.write_text("version: 0.1\n"
-                          f"storage: {{filesystem: {{rootdirectory: {root / 'data'}}}, "
-                          f"delete: {{enabled: true}}}}\n{extra}")
+        config.write_text(
+            "version: 0.1\n"
+            f"storage: {{filesystem: {{rootdirectory: {root / 'data'}}}, "
+            f"delete: {{enabled: true}}}}\n{extra}"
+        )
     with open(root / "registry.log", "ab") as log:
-        proc = subprocess.Popen([registry_binary(), "serve", str(config)], stdout=log,
-                                stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [registry_binary(), "serve", str(config)], stdout=log, stderr=subprocess.STDOUT
+        )
     host, port = addr.rsplit(":", 1)
     for _ in range(60):
         with socket.socket() as sock:
@@ -89,8 +92,9 @@ def start_registry(root: Path, addr: str, extra: str = "") -> subprocess.Popen[b
                 return proc
         time.sleep(0.25)
     proc.kill()
-    raise AssertionError(f"the registry on {addr} did not start: "
-                         + (root / "registry.log").read_text()[-2000:])
+    raise AssertionError(
+        f"the registry on {addr} did not start: " + (root / "registry.log").read_text()[-2000:]
+    )
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:
@@ -117,8 +121,12 @@ def auth_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     password = secrets.token_hex(16)
     hashed = bcrypt.hashpw(password.encode(), bcrypt.gensalt()).decode()
     (root / "htpasswd").write_text(f"{USER}:{hashed}\n")
-    proc = start_registry(root, AUTH_ADDR, f"http: {{addr: {AUTH_ADDR}}}\n"
-                          f"auth: {{htpasswd: {{realm: basic, path: {root / 'htpasswd'}}}}}\n")
+    proc = start_registry(
+        root,
+        AUTH_ADDR,
+        f"http: {{addr: {AUTH_ADDR}}}\n"
+        f"auth: {{htpasswd: {{realm: basic, path: {root / 'htpasswd'}}}}}\n",
+    )
     try:
         yield password
     finally:
@@ -131,7 +139,8 @@ def fresh_image(docker_client: Any, tmp_path: Path) -> Iterator[str]:
     marker = uuid.uuid4().hex
     (tmp_path / "marker").write_text(marker)  # one small layer (FROM scratch: fast pushes)
     (tmp_path / "Dockerfile").write_text(
-        f"FROM scratch\nLABEL {LABEL}=1 {LABEL}.kind=test\nCOPY marker /envpack-marker\n")
+        f"FROM scratch\nLABEL {LABEL}=1 {LABEL}.kind=test\nCOPY marker /envpack-marker\n"
+    )
     repo = f"envpack/registry-test-{marker[:8]}"
     docker_client.images.build(path=str(tmp_path), tag=f"{repo}:t1", rm=True, forcerm=True)
     yield f"{repo}:t1"
@@ -144,8 +153,9 @@ def fresh_image(docker_client: Any, tmp_path: Path) -> Iterator[str]:
                     docker_client.images.remove(tag)
 
 
-def test_push_then_repush_uploads_nothing(docker_client: Any, registry: str,
-                                          fresh_image: str) -> None:
+def test_push_then_repush_uploads_nothing(
+    docker_client: Any, registry: str, fresh_image: str
+) -> None:
     events: list[ProgressEvent] = []
     first = push_image(fresh_image, registry, client=docker_client, reporter=events.append)
     assert first.pushed, "the new layer must be uploaded"
@@ -160,18 +170,24 @@ def test_push_then_repush_uploads_nothing(docker_client: Any, registry: str,
 
 @pytest.mark.reliability("G1")
 @pytest.mark.reliability("E4")
-def test_wrong_password_fails_clearly_without_leaking(docker_client: Any, auth_registry: str,
-                                                      fresh_image: str,
-                                                      caplog: pytest.LogCaptureFixture) -> None:
+def test_wrong_password_fails_clearly_without_leaking(
+    docker_client: Any, auth_registry: str, fresh_image: str, caplog: pytest.LogCaptureFixture
+) -> None:
     canary = "wrong-" + secrets.token_hex(16)
     events: list[ProgressEvent] = []
     caplog.set_level(logging.DEBUG)
     with pytest.raises(RegistryError) as info:
-        push_image(fresh_image, AUTH_ADDR, auth=RegistryAuth(USER, canary), client=docker_client,
-                   reporter=events.append)
+        push_image(
+            fresh_image,
+            AUTH_ADDR,
+            auth=RegistryAuth(USER, canary),
+            client=docker_client,
+            reporter=events.append,
+        )
     error = info.value
-    text = " ".join([str(error), json.dumps(error.to_json()), caplog.text,
-                     *(e.message for e in events)])
+    text = " ".join(
+        [str(error), json.dumps(error.to_json()), caplog.text, *(e.message for e in events)]
+    )
     assert "unauthorized" in error.message.lower() or "authentication" in error.message.lower()
     assert "docker login" in (error.hint or "")
     for secret in RegistryAuth(USER, canary).secrets():
@@ -182,8 +198,9 @@ def test_wrong_password_fails_clearly_without_leaking(docker_client: Any, auth_r
 
 @pytest.mark.reliability("G1")
 def test_right_password_pushes(docker_client: Any, auth_registry: str, fresh_image: str) -> None:
-    result = push_image(fresh_image, AUTH_ADDR, auth=RegistryAuth(USER, auth_registry),
-                        client=docker_client)
+    result = push_image(
+        fresh_image, AUTH_ADDR, auth=RegistryAuth(USER, auth_registry), client=docker_client
+    )
     repository, tag = fresh_image.split(":")
     assert tag in tags(AUTH_ADDR, repository, auth=(USER, auth_registry))
     assert result.pushed
@@ -207,8 +224,9 @@ def test_closed_port_is_a_clear_error(docker_client: Any, fresh_image: str) -> N
 
 def test_missing_local_image_is_a_registry_error(docker_client: Any, registry: str) -> None:
     with pytest.raises(RegistryError, match="not in the local engine"):
-        push_image(f"envpack/does-not-exist-{uuid.uuid4().hex[:8]}:x", registry,
-                   client=docker_client)
+        push_image(
+            f"envpack/does-not-exist-{uuid.uuid4().hex[:8]}:x", registry, client=docker_client
+        )
 
 
 WORKER = "envpack-worker1"
@@ -237,16 +255,18 @@ def _swarm_job(image: str, auth: RegistryAuth | None) -> tuple[Any, Any, str]:
     client = docker.from_env(timeout=30)
     backend = SwarmBackend(client=client, constraints=("node.role==worker",), registry_auth=auth)
     tag = uuid.uuid4().hex[:10]
-    spec = JobSpec(job_id=tag, name=f"auth-{tag}", image=image,
-                   labels={f"{LABEL}.test": f"auth-{tag}"})
+    spec = JobSpec(
+        job_id=tag, name=f"auth-{tag}", image=image, labels={f"{LABEL}.test": f"auth-{tag}"}
+    )
     return client, backend, backend.submit(spec)
 
 
 @pytest.mark.swarm
 @pytest.mark.reliability("G1")
 @pytest.mark.reliability("E4")
-def test_swarm_nodes_pull_with_explicit_credentials(docker_client: Any, auth_registry: str,
-                                                    fresh_image: str, swarm_worker: Any) -> None:
+def test_swarm_nodes_pull_with_explicit_credentials(
+    docker_client: Any, auth_registry: str, fresh_image: str, swarm_worker: Any
+) -> None:
     from jupyter_envpack.cluster.base import JobState, wait_for
 
     right = RegistryAuth(USER, auth_registry)
@@ -275,8 +295,9 @@ def test_swarm_nodes_pull_with_explicit_credentials(docker_client: Any, auth_reg
 
 @pytest.mark.swarm
 @pytest.mark.reliability("E4")
-def test_swarm_wrong_credentials_fail_before_the_job(docker_client: Any, auth_registry: str,
-                                                     fresh_image: str, swarm_worker: Any) -> None:
+def test_swarm_wrong_credentials_fail_before_the_job(
+    docker_client: Any, auth_registry: str, fresh_image: str, swarm_worker: Any
+) -> None:
     from jupyter_envpack.errors import ClusterError
 
     canary = "wrong-" + secrets.token_hex(12)
@@ -305,13 +326,35 @@ def tls_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     not treat as insecure: pushes must fail on TLS verification."""
     _veth_up()
     root = tmp_path_factory.mktemp("tls-registry")
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-                    "-subj", "/CN=envpack-test", "-addext", f"subjectAltName=IP:{VETH_HOST_IP}",
-                    "-keyout", str(root / "key.pem"), "-out", str(root / "cert.pem")],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=envpack-test",
+            "-addext",
+            f"subjectAltName=IP:{VETH_HOST_IP}",
+            "-keyout",
+            str(root / "key.pem"),
+            "-out",
+            str(root / "cert.pem"),
+        ],
+        check=True,
+        capture_output=True,
+    )
     addr = f"{VETH_HOST_IP}:5002"
-    proc = start_registry(root, addr, f"http: {{addr: {addr}, tls: {{certificate: "
-                          f"{root / 'cert.pem'}, key: {root / 'key.pem'}}}}}\n")
+    proc = start_registry(
+        root,
+        addr,
+        f"http: {{addr: {addr}, tls: {{certificate: "
+        f"{root / 'cert.pem'}, key: {root / 'key.pem'}}}}}\n",
+    )
     try:
         yield addr
     finally:
@@ -336,14 +379,16 @@ def trusted_ca(tls_registry: str, tmp_path_factory: pytest.TempPathFactory) -> I
 
 @pytest.mark.reliability("G2")
 def test_a_registry_with_a_custom_ca_works_once_the_daemon_trusts_it(
-        docker_client: Any, tls_registry: str, trusted_ca: Path, fresh_image: str) -> None:
+    docker_client: Any, tls_registry: str, trusted_ca: Path, fresh_image: str
+) -> None:
     result = push_image(fresh_image, tls_registry, client=docker_client)
     assert result.pushed and result.reference.startswith(tls_registry + "/")
 
 
 @pytest.mark.reliability("G2")
-def test_self_signed_tls_registry_is_a_clear_tls_error(docker_client: Any, tls_registry: str,
-                                                       fresh_image: str) -> None:
+def test_self_signed_tls_registry_is_a_clear_tls_error(
+    docker_client: Any, tls_registry: str, fresh_image: str
+) -> None:
     with pytest.raises(RegistryError) as info:
         push_image(fresh_image, tls_registry, client=docker_client)
     assert "x509" in info.value.message or "certificate" in info.value.message
@@ -351,8 +396,9 @@ def test_self_signed_tls_registry_is_a_clear_tls_error(docker_client: Any, tls_r
 
 
 @pytest.mark.reliability("G2")
-def test_plain_http_on_a_non_loopback_address_is_refused_clearly(docker_client: Any,
-                                                                  fresh_image: str) -> None:
+def test_plain_http_on_a_non_loopback_address_is_refused_clearly(
+    docker_client: Any, fresh_image: str
+) -> None:
     """The host end of the worker's forwarder serves the CI registry over HTTP on the veth IP."""
     _veth_up()
     with pytest.raises(RegistryError) as info:
@@ -364,7 +410,8 @@ def test_plain_http_on_a_non_loopback_address_is_refused_clearly(docker_client: 
 @pytest.mark.reliability("G3")
 @pytest.mark.slow
 def test_registry_killed_mid_push_then_repush_is_idempotent(
-        docker_client: Any, test_base_image: str, tmp_path: Path) -> None:
+    docker_client: Any, test_base_image: str, tmp_path: Path
+) -> None:
     """A registry that dies mid-upload: the push fails (or the daemon's own retries carry it once
     the registry is back); either way pushing again completes, and once more uploads nothing."""
     addr = "127.0.0.1:5003"

@@ -82,16 +82,25 @@ def _worker_answers() -> bool:
 def _swarm_ready(client: Any) -> bool:
     info = client.info().get("Swarm") or {}
     node = worker_node(client) if info.get("ControlAvailable") else None
-    return (info.get("LocalNodeState") == "active" and node is not None
-            and node.attrs["Status"]["State"] == "ready" and _worker_answers())
+    return (
+        info.get("LocalNodeState") == "active"
+        and node is not None
+        and node.attrs["Status"]["State"] == "ready"
+        and _worker_answers()
+    )
 
 
 def ensure_swarm(client: Any) -> None:
     """The two-node swarm, brought (back) up with the idempotent .ci/swarm-up when needed (other
     work on a shared machine may stop the worker); fails under CI, skips elsewhere."""
     if not _swarm_ready(client) and os.geteuid() == 0:
-        subprocess.run(["bash", str(SWARM_UP)], check=False, timeout=300,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        subprocess.run(
+            ["bash", str(SWARM_UP)],
+            check=False,
+            timeout=300,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         with contextlib.suppress(AssertionError):
             wait_worker_ready(client, timeout=30)
     if not _swarm_ready(client):
@@ -109,8 +118,9 @@ def fake_image(swarm: Any, test_base_image: str) -> str:
     """The fake-runner image, pushed to the registry every node pulls from."""
     digest = hashlib.sha256(b"".join(p.read_bytes() for p in sorted(FAKE_RUNNER.iterdir())))
     local = f"envpack/fake-runner:{digest.hexdigest()[:20]}"
-    swarm.images.build(path=str(FAKE_RUNNER), tag=local, rm=True, forcerm=True,
-                       buildargs={"BASE": test_base_image})
+    swarm.images.build(
+        path=str(FAKE_RUNNER), tag=local, rm=True, forcerm=True, buildargs={"BASE": test_base_image}
+    )
     return push_image(local, REGISTRY, client=swarm).reference
 
 
@@ -123,9 +133,16 @@ def backend(swarm: Any) -> SwarmBackend:
 def job(request: pytest.FixtureRequest, swarm: Any, fake_image: str) -> Iterator[JobSpec]:
     """A job spec unique to this test; its services are removed afterwards (by label)."""
     tag = uuid.uuid4().hex[:10]
-    yield JobSpec(job_id=tag, name=f"t-{tag}", image=fake_image, notebook="fake.ipynb",
-                  labels={f"{LABEL}.test": tag}, cpu=0.5, memory=256 * 2**20,
-                  memory_request=64 * 2**20)
+    yield JobSpec(
+        job_id=tag,
+        name=f"t-{tag}",
+        image=fake_image,
+        notebook="fake.ipynb",
+        labels={f"{LABEL}.test": tag},
+        cpu=0.5,
+        memory=256 * 2**20,
+        memory_request=64 * 2**20,
+    )
     for service in swarm.services.list(filters={"label": f"{LABEL}.test={tag}"}):
         with contextlib.suppress(Exception):
             service.remove()
@@ -142,10 +159,9 @@ def run_until(backend: SwarmBackend, handle: str, state: JobState, timeout: floa
 
 
 @pytest.mark.reliability("I1")
-def test_job_runs_on_the_worker_and_its_notebook_comes_back(backend: SwarmBackend, job: JobSpec,
-                                                            swarm: Any,
-                                                            monkeypatch: pytest.MonkeyPatch
-                                                            ) -> None:
+def test_job_runs_on_the_worker_and_its_notebook_comes_back(
+    backend: SwarmBackend, job: JobSpec, swarm: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     canary = uuid.uuid4().hex
     monkeypatch.setenv("JUPYTER_TOKEN", canary)  # must never reach the job (E6)
     spec = replace(job, parameters_cell="answer = 42\n")
@@ -163,8 +179,11 @@ def test_job_runs_on_the_worker_and_its_notebook_comes_back(backend: SwarmBacken
     assert service["Mode"] == {"ReplicatedJob": {"MaxConcurrent": 1, "TotalCompletions": 1}}
     assert task["RestartPolicy"]["Condition"] == "none"
     assert task["Placement"]["Constraints"] == list(ON_WORKER)
-    assert task["Resources"]["Limits"] == {"NanoCPUs": 500_000_000, "MemoryBytes": 256 * 2**20,
-                                           "Pids": 1024}
+    assert task["Resources"]["Limits"] == {
+        "NanoCPUs": 500_000_000,
+        "MemoryBytes": 256 * 2**20,
+        "Pids": 1024,
+    }
     assert task["Resources"]["Reservations"] == {"MemoryBytes": 64 * 2**20}
     assert task["ContainerSpec"]["User"] == "1000:1000"
     assert task["ContainerSpec"]["CapabilityDrop"] == ["ALL"]
@@ -177,15 +196,17 @@ def test_job_runs_on_the_worker_and_its_notebook_comes_back(backend: SwarmBacken
     (done,) = swarm.services.get(handle).tasks()
     worker = docker.DockerClient(base_url=WORKER_SOCKET, timeout=10)
     try:
-        host = worker.api.inspect_container(
-            done["Status"]["ContainerStatus"]["ContainerID"])["HostConfig"]
+        host = worker.api.inspect_container(done["Status"]["ContainerStatus"]["ContainerID"])[
+            "HostConfig"
+        ]
     finally:
         worker.close()
-    assert (host["PidsLimit"], host["Memory"], host["NanoCpus"]) == (1024, 256 * 2**20,
-                                                                     500_000_000)
+    assert (host["PidsLimit"], host["Memory"], host["NanoCpus"]) == (1024, 256 * 2**20, 500_000_000)
     assert host["CapDrop"] == ["ALL"] and not host["Privileged"] and not host.get("Binds")
     assert sorted(e.split("=")[0] for e in task["ContainerSpec"]["Env"]) == [
-        "ENVPACK_PARAMETERS_CELL", "HOME"]
+        "ENVPACK_PARAMETERS_CELL",
+        "HOME",
+    ]
 
     backend.cancel(handle)
     assert backend.status(handle).state is JobState.LOST  # the service is gone
@@ -198,8 +219,9 @@ def test_resubmitting_attaches_to_the_same_service(backend: SwarmBackend, job: J
 
 
 @pytest.mark.parametrize(("code", "reason"), [(3, "cell-error"), (5, "kernel-died")])
-def test_notebook_failures_keep_their_meaning(backend: SwarmBackend, job: JobSpec, code: int,
-                                              reason: str) -> None:
+def test_notebook_failures_keep_their_meaning(
+    backend: SwarmBackend, job: JobSpec, code: int, reason: str
+) -> None:
     handle = backend.submit(replace(job, parameters_cell=f"exit_code = {code}\n"))
     status = wait_for(backend, handle, timeout=120, poll=0.5)
     assert (status.state, status.reason, status.exit_code) == (JobState.FAILED, reason, code)
@@ -220,7 +242,8 @@ def test_a_worker_engine_is_refused_clearly(swarm: Any, job: JobSpec) -> None:
 
 
 def test_unsatisfiable_placement_is_pending_with_a_reason_and_waiting_ends(
-        backend: SwarmBackend, job: JobSpec) -> None:
+    backend: SwarmBackend, job: JobSpec
+) -> None:
     handle = backend.submit(replace(job, constraints=("node.hostname==no-such-node",)))
     time.sleep(3)
     status = backend.status(handle)
@@ -273,8 +296,9 @@ def test_draining_the_worker_never_hangs(backend: SwarmBackend, job: JobSpec, sw
 
 @pytest.mark.reliability("I2")
 @pytest.mark.slow
-def test_stopping_the_worker_mid_job_is_lost_not_running(backend: SwarmBackend, job: JobSpec,
-                                                         swarm: Any) -> None:
+def test_stopping_the_worker_mid_job_is_lost_not_running(
+    backend: SwarmBackend, job: JobSpec, swarm: Any
+) -> None:
     handle = backend.submit(replace(job, parameters_cell="sleep = 300\n"))
     assert run_until(backend, handle, JobState.RUNNING).state is JobState.RUNNING
     os.kill(int(WORKER_PIDFILE.read_text()), 15)  # SIGTERM: the worker's dockerd goes away
@@ -293,14 +317,21 @@ def test_stopping_the_worker_mid_job_is_lost_not_running(backend: SwarmBackend, 
 
 
 @pytest.mark.slow
-def test_real_envpack_image_end_to_end(swarm: Any, shared_image: tuple[str, Path],
-                                       tmp_path: Path) -> None:
+def test_real_envpack_image_end_to_end(
+    swarm: Any, shared_image: tuple[str, Path], tmp_path: Path
+) -> None:
     """A real image from the core's build, pushed, run on the worker, result written back."""
     image, notebook = shared_image
     index = JobIndex(tmp_path / "jobs.sqlite")
-    opts = SubmitOptions(backend="swarm", registry=REGISTRY, constraints=ON_WORKER,
-                         parameters={"greeting": "hi"}, deadline=600,
-                         labels={f"{LABEL}.test": "e2e"}, output=str(tmp_path / "out.ipynb"))
+    opts = SubmitOptions(
+        backend="swarm",
+        registry=REGISTRY,
+        constraints=ON_WORKER,
+        parameters={"greeting": "hi"},
+        deadline=600,
+        labels={f"{LABEL}.test": "e2e"},
+        output=str(tmp_path / "out.ipynb"),
+    )
     try:
         done = submit(str(notebook), opts, image=image, index=index, wait=True, client=swarm)
         assert done.status is not None and done.status.state is JobState.SUCCEEDED, done.status
@@ -321,27 +352,43 @@ def jp_server_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
     from traitlets.config import Config
 
     monkeypatch.setenv("ENVPACK_JOBS_DB", str(tmp_path / "jobs.sqlite"))
-    return Config({
-        "ServerApp": {"jpserver_extensions": {"jupyter_envpack": True,
-                                              "jupyter_server_terminals": False},
-                      "allow_unauthenticated_access": False},
-        "EnvPack": {"database_path": str(tmp_path / "ops.sqlite"), "registry": REGISTRY,
-                    "runners": {"job": "jupyter_envpack.cluster.operation:job_kind"}},
-    })
+    return Config(
+        {
+            "ServerApp": {
+                "jpserver_extensions": {"jupyter_envpack": True, "jupyter_server_terminals": False},
+                "allow_unauthenticated_access": False,
+            },
+            "EnvPack": {
+                "database_path": str(tmp_path / "ops.sqlite"),
+                "registry": REGISTRY,
+                "runners": {"job": "jupyter_envpack.cluster.operation:job_kind"},
+            },
+        }
+    )
 
 
 @pytest.mark.timeout(300)
-async def test_a_job_operation_through_the_server_api(jp_fetch: Any, jp_root_dir: Path,
-                                                      fake_image: str, swarm: Any) -> None:
+async def test_a_job_operation_through_the_server_api(
+    jp_fetch: Any, jp_root_dir: Path, fake_image: str, swarm: Any
+) -> None:
     """POST /envpack/operations {kind: job} → Swarm job on the worker → notebook in the root."""
     import asyncio
 
     nb = jp_root_dir / "work" / "nb.ipynb"
     nb.parent.mkdir()
     nb.write_text(json.dumps({"nbformat": 4, "nbformat_minor": 5, "metadata": {}, "cells": []}))
-    body = {"kind": "job", "path": "work/nb.ipynb", "options": {
-        "image": fake_image, "backend": "swarm", "constraints": list(ON_WORKER),
-        "parameters": {"answer": 42}, "output": "work/nb.job.ipynb", "deadline": 120}}
+    body = {
+        "kind": "job",
+        "path": "work/nb.ipynb",
+        "options": {
+            "image": fake_image,
+            "backend": "swarm",
+            "constraints": list(ON_WORKER),
+            "parameters": {"answer": 42},
+            "output": "work/nb.job.ipynb",
+            "deadline": 120,
+        },
+    }
     response = await jp_fetch("envpack", "operations", method="POST", body=json.dumps(body))
     op = json.loads(response.body)
     try:
@@ -361,22 +408,29 @@ async def test_a_job_operation_through_the_server_api(jp_fetch: Any, jp_root_dir
         assert str(jp_root_dir) not in json.dumps(op)
     finally:
         for service in swarm.services.list(
-                filters={"label": f"org.jupyter.envpack.operation={op['id']}"}):
+            filters={"label": f"org.jupyter.envpack.operation={op['id']}"}
+        ):
             service.remove()
 
 
 @pytest.mark.reliability("J7")
-def test_prune_removes_only_finished_envpack_jobs(backend: SwarmBackend, job: JobSpec,
-                                                  swarm: Any, fake_image: str) -> None:
+def test_prune_removes_only_finished_envpack_jobs(
+    backend: SwarmBackend, job: JobSpec, swarm: Any, fake_image: str
+) -> None:
     import docker.types
 
     finished = backend.submit(job)
-    running = backend.submit(replace(job, job_id=job.job_id + "r", name=job.name + "r",
-                                     parameters_cell="sleep = 60\n"))
+    running = backend.submit(
+        replace(job, job_id=job.job_id + "r", name=job.name + "r", parameters_cell="sleep = 60\n")
+    )
     foreign = swarm.services.create(
-        fake_image, name=f"foreign-{job.job_id}", labels={f"{LABEL}.test": job.labels[
-            f"{LABEL}.test"]}, mode=docker.types.ServiceMode("replicated-job"),
-        restart_policy=docker.types.RestartPolicy(condition="none"), constraints=list(ON_WORKER))
+        fake_image,
+        name=f"foreign-{job.job_id}",
+        labels={f"{LABEL}.test": job.labels[f"{LABEL}.test"]},
+        mode=docker.types.ServiceMode("replicated-job"),
+        restart_policy=docker.types.RestartPolicy(condition="none"),
+        constraints=list(ON_WORKER),
+    )
     try:
         assert wait_for(backend, finished, timeout=120, poll=0.5).state is JobState.SUCCEEDED
         assert wait_for(backend, foreign.id, timeout=120, poll=0.5).terminal
@@ -390,8 +444,9 @@ def test_prune_removes_only_finished_envpack_jobs(backend: SwarmBackend, job: Jo
         foreign.remove()
 
 
-def test_an_image_missing_from_the_registry_fails_clearly(backend: SwarmBackend,
-                                                          job: JobSpec) -> None:
+def test_an_image_missing_from_the_registry_fails_clearly(
+    backend: SwarmBackend, job: JobSpec
+) -> None:
     handle = backend.submit(replace(job, image=f"{REGISTRY}/envpack/not-pushed:{job.job_id}"))
     status = wait_for(backend, handle, timeout=120, poll=0.5)
     assert (status.state, status.reason) == (JobState.FAILED, "image-pull-failed")
@@ -399,10 +454,9 @@ def test_an_image_missing_from_the_registry_fails_clearly(backend: SwarmBackend,
 
 
 @pytest.mark.reliability("J1")
-def test_a_running_job_is_followed_again_after_a_server_crash(swarm: Any, fake_image: str,
-                                                              tmp_path: Path,
-                                                              monkeypatch: pytest.MonkeyPatch
-                                                              ) -> None:
+def test_a_running_job_is_followed_again_after_a_server_crash(
+    swarm: Any, fake_image: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """What a SIGKILLed server leaves: an operation row `running` with the job's handle, owned by
     nobody alive. A new manager on the same store follows the Swarm job to its end."""
     from jupyter_envpack.cluster.operation import job_kind
@@ -413,28 +467,56 @@ def test_a_running_job_is_followed_again_after_a_server_crash(swarm: Any, fake_i
     monkeypatch.setenv("ENVPACK_JOBS_DB", str(tmp_path / "jobs.sqlite"))
     root = tmp_path / "root"
     root.mkdir()
-    (root / "nb.ipynb").write_text(json.dumps({"nbformat": 4, "nbformat_minor": 5,
-                                               "metadata": {}, "cells": []}))
+    (root / "nb.ipynb").write_text(
+        json.dumps({"nbformat": 4, "nbformat_minor": 5, "metadata": {}, "cells": []})
+    )
     op_id = uuid.uuid4().hex
     labels = {"org.jupyter.envpack.operation": op_id}
-    opts = SubmitOptions(backend="swarm", registry=REGISTRY, constraints=ON_WORKER,
-                         parameters={"sleep": 6}, labels=labels, deadline=120)
+    opts = SubmitOptions(
+        backend="swarm",
+        registry=REGISTRY,
+        constraints=ON_WORKER,
+        parameters={"sleep": 6},
+        labels=labels,
+        deadline=120,
+    )
     handles: dict[str, Any] = {}
 
     def remember(record: Any) -> None:
-        handles.update(job_id=record.id, backend=record.backend, handle=record.handle,
-                       options=record.options, image=record.image)
+        handles.update(
+            job_id=record.id,
+            backend=record.backend,
+            handle=record.handle,
+            options=record.options,
+            image=record.image,
+        )
 
     # the crashed server had submitted the job and stored its handle...
-    submit(str(root / "nb.ipynb"), opts, image=fake_image, client=swarm, job_id=op_id[:12],
-           on_record=remember, index=JobIndex(tmp_path / "jobs.sqlite"))
+    submit(
+        str(root / "nb.ipynb"),
+        opts,
+        image=fake_image,
+        client=swarm,
+        job_id=op_id[:12],
+        on_record=remember,
+        index=JobIndex(tmp_path / "jobs.sqlite"),
+    )
     gone = subprocess.Popen(["true"])  # the crashed server's pid: reaped, so it no longer runs
     gone.wait()
     dead_pid = gone.pid
     store = OperationStore(tmp_path / "ops.sqlite")
-    store.create(Operation(id=op_id, kind="job", path="nb.ipynb", state="running",
-                           options={"output": "nb.after-crash.ipynb"}, handle=handles,
-                           owner=f"{socket.gethostname()}:{dead_pid}", attempt=1))
+    store.create(
+        Operation(
+            id=op_id,
+            kind="job",
+            path="nb.ipynb",
+            state="running",
+            options={"output": "nb.after-crash.ipynb"},
+            handle=handles,
+            owner=f"{socket.gethostname()}:{dead_pid}",
+            attempt=1,
+        )
+    )
     manager = OperationManager(store, EnvPack(), ContentsPaths(root))
     manager.register_kind(job_kind)
     try:
@@ -445,34 +527,45 @@ def test_a_running_job_is_followed_again_after_a_server_crash(swarm: Any, fake_i
             time.sleep(0.5)
         assert op is not None and op.state == "succeeded", op.error
         assert op.result["node"] == WORKER and op.result["output_path"] == "nb.after-crash.ipynb"
-        assert json.loads((root / "nb.after-crash.ipynb").read_text())["cells"][0]["source"] \
-            .endswith("sleep = 6\n")
+        assert json.loads((root / "nb.after-crash.ipynb").read_text())["cells"][0][
+            "source"
+        ].endswith("sleep = 6\n")
     finally:
         manager.shutdown()
         for service in swarm.services.list(
-                filters={"label": f"org.jupyter.envpack.operation={op_id}"}):
+            filters={"label": f"org.jupyter.envpack.operation={op_id}"}
+        ):
             service.remove()
 
 
 @pytest.mark.timeout(300)
-async def test_cancelling_a_job_operation_removes_the_swarm_service(jp_fetch: Any,
-                                                                    jp_root_dir: Path,
-                                                                    fake_image: str,
-                                                                    swarm: Any) -> None:
+async def test_cancelling_a_job_operation_removes_the_swarm_service(
+    jp_fetch: Any, jp_root_dir: Path, fake_image: str, swarm: Any
+) -> None:
     import asyncio
 
-    (jp_root_dir / "nb.ipynb").write_text(json.dumps(
-        {"nbformat": 4, "nbformat_minor": 5, "metadata": {}, "cells": []}))
-    body = {"kind": "job", "path": "nb.ipynb", "options": {
-        "image": fake_image, "backend": "swarm", "constraints": list(ON_WORKER),
-        "parameters": {"sleep": 120}}}
-    op = json.loads((await jp_fetch("envpack", "operations", method="POST",
-                                    body=json.dumps(body))).body)
+    (jp_root_dir / "nb.ipynb").write_text(
+        json.dumps({"nbformat": 4, "nbformat_minor": 5, "metadata": {}, "cells": []})
+    )
+    body = {
+        "kind": "job",
+        "path": "nb.ipynb",
+        "options": {
+            "image": fake_image,
+            "backend": "swarm",
+            "constraints": list(ON_WORKER),
+            "parameters": {"sleep": 120},
+        },
+    }
+    op = json.loads(
+        (await jp_fetch("envpack", "operations", method="POST", body=json.dumps(body))).body
+    )
     label = {"label": f"org.jupyter.envpack.operation={op['id']}"}
     try:
         end = time.monotonic() + 120
-        while not (op["handle"].get("handle") and op["message"]
-                   and op["message"].startswith("running")):
+        while not (
+            op["handle"].get("handle") and op["message"] and op["message"].startswith("running")
+        ):
             assert time.monotonic() < end and op["state"] in {"queued", "running"}, op
             await asyncio.sleep(0.5)
             op = json.loads((await jp_fetch("envpack", "operations", op["id"])).body)

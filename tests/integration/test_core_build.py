@@ -31,8 +31,13 @@ LABEL = "org.jupyter.envpack"
 
 
 def raw_context(dockerfile: str, repo: str = "envpack-test/raw") -> BuildContext:
-    return BuildContext(files={"Dockerfile": dockerfile.encode()}, repository=repo, env_lock=[],
-                        runner_lock=[], python_minor="3.11")
+    return BuildContext(
+        files={"Dockerfile": dockerfile.encode()},
+        repository=repo,
+        env_lock=[],
+        runner_lock=[],
+        python_minor="3.11",
+    )
 
 
 def build_containers(client: Any) -> set[str]:
@@ -40,8 +45,9 @@ def build_containers(client: Any) -> set[str]:
 
 
 @pytest.mark.reliability("D7", "F12")
-def test_build_labels_user_cache_and_cli(docker_client, test_base_image, shared_image,
-                                         make_notebook) -> None:
+def test_build_labels_user_cache_and_cli(
+    docker_client, test_base_image, shared_image, make_notebook
+) -> None:
     image, path = shared_image
     attrs = docker_client.api.inspect_image(image)
     assert attrs["Config"]["User"] == "1000:1000"
@@ -51,12 +57,24 @@ def test_build_labels_user_cache_and_cli(docker_client, test_base_image, shared_
     spec = take_snapshot(path, python=sys.executable)
     assert labels[f"{LABEL}.snapshot"] == spec.hash
     # an unchanged environment + notebook is never rebuilt; the CLI prints the image last
-    foreign = docker_client.containers.create(test_base_image, "true",
-                                              labels={"someone.else": "1"})
+    foreign = docker_client.containers.create(test_base_image, "true", labels={"someone.else": "1"})
     try:
-        proc = subprocess.run([sys.executable, "-m", "jupyter_envpack.cli", "build", str(path),
-                               "--python", sys.executable, "--base-image", test_base_image],
-                              capture_output=True, text=True, timeout=120)
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "jupyter_envpack.cli",
+                "build",
+                str(path),
+                "--python",
+                sys.executable,
+                "--base-image",
+                test_base_image,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert proc.returncode == 0, proc.stderr
         assert proc.stdout.strip().splitlines()[-1] == image
         assert "cached" in proc.stderr
@@ -65,8 +83,9 @@ def test_build_labels_user_cache_and_cli(docker_client, test_base_image, shared_
         foreign.remove(force=True)
 
 
-def test_notebook_only_edit_rebuilds_no_dependency_layer(docker_client, test_base_image,
-                                                          make_notebook) -> None:
+def test_notebook_only_edit_rebuilds_no_dependency_layer(
+    docker_client, test_base_image, make_notebook
+) -> None:
     path = make_notebook(["import yaml\nprint(1)"], name="edit.ipynb")
     opts = BuildOptions(base_image=test_base_image)
     build_image(take_snapshot(path), path, opts, client=docker_client)
@@ -74,8 +93,9 @@ def test_notebook_only_edit_rebuilds_no_dependency_layer(docker_client, test_bas
     nb.cells[0].source = "import yaml\nprint(2)"
     nbformat.write(nb, path)
     events: list[ProgressEvent] = []
-    result = build_image(take_snapshot(path), path, opts, reporter=events.append,
-                         client=docker_client)
+    result = build_image(
+        take_snapshot(path), path, opts, reporter=events.append, client=docker_client
+    )
     assert not result.cached
     steps: list[list[Any]] = []  # [instruction, served from cache?]
     for e in events:
@@ -85,30 +105,43 @@ def test_notebook_only_edit_rebuilds_no_dependency_layer(docker_client, test_bas
             steps.append([e.message, False])
         elif "Using cache" in e.message and steps:
             steps[-1][1] = True
-    dependency = [c for s, c in steps if any(k in s for k in ("install_env", "wheels", ".lock",
-                                                                "--from=envpack-deps"))]
+    dependency = [
+        c
+        for s, c in steps
+        if any(k in s for k in ("install_env", "wheels", ".lock", "--from=envpack-deps"))
+    ]
     assert len(dependency) >= 2 and all(dependency), steps
     [notebook_layer] = [c for s, c in steps if "work/ /home/envpack/work/" in s]
     assert notebook_layer is False
 
 
 @pytest.mark.reliability("F4")
-def test_a_failing_step_names_the_step_and_leaves_no_container(docker_client, test_base_image) -> None:
+def test_a_failing_step_names_the_step_and_leaves_no_container(
+    docker_client, test_base_image
+) -> None:
     before = build_containers(docker_client)
-    ctx = raw_context(f"FROM {test_base_image}\nRUN echo building && echo about to fail >&2 && exit 7\n")
+    ctx = raw_context(
+        f"FROM {test_base_image}\nRUN echo building && echo about to fail >&2 && exit 7\n"
+    )
     with pytest.raises(BuildError) as info:
         _stream_build(docker_client, ctx, BuildOptions(), lambda e: None, None)
-    assert (info.value.step or "").startswith("step 2/") and "returned a non-zero code: 7" in info.value.message
+    assert (info.value.step or "").startswith(
+        "step 2/"
+    ) and "returned a non-zero code: 7" in info.value.message
     assert any("about to fail" in ln for ln in info.value.log_tail)
     assert build_containers(docker_client) <= before
 
 
 @pytest.mark.reliability("F4")
-def test_a_pin_that_cannot_be_fetched_fails_before_building(docker_client, test_base_image,
-                                                            make_notebook) -> None:
+def test_a_pin_that_cannot_be_fetched_fails_before_building(
+    docker_client, test_base_image, make_notebook
+) -> None:
     path = make_notebook(["print(1)"], name="nowheel.ipynb")
-    spec = EnvSpec(notebook=str(path), python_version="3.11.7",
-                   packages=[PinnedPackage("nonexistent-zzz-envpack", "1.0", True)])
+    spec = EnvSpec(
+        notebook=str(path),
+        python_version="3.11.7",
+        packages=[PinnedPackage("nonexistent-zzz-envpack", "1.0", True)],
+    )
     with pytest.raises(BuildError) as info:
         build_image(spec, path, BuildOptions(base_image=test_base_image), client=docker_client)
     assert info.value.step == "wheels" and "nonexistent-zzz-envpack==1.0" in info.value.message
@@ -120,8 +153,12 @@ def test_a_missing_base_image_is_a_clear_failure(docker_client, make_notebook) -
     spec = EnvSpec(notebook=str(path), python_version="3.11.7")
     started = time.monotonic()
     with pytest.raises(BuildError) as info:
-        build_image(spec, path, BuildOptions(base_image="envpack-test/does-not-exist:1"),
-                    client=docker_client)
+        build_image(
+            spec,
+            path,
+            BuildOptions(base_image="envpack-test/does-not-exist:1"),
+            client=docker_client,
+        )
     assert info.value.reason == "pull-failed" and "--base-image" in (info.value.hint or "")
     assert time.monotonic() - started < 120
 
@@ -138,8 +175,11 @@ def test_cancel_stops_the_build_and_its_container(docker_client, test_base_image
     assert time.monotonic() - started < 20
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
-        running = [c for c in docker_client.containers.list(all=True)
-                   if marker in " ".join(c.attrs["Config"].get("Cmd") or [])]
+        running = [
+            c
+            for c in docker_client.containers.list(all=True)
+            if marker in " ".join(c.attrs["Config"].get("Cmd") or [])
+        ]
         if not running:
             break
         time.sleep(1)
@@ -159,10 +199,8 @@ def _canary_wheel(folder: Path) -> Path:
     wheel = folder / f"{name}-{version}-py3-none-any.whl"
     files = {
         f"{name}/__init__.py": b"VALUE = 42\n",
-        f"{name}-{version}.dist-info/METADATA":
-            f"Metadata-Version: 2.1\nName: envpack-canary-pkg\nVersion: {version}\n".encode(),
-        f"{name}-{version}.dist-info/WHEEL":
-            b"Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+        f"{name}-{version}.dist-info/METADATA": f"Metadata-Version: 2.1\nName: envpack-canary-pkg\nVersion: {version}\n".encode(),
+        f"{name}-{version}.dist-info/WHEEL": b"Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
     }
     record = []
     with zipfile.ZipFile(wheel, "w") as zf:
@@ -176,9 +214,9 @@ def _canary_wheel(folder: Path) -> Path:
 
 
 @pytest.mark.reliability("E1", "E2", "E3")
-def test_private_index_credentials_never_reach_the_image(docker_client, test_base_image,
-                                                         make_notebook, httpserver, tmp_path,
-                                                         monkeypatch) -> None:
+def test_private_index_credentials_never_reach_the_image(
+    docker_client, test_base_image, make_notebook, httpserver, tmp_path, monkeypatch
+) -> None:
     from werkzeug import Response
 
     canary = "CANARYpw9931"
@@ -191,8 +229,9 @@ def test_private_index_credentials_never_reach_the_image(docker_client, test_bas
             return Response("auth required", 401, {"WWW-Authenticate": 'Basic realm="idx"'})
         if request.path.endswith(".whl"):
             return Response(wheel.read_bytes(), 200, {"Content-Type": "application/octet-stream"})
-        return Response(f'<a href="/files/{wheel.name}">{wheel.name}</a>', 200,
-                        {"Content-Type": "text/html"})
+        return Response(
+            f'<a href="/files/{wheel.name}">{wheel.name}</a>', 200, {"Content-Type": "text/html"}
+        )
 
     httpserver.expect_request("/simple/envpack-canary-pkg/").respond_with_handler(guarded)
     httpserver.expect_request(f"/files/{wheel.name}").respond_with_handler(guarded)
@@ -200,17 +239,25 @@ def test_private_index_credentials_never_reach_the_image(docker_client, test_bas
     # a docker config whose proxy URL carries the canary too (E3)
     docker_config = tmp_path / "docker-config"
     docker_config.mkdir()
-    (docker_config / "config.json").write_text(json.dumps({"proxies": {"default": {
-        "httpProxy": f"http://p:{canary}@127.0.0.1:9"}}}))
+    (docker_config / "config.json").write_text(
+        json.dumps({"proxies": {"default": {"httpProxy": f"http://p:{canary}@127.0.0.1:9"}}})
+    )
     monkeypatch.setenv("DOCKER_CONFIG", str(docker_config))
     monkeypatch.setenv("ENVPACK_WHEEL_CACHE", str(tmp_path / "wheels"))
     path = make_notebook(["import envpack_canary_pkg"], name="private.ipynb")
-    spec = EnvSpec(notebook=str(path), python_version="3.11.7",
-                   packages=[PinnedPackage("envpack-canary-pkg", "1.0", True)])
+    spec = EnvSpec(
+        notebook=str(path),
+        python_version="3.11.7",
+        packages=[PinnedPackage("envpack-canary-pkg", "1.0", True)],
+    )
     events: list[ProgressEvent] = []
-    result = build_image(spec, path, BuildOptions(base_image=test_base_image,
-                                                  extra_index_urls=(index,)),
-                         reporter=events.append, client=docker_client)
+    result = build_image(
+        spec,
+        path,
+        BuildOptions(base_image=test_base_image, extra_index_urls=(index,)),
+        reporter=events.append,
+        client=docker_client,
+    )
     assert any(wheel.name in e.message for e in events)  # it really came from the private index
     saved = b"".join(docker_client.images.get(result.image).save())
     with tarfile.open(fileobj=io.BytesIO(saved)) as outer:
@@ -219,8 +266,9 @@ def test_private_index_credentials_never_reach_the_image(docker_client, test_bas
     for blob in blobs:
         try:
             with tarfile.open(fileobj=io.BytesIO(blob)) as layer:
-                layers += b"".join(layer.extractfile(m).read() for m in layer.getmembers()
-                                   if m.isfile())
+                layers += b"".join(
+                    layer.extractfile(m).read() for m in layer.getmembers() if m.isfile()
+                )
         except tarfile.ReadError:
             layers += blob
     assert b"VALUE = 42" in layers  # the package is in the image...

@@ -30,12 +30,19 @@ def executed_locally(make_notebook, cells: list[str], name: str = "nb.ipynb") ->
     return path
 
 
-def test_a_notebook_reproduces_and_comes_back(shared_image, make_notebook, test_labels,
-                                               own_containers) -> None:
+def test_a_notebook_reproduces_and_comes_back(
+    shared_image, make_notebook, test_labels, own_containers
+) -> None:
     image, _ = shared_image
-    path = executed_locally(make_notebook, [
-        "import yaml\nprint(yaml.safe_dump({'a': [1, 2]}))", "# parameters\nn = 2", "n * 21",
-        "import time\nprint(time.time())"])
+    path = executed_locally(
+        make_notebook,
+        [
+            "import yaml\nprint(yaml.safe_dump({'a': [1, 2]}))",
+            "# parameters\nn = 2",
+            "n * 21",
+            "import time\nprint(time.time())",
+        ],
+    )
     result = run_notebook(image, path, RunOptions(labels=test_labels))
     statuses = [c.status for c in result.report.cells]
     assert statuses == ["same", "same", "same", "differs"]
@@ -57,8 +64,9 @@ def test_parameters_reach_the_tagged_cell(shared_image, make_notebook, test_labe
 
 
 @pytest.mark.reliability("H1")
-def test_a_raising_notebook_is_a_new_error_and_is_saved(shared_image, make_notebook,
-                                                         test_labels) -> None:
+def test_a_raising_notebook_is_a_new_error_and_is_saved(
+    shared_image, make_notebook, test_labels
+) -> None:
     image, _ = shared_image
     path = executed_locally(make_notebook, ["x = 1", "print(x)"])
     nb = nbformat.read(path, as_version=4)
@@ -72,11 +80,13 @@ def test_a_raising_notebook_is_a_new_error_and_is_saved(shared_image, make_noteb
 
 
 @pytest.mark.reliability("C7")
-def test_an_unresolved_import_fails_with_the_module_named(shared_image, make_notebook,
-                                                          test_labels) -> None:
+def test_an_unresolved_import_fails_with_the_module_named(
+    shared_image, make_notebook, test_labels
+) -> None:
     image, _ = shared_image
-    path = executed_locally(make_notebook, ["import importlib\n"
-                                            "m = importlib.import_module('envpack_no_such_mod')"])
+    path = executed_locally(
+        make_notebook, ["import importlib\nm = importlib.import_module('envpack_no_such_mod')"]
+    )
     result = run_notebook(image, path, RunOptions(labels=test_labels))
     cell = result.report.cells[0]
     # it failed locally too, the same way: reproduced as an error
@@ -94,8 +104,9 @@ def test_a_hanging_cell_times_out(shared_image, make_notebook, test_labels) -> N
 
 
 @pytest.mark.reliability("H2")
-def test_the_overall_deadline_stops_and_removes_the_container(shared_image, make_notebook,
-                                                              test_labels, own_containers) -> None:
+def test_the_overall_deadline_stops_and_removes_the_container(
+    shared_image, make_notebook, test_labels, own_containers
+) -> None:
     image, _ = shared_image
     path = make_notebook([("import time\ntime.sleep(120)", [])])
     started = time.monotonic()
@@ -124,9 +135,9 @@ def test_out_of_memory_names_the_limit(shared_image, make_notebook, test_labels)
 
 
 @pytest.mark.reliability("H9", "E6")
-def test_container_is_locked_down_and_gets_no_server_secrets(docker_client, shared_image,
-                                                             make_notebook, test_labels,
-                                                             monkeypatch, own_containers) -> None:
+def test_container_is_locked_down_and_gets_no_server_secrets(
+    docker_client, shared_image, make_notebook, test_labels, monkeypatch, own_containers
+) -> None:
     canary = "CANARY-token-93"
     monkeypatch.setenv("JUPYTER_TOKEN", canary)
     image, _ = shared_image
@@ -158,24 +169,43 @@ def test_cli_run_contract(shared_image, make_notebook) -> None:
     image, _ = shared_image
     path = executed_locally(make_notebook, ["print(6 * 7)"])
     out = tmp_out = path.with_name("custom-out.ipynb")
-    proc = subprocess.run([sys.executable, "-m", "jupyter_envpack.cli", "run", str(path),
-                           "--image", image, "--json", "-q", "--output", str(out)],
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "jupyter_envpack.cli",
+            "run",
+            str(path),
+            "--image",
+            image,
+            "--json",
+            "-q",
+            "--output",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
     assert report["schema"] == "envpack.report/1" and report["reproduced"] is True
     assert report["cells"] == [{"index": 0, "status": "same"}]
     assert tmp_out.exists()
-    bad = subprocess.run([sys.executable, "-m", "jupyter_envpack.cli", "run", str(path), "--image",
-                          "Bad Ref"], capture_output=True, text=True, timeout=60)
+    bad = subprocess.run(
+        [sys.executable, "-m", "jupyter_envpack.cli", "run", str(path), "--image", "Bad Ref"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert bad.returncode == 2 and "invalid image reference" in bad.stderr
 
 
 @pytest.mark.reliability("H5")
 @pytest.mark.parametrize("how", ["kill", "remove"])
-def test_a_container_killed_from_outside_is_a_clear_failure(docker_client, shared_image,
-                                                           make_notebook, test_labels,
-                                                           own_containers, how: str) -> None:
+def test_a_container_killed_from_outside_is_a_clear_failure(
+    docker_client, shared_image, make_notebook, test_labels, own_containers, how: str
+) -> None:
     image, _ = shared_image
     path = make_notebook([("import time\ntime.sleep(60)", [])])
 

@@ -15,8 +15,10 @@ from jupyter_envpack.errors import EngineError
 pytestmark = pytest.mark.docker
 TEST_REGISTRY = os.environ.get("ENVPACK_TEST_REGISTRY", "127.0.0.1:5000")
 
-CELLS = [("n = 2", []),
-         ("print(n * 21)", [{"output_type": "stream", "name": "stdout", "text": "42\n"}])]
+CELLS = [
+    ("n = 2", []),
+    ("print(n * 21)", [{"output_type": "stream", "name": "stdout", "text": "42\n"}]),
+]
 
 
 @pytest.fixture
@@ -53,7 +55,8 @@ def parameterised(make_notebook, name):
 
 
 def test_build_is_cached_then_run_reproduces_and_parameters_change_outputs(
-        ip, make_notebook, test_base_image, built_images, capsys):
+    ip, make_notebook, test_base_image, built_images, capsys
+):
     nb = parameterised(make_notebook, "magic_build.ipynb")
     opts = f"--notebook {nb} --base-image {test_base_image}"
 
@@ -82,23 +85,33 @@ def test_unreachable_engine_is_a_short_error(ip, make_notebook, monkeypatch):
     assert err.value._render_traceback_()[1].startswith("hint: start Docker")
 
 
-def test_notebook_using_the_magics_runs_headless_with_nbclient(make_notebook, test_base_image,
-                                                               built_images, tmp_path):
+def test_notebook_using_the_magics_runs_headless_with_nbclient(
+    make_notebook, test_base_image, built_images, tmp_path
+):
     # Given a notebook whose own cells call the magics on itself (no widget frontend)
     from nbclient import NotebookClient
 
     magic = f"%envpack {{}} --notebook headless.ipynb --base-image {test_base_image}"
-    path = make_notebook(["n = 2", "print(n * 21)", "%load_ext jupyter_envpack",
-                          "%envpack snapshot --notebook headless.ipynb",
-                          magic.format("dockerfile"), "_ = " + magic.format("build") + "\nprint(_)",
-                          magic.format("run -p n 5"), "%envpack binder --notebook headless.ipynb"],
-                         name="headless.ipynb")
+    path = make_notebook(
+        [
+            "n = 2",
+            "print(n * 21)",
+            "%load_ext jupyter_envpack",
+            "%envpack snapshot --notebook headless.ipynb",
+            magic.format("dockerfile"),
+            "_ = " + magic.format("build") + "\nprint(_)",
+            magic.format("run -p n 5"),
+            "%envpack binder --notebook headless.ipynb",
+        ],
+        name="headless.ipynb",
+    )
     nb = nbformat.read(path, as_version=4)
     nb.cells[0].metadata["tags"] = ["parameters"]
 
     # When nbclient executes it
-    NotebookClient(nb, timeout=900, kernel_name="python3",
-                   resources={"metadata": {"path": str(tmp_path)}}).execute()
+    NotebookClient(
+        nb, timeout=900, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+    ).execute()
 
     # Then every magic cell produced text output, no widget, no error
     outputs = [c.outputs for c in nb.cells]
@@ -107,13 +120,15 @@ def test_notebook_using_the_magics_runs_headless_with_nbclient(make_notebook, te
     assert "application/vnd.jupyter.widget-view+json" not in mimes
 
     def text(i):
-        return "".join(o.get("text", "") or o.get("data", {}).get("text/plain", "")
-                       for o in outputs[i])
+        return "".join(
+            o.get("text", "") or o.get("data", {}).get("text/plain", "") for o in outputs[i]
+        )
 
     assert "headless.ipynb — Python 3." in text(3)
     assert f"FROM {test_base_image}" in text(4)
-    image = next(line.split(": ", 1)[1] for line in text(5).splitlines()
-                 if line.startswith("image: "))
+    image = next(
+        line.split(": ", 1)[1] for line in text(5).splitlines() if line.startswith("image: ")
+    )
     built_images.append(image)
     # (the saved file has no outputs: every cell is "skipped"; the magic cells are not rerun)
     assert "▸ run: starting" in text(6) and "reproduced" in text(6).splitlines()
@@ -122,19 +137,27 @@ def test_notebook_using_the_magics_runs_headless_with_nbclient(make_notebook, te
     assert "<table>" in html
 
 
-def test_widget_progress_in_a_real_kernel(make_notebook, test_base_image, built_images,
-                                          tmp_path):
+def test_widget_progress_in_a_real_kernel(make_notebook, test_base_image, built_images, tmp_path):
     # Given a build cell that asks for widgets in a real kernel (nbclient records widget state)
     from nbclient import NotebookClient
 
-    path = make_notebook(["%load_ext jupyter_envpack",
-                          f"%envpack build --widgets --notebook widgets.ipynb "
-                          f"--base-image {test_base_image}"], name="widgets.ipynb")
+    path = make_notebook(
+        [
+            "%load_ext jupyter_envpack",
+            f"%envpack build --widgets --notebook widgets.ipynb --base-image {test_base_image}",
+        ],
+        name="widgets.ipynb",
+    )
     nb = nbformat.read(path, as_version=4)
 
     # When it runs
-    NotebookClient(nb, timeout=900, kernel_name="python3", store_widget_state=True,
-                   resources={"metadata": {"path": str(tmp_path)}}).execute()
+    NotebookClient(
+        nb,
+        timeout=900,
+        kernel_name="python3",
+        store_widget_state=True,
+        resources={"metadata": {"path": str(tmp_path)}},
+    ).execute()
 
     # Then the cell shows a widget whose final state is a full, green bar and a filled log
     outputs = nb.cells[1].outputs
@@ -147,24 +170,31 @@ def test_widget_progress_in_a_real_kernel(make_notebook, test_base_image, built_
     logs = [m["value"] for m in models if m.get("_model_name") == "TextareaModel"]
     assert logs and "[build]" in logs[0]
     result = next(o for o in outputs if o.output_type == "execute_result")
-    image = next(line.split(": ", 1)[1] for line in result.data["text/plain"].splitlines()
-                 if line.startswith("image: "))
+    image = next(
+        line.split(": ", 1)[1]
+        for line in result.data["text/plain"].splitlines()
+        if line.startswith("image: ")
+    )
     built_images.append(image)
 
 
 @pytest.mark.swarm
 @pytest.mark.registry
 def test_submit_runs_the_notebook_as_a_swarm_job_and_jobs_lists_it(
-        ip, make_notebook, test_base_image, built_images, docker_client, tmp_path, monkeypatch):
+    ip, make_notebook, test_base_image, built_images, docker_client, tmp_path, monkeypatch
+):
     # The swarm may have several nodes: the job pulls its image from the test registry.
     if docker_client.info().get("Swarm", {}).get("ControlAvailable") is not True:
         pytest.fail("this engine is not a swarm manager (CI runs .ci/swarm-up)")
     monkeypatch.setenv("ENVPACK_JOBS_DB", str(tmp_path / "jobs.sqlite"))
     nb = parameterised(make_notebook, "magic_job.ipynb")
     try:
-        job = ip.run_line_magic("envpack", f"submit --notebook {nb} --backend swarm --wait "
-                                           f"-p n 4 --base-image {test_base_image} "
-                                           f"--registry {TEST_REGISTRY}")
+        job = ip.run_line_magic(
+            "envpack",
+            f"submit --notebook {nb} --backend swarm --wait "
+            f"-p n 4 --base-image {test_base_image} "
+            f"--registry {TEST_REGISTRY}",
+        )
         pushed = job.data.record.image
         assert pushed.startswith(f"{TEST_REGISTRY}/envpack/magic-job:")
         built_images.extend([pushed, pushed.removeprefix(f"{TEST_REGISTRY}/")])
@@ -189,17 +219,24 @@ def _job_ids(tmp_path):
         return db.execute("SELECT id FROM jobs").fetchall()
 
 
-def test_a_notebook_using_the_magics_reproduces_in_its_container(ip, make_notebook,
-                                                                test_base_image, built_images,
-                                                                tmp_path):
+def test_a_notebook_using_the_magics_reproduces_in_its_container(
+    ip, make_notebook, test_base_image, built_images, tmp_path
+):
     # Given a notebook that uses the magics, executed and saved with its outputs
     from nbclient import NotebookClient
 
-    path = make_notebook(["%load_ext jupyter_envpack", "print(6 * 7)",
-                          "%envpack dockerfile --notebook selfref.ipynb"], name="selfref.ipynb")
+    path = make_notebook(
+        [
+            "%load_ext jupyter_envpack",
+            "print(6 * 7)",
+            "%envpack dockerfile --notebook selfref.ipynb",
+        ],
+        name="selfref.ipynb",
+    )
     nb = nbformat.read(path, as_version=4)
-    NotebookClient(nb, timeout=120, kernel_name="python3",
-                   resources={"metadata": {"path": str(tmp_path)}}).execute()
+    NotebookClient(
+        nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+    ).execute()
     nbformat.write(nb, path)
 
     # When it is rerun in its image from the magics

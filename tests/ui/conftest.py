@@ -27,8 +27,14 @@ import nbformat
 import pytest
 
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 ARTIFACTS = Path(__file__).parent / "artifacts"
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
@@ -76,8 +82,11 @@ def _free_port() -> int:
 
 def _write_notebook(root: Path, name: str, cells: list[str]) -> None:
     nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
-                                 "language": "python"}
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
     nb.metadata["language_info"] = {"name": "python"}
     nb.cells = [nbformat.v4.new_code_cell(src) for src in cells]
     nb.cells[0].metadata["tags"] = ["parameters"]
@@ -121,15 +130,17 @@ def _remove_docker_objects(lab: Lab) -> None:
     for op_id in ids:
         label = f"label=org.jupyter.envpack.operation={op_id}"
         for listing, remove in ((["ps", "-aq"], ["rm", "-f"]), (["images", "-q"], ["rmi", "-f"])):
-            found = subprocess.run(["docker", *listing, "--filter", label], capture_output=True,
-                                   text=True, check=False).stdout.split()
+            found = subprocess.run(
+                ["docker", *listing, "--filter", label], capture_output=True, text=True, check=False
+            ).stdout.split()
             if found:
                 subprocess.run(["docker", *remove, *found], capture_output=True, check=False)
 
 
 @contextmanager
-def _running_lab(base: Path, base_image: str, extra_env: dict[str, str] | None = None
-                 ) -> Iterator[Lab]:
+def _running_lab(
+    base: Path, base_image: str, extra_env: dict[str, str] | None = None
+) -> Iterator[Lab]:
     """Run ``jupyter lab`` with jupyter-envpack on a free port in ``base``; stop it on exit."""
     root, settings = base / "root", base / "settings"
     root.mkdir()
@@ -137,17 +148,31 @@ def _running_lab(base: Path, base_image: str, extra_env: dict[str, str] | None =
     _write_notebook(root, "demo.ipynb", NOTEBOOK_CELLS)
     _write_notebook(root, "markup.ipynb", MARKUP_CELLS)
     _write_settings(settings, base_image)
-    env = {**os.environ, "JUPYTER_CONFIG_DIR": str(base / "config"),
-           "JUPYTER_DATA_DIR": str(base / "data"), "JUPYTERLAB_SETTINGS_DIR": str(settings),
-           "JUPYTERLAB_WORKSPACES_DIR": str(base / "workspaces"),
-           "JUPYTER_RUNTIME_DIR": str(base / "rt"), **(extra_env or {})}
+    env = {
+        **os.environ,
+        "JUPYTER_CONFIG_DIR": str(base / "config"),
+        "JUPYTER_DATA_DIR": str(base / "data"),
+        "JUPYTERLAB_SETTINGS_DIR": str(settings),
+        "JUPYTERLAB_WORKSPACES_DIR": str(base / "workspaces"),
+        "JUPYTER_RUNTIME_DIR": str(base / "rt"),
+        **(extra_env or {}),
+    }
     port, token = _free_port(), secrets.token_hex(16)
     log_path = base / "lab.log"
-    cmd = [sys.executable, "-m", "jupyterlab", f"--port={port}", "--ServerApp.port_retries=0",
-           "--ServerApp.ip=127.0.0.1", "--ServerApp.open_browser=False", "--allow-root",
-           f"--ServerApp.root_dir={root}", f"--IdentityProvider.token={token}",
-           "--LabApp.expose_app_in_browser=True",
-           "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "jupyterlab",
+        f"--port={port}",
+        "--ServerApp.port_retries=0",
+        "--ServerApp.ip=127.0.0.1",
+        "--ServerApp.open_browser=False",
+        "--allow-root",
+        f"--ServerApp.root_dir={root}",
+        f"--IdentityProvider.token={token}",
+        "--LabApp.expose_app_in_browser=True",
+        "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+    ]
     with open(log_path, "wb") as log:
         process = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=base)
     lab = Lab(f"http://127.0.0.1:{port}/", token, root, process, log_path)

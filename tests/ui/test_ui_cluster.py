@@ -16,15 +16,21 @@ import nbformat
 import pytest
 from test_ui_sidebar import SIDEBAR, assert_no_envpack_errors, open_notebook, shoot, show_sidebar
 
-pytestmark = [pytest.mark.ui, pytest.mark.docker, pytest.mark.swarm, pytest.mark.registry,
-              pytest.mark.slow]
+pytestmark = [
+    pytest.mark.ui,
+    pytest.mark.docker,
+    pytest.mark.swarm,
+    pytest.mark.registry,
+    pytest.mark.slow,
+]
 CLUSTER = f"{SIDEBAR} .jp-Envpack-section-Cluster"
 REGISTRY = os.environ.get("ENVPACK_TEST_REGISTRY", "127.0.0.1:5000")
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
 
-def test_submit_a_swarm_job_follow_it_and_open_the_fetched_notebook(page: Any, lab: Any,
-                                                                     docker_client: Any) -> None:
+def test_submit_a_swarm_job_follow_it_and_open_the_fetched_notebook(
+    page: Any, lab: Any, docker_client: Any
+) -> None:
     swarm = lab.api("envpack/status")["backends"].get("swarm", {})
     if not swarm.get("available"):
         message = f"swarm backend unavailable: {swarm.get('reason')}"
@@ -34,8 +40,9 @@ def test_submit_a_swarm_job_follow_it_and_open_the_fetched_notebook(page: Any, l
         # Given the notebook open, and the Cluster section offering the swarm backend
         open_notebook(page, lab)
         show_sidebar(page)
-        page.wait_for_selector(f"{CLUSTER} select option[value='swarm']:not([disabled])",
-                               state="attached")
+        page.wait_for_selector(
+            f"{CLUSTER} select option[value='swarm']:not([disabled])", state="attached"
+        )
         assert page.locator(f"{CLUSTER} select").input_value() == "swarm"
 
         # When a job is submitted with a registry and a parameter
@@ -48,7 +55,8 @@ def test_submit_a_swarm_job_follow_it_and_open_the_fetched_notebook(page: Any, l
         view.and_(page.locator("[data-operation]")).wait_for()
         op_id = view.get_attribute("data-operation")
         page.locator(f"{CLUSTER} .jp-Envpack-operation[data-state='succeeded']").wait_for(
-            timeout=300_000)
+            timeout=300_000
+        )
         op = lab.api(f"envpack/operations/{op_id}")
         assert op["kind"] == "job" and op["state"] == "succeeded", op
         assert op["options"]["registry"] == REGISTRY

@@ -21,9 +21,12 @@ SHARE = f"{SIDEBAR} .jp-Envpack-section-Share"
 
 
 def git(repo: Path, *args: str) -> str:
-    return subprocess.run(["git", "-C", str(repo), "-c", "user.email=t@example.org",
-                           "-c", "user.name=Tester", *args], check=True, capture_output=True,
-                          text=True).stdout.strip()
+    return subprocess.run(
+        ["git", "-C", str(repo), "-c", "user.email=t@example.org", "-c", "user.name=Tester", *args],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
 
 
 @pytest.fixture(scope="module")
@@ -38,8 +41,7 @@ def repo_lab(lab: Any) -> Any:
     return lab
 
 
-def test_share_shows_the_binder_link_and_writes_the_binder_folder(page: Any,
-                                                                  repo_lab: Any) -> None:
+def test_share_shows_the_binder_link_and_writes_the_binder_folder(page: Any, repo_lab: Any) -> None:
     sha = git(repo_lab.root, "rev-parse", "HEAD")
     expected = f"https://mybinder.org/v2/gh/envpack-test/demo/{sha}?urlpath=lab/tree/demo.ipynb"
 
@@ -64,7 +66,8 @@ def test_share_shows_the_binder_link_and_writes_the_binder_folder(page: Any,
 
     # Then the files are written at the repository root and the warnings follow
     page.locator(f"{SHARE} .jp-Envpack-note", has_text="Wrote binder/requirements.txt").wait_for(
-        timeout=90_000)
+        timeout=90_000
+    )
     assert (repo_lab.root / "binder" / "runtime.txt").read_text().startswith("python-3.")
     page.locator(f"{SHARE} [data-code='binder-uncommitted']").wait_for(timeout=90_000)
     assert page.locator(f"{SHARE} [data-code='binder-missing']").count() == 0

@@ -77,18 +77,21 @@ def test_sidebar_shows_environment_and_dockerfile(page: Any, lab: Any) -> None:
 
     # When "Save" is clicked in the Dockerfile section, the file lands beside the notebook
     sidebar.locator(".jp-Envpack-section-Dockerfile button", has_text="Save").click()
-    sidebar.locator(".jp-Envpack-section-Dockerfile .jp-Envpack-note",
-                    has_text="Saved Dockerfile.").wait_for()
+    sidebar.locator(
+        ".jp-Envpack-section-Dockerfile .jp-Envpack-note", has_text="Saved Dockerfile."
+    ).wait_for()
     assert (lab.root / "Dockerfile").read_text() == dockerfile.text_content()
 
     # And it is readable in the dark theme too
-    page.evaluate("window.jupyterapp.commands.execute('apputils:change-theme', "
-                  "{theme: 'JupyterLab Dark'})")
+    page.evaluate(
+        "window.jupyterapp.commands.execute('apputils:change-theme', {theme: 'JupyterLab Dark'})"
+    )
     page.wait_for_selector("body[data-jp-theme-light='false']", state="attached")
     page.wait_for_timeout(500)  # let the theme's CSS apply before the screenshot
     shoot(page, "sidebar-dark.png", SIDEBAR)
-    page.evaluate("window.jupyterapp.commands.execute('apputils:change-theme', "
-                  "{theme: 'JupyterLab Light'})")
+    page.evaluate(
+        "window.jupyterapp.commands.execute('apputils:change-theme', {theme: 'JupyterLab Light'})"
+    )
     page.wait_for_selector("body[data-jp-theme-light='true']", state="attached")
     assert_no_envpack_errors(page)
 
@@ -120,14 +123,17 @@ def test_containerise_survives_a_reload_and_shows_the_report(page: Any, lab: Any
     page.wait_for_function(
         """sel => { const s = document.querySelector(sel);
                     return s && !/\\(0 lines\\)/.test(s.textContent); }""",
-        arg=f"{RUN_OP} .jp-Envpack-log summary", timeout=120_000)
+        arg=f"{RUN_OP} .jp-Envpack-log summary",
+        timeout=120_000,
+    )
     verdict = page.locator(f"{SIDEBAR} .jp-Envpack-verdict")
     verdict.wait_for(timeout=840_000)
     op = lab.api(f"envpack/operations/{op_id}")
     assert op["state"] == "succeeded", (before["stage"], op.get("error"))
     assert verdict.inner_text() == "Reproduced", op["result"]["report"]
     statuses = page.locator(f"{SIDEBAR} .jp-Envpack-cell").evaluate_all(
-        "cells => cells.map(c => c.dataset.status)")
+        "cells => cells.map(c => c.dataset.status)"
+    )
     assert statuses == [c["status"] for c in op["result"]["report"]["cells"]]
     assert set(statuses) <= {"same", "skipped"}
     image = page.locator(f"{SIDEBAR} .jp-Envpack-section-Run .jp-Envpack-image")
@@ -186,14 +192,16 @@ def test_cancel_stops_a_running_rerun(page: Any, lab: Any) -> None:
     op_id = rerun_with(page, lab, "n = 4")
     view = page.locator(f"{RUN_OP}[data-operation='{op_id}']")
     page.locator(f"{RUN_OP}[data-operation='{op_id}'][data-state='running']").wait_for(
-        timeout=120_000)
+        timeout=120_000
+    )
 
     # When Cancel is clicked (a DELETE sent by the browser, with its XSRF header)
     view.locator(".jp-Envpack-cancel").click()
 
     # Then the operation ends cancelled, on the server and in the sidebar, without a report
     page.locator(f"{RUN_OP}[data-operation='{op_id}'][data-state='cancelled']").wait_for(
-        timeout=120_000)
+        timeout=120_000
+    )
     assert lab.api(f"envpack/operations/{op_id}")["state"] == "cancelled"
     assert view.locator(".jp-Envpack-cancel").is_hidden()
     assert page.locator(f"{SIDEBAR} .jp-Envpack-section-Run .jp-Envpack-verdict").count() == 0
@@ -238,8 +246,9 @@ def test_html_in_outputs_is_shown_as_text(page: Any, lab: Any) -> None:
     assert lab.api(f"envpack/operations/{op_id}")["state"] == "succeeded"
 
 
-def test_an_unreachable_docker_engine_is_a_readable_message(page: Any,
-                                                            dead_engine_lab: Any) -> None:
+def test_an_unreachable_docker_engine_is_a_readable_message(
+    page: Any, dead_engine_lab: Any
+) -> None:
     # Given a JupyterLab whose Docker engine does not answer
     open_notebook(page, dead_engine_lab)
 
@@ -259,10 +268,12 @@ def test_an_unreachable_docker_engine_is_a_readable_message(page: Any,
     page.wait_for_function("document.querySelector('.jp-Envpack-buildButton').disabled")
     assert "Docker engine is not reachable" in (build.get_attribute("title") or "")
     assert sidebar.locator(".jp-Envpack-runButton").is_disabled()
-    page.wait_for_selector(".jp-NotebookPanel-toolbar .jp-Envpack-containeriseButton "
-                           "button[disabled], .jp-NotebookPanel-toolbar "
-                           ".jp-Envpack-containeriseButton[aria-disabled='true']",
-                           state="attached")
+    page.wait_for_selector(
+        ".jp-NotebookPanel-toolbar .jp-Envpack-containeriseButton "
+        "button[disabled], .jp-NotebookPanel-toolbar "
+        ".jp-Envpack-containeriseButton[aria-disabled='true']",
+        state="attached",
+    )
     notice = sidebar.locator(".jp-Envpack-section-Share .jp-Envpack-engineNotice")
     notice.wait_for()
     assert "Snapshot, Dockerfile and Binder still work" in notice.inner_text()
@@ -283,7 +294,8 @@ def rerun_with(page: Any, lab: Any, parameters: str) -> str:
     page.wait_for_function(
         "([sel, known]) => { const n = document.querySelector(sel);"
         " return n && n.dataset.operation && !known.includes(n.dataset.operation); }",
-        arg=[f"{SIDEBAR} .jp-Envpack-section-Run .jp-Envpack-operation", known])
+        arg=[f"{SIDEBAR} .jp-Envpack-section-Run .jp-Envpack-operation", known],
+    )
     return str(run.locator(".jp-Envpack-operation").get_attribute("data-operation"))
 
 

@@ -15,12 +15,17 @@ REMOTE = "https://github.com/envpack-test/demo"
 
 
 def git(repo: Path, *args: str) -> str:
-    return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True,
-                          text=True).stdout.strip()
+    return subprocess.run(
+        ["git", "-C", str(repo), *args], check=True, capture_output=True, text=True
+    ).stdout.strip()
 
 
-def make_spec(*pins: str, warnings: tuple[Finding, ...] = (), local: tuple[str, ...] = (),
-              python: str = "3.11.7") -> EnvSpec:
+def make_spec(
+    *pins: str,
+    warnings: tuple[Finding, ...] = (),
+    local: tuple[str, ...] = (),
+    python: str = "3.11.7",
+) -> EnvSpec:
     pkgs = [PinnedPackage(*pin.split("==")) for pin in pins]
     return EnvSpec("analysis.ipynb", python, pkgs, list(local), list(warnings))
 
@@ -63,8 +68,12 @@ def test_binder_files_pin_the_closure_and_the_python_minor():
 
 def test_apt_txt_only_when_a_package_needs_system_libraries():
     files = binder_files(make_spec("opencv-python==4.9.0.80", "PyGraphviz==1.12"))
-    assert files["apt.txt"].splitlines()[1:] == ["graphviz", "libgl1", "libgraphviz-dev",
-                                                 "pkg-config"]
+    assert files["apt.txt"].splitlines()[1:] == [
+        "graphviz",
+        "libgl1",
+        "libgraphviz-dev",
+        "pkg-config",
+    ]
 
 
 def test_clean_pushed_repository_gives_link_badges_and_no_warning(repo: Path):
@@ -78,8 +87,10 @@ def test_clean_pushed_repository_gives_link_badges_and_no_warning(repo: Path):
     info = binder_info(repo / "notes/analysis.ipynb", spec=spec)
     sha = git(repo, "rev-parse", "HEAD")
     assert info["warnings"] == []
-    assert info["link"] == f"https://mybinder.org/v2/gh/envpack-test/demo/{sha}" \
-                           "?urlpath=lab/tree/notes/analysis.ipynb"
+    assert (
+        info["link"] == f"https://mybinder.org/v2/gh/envpack-test/demo/{sha}"
+        "?urlpath=lab/tree/notes/analysis.ipynb"
+    )
     assert info["link"] in info["badges"]["markdown"] and info["link"] in info["badges"]["rst"]
     assert info["remote"] == {"provider": "gh", "url": REMOTE}
     assert info["notebook"] == "notes/analysis.ipynb" and info["ref"] == sha
@@ -113,8 +124,9 @@ def test_outdated_binder_folder_is_warned(repo: Path):
     git(repo, "commit", "-qm", "binder")
     push(repo)
     assert codes(binder_info(nb, spec=make_spec("six==1.17.0"))) == ["binder-outdated"]
-    assert codes(binder_info(nb, spec=make_spec("six==1.16.0", python="3.12.1"))) == \
-        ["binder-outdated"]
+    assert codes(binder_info(nb, spec=make_spec("six==1.16.0", python="3.12.1"))) == [
+        "binder-outdated"
+    ]
 
 
 def test_no_git_repository(tmp_path: Path, make_notebook):
@@ -143,9 +155,14 @@ def test_private_remote_never_leaks_its_token(repo: Path):
 
 
 def test_unpinnable_packages_and_old_python_are_warned(repo: Path):
-    spec = make_spec("six==1.16.0", python="3.7.9", warnings=(
-        Finding("editable-install", "mylib is installed in editable mode"),
-        Finding("unresolved-import", "no distribution provides foo")))
+    spec = make_spec(
+        "six==1.16.0",
+        python="3.7.9",
+        warnings=(
+            Finding("editable-install", "mylib is installed in editable mode"),
+            Finding("unresolved-import", "no distribution provides foo"),
+        ),
+    )
     info = binder_info(repo / "notes/analysis.ipynb", spec=spec)
     assert codes(info)[-2:] == ["editable-install", "python-unsupported"]
     assert "unresolved-import" not in codes(info)
@@ -155,8 +172,9 @@ def test_branch_and_explicit_ref(repo: Path):
     nb = repo / "notes/analysis.ipynb"
     assert binder_info(nb, snapshot=False, branch=True)["ref"] == "main"
     info = binder_info(nb, snapshot=False, ref="release/v1 #2", host="https://hub.example.org")
-    assert info["link"].startswith("https://hub.example.org/v2/gh/envpack-test/demo/"
-                                   "release%2Fv1%20%232?urlpath=")
+    assert info["link"].startswith(
+        "https://hub.example.org/v2/gh/envpack-test/demo/release%2Fv1%20%232?urlpath="
+    )
     with pytest.raises(InputError):
         binder_info(nb, snapshot=False, host="javascript:alert(1)")
 
@@ -164,8 +182,9 @@ def test_branch_and_explicit_ref(repo: Path):
 def test_dot_binder_folder_is_warned(repo: Path):
     (repo / ".binder").mkdir()
     push(repo)
-    assert codes(binder_info(repo / "notes/analysis.ipynb", spec=make_spec())) == \
-        ["dotbinder-folder"]
+    assert codes(binder_info(repo / "notes/analysis.ipynb", spec=make_spec())) == [
+        "dotbinder-folder"
+    ]
 
 
 def test_stale_generated_apt_txt_is_removed_but_a_hand_written_one_is_kept(repo: Path):
@@ -200,7 +219,6 @@ def test_ignored_notebook_is_warned(repo: Path, make_notebook):
     info = binder_info(nb, snapshot=False)
     assert codes(info)[0] == "notebook-ignored"
     assert "git add -f -- scratch/draft.ipynb" in info["warnings"][0]["hint"]
-
 
 
 def test_unwritable_binder_file_is_a_clean_error(repo: Path):

@@ -24,15 +24,21 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def repo2docker_dockerfile(repo: Path) -> tuple[str, str]:
-    res = subprocess.run(["repo2docker", "--no-build", "--debug", "--", str(repo)],
-                         capture_output=True, text=True, timeout=120, check=False)
+    res = subprocess.run(
+        ["repo2docker", "--no-build", "--debug", "--", str(repo)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert res.returncode == 0, res.stderr
     return res.stdout, res.stderr
 
 
 @pytest.mark.parametrize("python", ["3.11.7", "3.10.14"])
-def test_repo2docker_picks_python_buildpack_version_and_pins(tmp_path: Path, make_notebook,
-                                                             python: str):
+def test_repo2docker_picks_python_buildpack_version_and_pins(
+    tmp_path: Path, make_notebook, python: str
+):
     # Given a repository with decoys Binder must ignore once binder/ exists
     repo = tmp_path / "repo"
     nb = make_notebook(["import numpy, cv2, six"], folder=repo, name="analysis.ipynb")
@@ -51,8 +57,10 @@ def test_repo2docker_picks_python_buildpack_version_and_pins(tmp_path: Path, mak
     # repo2docker escapes the build-script file names ("." → "-2e", "-" → "-2d")
     unescaped = re.sub(r"-([0-9a-f]{2})", lambda m: chr(int(m[1], 16)), dockerfile)
     assert f"/environment.py-{minor}-linux-64.lock" in unescaped
-    assert "COPY --chown=0:0 src/binder/requirements.txt ${REPO_DIR}/binder/requirements.txt" \
+    assert (
+        "COPY --chown=0:0 src/binder/requirements.txt ${REPO_DIR}/binder/requirements.txt"
         in dockerfile
+    )
     assert 'pip install --no-cache-dir -r "binder/requirements.txt"' in dockerfile
     assert "mamba env update" not in dockerfile and "FROM scratch" not in dockerfile
     assert "apt-get install --yes --no-install-recommends libgl1" in dockerfile
@@ -89,8 +97,11 @@ def test_real_snapshot_closure_reaches_repo2docker(tmp_path: Path, make_notebook
     # Then the kernel's X.Y is used and the file installed holds the whole pinned closure
     assert f"Building conda environment for python={spec.python_minor}" in log
     assert 'pip install --no-cache-dir -r "binder/requirements.txt"' in dockerfile
-    pins = [line for line in (repo / "binder/requirements.txt").read_text().splitlines()
-            if not line.startswith("#")]
+    pins = [
+        line
+        for line in (repo / "binder/requirements.txt").read_text().splitlines()
+        if not line.startswith("#")
+    ]
     assert pins == spec.requirements_lines()
     assert any(p.startswith("packaging==") for p in pins)
     assert not (repo / "binder/apt.txt").exists()

@@ -30,8 +30,9 @@ IMAGE = "envpack/nb:0123456789abcdef0123"
 
 def result_log(notebook: dict[str, Any]) -> str:
     blob = base64.b64encode(gzip.compress(json.dumps(notebook).encode())).decode()
-    return ("progress\n----- ENVPACK RESULT BEGIN -----\n" + blob
-            + "\n----- ENVPACK RESULT END -----\n")
+    return (
+        "progress\n----- ENVPACK RESULT BEGIN -----\n" + blob + "\n----- ENVPACK RESULT END -----\n"
+    )
 
 
 class FakeBackend:
@@ -66,8 +67,14 @@ class FakeBackend:
 
     def logs(self, handle: str, tail: int | None = None) -> str:
         spec = self.jobs[handle]["spec"]
-        cell = {"cell_type": "code", "id": "c", "metadata": {}, "execution_count": 1,
-                "source": spec.parameters_cell or "", "outputs": []}
+        cell = {
+            "cell_type": "code",
+            "id": "c",
+            "metadata": {},
+            "execution_count": 1,
+            "source": spec.parameters_cell or "",
+            "outputs": [],
+        }
         return result_log({"nbformat": 4, "nbformat_minor": 5, "metadata": {}, "cells": [cell]})
 
     def cancel(self, handle: str) -> None:
@@ -83,8 +90,16 @@ def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     FakeBackend.cancelled.clear()
     config_dir = tmp_path / "config"
     config_dir.mkdir()
-    (config_dir / "jupyter_envpack_config.json").write_text(json.dumps({"EnvPack": {
-        "cluster_backends": {"fake": f"{__name__}:FakeBackend"}, "default_backend": "fake"}}))
+    (config_dir / "jupyter_envpack_config.json").write_text(
+        json.dumps(
+            {
+                "EnvPack": {
+                    "cluster_backends": {"fake": f"{__name__}:FakeBackend"},
+                    "default_backend": "fake",
+                }
+            }
+        )
+    )
     monkeypatch.setenv("JUPYTER_CONFIG_DIR", str(config_dir))
     monkeypatch.setenv("ENVPACK_JOBS_DB", str(tmp_path / "jobs.sqlite"))
     monkeypatch.setattr(jobs.time, "sleep", lambda s: None)
@@ -100,13 +115,13 @@ def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
 
 def notebook(tmp_path: Path) -> Path:
     path = tmp_path / "analysis.ipynb"
-    path.write_text(json.dumps({"nbformat": 4, "nbformat_minor": 5, "metadata": {},
-                                "cells": []}))
+    path.write_text(json.dumps({"nbformat": 4, "nbformat_minor": 5, "metadata": {}, "cells": []}))
     return path
 
 
 def test_cli_submit_then_jobs_logs_fetch_cancel_across_invocations(
-        isolated: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    isolated: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     nb = notebook(isolated)
     code, out, _ = cli(capsys, "submit", str(nb), "--image", IMAGE, "-p", "n", "3")
     assert code == 0
@@ -121,8 +136,9 @@ def test_cli_submit_then_jobs_logs_fetch_cancel_across_invocations(
 
     code, out, _ = cli(capsys, "logs", job_id[:6])
     assert code == 0 and out.splitlines() == [
-        "progress", "[the executed notebook: 1 lines of gzip+base64 — `jupyter envpack fetch ID` "
-        "writes it]"]
+        "progress",
+        "[the executed notebook: 1 lines of gzip+base64 — `jupyter envpack fetch ID` writes it]",
+    ]
     code, out, _ = cli(capsys, "logs", job_id, "--raw")
     assert code == 0 and "ENVPACK RESULT BEGIN" in out
     target = isolated / "out" / "executed.ipynb"
@@ -145,8 +161,9 @@ def test_cli_cancel_stops_a_running_job(isolated: Path, capsys: pytest.CaptureFi
 
 
 @pytest.mark.parametrize(("exit_code", "cli_code"), [(0, 0), (3, 1)])
-def test_cli_submit_wait_fetches_the_notebook(isolated: Path, capsys: pytest.CaptureFixture[str],
-                                              exit_code: int, cli_code: int) -> None:
+def test_cli_submit_wait_fetches_the_notebook(
+    isolated: Path, capsys: pytest.CaptureFixture[str], exit_code: int, cli_code: int
+) -> None:
     FakeBackend.plan["exit_code"] = exit_code
     nb = notebook(isolated)
     code, _, err = cli(capsys, "submit", str(nb), "--image", IMAGE, "--wait")
@@ -161,20 +178,44 @@ def test_a_failed_job_puts_its_log_tail_into_the_events(isolated: Path) -> None:
 
     FakeBackend.plan["exit_code"] = 5
     events: list[Any] = []
-    done = jobs.submit(str(notebook(isolated)), SubmitOptions(backend="fake"), image=IMAGE,
-                       wait=True, reporter=events.append, config=load_envpack_config())
+    done = jobs.submit(
+        str(notebook(isolated)),
+        SubmitOptions(backend="fake"),
+        image=IMAGE,
+        wait=True,
+        reporter=events.append,
+        config=load_envpack_config(),
+    )
     assert done.status is not None and done.status.reason == "kernel-died"
     logged = [e.message for e in events if e.kind == "log"]
     assert logged[0] == "progress" and "executed notebook" in logged[-1]
 
 
 def test_cli_dry_run_prints_valid_kubernetes_yaml_and_contacts_nothing(
-        isolated: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = cli(capsys, "submit", str(notebook(isolated)), "--image", IMAGE,
-                       "--backend", "kubernetes", "--registry", "registry.example:5000",
-                       "--schedule", "0 6 * * *", "--timezone", "Europe/Paris",
-                       "--namespace", "science", "--kubeconfig", str(isolated / "none"),
-                       "--image-pull-secret", "regcred", "--dry-run")
+    isolated: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = cli(
+        capsys,
+        "submit",
+        str(notebook(isolated)),
+        "--image",
+        IMAGE,
+        "--backend",
+        "kubernetes",
+        "--registry",
+        "registry.example:5000",
+        "--schedule",
+        "0 6 * * *",
+        "--timezone",
+        "Europe/Paris",
+        "--namespace",
+        "science",
+        "--kubeconfig",
+        str(isolated / "none"),
+        "--image-pull-secret",
+        "regcred",
+        "--dry-run",
+    )
     assert code == 0
     (cron,) = list(yaml.safe_load_all(out))
     kubernetes_validate.validate(cron, "1.30.0", strict=True)
@@ -183,33 +224,57 @@ def test_cli_dry_run_prints_valid_kubernetes_yaml_and_contacts_nothing(
     assert not (isolated / "jobs.sqlite").exists() or not JobIndex().list()
 
 
-def test_cli_dry_run_prints_the_swarm_service(isolated: Path,
-                                              capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = cli(capsys, "submit", str(notebook(isolated)), "--image", IMAGE, "--backend",
-                       "swarm", "--constraint", "node.role==worker", "--memory", "1g",
-                       "--memory-request", "256m", "--cpu", "2", "--cpu-request", "0.5",
-                       "--dry-run")
+def test_cli_dry_run_prints_the_swarm_service(
+    isolated: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = cli(
+        capsys,
+        "submit",
+        str(notebook(isolated)),
+        "--image",
+        IMAGE,
+        "--backend",
+        "swarm",
+        "--constraint",
+        "node.role==worker",
+        "--memory",
+        "1g",
+        "--memory-request",
+        "256m",
+        "--cpu",
+        "2",
+        "--cpu-request",
+        "0.5",
+        "--dry-run",
+    )
     service = yaml.safe_load(out)
-    assert code == 0 and service["Mode"] == {"ReplicatedJob": {"MaxConcurrent": 1,
-                                                               "TotalCompletions": 1}}
+    assert code == 0 and service["Mode"] == {
+        "ReplicatedJob": {"MaxConcurrent": 1, "TotalCompletions": 1}
+    }
     resources = service["TaskTemplate"]["Resources"]
     assert resources["Limits"] == {"MemoryBytes": 2**30, "NanoCPUs": 2 * 10**9, "Pids": 1024}
     assert resources["Reservations"] == {"MemoryBytes": 256 * 2**20, "NanoCPUs": 5 * 10**8}
 
 
 @pytest.mark.reliability("I7")
-@pytest.mark.parametrize(("extra", "message"), [
-    (["--backend", "swarm", "--schedule", "0 6 * * *"], "kubernetes backend"),
-    (["--backend", "kubernetes", "--schedule", "*/30 * * * * *"], "minute resolution"),
-    (["--backend", "kubernetes", "--schedule", "@daily", "--timezone", "Nowhere/Else"],
-     "time zone"),
-    (["--registry", "Not A Registry"], "invalid registry"),
-    (["--registry-user", "u"], "needs a password"),
-    (["--memory", "1g", "--memory-request", "2g"], "larger than --memory"),
-    (["--cpu", "-1"], "must be positive"),
-])
-def test_cli_bad_options_are_clear_errors(isolated: Path, capsys: pytest.CaptureFixture[str],
-                                          extra: list[str], message: str) -> None:
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--backend", "swarm", "--schedule", "0 6 * * *"], "kubernetes backend"),
+        (["--backend", "kubernetes", "--schedule", "*/30 * * * * *"], "minute resolution"),
+        (
+            ["--backend", "kubernetes", "--schedule", "@daily", "--timezone", "Nowhere/Else"],
+            "time zone",
+        ),
+        (["--registry", "Not A Registry"], "invalid registry"),
+        (["--registry-user", "u"], "needs a password"),
+        (["--memory", "1g", "--memory-request", "2g"], "larger than --memory"),
+        (["--cpu", "-1"], "must be positive"),
+    ],
+)
+def test_cli_bad_options_are_clear_errors(
+    isolated: Path, capsys: pytest.CaptureFixture[str], extra: list[str], message: str
+) -> None:
     code, _, err = cli(capsys, "submit", str(notebook(isolated)), "--image", IMAGE, *extra)
     assert code == 2 and message in err
 
@@ -219,15 +284,20 @@ def test_a_refused_submit_is_recorded_as_failed(isolated: Path) -> None:
     from jupyter_envpack.config import load_envpack_config
 
     with pytest.raises(ClusterError):
-        jobs.submit(str(notebook(isolated)), SubmitOptions(backend="fake"), image=IMAGE,
-                    config=load_envpack_config())
+        jobs.submit(
+            str(notebook(isolated)),
+            SubmitOptions(backend="fake"),
+            image=IMAGE,
+            config=load_envpack_config(),
+        )
     (record,) = JobIndex().list()
     assert (record.state, record.reason) == ("failed", "submit-failed")
 
 
 @pytest.mark.reliability("E1")
-def test_registry_password_never_reaches_the_index(isolated: Path,
-                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_registry_password_never_reaches_the_index(
+    isolated: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     canary = uuid.uuid4().hex
     seen: list[Any] = []
 
@@ -238,8 +308,9 @@ def test_registry_password_never_reaches_the_index(isolated: Path,
     monkeypatch.setattr(jobs, "push_image", fake_push)
     from jupyter_envpack.config import load_envpack_config
 
-    opts = SubmitOptions(backend="fake", registry="127.0.0.1:5000",
-                         registry_auth=RegistryAuth("u", canary))
+    opts = SubmitOptions(
+        backend="fake", registry="127.0.0.1:5000", registry_auth=RegistryAuth("u", canary)
+    )
     done = jobs.submit(str(notebook(isolated)), opts, image=IMAGE, config=load_envpack_config())
     assert seen[0].password == canary and canary not in repr(opts)
     dump = "\n".join(sqlite3.connect(isolated / "jobs.sqlite").iterdump())
@@ -267,11 +338,14 @@ def test_index_ids_prefixes_and_final_states(isolated: Path) -> None:
 @pytest.mark.reliability("I6")
 def test_racing_final_states_make_exactly_one_transition(isolated: Path) -> None:
     index = JobIndex()
-    index.add(JobRecord(id="feed01", backend="fake", notebook="a.ipynb", image=IMAGE,
-                        state="running"))
+    index.add(
+        JobRecord(id="feed01", backend="fake", notebook="a.ipynb", image=IMAGE, state="running")
+    )
     wins: list[bool] = []
-    statuses = [JobStatus(JobState.SUCCEEDED, "completed", ""),
-                JobStatus(JobState.CANCELLED, "cancelled", "")] * 10
+    statuses = [
+        JobStatus(JobState.SUCCEEDED, "completed", ""),
+        JobStatus(JobState.CANCELLED, "cancelled", ""),
+    ] * 10
 
     def record(status: JobStatus) -> None:
         wins.append(index.record_status("feed01", status))
@@ -313,8 +387,10 @@ class FakeOp:
 def test_job_kind_runs_follows_and_resumes(isolated: Path) -> None:
     from jupyter_envpack.cluster.operation import job_kind, resume_job
 
-    op = FakeOp(isolated, job_kind.validate({"image": IMAGE, "parameters": {"n": 5},
-                                             "output": "out/run.ipynb"}))
+    op = FakeOp(
+        isolated,
+        job_kind.validate({"image": IMAGE, "parameters": {"n": 5}, "output": "out/run.ipynb"}),
+    )
     result = job_kind.run(op, lambda e: None, jobs.CancelToken())
     assert result["state"] == "succeeded" and result["output_path"] == "out/run.ipynb"
     assert result["job_id"] == op.id[:12]
@@ -341,9 +417,17 @@ def test_job_kind_failures(isolated: Path) -> None:
     lost.handle["handle"] = "fake/gone"
     with pytest.raises(LostError):
         resume_job(lost, lambda e: None, jobs.CancelToken())
-    for bad in ({"nope": 1}, {"memory": True}, {"memory": [1]}, {"cpu": "2"}, {"wait": "yes"},
-                {"constraints": "node.role==worker"}, {"image": "Bad Image"},
-                {"parameters": {"x y": 1}}, {"schedule": "* * *"}):
+    for bad in (
+        {"nope": 1},
+        {"memory": True},
+        {"memory": [1]},
+        {"cpu": "2"},
+        {"wait": "yes"},
+        {"constraints": "node.role==worker"},
+        {"image": "Bad Image"},
+        {"parameters": {"x y": 1}},
+        {"schedule": "* * *"},
+    ):
         with pytest.raises(InputError):
             job_kind.validate(bad)
 
@@ -357,14 +441,17 @@ def test_backend_availability_says_why(isolated: Path, monkeypatch: pytest.Monke
     inactive = type("Client", (), {"info": lambda self: {"Swarm": {"LocalNodeState": "inactive"}}})
     found = jobs.backend_availability(load_envpack_config(), client=inactive())
     assert found["fake"] == {"available": True}
-    assert found["swarm"]["available"] is False and "not part of a swarm" in found["swarm"]["reason"]
+    assert (
+        found["swarm"]["available"] is False and "not part of a swarm" in found["swarm"]["reason"]
+    )
     assert found["kubernetes"]["available"] is False
     assert "KUBECONFIG" in found["kubernetes"]["hint"]
 
 
 @pytest.mark.reliability("I1")
-def test_an_unusable_backend_is_reported_before_any_build(isolated: Path,
-                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_unusable_backend_is_reported_before_any_build(
+    isolated: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("KUBECONFIG", str(isolated / "no-kubeconfig"))
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
 

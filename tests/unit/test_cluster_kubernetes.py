@@ -30,8 +30,14 @@ pytestmark = pytest.mark.k8s_fake
 NS = "science"
 JOBS = f"/apis/batch/v1/namespaces/{NS}/jobs"
 PODS = f"/api/v1/namespaces/{NS}/pods"
-SPEC = JobSpec(job_id="feedbeef", name="analysis-0123456789", image="127.0.0.1:5000/envpack/a:1",
-               notebook="analysis.ipynb", parameters_cell="n = 3\n", deadline=600)
+SPEC = JobSpec(
+    job_id="feedbeef",
+    name="analysis-0123456789",
+    image="127.0.0.1:5000/envpack/a:1",
+    notebook="analysis.ipynb",
+    parameters_cell="n = 3\n",
+    deadline=600,
+)
 HANDLE = f"{NS}/job/analysis-0123456789"
 
 
@@ -66,26 +72,47 @@ def stamp(seconds_ago: float = 0) -> str:
 
 
 def job_obj(conditions: list[dict[str, str]] | None = None, rv: str = "10") -> dict[str, Any]:
-    return {"apiVersion": "batch/v1", "kind": "Job",
-            "metadata": {"name": SPEC.name, "namespace": NS, "resourceVersion": rv},
-            "spec": {"template": {"spec": {"containers": [{"name": "notebook"}]}}},
-            "status": {"conditions": [{"lastTransitionTime": stamp(), **c}
-                                      for c in conditions or []]}}
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": SPEC.name, "namespace": NS, "resourceVersion": rv},
+        "spec": {"template": {"spec": {"containers": [{"name": "notebook"}]}}},
+        "status": {"conditions": [{"lastTransitionTime": stamp(), **c} for c in conditions or []]},
+    }
 
 
-def pod_obj(name: str, phase: str, *, waiting: str | None = None, exit_code: int | None = None,
-            age: float = 1, conditions: list[dict[str, str]] | None = None) -> dict[str, Any]:
+def pod_obj(
+    name: str,
+    phase: str,
+    *,
+    waiting: str | None = None,
+    exit_code: int | None = None,
+    age: float = 1,
+    conditions: list[dict[str, str]] | None = None,
+) -> dict[str, Any]:
     state: dict[str, Any] = {"running": {}}
     if waiting:
         state = {"waiting": {"reason": waiting, "message": f"{waiting} for the image"}}
     elif exit_code is not None:
         state = {"terminated": {"exitCode": exit_code}}
-    return {"metadata": {"name": name, "namespace": NS, "creationTimestamp": stamp(age)},
-            "spec": {"containers": [{"name": "notebook"}], "nodeName": "node-a"},
-            "status": {"phase": phase, "conditions": conditions or [],
-                       "containerStatuses": [{"name": "notebook", "image": SPEC.image,
-                                              "imageID": "", "ready": False,
-                                              "restartCount": 0, "state": state}]}}
+    return {
+        "metadata": {"name": name, "namespace": NS, "creationTimestamp": stamp(age)},
+        "spec": {"containers": [{"name": "notebook"}], "nodeName": "node-a"},
+        "status": {
+            "phase": phase,
+            "conditions": conditions or [],
+            "containerStatuses": [
+                {
+                    "name": "notebook",
+                    "image": SPEC.image,
+                    "imageID": "",
+                    "ready": False,
+                    "restartCount": 0,
+                    "state": state,
+                }
+            ],
+        },
+    }
 
 
 def pod_list(*pods: dict[str, Any]) -> dict[str, Any]:
@@ -107,7 +134,8 @@ def test_create_sends_a_valid_job_and_409_attaches(fake: HTTPServer) -> None:
 
     fake.expect_ordered_request(JOBS, method="POST").respond_with_handler(created)
     fake.expect_ordered_request(JOBS, method="POST").respond_with_json(
-        {"kind": "Status", "code": 409, "reason": "AlreadyExists"}, status=409)
+        {"kind": "Status", "code": 409, "reason": "AlreadyExists"}, status=409
+    )
     backend = backend_for(fake)
     assert backend.submit(SPEC) == HANDLE
     assert backend.submit(SPEC) == HANDLE  # resubmission attaches instead of failing
@@ -120,7 +148,8 @@ def test_create_sends_a_valid_job_and_409_attaches(fake: HTTPServer) -> None:
 def test_transient_503s_are_retried_then_succeed(fake: HTTPServer) -> None:
     for _ in range(2):
         fake.expect_ordered_request(JOBS, method="POST").respond_with_json(
-            {"kind": "Status", "code": 503}, status=503)
+            {"kind": "Status", "code": 503}, status=503
+        )
     fake.expect_ordered_request(JOBS, method="POST").respond_with_json(job_obj(), status=201)
     assert backend_for(fake).submit(SPEC) == HANDLE
     assert len(fake.log) == 3
@@ -129,7 +158,8 @@ def test_transient_503s_are_retried_then_succeed(fake: HTTPServer) -> None:
 @pytest.mark.reliability("I3")
 def test_forbidden_create_is_a_clear_failure(fake: HTTPServer) -> None:
     fake.expect_request(JOBS, method="POST").respond_with_json(
-        {"kind": "Status", "code": 403, "reason": "Forbidden"}, status=403)
+        {"kind": "Status", "code": 403, "reason": "Forbidden"}, status=403
+    )
     with pytest.raises(ClusterError, match="403") as info:
         backend_for(fake).submit(SPEC)
     assert "RBAC" in (info.value.hint or "")
@@ -159,8 +189,9 @@ def test_unreachable_api_server_fails_within_the_retry_budget() -> None:
     cfg = kubernetes.client.Configuration()
     cfg.host = f"http://127.0.0.1:{port}"
     cfg.retries = False
-    backend = KubernetesBackend(namespace=NS, api_client=kubernetes.client.ApiClient(cfg),
-                                retry_budget=1.5)
+    backend = KubernetesBackend(
+        namespace=NS, api_client=kubernetes.client.ApiClient(cfg), retry_budget=1.5
+    )
     started = time.monotonic()
     with pytest.raises(ClusterError, match="not reachable"):
         backend.submit(SPEC)
@@ -168,15 +199,19 @@ def test_unreachable_api_server_fails_within_the_retry_budget() -> None:
 
 
 @pytest.mark.reliability("I5")
-@pytest.mark.parametrize(("waiting", "age", "state", "reason"), [
-    ("ImagePullBackOff", 300, JobState.FAILED, "image-pull-failed"),
-    ("ErrImagePull", 300, JobState.FAILED, "image-pull-failed"),
-    ("ImagePullBackOff", 1, JobState.PENDING, "ImagePullBackOff"),  # within the grace period
-    ("CreateContainerConfigError", 1, JobState.FAILED, "bad-container-config"),
-    ("ContainerCreating", 1, JobState.PENDING, "ContainerCreating"),
-])
-def test_waiting_reasons_become_clear_states(fake: HTTPServer, waiting: str, age: float,
-                                             state: JobState, reason: str) -> None:
+@pytest.mark.parametrize(
+    ("waiting", "age", "state", "reason"),
+    [
+        ("ImagePullBackOff", 300, JobState.FAILED, "image-pull-failed"),
+        ("ErrImagePull", 300, JobState.FAILED, "image-pull-failed"),
+        ("ImagePullBackOff", 1, JobState.PENDING, "ImagePullBackOff"),  # within the grace period
+        ("CreateContainerConfigError", 1, JobState.FAILED, "bad-container-config"),
+        ("ContainerCreating", 1, JobState.PENDING, "ContainerCreating"),
+    ],
+)
+def test_waiting_reasons_become_clear_states(
+    fake: HTTPServer, waiting: str, age: float, state: JobState, reason: str
+) -> None:
     serve_state(fake, job_obj(), pod_list(pod_obj("p1", "Pending", waiting=waiting, age=age)))
     status = backend_for(fake, pull_grace=60).status(HANDLE)
     assert (status.state, status.reason) == (state, reason)
@@ -184,21 +219,39 @@ def test_waiting_reasons_become_clear_states(fake: HTTPServer, waiting: str, age
         assert waiting in status.message
 
 
-@pytest.mark.parametrize(("conditions", "pods", "expected"), [
-    ([{"type": "Complete", "status": "True"}],
-     [pod_obj("p1", "Succeeded", exit_code=0)], (JobState.SUCCEEDED, "completed")),
-    ([{"type": "Failed", "status": "True", "reason": "PodFailurePolicy"}],
-     [pod_obj("p1", "Failed", exit_code=3)], (JobState.FAILED, "cell-error")),
-    ([{"type": "Failed", "status": "True", "reason": "DeadlineExceeded"}],
-     [pod_obj("p1", "Failed", exit_code=137)], (JobState.FAILED, "deadline-exceeded")),
-    ([{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded"}],
-     [], (JobState.FAILED, "job-failed")),
-    ([], [pod_obj("p1", "Running")], (JobState.RUNNING, "running")),
-    ([], [], (JobState.PENDING, "no-pod")),
-])
-def test_job_conditions_map_to_states(fake: HTTPServer, conditions: list[dict[str, str]],
-                                      pods: list[dict[str, Any]],
-                                      expected: tuple[JobState, str]) -> None:
+@pytest.mark.parametrize(
+    ("conditions", "pods", "expected"),
+    [
+        (
+            [{"type": "Complete", "status": "True"}],
+            [pod_obj("p1", "Succeeded", exit_code=0)],
+            (JobState.SUCCEEDED, "completed"),
+        ),
+        (
+            [{"type": "Failed", "status": "True", "reason": "PodFailurePolicy"}],
+            [pod_obj("p1", "Failed", exit_code=3)],
+            (JobState.FAILED, "cell-error"),
+        ),
+        (
+            [{"type": "Failed", "status": "True", "reason": "DeadlineExceeded"}],
+            [pod_obj("p1", "Failed", exit_code=137)],
+            (JobState.FAILED, "deadline-exceeded"),
+        ),
+        (
+            [{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded"}],
+            [],
+            (JobState.FAILED, "job-failed"),
+        ),
+        ([], [pod_obj("p1", "Running")], (JobState.RUNNING, "running")),
+        ([], [], (JobState.PENDING, "no-pod")),
+    ],
+)
+def test_job_conditions_map_to_states(
+    fake: HTTPServer,
+    conditions: list[dict[str, str]],
+    pods: list[dict[str, Any]],
+    expected: tuple[JobState, str],
+) -> None:
     serve_state(fake, job_obj(conditions), pod_list(*pods))
     status = backend_for(fake).status(HANDLE)
     assert (status.state, status.reason) == expected
@@ -206,9 +259,11 @@ def test_job_conditions_map_to_states(fake: HTTPServer, conditions: list[dict[st
 
 def test_a_deleted_job_is_lost_and_cancel_tolerates_404(fake: HTTPServer) -> None:
     fake.expect_request(f"{JOBS}/{SPEC.name}", method="GET").respond_with_json(
-        {"kind": "Status", "code": 404}, status=404)
+        {"kind": "Status", "code": 404}, status=404
+    )
     fake.expect_request(f"{JOBS}/{SPEC.name}", method="DELETE").respond_with_json(
-        {"kind": "Status", "code": 404}, status=404)
+        {"kind": "Status", "code": 404}, status=404
+    )
     backend = backend_for(fake)
     assert backend.status(HANDLE).state is JobState.LOST
     backend.cancel(HANDLE)  # already gone: fine
@@ -219,8 +274,11 @@ def test_cancel_deletes_in_the_background(fake: HTTPServer) -> None:
 
     def deleted(request: Request) -> Response:
         seen.append(json.loads(request.get_data()))
-        return Response(json.dumps({"kind": "Status", "status": "Success"}), 200,
-                        content_type="application/json")
+        return Response(
+            json.dumps({"kind": "Status", "status": "Success"}),
+            200,
+            content_type="application/json",
+        )
 
     fake.expect_request(f"{JOBS}/{SPEC.name}", method="DELETE").respond_with_handler(deleted)
     backend_for(fake).cancel(HANDLE)
@@ -230,9 +288,18 @@ def test_cancel_deletes_in_the_background(fake: HTTPServer) -> None:
 @pytest.mark.reliability("I3")
 def test_watch_restarts_after_410_gone(fake: HTTPServer) -> None:
     watches: list[dict[str, str]] = []
-    expired = {"type": "ERROR", "object": {"kind": "Status", "apiVersion": "v1", "metadata": {},
-                                           "status": "Failure", "reason": "Expired",
-                                           "message": "too old resource version", "code": 410}}
+    expired = {
+        "type": "ERROR",
+        "object": {
+            "kind": "Status",
+            "apiVersion": "v1",
+            "metadata": {},
+            "status": "Failure",
+            "reason": "Expired",
+            "message": "too old resource version",
+            "code": 410,
+        },
+    }
     modified = {"type": "MODIFIED", "object": job_obj(rv="42")}
 
     def watch(request: Request) -> Response:
@@ -244,8 +311,11 @@ def test_watch_restarts_after_410_gone(fake: HTTPServer) -> None:
     serve_state(fake, job_obj(rv="5"), running)
     fake.expect_request(JOBS, method="GET").respond_with_handler(watch)
     serve_state(fake, job_obj(rv="6"), running)
-    serve_state(fake, job_obj([{"type": "Complete", "status": "True"}]),
-                pod_list(pod_obj("p1", "Succeeded", exit_code=0)))
+    serve_state(
+        fake,
+        job_obj([{"type": "Complete", "status": "True"}]),
+        pod_list(pod_obj("p1", "Succeeded", exit_code=0)),
+    )
     status = backend_for(fake).wait(HANDLE, timeout=20, watch_seconds=2)
     assert status.state is JobState.SUCCEEDED
     assert len(watches) == 2
@@ -257,15 +327,27 @@ def test_watch_restarts_after_410_gone(fake: HTTPServer) -> None:
 
 @pytest.mark.reliability("I6")
 def test_evicted_pod_then_success_is_one_success_with_the_right_log(fake: HTTPServer) -> None:
-    evicted = pod_obj("p1", "Failed", exit_code=137, age=30,
-                      conditions=[{"type": "DisruptionTarget", "status": "True",
-                                   "reason": "EvictionByEvictionAPI"}])
+    evicted = pod_obj(
+        "p1",
+        "Failed",
+        exit_code=137,
+        age=30,
+        conditions=[
+            {"type": "DisruptionTarget", "status": "True", "reason": "EvictionByEvictionAPI"}
+        ],
+    )
     states = []
     serve_state(fake, job_obj(), pod_list(pod_obj("p1", "Running", age=30)))
-    serve_state(fake, job_obj(), pod_list(evicted, pod_obj("p2", "Pending", age=1,
-                                                           waiting="ContainerCreating")))
-    serve_state(fake, job_obj([{"type": "Complete", "status": "True"}]),
-                pod_list(evicted, pod_obj("p2", "Succeeded", exit_code=0, age=1)))
+    serve_state(
+        fake,
+        job_obj(),
+        pod_list(evicted, pod_obj("p2", "Pending", age=1, waiting="ContainerCreating")),
+    )
+    serve_state(
+        fake,
+        job_obj([{"type": "Complete", "status": "True"}]),
+        pod_list(evicted, pod_obj("p2", "Succeeded", exit_code=0, age=1)),
+    )
     backend = backend_for(fake)
     for _ in range(3):
         states.append(backend.status(HANDLE).state)
@@ -275,7 +357,8 @@ def test_evicted_pod_then_success_is_one_success_with_the_right_log(fake: HTTPSe
     blob = base64.b64encode(gzip.compress(json.dumps(notebook).encode())).decode()
     log = f"start\n----- ENVPACK RESULT BEGIN -----\n{blob}\n----- ENVPACK RESULT END -----\n"
     fake.expect_request(PODS, method="GET").respond_with_json(
-        pod_list(evicted, pod_obj("p2", "Succeeded", exit_code=0, age=1)))
+        pod_list(evicted, pod_obj("p2", "Succeeded", exit_code=0, age=1))
+    )
     fake.expect_request(f"{PODS}/p2/log", method="GET").respond_with_data(log)
     text = backend.logs(HANDLE)
     assert text == log  # the succeeded pod's log, not the evicted one's
@@ -284,13 +367,20 @@ def test_evicted_pod_then_success_is_one_success_with_the_right_log(fake: HTTPSe
 
 
 def test_cronjob_submit_and_status(fake: HTTPServer) -> None:
-    cron_spec = JobSpec(**{**SPEC.__dict__, "name": "analysis-cron-01",
-                           "schedule": "0 6 * * *", "timezone": "UTC"})
+    cron_spec = JobSpec(
+        **{**SPEC.__dict__, "name": "analysis-cron-01", "schedule": "0 6 * * *", "timezone": "UTC"}
+    )
     path = f"/apis/batch/v1/namespaces/{NS}/cronjobs"
-    cron = {"apiVersion": "batch/v1", "kind": "CronJob",
-            "metadata": {"name": "analysis-cron-01", "namespace": NS},
-            "spec": {"schedule": "0 6 * * *", "jobTemplate": {"spec": {"template": {
-                "spec": {"containers": [{"name": "notebook"}]}}}}}, "status": {}}
+    cron = {
+        "apiVersion": "batch/v1",
+        "kind": "CronJob",
+        "metadata": {"name": "analysis-cron-01", "namespace": NS},
+        "spec": {
+            "schedule": "0 6 * * *",
+            "jobTemplate": {"spec": {"template": {"spec": {"containers": [{"name": "notebook"}]}}}},
+        },
+        "status": {},
+    }
     fake.expect_request(path, method="POST").respond_with_json(cron, status=201)
     fake.expect_request(f"{path}/analysis-cron-01", method="GET").respond_with_json(cron)
     backend = backend_for(fake)
@@ -314,15 +404,24 @@ def test_bad_handles_are_input_errors(handle: str) -> None:
         KubernetesBackend(api_client=object()).status(handle)
 
 
-def test_the_kubeconfig_file_and_its_context_namespace_are_used(fake: HTTPServer,
-                                                                tmp_path: Any) -> None:
+def test_the_kubeconfig_file_and_its_context_namespace_are_used(
+    fake: HTTPServer, tmp_path: Any
+) -> None:
     kubeconfig = tmp_path / "config"
-    kubeconfig.write_text(json.dumps({
-        "apiVersion": "v1", "kind": "Config", "current-context": "lab",
-        "clusters": [{"name": "c", "cluster": {"server": fake.url_for("").rstrip("/")}}],
-        "users": [{"name": "u", "user": {"token": "not-a-real-token"}}],
-        "contexts": [{"name": "lab", "context": {"cluster": "c", "user": "u",
-                                                 "namespace": NS}}]}))
+    kubeconfig.write_text(
+        json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "current-context": "lab",
+                "clusters": [{"name": "c", "cluster": {"server": fake.url_for("").rstrip("/")}}],
+                "users": [{"name": "u", "user": {"token": "not-a-real-token"}}],
+                "contexts": [
+                    {"name": "lab", "context": {"cluster": "c", "user": "u", "namespace": NS}}
+                ],
+            }
+        )
+    )
     seen: list[str] = []
 
     def created(request: Request) -> Response:
@@ -335,8 +434,9 @@ def test_the_kubeconfig_file_and_its_context_namespace_are_used(fake: HTTPServer
     assert seen == ["Bearer not-a-real-token"]
 
 
-def test_no_kubernetes_configuration_is_a_clear_error(tmp_path: Any,
-                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_no_kubernetes_configuration_is_a_clear_error(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
     backend = KubernetesBackend(kubeconfig=str(tmp_path / "missing"))
     with pytest.raises(ClusterError, match="no Kubernetes configuration") as info:
@@ -344,9 +444,12 @@ def test_no_kubernetes_configuration_is_a_clear_error(tmp_path: Any,
     assert "KUBECONFIG" in (info.value.hint or "")
 
 
-def test_cli_submit_jobs_logs_against_the_fake_api(fake: HTTPServer, tmp_path: Any,
-                                                   monkeypatch: pytest.MonkeyPatch,
-                                                   capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_submit_jobs_logs_against_the_fake_api(
+    fake: HTTPServer,
+    tmp_path: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     """The CLI end to end over HTTP: submit (no build, no push: the image is in the registry),
     then `jobs` and `logs` in later invocations find the job through the local index."""
     from jupyter_envpack.cli import main
@@ -354,11 +457,18 @@ def test_cli_submit_jobs_logs_against_the_fake_api(fake: HTTPServer, tmp_path: A
     monkeypatch.setenv("ENVPACK_JOBS_DB", str(tmp_path / "jobs.sqlite"))
     monkeypatch.setenv("JUPYTER_CONFIG_DIR", str(tmp_path / "no-config"))
     kubeconfig = tmp_path / "kubeconfig"
-    kubeconfig.write_text(json.dumps({
-        "apiVersion": "v1", "kind": "Config", "current-context": "lab",
-        "clusters": [{"name": "c", "cluster": {"server": fake.url_for("").rstrip("/")}}],
-        "users": [{"name": "u", "user": {"token": "t"}}],
-        "contexts": [{"name": "lab", "context": {"cluster": "c", "user": "u"}}]}))
+    kubeconfig.write_text(
+        json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "current-context": "lab",
+                "clusters": [{"name": "c", "cluster": {"server": fake.url_for("").rstrip("/")}}],
+                "users": [{"name": "u", "user": {"token": "t"}}],
+                "contexts": [{"name": "lab", "context": {"cluster": "c", "user": "u"}}],
+            }
+        )
+    )
     nb = tmp_path / "analysis.ipynb"
     nb.write_text(json.dumps({"nbformat": 4, "nbformat_minor": 5, "metadata": {}, "cells": []}))
     created: list[dict[str, Any]] = []
@@ -368,21 +478,41 @@ def test_cli_submit_jobs_logs_against_the_fake_api(fake: HTTPServer, tmp_path: A
         return Response(json.dumps(job_obj()), 201, content_type="application/json")
 
     fake.expect_request(JOBS, method="POST").respond_with_handler(create)
-    code = main(["submit", "-q", str(nb), "--backend", "kubernetes", "--namespace", NS,
-                 "--kubeconfig", str(kubeconfig), "--registry", "127.0.0.1:5000",
-                 "--image", "127.0.0.1:5000/envpack/analysis:1", "-p", "n", "7"])
+    code = main(
+        [
+            "submit",
+            "-q",
+            str(nb),
+            "--backend",
+            "kubernetes",
+            "--namespace",
+            NS,
+            "--kubeconfig",
+            str(kubeconfig),
+            "--registry",
+            "127.0.0.1:5000",
+            "--image",
+            "127.0.0.1:5000/envpack/analysis:1",
+            "-p",
+            "n",
+            "7",
+        ]
+    )
     job_id = capsys.readouterr().out.strip()
     assert code == 0 and len(job_id) == 12
     name = created[0]["metadata"]["name"]
     env = created[0]["spec"]["template"]["spec"]["containers"][0]["env"]
-    assert {"name": "ENVPACK_PARAMETERS_CELL",
-            "value": "# Parameters injected by jupyter-envpack\nn = 7\n"} in env
+    assert {
+        "name": "ENVPACK_PARAMETERS_CELL",
+        "value": "# Parameters injected by jupyter-envpack\nn = 7\n",
+    } in env
 
     done = job_obj([{"type": "Complete", "status": "True"}])
     done["metadata"]["name"] = name
     fake.expect_request(f"{JOBS}/{name}", method="GET").respond_with_json(done)
     fake.expect_request(PODS, method="GET").respond_with_json(
-        pod_list(pod_obj("p1", "Succeeded", exit_code=0)))
+        pod_list(pod_obj("p1", "Succeeded", exit_code=0))
+    )
     fake.expect_request(f"{PODS}/p1/log", method="GET").respond_with_data("hello from the pod\n")
     assert main(["jobs", "--json"]) == 0
     (listed,) = json.loads(capsys.readouterr().out)
@@ -394,7 +524,8 @@ def test_cli_submit_jobs_logs_against_the_fake_api(fake: HTTPServer, tmp_path: A
 def test_forbidden_pod_listing_is_a_clear_error(fake: HTTPServer) -> None:
     fake.expect_request(f"{JOBS}/{SPEC.name}", method="GET").respond_with_json(job_obj())
     fake.expect_request(PODS, method="GET").respond_with_json(
-        {"kind": "Status", "code": 403, "reason": "Forbidden"}, status=403)
+        {"kind": "Status", "code": 403, "reason": "Forbidden"}, status=403
+    )
     with pytest.raises(ClusterError, match="403") as info:
         backend_for(fake).status(HANDLE)
     assert "RBAC" in (info.value.hint or "")

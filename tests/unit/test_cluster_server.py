@@ -16,30 +16,44 @@ pytest_plugins = ["pytest_jupyter.jupyter_server"]
 
 @pytest.fixture
 def jp_server_config(tmp_path: Path) -> Config:
-    return Config({
-        "ServerApp": {"jpserver_extensions": {"jupyter_envpack": True,
-                                              "jupyter_server_terminals": False},
-                      "allow_unauthenticated_access": False},
-        "EnvPack": {"database_path": str(tmp_path / "ops.sqlite"),
-                    "runners": {"job": "jupyter_envpack.cluster.operation:job_kind"}},
-    })
+    return Config(
+        {
+            "ServerApp": {
+                "jpserver_extensions": {"jupyter_envpack": True, "jupyter_server_terminals": False},
+                "allow_unauthenticated_access": False,
+            },
+            "EnvPack": {
+                "database_path": str(tmp_path / "ops.sqlite"),
+                "runners": {"job": "jupyter_envpack.cluster.operation:job_kind"},
+            },
+        }
+    )
 
 
-@pytest.mark.parametrize("options", [
-    {"backend": "swarm", "schedule": "0 6 * * *"},
-    {"schedule": "*/30 * * * * *", "backend": "kubernetes"},
-    {"registry": "http://evil.example"},
-    {"parameters": {"x=1\nimport os": 1}},
-    {"memory": True},
-    {"unknown": 1},
-])
-async def test_bad_job_options_are_400_and_nothing_runs(jp_fetch: Any, jp_root_dir: Path,
-                                                        options: dict[str, Any]) -> None:
-    (jp_root_dir / "nb.ipynb").write_text(json.dumps(
-        {"nbformat": 4, "nbformat_minor": 5, "metadata": {}, "cells": []}))
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"backend": "swarm", "schedule": "0 6 * * *"},
+        {"schedule": "*/30 * * * * *", "backend": "kubernetes"},
+        {"registry": "http://evil.example"},
+        {"parameters": {"x=1\nimport os": 1}},
+        {"memory": True},
+        {"unknown": 1},
+    ],
+)
+async def test_bad_job_options_are_400_and_nothing_runs(
+    jp_fetch: Any, jp_root_dir: Path, options: dict[str, Any]
+) -> None:
+    (jp_root_dir / "nb.ipynb").write_text(
+        json.dumps({"nbformat": 4, "nbformat_minor": 5, "metadata": {}, "cells": []})
+    )
     with pytest.raises(HTTPClientError) as info:
-        await jp_fetch("envpack", "operations", method="POST", body=json.dumps(
-            {"kind": "job", "path": "nb.ipynb", "options": options}))
+        await jp_fetch(
+            "envpack",
+            "operations",
+            method="POST",
+            body=json.dumps({"kind": "job", "path": "nb.ipynb", "options": options}),
+        )
     assert info.value.code == 400
     body = json.loads(info.value.response.body)
     assert "Traceback" not in json.dumps(body)

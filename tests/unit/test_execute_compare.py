@@ -19,10 +19,16 @@ from jupyter_envpack.execute.run import parse_memory
 from jupyter_envpack.execute.runner import BEGIN, END, extract_result
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False)
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
     | st.text(max_size=30),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
-    max_leaves=10)
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=10,
+)
 
 
 @pytest.mark.reliability("H7")
@@ -49,7 +55,11 @@ def test_injection_names_are_refused(name: str) -> None:
 
 def test_cli_parameters_parse_json_like_papermill() -> None:
     assert parse_cli_parameters([["n", "3"], ["s", "hello"], ["f", "0.5"], ["l", "[1, 2]"]]) == {
-        "n": 3, "s": "hello", "f": 0.5, "l": [1, 2]}
+        "n": 3,
+        "s": "hello",
+        "f": 0.5,
+        "l": [1, 2],
+    }
     with pytest.raises(InputError):
         parse_cli_parameters([["x", "NaN"]])
     with pytest.raises(InputError):
@@ -66,8 +76,15 @@ def test_memory_limits() -> None:
 def test_result_transport_round_trip_and_corruption() -> None:
     text = nbformat.writes(nbformat.v4.new_notebook())
     blob = base64.b64encode(gzip.compress(text.encode())).decode()
-    log = "noise\n" + BEGIN + "\n" + "\n".join(blob[i:i + 76] for i in range(0, len(blob), 76)) \
-        + "\n" + END + "\n"
+    log = (
+        "noise\n"
+        + BEGIN
+        + "\n"
+        + "\n".join(blob[i : i + 76] for i in range(0, len(blob), 76))
+        + "\n"
+        + END
+        + "\n"
+    )
     assert extract_result(log) == text
     stamped = "\n".join(f"2026-11-25T10:00:00.000000000Z {ln}" for ln in log.splitlines())
     assert extract_result(stamped) == text
@@ -97,18 +114,36 @@ def err(ename: str) -> dict:
 
 
 def png(data: str) -> dict:
-    return {"output_type": "display_data", "data": {"image/png": data, "text/plain": "<Figure>"},
-            "metadata": {}}
+    return {
+        "output_type": "display_data",
+        "data": {"image/png": data, "text/plain": "<Figure>"},
+        "metadata": {},
+    }
 
 
 def test_report_statuses() -> None:
-    original = _nb([out("1\n")], [out("a")], [err("ValueError")], [out("ok")], None, [png("AAA")],
-                   [out("z")])
-    rerun = _nb([out("1\n")], [out("b")], [err("ValueError")], [err("KeyError")], [out("new")],
-                [png("BBB")], None)
+    original = _nb(
+        [out("1\n")], [out("a")], [err("ValueError")], [out("ok")], None, [png("AAA")], [out("z")]
+    )
+    rerun = _nb(
+        [out("1\n")],
+        [out("b")],
+        [err("ValueError")],
+        [err("KeyError")],
+        [out("new")],
+        [png("BBB")],
+        None,
+    )
     report = compare_notebooks(original, rerun)
-    assert [c.status for c in report.cells] == ["same", "differs", "error", "new-error", "skipped",
-                                                "image-differs", "not-run"]
+    assert [c.status for c in report.cells] == [
+        "same",
+        "differs",
+        "error",
+        "new-error",
+        "skipped",
+        "image-differs",
+        "not-run",
+    ]
     assert report.cells[3].ename == "KeyError"
     assert "-[stdout] a" in (report.cells[1].diff or "")
     assert not report.reproduced

@@ -26,9 +26,14 @@ RUNNER = ["nbclient==0.11.0"]
 
 
 def spec(name: str = "nb.ipynb") -> EnvSpec:
-    return EnvSpec(notebook=name, python_version="3.11.7",
-                   packages=[PinnedPackage("numpy", "2.0.0", True, ("numpy",)),
-                             PinnedPackage("ipykernel", "6.29.0")])
+    return EnvSpec(
+        notebook=name,
+        python_version="3.11.7",
+        packages=[
+            PinnedPackage("numpy", "2.0.0", True, ("numpy",)),
+            PinnedPackage("ipykernel", "6.29.0"),
+        ],
+    )
 
 
 def instructions(text: str) -> list[tuple[str, str]]:
@@ -48,8 +53,9 @@ def test_dockerfile_invariants() -> None:
     # dependency layers come before the notebook layer
     copies = [v for k, v in ins if k == "COPY"]
     assert copies[-1] == "--chown=1000:1000 work/ /home/envpack/work/"
-    assert next(i for i, (k, v) in enumerate(ins) if "requirements.lock" in v) < \
-        next(i for i, (k, v) in enumerate(ins) if v.startswith("--chown"))
+    assert next(i for i, (k, v) in enumerate(ins) if "requirements.lock" in v) < next(
+        i for i, (k, v) in enumerate(ins) if v.startswith("--chown")
+    )
     env_lines = " ".join(v for k, v in ins if k == "ENV")
     assert not any(word in env_lines.upper() for word in ("TOKEN", "PASSWORD", "SECRET"))
     labels = DockerfileParser(fileobj=io.BytesIO(text.encode())).labels
@@ -74,8 +80,19 @@ def test_any_notebook_name_cannot_add_instructions(name: str) -> None:
 
 
 @pytest.mark.reliability("D6")
-@pytest.mark.parametrize("ref", ["python:3.11\nRUN x", "python:3.11 AS x", "Python:3.11",
-                                 "a@sha256:short", "x:" + "t" * 300, "", "a b", "-rf"])
+@pytest.mark.parametrize(
+    "ref",
+    [
+        "python:3.11\nRUN x",
+        "python:3.11 AS x",
+        "Python:3.11",
+        "a@sha256:short",
+        "x:" + "t" * 300,
+        "",
+        "a b",
+        "-rf",
+    ],
+)
 def test_bad_base_image_references_are_refused(ref: str) -> None:
     with pytest.raises(InputError):
         validate_reference(ref)
@@ -83,8 +100,10 @@ def test_bad_base_image_references_are_refused(ref: str) -> None:
         render_dockerfile(spec(), BuildOptions(base_image=ref))
 
 
-@pytest.mark.parametrize("ref", ["python:3.11-slim", "127.0.0.1:5000/team/nb:abc",
-                                 "ghcr.io/o/r@sha256:" + "a" * 64, BASE])
+@pytest.mark.parametrize(
+    "ref",
+    ["python:3.11-slim", "127.0.0.1:5000/team/nb:abc", "ghcr.io/o/r@sha256:" + "a" * 64, BASE],
+)
 def test_good_references(ref: str) -> None:
     assert validate_reference(ref) == ref
 
@@ -110,11 +129,18 @@ def test_context_is_an_allowlist_without_outputs_or_outside_files(tmp_path: Path
     nbformat.write(nb, path)
     s = EnvSpec(notebook=str(path), python_version="3.11.7", local_files=["helper.py", "secret.py"])
     ctx = make_context(s, path, BuildOptions(base_image=BASE), runner=RUNNER)
-    assert set(ctx.files) == {"Dockerfile", ".dockerignore", "envpack/requirements.lock",
-                              "envpack/runner.lock", "envpack/tools.lock",
-                              "envpack/run_notebook.py", "envpack/install_env.py",
-                              "envpack/kernel.json", "work/nb.ipynb",
-                              "work/helper.py"}
+    assert set(ctx.files) == {
+        "Dockerfile",
+        ".dockerignore",
+        "envpack/requirements.lock",
+        "envpack/runner.lock",
+        "envpack/tools.lock",
+        "envpack/run_notebook.py",
+        "envpack/install_env.py",
+        "envpack/kernel.json",
+        "work/nb.ipynb",
+        "work/helper.py",
+    }
     with tarfile.open(fileobj=ctx.tar()) as tar:
         blob = b"".join(tar.extractfile(m).read() for m in tar.getmembers() if m.isfile())
     assert canary.encode() not in blob

@@ -10,15 +10,27 @@ from nbclient import NotebookClient
 
 def test_session_notebook_and_short_errors_in_a_real_kernel(make_notebook, tmp_path):
     # Given a notebook that loads the extension, snapshots itself and then makes two mistakes
-    path = make_notebook(["import json", "%load_ext jupyter_envpack", "%envpack snapshot",
-                          "%envpack frobnicate", "%envpack snapshot --notebook missing.ipynb"],
-                         name="session.ipynb")
+    path = make_notebook(
+        [
+            "import json",
+            "%load_ext jupyter_envpack",
+            "%envpack snapshot",
+            "%envpack frobnicate",
+            "%envpack snapshot --notebook missing.ipynb",
+        ],
+        name="session.ipynb",
+    )
     nb = nbformat.read(path, as_version=4)
 
     # When a kernel started the way Jupyter Server starts it (JPY_SESSION_NAME) runs it headless
     env = {**os.environ, "JPY_SESSION_NAME": str(path), "ENVPACK_MAGICS_DISPLAY": "text"}
-    NotebookClient(nb, timeout=120, kernel_name="python3", allow_errors=True,
-                   resources={"metadata": {"path": str(tmp_path)}}).execute(env=env)
+    NotebookClient(
+        nb,
+        timeout=120,
+        kernel_name="python3",
+        allow_errors=True,
+        resources={"metadata": {"path": str(tmp_path)}},
+    ).execute(env=env)
     out = [c.outputs for c in nb.cells]
 
     # Then the snapshot found the notebook through the session, with no --notebook

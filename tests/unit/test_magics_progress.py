@@ -95,7 +95,12 @@ def test_text_progress_prints_steps_coarse_percentages_and_the_tail_on_failure(c
     assert out[0] == "envpack build nb.ipynb…"
     assert "▸ build: FROM base" in out
     assert [line for line in out if line.endswith("%")] == [
-        "  build: 0%", "  build: 25%", "  build: 50%", "  build: 75%", "  build: 100%"]
+        "  build: 0%",
+        "  build: 25%",
+        "  build: 50%",
+        "  build: 75%",
+        "  build: 100%",
+    ]
     assert "warning: snapshot: editable-install: x" in out
     assert out[-1] == "  line 100" and "  line 85" not in out
 
@@ -119,11 +124,11 @@ def test_widgets_only_where_a_widget_frontend_is_likely(monkeypatch):
     monkeypatch.delenv("ENVPACK_MAGICS_DISPLAY", raising=False)
     monkeypatch.delenv("JPY_SESSION_NAME", raising=False)
     kernel = object()
-    assert not widgets_wanted(FakeShell())                                     # terminal IPython
-    assert not widgets_wanted(FakeShell(kernel))                               # nbclient/papermill
-    assert widgets_wanted(FakeShell(kernel, {"__vsc_ipynb_file__": "/a.ipynb"}))   # VS Code
+    assert not widgets_wanted(FakeShell())  # terminal IPython
+    assert not widgets_wanted(FakeShell(kernel))  # nbclient/papermill
+    assert widgets_wanted(FakeShell(kernel, {"__vsc_ipynb_file__": "/a.ipynb"}))  # VS Code
     monkeypatch.setenv("JPY_SESSION_NAME", "/work/a.ipynb")
-    assert widgets_wanted(FakeShell(kernel))                                   # JupyterLab
+    assert widgets_wanted(FakeShell(kernel))  # JupyterLab
     assert not widgets_wanted(FakeShell(kernel), "text")
     monkeypatch.setenv("ENVPACK_MAGICS_DISPLAY", "text")
     assert not widgets_wanted(FakeShell(kernel))
@@ -132,9 +137,14 @@ def test_widgets_only_where_a_widget_frontend_is_likely(monkeypatch):
 
 @pytest.mark.reliability("A7")
 def test_result_views_escape_everything():
-    view = FieldsView("<b>x</b>", {"link": "https://mybinder.org/v2/gh/a/b/main?x='y'",
-                                   "log": "<img src=x onerror=alert(1)>\nline 2"},
-                      [{"code": "c", "message": "<script>", "hint": "<i>"}])
+    view = FieldsView(
+        "<b>x</b>",
+        {
+            "link": "https://mybinder.org/v2/gh/a/b/main?x='y'",
+            "log": "<img src=x onerror=alert(1)>\nline 2",
+        },
+        [{"code": "c", "message": "<script>", "hint": "<i>"}],
+    )
     html = view._repr_html_()
     assert "<script>" not in html and "<img" not in html and "<b>x" not in html
     assert "href='https://mybinder.org/v2/gh/a/b/main?x=&#x27;y&#x27;'" in html

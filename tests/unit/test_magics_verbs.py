@@ -34,24 +34,41 @@ def ip(monkeypatch):
 
 @pytest.fixture
 def notebook(make_notebook):
-    return make_notebook(["import packaging.version\nprint(packaging.version.Version('1'))"],
-                         name="analysis.ipynb")
+    return make_notebook(
+        ["import packaging.version\nprint(packaging.version.Version('1'))"], name="analysis.ipynb"
+    )
 
 
 def test_loading_the_extension_imports_nothing_heavy():
-    code = ("import sys\nfrom IPython.core.interactiveshell import InteractiveShell\n"
-            "ip = InteractiveShell.instance()\nip.run_line_magic('load_ext', 'jupyter_envpack')\n"
-            "heavy = [m for m in ('docker', 'nbclient', 'ipywidgets', 'jupyter_envpack.image') "
-            "if m in sys.modules]\nprint(heavy)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True, timeout=60).stdout
+    code = (
+        "import sys\nfrom IPython.core.interactiveshell import InteractiveShell\n"
+        "ip = InteractiveShell.instance()\nip.run_line_magic('load_ext', 'jupyter_envpack')\n"
+        "heavy = [m for m in ('docker', 'nbclient', 'ipywidgets', 'jupyter_envpack.image') "
+        "if m in sys.modules]\nprint(heavy)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    ).stdout
     assert out.strip() == "[]"
 
 
 def test_help_lists_every_verb_and_option(ip):
     doc = ip.find_line_magic("envpack").__doc__
-    for word in ("snapshot", "dockerfile", "build", "run", "binder", "status", "--notebook",
-                 "--base-image", "--parameter", "--write", "--host", "--plain", "%envpack run"):
+    for word in (
+        "snapshot",
+        "dockerfile",
+        "build",
+        "run",
+        "binder",
+        "status",
+        "--notebook",
+        "--base-image",
+        "--parameter",
+        "--write",
+        "--host",
+        "--plain",
+        "%envpack run",
+    ):
         assert word in doc
 
 
@@ -81,17 +98,20 @@ def test_notebook_found_from_env_vscode_and_relative_session(ip, notebook, monke
     assert magics.notebook_path(str(notebook)) == notebook
 
 
-@pytest.mark.parametrize(("line", "needle"), [
-    ("snapshot", "which notebook"),
-    ("frobnicate --notebook x.ipynb", "unknown verb"),
-    ("snapshot --bogus", "unrecognized arguments"),
-    ('build "a;id"', "unrecognized arguments"),
-    ("snapshot --write", "--write does not apply"),
-    ("binder -p n 1", "--parameter does not apply"),
-    ("snapshot --notebook 'unbalanced", "cannot parse"),
-    ("snapshot --python /x --kernel k", "either --python or --kernel"),
-    ("snapshot --notebook notes.txt", "not a notebook"),
-])
+@pytest.mark.parametrize(
+    ("line", "needle"),
+    [
+        ("snapshot", "which notebook"),
+        ("frobnicate --notebook x.ipynb", "unknown verb"),
+        ("snapshot --bogus", "unrecognized arguments"),
+        ('build "a;id"', "unrecognized arguments"),
+        ("snapshot --write", "--write does not apply"),
+        ("binder -p n 1", "--parameter does not apply"),
+        ("snapshot --notebook 'unbalanced", "cannot parse"),
+        ("snapshot --python /x --kernel k", "either --python or --kernel"),
+        ("snapshot --notebook notes.txt", "not a notebook"),
+    ],
+)
 @pytest.mark.reliability("K2")
 def test_usage_errors_are_short(ip, line, needle):
     with pytest.raises(UsageError) as err:
@@ -135,8 +155,10 @@ def test_bad_parameters_fail_before_any_docker_work(ip, notebook):
 
 
 def test_dockerfile_uses_the_cell_options(ip, notebook):
-    view = ip.run_line_magic("envpack", f"dockerfile --notebook {notebook} "
-                                        "--base-image envpack-test/debian-python:bookworm")
+    view = ip.run_line_magic(
+        "envpack",
+        f"dockerfile --notebook {notebook} --base-image envpack-test/debian-python:bookworm",
+    )
     assert isinstance(view, TextView)
     assert "FROM envpack-test/debian-python:bookworm" in view.text
     assert view._repr_html_().startswith("<pre>")
@@ -145,18 +167,21 @@ def test_dockerfile_uses_the_cell_options(ip, notebook):
 def test_binder_verb_writes_the_folder_and_gives_the_link(ip, make_notebook, tmp_path):
     repo = tmp_path / "repo"
     nb = make_notebook(["import packaging"], name="n b.ipynb", folder=repo)
-    for cmd in (["init", "-q", "-b", "main"], ["add", "."],
-                ["-c", "user.email=t@e.org", "-c", "user.name=T", "commit", "-qm", "nb"],
-                ["remote", "add", "origin", "git@github.com:envpack-test/demo.git"]):
+    for cmd in (
+        ["init", "-q", "-b", "main"],
+        ["add", "."],
+        ["-c", "user.email=t@e.org", "-c", "user.name=T", "commit", "-qm", "nb"],
+        ["remote", "add", "origin", "git@github.com:envpack-test/demo.git"],
+    ):
         subprocess.run(["git", "-C", str(repo), *cmd], check=True)
     ip.user_ns["__session__"] = str(nb)
     view = ip.run_line_magic("envpack", "binder --write --branch")
     assert isinstance(view, FieldsView)
-    assert view.data["link"] == ("https://mybinder.org/v2/gh/envpack-test/demo/main"
-                                 "?urlpath=lab/tree/n%2520b.ipynb")
+    assert view.data["link"] == (
+        "https://mybinder.org/v2/gh/envpack-test/demo/main?urlpath=lab/tree/n%2520b.ipynb"
+    )
     assert (repo / "binder/requirements.txt").is_file()
-    assert {w["code"] for w in view.data["warnings"]} >= {"commit-not-pushed",
-                                                          "binder-uncommitted"}
+    assert {w["code"] for w in view.data["warnings"]} >= {"commit-not-pushed", "binder-uncommitted"}
     assert "fix: git push" in repr(view)
     with pytest.raises(InputError):
         ip.run_line_magic("envpack", "binder --host http://evil.example")
@@ -174,18 +199,21 @@ def test_other_areas_can_register_verbs(ip, notebook, monkeypatch):
     import jupyter_envpack.magics as magics_module
 
     monkeypatch.setattr(magics_module, "_VERBS", dict(magics_module._VERBS))
-    monkeypatch.setattr(magics_module, "VERB_OPTIONS",
-                        {k: set(v) for k, v in magics_module.VERB_OPTIONS.items()})
+    monkeypatch.setattr(
+        magics_module, "VERB_OPTIONS", {k: set(v) for k, v in magics_module.VERB_OPTIONS.items()}
+    )
     register_verb("echo", lambda m, args: str(m.notebook_path(args.notebook)), ("image",))
     assert ip.run_line_magic("envpack", f"echo --notebook {notebook} --image x") == str(notebook)
 
 
-def test_submit_dry_run_shows_the_job_and_changes_nothing(ip, make_notebook, tmp_path,
-                                                         monkeypatch):
+def test_submit_dry_run_shows_the_job_and_changes_nothing(ip, make_notebook, tmp_path, monkeypatch):
     monkeypatch.setenv("ENVPACK_JOBS_DB", str(tmp_path / "jobs.sqlite"))
     nb = make_notebook(["n = 2", "print(n)"], name="job.ipynb")
-    view = ip.run_line_magic("envpack", f"submit --notebook {nb} --dry-run --backend swarm "
-                                        "-p n 3 --base-image envpack-test/debian-python:bookworm")
+    view = ip.run_line_magic(
+        "envpack",
+        f"submit --notebook {nb} --dry-run --backend swarm "
+        "-p n 3 --base-image envpack-test/debian-python:bookworm",
+    )
     assert isinstance(view, TextView)
     assert "ReplicatedJob" in view.text and "n = 3" in view.text
     assert "org.jupyter.envpack.kind: job" in view.text
@@ -200,12 +228,21 @@ def test_control_cells_are_commented_out_in_the_copy_the_container_reruns(make_n
     from jupyter_envpack.magics import rerunnable
     from jupyter_envpack.snapshot.spec import EnvSpec
 
-    nb = make_notebook([("%load_ext jupyter_envpack", []),
-                        ("  %envpack build --base-image x\n", [{"output_type": "stream",
-                                                                 "name": "stdout", "text": "b"}]),
-                        ("import helpers\n_ = %envpack run -p n 3\nprint(helpers.X)",
-                         [{"output_type": "stream", "name": "stdout", "text": "1\n"}]),
-                        "print('%envpack stays in strings')"], name="ctl.ipynb")
+    nb = make_notebook(
+        [
+            ("%load_ext jupyter_envpack", []),
+            (
+                "  %envpack build --base-image x\n",
+                [{"output_type": "stream", "name": "stdout", "text": "b"}],
+            ),
+            (
+                "import helpers\n_ = %envpack run -p n 3\nprint(helpers.X)",
+                [{"output_type": "stream", "name": "stdout", "text": "1\n"}],
+            ),
+            "print('%envpack stays in strings')",
+        ],
+        name="ctl.ipynb",
+    )
     (nb.parent / "pkg").mkdir()
     (nb.parent / "pkg/helpers.py").write_text("X = 1\n")
     spec = EnvSpec("ctl.ipynb", "3.11.7", local_files=["pkg/helpers.py"])
@@ -217,8 +254,10 @@ def test_control_cells_are_commented_out_in_the_copy_the_container_reruns(make_n
     assert cells[0].source == "# (not rerun inside its container) %load_ext jupyter_envpack"
     assert cells[1].source.startswith("# (not rerun") and cells[1].outputs == []
     assert cells[2].source.splitlines() == [
-        "import helpers", "# (not rerun inside its container) _ = %envpack run -p n 3",
-        "print(helpers.X)"]
+        "import helpers",
+        "# (not rerun inside its container) _ = %envpack run -p n 3",
+        "print(helpers.X)",
+    ]
     assert cells[2].outputs[0]["text"] == "1\n"  # a mixed cell keeps its outputs
     assert cells[3].source == "print('%envpack stays in strings')"
     plain = make_notebook(["x = 1"], name="plain.ipynb")

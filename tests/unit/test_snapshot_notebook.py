@@ -30,10 +30,20 @@ GOOD = nbformat.writes(nbformat.v4.new_notebook()).encode()
 
 
 @pytest.mark.reliability("C1")
-@pytest.mark.parametrize("data", [
-    b"not json", b"[1, 2]", b'"a string"', b"[" * 200000, GOOD[: len(GOOD) // 2],
-    b"\xff\xfe\x00garbage", "{}".encode("utf-16"), b"{}", b'{"cells": 3, "nbformat": 4}',
-])
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"not json",
+        b"[1, 2]",
+        b'"a string"',
+        b"[" * 200000,
+        GOOD[: len(GOOD) // 2],
+        b"\xff\xfe\x00garbage",
+        "{}".encode("utf-16"),
+        b"{}",
+        b'{"cells": 3, "nbformat": 4}',
+    ],
+)
 def test_unreadable_notebooks_give_one_clear_error(data: bytes) -> None:
     with pytest.raises(NotebookError, match=r"not a readable notebook|unsupported nbformat"):
         parse_notebook(data, "bad.ipynb")
@@ -57,8 +67,13 @@ def test_arbitrary_bytes_never_crash(data: bytes) -> None:
 
 @pytest.mark.reliability("C2")
 def test_v3_notebook_is_upgraded(tmp_path: Path) -> None:
-    v3 = nbformat.v3.new_notebook(worksheets=[nbformat.v3.new_worksheet(cells=[
-        nbformat.v3.new_code_cell(input="import yaml\nimport os")])])
+    v3 = nbformat.v3.new_notebook(
+        worksheets=[
+            nbformat.v3.new_worksheet(
+                cells=[nbformat.v3.new_code_cell(input="import yaml\nimport os")]
+            )
+        ]
+    )
     v3.metadata["name"] = "old"
     path = tmp_path / "old.ipynb"
     path.write_text(nbformat.v3.writes_json(v3))
@@ -120,15 +135,17 @@ def test_missing_language_assumes_python_with_a_warning(tmp_path: Path) -> None:
 
 @pytest.mark.reliability("C6")
 def test_ipython_syntax_and_broken_cells(make_notebook) -> None:
-    path = make_notebook([
-        "%matplotlib inline\nimport numpy as np\n!ls\nx = np?",
-        "%%bash\necho hi",
-        "def f(:\n    import never_seen",
-        "await something()\nimport json",
-        "x = " + "(" * 300 + ")" * 300,
-        "%pip install requests==2.31.0 'PyYAML>=6' -q\n!pip install -r reqs.txt --index-url http://x",
-        "a = 1\x00",
-    ])
+    path = make_notebook(
+        [
+            "%matplotlib inline\nimport numpy as np\n!ls\nx = np?",
+            "%%bash\necho hi",
+            "def f(:\n    import never_seen",
+            "await something()\nimport json",
+            "x = " + "(" * 300 + ")" * 300,
+            "%pip install requests==2.31.0 'PyYAML>=6' -q\n!pip install -r reqs.txt --index-url http://x",
+            "a = 1\x00",
+        ]
+    )
     analysis, _ = analyse_notebook(path)
     modules = {u.module for u in analysis.imports}
     assert {"numpy", "json"} <= modules
@@ -139,8 +156,10 @@ def test_ipython_syntax_and_broken_cells(make_notebook) -> None:
 
 
 @pytest.mark.reliability("C6")
-@settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow,
-                                                   HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=200,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
 @given(st.text(max_size=200))
 def test_analysis_never_raises_on_any_cell_source(tmp_path_factory, source: str) -> None:
     folder = tmp_path_factory.mktemp("h")
@@ -163,15 +182,26 @@ def test_imports_at_any_depth_and_literal_dynamic_imports() -> None:
         "if True:\n    from sklearn.model_selection import train_test_split\n"
         "m = importlib.import_module('yaml')\n__import__('toml')\n"
         "importlib.import_module(name)\n"
-        "from . import sibling\nfrom .pkg import x\n")
-    assert [m for m, rel in found if not rel] == ["importlib", "scipy", "ujson", "json", "sklearn",
-                                                  "yaml", "toml"]
+        "from . import sibling\nfrom .pkg import x\n"
+    )
+    assert [m for m, rel in found if not rel] == [
+        "importlib",
+        "scipy",
+        "ujson",
+        "json",
+        "sklearn",
+        "yaml",
+        "toml",
+    ]
     assert [m for m, rel in found if rel] == ["sibling", "pkg"]
     assert dynamic == 1
 
 
 def test_pip_lines_skip_options_and_their_values() -> None:
-    assert pip_requirements_in("!pip3 install -U --index-url http://i a b==1 -e . # c") == ["a", "b==1"]
+    assert pip_requirements_in("!pip3 install -U --index-url http://i a b==1 -e . # c") == [
+        "a",
+        "b==1",
+    ]
     assert pip_requirements_in("%pip install -r r.txt") == []
     assert pip_requirements_in("!python -m pip install 'x[y]>=1'") == ["x[y]>=1"]
 

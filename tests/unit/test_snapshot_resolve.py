@@ -17,20 +17,36 @@ from jupyter_envpack.snapshot import take_snapshot
 from jupyter_envpack.snapshot.probe import Distribution, Environment, probe_interpreter
 from jupyter_envpack.snapshot.resolve import Resolver, redact_url, valid_name
 
-MARKERS = {"python_version": "3.11", "python_full_version": "3.11.7", "sys_platform": "linux",
-           "platform_system": "Linux", "platform_machine": "x86_64", "os_name": "posix",
-           "implementation_name": "cpython", "platform_python_implementation": "CPython",
-           "implementation_version": "3.11.7", "platform_release": "", "platform_version": ""}
+MARKERS = {
+    "python_version": "3.11",
+    "python_full_version": "3.11.7",
+    "sys_platform": "linux",
+    "platform_system": "Linux",
+    "platform_machine": "x86_64",
+    "os_name": "posix",
+    "implementation_name": "cpython",
+    "platform_python_implementation": "CPython",
+    "implementation_version": "3.11.7",
+    "platform_release": "",
+    "platform_version": "",
+}
 
 
 def env(*dists: Distribution) -> Environment:
-    return Environment("3.11.7", "/k/bin/python", MARKERS, frozenset({"os", "sys", "json"}),
-                       list(dists))
+    return Environment(
+        "3.11.7", "/k/bin/python", MARKERS, frozenset({"os", "sys", "json"}), list(dists)
+    )
 
 
 def d(name: str, version: str, requires=(), top=None, **kw) -> Distribution:
-    return Distribution(name, version, list(requires), list(top if top is not None else [name]),
-                        kw.get("installer", "pip"), kw.get("direct_url"))
+    return Distribution(
+        name,
+        version,
+        list(requires),
+        list(top if top is not None else [name]),
+        kw.get("installer", "pip"),
+        kw.get("direct_url"),
+    )
 
 
 def codes(res) -> list[str]:
@@ -40,14 +56,23 @@ def codes(res) -> list[str]:
 def test_closure_honours_markers_and_extras() -> None:
     e = env(
         d("ipykernel", "6.0"),
-        d("requests", "2.31.0", ["urllib3<3", "idna", "PySocks; extra == 'socks'",
-                                 "colorama; sys_platform == 'win32'"]),
-        d("urllib3", "2.0.7"), d("idna", "3.6"), d("PySocks", "1.7.1", top=["socks"]),
+        d(
+            "requests",
+            "2.31.0",
+            ["urllib3<3", "idna", "PySocks; extra == 'socks'", "colorama; sys_platform == 'win32'"],
+        ),
+        d("urllib3", "2.0.7"),
+        d("idna", "3.6"),
+        d("PySocks", "1.7.1", top=["socks"]),
         d("colorama", "0.4.6"),
     )
     res = Resolver(e).resolve([("requests", 0)], [])
-    assert [p.requirement for p in res.packages] == ["idna==3.6", "ipykernel==6.0",
-                                                     "requests==2.31.0", "urllib3==2.0.7"]
+    assert [p.requirement for p in res.packages] == [
+        "idna==3.6",
+        "ipykernel==6.0",
+        "requests==2.31.0",
+        "urllib3==2.0.7",
+    ]
     assert [p.name for p in res.packages if p.requested] == ["requests"]
     res = Resolver(e).resolve([], [("requests[socks]==2.31.0", 1)])
     assert "PySocks" in [p.name for p in res.packages]
@@ -62,20 +87,30 @@ def test_unresolved_import_suggests_the_distribution() -> None:
 
 @pytest.mark.reliability("D4")
 def test_ambiguous_import_pins_all_and_warns() -> None:
-    e = env(d("ipykernel", "6.0"), d("opencv-python", "4.9.0.80", top=["cv2"]),
-            d("opencv-python-headless", "4.9.0.80", top=["cv2"]))
+    e = env(
+        d("ipykernel", "6.0"),
+        d("opencv-python", "4.9.0.80", top=["cv2"]),
+        d("opencv-python-headless", "4.9.0.80", top=["cv2"]),
+    )
     res = Resolver(e).resolve([("cv2", 0)], [])
     assert codes(res) == ["ambiguous-import"]
-    assert {p.name for p in res.packages if p.requested} == {"opencv-python",
-                                                            "opencv-python-headless"}
+    assert {p.name for p in res.packages if p.requested} == {
+        "opencv-python",
+        "opencv-python-headless",
+    }
 
 
 @pytest.mark.reliability("D2")
-@pytest.mark.parametrize(("version", "pinned", "code"), [
-    ("latest", None, "invalid-version"), ("1.0\nRUN x", None, "invalid-version"),
-    ("2.1.0+cu118", "2.1.0+cu118", "local-version"), ("1!2.0", "1!2.0", None),
-    ("01.02", "1.2", None),
-])
+@pytest.mark.parametrize(
+    ("version", "pinned", "code"),
+    [
+        ("latest", None, "invalid-version"),
+        ("1.0\nRUN x", None, "invalid-version"),
+        ("2.1.0+cu118", "2.1.0+cu118", "local-version"),
+        ("1!2.0", "1!2.0", None),
+        ("01.02", "1.2", None),
+    ],
+)
 def test_versions_are_canonical_or_refused(version: str, pinned: str | None, code) -> None:
     res = Resolver(env(d("ipykernel", "6.0"), d("torch", version))).resolve([("torch", 0)], [])
     got = {p.name: p.version for p in res.packages}
@@ -84,11 +119,14 @@ def test_versions_are_canonical_or_refused(version: str, pinned: str | None, cod
 
 
 @pytest.mark.reliability("D1")
-@pytest.mark.parametrize("name", ["numpy\nRUN curl x|sh", "a;rm -rf /", "$(id)", "-e .", " x",
-                                  "numpy\n", "", "a" * 300])
+@pytest.mark.parametrize(
+    "name", ["numpy\nRUN curl x|sh", "a;rm -rf /", "$(id)", "-e .", " x", "numpy\n", "", "a" * 300]
+)
 def test_injection_names_are_never_pinned(name: str) -> None:
     assert not valid_name(name)
-    res = Resolver(env(d("ipykernel", "6.0"), d(name, "1.0", top=["evil"]))).resolve([("evil", 0)], [])
+    res = Resolver(env(d("ipykernel", "6.0"), d(name, "1.0", top=["evil"]))).resolve(
+        [("evil", 0)], []
+    )
     assert all(p.name != name for p in res.packages)
 
 
@@ -97,15 +135,29 @@ def test_editable_vcs_local_and_conda_installs_warn_without_credentials() -> Non
     canary = "CANARY-7c1e"
     e = env(
         d("ipykernel", "6.0"),
-        d("mylib", "0.1", direct_url={"url": "file:///home/u/mylib", "dir_info": {"editable": True}}),
-        d("gitlib", "1.0", direct_url={"url": f"https://user:{canary}@git.example/x.git",
-                                       "vcs_info": {"vcs": "git", "commit_id": "abc"}}),
+        d(
+            "mylib",
+            "0.1",
+            direct_url={"url": "file:///home/u/mylib", "dir_info": {"editable": True}},
+        ),
+        d(
+            "gitlib",
+            "1.0",
+            direct_url={
+                "url": f"https://user:{canary}@git.example/x.git",
+                "vcs_info": {"vcs": "git", "commit_id": "abc"},
+            },
+        ),
         d("pathlib2x", "1.0", direct_url={"url": "file:///tmp/pathlib2x-1.0.whl"}),
         d("mkl", "2024.0", installer="conda"),
     )
     res = Resolver(e).resolve([("mylib", 0), ("gitlib", 1), ("pathlib2x", 2), ("mkl", 3)], [])
-    assert sorted(codes(res)) == ["editable-install", "local-path-install", "not-from-index",
-                                  "vcs-install"]
+    assert sorted(codes(res)) == [
+        "editable-install",
+        "local-path-install",
+        "not-from-index",
+        "vcs-install",
+    ]
     dump = json.dumps([f.to_json() for f in res.findings])
     assert canary not in dump and "/home/u" not in dump
     assert redact_url(f"https://user:{canary}@h/x") == "https://h/x"
@@ -165,5 +217,8 @@ def test_the_kernels_environment_is_probed_not_the_servers(tmp_path: Path, make_
     nb = make_notebook(["import yaml\nimport fakemod"])
     spec = take_snapshot(nb, python=str(venv / "bin" / "python"))
     assert [p.requirement for p in spec.packages] == ["fakepkg==2.5"]
-    assert {(w.code, w.cell) for w in spec.warnings} >= {("unresolved-import", 0), ("no-ipykernel", None)}
+    assert {(w.code, w.cell) for w in spec.warnings} >= {
+        ("unresolved-import", 0),
+        ("no-ipykernel", None),
+    }
     assert spec.interpreter.startswith(str(venv))

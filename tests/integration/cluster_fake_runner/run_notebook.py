@@ -19,17 +19,30 @@ print(json.dumps({"envpack": "cell", "index": 0, "total": 1}), file=sys.stderr, 
 time.sleep(float(params.get("sleep", 0)))
 payload = base64.b64encode(os.urandom(int(params.get("payload", 0)))).decode()
 nb = {
-    "nbformat": 4, "nbformat_minor": 5, "metadata": {"envpack": {"fake_runner": True}},
-    "cells": [{"cell_type": "code", "id": "c0", "metadata": {}, "execution_count": 1,
-               "source": os.environ.get("ENVPACK_PARAMETERS_CELL", ""),
-               "outputs": [{"output_type": "stream", "name": "stdout",
-                            "text": f"hello from {os.uname().nodename} uid={os.getuid()}\n"
-                                    + payload}]}],
+    "nbformat": 4,
+    "nbformat_minor": 5,
+    "metadata": {"envpack": {"fake_runner": True}},
+    "cells": [
+        {
+            "cell_type": "code",
+            "id": "c0",
+            "metadata": {},
+            "execution_count": 1,
+            "source": os.environ.get("ENVPACK_PARAMETERS_CELL", ""),
+            "outputs": [
+                {
+                    "output_type": "stream",
+                    "name": "stdout",
+                    "text": f"hello from {os.uname().nodename} uid={os.getuid()}\n" + payload,
+                }
+            ],
+        }
+    ],
 }
 if "--emit-result" in sys.argv:
     blob = base64.b64encode(gzip.compress(json.dumps(nb).encode())).decode()
     print("----- ENVPACK RESULT BEGIN -----")
     for i in range(0, len(blob), 76):
-        print(blob[i:i + 76])
+        print(blob[i : i + 76])
     print("----- ENVPACK RESULT END -----", flush=True)
 sys.exit(int(params.get("exit_code", 0)))

@@ -26,12 +26,15 @@ OP_LABEL = "org.jupyter.envpack.operation"
 
 @pytest.fixture
 def jp_server_config(tmp_path: Path) -> Config:
-    return Config({
-        "ServerApp": {"jpserver_extensions": {"jupyter_envpack": True,
-                                              "jupyter_server_terminals": False},
-                      "allow_unauthenticated_access": False},
-        "EnvPack": {"database_path": str(tmp_path / "data" / "ops.sqlite"), "runners": {}},
-    })
+    return Config(
+        {
+            "ServerApp": {
+                "jpserver_extensions": {"jupyter_envpack": True, "jupyter_server_terminals": False},
+                "allow_unauthenticated_access": False,
+            },
+            "EnvPack": {"database_path": str(tmp_path / "data" / "ops.sqlite"), "runners": {}},
+        }
+    )
 
 
 @pytest.fixture
@@ -68,24 +71,43 @@ class ServerProcess:
         self.log = base / "server.log"
         config = base / "config"
         config.mkdir(parents=True, exist_ok=True)
-        (config / "jupyter_server_config.json").write_text(json.dumps({
-            "ServerApp": {"jpserver_extensions": {"jupyter_envpack": True,
-                                                  "jupyter_server_terminals": False},
-                          "root_dir": str(root), "port": self.port, "port_retries": 0,
-                          "open_browser": False, "allow_root": True,
-                          "allow_unauthenticated_access": False},
-            "IdentityProvider": {"token": self.token},
-            "EnvPack": {"database_path": str(base / "data" / "operations.sqlite")},
-        }))
-        self.env = {**os.environ, "JUPYTER_CONFIG_DIR": str(config),
-                    "JUPYTER_DATA_DIR": str(base / "data"),
-                    "JUPYTER_RUNTIME_DIR": str(base / "runtime"),
-                    "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+        (config / "jupyter_server_config.json").write_text(
+            json.dumps(
+                {
+                    "ServerApp": {
+                        "jpserver_extensions": {
+                            "jupyter_envpack": True,
+                            "jupyter_server_terminals": False,
+                        },
+                        "root_dir": str(root),
+                        "port": self.port,
+                        "port_retries": 0,
+                        "open_browser": False,
+                        "allow_root": True,
+                        "allow_unauthenticated_access": False,
+                    },
+                    "IdentityProvider": {"token": self.token},
+                    "EnvPack": {"database_path": str(base / "data" / "operations.sqlite")},
+                }
+            )
+        )
+        self.env = {
+            **os.environ,
+            "JUPYTER_CONFIG_DIR": str(config),
+            "JUPYTER_DATA_DIR": str(base / "data"),
+            "JUPYTER_RUNTIME_DIR": str(base / "runtime"),
+            "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+        }
 
     def start(self, timeout: float = 60) -> None:
         with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen([sys.executable, "-m", "jupyter_server"],
-                                         env=self.env, stdout=log, stderr=log, cwd=self.root)
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "jupyter_server"],
+                env=self.env,
+                stdout=log,
+                stderr=log,
+                cwd=self.root,
+            )
         end = time.monotonic() + timeout
         while time.monotonic() < end:
             try:
@@ -109,9 +131,12 @@ class ServerProcess:
 
     def request(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
         data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(f"http://127.0.0.1:{self.port}/{path}", data=data,
-                                     method=method,
-                                     headers={"Authorization": f"token {self.token}"})
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{self.port}/{path}",
+            data=data,
+            method=method,
+            headers={"Authorization": f"token {self.token}"},
+        )
         try:
             with urllib.request.urlopen(req, timeout=30) as r:  # noqa: S310 - local test server
                 return r.status, json.loads(r.read() or b"null")

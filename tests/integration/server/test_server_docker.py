@@ -36,8 +36,9 @@ def write_notebook(path: Path, cells: list[tuple[str, str | None]]) -> None:
 
 
 async def submit(jp_fetch: Any, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-    r = await jp_fetch("envpack", "operations", method="POST", body=json.dumps(body),
-                       raise_error=False)
+    r = await jp_fetch(
+        "envpack", "operations", method="POST", body=json.dumps(body), raise_error=False
+    )
     return r.code, json.loads(r.body)
 
 
@@ -52,22 +53,34 @@ async def wait_op(jp_fetch: Any, op_id: str, states: set[str], timeout: float) -
 
 
 @pytest.mark.timeout(900)
-async def test_build_then_run_through_the_api(jp_fetch: Any, jp_root_dir: Path,
-                                              test_base_image: str, docker_client: Any,
-                                              op_cleanup: list[str]) -> None:
+async def test_build_then_run_through_the_api(
+    jp_fetch: Any,
+    jp_root_dir: Path,
+    test_base_image: str,
+    docker_client: Any,
+    op_cleanup: list[str],
+) -> None:
     # Given a notebook that needs PyYAML, with the outputs its user saw
-    write_notebook(jp_root_dir / "yamlnb.ipynb", [
-        ("import yaml\nprint(yaml.safe_dump({'a': 1}), end='')", "a: 1\n"),
-        ("# parameters\nn = 2", None), ("print(n * 21)", "42\n")])
+    write_notebook(
+        jp_root_dir / "yamlnb.ipynb",
+        [
+            ("import yaml\nprint(yaml.safe_dump({'a': 1}), end='')", "a: 1\n"),
+            ("# parameters\nn = 2", None),
+            ("print(n * 21)", "42\n"),
+        ],
+    )
     options = {"base_image": test_base_image}
     # When it is built through the API
-    code, op = await submit(jp_fetch, {"kind": "build", "path": "yamlnb.ipynb",
-                                       "options": options})
+    code, op = await submit(jp_fetch, {"kind": "build", "path": "yamlnb.ipynb", "options": options})
     assert code == 202
     op_cleanup.append(op["id"])
     # (identical requests meanwhile attach to it)
-    twins = await asyncio.gather(*[submit(jp_fetch, {"kind": "build", "path": "yamlnb.ipynb",
-                                                     "options": options}) for _ in range(5)])
+    twins = await asyncio.gather(
+        *[
+            submit(jp_fetch, {"kind": "build", "path": "yamlnb.ipynb", "options": options})
+            for _ in range(5)
+        ]
+    )
     assert {t[1]["id"] for t in twins} == {op["id"]} and {t[0] for t in twins} == {200}
     # the IOLoop stays responsive while the build runs in the pool (J6)
     started = time.monotonic()
@@ -81,14 +94,21 @@ async def test_build_then_run_through_the_api(jp_fetch: Any, jp_root_dir: Path,
     if not built["result"]["cached"]:
         assert docker_client.images.get(image).labels[OP_LABEL] == op["id"]
     # a second build is a new operation that finds the image in the cache
-    code, again = await submit(jp_fetch, {"kind": "build", "path": "yamlnb.ipynb",
-                                          "options": options})
+    code, again = await submit(
+        jp_fetch, {"kind": "build", "path": "yamlnb.ipynb", "options": options}
+    )
     assert code == 202 and again["id"] != op["id"]
     again = await wait_op(jp_fetch, again["id"], TERMINAL, 120)
     assert again["result"]["cached"] is True and again["result"]["image"] == image
     # When it runs with a parameter
-    code, run = await submit(jp_fetch, {"kind": "run", "path": "yamlnb.ipynb", "options": {
-        **options, "parameters": {"n": 5}, "output": "out.ipynb"}})
+    code, run = await submit(
+        jp_fetch,
+        {
+            "kind": "run",
+            "path": "yamlnb.ipynb",
+            "options": {**options, "parameters": {"n": 5}, "output": "out.ipynb"},
+        },
+    )
     assert code == 202
     op_cleanup.append(run["id"])
     run = await wait_op(jp_fetch, run["id"], TERMINAL, 600)
@@ -101,8 +121,9 @@ async def test_build_then_run_through_the_api(jp_fetch: Any, jp_root_dir: Path,
     assert str(jp_root_dir) not in json.dumps(run)
     executed = nbformat.read(jp_root_dir / "out.ipynb", as_version=4)
     assert executed.cells[-1].outputs[0]["text"] == "105\n"
-    assert docker_client.containers.list(all=True,
-                                         filters={"label": f"{OP_LABEL}={run['id']}"}) == []
+    assert (
+        docker_client.containers.list(all=True, filters={"label": f"{OP_LABEL}={run['id']}"}) == []
+    )
     # and its event stream tells the story, with no server path in it
     r = await jp_fetch("envpack", "operations", run["id"], "events", params={"format": "json"})
     page = json.loads(r.body)
@@ -113,12 +134,18 @@ async def test_build_then_run_through_the_api(jp_fetch: Any, jp_root_dir: Path,
 
 @pytest.mark.reliability("F6")
 @pytest.mark.timeout(900)
-async def test_cancelling_a_run_stops_its_container(jp_fetch: Any, jp_root_dir: Path,
-                                                    test_base_image: str, docker_client: Any,
-                                                    op_cleanup: list[str]) -> None:
+async def test_cancelling_a_run_stops_its_container(
+    jp_fetch: Any,
+    jp_root_dir: Path,
+    test_base_image: str,
+    docker_client: Any,
+    op_cleanup: list[str],
+) -> None:
     write_notebook(jp_root_dir / "sleepy.ipynb", [("import time\ntime.sleep(120)", None)])
-    code, op = await submit(jp_fetch, {"kind": "run", "path": "sleepy.ipynb",
-                                       "options": {"base_image": test_base_image}})
+    code, op = await submit(
+        jp_fetch,
+        {"kind": "run", "path": "sleepy.ipynb", "options": {"base_image": test_base_image}},
+    )
     assert code == 202
     op_cleanup.append(op["id"])
     end = time.monotonic() + 600
@@ -139,25 +166,41 @@ async def test_cancelling_a_run_stops_its_container(jp_fetch: Any, jp_root_dir: 
 
 @pytest.mark.reliability("F8")
 @pytest.mark.timeout(900)
-async def test_at_most_two_runs_at_once_the_rest_queued(jp_fetch: Any, jp_root_dir: Path,
-                                                        test_base_image: str, docker_client: Any,
-                                                        op_cleanup: list[str]) -> None:
+async def test_at_most_two_runs_at_once_the_rest_queued(
+    jp_fetch: Any,
+    jp_root_dir: Path,
+    test_base_image: str,
+    docker_client: Any,
+    op_cleanup: list[str],
+) -> None:
     write_notebook(jp_root_dir / "nap.ipynb", [("import time\ntime.sleep(6)", None)])
     ids = []
     for i in range(3):  # different outputs: three operations, not one attached
-        code, op = await submit(jp_fetch, {"kind": "run", "path": "nap.ipynb", "options": {
-            "base_image": test_base_image, "output": f"nap{i}.ipynb"}})
+        code, op = await submit(
+            jp_fetch,
+            {
+                "kind": "run",
+                "path": "nap.ipynb",
+                "options": {"base_image": test_base_image, "output": f"nap{i}.ipynb"},
+            },
+        )
         assert code == 202
         ids.append(op["id"])
         op_cleanup.append(op["id"])
     most, saw_queued_while_two_ran = 0, False
     end = time.monotonic() + 600
     while True:
-        running = [c for op_id in ids for c in docker_client.containers.list(
-            filters={"label": f"{OP_LABEL}={op_id}", "status": "running"})]
+        running = [
+            c
+            for op_id in ids
+            for c in docker_client.containers.list(
+                filters={"label": f"{OP_LABEL}={op_id}", "status": "running"}
+            )
+        ]
         most = max(most, len(running))
-        states = [json.loads((await jp_fetch("envpack", "operations", i)).body)["state"]
-                  for i in ids]
+        states = [
+            json.loads((await jp_fetch("envpack", "operations", i)).body)["state"] for i in ids
+        ]
         saw_queued_while_two_ran |= len(running) == 2 and "queued" in states
         if all(s in TERMINAL for s in states):
             break

@@ -28,15 +28,18 @@ def slow_image(docker_client: Any, test_base_image: str, tmp_path_factory: Any) 
     path = folder / "slow.ipynb"
     write_slow_notebook(path)
     spec = take_snapshot(path)
-    return build_image(spec, path, BuildOptions(base_image=test_base_image),
-                       client=docker_client).image
+    return build_image(
+        spec, path, BuildOptions(base_image=test_base_image), client=docker_client
+    ).image
 
 
 def write_slow_notebook(path: Path) -> None:
     nb = nbformat.v4.new_notebook()
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "p", "language": "python"}
-    nb.cells = [nbformat.v4.new_code_cell(f"import time\ntime.sleep({SLEEP})"),
-                nbformat.v4.new_code_cell("print(6 * 7)")]
+    nb.cells = [
+        nbformat.v4.new_code_cell(f"import time\ntime.sleep({SLEEP})"),
+        nbformat.v4.new_code_cell("print(6 * 7)"),
+    ]
     nb.cells[1].outputs = [nbformat.v4.new_output("stream", name="stdout", text="42\n")]
     nb.cells[1].execution_count = 2
     nbformat.write(nb, path)
@@ -48,8 +51,11 @@ def containers(docker_client: Any, op_id: str) -> list[Any]:
 
 def start_slow_run(server: Any, docker_client: Any, image: str, op_cleanup: list[str]) -> str:
     write_slow_notebook(server.root / "slow.ipynb")
-    code, op = server.request("POST", "envpack/operations",
-                              {"kind": "run", "path": "slow.ipynb", "options": {"image": image}})
+    code, op = server.request(
+        "POST",
+        "envpack/operations",
+        {"kind": "run", "path": "slow.ipynb", "options": {"image": image}},
+    )
     assert code == 202, op
     op_cleanup.append(op["id"])
     server.wait_op(op["id"], {"running"}, 30)
@@ -62,9 +68,9 @@ def start_slow_run(server: Any, docker_client: Any, image: str, op_cleanup: list
 
 @pytest.mark.reliability("J1")
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["TERM", "KILL"])
-def test_a_killed_server_follows_the_run_again(server_process: Any, docker_client: Any,
-                                               slow_image: str, op_cleanup: list[str],
-                                               sig: int) -> None:
+def test_a_killed_server_follows_the_run_again(
+    server_process: Any, docker_client: Any, slow_image: str, op_cleanup: list[str], sig: int
+) -> None:
     # Given a run in progress
     server_process.start()
     op_id = start_slow_run(server_process, docker_client, slow_image, op_cleanup)
@@ -86,8 +92,9 @@ def test_a_killed_server_follows_the_run_again(server_process: Any, docker_clien
 
 
 @pytest.mark.reliability("J1", "F6")
-def test_cancel_works_after_a_restart(server_process: Any, docker_client: Any,
-                                      slow_image: str, op_cleanup: list[str]) -> None:
+def test_cancel_works_after_a_restart(
+    server_process: Any, docker_client: Any, slow_image: str, op_cleanup: list[str]
+) -> None:
     server_process.start()
     op_id = start_slow_run(server_process, docker_client, slow_image, op_cleanup)
     server_process.kill(signal.SIGKILL)
@@ -104,8 +111,9 @@ def test_cancel_works_after_a_restart(server_process: Any, docker_client: Any,
 
 
 @pytest.mark.reliability("J1")
-def test_a_vanished_container_is_marked_lost(server_process: Any, docker_client: Any,
-                                             slow_image: str, op_cleanup: list[str]) -> None:
+def test_a_vanished_container_is_marked_lost(
+    server_process: Any, docker_client: Any, slow_image: str, op_cleanup: list[str]
+) -> None:
     server_process.start()
     op_id = start_slow_run(server_process, docker_client, slow_image, op_cleanup)
     server_process.kill(signal.SIGKILL)

@@ -29,21 +29,25 @@ pytestmark = pytest.mark.docker
 def context(tmp_path: Path, kind: str) -> OperationContext:
     store = OperationStore(tmp_path / "ops.sqlite")
     manager = OperationManager(store, EnvPack(), ContentsPaths(tmp_path))
-    op = store.create(Operation(id=new_operation_id(), kind=kind, path="nb.ipynb",
-                                state="running"))
+    op = store.create(Operation(id=new_operation_id(), kind=kind, path="nb.ipynb", state="running"))
     return OperationContext(manager, op, resumed=True)
 
 
 @pytest.mark.reliability("J1")
-def test_a_build_resumes_from_its_labelled_image_or_is_lost(tmp_path: Path, docker_client: Any,
-                                                            test_base_image: str) -> None:
+def test_a_build_resumes_from_its_labelled_image_or_is_lost(
+    tmp_path: Path, docker_client: Any, test_base_image: str
+) -> None:
     op = context(tmp_path, "build")
     with pytest.raises(LostError):
         resume_build(op, null_reporter, CancelToken())
     tag = f"envpack-test/server-resume:{op.id[:12]}"
     dockerfile = io.BytesIO(f"FROM {test_base_image}\n".encode())
-    docker_client.images.build(fileobj=dockerfile, tag=tag, rm=True, labels={
-        **op.labels, "org.jupyter.envpack": "1", "org.jupyter.envpack.kind": "build"})
+    docker_client.images.build(
+        fileobj=dockerfile,
+        tag=tag,
+        rm=True,
+        labels={**op.labels, "org.jupyter.envpack": "1", "org.jupyter.envpack.kind": "build"},
+    )
     try:
         result = resume_build(op, null_reporter, CancelToken())
         assert result["image"] == tag and result["resumed"] is True
@@ -53,11 +57,18 @@ def test_a_build_resumes_from_its_labelled_image_or_is_lost(tmp_path: Path, dock
 
 @pytest.mark.reliability("J1", "F12")
 def test_a_run_without_its_container_is_lost_and_foreign_ones_are_untouched(
-        tmp_path: Path, docker_client: Any, test_base_image: str) -> None:
+    tmp_path: Path, docker_client: Any, test_base_image: str
+) -> None:
     op = context(tmp_path, "run")
-    foreign = docker_client.containers.create(test_base_image, command=["true"], labels={
-        "org.jupyter.envpack": "1", "org.jupyter.envpack.test": "foreign",
-        OPERATION_LABEL: new_operation_id()})
+    foreign = docker_client.containers.create(
+        test_base_image,
+        command=["true"],
+        labels={
+            "org.jupyter.envpack": "1",
+            "org.jupyter.envpack.test": "foreign",
+            OPERATION_LABEL: new_operation_id(),
+        },
+    )
     try:
         with pytest.raises(LostError):
             resume_run(op, null_reporter, CancelToken())

@@ -42,8 +42,9 @@ class FakeWork:
             raise InputError(f"unknown fake option(s) {sorted(unknown)}")
         return options
 
-    def run(self, op: Any, reporter: Callable[[ProgressEvent], None],
-            cancel: CancelToken) -> dict[str, Any]:
+    def run(
+        self, op: Any, reporter: Callable[[ProgressEvent], None], cancel: CancelToken
+    ) -> dict[str, Any]:
         with self._lock:
             self.calls.append(op.id)
             self.running += 1
@@ -54,8 +55,9 @@ class FakeWork:
             with self._lock:
                 self.running -= 1
 
-    def _work(self, op: Any, reporter: Callable[[ProgressEvent], None],
-              cancel: CancelToken) -> dict[str, Any]:
+    def _work(
+        self, op: Any, reporter: Callable[[ProgressEvent], None], cancel: CancelToken
+    ) -> dict[str, Any]:
         reporter(ProgressEvent("fake", "started", "step", 0.1))
         opts = op.options
         if opts.get("fail"):
@@ -92,15 +94,17 @@ def envpack_config() -> dict[str, Any]:
 
 
 @pytest.fixture
-def jp_server_config(envpack_db: Path,
-                     envpack_config: dict[str, Any]) -> Config:
-    return Config({
-        # terminals off: its websocket handler trips the (error-escalated) auth warning
-        "ServerApp": {"jpserver_extensions": {"jupyter_envpack": True,
-                                              "jupyter_server_terminals": False},
-                      "allow_unauthenticated_access": False},
-        "EnvPack": {"database_path": str(envpack_db), "runners": {}, **envpack_config},
-    })
+def jp_server_config(envpack_db: Path, envpack_config: dict[str, Any]) -> Config:
+    return Config(
+        {
+            # terminals off: its websocket handler trips the (error-escalated) auth warning
+            "ServerApp": {
+                "jpserver_extensions": {"jupyter_envpack": True, "jupyter_server_terminals": False},
+                "allow_unauthenticated_access": False,
+            },
+            "EnvPack": {"database_path": str(envpack_db), "runners": {}, **envpack_config},
+        }
+    )
 
 
 @pytest.fixture
@@ -122,8 +126,11 @@ def jp_fetch(jp_fetch: Any, envpack_service: Any) -> Any:
 def notebook(jp_root_dir: Path) -> Path:
     """A small notebook at the root: ``nb.ipynb``."""
     nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
-                                 "language": "python"}
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
     nb.cells.append(nbformat.v4.new_code_cell("import json\nprint(json.dumps(1))"))
     path = jp_root_dir / "nb.ipynb"
     nbformat.write(nb, path)

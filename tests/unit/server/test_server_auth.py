@@ -23,8 +23,9 @@ METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 
 def routes() -> list[str]:
     """Concrete URLs for every pattern the extension registers."""
-    return [re.sub(r"\(\?P<op_id>[^)]*\)", OP, pattern).lstrip("/")
-            for pattern, _ in make_handlers()]
+    return [
+        re.sub(r"\(\?P<op_id>[^)]*\)", OP, pattern).lstrip("/") for pattern, _ in make_handlers()
+    ]
 
 
 @pytest.mark.reliability("A1")
@@ -55,14 +56,23 @@ def test_every_registered_envpack_rule_is_covered(jp_serverapp: Any) -> None:
 @pytest.mark.parametrize("route", routes())
 @pytest.mark.parametrize("method", METHODS)
 @pytest.mark.parametrize("auth", ["", "token wrong-token", "Bearer nope"])
-async def test_no_or_wrong_credentials_are_refused(jp_fetch: Any, notebook: Path,
-                                                   envpack_service: Any, route: str,
-                                                   method: str, auth: str) -> None:
-    body = json.dumps({"kind": "fake", "path": "nb.ipynb"}) if method in (
-        "POST", "PUT", "PATCH") else None
-    r = await jp_fetch(*route.split("/"), method=method, body=body,
-                       headers={"Authorization": auth}, params={"path": "nb.ipynb"},
-                       raise_error=False, follow_redirects=False)
+async def test_no_or_wrong_credentials_are_refused(
+    jp_fetch: Any, notebook: Path, envpack_service: Any, route: str, method: str, auth: str
+) -> None:
+    body = (
+        json.dumps({"kind": "fake", "path": "nb.ipynb"})
+        if method in ("POST", "PUT", "PATCH")
+        else None
+    )
+    r = await jp_fetch(
+        *route.split("/"),
+        method=method,
+        body=body,
+        headers={"Authorization": auth},
+        params={"path": "nb.ipynb"},
+        raise_error=False,
+        follow_redirects=False,
+    )
     assert r.code in (302, 403, 405), (route, method, r.code)
     assert r.code != 405 or method in ("PUT", "PATCH")
     assert envpack_service.manager.store.find() == []  # no side effect
@@ -80,14 +90,20 @@ async def _browser_session(jp_fetch: Any, token: str) -> dict[str, str]:
     login page sets."""
     anonymous = {"Authorization": ""}
     page = await jp_fetch("login", headers=anonymous, raise_error=False, follow_redirects=False)
-    login = await jp_fetch("login", params={"token": token}, headers=anonymous,
-                           raise_error=False, follow_redirects=False)
+    login = await jp_fetch(
+        "login",
+        params={"token": token},
+        headers=anonymous,
+        raise_error=False,
+        follow_redirects=False,
+    )
     return {**_cookies(page), **_cookies(login)}
 
 
 @pytest.mark.reliability("A2")
-async def test_cookie_writes_need_xsrf(jp_fetch: Any, jp_serverapp: Any, notebook: Path,
-                                       envpack_service: Any) -> None:
+async def test_cookie_writes_need_xsrf(
+    jp_fetch: Any, jp_serverapp: Any, notebook: Path, envpack_service: Any
+) -> None:
     # Given a browser session logged in with a cookie
     cookies = await _browser_session(jp_fetch, jp_serverapp.identity_provider.token)
     login = [k for k in cookies if k.startswith("username-")]
@@ -100,38 +116,66 @@ async def test_cookie_writes_need_xsrf(jp_fetch: Any, jp_serverapp: Any, noteboo
     assert r.code == 200
     # When a write comes without the XSRF header, or with a wrong one → 403, nothing created
     for extra in ({}, {"X-XSRFToken": "forged"}):
-        r = await jp_fetch("envpack", "operations", method="POST", body=body,
-                           headers={**base, **extra}, raise_error=False)
+        r = await jp_fetch(
+            "envpack",
+            "operations",
+            method="POST",
+            body=body,
+            headers={**base, **extra},
+            raise_error=False,
+        )
         assert r.code == 403, extra
     assert envpack_service.manager.store.find() == []
     # With the header copied from the _xsrf cookie → accepted
-    r = await jp_fetch("envpack", "operations", method="POST", body=body,
-                       headers={**base, "X-XSRFToken": cookies["_xsrf"]}, raise_error=False)
+    r = await jp_fetch(
+        "envpack",
+        "operations",
+        method="POST",
+        body=body,
+        headers={**base, "X-XSRFToken": cookies["_xsrf"]},
+        raise_error=False,
+    )
     assert r.code == 202
     op_id = json.loads(r.body)["id"]
-    r = await jp_fetch("envpack", "operations", op_id, method="DELETE", headers=dict(base),
-                       raise_error=False)
+    r = await jp_fetch(
+        "envpack", "operations", op_id, method="DELETE", headers=dict(base), raise_error=False
+    )
     assert r.code == 403
     # token auth bypasses XSRF by design
-    r = await jp_fetch("envpack", "operations", method="POST",
-                       body=json.dumps({"kind": "fake", "path": "nb.ipynb", "options": {
-                           "tag": 1}}), raise_error=False)
+    r = await jp_fetch(
+        "envpack",
+        "operations",
+        method="POST",
+        body=json.dumps({"kind": "fake", "path": "nb.ipynb", "options": {"tag": 1}}),
+        raise_error=False,
+    )
     assert r.code == 202
 
 
 @pytest.mark.reliability("A3")
-async def test_foreign_origin_and_host_are_refused(jp_fetch: Any, jp_serverapp: Any,
-                                                   notebook: Path, envpack_service: Any) -> None:
+async def test_foreign_origin_and_host_are_refused(
+    jp_fetch: Any, jp_serverapp: Any, notebook: Path, envpack_service: Any
+) -> None:
     # a logged-in browser tricked by another site: cookie + (stolen-shape) XSRF but evil Origin
     cookies = await _browser_session(jp_fetch, jp_serverapp.identity_provider.token)
-    session = {"Authorization": "", "X-XSRFToken": cookies["_xsrf"],
-               "Cookie": "; ".join(f"{k}={v}" for k, v in cookies.items())}
+    session = {
+        "Authorization": "",
+        "X-XSRFToken": cookies["_xsrf"],
+        "Cookie": "; ".join(f"{k}={v}" for k, v in cookies.items()),
+    }
     body = json.dumps({"kind": "fake", "path": "nb.ipynb"})
-    r = await jp_fetch("envpack", "operations", method="POST", body=body,
-                       headers={**session, "Origin": "http://evil.example"}, raise_error=False)
+    r = await jp_fetch(
+        "envpack",
+        "operations",
+        method="POST",
+        body=body,
+        headers={**session, "Origin": "http://evil.example"},
+        raise_error=False,
+    )
     assert r.code == 404
-    r = await jp_fetch("envpack", "status", headers={**session, "Origin": "http://evil.example"},
-                       raise_error=False)
+    r = await jp_fetch(
+        "envpack", "status", headers={**session, "Origin": "http://evil.example"}, raise_error=False
+    )
     assert r.code == 404
     # DNS rebinding: a non-local Host header
     r = await jp_fetch("envpack", "status", headers={"Host": "evil.example"}, raise_error=False)

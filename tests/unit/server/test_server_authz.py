@@ -39,8 +39,13 @@ async def test_read_only_user(jp_fetch: Any, notebook: Path, envpack_service: An
         assert r.code == 200, parts
     # build, run and the fake kind are refused as "execute" on "envpack"
     for kind in ("build", "run", "fake"):
-        r = await jp_fetch("envpack", "operations", method="POST", raise_error=False,
-                           body=json.dumps({"kind": kind, "path": "nb.ipynb"}))
+        r = await jp_fetch(
+            "envpack",
+            "operations",
+            method="POST",
+            raise_error=False,
+            body=json.dumps({"kind": kind, "path": "nb.ipynb"}),
+        )
         assert r.code == 403, kind
         assert json.loads(r.body)["reason"] == "forbidden"
     assert ("execute", "envpack") in CALLS

@@ -33,10 +33,12 @@ def test_config_files_are_read_like_jupyter(tmp_path: Path) -> None:
     low, high = tmp_path / "system", tmp_path / "user"
     low.mkdir()
     high.mkdir()
-    (low / "jupyter_server_config.json").write_text(json.dumps({"EnvPack": {
-        "base_image": "python:3.11-slim", "concurrency_limit": 5}}))
+    (low / "jupyter_server_config.json").write_text(
+        json.dumps({"EnvPack": {"base_image": "python:3.11-slim", "concurrency_limit": 5}})
+    )
     (high / "jupyter_envpack_config.py").write_text(
-        "c.EnvPack.concurrency_limit = 3\nc.EnvPack.extra_index_urls = ['https://x/simple']\n")
+        "c.EnvPack.concurrency_limit = 3\nc.EnvPack.extra_index_urls = ['https://x/simple']\n"
+    )
     cfg = load_envpack_config([str(low), str(high)])
     assert cfg.base_image == "python:3.11-slim"
     assert cfg.concurrency_limit == 3 and cfg.extra_index_urls == ["https://x/simple"]
@@ -44,9 +46,13 @@ def test_config_files_are_read_like_jupyter(tmp_path: Path) -> None:
 
 
 def test_core_options_come_from_the_config() -> None:
-    cfg = EnvPack(base_image="envpack-test/debian-python:bookworm", index_url="https://i/simple",
-                  extra_index_urls=["https://e/simple"], build_deadline=60.0,
-                  cell_timeout=30.0)
+    cfg = EnvPack(
+        base_image="envpack-test/debian-python:bookworm",
+        index_url="https://i/simple",
+        extra_index_urls=["https://e/simple"],
+        build_deadline=60.0,
+        cell_timeout=30.0,
+    )
     build = cfg.build_options(labels={"a": "b"}, deadline=None)
     assert build.base_image == "envpack-test/debian-python:bookworm"
     assert build.index_url == "https://i/simple" and build.extra_index_urls == ("https://e/simple",)
@@ -57,8 +63,9 @@ def test_core_options_come_from_the_config() -> None:
 
 
 def test_backend_classes_are_swappable() -> None:
-    cfg = EnvPack(cluster_backends={"mine": dict, "str": "collections:OrderedDict"},
-                  default_backend="mine")
+    cfg = EnvPack(
+        cluster_backends={"mine": dict, "str": "collections:OrderedDict"}, default_backend="mine"
+    )
     assert cfg.backend_class() is dict
     from collections import OrderedDict
 

@@ -23,23 +23,31 @@ def envpack_db(tmp_path: Path, request: Any) -> Path:
 
 
 @pytest.mark.reliability("J2")
-async def test_corrupt_database_is_replaced(jp_fetch: Any, envpack_db: Path,
-                                            notebook: Path) -> None:
+async def test_corrupt_database_is_replaced(
+    jp_fetch: Any, envpack_db: Path, notebook: Path
+) -> None:
     r = await jp_fetch("envpack", "status")
     assert json.loads(r.body)["degraded"] is None
-    r = await jp_fetch("envpack", "operations", method="POST",
-                       body=json.dumps({"kind": "fake", "path": "nb.ipynb"}))
+    r = await jp_fetch(
+        "envpack",
+        "operations",
+        method="POST",
+        body=json.dumps({"kind": "fake", "path": "nb.ipynb"}),
+    )
     assert r.code == 202
     assert list(envpack_db.parent.glob("operations.sqlite.corrupt-*"))
 
 
 @pytest.mark.reliability("J2")
-async def test_unusable_database_degrades_only_operations(jp_fetch: Any, jp_root_dir: Path,
-                                                          notebook: Path) -> None:
+async def test_unusable_database_degrades_only_operations(
+    jp_fetch: Any, jp_root_dir: Path, notebook: Path
+) -> None:
     status = json.loads((await jp_fetch("envpack", "status")).body)
     assert status["degraded"] and status["operations"] is None
-    for method, body in (("GET", None), ("POST", json.dumps({"kind": "build",
-                                                             "path": "nb.ipynb"}))):
+    for method, body in (
+        ("GET", None),
+        ("POST", json.dumps({"kind": "build", "path": "nb.ipynb"})),
+    ):
         r = await jp_fetch("envpack", "operations", method=method, body=body, raise_error=False)
         assert r.code == 503
         reply = json.loads(r.body)
@@ -52,8 +60,9 @@ async def test_unusable_database_degrades_only_operations(jp_fetch: Any, jp_root
 
 
 @pytest.mark.reliability("J3", "J6")
-async def test_a_locked_database_is_503_after_busy_timeout(jp_fetch: Any, notebook: Path,
-                                                           envpack_service: Any) -> None:
+async def test_a_locked_database_is_503_after_busy_timeout(
+    jp_fetch: Any, notebook: Path, envpack_service: Any
+) -> None:
     import asyncio
     import sqlite3
     import time
@@ -63,9 +72,15 @@ async def test_a_locked_database_is_503_after_busy_timeout(jp_fetch: Any, notebo
     other.execute("BEGIN EXCLUSIVE")
     try:
         started = time.monotonic()
-        write = asyncio.ensure_future(jp_fetch(
-            "envpack", "operations", method="POST", raise_error=False,
-            body=json.dumps({"kind": "fake", "path": "nb.ipynb"})))
+        write = asyncio.ensure_future(
+            jp_fetch(
+                "envpack",
+                "operations",
+                method="POST",
+                raise_error=False,
+                body=json.dumps({"kind": "fake", "path": "nb.ipynb"}),
+            )
+        )
         # the IOLoop is not blocked meanwhile: status answers at once
         await asyncio.sleep(0.2)
         probe = time.monotonic()
@@ -78,6 +93,10 @@ async def test_a_locked_database_is_503_after_busy_timeout(jp_fetch: Any, notebo
     finally:
         other.execute("ROLLBACK")
         other.close()
-    r = await jp_fetch("envpack", "operations", method="POST",
-                       body=json.dumps({"kind": "fake", "path": "nb.ipynb"}))
+    r = await jp_fetch(
+        "envpack",
+        "operations",
+        method="POST",
+        body=json.dumps({"kind": "fake", "path": "nb.ipynb"}),
+    )
     assert r.code == 202

@@ -41,8 +41,9 @@ def wait_for(predicate: Any, timeout: float = 10.0) -> None:
 def root(tmp_path: Path) -> Path:
     root = tmp_path / "root"
     root.mkdir()
-    (root / "nb.ipynb").write_text('{"cells": [], "metadata": {}, "nbformat": 4, '
-                                   '"nbformat_minor": 5}')
+    (root / "nb.ipynb").write_text(
+        '{"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}'
+    )
     (root / "other.ipynb").write_text((root / "nb.ipynb").read_text())
     return root
 
@@ -52,12 +53,14 @@ def db_path(tmp_path: Path) -> Path:
     return tmp_path / "state" / "ops.sqlite"
 
 
-def make_manager(db_path: Path, root: Path, fake_work: Any, limit: int = 2,
-                 start: bool = True, **kind_args: Any) -> OperationManager:
+def make_manager(
+    db_path: Path, root: Path, fake_work: Any, limit: int = 2, start: bool = True, **kind_args: Any
+) -> OperationManager:
     config = EnvPack(concurrency_limit=limit, database_path=str(db_path), max_log_events=100)
     manager = OperationManager(OperationStore(db_path), config, ContentsPaths(root))
-    manager.register_kind(Kind("fake", fake_work.run, validate=fake_work.validate, dedupe=True,
-                               **kind_args))
+    manager.register_kind(
+        Kind("fake", fake_work.run, validate=fake_work.validate, dedupe=True, **kind_args)
+    )
     if start:
         manager.start()
     return manager
@@ -82,8 +85,7 @@ def state_of(manager: OperationManager, op_id: str) -> str:
 def test_transition_table_is_enforced(tmp_path: Path, start: str, to: str) -> None:
     # Given an operation in state `start`
     store = OperationStore(tmp_path / "t.sqlite")
-    op = store.create(Operation(id=new_operation_id(), kind="fake", path="nb.ipynb",
-                                state=start))
+    op = store.create(Operation(id=new_operation_id(), kind="fake", path="nb.ipynb", state=start))
     # When it is moved to `to`
     moved = store.transition(op.id, to)
     # Then only the transitions of the table succeed, and terminal states never change
@@ -102,8 +104,11 @@ def test_submit_runs_and_records_events(manager: OperationManager, fake_work: An
     assert done.progress == 1.0 and done.attempt == 1
     events = manager.events(op.id)
     assert [e.seq for e in events] == sorted(e.seq for e in events)
-    assert [e.data["state"] for e in events if e.type == "state"] == \
-        ["queued", "running", "succeeded"]
+    assert [e.data["state"] for e in events if e.type == "state"] == [
+        "queued",
+        "running",
+        "succeeded",
+    ]
     assert sum(e.type == "progress" and e.data["kind"] == "log" for e in events) == 3
     # resumable: only what comes after a sequence number
     assert manager.events(op.id, after=events[2].seq) == events[3:]
@@ -134,12 +139,17 @@ def test_concurrency_limit_queues_the_rest(manager: OperationManager, fake_work:
 
 
 @pytest.mark.reliability("F7")
-def test_identical_requests_attach_to_one_operation(manager: OperationManager,
-                                                    fake_work: Any) -> None:
+def test_identical_requests_attach_to_one_operation(
+    manager: OperationManager, fake_work: Any
+) -> None:
     # Given 10 concurrent identical submissions
     results: list[tuple[Operation, bool]] = []
-    threads = [threading.Thread(target=lambda: results.append(
-        manager.submit("fake", "nb.ipynb", {"wait": True}))) for _ in range(10)]
+    threads = [
+        threading.Thread(
+            target=lambda: results.append(manager.submit("fake", "nb.ipynb", {"wait": True}))
+        )
+        for _ in range(10)
+    ]
     for t in threads:
         t.start()
     for t in threads:
@@ -185,12 +195,16 @@ def test_cancel_queued_running_finished(manager: OperationManager, fake_work: An
         manager.get("../../etc")
 
 
-def test_failures_are_recorded_without_server_paths(manager: OperationManager, root: Path,
-                                                    caplog: Any) -> None:
+def test_failures_are_recorded_without_server_paths(
+    manager: OperationManager, root: Path, caplog: Any
+) -> None:
     failed, _ = manager.submit("fake", "nb.ipynb", {"fail": True})
     crashed, _ = manager.submit("fake", "nb.ipynb", {"crash": True})
-    wait_for(lambda: state_of(manager, crashed.id) == "failed"
-             and state_of(manager, failed.id) == "failed")
+    wait_for(
+        lambda: (
+            state_of(manager, crashed.id) == "failed" and state_of(manager, failed.id) == "failed"
+        )
+    )
     error = manager.get(failed.id).error
     assert error["reason"] == "build-failed" and error["step"] == "RUN false"
     assert error["log_tail"] == ["boom"]
@@ -212,12 +226,18 @@ def test_log_lines_are_capped_and_truncated(manager: OperationManager) -> None:
 def test_restart_requeues_resumes_or_loses(db_path: Path, root: Path, fake_work: Any) -> None:
     # Given rows a stopped server left behind (queued, running with and without resume)
     store = OperationStore(db_path)
-    rows = {name: store.create(Operation(id=new_operation_id(), kind=kind, path="nb.ipynb",
-                                         state=state))
-            for name, kind, state in [("queued", "fake", "queued"), ("run", "fake", "running"),
-                                      ("followed", "resumable", "running"),
-                                      ("gone", "resumable", "running"),
-                                      ("alien", "unknown", "running")]}
+    rows = {
+        name: store.create(
+            Operation(id=new_operation_id(), kind=kind, path="nb.ipynb", state=state)
+        )
+        for name, kind, state in [
+            ("queued", "fake", "queued"),
+            ("run", "fake", "running"),
+            ("followed", "resumable", "running"),
+            ("gone", "resumable", "running"),
+            ("alien", "unknown", "running"),
+        ]
+    }
     store.close()
     resumed: list[str] = []
 
@@ -233,8 +253,9 @@ def test_restart_requeues_resumes_or_loses(db_path: Path, root: Path, fake_work:
     manager.start()
     try:
         final = {n: op.id for n, op in rows.items()}
-        wait_for(lambda: all(state_of(manager, i) not in ("queued", "running")
-                             for i in final.values()))
+        wait_for(
+            lambda: all(state_of(manager, i) not in ("queued", "running") for i in final.values())
+        )
         # Then nothing stays running: queued ran, resumable was followed, the rest are lost
         assert state_of(manager, final["queued"]) == "succeeded"
         assert state_of(manager, final["followed"]) == "succeeded"
@@ -261,16 +282,34 @@ def test_shutdown_detaches_running_work(db_path: Path, root: Path, fake_work: An
     manager.store.close()
 
 
-def test_old_finished_operations_are_pruned_on_start(db_path: Path, root: Path,
-                                                     fake_work: Any) -> None:
+def test_old_finished_operations_are_pruned_on_start(
+    db_path: Path, root: Path, fake_work: Any
+) -> None:
     store = OperationStore(db_path)
-    old = store.create(Operation(id=new_operation_id(), kind="fake", path="nb.ipynb",
-                                 state="succeeded", created=0, updated=0))
+    old = store.create(
+        Operation(
+            id=new_operation_id(),
+            kind="fake",
+            path="nb.ipynb",
+            state="succeeded",
+            created=0,
+            updated=0,
+        )
+    )
     store.add_event(old.id, "progress", {"message": "x"})
-    recent = store.create(Operation(id=new_operation_id(), kind="fake", path="nb.ipynb",
-                                    state="failed"))
-    running = store.create(Operation(id=new_operation_id(), kind="nope", path="nb.ipynb",
-                                     state="queued", created=0, updated=0))
+    recent = store.create(
+        Operation(id=new_operation_id(), kind="fake", path="nb.ipynb", state="failed")
+    )
+    running = store.create(
+        Operation(
+            id=new_operation_id(),
+            kind="nope",
+            path="nb.ipynb",
+            state="queued",
+            created=0,
+            updated=0,
+        )
+    )
     store.close()
     manager = make_manager(db_path, root, fake_work)
     try:
@@ -322,12 +361,15 @@ def _race(db: str, op_id: str, to: str, go: Any, out: Any) -> None:
 @pytest.mark.reliability("J4")
 def test_two_processes_race_to_finish_exactly_one_wins(db_path: Path) -> None:
     store = OperationStore(db_path)
-    op = store.create(Operation(id=new_operation_id(), kind="fake", path="nb.ipynb",
-                                state="running"))
+    op = store.create(
+        Operation(id=new_operation_id(), kind="fake", path="nb.ipynb", state="running")
+    )
     ctx = multiprocessing.get_context("spawn")
     go, out = ctx.Event(), ctx.Queue()
-    procs = [ctx.Process(target=_race, args=(str(db_path), op.id, to, go, out))
-             for to in ["cancelled", "succeeded"] * 5]
+    procs = [
+        ctx.Process(target=_race, args=(str(db_path), op.id, to, go, out))
+        for to in ["cancelled", "succeeded"] * 5
+    ]
     for p in procs:
         p.start()
     go.set()
@@ -342,12 +384,18 @@ def test_two_processes_race_to_finish_exactly_one_wins(db_path: Path) -> None:
 
 
 @pytest.mark.reliability("A7")
-def test_huge_and_hostile_log_lines_are_stored_as_bounded_text(manager: OperationManager,
-                                                               root: Path) -> None:
+def test_huge_and_hostile_log_lines_are_stored_as_bounded_text(
+    manager: OperationManager, root: Path
+) -> None:
     from jupyter_envpack.events import ProgressEvent
 
-    hostile = ["<img src=x onerror=alert(1)>", "\x1b[31mred\x1b[0m", "spin\rspin\r", "x" * 10**7,
-               f"written to {root}/sub/out.ipynb"]
+    hostile = [
+        "<img src=x onerror=alert(1)>",
+        "\x1b[31mred\x1b[0m",
+        "spin\rspin\r",
+        "x" * 10**7,
+        f"written to {root}/sub/out.ipynb",
+    ]
 
     def noisy(op: Any, reporter: Any, cancel: Any) -> dict[str, Any]:
         for line in hostile:
@@ -395,7 +443,8 @@ def test_a_version_1_database_is_migrated_in_place(db_path: Path) -> None:
 
 @pytest.mark.reliability("J4")
 def test_a_second_server_leaves_live_work_alone_and_cancels_through_the_db(
-        db_path: Path, root: Path, fake_work: Any) -> None:
+    db_path: Path, root: Path, fake_work: Any
+) -> None:
     # Given server A running an operation
     first = make_manager(db_path, root, fake_work)
     op, _ = first.submit("fake", "nb.ipynb", {"wait": True})
@@ -421,10 +470,24 @@ def test_a_second_server_leaves_live_work_alone_and_cancels_through_the_db(
 @pytest.mark.reliability("J1")
 def test_rows_of_a_dead_server_are_taken_over(db_path: Path, root: Path, fake_work: Any) -> None:
     store = OperationStore(db_path)
-    dead = store.create(Operation(id=new_operation_id(), kind="fake", path="nb.ipynb",
-                                  state="queued", owner=f"{socket.gethostname()}:999999999"))
-    live = store.create(Operation(id=new_operation_id(), kind="fake", path="nb.ipynb",
-                                  state="queued", owner=f"{socket.gethostname()}:1"))
+    dead = store.create(
+        Operation(
+            id=new_operation_id(),
+            kind="fake",
+            path="nb.ipynb",
+            state="queued",
+            owner=f"{socket.gethostname()}:999999999",
+        )
+    )
+    live = store.create(
+        Operation(
+            id=new_operation_id(),
+            kind="fake",
+            path="nb.ipynb",
+            state="queued",
+            owner=f"{socket.gethostname()}:1",
+        )
+    )
     store.close()
     manager = make_manager(db_path, root, fake_work)
     try:
@@ -440,9 +503,9 @@ def test_network_filesystems_get_a_rollback_journal(tmp_path: Path) -> None:
     from jupyter_envpack.operations import on_network_fs
 
     mounts = tmp_path / "mounts"
-    mounts.write_text("/dev/sda1 / ext4 rw 0 0\n"
-                      "srv:/home /home nfs4 rw 0 0\n"
-                      "tmpfs /home/me/local tmpfs rw 0 0\n")
+    mounts.write_text(
+        "/dev/sda1 / ext4 rw 0 0\nsrv:/home /home nfs4 rw 0 0\ntmpfs /home/me/local tmpfs rw 0 0\n"
+    )
     assert on_network_fs("/home/me/.local/share/jupyter/ops.sqlite", str(mounts))
     assert not on_network_fs("/home/me/local/ops.sqlite", str(mounts))
     assert not on_network_fs("/var/lib/ops.sqlite", str(mounts))

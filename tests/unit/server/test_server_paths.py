@@ -41,12 +41,29 @@ def test_a_notebook_inside_the_root_resolves(tree: Path) -> None:
 
 
 @pytest.mark.reliability("B1", "B2")
-@pytest.mark.parametrize("path", [
-    "../outside/secret.ipynb", "sub/../../outside/secret.ipynb", "/etc/passwd",
-    "%2e%2e/outside/secret.ipynb", "..%2foutside/secret.ipynb", "C:\\x.ipynb", "C:/x.ipynb",
-    "\\\\srv\\share\\x.ipynb", "a\x00.ipynb", "x" * 5000 + ".ipynb", "../testtest/s.ipynb",
-    "", "..", ".", "sub/nb.ipynb\n", "su\u0301b/nb.ipynb", ".hidden/x.ipynb", "sub/missing.ipynb",
-])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "../outside/secret.ipynb",
+        "sub/../../outside/secret.ipynb",
+        "/etc/passwd",
+        "%2e%2e/outside/secret.ipynb",
+        "..%2foutside/secret.ipynb",
+        "C:\\x.ipynb",
+        "C:/x.ipynb",
+        "\\\\srv\\share\\x.ipynb",
+        "a\x00.ipynb",
+        "x" * 5000 + ".ipynb",
+        "../testtest/s.ipynb",
+        "",
+        "..",
+        ".",
+        "sub/nb.ipynb\n",
+        "su\u0301b/nb.ipynb",
+        ".hidden/x.ipynb",
+        "sub/missing.ipynb",
+    ],
+)
 def test_bad_paths_are_not_found(tree: Path, path: str) -> None:
     with pytest.raises(NotFoundError):
         resolve_notebook(tree, path)
@@ -101,39 +118,66 @@ def test_output_paths(tree: Path) -> None:
 
 
 @pytest.mark.reliability("A5")
-@pytest.mark.parametrize("body", [
-    b"not json", b"[1, 2]", b'"text"', b"null", b"\xff\xfe", b'{"kind": "build"}',
-    b'{"kind": 1, "path": "nb.ipynb"}', b'{"kind": "build", "path": "nb.ipynb", "extra": 1}',
-    b'{"kind": "build", "path": "nb.ipynb", "options": []}',
-    b'{"kind": "build", "path": NaN}', b'{"kind": "build", "path": "x", "options": Infinity}',
-    b'{"a":' * 100 + b"1" + b"}" * 100, b"[" * 100000 + b"]" * 100000,
-])
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"not json",
+        b"[1, 2]",
+        b'"text"',
+        b"null",
+        b"\xff\xfe",
+        b'{"kind": "build"}',
+        b'{"kind": 1, "path": "nb.ipynb"}',
+        b'{"kind": "build", "path": "nb.ipynb", "extra": 1}',
+        b'{"kind": "build", "path": "nb.ipynb", "options": []}',
+        b'{"kind": "build", "path": NaN}',
+        b'{"kind": "build", "path": "x", "options": Infinity}',
+        b'{"a":' * 100 + b"1" + b"}" * 100,
+        b"[" * 100000 + b"]" * 100000,
+    ],
+)
 def test_malformed_bodies_are_input_errors(body: bytes) -> None:
     with pytest.raises(InputError):
         parse_operation_request(body)
 
 
 @pytest.mark.reliability("A5")
-@pytest.mark.parametrize(("fields", "options"), [
-    (BUILD_FIELDS, {"base_image": "python:3.11-slim\nRUN evil"}),
-    (BUILD_FIELDS, {"base_image": "has space:1"}), (BUILD_FIELDS, {"base_image": "--rm"}),
-    (BUILD_FIELDS, {"deadline": -1}), (BUILD_FIELDS, {"deadline": True}),
-    (BUILD_FIELDS, {"deadline": "10"}), (BUILD_FIELDS, {"kernel": "../x"}),
-    (BUILD_FIELDS, {"index_url": "http://evil"}), (BUILD_FIELDS, {"ca_bundle": "/etc/shadow"}),
-    (RUN_FIELDS, {"parameters": {"not an identifier": 1}}), (RUN_FIELDS, {"parameters": [1]}),
-    (RUN_FIELDS, {"mem_limit": "lots"}), (RUN_FIELDS, {"network": "yes"}),
-    (RUN_FIELDS, {"tolerance": 2}), (RUN_FIELDS, {"output": ""}),
-])
+@pytest.mark.parametrize(
+    ("fields", "options"),
+    [
+        (BUILD_FIELDS, {"base_image": "python:3.11-slim\nRUN evil"}),
+        (BUILD_FIELDS, {"base_image": "has space:1"}),
+        (BUILD_FIELDS, {"base_image": "--rm"}),
+        (BUILD_FIELDS, {"deadline": -1}),
+        (BUILD_FIELDS, {"deadline": True}),
+        (BUILD_FIELDS, {"deadline": "10"}),
+        (BUILD_FIELDS, {"kernel": "../x"}),
+        (BUILD_FIELDS, {"index_url": "http://evil"}),
+        (BUILD_FIELDS, {"ca_bundle": "/etc/shadow"}),
+        (RUN_FIELDS, {"parameters": {"not an identifier": 1}}),
+        (RUN_FIELDS, {"parameters": [1]}),
+        (RUN_FIELDS, {"mem_limit": "lots"}),
+        (RUN_FIELDS, {"network": "yes"}),
+        (RUN_FIELDS, {"tolerance": 2}),
+        (RUN_FIELDS, {"output": ""}),
+    ],
+)
 def test_bad_options_are_input_errors(fields: dict, options: dict) -> None:
     with pytest.raises(InputError):
         check_fields(options, fields, "option")
 
 
 def test_good_options_pass_and_nulls_drop() -> None:
-    options = {"base_image": "envpack-test/debian-python:bookworm", "deadline": 60,
-               "kernel": None}
+    options = {"base_image": "envpack-test/debian-python:bookworm", "deadline": 60, "kernel": None}
     assert check_fields(options, BUILD_FIELDS, "option") == {
-        "base_image": "envpack-test/debian-python:bookworm", "deadline": 60}
-    run = {"parameters": {"n": 3, "name": "x"}, "mem_limit": "512m", "network": False,
-           "output": "sub/out.ipynb", "tolerance": 0.1}
+        "base_image": "envpack-test/debian-python:bookworm",
+        "deadline": 60,
+    }
+    run = {
+        "parameters": {"n": 3, "name": "x"},
+        "mem_limit": "512m",
+        "network": False,
+        "output": "sub/out.ipynb",
+        "tolerance": 0.1,
+    }
     assert check_fields(run, RUN_FIELDS, "option") == run

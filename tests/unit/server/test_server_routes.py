@@ -54,25 +54,35 @@ async def test_unknown_route_is_404(jp_fetch: Any) -> None:
     assert code == 404
 
 
-async def test_snapshot_and_dockerfile_of_a_real_notebook(jp_fetch: Any, notebook: Path,
-                                                          jp_root_dir: Path) -> None:
+async def test_snapshot_and_dockerfile_of_a_real_notebook(
+    jp_fetch: Any, notebook: Path, jp_root_dir: Path
+) -> None:
     code, body, _ = await call(jp_fetch, "envpack", "snapshot", params={"path": "nb.ipynb"})
     assert code == 200, body
     assert body["schema"] == "envpack.snapshot/1" and body["notebook"] == "nb.ipynb"
     assert str(jp_root_dir) not in json.dumps(body)
-    code, text, r = await call(jp_fetch, "envpack", "dockerfile",
-                               params={"path": "nb.ipynb",
-                                       "base_image": "envpack-test/debian-python:bookworm"})
+    code, text, r = await call(
+        jp_fetch,
+        "envpack",
+        "dockerfile",
+        params={"path": "nb.ipynb", "base_image": "envpack-test/debian-python:bookworm"},
+    )
     assert code == 200
     assert r.headers["Content-Type"].startswith("text/plain")
     assert "FROM envpack-test/debian-python:bookworm" in text
 
 
-@pytest.mark.parametrize(("params", "status"), [
-    ({}, 400), ({"path": "missing.ipynb"}, 404), ({"path": "nb.ipynb", "kernel": "../x"}, 400),
-])
-async def test_snapshot_bad_requests(jp_fetch: Any, notebook: Path, jp_root_dir: Path,
-                                     params: dict, status: int) -> None:
+@pytest.mark.parametrize(
+    ("params", "status"),
+    [
+        ({}, 400),
+        ({"path": "missing.ipynb"}, 404),
+        ({"path": "nb.ipynb", "kernel": "../x"}, 400),
+    ],
+)
+async def test_snapshot_bad_requests(
+    jp_fetch: Any, notebook: Path, jp_root_dir: Path, params: dict, status: int
+) -> None:
     for route in ("snapshot", "dockerfile"):
         code, body, _ = await call(jp_fetch, "envpack", route, params=params)
         assert code == status, (route, body)
@@ -80,19 +90,33 @@ async def test_snapshot_bad_requests(jp_fetch: Any, notebook: Path, jp_root_dir:
 
 
 async def test_dockerfile_refuses_a_bad_base_image(jp_fetch: Any, notebook: Path) -> None:
-    code, body, _ = await call(jp_fetch, "envpack", "dockerfile",
-                               params={"path": "nb.ipynb", "base_image": "a b\nRUN x"})
+    code, body, _ = await call(
+        jp_fetch, "envpack", "dockerfile", params={"path": "nb.ipynb", "base_image": "a b\nRUN x"}
+    )
     assert code == 400 and body["reason"] == "invalid-input"
 
 
 @pytest.mark.reliability("B1", "B2", "B4")
-@pytest.mark.parametrize("path", [
-    "../outside/secret.ipynb", "sub/../../outside/secret.ipynb", "/etc/passwd",
-    "%2e%2e/outside/secret.ipynb", "..%2foutside/secret.ipynb", "C:\\x", "\\\\srv\\share\\x",
-    "a\x00.ipynb", "x" * 5000, "../root_dirtest/s.ipynb", ".hidden/x.ipynb", "link.ipynb",
-])
-async def test_traversal_is_404_and_never_reads(jp_fetch: Any, jp_root_dir: Path,
-                                                envpack_service: Any, path: str) -> None:
+@pytest.mark.parametrize(
+    "path",
+    [
+        "../outside/secret.ipynb",
+        "sub/../../outside/secret.ipynb",
+        "/etc/passwd",
+        "%2e%2e/outside/secret.ipynb",
+        "..%2foutside/secret.ipynb",
+        "C:\\x",
+        "\\\\srv\\share\\x",
+        "a\x00.ipynb",
+        "x" * 5000,
+        "../root_dirtest/s.ipynb",
+        ".hidden/x.ipynb",
+        "link.ipynb",
+    ],
+)
+async def test_traversal_is_404_and_never_reads(
+    jp_fetch: Any, jp_root_dir: Path, envpack_service: Any, path: str
+) -> None:
     # Given a canary outside the root, a sibling with the root's name as prefix, a hidden file
     # and a symlink leaving the root
     canary = secrets.token_hex(16)
@@ -110,8 +134,7 @@ async def test_traversal_is_404_and_never_reads(jp_fetch: Any, jp_root_dir: Path
     responses = [
         await call(jp_fetch, "envpack", "snapshot", params={"path": path}),
         await call(jp_fetch, "envpack", "dockerfile", params={"path": path}),
-        await call(jp_fetch, "envpack", "operations",
-                   **post_op({"kind": "fake", "path": path})),
+        await call(jp_fetch, "envpack", "operations", **post_op({"kind": "fake", "path": path})),
         await call(jp_fetch, "envpack", "operations", **post_op({"kind": "run", "path": path})),
     ]
     # Then each is a clean 404, the canary never appears, and no operation was created
@@ -130,26 +153,37 @@ async def test_fifo_and_directories_are_400(jp_fetch: Any, jp_root_dir: Path) ->
     for path in ("fifo.ipynb", "dir.ipynb"):
         code, body, _ = await call(jp_fetch, "envpack", "snapshot", params={"path": path})
         assert code == 400, body
-        code, body, _ = await call(jp_fetch, "envpack", "operations",
-                                   **post_op({"kind": "build", "path": path}))
+        code, body, _ = await call(
+            jp_fetch, "envpack", "operations", **post_op({"kind": "build", "path": path})
+        )
         assert code == 400, body
 
 
 @pytest.mark.reliability("A5")
-@pytest.mark.parametrize("body", [
-    b"not json", b"[1]", b"null", b"\xff", b'{"kind": "fake"}', b'{"kind": 1, "path": "nb.ipynb"}',
-    b'{"kind": "fake", "path": "nb.ipynb", "extra": 1}',
-    b'{"kind": "fake", "path": "nb.ipynb", "options": {"evil": 1}}',
-    b'{"kind": "nope", "path": "nb.ipynb"}', b'{"kind": "fake", "path": NaN}',
-    b'{"kind": "build", "path": "nb.ipynb", "options": {"deadline": "x"}}',
-    b'{"kind": "build", "path": "nb.ipynb", "options": {"base_image": "a\\nRUN x"}}',
-    b'{"kind": "run", "path": "nb.ipynb", "options": {"parameters": {"a b": 1}}}',
-    b'{"kind": "run", "path": "nb.ipynb", "options": {"output": "../out.ipynb"}}',
-    b'{"kind": "build", "path": "nb.ipynb", "options": {"index_url": "http://x"}}',
-    b'{"a":' * 200 + b"1" + b"}" * 200,
-])
-async def test_malformed_bodies_are_4xx(jp_fetch: Any, notebook: Path, jp_root_dir: Path,
-                                        envpack_service: Any, body: bytes) -> None:
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"not json",
+        b"[1]",
+        b"null",
+        b"\xff",
+        b'{"kind": "fake"}',
+        b'{"kind": 1, "path": "nb.ipynb"}',
+        b'{"kind": "fake", "path": "nb.ipynb", "extra": 1}',
+        b'{"kind": "fake", "path": "nb.ipynb", "options": {"evil": 1}}',
+        b'{"kind": "nope", "path": "nb.ipynb"}',
+        b'{"kind": "fake", "path": NaN}',
+        b'{"kind": "build", "path": "nb.ipynb", "options": {"deadline": "x"}}',
+        b'{"kind": "build", "path": "nb.ipynb", "options": {"base_image": "a\\nRUN x"}}',
+        b'{"kind": "run", "path": "nb.ipynb", "options": {"parameters": {"a b": 1}}}',
+        b'{"kind": "run", "path": "nb.ipynb", "options": {"output": "../out.ipynb"}}',
+        b'{"kind": "build", "path": "nb.ipynb", "options": {"index_url": "http://x"}}',
+        b'{"a":' * 200 + b"1" + b"}" * 200,
+    ],
+)
+async def test_malformed_bodies_are_4xx(
+    jp_fetch: Any, notebook: Path, jp_root_dir: Path, envpack_service: Any, body: bytes
+) -> None:
     code, reply, _ = await call(jp_fetch, "envpack", "operations", **post_op(body))
     assert code in (400, 404), reply
     assert_clean_error(reply, jp_root_dir)
@@ -164,12 +198,16 @@ async def test_huge_body_is_413(jp_fetch: Any, notebook: Path, jp_root_dir: Path
     assert not reply.get("traceback")
 
 
-async def test_operation_lifecycle(jp_fetch: Any, notebook: Path, wait_op: Any,
-                                   jp_base_url: str) -> None:
+async def test_operation_lifecycle(
+    jp_fetch: Any, notebook: Path, wait_op: Any, jp_base_url: str
+) -> None:
     # POST → 202 + Location
-    code, op, r = await call(jp_fetch, "envpack", "operations",
-                             **post_op({"kind": "fake", "path": "nb.ipynb",
-                                        "options": {"lines": 2}}))
+    code, op, r = await call(
+        jp_fetch,
+        "envpack",
+        "operations",
+        **post_op({"kind": "fake", "path": "nb.ipynb", "options": {"lines": 2}}),
+    )
     assert code == 202
     assert r.headers["Location"] == f"{jp_base_url}envpack/operations/{op['id']}"
     assert op["state"] == "queued" and op["kind"] == "fake" and op["path"] == "nb.ipynb"
@@ -177,8 +215,9 @@ async def test_operation_lifecycle(jp_fetch: Any, notebook: Path, wait_op: Any,
     done = await wait_op(op["id"], {"succeeded"})
     assert done["result"]["ok"] is True and done["progress"] == 1.0
     # list, filters
-    code, listing, _ = await call(jp_fetch, "envpack", "operations",
-                                  params={"state": "succeeded", "kind": "fake"})
+    code, listing, _ = await call(
+        jp_fetch, "envpack", "operations", params={"state": "succeeded", "kind": "fake"}
+    )
     assert code == 200 and [o["id"] for o in listing["operations"]] == [op["id"]]
     for params in ({"state": "bogus"}, {"kind": "bogus"}, {"limit": "many"}):
         code, body, _ = await call(jp_fetch, "envpack", "operations", params=params)
@@ -198,16 +237,16 @@ async def test_unknown_operation_is_404(jp_fetch: Any) -> None:
 
 
 @pytest.mark.reliability("F6", "F7")
-async def test_attach_and_cancel_through_the_api(jp_fetch: Any, notebook: Path,
-                                                 wait_op: Any) -> None:
+async def test_attach_and_cancel_through_the_api(
+    jp_fetch: Any, notebook: Path, wait_op: Any
+) -> None:
     body = {"kind": "fake", "path": "nb.ipynb", "options": {"wait": True}}
     code, first, _ = await call(jp_fetch, "envpack", "operations", **post_op(body))
     code2, second, r = await call(jp_fetch, "envpack", "operations", **post_op(body))
     assert (code, code2) == (202, 200) and second["id"] == first["id"]
     assert r.headers["Location"].endswith(first["id"])
     await wait_op(first["id"], {"running"})
-    code, cancelled, _ = await call(jp_fetch, "envpack", "operations", first["id"],
-                                    method="DELETE")
+    code, cancelled, _ = await call(jp_fetch, "envpack", "operations", first["id"], method="DELETE")
     assert code == 202 and cancelled["cancel_requested"] is True
     done = await wait_op(first["id"], {"cancelled"})
     assert done["state"] == "cancelled"
@@ -231,16 +270,18 @@ def parse_sse(text: str) -> list[dict[str, Any]]:
 
 @pytest.mark.reliability("A7")
 async def test_events_stream_and_resume(jp_fetch: Any, notebook: Path, wait_op: Any) -> None:
-    code, op, _ = await call(jp_fetch, "envpack", "operations",
-                             **post_op({"kind": "fake", "path": "nb.ipynb",
-                                        "options": {"lines": 3}}))
+    code, op, _ = await call(
+        jp_fetch,
+        "envpack",
+        "operations",
+        **post_op({"kind": "fake", "path": "nb.ipynb", "options": {"lines": 3}}),
+    )
     await wait_op(op["id"], {"succeeded"})
     # the whole stream: replayed events then `end`
     code, text, r = await call(jp_fetch, "envpack", "operations", op["id"], "events")
     assert code == 200 and r.headers["Content-Type"].startswith("text/event-stream")
     frames = parse_sse(text)
-    assert frames[-1]["event"] == "end" and json.loads(frames[-1]["data"]) == {
-        "state": "succeeded"}
+    assert frames[-1]["event"] == "end" and json.loads(frames[-1]["data"]) == {"state": "succeeded"}
     events = [json.loads(f["data"]) for f in frames[:-1]]
     assert [e["seq"] for e in events] == [int(f["id"]) for f in frames[:-1]]
     states = [e["state"] for e in events if e["type"] == "state"]
@@ -249,26 +290,43 @@ async def test_events_stream_and_resume(jp_fetch: Any, notebook: Path, wait_op: 
     assert logs[0] == "line 0 <script>alert(1)</script>"  # text in JSON, never HTML
     # resume with Last-Event-ID and with ?after=
     middle = events[2]["seq"]
-    _, text2, _ = await call(jp_fetch, "envpack", "operations", op["id"], "events",
-                             headers={"Last-Event-ID": str(middle)})
+    _, text2, _ = await call(
+        jp_fetch,
+        "envpack",
+        "operations",
+        op["id"],
+        "events",
+        headers={"Last-Event-ID": str(middle)},
+    )
     resumed = [json.loads(f["data"]) for f in parse_sse(text2)[:-1]]
     assert resumed == events[3:]
-    _, page, _ = await call(jp_fetch, "envpack", "operations", op["id"], "events",
-                            params={"after": str(middle), "format": "json"})
+    _, page, _ = await call(
+        jp_fetch,
+        "envpack",
+        "operations",
+        op["id"],
+        "events",
+        params={"after": str(middle), "format": "json"},
+    )
     assert page["events"] == events[3:] and page["done"] is True
     assert page["last"] == events[-1]["seq"] and page["state"] == "succeeded"
-    code, _body, _ = await call(jp_fetch, "envpack", "operations", op["id"], "events",
-                               params={"after": "-1"})
+    code, _body, _ = await call(
+        jp_fetch, "envpack", "operations", op["id"], "events", params={"after": "-1"}
+    )
     assert code == 400
 
 
-async def test_events_follow_a_live_operation(jp_fetch: Any, notebook: Path, fake_work: Any,
-                                              wait_op: Any) -> None:
+async def test_events_follow_a_live_operation(
+    jp_fetch: Any, notebook: Path, fake_work: Any, wait_op: Any
+) -> None:
     import asyncio
 
-    _, op, _ = await call(jp_fetch, "envpack", "operations",
-                             **post_op({"kind": "fake", "path": "nb.ipynb",
-                                        "options": {"wait": True, "lines": 2}}))
+    _, op, _ = await call(
+        jp_fetch,
+        "envpack",
+        "operations",
+        **post_op({"kind": "fake", "path": "nb.ipynb", "options": {"wait": True, "lines": 2}}),
+    )
     await wait_op(op["id"], {"running"})
     stream = asyncio.ensure_future(call(jp_fetch, "envpack", "operations", op["id"], "events"))
     await asyncio.sleep(0.3)
@@ -281,12 +339,20 @@ async def test_events_follow_a_live_operation(jp_fetch: Any, notebook: Path, fak
 
 
 @pytest.mark.reliability("A6")
-async def test_internal_errors_leak_nothing(jp_fetch: Any, notebook: Path, jp_root_dir: Path,
-                                            wait_op: Any, envpack_service: Any,
-                                            monkeypatch: Any) -> None:
-    code, op, _ = await call(jp_fetch, "envpack", "operations",
-                             **post_op({"kind": "fake", "path": "nb.ipynb",
-                                        "options": {"crash": True}}))
+async def test_internal_errors_leak_nothing(
+    jp_fetch: Any,
+    notebook: Path,
+    jp_root_dir: Path,
+    wait_op: Any,
+    envpack_service: Any,
+    monkeypatch: Any,
+) -> None:
+    code, op, _ = await call(
+        jp_fetch,
+        "envpack",
+        "operations",
+        **post_op({"kind": "fake", "path": "nb.ipynb", "options": {"crash": True}}),
+    )
     done = await wait_op(op["id"], {"failed"})
     assert done["error"]["reason"] == "internal"
     assert str(jp_root_dir) not in json.dumps(done)
@@ -295,8 +361,13 @@ async def test_internal_errors_leak_nothing(jp_fetch: Any, notebook: Path, jp_ro
         raise RuntimeError(f"secret detail {jp_root_dir}")
 
     monkeypatch.setattr(envpack_service, "snapshot_json", boom)
-    code, body, _ = await call(jp_fetch, "envpack", "snapshot", params={"path": "nb.ipynb"},
-                               headers={"Authorization": "token CANARY-not-the-token"})
+    code, body, _ = await call(
+        jp_fetch,
+        "envpack",
+        "snapshot",
+        params={"path": "nb.ipynb"},
+        headers={"Authorization": "token CANARY-not-the-token"},
+    )
     assert code in (403, 500)
     code, body, _ = await call(jp_fetch, "envpack", "snapshot", params={"path": "nb.ipynb"})
     assert code == 500
@@ -305,9 +376,9 @@ async def test_internal_errors_leak_nothing(jp_fetch: Any, notebook: Path, jp_ro
 
 
 @pytest.mark.reliability("F1")
-async def test_engine_down_is_a_fast_503_and_a_failed_run(jp_fetch: Any, notebook: Path,
-                                                          wait_op: Any, jp_root_dir: Path,
-                                                          monkeypatch: Any) -> None:
+async def test_engine_down_is_a_fast_503_and_a_failed_run(
+    jp_fetch: Any, notebook: Path, wait_op: Any, jp_root_dir: Path, monkeypatch: Any
+) -> None:
     import time
 
     monkeypatch.setenv("DOCKER_HOST", "unix:///tmp/envpack-no-such-engine.sock")
@@ -316,8 +387,12 @@ async def test_engine_down_is_a_fast_503_and_a_failed_run(jp_fetch: Any, noteboo
     assert code == 200 and time.monotonic() - started < 6
     assert status["engine"]["reachable"] is False
     assert status["engine"]["error"]["reason"] == "engine-unavailable"
-    code, op, _ = await call(jp_fetch, "envpack", "operations", **post_op(
-        {"kind": "run", "path": "nb.ipynb", "options": {"image": "envpack/nb:0123"}}))
+    code, op, _ = await call(
+        jp_fetch,
+        "envpack",
+        "operations",
+        **post_op({"kind": "run", "path": "nb.ipynb", "options": {"image": "envpack/nb:0123"}}),
+    )
     assert code == 202
     done = await wait_op(op["id"], {"failed"})
     assert done["error"]["reason"] == "engine-unavailable"
@@ -325,12 +400,17 @@ async def test_engine_down_is_a_fast_503_and_a_failed_run(jp_fetch: Any, noteboo
 
 
 @pytest.mark.reliability("F7", "F8")
-async def test_identical_runs_attach_while_queued(jp_fetch: Any, notebook: Path,
-                                                  wait_op: Any) -> None:
+async def test_identical_runs_attach_while_queued(
+    jp_fetch: Any, notebook: Path, wait_op: Any
+) -> None:
     # Given both workers busy (limit 2)
     for tag in (1, 2):
-        code, busy, _ = await call(jp_fetch, "envpack", "operations", **post_op(
-            {"kind": "fake", "path": "nb.ipynb", "options": {"wait": True, "tag": tag}}))
+        code, busy, _ = await call(
+            jp_fetch,
+            "envpack",
+            "operations",
+            **post_op({"kind": "fake", "path": "nb.ipynb", "options": {"wait": True, "tag": tag}}),
+        )
         await wait_op(busy["id"], {"running"})
     # When the same run is asked twice, it is queued once and the second call attaches
     body = {"kind": "run", "path": "nb.ipynb", "options": {"image": "envpack/nb:1"}}
@@ -340,24 +420,36 @@ async def test_identical_runs_attach_while_queued(jp_fetch: Any, notebook: Path,
     assert second["state"] == "queued"
     code, listing, _ = await call(jp_fetch, "envpack", "operations", params={"kind": "run"})
     assert len(listing["operations"]) == 1
-    code, cancelled, _ = await call(jp_fetch, "envpack", "operations", first["id"],
-                                    method="DELETE")
+    code, cancelled, _ = await call(jp_fetch, "envpack", "operations", first["id"], method="DELETE")
     assert code == 202 and cancelled["state"] == "cancelled"
 
 
-async def test_a_client_leaving_the_stream_is_forgotten(jp_fetch: Any, notebook: Path,
-                                                        wait_op: Any, jp_http_port: int,
-                                                        jp_base_url: str, jp_auth_header: dict,
-                                                        envpack_service: Any) -> None:
+async def test_a_client_leaving_the_stream_is_forgotten(
+    jp_fetch: Any,
+    notebook: Path,
+    wait_op: Any,
+    jp_http_port: int,
+    jp_base_url: str,
+    jp_auth_header: dict,
+    envpack_service: Any,
+) -> None:
     import asyncio
 
-    _, op, _ = await call(jp_fetch, "envpack", "operations", **post_op(
-        {"kind": "fake", "path": "nb.ipynb", "options": {"wait": True}}))
+    _, op, _ = await call(
+        jp_fetch,
+        "envpack",
+        "operations",
+        **post_op({"kind": "fake", "path": "nb.ipynb", "options": {"wait": True}}),
+    )
     await wait_op(op["id"], {"running"})
     reader, writer = await asyncio.open_connection("127.0.0.1", jp_http_port)
-    writer.write((f"GET {jp_base_url}envpack/operations/{op['id']}/events HTTP/1.1\r\n"
-                  f"Host: localhost:{jp_http_port}\r\n"
-                  f"Authorization: {jp_auth_header['Authorization']}\r\n\r\n").encode())
+    writer.write(
+        (
+            f"GET {jp_base_url}envpack/operations/{op['id']}/events HTTP/1.1\r\n"
+            f"Host: localhost:{jp_http_port}\r\n"
+            f"Authorization: {jp_auth_header['Authorization']}\r\n\r\n"
+        ).encode()
+    )
     await writer.drain()
     head = await asyncio.wait_for(reader.readuntil(b"event: state"), 10)
     assert b"200 OK" in head and b"text/event-stream" in head
@@ -371,13 +463,18 @@ async def test_a_client_leaving_the_stream_is_forgotten(jp_fetch: Any, notebook:
     assert not listeners[op["id"]]  # unsubscribed at once, not at the next keep-alive
 
 
-async def test_long_logs_stream_in_pages(jp_fetch: Any, notebook: Path, wait_op: Any,
-                                         monkeypatch: Any) -> None:
+async def test_long_logs_stream_in_pages(
+    jp_fetch: Any, notebook: Path, wait_op: Any, monkeypatch: Any
+) -> None:
     from jupyter_envpack.server import handlers
 
     monkeypatch.setattr(handlers, "EVENT_PAGE", 4)
-    _, op, _ = await call(jp_fetch, "envpack", "operations", **post_op(
-        {"kind": "fake", "path": "nb.ipynb", "options": {"lines": 10}}))
+    _, op, _ = await call(
+        jp_fetch,
+        "envpack",
+        "operations",
+        **post_op({"kind": "fake", "path": "nb.ipynb", "options": {"lines": 10}}),
+    )
     await wait_op(op["id"], {"succeeded"})
     _, text, _ = await call(jp_fetch, "envpack", "operations", op["id"], "events")
     frames = parse_sse(text)
@@ -386,8 +483,14 @@ async def test_long_logs_stream_in_pages(jp_fetch: Any, notebook: Path, wait_op:
     # JSON pages: `done` only on the last page
     after, pages = 0, 0
     while True:
-        _, page, _ = await call(jp_fetch, "envpack", "operations", op["id"], "events",
-                                params={"format": "json", "after": str(after)})
+        _, page, _ = await call(
+            jp_fetch,
+            "envpack",
+            "operations",
+            op["id"],
+            "events",
+            params={"format": "json", "after": str(after)},
+        )
         pages += 1
         after = page["last"]
         if page["done"]:
