@@ -4,14 +4,30 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from .notebook import DEFAULT_MAX_BYTES, analyse_notebook, find_local_modules
+from .datafiles import DataOptions, find_data_files
+from .index import IndexOptions
+from .localfiles import LocalCode
+from .notebook import DEFAULT_MAX_BYTES, NotebookAnalysis, analyse_notebook
+from .pins import pin_from_index
 from .probe import Environment, probe_interpreter, resolve_kernel_python
 from .resolve import Resolver
-from .spec import EnvSpec, Finding, PinnedPackage
+from .spec import DataFile, EnvSpec, Finding, PinnedPackage
 
-__all__ = ["EnvSpec", "Finding", "PinnedPackage", "select_interpreter", "take_snapshot"]
+__all__ = [
+    "DataFile",
+    "DataOptions",
+    "EnvSpec",
+    "Finding",
+    "IndexOptions",
+    "PinnedPackage",
+    "SnapshotOptions",
+    "select_interpreter",
+    "take_snapshot",
+]
 
 
 def select_interpreter(
@@ -38,14 +54,36 @@ def select_interpreter(
     return sys.executable, notebook_kernel
 
 
+@dataclass(frozen=True)
+class SnapshotOptions:
+    """What a snapshot ships besides the environment, and where it may pin what the kernel lacks.
+
+    Parameters
+    ----------
+    data
+        Data-file size cap and ``--include``/``--exclude`` globs.
+    index
+        Package index settings for what is pinned from the index (default: the user's pip's).
+    from_index
+        Pin ipykernel (when the kernel's environment has none) and exact ``%pip`` pins the kernel
+        lacks from the index; False leaves them as warnings (no network).
+    """
+
+    data: DataOptions = field(default_factory=DataOptions)
+    index: IndexOptions = field(default_factory=IndexOptions)
+    from_index: bool = True
+
+
 def take_snapshot(
     path: str | os.PathLike[str],
     python: str | None = None,
     kernel: str | None = None,
     probe: Environment | None = None,
     max_bytes: int = DEFAULT_MAX_BYTES,
+    options: SnapshotOptions | None = None,
 ) -> EnvSpec:
-    """Read ``path``, find its imports and pin them against the kernel's environment."""
+    """Read ``path``, find its imports, local code and data files; pin the kernel's environment."""
+    options = options or SnapshotOptions()
     nb_path = Path(path)
     analysis, _nb = analyse_notebook(nb_path, max_bytes=max_bytes)
     if probe is None:
@@ -55,23 +93,49 @@ def take_snapshot(
         env, kernel_name = probe, kernel or analysis.kernel_name
     resolver = Resolver(env)
     folder = nb_path.parent if str(nb_path.parent) else Path()
-    candidates = {
-        u.module for u in analysis.imports if u.local_hint or not resolver.is_stdlib(u.module)
-    }
-    wanted = set(candidates)
-    local, local_findings = find_local_modules(folder, wanted)
+    code = local_code(folder, analysis, resolver.is_stdlib)
+    direct = {u.module for u in analysis.imports}
     imports: list[tuple[str, int | None]] = [
-        (u.module, u.cell) for u in analysis.imports if u.module not in local and not u.local_hint
+        (u.module, u.cell)
+        for u in analysis.imports
+        if u.module not in code.tops and not u.local_hint
     ]
-    imports += [(m, None) for m in sorted(wanted - candidates) if m not in local]
+    imports += [(m, None) for m in sorted(code.external - direct - code.tops)]
     resolution = resolver.resolve(imports, analysis.pip_requirements)
-    local_files = sorted({str(f.relative_to(folder)) for files in local.values() for f in files})
+    packages, index_findings = pin_from_index(resolution, env.python_version, options)
+    literals = [*analysis.paths, *((lit, None) for lit in code.paths)]
+    data, data_findings = find_data_files(
+        folder, literals, nb_path.name, set(code.files), options.data
+    )
     return EnvSpec(
         notebook=str(nb_path),
         python_version=env.python_version,
-        packages=resolution.packages,
-        local_files=local_files,
-        warnings=analysis.findings + local_findings + resolution.findings,
+        packages=packages,
+        local_files=sorted(code.files),
+        data_files=data,
+        warnings=[
+            *analysis.findings,
+            *code.findings,
+            *resolution.findings,
+            *index_findings,
+            *data_findings,
+        ],
         interpreter=env.executable,
         kernel_name=kernel_name,
     )
+
+
+def local_code(
+    folder: Path, analysis: NotebookAnalysis, is_stdlib: Callable[[str], bool]
+) -> LocalCode:
+    """The local modules and scripts the notebook reaches, scanned in turn."""
+    code = LocalCode(folder, is_stdlib)
+    for use in analysis.imports:
+        code.add_module(use.module, 1 if use.local_hint else 0)
+    for name, level, _cell in analysis.modules:
+        code.add_module(name, level)
+    for mod, _cell in analysis.run_modules:
+        code.add_module(mod)
+    for script, cell in analysis.scripts:
+        code.add_script(script, cell)
+    return code

@@ -19,14 +19,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from packaging.requirements import InvalidRequirement, Requirement
+
 from ..errors import NotebookError, NotebookTooLargeError, NotFoundError, UnsupportedLanguageError
+from .localfiles import LocalCode
+from .sources import PathLiteral, scan_source
 from .spec import Finding
 
 DEFAULT_MAX_BYTES = 50 * 2**20
 """Notebooks larger than this are refused before parsing (RELIABILITY C4)."""
-
-MAX_LOCAL_FILE_BYTES = 5 * 2**20
-"""A local helper module larger than this is not copied (and not scanned)."""
 
 _PIP_LINE = re.compile(r"^\s*[%!]\s*(?:pip|pip3|python3?\s+-m\s+pip)\s+install\s+(.*)$")
 
@@ -51,6 +52,12 @@ class NotebookAnalysis:
     pip_requirements: list[tuple[str, int]] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)
     code_cells: int = 0
+    modules: list[tuple[str, int, int]] = field(default_factory=list)
+    """``(dotted name, relative level, cell)`` of every import (finds local submodules)."""
+    paths: list[tuple[PathLiteral, int]] = field(default_factory=list)
+    scripts: list[tuple[str, int]] = field(default_factory=list)
+    """Files run or loaded by ``%run``/``%load``/``exec(open(...).read())``, with their cell."""
+    run_modules: list[tuple[str, int]] = field(default_factory=list)
 
 
 def read_notebook_bytes(path: str | os.PathLike[str], max_bytes: int = DEFAULT_MAX_BYTES) -> bytes:
@@ -179,9 +186,31 @@ def _transform(source: str) -> str:
         return str(_transformer.transform_cell(source))
 
 
-def pip_requirements_in(source: str) -> list[str]:
-    """Requirement strings of ``%pip install`` / ``!pip install`` lines (options skipped)."""
+_PIP_OPTIONS_WITH_VALUE = {
+    "-r",
+    "-c",
+    "-e",
+    "-i",
+    "--index-url",
+    "--extra-index-url",
+    "-f",
+    "--find-links",
+    "--target",
+    "-t",
+    "--prefix",
+    "--root",
+}
+_SHELL = re.compile(r"[$`;|&<>(){}\n]")
+
+
+def pip_arguments(source: str) -> tuple[list[str], list[str]]:
+    """``(requirements, unparseable)`` of ``%pip install`` / ``!pip install`` lines.
+
+    Options and their values are skipped. An argument that is not a valid requirement, or carries
+    shell syntax, is unparseable; so is everything after shell syntax (another command).
+    """
     reqs: list[str] = []
+    bad: list[str] = []
     for line in source.splitlines():
         m = _PIP_LINE.match(line)
         if not m:
@@ -189,30 +218,52 @@ def pip_requirements_in(source: str) -> list[str]:
         try:
             words = shlex.split(m.group(1), comments=True)
         except ValueError:
-            words = m.group(1).split()
-        skip_next = False
+            bad.append(m.group(1).strip())
+            continue
+        skip_next = shell = False
         for w in words:
             if skip_next:
                 skip_next = False
-                continue
-            if w.startswith("-"):
-                skip_next = w in {
-                    "-r",
-                    "-c",
-                    "-e",
-                    "-i",
-                    "--index-url",
-                    "--extra-index-url",
-                    "-f",
-                    "--find-links",
-                    "--target",
-                    "-t",
-                    "--prefix",
-                    "--root",
-                }
-                continue
-            reqs.append(w)
-    return reqs
+            elif shell or (_SHELL.search(w) and not _requirement(w, strict=True)):
+                shell = True
+                bad.append(w)
+            elif w.startswith("-"):
+                skip_next = w in _PIP_OPTIONS_WITH_VALUE
+            elif _requirement(w):
+                reqs.append(w)
+            else:
+                bad.append(w)
+    return reqs, bad
+
+
+def _requirement(text: str, strict: bool = False) -> bool:
+    if strict and re.search(r"[$`]", text):
+        return False
+    try:
+        Requirement(text)
+    except InvalidRequirement:
+        return False
+    return True
+
+
+def pip_requirements_in(source: str) -> list[str]:
+    """Requirement strings of ``%pip install`` / ``!pip install`` lines (options skipped)."""
+    return pip_arguments(source)[0]
+
+
+def _pip_findings(source: str, index: int, result: NotebookAnalysis) -> None:
+    reqs, bad = pip_arguments(source)
+    result.pip_requirements += [(req, index) for req in reqs]
+    for word in bad:
+        result.findings.append(
+            Finding(
+                "unparseable-pip-requirement",
+                f"cell {index} installs {word[:120]!r}, which is not a requirement envpack can "
+                "pin (or carries shell syntax); it is neither pinned nor run",
+                cell=index,
+                hint="write one plain requirement per argument, e.g. %pip install name==1.2",
+            )
+        )
 
 
 class _ImportVisitor(ast.NodeVisitor):
@@ -294,10 +345,11 @@ def analyse_notebook(
         source = cell_source(cell)
         if not source.strip():
             continue
-        for req in pip_requirements_in(source):
-            result.pip_requirements.append((req, index))
+        _pip_findings(source, index, result)
         try:
-            found, dynamic = imports_in_source(_transform(source))
+            python = _transform(source)
+            found, dynamic = imports_in_source(python)
+            _scan_cell(scan_source(python), index, result)
         except (SyntaxError, ValueError, RecursionError, MemoryError, TypeError) as exc:
             detail = f"{type(exc).__name__}: {getattr(exc, 'msg', None) or exc}"
             result.findings.append(
@@ -324,12 +376,11 @@ def analyse_notebook(
     return result, nb
 
 
-def _inside(path: Path, root: Path) -> bool:
-    try:
-        path.resolve().relative_to(root)
-    except (ValueError, OSError):
-        return False
-    return True
+def _scan_cell(scan: Any, index: int, result: NotebookAnalysis) -> None:
+    result.modules += [(name, level, index) for name, level in scan.modules]
+    result.paths += [(lit, index) for lit in scan.paths]
+    result.scripts += [(script, index) for script in scan.scripts]
+    result.run_modules += [(mod, index) for mod in scan.run_modules]
 
 
 def find_local_modules(
@@ -337,70 +388,14 @@ def find_local_modules(
 ) -> tuple[dict[str, list[Path]], list[Finding]]:
     """Find modules/packages named in ``modules`` beside the notebook, scanning them in turn.
 
-    Returns ``{module: [files]}`` (paths absolute, all inside ``folder``) and findings for files
-    that were skipped (symlinks leaving the folder, too large). The returned modules' own imports
-    are added to ``modules`` (mutated) so the caller resolves them too.
+    Returns ``{module: [files]}`` (only the files an import reaches) and findings for files that
+    were skipped. Modules the local files import are added to ``modules`` (mutated).
     """
-    root = folder.resolve()
+    code = LocalCode(folder, is_stdlib=lambda _name: False)
+    for name in sorted(modules):
+        code.add_module(name)
+    modules |= code.external | code.tops
     found: dict[str, list[Path]] = {}
-    findings: list[Finding] = []
-    queue = sorted(modules)
-    seen: set[str] = set()
-    while queue:
-        name = queue.pop()
-        if name in seen:
-            continue
-        seen.add(name)
-        files: list[Path] = []
-        single = folder / f"{name}.py"
-        package = folder / name
-        if single.is_file():
-            candidates = [single]
-        elif package.is_dir() and not package.name.startswith("."):
-            candidates = sorted(
-                f
-                for f in package.rglob("*.py")
-                if not any(
-                    part.startswith(".") or part == "__pycache__"
-                    for part in f.relative_to(folder).parts
-                )
-            )
-        else:
-            continue
-        for f in candidates:
-            if (f.is_symlink() and not _inside(f, root)) or not _inside(f, root):
-                findings.append(
-                    Finding(
-                        "local-file-skipped",
-                        f"{f.relative_to(folder)} points outside the notebook's "
-                        "folder and is not copied",
-                    )
-                )
-                continue
-            if f.stat().st_size > MAX_LOCAL_FILE_BYTES:
-                findings.append(
-                    Finding(
-                        "local-file-skipped",
-                        f"{f.relative_to(folder)} is larger than 5 MiB; not copied",
-                    )
-                )
-                continue
-            files.append(f)
-            try:
-                sub, _ = imports_in_source(f.read_text(encoding="utf-8", errors="replace"))
-            except (SyntaxError, ValueError, RecursionError, MemoryError):
-                findings.append(
-                    Finding(
-                        "unparseable-cell",
-                        f"local module {f.relative_to(folder)} does not parse; "
-                        "its imports were not analysed",
-                    )
-                )
-                continue
-            for m, _rel in sub:
-                if m not in modules:
-                    modules.add(m)
-                    queue.append(m)
-        if files:
-            found[name] = files
-    return found, findings
+    for rel, path in code.files.items():
+        found.setdefault(rel.split("/")[0].removesuffix(".py"), []).append(path)
+    return found, code.findings

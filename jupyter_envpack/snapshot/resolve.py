@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -85,6 +85,10 @@ class Resolution:
 
     packages: list[PinnedPackage]
     findings: list[Finding]
+    missing_pins: list[tuple[str, int]] = field(default_factory=list)
+    """Exact ``%pip install x==v`` pins the kernel does not have (to pin from the index)."""
+    needs_kernel: bool = False
+    """True when the kernel's environment has no ipykernel."""
 
 
 class Resolver:
@@ -116,6 +120,7 @@ class Resolver:
     ) -> Resolution:
         """Pin every requested distribution and its closure to the installed versions."""
         findings: list[Finding] = []
+        missing_pins: list[tuple[str, int]] = []
         requested: dict[str, set[str]] = {}  # canonical name -> modules
         extras: dict[str, set[str]] = {}
         reported: set[str] = set()
@@ -166,6 +171,8 @@ class Resolver:
             if key in self.by_name:
                 requested.setdefault(key, set())
                 extras.setdefault(key, set()).update(req.extras)
+            elif _exact_pin(req):
+                missing_pins.append((str(req), cell))
             else:
                 findings.append(
                     Finding(
@@ -173,21 +180,13 @@ class Resolver:
                         f"%pip installs {req.name!r}, but it is not installed in "
                         "the kernel's environment",
                         cell=cell,
-                        hint="run that cell, then snapshot again",
+                        hint=f"pin an exact version (%pip install {req.name}==X.Y), "
+                        "or run that cell, then snapshot again",
                     )
                 )
         roots = dict(requested)
         if include_kernel and canonicalize_name(KERNEL_DISTRIBUTION) in self.by_name:
             roots.setdefault(str(canonicalize_name(KERNEL_DISTRIBUTION)), set())
-        elif include_kernel:
-            findings.append(
-                Finding(
-                    "no-ipykernel",
-                    "ipykernel is not installed in the kernel's environment; the "
-                    "image gets none, so the notebook cannot be rerun in it",
-                    hint="pip install ipykernel in that environment",
-                )
-            )
         closure = self._closure(list(roots), extras, findings)
         packages: list[PinnedPackage] = []
         for key in sorted(closure):
@@ -203,7 +202,8 @@ class Resolver:
                     modules=tuple(sorted(requested.get(key, ()))),
                 )
             )
-        return Resolution(packages, findings)
+        needs_kernel = include_kernel and canonicalize_name(KERNEL_DISTRIBUTION) not in self.by_name
+        return Resolution(packages, findings, missing_pins, needs_kernel)
 
     @staticmethod
     def _namespace(module: str, dists: list[Distribution]) -> bool:
@@ -337,6 +337,11 @@ class Resolver:
                     hint="publish it to an index you can reach",
                 )
             )
+
+
+def _exact_pin(req: Requirement) -> bool:
+    specs = list(req.specifier)
+    return len(specs) == 1 and specs[0].operator in {"==", "==="} and "*" not in specs[0].version
 
 
 def _short(url: str) -> str:

@@ -17,7 +17,9 @@ class Finding:
     Codes: ``unresolved-import``, ``unparseable-cell``, ``editable-install``, ``vcs-install``,
     ``local-path-install``, ``not-from-index``, ``invalid-version``, ``local-version``,
     ``ambiguous-import``, ``missing-dependency``, ``pip-not-installed``, ``no-ipykernel``,
-    ``assumed-python``, ``dynamic-import``, ``local-file-skipped``.
+    ``assumed-python``, ``dynamic-import``, ``local-file-skipped``, ``local-files-capped``,
+    ``secret-file-skipped``, ``missing-script``, ``external-data-file``, ``large-data-files``,
+    ``unparseable-pip-requirement``, ``pip-pin-from-index``, ``runner-from-index``.
     """
 
     code: str
@@ -43,6 +45,9 @@ class PinnedPackage:
     version: str
     requested: bool = False
     modules: tuple[str, ...] = ()
+    reason: str | None = None
+    """Why it is pinned when the kernel did not provide it: ``runner`` (ipykernel, added so the
+    image can start a kernel) or ``pip-pin`` (an exact ``%pip install x==v`` the kernel lacks)."""
 
     @property
     def requirement(self) -> str:
@@ -51,12 +56,27 @@ class PinnedPackage:
 
     def to_json(self) -> dict[str, Any]:
         """Return the JSON form."""
-        return {
+        out: dict[str, Any] = {
             "name": self.name,
             "version": self.version,
             "requested": self.requested,
             "modules": list(self.modules),
         }
+        if self.reason:
+            out["reason"] = self.reason
+        return out
+
+
+@dataclass(frozen=True)
+class DataFile:
+    """A data file shipped beside the notebook (path relative to its folder, size in bytes)."""
+
+    path: str
+    size: int
+
+    def to_json(self) -> dict[str, Any]:
+        """Return the JSON form."""
+        return {"path": self.path, "size": self.size}
 
 
 @dataclass
@@ -72,7 +92,10 @@ class EnvSpec:
     packages
         The pinned closure, sorted by name.
     local_files
-        Files next to the notebook that its imports need, relative to the notebook's folder.
+        Files next to the notebook that its imports and ``%run`` scripts need, relative to the
+        notebook's folder.
+    data_files
+        Files the notebook's code names (data it reads), shipped in their own image layer.
     warnings
         Everything that could not be pinned or resolved.
     interpreter
@@ -86,6 +109,13 @@ class EnvSpec:
     warnings: list[Finding] = field(default_factory=list)
     interpreter: str = ""
     kernel_name: str | None = None
+    data_files: list[DataFile] = field(default_factory=list)
+
+    @property
+    def image_files(self) -> list[str]:
+        """Every file of the notebook's folder that goes into the image (shown before a push)."""
+        name = self.notebook.replace("\\", "/").rsplit("/", 1)[-1]
+        return sorted({name, *self.local_files, *(d.path for d in self.data_files)})
 
     @property
     def python_minor(self) -> str:
@@ -115,6 +145,8 @@ class EnvSpec:
             "kernel": self.kernel_name,
             "packages": [p.to_json() for p in self.packages],
             "local_files": list(self.local_files),
+            "data_files": [d.to_json() for d in self.data_files],
+            "image_files": self.image_files,
             "warnings": [w.to_json() for w in self.warnings],
             "hash": self.hash,
         }
@@ -131,11 +163,16 @@ class EnvSpec:
             kernel_name=data.get("kernel"),
             packages=[
                 PinnedPackage(
-                    p["name"], p["version"], p.get("requested", False), tuple(p.get("modules", ()))
+                    p["name"],
+                    p["version"],
+                    p.get("requested", False),
+                    tuple(p.get("modules", ())),
+                    p.get("reason"),
                 )
                 for p in data["packages"]
             ],
             local_files=list(data.get("local_files", [])),
+            data_files=[DataFile(d["path"], int(d["size"])) for d in data.get("data_files", [])],
             warnings=[
                 Finding(w["code"], w["message"], w.get("cell"), w.get("hint"))
                 for w in data.get("warnings", [])
