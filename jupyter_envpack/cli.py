@@ -33,6 +33,26 @@ def add_environment_arguments(p: argparse.ArgumentParser) -> None:
         help="the kernel's interpreter (default: the notebook's kernelspec, else this Python)",
     )
     g.add_argument("--kernel", metavar="NAME", help="a Jupyter kernelspec name")
+    p.add_argument(
+        "--include",
+        metavar="GLOB",
+        action="append",
+        default=[],
+        help="also ship files matching GLOB (relative to the notebook; repeatable)",
+    )
+    p.add_argument(
+        "--exclude",
+        metavar="GLOB",
+        action="append",
+        default=[],
+        help="never ship data files matching GLOB (repeatable)",
+    )
+    p.add_argument(
+        "--max-data-bytes",
+        type=int,
+        metavar="N",
+        help="cap on the total size of shipped data files (default 200 MiB)",
+    )
 
 
 def add_build_arguments(p: argparse.ArgumentParser) -> None:
@@ -216,9 +236,18 @@ def _out(text: str) -> None:
 
 # ---------------------------------------------------------------- verbs
 def _snapshot(args: argparse.Namespace) -> Any:
-    from .snapshot import take_snapshot
+    from .snapshot import DataOptions, IndexOptions, SnapshotOptions, take_snapshot
 
-    return take_snapshot(args.notebook, python=args.python, kernel=args.kernel)
+    data = DataOptions(include=tuple(args.include), exclude=tuple(args.exclude))
+    if args.max_data_bytes is not None:
+        data = DataOptions(args.max_data_bytes, data.include, data.exclude)
+    index = IndexOptions(
+        getattr(args, "index_url", None),
+        tuple(getattr(args, "extra_index_url", None) or ()),
+        getattr(args, "ca_bundle", None),
+    )
+    options = SnapshotOptions(data=data, index=index)
+    return take_snapshot(args.notebook, python=args.python, kernel=args.kernel, options=options)
 
 
 def cmd_snapshot(args: argparse.Namespace) -> int:

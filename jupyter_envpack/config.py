@@ -18,6 +18,7 @@ from traitlets.config import Config, Configurable
 if TYPE_CHECKING:
     from .execute import RunOptions
     from .image import BuildOptions
+    from .snapshot import SnapshotOptions
 
 #: Config file names read by :func:`load_envpack_config` (server config first, ours last wins).
 CONFIG_FILE_NAMES = ("jupyter_server_config", "jupyter_envpack_config")
@@ -100,6 +101,19 @@ class EnvPack(Configurable):
         help="Log lines kept per operation; later lines are dropped (steps and progress are "
         "always kept).",
     ).tag(config=True)
+    # --- data files shipped beside the notebook (issue 9.3; helper A)
+    max_data_bytes = Integer(
+        200 * 1024 * 1024,
+        min=0,
+        help="Total size (bytes) of the data files shipped in an image; beyond it files are "
+        "left out with a large-data-files warning.",
+    ).tag(config=True)
+    include_data = List(
+        Unicode(), default_value=[], help="Globs (relative to the notebook) of files to ship too."
+    ).tag(config=True)
+    exclude_data = List(
+        Unicode(), default_value=[], help="Globs (relative to the notebook) of files never shipped."
+    ).tag(config=True)
     retention_days = Float(
         30.0,
         help="Finished operations older than this many days are forgotten when the server "
@@ -165,6 +179,19 @@ class EnvPack(Configurable):
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         return BuildOptions(**values)
+
+    def snapshot_options(self, **overrides: Any) -> SnapshotOptions:
+        """Return the core's ``SnapshotOptions`` (data files, index) with ``overrides`` on top."""
+        from .snapshot import DataOptions, IndexOptions, SnapshotOptions
+
+        values: dict[str, Any] = {
+            "max_bytes": self.max_data_bytes,
+            "include": tuple(self.include_data),
+            "exclude": tuple(self.exclude_data),
+        }
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        index = IndexOptions(self.index_url, tuple(self.extra_index_urls), self.ca_bundle)
+        return SnapshotOptions(data=DataOptions(**values), index=index)
 
     def run_options(self, **overrides: Any) -> RunOptions:
         """Return the core's ``RunOptions`` from this config, with ``overrides`` on top."""

@@ -10,7 +10,7 @@ from typing import Any
 from .events import CancelToken, ProgressEvent, Reporter, null_reporter
 from .execute import RunOptions, RunResult, run_notebook
 from .image import BuildOptions, BuildResult, build_image
-from .snapshot import EnvSpec, take_snapshot
+from .snapshot import EnvSpec, IndexOptions, SnapshotOptions, take_snapshot
 
 
 @dataclass
@@ -40,10 +40,18 @@ def containerise(
     cancel: CancelToken | None = None,
     rerun: bool = True,
     client: Any = None,
+    snapshot: SnapshotOptions | None = None,
 ) -> Containerised:
-    """Snapshot ``path`` in its kernel's environment, build its image and (by default) rerun it."""
+    """Snapshot ``path`` in its kernel's environment, build its image and (by default) rerun it.
+
+    ``snapshot`` defaults to the build's package index settings and the default data-file rules.
+    """
+    build = build or BuildOptions()
+    if snapshot is None:
+        index = IndexOptions(build.index_url, build.extra_index_urls, build.ca_bundle)
+        snapshot = SnapshotOptions(index=index)
     reporter(ProgressEvent("snapshot", f"reading {os.fspath(path)} and probing the kernel", "step"))
-    spec = take_snapshot(path, python=python, kernel=kernel)
+    spec = take_snapshot(path, python=python, kernel=kernel, options=snapshot)
     reporter(
         ProgressEvent(
             "snapshot",
@@ -60,7 +68,7 @@ def containerise(
 
         client = connect()
     nb_path = Path(path)
-    built = build_image(spec, nb_path, build or BuildOptions(), reporter, cancel, client)
+    built = build_image(spec, nb_path, build, reporter, cancel, client)
     result = None
     if rerun:
         result = run_notebook(built.image, nb_path, run or RunOptions(), reporter, cancel, client)

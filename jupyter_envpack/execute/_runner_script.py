@@ -86,6 +86,11 @@ def main():
     total = len(code_cells)
     counter = {"n": 0}
 
+    started = {"kernel": False}
+
+    def on_notebook_start(notebook):
+        started["kernel"] = True
+
     def on_cell_start(cell, cell_index):
         counter["n"] += 1
         _say(index=cell_index, done=counter["n"] - 1, total=total)
@@ -97,6 +102,7 @@ def main():
         allow_errors=args.allow_errors,
         resources={"metadata": {"path": os.path.dirname(os.path.abspath(source))}},
         on_cell_start=on_cell_start,
+        on_notebook_start=on_notebook_start,
     )
     code = 0
     try:
@@ -113,6 +119,9 @@ def main():
     except Exception as exc:
         code = 5
         _say(event="error", message="execution failed: %s: %s" % (type(exc).__name__, exc))
+    if code != 0 and not started["kernel"]:
+        code = 6  # the kernel never answered kernel_info: an infrastructure failure
+        _say(event="error", message="the kernel could not start in the image")
     if code == 0 and args.allow_errors:
         for c in code_cells:
             if any(o.get("output_type") == "error" for o in c.get("outputs", [])):

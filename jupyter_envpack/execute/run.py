@@ -25,7 +25,14 @@ from ..image.refs import validate_reference
 from ..snapshot.notebook import parse_notebook, read_notebook_bytes
 from .compare import Report, compare_notebooks
 from .parameters import parameters_cell_source, validate_parameters
-from .runner import EXIT_BAD_INPUT, EXIT_CELL_ERROR, EXIT_KERNEL_DIED, EXIT_OK, EXIT_TIMEOUT
+from .runner import (
+    EXIT_BAD_INPUT,
+    EXIT_CELL_ERROR,
+    EXIT_KERNEL_DIED,
+    EXIT_KERNEL_START,
+    EXIT_OK,
+    EXIT_TIMEOUT,
+)
 
 OUTPUT_IN_CONTAINER = "/tmp/envpack-output/executed.ipynb"  # noqa: S108 - inside the container
 _MEM = {"k": 2**10, "m": 2**20, "g": 2**30}
@@ -285,6 +292,14 @@ def collect_run(
             f"the container was killed from outside (exit {code})",
             reason="killed",
             hint="run it again; check `docker events` for who stopped it",
+        )
+    if code == EXIT_KERNEL_START:
+        raise RunError(
+            "the kernel could not start in the image: " + " | ".join(tail[-5:]),
+            reason="kernel-start",
+            hint="the image needs ipykernel: pip install ipykernel in the kernel's environment "
+            "(or let envpack pin it from your index: see the snapshot's no-ipykernel warning) "
+            "and build again",
         )
     if code == EXIT_BAD_INPUT or code not in {
         EXIT_OK,

@@ -11,6 +11,8 @@ from ..errors import RunError
 BEGIN = "----- ENVPACK RESULT BEGIN -----"
 END = "----- ENVPACK RESULT END -----"
 EXIT_OK, EXIT_BAD_INPUT, EXIT_CELL_ERROR, EXIT_TIMEOUT, EXIT_KERNEL_DIED = 0, 2, 3, 4, 5
+EXIT_KERNEL_START = 6
+"""The kernel never started in the image (no ipykernel, a broken environment): not the notebook."""
 MAX_RESULT_BYTES = 200 * 2**20
 _LOG_PREFIX = re.compile(r"^\S+Z ")  # docker logs --timestamps prefix
 

@@ -1,7 +1,8 @@
 """The build context: an explicit allowlist of files, its content hash (the image tag), and a tar.
 
 Only these ever reach the engine: the Dockerfile, the lock files, the runner, the outputs-stripped
-notebook, the local modules the notebook imports, and the wheels. Symlinks that leave the notebook's
+notebook, the local modules and scripts the notebook reaches, its data files (``data/``, their own
+layer) and the wheels. Symlinks that leave the notebook's
 folder are never followed (RELIABILITY B3, B4, E5).
 """
 
@@ -11,16 +12,19 @@ import copy
 import hashlib
 import io
 import json
+import os
+import stat
 import sys
 import tarfile
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from ..errors import InputError
+from ..snapshot.localfiles import MAX_LOCAL_FILE_BYTES, hidden, looks_secret, regular_inside
 from ..snapshot.notebook import dumps_notebook, parse_notebook, read_notebook_bytes
 from ..snapshot.spec import EnvSpec
-from .dockerfile import DOCKERIGNORE, ENV_PREFIX, render_dockerfile
+from .dockerfile import DATA_DIR, DOCKERIGNORE, ENV_PREFIX, render_dockerfile
 from .options import UV_VERSION, BuildOptions
 from .refs import slug
 
@@ -127,23 +131,38 @@ def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
     tar.addfile(info, io.BytesIO(data))
 
 
+def _read_inside(folder: Path, rel: str, limit: int) -> bytes | None:
+    """Bytes of ``folder/rel`` when it is a regular file reached without any symlink, not hidden
+    or secret-looking, and at most ``limit`` bytes; else None (RELIABILITY B3, B4, L5)."""
+    path = PurePosixPath(rel)
+    if hidden(path) or looks_secret(path.name) or regular_inside(folder, path) is None:
+        return None
+    try:
+        fd = os.open(folder / path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return None
+    with os.fdopen(fd, "rb") as fh:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        data = fh.read(limit + 1)
+    return data if len(data) <= limit else None
+
+
 def _local_files(nb_path: Path, spec: EnvSpec) -> dict[str, bytes]:
     folder = nb_path.parent.resolve()
     out: dict[str, bytes] = {}
     for rel in spec.local_files:
-        p = nb_path.parent / rel
-        try:
-            real = p.resolve(strict=True)
-            real.relative_to(folder)
-        except (OSError, ValueError):
-            continue  # gone, or a link leaving the folder: never copied (RELIABILITY B3)
-        if (
-            p.is_symlink()
-            or not real.is_file()
-            or any(part.startswith(".") for part in Path(rel).parts)
-        ):
-            continue
-        out[f"work/{Path(rel).as_posix()}"] = real.read_bytes()
+        data = _read_inside(folder, rel, MAX_LOCAL_FILE_BYTES)
+        if data is not None:
+            out[f"work/{rel}"] = data
+    for item in spec.data_files:
+        data = _read_inside(folder, item.path, item.size)
+        if data is None or len(data) != item.size:
+            raise InputError(
+                f"data file {item.path} changed or disappeared since the snapshot",
+                hint="take the snapshot again",
+            )
+        out[f"{DATA_DIR}/{item.path}"] = data
     return out
 
 

@@ -24,6 +24,8 @@ ENV_PREFIX = "/opt/envpack/env"
 RUNNER_PREFIX = "/opt/envpack/runner"
 RUNNER_SCRIPT = "/opt/envpack/run_notebook.py"
 KERNEL_NAME = "envpack"
+DATA_DIR = "data"
+"""Context folder of the notebook's data files: copied into the work folder in their own layer."""
 
 _SAFE_LABEL = re.compile(r"[A-Za-z0-9 ._@+=,/:-]{0,300}\Z")
 
@@ -33,6 +35,7 @@ DOCKERIGNORE = """\
 !Dockerfile
 !envpack/
 !work/
+!data/
 **/.git
 **/.env
 **/.ipynb_checkpoints
@@ -74,8 +77,19 @@ RUN (command -v useradd >/dev/null \\
 """The unprivileged user (numeric 1000, also where the base has no useradd) and its home."""
 
 
-def _final_layers(labels: str) -> str:
-    """Runner, kernelspec, environment, user, then the notebook layer (last), labels, CMD."""
+def _data_layer(spec: EnvSpec) -> str:
+    """The data files' own layer, before the notebook's (which changes more often)."""
+    if not spec.data_files:
+        return ""
+    size = sum(d.size for d in spec.data_files) / 2**20
+    return (
+        f"# {len(spec.data_files)} data files the notebook reads ({size:.1f} MiB)\n"
+        f"COPY --chown={USER_ID}:{USER_ID} {DATA_DIR}/ {WORKDIR}/\n"
+    )
+
+
+def _final_layers(labels: str, data_layer: str = "") -> str:
+    """Runner, kernelspec, environment, user, data files, the notebook layer (last), labels, CMD."""
     return f"""\
 COPY envpack/run_notebook.py {RUNNER_SCRIPT}
 COPY envpack/kernel.json /opt/envpack/share/jupyter/kernels/{KERNEL_NAME}/kernel.json
@@ -84,7 +98,7 @@ ENV PATH={ENV_PREFIX}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbi
     PYTHONUNBUFFERED=1 MPLBACKEND=Agg
 WORKDIR {WORKDIR}
 USER {USER_ID}:{USER_ID}
-COPY --chown={USER_ID}:{USER_ID} work/ {WORKDIR}/
+{data_layer}COPY --chown={USER_ID}:{USER_ID} work/ {WORKDIR}/
 LABEL {labels}
 CMD ["{RUNNER_PREFIX}/bin/python", "{RUNNER_SCRIPT}"]
 """
@@ -141,7 +155,7 @@ RUN {uv} venv --quiet --python python3 {ENV_PREFIX} \\
 FROM {base}
 USER 0:0
 {_USER_SETUP}COPY --from=envpack-deps /opt/envpack /opt/envpack
-{_final_layers(labels)}"""
+{_final_layers(labels, _data_layer(spec))}"""
 
 
 def _served(spec: EnvSpec, base: str, labels: str, wheel_url: str) -> str:
@@ -155,4 +169,4 @@ FROM {base}
 USER 0:0
 {_USER_SETUP}COPY envpack/runner.lock envpack/requirements.lock envpack/install_env.py /tmp/envpack/
 RUN python3 /tmp/envpack/install_env.py {wheel_url} {UV_VERSION}
-{_final_layers(labels)}"""
+{_final_layers(labels, _data_layer(spec))}"""

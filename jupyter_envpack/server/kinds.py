@@ -40,6 +40,7 @@ def _build(
         notebook,
         kernel=op.options.get("kernel") or op.config.kernel,
         max_bytes=op.config.max_notebook_size,
+        options=op.config.snapshot_options(),
     )
     cancel.raise_if_cancelled("build")
     options = op.config.build_options(

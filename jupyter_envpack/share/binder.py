@@ -215,6 +215,33 @@ def _change_findings(state: RepoState, notebook_rel: str, local_files: list[str]
     return findings
 
 
+def _data_findings(state: RepoState, data_files: list[str]) -> list[Finding]:
+    """Data files the image ships but Binder would not see (untracked, ignored or uncommitted)."""
+    missing = sorted(p for p in data_files if state.changes.get(p) in {"??", "!!"})
+    changed = sorted(p for p in data_files if p in state.changes and p not in missing)
+    findings: list[Finding] = []
+    if missing:
+        findings.append(
+            Finding(
+                "data-file-untracked",
+                f"{len(missing)} data files the notebook reads are not in git (untracked or "
+                "ignored), so Binder will not have them: " + ", ".join(missing[:5]),
+                hint="git add -- "
+                + " ".join(shlex.quote(p) for p in missing[:5])
+                + " && git commit && git push (or fetch them in the notebook)",
+            )
+        )
+    if changed:
+        findings.append(
+            Finding(
+                "data-file-uncommitted",
+                "data files the notebook reads have uncommitted changes: " + ", ".join(changed[:5]),
+                hint="commit and push them with the notebook",
+            )
+        )
+    return findings
+
+
 def _remote_findings(state: RepoState) -> tuple[Any, list[Finding]]:
     if not state.remote_url:
         return None, [
@@ -346,6 +373,7 @@ def binder_info(
         "files": files,
     }
     local = [str(Path(p)) for p in (env.local_files if env is not None else [])]
+    data = [d.path for d in (env.data_files if env is not None else [])]
     root = find_root(nb.parent)
     if root is None:
         warnings.insert(
@@ -361,13 +389,15 @@ def binder_info(
         return info
     rel = nb.relative_to(root.resolve()).as_posix()
     rel_local = [(Path(rel).parent / p).as_posix() for p in local]
-    state = inspect_repo(root, [rel, f"{BINDER_DIR}/", *rel_local])
+    rel_data = [(Path(rel).parent / p).as_posix() for p in data]
+    state = inspect_repo(root, [rel, f"{BINDER_DIR}/", *rel_local, *rel_data])
     if state is None:  # the work tree vanished between the two calls
         raise NotFoundError("the notebook's git repository is gone")
     remote, remote_warnings = _remote_findings(state)
     warnings = [
         *remote_warnings,
         *_change_findings(state, rel, rel_local),
+        *_data_findings(state, rel_data),
         *_folder_findings(state.root, files),
         *warnings,
     ]
