@@ -86,6 +86,13 @@ def _path_parts(node: ast.AST) -> list[ast.AST] | None:
 class _Visitor(ast.NodeVisitor):
     def __init__(self) -> None:
         self.scan = SourceScan()
+        self._inner: set[int] = set()  # parts of a path expression already taken as a whole
+
+    def _path(self, node: ast.AST, found: PathLiteral | None) -> None:
+        if found is None or id(node) in self._inner:
+            return
+        self.scan.paths.append(found)
+        self._inner.update(id(n) for n in ast.walk(node) if n is not node)
 
     def visit_Import(self, node: ast.Import) -> None:
         self.scan.modules += [(alias.name, 0) for alias in node.names]
@@ -101,33 +108,27 @@ class _Visitor(ast.NodeVisitor):
 
     def visit_Constant(self, node: ast.Constant) -> None:
         if isinstance(node.value, str) and 0 < len(node.value) <= MAX_LITERAL:
-            self.scan.paths.append(PathLiteral(node.value))
+            self._path(node, PathLiteral(node.value))
 
     def visit_JoinedStr(self, node: ast.JoinedStr) -> None:
         first = node.values[0] if node.values else None
         text = _literal(first) if first is not None else None
         if text and len(node.values) > 1:
-            self.scan.paths.append(PathLiteral(text, prefix=True))
+            self._path(node, PathLiteral(text, prefix=True))
         self.generic_visit(node)
 
     def visit_BinOp(self, node: ast.BinOp) -> None:
         parts = _path_parts(node)
-        found = _joined(parts) if parts else None
-        if found is not None:
-            self.scan.paths.append(found)
+        self._path(node, _joined(parts) if parts else None)
         self.generic_visit(node)
 
     def visit_Call(self, node: ast.Call) -> None:
         name = _callee(node)
-        if name == "join" and isinstance(node.func, ast.Attribute):
-            found = _joined(list(node.args))
-            if found is not None and len(node.args) > 1:
-                self.scan.paths.append(found)
+        if name == "join" and isinstance(node.func, ast.Attribute) and len(node.args) > 1:
+            self._path(node, _joined(list(node.args)))
         elif name in {"joinpath", *_PATH_CLASSES}:
             parts = _path_parts(node)
-            found = _joined(parts) if parts else None
-            if found is not None:
-                self.scan.paths.append(found)
+            self._path(node, _joined(parts) if parts else None)
         elif name == "run_line_magic" and len(node.args) >= 2:
             self._magic(_literal(node.args[0]), _literal(node.args[1]))
         elif name in {"exec", "execfile", "run_path"} and node.args:
