@@ -13,7 +13,7 @@ from packaging.requirements import Requirement
 from packaging.version import Version
 
 from jupyter_envpack.errors import ProbeError
-from jupyter_envpack.snapshot import take_snapshot
+from jupyter_envpack.snapshot import SnapshotOptions, take_snapshot
 from jupyter_envpack.snapshot.probe import Distribution, Environment, probe_interpreter
 from jupyter_envpack.snapshot.resolve import Resolver, redact_url, valid_name
 
@@ -216,9 +216,30 @@ def test_the_kernels_environment_is_probed_not_the_servers(tmp_path: Path, make_
     (info / "INSTALLER").write_text("pip\n")
     nb = make_notebook(["import yaml\nimport fakemod"])
     spec = take_snapshot(nb, python=str(venv / "bin" / "python"))
-    assert [p.requirement for p in spec.packages] == ["fakepkg==2.5"]
+    by_reason = {p.name: p.reason for p in spec.packages}
+    assert by_reason["fakepkg"] is None
+    # no ipykernel in that env: pinned from the index for running, never as imported
+    assert by_reason["ipykernel"] == "runner"
+    assert not next(p for p in spec.packages if p.name == "ipykernel").requested
     assert {(w.code, w.cell) for w in spec.warnings} >= {
         ("unresolved-import", 0),
-        ("no-ipykernel", None),
+        ("runner-from-index", None),
     }
     assert spec.interpreter.startswith(str(venv))
+    offline = take_snapshot(
+        nb, python=str(venv / "bin" / "python"), options=SnapshotOptions(from_index=False)
+    )
+    assert [p.requirement for p in offline.packages] == ["fakepkg==2.5"]
+    assert "no-ipykernel" in {w.code for w in offline.warnings}
+
+
+@pytest.mark.reliability("C6")
+def test_an_exact_pip_pin_the_kernel_lacks_is_pinned_from_the_index(make_notebook) -> None:
+    """`%pip install tabulate==0.9.0` never ran in the kernel: pinned (with reason) and flagged."""
+    nb = make_notebook(["%pip install tabulate==0.9.0 'cowsay>=1'", "import tabulate"])
+    spec = take_snapshot(nb, python=sys.executable)
+    pin = next(p for p in spec.packages if p.name.lower() == "tabulate")
+    assert (pin.version, pin.reason, pin.requested) == ("0.9.0", "pip-pin", True)
+    found = {(w.code, w.cell) for w in spec.warnings}
+    assert ("pip-pin-from-index", 0) in found
+    assert ("pip-not-installed", 0) in found  # a range stays a warning with the fix
