@@ -176,7 +176,11 @@ def test_size_cap_include_and_exclude(make_notebook, tmp_path) -> None:
 def test_absolute_and_outside_paths_are_external_with_a_fix(make_notebook, tmp_path) -> None:
     far = write(tmp_path.parent / f"{tmp_path.name}-far" / "big.csv")
     nb = make_notebook(
-        [f"open({str(far)!r})", f"open('../../{far.parent.name}/big.csv')", "open('/etc/hostname')"],
+        [
+            f"open({str(far)!r})",
+            f"open('../../{far.parent.name}/big.csv')",
+            "open('/etc/hostname')",
+        ],
         folder=tmp_path / "nbdir",
     )
     spec = snap(nb)
