@@ -226,3 +226,24 @@ def test_unwritable_binder_file_is_a_clean_error(repo: Path):
     with pytest.raises(InputError, match="cannot write binder/"):
         write_binder(repo / "notes/analysis.ipynb", spec=make_spec("six==1.16.0"))
     assert [p.name for p in (repo / "binder").iterdir()] == ["requirements.txt"]  # no temp left
+
+
+def test_untracked_and_ignored_data_files_are_warned(repo: Path):
+    """Binder only sees the repository: data files the image ships but git lacks are warned."""
+    from jupyter_envpack.snapshot.spec import DataFile
+
+    (repo / "notes/data").mkdir()
+    (repo / "notes/data/x.csv").write_text("a,b\n")
+    (repo / "notes/data/big.bin").write_text("b")
+    (repo / ".gitignore").write_text("*.bin\n")
+    (repo / "notes/data/tracked.txt").write_text("t")
+    git(repo, "add", ".gitignore", "notes/data/tracked.txt")
+    git(repo, "commit", "-qm", "data")
+    push(repo)
+    spec = make_spec()
+    spec.data_files = [DataFile(p, 1) for p in ("data/big.bin", "data/tracked.txt", "data/x.csv")]
+    info = binder_info(repo / "notes/analysis.ipynb", spec=spec)
+    [warning] = [w for w in info["warnings"] if w["code"] == "data-file-untracked"]
+    assert "notes/data/big.bin" in warning["message"] and "notes/data/x.csv" in warning["message"]
+    assert "tracked.txt" not in warning["message"]
+    assert "git add -- notes/data/big.bin notes/data/x.csv" in warning["hint"]

@@ -240,3 +240,28 @@ def test_a_hung_engine_is_a_clear_error_within_the_connect_timeout(monkeypatch, 
         for conn in accepted:
             conn.close()
         server.close()
+
+
+@pytest.mark.reliability("D7", "B3", "B4", "L5")
+def test_data_files_get_their_own_layer_before_the_notebook(tmp_path: Path) -> None:
+    from jupyter_envpack.snapshot.spec import DataFile
+
+    nb = nbformat.v4.new_notebook()
+    path = tmp_path / "nb.ipynb"
+    nbformat.write(nb, path)
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "x.csv").write_text("a,b\n")
+    s = spec()
+    s.data_files = [DataFile("data/x.csv", 4)]
+    ctx = make_context(s, path, BuildOptions(base_image=BASE), runner=RUNNER)
+    assert ctx.files["data/data/x.csv"] == b"a,b\n"
+    copies = [v for k, v in instructions(ctx.files["Dockerfile"].decode()) if k == "COPY"]
+    data_at = copies.index("--chown=1000:1000 data/ /home/envpack/work/")
+    assert data_at == len(copies) - 2 and copies[-1].endswith("work/ /home/envpack/work/")
+    assert "!data/" in ctx.files[".dockerignore"].decode()
+    assert " data/ " not in render_dockerfile(spec(), BuildOptions(base_image=BASE))
+    # a data file swapped for a symlink after the snapshot is never read through
+    (tmp_path / "data" / "x.csv").unlink()
+    (tmp_path / "data" / "x.csv").symlink_to("/etc/hostname")
+    with pytest.raises(InputError, match="changed or disappeared"):
+        make_context(s, path, BuildOptions(base_image=BASE), runner=RUNNER)
