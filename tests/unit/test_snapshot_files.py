@@ -248,3 +248,22 @@ def test_local_code_is_capped_with_a_warning(tmp_path, make_notebook, monkeypatc
     spec = snap(nb)
     assert len(spec.local_files) == 3
     assert "local-files-capped" in codes(spec)
+
+
+def test_cli_include_exclude_and_cap(make_notebook, tmp_path, capsys) -> None:
+    import json
+
+    from jupyter_envpack.cli import main
+
+    write(tmp_path / "data" / "a.csv", "a" * 10)
+    write(tmp_path / "data" / "b.log", "b" * 10)
+    write(tmp_path / "extra" / "lookup.json", "{}")
+    nb = make_notebook(["import os\nos.listdir('data')"])
+    argv = ["snapshot", str(nb), "--python", sys.executable, "--json"]
+    assert main([*argv, "--exclude", "*.log", "--include", "extra/*.json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert [d["path"] for d in out["data_files"]] == ["data/a.csv", "extra/lookup.json"]
+    assert main([*argv, "--max-data-bytes", "15"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert [d["path"] for d in out["data_files"]] == ["data/a.csv"]
+    assert "large-data-files" in [w["code"] for w in out["warnings"]]

@@ -62,6 +62,20 @@ def test_core_options_come_from_the_config() -> None:
     assert run.cell_timeout == 30.0 and run.parameters == {"n": 1}
 
 
+def test_data_file_rules_come_from_the_config() -> None:
+    cfg = EnvPack(max_data_bytes=1000, include_data=["extra/*"], exclude_data=["*.bin"])
+    snap = cfg.snapshot_options()
+    assert (snap.data.max_bytes, snap.data.include, snap.data.exclude) == (
+        1000,
+        ("extra/*",),
+        ("*.bin",),
+    )
+    assert cfg.snapshot_options(max_bytes=5).data.max_bytes == 5
+    assert EnvPack(index_url="https://i/simple").snapshot_options().index.index_url == (
+        "https://i/simple"
+    )
+
+
 def test_backend_classes_are_swappable() -> None:
     cfg = EnvPack(
         cluster_backends={"mine": dict, "str": "collections:OrderedDict"}, default_backend="mine"
