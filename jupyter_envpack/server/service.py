@@ -100,7 +100,9 @@ class EnvpackService:
         from ..snapshot import take_snapshot
 
         notebook = self.paths.notebook(api_path)
-        spec = take_snapshot(str(notebook), kernel=self._kernel(kernel))
+        spec = take_snapshot(
+            str(notebook), kernel=self._kernel(kernel), options=self.config.snapshot_options()
+        )
         data: dict[str, Any] = spec.to_json()
         data["notebook"] = api_path
         return data
@@ -111,7 +113,9 @@ class EnvpackService:
         from ..snapshot import take_snapshot
 
         notebook = self.paths.notebook(api_path)
-        spec = take_snapshot(str(notebook), kernel=self._kernel(kernel))
+        spec = take_snapshot(
+            str(notebook), kernel=self._kernel(kernel), options=self.config.snapshot_options()
+        )
         options = self.config.build_options(base_image=self._image(base_image))
         return str(render_dockerfile(spec, options))
 
