@@ -42,9 +42,10 @@ EXIT_REASONS = {
     3: "cell-error",
     4: "cell-timeout",
     5: "kernel-died",
+    6: "kernel-start",
     137: "killed-or-oom",
 }
-NOTEBOOK_EXIT_CODES = (2, 3, 4, 5)
+NOTEBOOK_EXIT_CODES = (2, 3, 4, 5, 6)
 
 _MEMORY_UNITS = {
     "": 1,
@@ -152,6 +153,7 @@ def status_from_exit_code(code: int | None, node: str | None = None) -> JobStatu
         "cell-error": "a cell raised an exception",
         "cell-timeout": "a cell ran longer than the cell timeout",
         "kernel-died": "the kernel died",
+        "kernel-start": "the kernel could not start in the image (no ipykernel?)",
         "killed-or-oom": "the container was killed (out of memory, or stopped)",
     }
     message = words.get(reason, f"the runner exited with code {code}")

@@ -100,7 +100,7 @@ GOLDEN_JOB_SPEC = {
                 "onExitCodes": {
                     "containerName": "notebook",
                     "operator": "In",
-                    "values": [2, 3, 4, 5],
+                    "values": [2, 3, 4, 5, 6],
                 },
             },
             {
