@@ -59,6 +59,31 @@ def work_folder(client: Any, image: str, labels: dict[str, str]) -> dict[str, by
         }
 
 
+def scan_layers(client: Any, image: str, tmp_path: Path) -> tuple[set[str], bool]:
+    """Every file name in every layer of ``docker save``, and whether any holds the canary."""
+    archive = tmp_path / "saved.tar"
+    with archive.open("wb") as fh:
+        for chunk in client.images.get(image).save(chunk_size=2**20):
+            fh.write(chunk)
+    names: set[str] = set()
+    found = False
+    with tarfile.open(archive) as outer:
+        for member in outer.getmembers():
+            blob = outer.extractfile(member) if member.isfile() else None
+            if blob is None:
+                continue
+            try:
+                with tarfile.open(fileobj=blob, mode="r:*") as layer:
+                    for entry in layer:
+                        names.add(entry.name)
+                        data = layer.extractfile(entry) if entry.isfile() else None
+                        found = found or (data is not None and CANARY.encode() in data.read())
+            except tarfile.TarError:
+                continue  # a config or manifest blob, not a layer
+    archive.unlink()
+    return names, found
+
+
 @pytest.mark.reliability("L5", "B3", "B4", "C8")
 def test_data_files_and_run_scripts_ship_and_the_rerun_reproduces(
     docker_client, test_base_image, tmp_path, test_labels
@@ -99,6 +124,9 @@ def test_data_files_and_run_scripts_ship_and_the_rerun_reproduces(
     assert {"helpmod.py", "scripts/helper.py", "nb.ipynb"} <= set(files)
     assert not any(CANARY.encode() in blob for blob in files.values())
     assert not {"data/key.pem", "data/.env", "data/link.txt", "data/credentials.json"} & set(files)
+    names, leaked = scan_layers(docker_client, built.image, tmp_path)
+    assert "home/envpack/work/data/x.csv" in names and not leaked
+    assert not any(n.endswith(("key.pem", "/.env", "credentials.json")) for n in names)
     history = docker_client.api.history(built.image)
     assert not any(CANARY in (h.get("CreatedBy") or "") for h in history)
     # the listing shows os.listdir('data') in the image: the first cell differs by design
