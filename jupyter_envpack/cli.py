@@ -250,6 +250,16 @@ def _snapshot(args: argparse.Namespace) -> Any:
     return take_snapshot(args.notebook, python=args.python, kernel=args.kernel, options=options)
 
 
+def _why(p: Any) -> str:
+    if p.reason == "runner":
+        return "[dim]added to run the kernel[/]"
+    if p.reason == "pip-pin":
+        return "%pip pin (from the index)"
+    if p.requested:
+        return "imports " + ", ".join(p.modules)
+    return "[dim]dependency[/]"
+
+
 def cmd_snapshot(args: argparse.Namespace) -> int:
     """Print the pinned environment of a notebook."""
     spec = _snapshot(args)
@@ -265,18 +275,17 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
     table.add_column("version")
     table.add_column("why")
     for p in spec.packages:
-        table.add_row(
-            p.name,
-            p.version,
-            "imports " + ", ".join(p.modules)
-            if p.requested
-            else "[dim]dependency[/]"
-            if p.modules == () and not p.requested
-            else "",
-        )
+        table.add_row(p.name, p.version, _why(p))
     console.print(table)
+    from rich.markup import escape
+
     if spec.local_files:
-        console.print("local files: " + ", ".join(spec.local_files))
+        console.print("local files: " + escape(", ".join(spec.local_files)))
+    if spec.data_files:
+        total = sum(d.size for d in spec.data_files)
+        shown = ", ".join(f"{d.path} ({d.size} B)" for d in spec.data_files[:20])
+        more = f", … {len(spec.data_files) - 20} more" if len(spec.data_files) > 20 else ""
+        console.print(f"data files ({total / 2**20:.1f} MiB): " + escape(shown + more))
     for w in spec.warnings:
         where = f" (cell {w.cell})" if w.cell is not None else ""
         console.print(
