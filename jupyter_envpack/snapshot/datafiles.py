@@ -30,6 +30,8 @@ from .spec import DataFile, Finding
 DEFAULT_MAX_DATA_BYTES = 200 * 2**20
 """Total size of the data files shipped in an image unless configured (``max_data_bytes``)."""
 MAX_DATA_FILES = 10_000
+MAX_VISITED = 100_000
+"""Entries looked at while walking folders; beyond it the walk stops (a huge tree is not shipped)."""
 
 _SYSTEM_ROOTS = (
     "/usr",
@@ -70,6 +72,7 @@ class _Collector:
     total: int = 0
     dropped: int = 0
     dropped_bytes: int = 0
+    visited: int = 0
     _warned: set[str] = field(default_factory=set)
 
     def excluded(self, rel: PurePosixPath) -> bool:
@@ -108,6 +111,11 @@ class _Collector:
 
     def entry(self, rel: PurePosixPath) -> None:
         """Add a file, or every file under a folder (no symlink followed)."""
+        self.visited += 1
+        if self.visited > MAX_VISITED:
+            if self.visited == MAX_VISITED + 1:
+                self.dropped += 1  # counted once: the large-data-files warning names the cap
+            return
         st = regular_inside(self.folder, rel)
         if st is None or self.excluded(rel) or rel.as_posix() in self.skip:
             return

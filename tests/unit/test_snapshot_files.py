@@ -267,3 +267,14 @@ def test_cli_include_exclude_and_cap(make_notebook, tmp_path, capsys) -> None:
     out = json.loads(capsys.readouterr().out)
     assert [d["path"] for d in out["data_files"]] == ["data/a.csv"]
     assert "large-data-files" in [w["code"] for w in out["warnings"]]
+
+
+def test_a_huge_tree_is_not_walked_to_the_end(make_notebook, tmp_path, monkeypatch) -> None:
+    from jupyter_envpack.snapshot import datafiles
+
+    monkeypatch.setattr(datafiles, "MAX_VISITED", 5)
+    for i in range(20):
+        write(tmp_path / "tree" / f"f{i:02}.txt", "x")
+    spec = snap(make_notebook(["import os\nos.listdir('tree')"]))
+    assert len(spec.data_files) == 4  # the folder itself is the first entry visited
+    assert "large-data-files" in codes(spec)
