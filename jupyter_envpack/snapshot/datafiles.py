@@ -9,6 +9,7 @@ leave the folder are warned about (``external-data-file``), never shipped.
 
 from __future__ import annotations
 
+import itertools
 import os
 import stat
 from collections.abc import Iterable, Iterator
@@ -17,6 +18,7 @@ from fnmatch import fnmatch
 from pathlib import Path, PurePosixPath
 
 from .localfiles import (
+    exists_outside,
     external_finding,
     hidden,
     looks_secret,
@@ -82,7 +84,7 @@ class _Collector:
 
     def literal(self, lit: PathLiteral, cell: int | None) -> None:
         rel = relative_inside(self.folder, lit.text)
-        if rel is not None and any(c in lit.text for c in "*?["):
+        if rel is not None and any(c in lit.text for c in "*?[") and "**" not in lit.text:
             for match in _included(self.folder, [rel.as_posix()]):
                 self.entry(match)
             return
@@ -145,14 +147,15 @@ class _Collector:
             self.findings.append(secret_finding(rel.as_posix()))
 
     def _external(self, text: str, cell: int | None) -> None:
-        path = os.path.normpath(self.folder / Path(text).expanduser())
+        try:
+            path = os.path.normpath(self.folder / Path(text).expanduser())
+        except RuntimeError:  # ~unknown-user
+            return
         if not path.startswith("/") or text in self._warned:
             return
         if any(path == r or path.startswith(r + "/") for r in _SYSTEM_ROOTS) or path == "/":
             return
-        try:
-            os.lstat(path)
-        except (OSError, ValueError):
+        if not exists_outside(self.folder, text):
             return
         self._warned.add(text)
         self.findings.append(external_finding(text, cell))
@@ -162,7 +165,11 @@ def _included(folder: Path, globs: Iterable[str]) -> Iterator[PurePosixPath]:
     for pattern in globs:
         if relative_inside(folder, pattern) is None:
             continue
-        for match in sorted(folder.glob(pattern)):
+        try:
+            matches = sorted(itertools.islice(folder.glob(pattern), MAX_VISITED))
+        except (ValueError, OSError):
+            continue  # an invalid pattern
+        for match in matches:
             yield PurePosixPath(match.relative_to(folder).as_posix())
 
 

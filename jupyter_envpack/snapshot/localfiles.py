@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from fnmatch import fnmatch
 from pathlib import Path, PurePosixPath
 
+from ..errors import NotebookError
 from .sources import PathLiteral, scan_source
 from .spec import Finding
 
@@ -76,6 +77,15 @@ def regular_inside(folder: Path, rel: PurePosixPath) -> os.stat_result | None:
         if stat.S_ISLNK(st.st_mode):
             return None
     return st
+
+
+def exists_outside(folder: Path, text: str) -> bool:
+    """True when ``text`` (absolute, ``~``, or ``../``) names something that exists."""
+    try:
+        os.lstat(folder / Path(text).expanduser())
+    except (OSError, ValueError, RuntimeError):  # RuntimeError: ~unknown-user
+        return False
+    return True
 
 
 def relative_inside(folder: Path, text: str) -> PurePosixPath | None:
@@ -156,7 +166,7 @@ class LocalCode:
         """Collect a script that ``%run``/``%load``/``exec(open(...))`` names, and scan it."""
         rel = relative_inside(self.folder, text)
         if rel is None:
-            if (self.folder / Path(text).expanduser()).exists():
+            if exists_outside(self.folder, text):
                 self.findings.append(external_finding(text, cell, "script"))
             return
         if _kind(self.folder, rel) != "file":
@@ -207,8 +217,9 @@ class LocalCode:
     def _scan(self, rel: PurePosixPath, package: str) -> None:
         try:
             with open(self.folder / rel, "rb") as fh:
-                scan = scan_source(fh.read(MAX_LOCAL_FILE_BYTES).decode("utf-8", "replace"))
-        except (OSError, SyntaxError, ValueError, RecursionError, MemoryError):
+                text = fh.read(MAX_LOCAL_FILE_BYTES).decode("utf-8", "replace")
+            scans = [scan_source(src) for src in _python_sources(rel, text)]
+        except (OSError, SyntaxError, ValueError, RecursionError, MemoryError, NotebookError):
             self.findings.append(
                 Finding(
                     "unparseable-cell",
@@ -216,13 +227,23 @@ class LocalCode:
                 )
             )
             return
-        for dotted, level in scan.modules:
-            self.add_module(dotted, level, package)
-        for mod in scan.run_modules:
-            self.add_module(mod)
-        for script in scan.scripts:
-            self.add_script(script)
-        self.paths += scan.paths
+        for scan in scans:
+            for dotted, level in scan.modules:
+                self.add_module(dotted, level, package)
+            for mod in scan.run_modules:
+                self.add_module(mod)
+            for script in scan.scripts:
+                self.add_script(script)
+            self.paths += scan.paths
+
+
+def _python_sources(rel: PurePosixPath, text: str) -> list[str]:
+    """The Python source of a local file: itself, or the code cells of a ``%run`` notebook."""
+    if rel.suffix != ".ipynb":
+        return [text]
+    from .notebook import code_cell_sources  # notebook.py imports this module
+
+    return code_cell_sources(text.encode("utf-8"), rel.name)
 
 
 def _absolute(dotted: str, level: int, package: str) -> str:

@@ -383,6 +383,13 @@ def _scan_cell(scan: Any, index: int, result: NotebookAnalysis) -> None:
     result.run_modules += [(mod, index) for mod in scan.run_modules]
 
 
+def code_cell_sources(data: bytes, name: str) -> list[str]:
+    """Plain-Python source of each code cell of a notebook (IPython syntax transformed)."""
+    nb = parse_notebook(data, name=name)
+    sources = [cell_source(c) for c in nb["cells"] if c.get("cell_type") == "code"]
+    return [_transform(s) for s in sources if s.strip()]
+
+
 def find_local_modules(
     folder: Path, modules: set[str]
 ) -> tuple[dict[str, list[Path]], list[Finding]]:

@@ -278,3 +278,23 @@ def test_a_huge_tree_is_not_walked_to_the_end(make_notebook, tmp_path, monkeypat
     spec = snap(make_notebook(["import os\nos.listdir('tree')"]))
     assert len(spec.data_files) == 4  # the folder itself is the first entry visited
     assert "large-data-files" in codes(spec)
+
+
+@pytest.mark.reliability("C6")
+def test_hostile_literals_and_a_run_notebook(make_notebook, tmp_path) -> None:
+    """NUL bytes, unknown ~users, recursive globs: no crash, no walk; %run x.ipynb is scanned."""
+    write(tmp_path / "deep" / "a" / "b.txt", "b")
+    make_notebook(["import yaml\nopen('from_other.txt')"], name="other.ipynb")
+    write(tmp_path / "from_other.txt", "o")
+    nb = make_notebook(
+        [
+            "open('a\\x00b')\nopen('~no-such-user-xyz/f')\nglob('**/*.txt')",
+            "%run ~no-such-user-xyz/s.py",
+            "%run 'bad\\x00name.py'",
+            "%run other.ipynb",
+        ]
+    )
+    spec = snap(nb)
+    assert "other.ipynb" in spec.local_files
+    assert [d.path for d in spec.data_files] == ["from_other.txt"]
+    assert "pyyaml" in {p.name.lower() for p in spec.packages}
