@@ -172,3 +172,12 @@ def test_a_kernel_env_without_ipykernel_builds_and_reruns(
         run_notebook(broken.image, path, RunOptions(labels=test_labels))
     assert info.value.reason == "kernel-start"
     assert "ipykernel" in (info.value.hint or "")
+    # the CLI: an infrastructure error (exit 2) naming the cause and the fix, not "did not reproduce"
+    proc = subprocess.run(
+        [sys.executable, "-m", "jupyter_envpack.cli", "run", str(path), "--image", broken.image],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert "kernel could not start" in proc.stderr and "hint:" in proc.stderr
