@@ -319,6 +319,7 @@ def _build(args: argparse.Namespace, reporter: Reporter) -> Any:
 
     opts = build_options_from_args(args)  # bad options fail before any work
     spec = _snapshot(args)
+    reporter(ProgressEvent("snapshot", spec.files_summary(), "info"))
     for w in spec.warnings:
         reporter(ProgressEvent("snapshot", f"{w.code}: {w.message}", "warning"))
     return build_image(spec, args.notebook, opts, reporter)

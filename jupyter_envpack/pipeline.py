@@ -59,6 +59,7 @@ def containerise(
             "info",
         )
     )
+    reporter(ProgressEvent("snapshot", spec.files_summary(), "info"))
     for finding in spec.warnings:
         reporter(ProgressEvent("snapshot", f"{finding.code}: {finding.message}", "warning"))
     if cancel is not None:

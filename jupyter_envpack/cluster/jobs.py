@@ -347,6 +347,7 @@ def image_for(
 
     reporter(ProgressEvent("snapshot", f"reading {notebook} and probing the kernel", "step"))
     spec = take_snapshot(notebook, python=python, kernel=kernel)
+    reporter(ProgressEvent("snapshot", spec.files_summary(), "info"))  # shown before any push
     for finding in spec.warnings:
         reporter(ProgressEvent("snapshot", f"{finding.code}: {finding.message}", "warning"))
     options = build or BuildOptions()

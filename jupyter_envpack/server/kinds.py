@@ -42,6 +42,7 @@ def _build(
         max_bytes=op.config.max_notebook_size,
         options=op.config.snapshot_options(),
     )
+    reporter(ProgressEvent("snapshot", spec.files_summary(), "info"))
     cancel.raise_if_cancelled("build")
     options = op.config.build_options(
         base_image=op.options.get("base_image"),

@@ -117,6 +117,17 @@ class EnvSpec:
         name = self.notebook.replace("\\", "/").rsplit("/", 1)[-1]
         return sorted({name, *self.local_files, *(d.path for d in self.data_files)})
 
+    def files_summary(self, limit: int = 30) -> str:
+        """One line naming the files of the notebook's folder that go into the image."""
+        files = self.image_files
+        data = sum(d.size for d in self.data_files)
+        more = f", … {len(files) - limit} more" if len(files) > limit else ""
+        return (
+            f"{len(files)} files go into the image ({data / 2**20:.1f} MiB of data): "
+            + ", ".join(files[:limit])
+            + more
+        )
+
     @property
     def python_minor(self) -> str:
         """``X.Y`` of the kernel's Python."""

@@ -132,6 +132,8 @@ def test_data_files_named_by_the_code_are_listed_with_sizes(make_notebook, tmp_p
     again = EnvSpec.from_json(spec.to_json())
     assert again.data_files == spec.data_files
     assert "data/x.csv" in spec.to_json()["image_files"]
+    assert spec.files_summary().startswith("5 files go into the image")
+    assert "data/x.csv" in spec.files_summary() and "nb.ipynb" in spec.files_summary()
 
 
 @pytest.mark.reliability("B3", "B4", "L5")
