@@ -344,7 +344,7 @@ def rerunnable(path: Path, spec: Any) -> Iterator[Path]:
     own container means nothing), so ``%load_ext jupyter_envpack`` / ``%envpack`` lines would
     fail there and the notebook would never reproduce. They are commented out (and the outputs
     of cells that held nothing else cleared) in a copy with the same name, next to copies of the
-    local files the snapshot found. Yields ``path`` itself when it has no such line (or when
+    local and data files the snapshot found. Yields ``path`` itself when it has no such line (or when
     ``spec`` is None: nothing is built).
     """
     import nbformat
@@ -369,7 +369,7 @@ def rerunnable(path: Path, spec: Any) -> Iterator[Path]:
     with tempfile.TemporaryDirectory(prefix="envpack-magics-") as tmp:
         copy = Path(tmp) / path.name
         nbformat.write(nb, copy)  # type: ignore[no-untyped-call]
-        for rel in spec.local_files:
+        for rel in [*spec.local_files, *(d.path for d in spec.data_files)]:
             src = path.parent / rel
             if src.is_file() and not src.is_symlink():
                 (copy.parent / rel).parent.mkdir(parents=True, exist_ok=True)

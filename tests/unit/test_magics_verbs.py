@@ -226,7 +226,7 @@ def test_submit_dry_run_shows_the_job_and_changes_nothing(ip, make_notebook, tmp
 
 def test_control_cells_are_commented_out_in_the_copy_the_container_reruns(make_notebook):
     from jupyter_envpack.magics import rerunnable
-    from jupyter_envpack.snapshot.spec import EnvSpec
+    from jupyter_envpack.snapshot.spec import DataFile, EnvSpec
 
     nb = make_notebook(
         [
@@ -245,11 +245,15 @@ def test_control_cells_are_commented_out_in_the_copy_the_container_reruns(make_n
     )
     (nb.parent / "pkg").mkdir()
     (nb.parent / "pkg/helpers.py").write_text("X = 1\n")
+    (nb.parent / "data").mkdir()
+    (nb.parent / "data/x.csv").write_text("a,b\n")
     spec = EnvSpec("ctl.ipynb", "3.11.7", local_files=["pkg/helpers.py"])
+    spec.data_files = [DataFile("data/x.csv", 4)]
     with rerunnable(nb, spec) as copy:
         assert copy != nb and copy.name == nb.name
         cells = nbformat.read(copy, as_version=4).cells
         assert (copy.parent / "pkg/helpers.py").read_text() == "X = 1\n"
+        assert (copy.parent / "data/x.csv").read_text() == "a,b\n"  # data files travel too
     assert not copy.exists()
     assert cells[0].source == "# (not rerun inside its container) %load_ext jupyter_envpack"
     assert cells[1].source.startswith("# (not rerun") and cells[1].outputs == []
