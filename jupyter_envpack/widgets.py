@@ -225,6 +225,13 @@ def _warnings_text(warnings: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+def _why(p: Any) -> str:
+    reasons = {"runner": "added to run the kernel", "pip-pin": "%pip pin (from the index)"}
+    if p.reason in reasons:
+        return reasons[p.reason]
+    return "imports " + ", ".join(p.modules) if p.requested else "dependency"
+
+
 class SnapshotView:
     """The pinned environment as an HTML table (``.spec`` is the EnvSpec)."""
 
@@ -232,10 +239,7 @@ class SnapshotView:
         self.spec = spec
 
     def _rows(self) -> list[tuple[str, str, str]]:
-        return [
-            (p.name, p.version, "imports " + ", ".join(p.modules) if p.requested else "dependency")
-            for p in self.spec.packages
-        ]
+        return [(p.name, p.version, _why(p)) for p in self.spec.packages]
 
     def _repr_html_(self) -> str:
         s = self.spec
@@ -244,6 +248,8 @@ class SnapshotView:
             for n, v, why in self._rows()
         )
         local = f"<p>local files: {_esc(', '.join(s.local_files))}</p>" if s.local_files else ""
+        if s.data_files:
+            local += f"<p>data files: {_esc(', '.join(d.path for d in s.data_files))}</p>"
         return (
             f"<div class='jp-Envpack-snapshot'><p><b>{_esc(s.notebook)}</b> — Python "
             f"{_esc(s.python_version)} — {len(s.packages)} pinned packages — hash "
@@ -258,6 +264,8 @@ class SnapshotView:
         lines += [f"  {n}=={v}  ({why})" for n, v, why in self._rows()]
         if s.local_files:
             lines.append("local files: " + ", ".join(s.local_files))
+        if s.data_files:
+            lines.append("data files: " + ", ".join(d.path for d in s.data_files))
         lines += _warnings_text([w.to_json() for w in s.warnings])
         lines.append(f"hash {s.hash[:20]}")
         return "\n".join(lines)

@@ -300,3 +300,14 @@ def test_hostile_literals_and_a_run_notebook(make_notebook, tmp_path) -> None:
     assert "other.ipynb" in spec.local_files
     assert [d.path for d in spec.data_files] == ["from_other.txt"]
     assert "pyyaml" in {p.name.lower() for p in spec.packages}
+
+
+def test_the_magics_view_names_runner_packages_and_data_files() -> None:
+    from jupyter_envpack.snapshot.spec import DataFile, PinnedPackage
+    from jupyter_envpack.widgets import SnapshotView
+
+    spec = EnvSpec("nb.ipynb", "3.11.7", [PinnedPackage("ipykernel", "6.29.0", reason="runner")])
+    spec.data_files = [DataFile("data/<x>.csv", 3)]
+    text, html = repr(SnapshotView(spec)), SnapshotView(spec)._repr_html_()
+    assert "ipykernel==6.29.0  (added to run the kernel)" in text and "data/<x>.csv" in text
+    assert "data/&lt;x&gt;.csv" in html
