@@ -76,6 +76,7 @@ class _Collector:
     dropped_bytes: int = 0
     visited: int = 0
     _warned: set[str] = field(default_factory=set)
+    _literals: set[str] = field(default_factory=set)
 
     def excluded(self, rel: PurePosixPath) -> bool:
         key = rel.as_posix()
@@ -83,6 +84,10 @@ class _Collector:
         return any(fnmatch(k, g) for g in self.options.exclude for k in (key, *parents))
 
     def literal(self, lit: PathLiteral, cell: int | None) -> None:
+        key = f"{lit.prefix}:{lit.text}"
+        if key in self._literals:
+            return
+        self._literals.add(key)
         rel = relative_inside(self.folder, lit.text)
         if rel is not None and any(c in lit.text for c in "*?[") and "**" not in lit.text:
             for match in _included(self.folder, [rel.as_posix()]):
