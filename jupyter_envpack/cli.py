@@ -19,7 +19,11 @@ from typing import Any
 from .errors import EnvpackError, InputError
 from .events import ProgressEvent, Reporter
 
-PLUGINS = ("jupyter_envpack.share.cli", "jupyter_envpack.cluster.cli")
+PLUGINS = (
+    "jupyter_envpack.share.cli",
+    "jupyter_envpack.cluster.cli",
+    "jupyter_envpack.snapshot.lock_cli",
+)
 BASE_IMAGE_ENV = "ENVPACK_BASE_IMAGE"
 
 
@@ -52,6 +56,16 @@ def add_environment_arguments(p: argparse.ArgumentParser) -> None:
         type=int,
         metavar="N",
         help="cap on the total size of shipped data files (default 200 MiB)",
+    )
+
+
+def add_lock_arguments(p: argparse.ArgumentParser) -> None:
+    """``--lock`` / ``--no-lock``: take the pins from ``<stem>.envpack.lock`` when it exists."""
+    p.add_argument(
+        "--lock",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="use <name>.envpack.lock beside the notebook when present (default: yes)",
     )
 
 
@@ -236,7 +250,8 @@ def _out(text: str) -> None:
 
 # ---------------------------------------------------------------- verbs
 def _snapshot(args: argparse.Namespace) -> Any:
-    from .snapshot import DataOptions, IndexOptions, SnapshotOptions, take_snapshot
+    from .snapshot import DataOptions, IndexOptions, SnapshotOptions
+    from .snapshot.lock import snapshot_or_lock
 
     data = DataOptions(include=tuple(args.include), exclude=tuple(args.exclude))
     if args.max_data_bytes is not None:
@@ -247,7 +262,12 @@ def _snapshot(args: argparse.Namespace) -> Any:
         getattr(args, "ca_bundle", None),
     )
     options = SnapshotOptions(data=data, index=index)
-    return take_snapshot(args.notebook, python=args.python, kernel=args.kernel, options=options)
+    spec, lock = snapshot_or_lock(
+        args.notebook, args.python, args.kernel, getattr(args, "lock", True), options
+    )
+    if lock is not None and getattr(args, "base_image", "absent") is None:
+        args.base_image = lock.base_image  # the lock's base image unless one is given
+    return spec
 
 
 def _why(p: Any) -> str:
@@ -299,8 +319,9 @@ def cmd_dockerfile(args: argparse.Namespace) -> int:
     """Print the Dockerfile, or write the whole build context to a folder."""
     from .image import prepare_context, render_dockerfile
 
-    opts = build_options_from_args(args)
+    build_options_from_args(args)
     spec = _snapshot(args)
+    opts = build_options_from_args(args)  # with the lock file's base image
     if not args.output_dir:
         _out(render_dockerfile(spec, opts, notebook_name=Path(args.notebook).name).rstrip())
         return 0
@@ -317,8 +338,9 @@ def cmd_dockerfile(args: argparse.Namespace) -> int:
 def _build(args: argparse.Namespace, reporter: Reporter) -> Any:
     from .image import build_image
 
-    opts = build_options_from_args(args)  # bad options fail before any work
+    build_options_from_args(args)  # bad options fail before any work
     spec = _snapshot(args)
+    opts = build_options_from_args(args)
     reporter(ProgressEvent("snapshot", spec.files_summary(), "info"))
     for w in spec.warnings:
         reporter(ProgressEvent("snapshot", f"{w.code}: {w.message}", "warning"))
@@ -400,6 +422,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("snapshot", parents=[common], help="show the pinned environment")
     p.add_argument("notebook")
     add_environment_arguments(p)
+    add_lock_arguments(p)
     p.add_argument("--json", action="store_true", help="print envpack.snapshot/1 JSON")
     p.set_defaults(func=cmd_snapshot)
 
@@ -408,6 +431,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("notebook")
     add_environment_arguments(p)
+    add_lock_arguments(p)
     add_build_arguments(p)
     p.add_argument("-o", "--output-dir", metavar="DIR", help="write the whole build context here")
     p.add_argument("--no-wheels", action="store_true", help="with -o: do not fetch the wheels")
@@ -417,6 +441,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("build", parents=[common], help="build the image (cached by content)")
     p.add_argument("notebook")
     add_environment_arguments(p)
+    add_lock_arguments(p)
     add_build_arguments(p)
     p.add_argument("--json", action="store_true", help="also print the build result as JSON")
     p.set_defaults(func=cmd_build)
@@ -425,6 +450,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("notebook")
     p.add_argument("--image", metavar="REF", help="use this image instead of building")
     add_environment_arguments(p)
+    add_lock_arguments(p)
     add_build_arguments(p)
     add_run_arguments(p)
     p.add_argument("--json", action="store_true", help="print envpack.report/1 JSON")

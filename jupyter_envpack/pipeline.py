@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from .events import CancelToken, ProgressEvent, Reporter, null_reporter
 from .execute import RunOptions, RunResult, run_notebook
 from .image import BuildOptions, BuildResult, build_image
-from .snapshot import EnvSpec, IndexOptions, SnapshotOptions, take_snapshot
+from .snapshot import EnvSpec, IndexOptions, SnapshotOptions
+from .snapshot.lock import snapshot_or_lock
 
 
 @dataclass
@@ -41,17 +42,26 @@ def containerise(
     rerun: bool = True,
     client: Any = None,
     snapshot: SnapshotOptions | None = None,
+    rerun_path: str | os.PathLike[str] | None = None,
+    use_lock: bool = True,
 ) -> Containerised:
     """Snapshot ``path`` in its kernel's environment, build its image and (by default) rerun it.
 
     ``snapshot`` defaults to the build's package index settings and the default data-file rules.
+    ``<stem>.envpack.lock`` beside the notebook replaces the kernel's environment unless
+    ``use_lock`` is false (its base image is the default one); ``rerun_path`` is a copy of the
+    notebook to rerun instead (same name; the pytest plugin blanks its skipped cells).
     """
     build = build or BuildOptions()
     if snapshot is None:
         index = IndexOptions(build.index_url, build.extra_index_urls, build.ca_bundle)
         snapshot = SnapshotOptions(index=index)
-    reporter(ProgressEvent("snapshot", f"reading {os.fspath(path)} and probing the kernel", "step"))
-    spec = take_snapshot(path, python=python, kernel=kernel, options=snapshot)
+    reporter(ProgressEvent("snapshot", f"reading {os.fspath(path)} and its environment", "step"))
+    spec, lock = snapshot_or_lock(path, python, kernel, use_lock=use_lock, options=snapshot)
+    if lock is not None:
+        reporter(ProgressEvent("snapshot", f"pins from {Path(path).stem}.envpack.lock", "info"))
+        if build.base_image is None and lock.base_image:
+            build = replace(build, base_image=lock.base_image)
     reporter(
         ProgressEvent(
             "snapshot",
@@ -72,5 +82,6 @@ def containerise(
     built = build_image(spec, nb_path, build, reporter, cancel, client)
     result = None
     if rerun:
-        result = run_notebook(built.image, nb_path, run or RunOptions(), reporter, cancel, client)
+        target = Path(rerun_path) if rerun_path is not None else nb_path
+        result = run_notebook(built.image, target, run or RunOptions(), reporter, cancel, client)
     return Containerised(spec, built, result)
