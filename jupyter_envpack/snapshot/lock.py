@@ -42,6 +42,7 @@ _PIN = re.compile(
     r"(?:#\s*(?:imports:\s*(?P<modules>[\w., ]*?))?\s*(?:why:\s*(?P<why>[a-z-]+))?)?\s*$"
 )
 _HASH = re.compile(r"--hash=sha256:([0-9a-f]{64})")
+_REGENERATE = "regenerate it with `jupyter envpack lock NOTEBOOK`"
 
 
 @dataclass
@@ -104,7 +105,7 @@ def parse_lock(text: str, name: str = "lock file") -> Lock:
         if pin is None:
             raise InputError(
                 f"{name}, line {number}: not a `name==version` pin: {line[:200]!r}",
-                hint="regenerate it with `jupyter envpack lock NOTEBOOK`",
+                hint=_REGENERATE,
             )
         modules = tuple(m.strip() for m in (pin.group("modules") or "").split(",") if m.strip())
         packages.append(
@@ -113,7 +114,7 @@ def parse_lock(text: str, name: str = "lock file") -> Lock:
         if pin.group("hashes"):
             hashes[pin["name"]] = _HASH.findall(pin.group("hashes"))
     if "python" not in headers:
-        raise InputError(f"{name} names no Python version", hint="regenerate it")
+        raise InputError(f"{name} names no Python version", hint=_REGENERATE)
     return Lock(
         python_version=headers["python"],
         packages=packages,
@@ -128,11 +129,11 @@ def read_lock(path: str | os.PathLike[str]) -> Lock:
     """Read (at most 1 MiB of) a lock file that is a regular file, not a symlink."""
     p = Path(path)
     if p.is_symlink() or not p.is_file():
-        raise InputError(f"{p} is not a regular file", hint="remove it or run `envpack lock`")
+        raise InputError(f"{p} is not a regular file", hint=f"remove it, then {_REGENERATE}")
     with open(p, "rb") as fh:
         data = fh.read(MAX_LOCK_BYTES + 1)
     if len(data) > MAX_LOCK_BYTES:
-        raise InputError(f"{p} is larger than 1 MiB", hint="regenerate it")
+        raise InputError(f"{p} is larger than 1 MiB", hint=_REGENERATE)
     return parse_lock(data.decode("utf-8", "replace"), name=p.name)
 
 
@@ -140,7 +141,7 @@ def write_lock(nb_path: str | os.PathLike[str], lock: Lock) -> Path:
     """Write the lock beside the notebook through a new temporary file (never through a symlink)."""
     target = lock_path(nb_path)
     if target.is_symlink():
-        raise InputError(f"{target} is a symbolic link", hint="remove it, then lock again")
+        raise InputError(f"{target} is a symbolic link", hint=f"remove it, then {_REGENERATE}")
     fd, tmp = tempfile.mkstemp(prefix=".envpack-lock-", dir=target.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
@@ -217,7 +218,7 @@ def snapshot_from_lock(
 
 
 def _drift(message: str) -> Finding:
-    return Finding("lock-drift", message, hint="run `jupyter envpack lock NOTEBOOK` again")
+    return Finding("lock-drift", message, hint=_REGENERATE)
 
 
 def snapshot_or_lock(
