@@ -49,6 +49,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--envpack-lax", action="store_true", help="only compare cells marked NBVAL_CHECK_OUTPUT"
     )
     group.addoption(
+        "--envpack-check-images",
+        action="store_true",
+        help="also fail when image outputs differ (nbval ignores them)",
+    )
+    group.addoption(
         "--envpack-sanitize-with", metavar="FILE", help="nbval sanitizer file (regex:/replace:)"
     )
     group.addoption(
@@ -123,6 +128,7 @@ class EnvpackSession:
     python: str | None
     kernel: str | None
     lax: bool
+    check_images: bool
     sanitize: list[Any]
     lock: bool
     output_dir: Path
@@ -153,6 +159,7 @@ class EnvpackSession:
             python=opt("envpack_python"),
             kernel=opt("envpack_kernel") or cfg.kernel,
             lax=bool(opt("envpack_lax")),
+            check_images=bool(opt("envpack_check_images")),
             sanitize=sanitize,
             lock=not opt("envpack_no_lock"),
             output_dir=output_dir,
@@ -270,7 +277,7 @@ class EnvpackCell(pytest.Item):
         result = outcome.cells.get(self.index)
         if result is None:
             raise CellFailure("the cell is missing from the report", source)
-        reason = verdict(result, self.options)
+        reason = verdict(result, self.options, self.config.stash[_SESSION].check_images)
         if reason is not None:
             raise CellFailure(reason, source, result.diff)
 

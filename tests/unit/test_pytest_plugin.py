@@ -142,7 +142,7 @@ def test_cell_options_follow_nbval(source, tags, lax, expected) -> None:
         (CellResult(0, "skipped"), CellOptions(), False),
         (CellResult(0, "differs", diff="-a\n+b"), CellOptions(), True),
         (CellResult(0, "differs", diff="-a\n+b"), CellOptions(check=False), False),
-        (CellResult(0, "image-differs"), CellOptions(), True),
+        (CellResult(0, "image-differs"), CellOptions(), False),
         (CellResult(0, "new-error", ename="E", evalue="v"), CellOptions(check=False), True),
         (CellResult(0, "new-error", ename="E", evalue="v"), CellOptions(raises=True), False),
         (CellResult(0, "error", ename="E", evalue="v"), CellOptions(), True),
@@ -155,6 +155,11 @@ def test_verdict_per_status(result, options, fails) -> None:
     assert (reason is not None) == fails
     if result.ename and fails:
         assert "E: v" in (reason or "")
+
+
+def test_images_count_only_when_asked() -> None:
+    assert verdict(CellResult(0, "image-differs"), CellOptions(), check_images=True)
+    assert verdict(CellResult(0, "image-differs"), CellOptions(check=False), True) is None
 
 
 def test_sanitizer_files_use_nbval_format_and_are_bounded(tmp_path: Path) -> None:
