@@ -185,8 +185,9 @@ class EnvpackSession:
             if event.kind == "warning":
                 outcome.warnings.append(event.message)
 
-        folder = self.output_dir / f"{len(self.outcomes) + 1:03d}-{path.stem}"[:120]
-        folder.mkdir(parents=True, exist_ok=True)
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        # a new folder per notebook and session: nothing planted in it can be written through
+        folder = Path(tempfile.mkdtemp(prefix=f"{path.stem[:60]}-", dir=self.output_dir))
         prepared = folder / path.name  # same name: the image's copy is replaced by it
         prepared.write_text(dumps_notebook(blank_skipped_cells(nb, self.lax)), encoding="utf-8")
         executed = folder / (path.stem + OUTPUT_SUFFIX)
