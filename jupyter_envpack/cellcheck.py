@@ -145,16 +145,33 @@ def blank_skipped_cells(nb: Any, lax: bool = False) -> Any:
     return out
 
 
-def verdict(result: CellResult, options: CellOptions, check_images: bool = False) -> str | None:
+def stored_error(cell: Any) -> str | None:
+    """The ``ename`` of the first error output stored in ``cell``, if any."""
+    for output in cell.get("outputs", []):
+        if output.get("output_type") == "error":
+            return str(output.get("ename", ""))
+    return None
+
+
+def verdict(
+    result: CellResult,
+    options: CellOptions,
+    check_images: bool = False,
+    original_error: str | None = None,
+) -> str | None:
     """``None`` when the cell passes, else the reason it fails (the diff follows separately).
 
+    A cell marked to raise passes when it raises; when its output is checked and the stored
+    notebook holds an error (``original_error``), the exception must have the same name (nbval).
     Image payloads count only with ``check_images`` (nbval ignores PNG/JPEG by default: the
     same plot often renders to different bytes).
     """
     if result.status in {"error", "new-error"}:
-        if options.raises:
-            return None
-        return f"the cell raised {result.ename}: {result.evalue}"
+        if not options.raises:
+            return f"the cell raised {result.ename}: {result.evalue}"
+        if options.check and original_error is not None and original_error != result.ename:
+            return f"the cell raised {result.ename}; the stored notebook has {original_error}"
+        return None
     if result.status == "not-run":
         return "the rerun never reached this cell (an earlier cell timed out or the kernel died)"
     if result.status in {"same", "skipped"} or not options.check:

@@ -25,6 +25,7 @@ from .cellcheck import (
     cell_options,
     compare_sanitized,
     read_sanitize_file,
+    stored_error,
     verdict,
 )
 from .errors import EnvpackError, InputError
@@ -274,11 +275,16 @@ class EnvpackCell(pytest.Item):
         source = self.cell.get("source", "")
         source = "".join(source) if isinstance(source, list) else str(source)
         if outcome.error is not None:
-            raise CellFailure(f"{type(outcome.error).__name__}: {outcome.error}")
+            tail = list(getattr(outcome.error, "log_tail", None) or [])[-15:]
+            raise CellFailure(
+                f"{type(outcome.error).__name__}: {outcome.error}",
+                diff="last log lines:\n" + "\n".join(tail) if tail else None,
+            )
         result = outcome.cells.get(self.index)
         if result is None:
             raise CellFailure("the cell is missing from the report", source)
-        reason = verdict(result, self.options, self.config.stash[_SESSION].check_images)
+        session = self.config.stash[_SESSION]
+        reason = verdict(result, self.options, session.check_images, stored_error(self.cell))
         if reason is not None:
             raise CellFailure(reason, source, result.diff)
 

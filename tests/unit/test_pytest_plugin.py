@@ -17,6 +17,7 @@ from jupyter_envpack.cellcheck import (
     cell_options,
     compare_sanitized,
     read_sanitize_file,
+    stored_error,
     verdict,
 )
 from jupyter_envpack.errors import InputError
@@ -155,6 +156,19 @@ def test_verdict_per_status(result, options, fails) -> None:
     assert (reason is not None) == fails
     if result.ename and fails:
         assert "E: v" in (reason or "")
+
+
+def test_a_cell_marked_to_raise_must_raise_the_stored_exception() -> None:
+    raised = CellResult(0, "new-error", ename="RuntimeError", evalue="Foo")
+    cell = {"outputs": [{"output_type": "error", "ename": "NameError", "evalue": "x"}]}
+    assert stored_error(cell) == "NameError" and stored_error({"outputs": []}) is None
+    reason = verdict(raised, CellOptions(raises=True), original_error="NameError")
+    assert reason == "the cell raised RuntimeError; the stored notebook has NameError"
+    assert (
+        verdict(raised, CellOptions(raises=True, check=False), original_error="NameError") is None
+    )
+    assert verdict(raised, CellOptions(raises=True), original_error="RuntimeError") is None
+    assert verdict(raised, CellOptions(raises=True)) is None  # nothing stored: any exception
 
 
 def test_images_count_only_when_asked() -> None:
