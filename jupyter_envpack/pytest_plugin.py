@@ -120,6 +120,7 @@ class Outcome:
     image: str | None = None
     executed: Path | None = None
     warnings: list[str] = field(default_factory=list)
+    reported_by: str | None = None  # the item that showed ``error`` in full
 
 
 @dataclass
@@ -275,6 +276,9 @@ class EnvpackCell(pytest.Item):
         source = self.cell.get("source", "")
         source = "".join(source) if isinstance(source, list) else str(source)
         if outcome.error is not None:
+            if outcome.reported_by:
+                raise CellFailure(f"the notebook did not run (see {outcome.reported_by})")
+            outcome.reported_by = self.name
             tail = list(getattr(outcome.error, "log_tail", None) or [])[-15:]
             raise CellFailure(
                 f"{type(outcome.error).__name__}: {outcome.error}",

@@ -175,3 +175,21 @@ def test_the_lock_file_drives_the_ci_run_and_drift_is_reported(
     assert "lock-drift: the lock file pins yaml for an import the notebook dropped" in (
         drifted.stdout.str()
     )
+
+
+def test_a_build_failure_fails_every_cell_once_in_full(
+    pytester: pytest.Pytester, make_notebook, docker_client, test_labels
+) -> None:
+    path = make_notebook(["print(1)", "print(2)"], name="nobase.ipynb", folder=pytester.path)
+    nbformat.write(executed(path), path)
+    args = envpack_args(
+        test_labels,
+        pytester.path.parent / "out",
+        f"--envpack-python={sys.executable}",
+        "--envpack-base-image=127.0.0.1:9/envpack-test/missing:1",
+    )
+    result = pytester.runpytest(*args, "nobase.ipynb")
+    result.assert_outcomes(failed=2)
+    text = result.stdout.str()
+    assert "nobase.ipynb, cell 0: BuildError:" in text and "missing:1" in text
+    assert "nobase.ipynb, cell 1: the notebook did not run (see cell-0)" in text
