@@ -106,7 +106,8 @@ def _corpus(name: str) -> Path:
 
 
 def _native_reference(source: Path, target: Path) -> int:
-    """Execute natively twice; tag the cells that differ between the runs nbval-ignore-output."""
+    """Execute natively twice; tag the cells that differ between the runs nbval-ignore-output
+    and those that raise on purpose (tuples are immutable…) raises-exception, as nbval needs."""
     from jupyter_envpack.execute.compare import compare_notebooks
 
     shutil.copyfile(source, target)
@@ -115,6 +116,9 @@ def _native_reference(source: Path, target: Path) -> int:
     unstable = {c.index for c in report.cells if c.status not in {"same", "skipped", "error"}}
     for index in unstable:
         first.cells[index].metadata.setdefault("tags", []).append("nbval-ignore-output")
+    for cell in first.cells:
+        if any(o.get("output_type") == "error" for o in cell.get("outputs", [])):
+            cell.metadata.setdefault("tags", []).append("raises-exception")
     nbformat.write(first, target)
     return sum(1 for c in first.cells if c.cell_type == "code")
 
