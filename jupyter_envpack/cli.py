@@ -416,6 +416,7 @@ def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     common.add_argument("-v", "--verbose", action="store_true", help="show build and run logs")
+    add_engine_argument(common)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
@@ -475,6 +476,8 @@ def build_parser() -> argparse.ArgumentParser:
                 )
             if "verbose" not in known:
                 verb_parser.add_argument("-v", "--verbose", action="store_true", help="show logs")
+            if "engine_url" not in known:
+                add_engine_argument(verb_parser)
     return parser
 
 
@@ -486,11 +489,33 @@ def _version() -> str:
     return __version__
 
 
+def add_engine_argument(p: argparse.ArgumentParser) -> None:
+    """``--engine-url``: the container engine's API (Docker, or Podman's service)."""
+    p.add_argument(
+        "--engine-url",
+        metavar="URL",
+        help="engine API, e.g. unix:///run/podman/podman.sock "
+        "(default: c.EnvPack.engine_url, else DOCKER_HOST)",
+    )
+
+
+def _choose_engine(args: argparse.Namespace) -> None:
+    from .image.engine import use_engine
+
+    url = getattr(args, "engine_url", None)
+    if url is None:
+        from .config import load_envpack_config
+
+        url = load_envpack_config().engine_url
+    use_engine(url)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``jupyter-envpack`` / ``jupyter envpack``."""
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        _choose_engine(args)
         return int(args.func(args))
     except EnvpackError as exc:
         _close_reporters()

@@ -60,6 +60,10 @@ class EnvPack(Configurable):
     index_url = _optional_text(
         "Package index (PEP 503) the wheels are fetched from on this machine; default: your pip's."
     )
+    engine_url = _optional_text(
+        "Container engine API address, e.g. unix:///run/podman/podman.sock for Podman. "
+        "None: DOCKER_HOST, else the default Docker socket."
+    )
     binder_host = _optional_text(
         "BinderHub that Binder links and badges point at (https; default https://mybinder.org)."
     )

@@ -269,8 +269,11 @@ class EnvpackMagics(Magics):
     def envpack_config(self) -> Any:
         """The ``EnvPack`` configuration (same Jupyter config files as the server and CLI)."""
         from .config import load_envpack_config
+        from .image.engine import use_engine
 
-        return load_envpack_config()
+        config = load_envpack_config()
+        use_engine(config.engine_url)
+        return config
 
     def snapshot(self, args: argparse.Namespace, path: Path) -> Any:
         """Snapshot ``path``: in-process probe of this kernel unless --python/--kernel."""

@@ -30,7 +30,7 @@ from .wheels import (
     redact,
     target_arch,
 )
-from .wheelserver import WheelServerBusy, bridge_gateway, forget_port, serve_wheels, served_url
+from .wheelserver import WheelServerBusy, build_host, forget_port, serve_wheels, served_url
 
 _STEP = re.compile(r"^Step (\d+)/(\d+) : (.*)$")
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
@@ -287,7 +287,7 @@ def build_image(
     opts.validate()
     client = client or connect()
     folder = cache_dir(spec.python_minor, target_arch())
-    gateway = bridge_gateway(client) if opts.wheels_via != "copy" else None
+    gateway = build_host(client) if opts.wheels_via != "copy" else None
     if opts.wheels_via == "serve" and gateway is None:
         raise InputError(
             "the wheelhouse can only be served to a local Docker engine",

@@ -1,4 +1,9 @@
-"""Connect to the Docker Engine: fast, clear failure when it is not there (RELIABILITY F1)."""
+"""Connect to the container engine: fast, clear failure when it is not there (RELIABILITY F1).
+
+The engine is Docker Engine or anything serving its API, such as Podman's
+``podman system service``. Its address comes from :func:`use_engine` (``c.EnvPack.engine_url``,
+``--engine-url``), else ``DOCKER_HOST``, else the default Docker socket.
+"""
 
 from __future__ import annotations
 
@@ -6,18 +11,39 @@ import os
 from typing import Any
 from urllib.parse import urlsplit
 
-from ..errors import EngineError
+from ..errors import EngineError, InputError
 
 CONNECT_TIMEOUT = 5.0
 CONTROL_TIMEOUT = 120.0
+
+ENGINE_SCHEMES = ("unix", "tcp", "ssh", "npipe", "http", "https")
 
 LABEL = "org.jupyter.envpack"
 """Every Docker object envpack creates carries ``LABEL=1`` and ``LABEL.kind``."""
 
 
+_engine_url: str | None = None
+_kinds: dict[str, str] = {}
+
+
+def use_engine(url: str | None) -> None:
+    """Make ``url`` (``unix:///run/podman/podman.sock``, ``tcp://host:2376``…) the engine.
+
+    ``None`` or ``""`` goes back to ``DOCKER_HOST`` / the default socket. Surfaces call this once
+    with ``c.EnvPack.engine_url`` or ``--engine-url``; :func:`connect` then talks to it.
+    """
+    global _engine_url
+    if url and urlsplit(url).scheme not in ENGINE_SCHEMES:
+        raise InputError(
+            f"cannot use engine URL {url!r}",
+            hint="give e.g. unix:///run/podman/podman.sock or tcp://host:2376",
+        )
+    _engine_url = url or None
+
+
 def engine_address() -> str:
-    """The engine's address from ``DOCKER_HOST`` with any credentials removed."""
-    raw = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+    """The engine's address (see :func:`use_engine`) with any credentials removed."""
+    raw = _engine_url or os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
     try:
         parts = urlsplit(raw)
     except ValueError:
@@ -34,7 +60,10 @@ def connect(timeout: float = CONNECT_TIMEOUT) -> Any:
 
     where = engine_address()
     try:
-        client = docker.from_env(timeout=int(max(1, timeout)))
+        if _engine_url:
+            client = docker.DockerClient(base_url=_engine_url, timeout=int(max(1, timeout)))
+        else:
+            client = docker.from_env(timeout=int(max(1, timeout)))
         client.api.ping()
     except Exception as exc:
         detail = type(exc).__name__
@@ -49,7 +78,7 @@ def connect(timeout: float = CONNECT_TIMEOUT) -> Any:
             detail = "connection refused"
         raise EngineError(
             f"Docker engine not reachable at {where} ({detail})",
-            hint="start Docker (dockerd) or set DOCKER_HOST",
+            hint="start Docker (dockerd) or Podman's API service, or set c.EnvPack.engine_url",
         ) from None
     client.api.timeout = CONTROL_TIMEOUT
     return client
@@ -60,3 +89,22 @@ def base_labels(kind: str, extra: dict[str, str] | None = None) -> dict[str, str
     labels = {LABEL: "1", f"{LABEL}.kind": kind}
     labels.update(extra or {})
     return labels
+
+
+def engine_kind(client: Any) -> str:
+    """``"podman"`` when the engine is Podman's Docker-compatible service, else ``"docker"``.
+
+    Podman names itself in ``/version`` (component ``Podman Engine``); the answer is cached per
+    engine address.
+    """
+    api = getattr(client, "api", None)
+    adapter = getattr(api, "_custom_adapter", None)  # unix sockets all read http+docker://localhost
+    key = f"{getattr(api, 'base_url', '')}|{getattr(adapter, 'socket_path', '')}"
+    if key not in _kinds:
+        try:
+            components = client.version().get("Components") or []
+        except Exception:
+            return "docker"
+        names = " ".join(str(c.get("Name", "")) for c in components).lower()
+        _kinds[key] = "podman" if "podman" in names else "docker"
+    return _kinds[key]

@@ -167,3 +167,18 @@ def serve_wheels(folder: Path, host: str) -> Iterator[str]:
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
+
+
+def build_host(client: Any) -> str | None:
+    """The address a build's ``RUN`` step reaches this machine at, or ``None`` (remote engine).
+
+    Docker runs build steps on its default bridge: the bridge's gateway. Podman runs them in the
+    host's network namespace, and its bridge gateway (``10.88.0.1``) exists only while a container
+    runs: loopback is the address there.
+    """
+    from .engine import engine_kind
+
+    local = str(getattr(client.api, "base_url", "")).startswith("http+docker://")
+    if local and engine_kind(client) == "podman":
+        return "127.0.0.1"
+    return bridge_gateway(client)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from jupyter_server.extension.application import ExtensionApp
 
 from ..config import EnvPack
+from ..image.engine import use_engine
 from .handlers import make_handlers
 from .paths import ContentsPaths
 from .service import EnvpackService
@@ -27,6 +28,7 @@ class EnvpackExtension(ExtensionApp):
         """Create the service (store, manager) and start reconciling leftovers."""
         assert self.serverapp is not None
         config = EnvPack(parent=self)
+        use_engine(config.engine_url)
         contents = self.serverapp.contents_manager
         root = getattr(contents, "root_dir", None) or self.serverapp.root_dir
         paths = ContentsPaths(
