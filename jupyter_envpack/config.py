@@ -28,6 +28,7 @@ CONFIG_FILE_NAMES = ("jupyter_server_config", "jupyter_envpack_config")
 DEFAULT_BACKENDS = {
     "swarm": "jupyter_envpack.cluster.swarm:SwarmBackend",
     "kubernetes": "jupyter_envpack.cluster.kubernetes:KubernetesBackend",
+    "slurm": "jupyter_envpack.cluster.slurm:SlurmBackend",
 }
 
 #: Extra operation kinds registered with the server's OperationManager (see docs/api.md).
@@ -127,6 +128,12 @@ class EnvPack(Configurable):
         key_trait=Unicode(),
         value_trait=Union([Unicode(), Type(klass=object)]),
         help="Cluster backends by name: a class or a 'module:Class' import string.",
+    ).tag(config=True)
+    backend_options = Dict(
+        key_trait=Unicode(),
+        value_trait=Dict(),
+        help="Default constructor options per backend, under what a job asks for, e.g. "
+        "{'slurm': {'runtime': 'podman', 'partition': 'gpu', 'output_dir': '/shared/envpack'}}.",
     ).tag(config=True)
     default_backend = Unicode(
         "swarm", help="Name of the cluster backend used when a job names none."

@@ -28,6 +28,7 @@ ENTRY_POINT_GROUP = "jupyter_envpack.backends"
 BUILTIN_BACKENDS = {
     "swarm": "jupyter_envpack.cluster.swarm:SwarmBackend",
     "kubernetes": "jupyter_envpack.cluster.kubernetes:KubernetesBackend",
+    "slurm": "jupyter_envpack.cluster.slurm:SlurmBackend",
 }
 LABEL = "org.jupyter.envpack"
 RUNNER_PYTHON = "/opt/envpack/runner/bin/python"

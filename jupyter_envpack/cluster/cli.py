@@ -73,6 +73,10 @@ def submit_options(args: argparse.Namespace, config: Any = None) -> Any:
         kube_context=args.context,
         kubeconfig=args.kubeconfig,
         image_pull_secrets=tuple(args.image_pull_secret or ()),
+        partition=args.partition,
+        account=args.account,
+        gpus=args.gpus,
+        runtime=args.runtime,
         output=args.output,
     ).validate()
 
@@ -184,12 +188,14 @@ def _add_submit(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
 
     p = sub.add_parser(
         "submit",
-        help="run the notebook on Docker Swarm or Kubernetes",
+        help="run the notebook on Docker Swarm, Kubernetes or Slurm",
         description="Build the notebook's image, push it to a registry and run it "
         "as a cluster job (a CronJob with --schedule).",
     )
     p.add_argument("notebook")
-    p.add_argument("--backend", help="swarm or kubernetes (default: c.EnvPack.default_backend)")
+    p.add_argument(
+        "--backend", help="swarm, kubernetes or slurm (default: c.EnvPack.default_backend)"
+    )
     p.add_argument(
         "--registry",
         metavar="HOST[:PORT][/NS]",
@@ -239,6 +245,14 @@ def _add_submit(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
         action="append",
         metavar="NAME",
         help="name of a Kubernetes pull secret (repeatable)",
+    )
+    p.add_argument("--partition", help="Slurm partition")
+    p.add_argument("--account", help="Slurm account")
+    p.add_argument("--gpus", type=int, metavar="N", help="GPUs per job (Slurm --gres=gpu:N)")
+    p.add_argument(
+        "--runtime",
+        choices=("docker", "podman", "apptainer"),
+        help="container runtime on the Slurm node (default: c.EnvPack.backend_options)",
     )
     p.add_argument(
         "--wait",

@@ -223,6 +223,10 @@ class SubmitOptions:
     kube_context: str | None = None
     kubeconfig: str | None = None
     image_pull_secrets: tuple[str, ...] = ()
+    partition: str | None = None
+    account: str | None = None
+    gpus: int | None = None
+    runtime: str | None = None
     labels: Mapping[str, str] = field(default_factory=dict)
     output: str | None = None
 
@@ -241,6 +245,14 @@ class SubmitOptions:
             }
         if self.backend == "swarm":
             return {"constraints": list(self.constraints)} if self.constraints else {}
+        if self.backend == "slurm":
+            chosen = {
+                "partition": self.partition,
+                "account": self.account,
+                "gpus": self.gpus,
+                "runtime": self.runtime,
+            }
+            return {k: v for k, v in chosen.items() if v}
         return {}
 
     def validate(self) -> SubmitOptions:
@@ -289,9 +301,10 @@ def open_backend(
     name: str, options: Mapping[str, Any] | None = None, config: Any = None, client: Any = None
 ) -> Backend:
     """Instantiate backend ``name`` (``config.cluster_backends`` first when a config is given)."""
-    kwargs = dict(options or {})
     if config is None:
         config = default_config()
+    defaults = (getattr(config, "backend_options", None) or {}).get(name) or {}
+    kwargs = {**defaults, **(options or {})}
     if client is not None and name == "swarm":
         kwargs["client"] = client
     if config is not None and name in getattr(config, "cluster_backends", {}):

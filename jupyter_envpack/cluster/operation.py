@@ -30,12 +30,16 @@ _STRINGS = (
     "output",
     "kernel",
     "base_image",
+    "partition",
+    "account",
+    "runtime",
 )
 _NUMBERS = {
     "cell_timeout": (1, 86400),
     "deadline": (1, 604800),
     "cpu": (0.001, 1024),
     "cpu_request": (0.001, 1024),
+    "gpus": (0, 64),
 }
 _LISTS = ("constraints", "image_pull_secrets")
 FIELDS = (
@@ -102,6 +106,10 @@ def _submit_options(o: dict[str, Any], config: Any, labels: dict[str, str]) -> S
         namespace=o.get("namespace"),
         kube_context=o.get("context"),
         image_pull_secrets=tuple(o.get("image_pull_secrets") or ()),
+        partition=o.get("partition"),
+        account=o.get("account"),
+        gpus=int(o["gpus"]) if o.get("gpus") else None,
+        runtime=o.get("runtime"),
         labels=labels,
     )
 
