@@ -123,7 +123,7 @@ def render_batch_script(
     prefix = "APPTAINERENV_" if runtime == "apptainer" else ""  # passes --cleanenv
     lines = ["#!/bin/bash", *(f"#SBATCH {shlex.quote(d)}" for d in directives)]
     lines += [
-        f"# jupyter-envpack job {spec.job_id}: {spec.notebook or spec.name}",
+        f"# jupyter-envpack job {spec.job_id}",  # never the notebook's name: it may hold a newline
         "set -eu",
         f"export PATH={NODE_PATH}",
         *(f"export {prefix}{k}={shlex.quote(v)}" for k, v in sorted(spec.environment().items())),
