@@ -27,6 +27,7 @@ from .swarm import PIDS_LIMIT
 
 RUNTIMES = ("docker", "podman", "apptainer")
 APPTAINER_SOURCES = ("docker://{image}", "docker-daemon:{image}", "oci-archive:{archive}")
+RUNTIME_EXIT_CODES = (125, 126, 127)  # docker/podman run's own failures, and "not found"
 COMMAND_TIMEOUT = 30.0
 LOG_LIMIT = 256 * 1024 * 1024
 JOBCOMP_TAIL = 8 * 1024 * 1024
@@ -167,8 +168,14 @@ def status_from_fields(fields: dict[str, str]) -> JobStatus:
         return status_from_exit_code(0, node)
     if state in ("FAILED", "OUT_OF_MEMORY"):
         code = exit_code_of(fields.get("ExitCode"))
-        if state == "OUT_OF_MEMORY" or code is None:
-            code = 137 if state == "OUT_OF_MEMORY" else code
+        if state == "OUT_OF_MEMORY":
+            code = 137
+        if code in RUNTIME_EXIT_CODES:
+            message = (
+                f"the container runtime on {node or 'the node'} could not start the job "
+                f"(exit {code}): its error is in the job's log"
+            )
+            return JobStatus(JobState.FAILED, "runtime-failed", message, code, node)
         return status_from_exit_code(code, node)
     if state in ("TIMEOUT", "DEADLINE"):
         limit = fields.get("TimeLimit", "?")

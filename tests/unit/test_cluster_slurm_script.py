@@ -139,6 +139,8 @@ def test_scontrol_and_jobcomp_lines_map_to_states() -> None:
     assert status_from_fields({"JobState": "CANCELLED+"}).state is JobState.CANCELLED
     assert status_from_fields({"JobState": "NODE_FAIL"}).state is JobState.LOST
     assert status_from_fields({"JobState": "OUT_OF_MEMORY"}).reason == "killed-or-oom"
+    no_runtime = status_from_fields({"JobState": "FAILED", "ExitCode": "125:0"})
+    assert no_runtime.reason == "runtime-failed" and "log" in no_runtime.message
     pending = status_from_fields({"JobState": "PENDING", "Reason": "Resources"})
     assert pending.state is JobState.PENDING and "Resources" in pending.message
     assert exit_code_of("0:9") == 137 and exit_code_of("5:0") == 5 and exit_code_of("") is None
