@@ -39,11 +39,11 @@ SPEC = JobSpec(
 
 
 def test_backends_are_found_by_name() -> None:
-    assert {"swarm", "kubernetes"} <= set(backend_names())
+    assert {"swarm", "kubernetes", "slurm"} <= set(backend_names())
     assert isinstance(get_backend("swarm", client=object()), SwarmBackend)
     assert isinstance(get_backend("kubernetes", api_client=object()), KubernetesBackend)
     with pytest.raises(InputError, match="unknown cluster backend"):
-        get_backend("slurm")
+        get_backend("lsf")
 
 
 def test_entry_points_win_over_builtins(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -25,7 +25,7 @@ def test_defaults() -> None:
     cfg = EnvPack()
     assert cfg.base_image is None and cfg.concurrency_limit == 2
     assert cfg.database_path.endswith(str(Path("envpack") / "operations.sqlite"))
-    assert set(cfg.cluster_backends) == {"swarm", "kubernetes"}
+    assert set(cfg.cluster_backends) == {"swarm", "kubernetes", "slurm"}
     assert cfg.runners == DEFAULT_RUNNERS
 
 
