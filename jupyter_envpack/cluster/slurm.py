@@ -22,7 +22,7 @@ from typing import Any
 
 from ..errors import ClusterError, InputError
 from ..events import ProgressEvent, Reporter, null_reporter
-from .base import IMAGE_USER, JobSpec, JobState, JobStatus, status_from_exit_code
+from .base import IMAGE_USER, PARAMETERS_ENV, JobSpec, JobState, JobStatus, status_from_exit_code
 from .swarm import PIDS_LIMIT
 
 RUNTIMES = ("docker", "podman", "apptainer")
@@ -55,7 +55,7 @@ def time_limit(seconds: float) -> str:
 
 def _container_flags(spec: JobSpec, runtime: str, gpus: int | None) -> list[str]:
     """The locked-down flags of a local rerun (``execute/run.py``), for docker and podman."""
-    flags = ["--rm", "--init", "--name", f"envpack-{spec.job_id}"]
+    flags = ["--rm", "--init"]  # no --name: the members of an array may share a node
     flags += [f"--label={k}={v}" for k, v in sorted(spec.all_labels().items())]
     flags += [f"--user={IMAGE_USER}:{IMAGE_USER}", "--cap-drop=ALL"]
     flags += ["--security-opt=no-new-privileges", f"--pids-limit={PIDS_LIMIT}"]
@@ -96,13 +96,20 @@ def render_batch_script(
     gpus: int | None = None,
     apptainer_source: str = APPTAINER_SOURCES[0],
     extra_directives: tuple[str, ...] = (),
+    rows: list[str] | None = None,
+    max_parallel: int | None = None,
 ) -> str:
-    """Return the ``sbatch`` script of ``spec`` (pure: contacts nothing; ``--dry-run`` shows it)."""
+    """Return the ``sbatch`` script of ``spec`` (pure: contacts nothing; ``--dry-run`` shows it).
+
+    With ``rows`` (one parameters cell per sweep member) the script is a job array: task ``i``
+    runs with ``rows[i]``, at most ``max_parallel`` at once.
+    """
     out = Path(output_dir)
+    files = "envpack-%A_%a" if rows else "envpack-%j"
     directives = [
         f"--job-name={spec.name}",
-        f"--output={out / 'envpack-%j.out'}",
-        f"--error={out / 'envpack-%j.err'}",
+        f"--output={out / (files + '.out')}",
+        f"--error={out / (files + '.err')}",
         f"--chdir={out}",
         f"--time={time_limit(spec.deadline)}",
         "--ntasks=1",
@@ -120,6 +127,10 @@ def render_batch_script(
         directives.append(f"--account={account}")
     if gpus:
         directives.append(f"--gres=gpu:{gpus}")
+    if rows:
+        directives.append(
+            f"--array=0-{len(rows) - 1}" + (f"%{max_parallel}" if max_parallel else "")
+        )
     directives += list(extra_directives)
     prefix = "APPTAINERENV_" if runtime == "apptainer" else ""  # passes --cleanenv
     lines = ["#!/bin/bash", *(f"#SBATCH {shlex.quote(d)}" for d in directives)]
@@ -128,9 +139,39 @@ def render_batch_script(
         "set -eu",
         f"export PATH={NODE_PATH}",
         *(f"export {prefix}{k}={shlex.quote(v)}" for k, v in sorted(spec.environment().items())),
-        "exec " + shlex.join(runtime_command(spec, runtime, apptainer_source, gpus)),
+        *_array_rows(rows, prefix),
+        "exec "
+        + shlex.join(runtime_command(_with_env(spec, rows), runtime, apptainer_source, gpus)),
     ]
     return "\n".join(lines) + "\n"
+
+
+def _array_rows(rows: list[str] | None, prefix: str) -> list[str]:
+    """Bash lines that pick this array task's parameters cell by ``SLURM_ARRAY_TASK_ID``."""
+    if not rows:
+        return []
+    return [
+        "ROWS=(",
+        *(shlex.quote(row) for row in rows),
+        ")",
+        f'export {prefix}{PARAMETERS_ENV}="${{ROWS[$SLURM_ARRAY_TASK_ID]}}"',
+    ]
+
+
+def _with_env(spec: JobSpec, rows: list[str] | None) -> JobSpec:
+    from dataclasses import replace
+
+    return replace(spec, parameters_cell=rows[0]) if rows and not spec.parameters_cell else spec
+
+
+def task_ids(text: str) -> list[int]:
+    """Indexes in Slurm's ``ArrayTaskId`` (``4``, ``0-5%2``, ``1,3-4``)."""
+    found: list[int] = []
+    for part in text.split("%")[0].split(","):
+        low, _, high = part.partition("-")
+        if low.isdigit() and (not high or high.isdigit()):
+            found += range(int(low), int(high or low) + 1)
+    return found
 
 
 def parse_fields(text: str) -> dict[str, str]:
@@ -248,8 +289,10 @@ class SlurmBackend:
         self.jobcomp_file = jobcomp_file
         self.extra_directives = tuple(extra_directives)
 
-    def render_script(self, spec: JobSpec) -> str:
-        """The batch script :meth:`submit` hands to ``sbatch``."""
+    def render_script(
+        self, spec: JobSpec, rows: list[str] | None = None, max_parallel: int | None = None
+    ) -> str:
+        """The batch script :meth:`submit` (or, with ``rows``, :meth:`submit_sweep`) sends."""
         return render_batch_script(
             spec,
             output_dir=str(self.output_dir),
@@ -259,7 +302,20 @@ class SlurmBackend:
             gpus=self.gpus,
             apptainer_source=self.apptainer_source,
             extra_directives=self.extra_directives,
+            rows=rows,
+            max_parallel=max_parallel,
         )
+
+    def _sbatch(self, script: str) -> str:
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        done = self._run(["sbatch", "--parsable"], stdin=script)
+        handle = done.stdout.strip().split(";")[0]
+        if done.returncode != 0 or not _ID_RE.match(handle):
+            raise ClusterError(
+                f"sbatch refused the job: {done.stderr.strip()[:300] or done.stdout[:300]}",
+                hint="check the partition, account, time limit, resources and MaxArraySize",
+            )
+        return handle
 
     def render(self, spec: JobSpec) -> list[dict[str, Any]]:
         """Return the batch script as one document (``--dry-run``)."""
@@ -301,16 +357,31 @@ class SlurmBackend:
         if existing is not None:
             reporter(ProgressEvent("job", f"attached to Slurm job {existing}", "info"))
             return existing
-        self.output_dir.mkdir(parents=True, exist_ok=True)
-        done = self._run(["sbatch", "--parsable"], stdin=self.render_script(spec))
-        handle = done.stdout.strip().split(";")[0]
-        if done.returncode != 0 or not _ID_RE.match(handle):
-            raise ClusterError(
-                f"sbatch refused the job: {done.stderr.strip()[:300] or done.stdout[:300]}",
-                hint="check the partition, account, time limit and resources",
-            )
+        handle = self._sbatch(self.render_script(spec))
         reporter(ProgressEvent("job", f"submitted Slurm job {handle} ({spec.name})", "step"))
         return handle
+
+    def submit_sweep(
+        self,
+        spec: JobSpec,
+        rows: list[str],
+        max_parallel: int | None = None,
+        reporter: Reporter = null_reporter,
+    ) -> str:
+        """Submit one job array, task ``i`` with parameters cell ``rows[i]``; return its id."""
+        handle = self._sbatch(self.render_script(spec, rows, max_parallel))
+        reporter(ProgressEvent("job", f"submitted Slurm job array {handle} ({len(rows)})", "step"))
+        return handle
+
+    def members(self, handle: str) -> dict[int, JobStatus]:
+        """Status of every task of job array ``handle`` that Slurm still knows, by index."""
+        done = self._run(["scontrol", "show", "job", "-o", self._valid(handle)])
+        found: dict[int, JobStatus] = {}
+        for line in done.stdout.splitlines() if done.returncode == 0 else []:
+            fields = parse_fields(line)
+            for index in task_ids(fields.get("ArrayTaskId", "")):
+                found[index] = status_from_fields(fields)
+        return found
 
     def _valid(self, handle: str) -> str:
         if not _ID_RE.match(handle):

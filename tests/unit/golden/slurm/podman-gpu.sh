@@ -20,4 +20,4 @@ export ENVPACK_PARAMETERS_CELL='alpha = 0.5
 name = '"'"'it'"'"''"'"'s'"'"'
 '
 export HOME=/home/envpack
-exec podman run --rm --init --name envpack-0123456789ab --label=org.jupyter.envpack=1 --label=org.jupyter.envpack.job=0123456789ab --label=org.jupyter.envpack.kind=job --user=1000:1000 --cap-drop=ALL --security-opt=no-new-privileges --pids-limit=1024 --memory=3221225472 --memory-swap=3221225472 --cpus=2.5 --device=nvidia.com/gpu=all --env=ENVPACK_PARAMETERS_CELL --env=HOME registry.example:5000/envpack/analysis:0f1e2d3c4b5a69788796 /opt/envpack/runner/bin/python /opt/envpack/run_notebook.py --emit-result --cell-timeout 120
+exec podman run --rm --init --label=org.jupyter.envpack=1 --label=org.jupyter.envpack.job=0123456789ab --label=org.jupyter.envpack.kind=job --user=1000:1000 --cap-drop=ALL --security-opt=no-new-privileges --pids-limit=1024 --memory=3221225472 --memory-swap=3221225472 --cpus=2.5 --device=nvidia.com/gpu=all --env=ENVPACK_PARAMETERS_CELL --env=HOME registry.example:5000/envpack/analysis:0f1e2d3c4b5a69788796 /opt/envpack/runner/bin/python /opt/envpack/run_notebook.py --emit-result --cell-timeout 120
