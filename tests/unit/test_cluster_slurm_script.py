@@ -52,6 +52,11 @@ CASES = {
         "runtime": "apptainer",
         "apptainer_source": "docker-daemon:{image}",
     },
+    "docker-array": {
+        "runtime": "docker",
+        "rows": ["alpha = 0.1\n", "alpha = 0.2\n", "alpha = 'it''s $(x)'\n"],
+        "max_parallel": 2,
+    },
 }
 
 
