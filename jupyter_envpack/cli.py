@@ -143,6 +143,17 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--memory", metavar="SIZE", help="memory limit, e.g. 2g")
     p.add_argument("--no-network", action="store_true", help="run without network access")
     p.add_argument(
+        "--sweep",
+        action="append",
+        metavar="NAME=V1,V2|A..B",
+        help="a parameter sweep axis (repeatable: the cartesian product); "
+        "notebooks and summary.csv go to --output or <name>.sweep/",
+    )
+    p.add_argument("--sweep-file", metavar="FILE", help="sweep rows from a CSV or JSON file")
+    p.add_argument(
+        "--max-parallel", type=int, default=2, metavar="N", help="sweep runs at once (default 2)"
+    )
+    p.add_argument(
         "--tolerance",
         type=float,
         default=0.0,
@@ -368,8 +379,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         validate_reference(args.image)
     else:
         build_options_from_args(args)
+    from .execute.sweep import rows_from
+
+    rows = rows_from(args.sweep, args.sweep_file, run_opts.parameters)
     reporter = make_reporter(args)
     image = args.image or _build(args, reporter).image
+    if rows:
+        return _run_sweep(args, image, rows, run_opts)
     result = run_notebook(image, args.notebook, run_opts, reporter)
     report = result.report
     if args.json:
@@ -377,6 +393,28 @@ def cmd_run(args: argparse.Namespace) -> int:
     else:
         _print_report(report)
     return 0 if report.reproduced else 1
+
+
+def _run_sweep(args: argparse.Namespace, image: str, rows: list[Any], run_opts: Any) -> int:
+    from dataclasses import replace
+
+    from .execute.sweep import run_local_sweep, sweep_folder, write_summary
+
+    folder = sweep_folder(args.notebook, args.output)
+    sys.stderr.write(f"sweep: {len(rows)} runs, {args.max_parallel} at once → {folder}\n")
+    runs = run_local_sweep(
+        image,
+        Path(args.notebook),
+        rows,
+        folder=folder,
+        options=replace(run_opts, output=None),
+        max_parallel=args.max_parallel,
+    )
+    summary = write_summary(folder / "summary.csv", runs)
+    failed = [r.index for r in runs if r.state != "succeeded"]
+    sys.stderr.write(f"sweep: {len(runs) - len(failed)} succeeded, {len(failed)} failed\n")
+    _out(str(summary))
+    return 1 if failed else 0
 
 
 def _print_report(report: Any) -> None:

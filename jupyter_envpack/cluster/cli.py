@@ -10,6 +10,7 @@ import argparse
 import json
 import os
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -90,6 +91,11 @@ def cmd_submit(args: argparse.Namespace) -> int:
     config = _config()
     opts = submit_options(args, config)
     reporter = make_reporter(args)
+    from ..execute.sweep import rows_from
+
+    rows = rows_from(args.sweep, args.sweep_file, opts.parameters)
+    if rows:
+        return _submit_sweep(args, opts, rows, config, reporter)
     done = submit(
         args.notebook,
         opts,
@@ -181,6 +187,56 @@ def cmd_fetch(args: argparse.Namespace) -> int:
     path = fetch(record, index=index, output=Path(args.output) if args.output else None)
     _out(str(path))
     return 0
+
+
+def _submit_sweep(
+    args: argparse.Namespace, opts: Any, rows: list[Any], config: Any, reporter: Any
+) -> int:
+    """One Slurm job array for the whole sweep; with ``--wait``, its notebooks and summary."""
+    from ..cli import build_options_from_args
+    from ..execute.parameters import parameters_cell_source
+    from ..execute.sweep import sweep_folder, write_summary
+    from .jobs import image_for, make_job_spec, new_job_id, open_backend, pushed_reference
+    from .slurm_sweep import follow_slurm_sweep
+
+    if opts.backend != "slurm":
+        raise InputError(
+            f"--sweep on {opts.backend} is not available yet",
+            hint="use --backend slurm (a job array), or `jupyter envpack run --sweep` locally",
+        )
+    backend: Any = open_backend("slurm", opts.backend_options(), config)
+    if not args.dry_run:
+        backend.check()
+    local = args.image or image_for(
+        args.notebook,
+        build=build_options_from_args(args),
+        python=args.python,
+        kernel=args.kernel,
+        reporter=reporter,
+        dry_run=args.dry_run,
+    )
+    reference = pushed_reference(local, opts, reporter=reporter, dry_run=args.dry_run)
+    spec = make_job_spec(new_job_id(), args.notebook, reference, replace(opts, parameters={}))
+    cells = [parameters_cell_source(row) for row in rows]
+    if args.dry_run:
+        _out(backend.render_script(spec, cells, args.max_parallel))
+        return 0
+    handle = backend.submit_sweep(spec, cells, args.max_parallel, reporter)
+    if not args.wait:
+        _out(handle)
+        return 0
+    folder = sweep_folder(args.notebook, args.output)
+    runs = follow_slurm_sweep(
+        backend,
+        handle,
+        rows,
+        folder=folder,
+        stem=Path(args.notebook).stem,
+        timeout=opts.deadline * len(rows) + 600,
+        reporter=reporter,
+    )
+    _out(str(write_summary(folder / "summary.csv", runs)))
+    return 0 if all(r.state == "succeeded" for r in runs) else 1
 
 
 def _add_submit(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

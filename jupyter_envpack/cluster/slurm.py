@@ -373,14 +373,14 @@ class SlurmBackend:
         reporter(ProgressEvent("job", f"submitted Slurm job array {handle} ({len(rows)})", "step"))
         return handle
 
-    def members(self, handle: str) -> dict[int, JobStatus]:
-        """Status of every task of job array ``handle`` that Slurm still knows, by index."""
+    def members(self, handle: str) -> dict[int, dict[str, str]]:
+        """``scontrol`` fields of every task of job array ``handle`` Slurm still knows, by index."""
         done = self._run(["scontrol", "show", "job", "-o", self._valid(handle)])
-        found: dict[int, JobStatus] = {}
+        found: dict[int, dict[str, str]] = {}
         for line in done.stdout.splitlines() if done.returncode == 0 else []:
             fields = parse_fields(line)
             for index in task_ids(fields.get("ArrayTaskId", "")):
-                found[index] = status_from_fields(fields)
+                found[index] = fields
         return found
 
     def _valid(self, handle: str) -> str:

@@ -9,6 +9,7 @@ row per run: index, parameters, state, duration and the values the notebook reco
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import itertools
@@ -111,7 +112,7 @@ def record(name: str, value: Any) -> None:
     """
     from IPython.display import display
 
-    display({RECORD_MIME: {name: value}, "text/plain": f"{name} = {value!r}"}, raw=True)
+    display({RECORD_MIME: {name: value}, "text/plain": f"{name} = {value!r}"}, raw=True)  # type: ignore[no-untyped-call]
 
 
 @dataclass
@@ -158,3 +159,80 @@ def _number(text: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def save_run(folder: Path, name: str, text: str) -> Path:
+    """Write one executed notebook atomically (a planted symlink is replaced, never followed)."""
+    import os
+    import tempfile
+
+    folder.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", dir=folder)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    target = folder / name
+    Path(tmp).replace(target)
+    return target
+
+
+def run_local_sweep(
+    image: str,
+    notebook: Path,
+    rows: list[dict[str, Any]],
+    *,
+    folder: Path,
+    options: Any = None,
+    max_parallel: int = 2,
+    client: Any = None,
+) -> list[SweepRun]:
+    """Rerun ``notebook`` in ``image`` once per row, ``max_parallel`` at once (a failure stops
+    only its own run)."""
+    from concurrent.futures import ThreadPoolExecutor
+    from dataclasses import replace
+
+    from ..execute import RunOptions, run_notebook
+
+    base = options or RunOptions()
+    folder.mkdir(parents=True, exist_ok=True)
+
+    def one(index: int) -> SweepRun:
+        row = rows[index]
+        output = folder / run_name(notebook.stem, index, row, len(rows))
+        run = SweepRun(index, row)
+        try:
+            result = run_notebook(
+                image, notebook, replace(base, parameters=row, output=str(output)), client=client
+            )
+        except Exception as exc:
+            run.state, run.message = "failed", getattr(exc, "message", str(exc))[:300]
+            return run
+        run.duration, run.output = result.duration, str(result.output_path)
+        run.state = "succeeded" if result.exit_code == 0 else "failed"
+        run.message = result.report.run_status
+        with contextlib.suppress(OSError, ValueError):
+            run.values = recorded_values(json.loads(Path(result.output_path).read_text()))
+        return run
+
+    with ThreadPoolExecutor(max_workers=max(1, max_parallel)) as pool:
+        return list(pool.map(one, range(len(rows))))
+
+
+def rows_from(
+    axes: list[str] | None, file: str | None, fixed: Mapping[str, Any] | None = None
+) -> list[dict[str, Any]]:
+    """The sweep's rows from ``--sweep`` axes and/or ``--sweep-file`` (none: ``[]``), each on top
+    of the fixed ``-p`` parameters and checked like them."""
+    from .parameters import validate_parameters
+
+    if axes and file:
+        raise InputError("give --sweep or --sweep-file, not both")
+    rows = read_rows(file) if file else sweep_rows(axes or [])
+    if not axes and not file:
+        return []
+    return [validate_parameters({**dict(fixed or {}), **row}) for row in rows]
+
+
+def sweep_folder(notebook: str | Path, output: str | None = None) -> Path:
+    """Where a sweep's notebooks and ``summary.csv`` go: ``--output`` or ``<stem>.sweep/``."""
+    nb = Path(notebook)
+    return Path(output) if output else nb.with_name(f"{nb.stem}.sweep")
