@@ -181,3 +181,28 @@ def _with(job: JobSpec, **params: Any) -> JobSpec:
     from dataclasses import replace
 
     return replace(job, parameters_cell=_params(**params))
+
+
+def test_a_sweep_is_one_job_array_and_a_failed_member_stops_no_other(
+    job: JobSpec, tmp_path: Path
+) -> None:
+    from jupyter_envpack.cluster.slurm_sweep import follow_slurm_sweep
+    from jupyter_envpack.execute.parameters import parameters_cell_source
+    from jupyter_envpack.execute.sweep import sweep_rows, write_summary
+
+    backend = SlurmBackend(runtime="docker", output_dir=str(tmp_path / "out"))
+    rows = sweep_rows(["exit_code=0,3", "sleep=0..2"])
+    cells = [parameters_cell_source(row) for row in rows]
+    handle = backend.submit_sweep(job, cells, max_parallel=2)
+    seen = subprocess.run(
+        ["scontrol", "show", "job", "-o", handle], capture_output=True, text=True, timeout=30
+    ).stdout
+    assert "ArrayTaskThrottle=2" in seen  # the concurrency cap reached Slurm
+    runs = follow_slurm_sweep(
+        backend, handle, rows, folder=tmp_path / "nbs", stem="fake", timeout=600, poll=1
+    )
+    assert [r.state for r in runs] == ["succeeded"] * 3 + ["failed"] * 3
+    assert all(r.output and Path(r.output).is_file() for r in runs)  # failed ones print one too
+    assert runs[4].output.endswith("fake.sweep-04-exit_code=3-sleep=1.ipynb")  # type: ignore[union-attr]
+    text = write_summary(tmp_path / "summary.csv", runs).read_text()
+    assert (text.count("\n") == 7 and "cell-error" not in text) or "cell raised" in text
