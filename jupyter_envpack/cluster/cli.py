@@ -192,19 +192,19 @@ def cmd_fetch(args: argparse.Namespace) -> int:
 def _submit_sweep(
     args: argparse.Namespace, opts: Any, rows: list[Any], config: Any, reporter: Any
 ) -> int:
-    """One Slurm job array for the whole sweep; with ``--wait``, its notebooks and summary."""
+    """One Slurm job array or Swarm job for the whole sweep; with ``--wait``, its notebooks and
+    summary."""
     from ..cli import build_options_from_args
     from ..execute.parameters import parameters_cell_source
     from ..execute.sweep import sweep_folder, write_summary
     from .jobs import image_for, make_job_spec, new_job_id, open_backend, pushed_reference
-    from .slurm_sweep import follow_slurm_sweep
 
-    if opts.backend != "slurm":
+    if opts.backend not in ("slurm", "swarm"):
         raise InputError(
             f"--sweep on {opts.backend} is not available yet",
-            hint="use --backend slurm (a job array), or `jupyter envpack run --sweep` locally",
+            hint="use --backend slurm or swarm, or `jupyter envpack run --sweep` locally",
         )
-    backend: Any = open_backend("slurm", opts.backend_options(), config)
+    backend: Any = open_backend(opts.backend, opts.backend_options(), config)
     if not args.dry_run:
         backend.check()
     local = args.image or image_for(
@@ -218,15 +218,17 @@ def _submit_sweep(
     reference = pushed_reference(local, opts, reporter=reporter, dry_run=args.dry_run)
     spec = make_job_spec(new_job_id(), args.notebook, reference, replace(opts, parameters={}))
     cells = [parameters_cell_source(row) for row in rows]
+    sweep = _sweep_driver(opts.backend)
     if args.dry_run:
-        _out(backend.render_script(spec, cells, args.max_parallel))
+        _out(sweep.render(backend, spec, cells, args.max_parallel))
         return 0
-    handle = backend.submit_sweep(spec, cells, args.max_parallel, reporter)
+    handle = sweep.submit(backend, spec, cells, args.max_parallel)
+    reporter(_event(f"submitted a sweep of {len(rows)} runs ({opts.backend} {handle})"))
     if not args.wait:
         _out(handle)
         return 0
     folder = sweep_folder(args.notebook, args.output)
-    runs = follow_slurm_sweep(
+    runs = sweep.follow(
         backend,
         handle,
         rows,
@@ -237,6 +239,39 @@ def _submit_sweep(
     )
     _out(str(write_summary(folder / "summary.csv", runs)))
     return 0 if all(r.state == "succeeded" for r in runs) else 1
+
+
+def _event(message: str) -> Any:
+    from ..events import ProgressEvent
+
+    return ProgressEvent("sweep", message, "info")
+
+
+def _sweep_driver(name: str) -> Any:
+    """render / submit / follow of a sweep on backend ``name``."""
+    from types import SimpleNamespace
+
+    if name == "slurm":
+        from .slurm_sweep import follow_slurm_sweep
+
+        return SimpleNamespace(
+            render=lambda b, spec, cells, m: b.render_script(spec, cells, m),
+            submit=lambda b, spec, cells, m: b.submit_sweep(spec, cells, m),
+            follow=follow_slurm_sweep,
+        )
+    import yaml
+
+    from . import swarm_sweep
+
+    return SimpleNamespace(
+        render=lambda b, spec, cells, m: yaml.safe_dump(
+            swarm_sweep.make_sweep_service_spec(b._with_defaults(spec), cells, m), sort_keys=False
+        ),
+        submit=lambda b, spec, cells, m: swarm_sweep.submit_sweep(
+            b, b._with_defaults(spec), cells, m
+        ),
+        follow=swarm_sweep.follow_swarm_sweep,
+    )
 
 
 def _add_submit(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

@@ -15,7 +15,7 @@ import io
 import itertools
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -236,3 +236,51 @@ def sweep_folder(notebook: str | Path, output: str | None = None) -> Path:
     """Where a sweep's notebooks and ``summary.csv`` go: ``--output`` or ``<stem>.sweep/``."""
     nb = Path(notebook)
     return Path(output) if output else nb.with_name(f"{nb.stem}.sweep")
+
+
+def wait_members(
+    read: Callable[[], dict[int, Any]], total: int, timeout: float, poll: float, reporter: Any
+) -> dict[int, Any]:
+    """Call ``read`` (index → ``JobStatus``) until all ``total`` members are over; return it."""
+    import time
+
+    from ..errors import ClusterError
+    from ..events import ProgressEvent
+
+    end = time.monotonic() + timeout
+    while True:
+        states = read()
+        done = sum(1 for s in states.values() if s.terminal)
+        if reporter is not None:
+            reporter(ProgressEvent("sweep", f"{done} of {total} runs finished", "progress"))
+        if len(states) >= total and done == len(states):
+            return states
+        if time.monotonic() > end:
+            raise ClusterError(f"the sweep did not finish within {timeout:g} s")
+        time.sleep(poll)
+
+
+def collect_runs(
+    rows: list[dict[str, Any]],
+    states: dict[int, Any],
+    read_log: Callable[[int], str],
+    *,
+    folder: Path,
+    stem: str,
+) -> list[SweepRun]:
+    """One :class:`SweepRun` per row, its executed notebook read from its log and saved."""
+    from .runner import extract_result
+
+    runs = []
+    for index, row in enumerate(rows):
+        status = states[index]
+        run = SweepRun(index, row, status.state.value, message=status.message)
+        try:
+            text = extract_result(read_log(index))
+        except Exception as exc:  # a member without a result: its row says why
+            run.message = f"{status.message}; no executed notebook ({type(exc).__name__})"
+        else:
+            run.output = str(save_run(folder, run_name(stem, index, row, len(rows)), text))
+            run.values = recorded_values(json.loads(text))
+        runs.append(run)
+    return runs

@@ -202,7 +202,10 @@ def test_a_sweep_is_one_job_array_and_a_failed_member_stops_no_other(
         backend, handle, rows, folder=tmp_path / "nbs", stem="fake", timeout=600, poll=1
     )
     assert [r.state for r in runs] == ["succeeded"] * 3 + ["failed"] * 3
-    assert all(r.output and Path(r.output).is_file() for r in runs)  # failed ones print one too
+    for run in runs:  # failed members print their notebook too; each ran its own row
+        source = nbformat.read(run.output or "", as_version=4).cells[0].source
+        assert f"exit_code = {run.parameters['exit_code']}" in source
+        assert f"sleep = {run.parameters['sleep']}" in source
     assert runs[4].output.endswith("fake.sweep-04-exit_code=3-sleep=1.ipynb")  # type: ignore[union-attr]
     text = write_summary(tmp_path / "summary.csv", runs).read_text()
     assert text.count("\n") == 7 and text.count("a cell raised an exception") == 3
