@@ -1,7 +1,8 @@
 """``jupyter envpack …``: the command line over the core (also what CI pipelines use).
 
 Exit codes: 0 success (for ``run``: every code cell reproduced), 1 something did not reproduce or
-failed in the notebook, 2 usage or infrastructure errors. Progress goes to stderr; stdout holds
+failed in the notebook, 2 usage or infrastructure errors, 3 (``run``) nothing to compare: no code
+cell of the notebook had been executed, so the rerun proves nothing. Progress goes to stderr; stdout holds
 only results, so ``--json`` output and ``build``'s image reference can be piped.
 """
 
@@ -392,7 +393,17 @@ def cmd_run(args: argparse.Namespace) -> int:
         _out(json.dumps(report.to_json(), indent=2))
     else:
         _print_report(report)
-    return 0 if report.reproduced else 1
+    return RUN_EXIT_CODES[report.verdict]
+
+
+# ---------------------------------------------------------------- run's exit-code contract
+RUN_EXIT_CODES = {"reproduced": 0, "not-reproduced": 1, "nothing-to-compare": 3}
+"""``run``'s exit code per ``Report.verdict`` (2 stays usage/infrastructure; README's contract)."""
+VERDICT_MARKUP = {
+    "reproduced": "[green]reproduced[/]",
+    "not-reproduced": "[red]did not reproduce[/]",
+    "nothing-to-compare": "[bold]nothing to compare[/] (no code cell had been executed)",
+}
 
 
 def _run_sweep(args: argparse.Namespace, image: str, rows: list[Any], run_opts: Any) -> int:
@@ -438,7 +449,13 @@ def _print_report(report: Any) -> None:
         )
         if cell.diff:
             console.print(f"[dim]{escape(cell.diff)}[/]")
-    verdict = "[green]reproduced[/]" if report.reproduced else "[red]did not reproduce[/]"
+    if report.parameters:
+        used = ", ".join(f"{k}={json.dumps(v)}" for k, v in report.parameters.items())
+        console.print(f"parameters: {escape(used)}")
+    for warning in report.warnings:
+        console.print(f"[yellow]warning:[/] {escape(warning['message'])}")
+        console.print(f"[dim]hint: {escape(warning['hint'])}[/]")
+    verdict = VERDICT_MARKUP[report.verdict]
     counts = ", ".join(f"{n} {s}" for s, n in sorted(report.summary.items()))
     console.print(f"{verdict} ({counts}; run {report.run_status}) → {report.output_path}")
 

@@ -15,6 +15,7 @@ Other areas add verbs with :func:`register_verb` (e.g. the cluster's ``submit`` 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import shlex
@@ -457,16 +458,23 @@ def verb_run(m: EnvpackMagics, args: argparse.Namespace) -> Any:
         if c.status not in {"same", "skipped"}
     )
     counts = ", ".join(f"{n} {s}" for s, n in sorted(report.summary.items()))
-    headline = "reproduced" if report.reproduced else "did not reproduce"
+    headline = {
+        "reproduced": "reproduced",
+        "not-reproduced": "did not reproduce",
+        "nothing-to-compare": "nothing to compare (no code cell had been executed)",
+    }[report.verdict]
     return FieldsView(
         headline,
         {
             "cells": counts,
+            "parameters": json.dumps(report.parameters) if report.parameters else None,
             "run": report.run_status,
             "image": report.image,
             "executed notebook": str(result.output_path),
             "details": cells or None,
         },
+        # the message names the cell as JupyterLab numbers it; the 0-based index stays in .data
+        warnings=[{k: v for k, v in w.items() if k != "cell"} for w in report.warnings],
         data=result,
     )
 

@@ -13,8 +13,16 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from .parameters import parameter_overrides
+
 REPORT_SCHEMA = "envpack.report/1"
 REPRODUCED = frozenset({"same", "error", "skipped"})
+NOT_COMPARED = frozenset({"skipped"})
+
+VERDICT_REPRODUCED = "reproduced"
+VERDICT_DIFFERS = "not-reproduced"
+VERDICT_NOTHING = "nothing-to-compare"
+"""``Report.verdict``: a notebook with no executed code cell proves nothing (issue 12.2)."""
 
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 _ADDR = re.compile(r"0x[0-9a-fA-F]{6,16}")
@@ -55,11 +63,25 @@ class Report:
     run_status: str = "completed"
     image: str | None = None
     output_path: str | None = None
+    parameters: dict[str, Any] = field(default_factory=dict)
+    warnings: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def compared(self) -> int:
+        """How many code cells had a stored result to compare with."""
+        return sum(c.status not in NOT_COMPARED for c in self.cells)
+
+    @property
+    def verdict(self) -> str:
+        """``reproduced``, ``not-reproduced`` or ``nothing-to-compare``."""
+        if self.run_status != "completed" or not all(c.status in REPRODUCED for c in self.cells):
+            return VERDICT_DIFFERS
+        return VERDICT_REPRODUCED if self.compared else VERDICT_NOTHING
 
     @property
     def reproduced(self) -> bool:
-        """True when every compared code cell reproduced."""
-        return self.run_status == "completed" and all(c.status in REPRODUCED for c in self.cells)
+        """True when at least one code cell was compared and every compared cell reproduced."""
+        return self.verdict == VERDICT_REPRODUCED
 
     @property
     def summary(self) -> dict[str, int]:
@@ -74,11 +96,14 @@ class Report:
         return {
             "schema": REPORT_SCHEMA,
             "reproduced": self.reproduced,
+            "verdict": self.verdict,
             "run_status": self.run_status,
             "image": self.image,
             "output_path": self.output_path,
             "cells": [c.to_json() for c in self.cells],
             "summary": self.summary,
+            "parameters": self.parameters,
+            "warnings": self.warnings,
         }
 
 
@@ -184,15 +209,37 @@ def compare_cell(
     return CellResult(index, "same")
 
 
-def compare_notebooks(original: Any, executed: Any, tolerance: float = 0.0) -> Report:
-    """Compare every code cell of ``original`` with its counterpart in ``executed``."""
+def compare_notebooks(
+    original: Any,
+    executed: Any,
+    tolerance: float = 0.0,
+    parameters: dict[str, Any] | None = None,
+) -> Report:
+    """Compare every code cell of ``original`` with its counterpart in ``executed``.
+
+    Parameters
+    ----------
+    original, executed
+        The notebook as stored and as it came back from the rerun.
+    tolerance
+        Relative tolerance for numbers in text outputs.
+    parameters
+        The parameters injected into the rerun: recorded in the report, with a warning for each
+        cell that re-assigns one after the injection point (papermill's contract).
+
+    Returns
+    -------
+    Report
+        Cell-by-cell verdicts (``run_status`` is the caller's to set).
+    """
     reran = [
         c
         for c in executed.get("cells", [])
         if "injected-parameters" not in c.get("metadata", {}).get("tags", [])
     ]
     by_id = {c.get("id"): c for c in reran if c.get("id")}
-    report = Report()
+    report = Report(parameters=dict(parameters or {}))
+    report.warnings = [w.to_json() for w in parameter_overrides(original, report.parameters)]
     for index, cell in enumerate(original.get("cells", [])):
         if cell.get("cell_type") != "code":
             continue

@@ -6,9 +6,11 @@ import ast
 import json
 import keyword
 import math
+from dataclasses import dataclass
 from typing import Any
 
 from ..errors import InputError
+from ..snapshot.notebook import cell_source, python_source
 
 MAX_VALUE_BYTES = 256 * 1024
 MAX_PARAMETERS = 200
@@ -75,3 +77,72 @@ def parse_cli_parameters(pairs: list[list[str]] | list[tuple[str, str]] | None) 
             value = raw
         out[name] = value
     return validate_parameters(out)
+
+
+PARAMETERS_TAG = "parameters"
+
+
+@dataclass(frozen=True)
+class ParameterOverride:
+    """A code cell that runs after the injected parameters and assigns some of their names."""
+
+    index: int
+    names: tuple[str, ...]
+    tagged: bool
+
+    def to_json(self) -> dict[str, Any]:
+        """The report's ``warnings`` entry (``envpack.report/1``, added field)."""
+        cell = f"cell {self.index + 1}"
+        names = ", ".join(self.names)
+        fix = (
+            f"tag {cell} `parameters` so the values are injected after it (papermill's contract)"
+            if not self.tagged
+            else f"remove the assignment from {cell}, or move it into the `parameters` cell"
+        )
+        return {
+            "code": "parameters-overridden",
+            "cell": self.index,
+            "names": list(self.names),
+            "message": f"{cell} assigns {names} after the injected parameters: "
+            "the run used the notebook's own value",
+            "hint": fix,
+        }
+
+
+def injection_index(nb: Any) -> int:
+    """Position of the injected cell: after the first cell tagged ``parameters``, else first."""
+    for i, cell in enumerate(nb.get("cells", [])):
+        if PARAMETERS_TAG in (cell.get("metadata") or {}).get("tags", []):
+            return i + 1
+    return 0
+
+
+def assigned_names(source: str) -> set[str]:
+    """Names a cell binds at top level (``x = …``, ``x: int = …``, ``a, b = …``)."""
+    try:
+        tree = ast.parse(python_source(source))
+    except (SyntaxError, ValueError):
+        return set()
+    names: set[str] = set()
+    for node in tree.body:
+        targets = node.targets if isinstance(node, ast.Assign) else []
+        if isinstance(node, ast.AnnAssign) and node.value is not None:
+            targets = [node.target]
+        for target in targets:
+            names |= {n.id for n in ast.walk(target) if isinstance(n, ast.Name)}
+    return names
+
+
+def parameter_overrides(nb: Any, params: dict[str, Any]) -> list[ParameterOverride]:
+    """Code cells after the injection point that re-assign a parameter (silently winning)."""
+    if not params:
+        return []
+    at = injection_index(nb)
+    out = []
+    for index, cell in enumerate(nb.get("cells", [])[at:], start=at):
+        if cell.get("cell_type") != "code":
+            continue
+        names = tuple(sorted(assigned_names(cell_source(cell)) & set(params)))
+        if names:
+            out.append(ParameterOverride(index, names, tagged=at > 0))
+    return out

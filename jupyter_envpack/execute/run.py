@@ -329,7 +329,7 @@ def collect_run(
     tmp = output.with_name(output.name + ".part")
     tmp.write_text(executed_text, encoding="utf-8")
     tmp.replace(output)
-    report = compare_notebooks(original, executed, opts.tolerance)
+    report = compare_notebooks(original, executed, opts.tolerance, opts.parameters)
     report.run_status = {
         EXIT_OK: "completed",
         EXIT_CELL_ERROR: "completed" if allow_errors else "cell-error",

@@ -186,6 +186,11 @@ def _transform(source: str) -> str:
         return str(_transformer.transform_cell(source))
 
 
+def python_source(source: str) -> str:
+    """``source`` with IPython syntax (magics, shell escapes) turned into plain Python."""
+    return _transform(source)
+
+
 _PIP_OPTIONS_WITH_VALUE = {
     "-r",
     "-c",

@@ -63,6 +63,38 @@ def test_parameters_reach_the_tagged_cell(shared_image, make_notebook, test_labe
     assert "+[stdout] 105" in (result.report.cells[1].diff or "")
 
 
+@pytest.mark.reliability("H7")
+def test_an_untagged_parameters_cell_that_wins_is_reported(
+    shared_image, make_notebook, test_labels
+) -> None:
+    """Issue 12.1: papermill's contract (inject first) and a warning naming the cell that wins."""
+    image, _ = shared_image
+    path = executed_locally(make_notebook, ["import yaml", "# parameters\nn = 2", "print(n * 21)"])
+    result = run_notebook(image, path, RunOptions(parameters={"n": 5}, labels=test_labels))
+    report = result.report.to_json()
+    executed = nbformat.read(result.output_path, as_version=4)
+    assert "injected-parameters" in executed.cells[0].metadata["tags"]
+    assert executed.cells[3].outputs[0]["text"] == "42\n"  # the notebook's own n won
+    assert report["parameters"] == {"n": 5}
+    [warning] = report["warnings"]
+    assert warning["code"] == "parameters-overridden" and warning["cell"] == 1
+    assert warning["message"].startswith("cell 2 assigns n") and "tag cell 2" in warning["hint"]
+
+
+def test_cli_run_nothing_to_compare_has_its_own_exit_code(shared_image, make_notebook) -> None:
+    """Issue 12.2: never-executed cells are ``skipped``; that is no proof of reproduction."""
+    image, _ = shared_image
+    path = make_notebook(["print(6 * 7)", "import yaml"])
+    argv = [sys.executable, "-m", "jupyter_envpack.cli", "run", str(path), "--image", image]
+    proc = subprocess.run([*argv, "--json", "-q"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 3, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["verdict"] == "nothing-to-compare" and report["reproduced"] is False
+    assert report["summary"] == {"skipped": 2}
+    text = subprocess.run(argv, capture_output=True, text=True, timeout=300)
+    assert text.returncode == 3 and "nothing to compare" in text.stdout
+
+
 @pytest.mark.reliability("H1")
 def test_a_raising_notebook_is_a_new_error_and_is_saved(
     shared_image, make_notebook, test_labels
@@ -190,6 +222,7 @@ def test_cli_run_contract(shared_image, make_notebook) -> None:
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
     assert report["schema"] == "envpack.report/1" and report["reproduced"] is True
+    assert report["verdict"] == "reproduced" and report["parameters"] == {}
     assert report["cells"] == [{"index": 0, "status": "same"}]
     assert tmp_out.exists()
     bad = subprocess.run(

@@ -196,3 +196,40 @@ def test_envpack_magic_cells_are_skipped_and_neutralised() -> None:
     from jupyter_envpack.execute.compare import ENVPACK_MAGIC
 
     assert module.ENVPACK_MAGIC.pattern == ENVPACK_MAGIC.pattern
+
+
+def _tagged_nb(*cells: tuple[str, list[str]]) -> dict:
+    nb = nbformat.v4.new_notebook()
+    for source, tags in cells:
+        cell = nbformat.v4.new_code_cell(source, execution_count=1)
+        cell.metadata["tags"] = tags
+        nb.cells.append(cell)
+    return nb
+
+
+@pytest.mark.reliability("H7")
+def test_a_cell_that_reassigns_a_parameter_after_injection_is_named() -> None:
+    untagged = _tagged_nb(("import os", []), ("# parameters\nn = 2\na, (b, c) = 1, (2, 3)", []))
+    [warning] = compare_notebooks(untagged, untagged, parameters={"n": 5, "b": 1}).warnings
+    assert warning["cell"] == 1 and warning["names"] == ["b", "n"]
+    assert warning["message"].startswith("cell 2 assigns b, n") and "tag cell 2" in warning["hint"]
+    tagged = _tagged_nb(("n = 2", ["parameters"]), ("n = 3", []), ("!echo hi\nx: int = n", []))
+    found = compare_notebooks(tagged, tagged, parameters={"n": 5, "x": 0}).warnings
+    assert [(w["cell"], w["names"]) for w in found] == [(1, ["n"]), (2, ["x"])]
+    assert "move it into the `parameters` cell" in found[0]["hint"]
+    quiet = compare_notebooks(tagged, tagged, parameters={"m": 1})
+    assert quiet.warnings == [] and quiet.to_json()["parameters"] == {"m": 1}
+    assert compare_notebooks(untagged, untagged).warnings == []  # no parameters, no warning
+
+
+def test_nothing_compared_is_its_own_verdict() -> None:
+    never_run = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1")])
+    report = compare_notebooks(never_run, never_run)
+    assert [c.status for c in report.cells] == ["skipped"]
+    assert report.verdict == "nothing-to-compare" and report.reproduced is False
+    assert report.to_json()["verdict"] == "nothing-to-compare"
+    assert compare_notebooks(nbformat.v4.new_notebook(), {}).verdict == "nothing-to-compare"
+    ran = _tagged_nb(("x = 1", []))
+    assert compare_notebooks(ran, ran).verdict == "reproduced"
+    report.run_status = "timeout"
+    assert report.verdict == "not-reproduced"
