@@ -24,7 +24,7 @@ from ..image.engine import base_labels, connect
 from ..image.refs import validate_reference
 from ..snapshot.notebook import parse_notebook, read_notebook_bytes
 from .compare import Report, compare_notebooks
-from .parameters import parameters_cell_source, validate_parameters
+from .parameters import injection_index, parameters_cell_source, validate_parameters
 from .runner import (
     EXIT_BAD_INPUT,
     EXIT_CELL_ERROR,
@@ -132,7 +132,31 @@ def _untar_one(chunks: Any) -> bytes:
     raise RunError("the container produced no executed notebook", reason="no-result")
 
 
-def _follow_logs(container: Any, reporter: Reporter, tail: list[str]) -> None:
+def code_cell_ordinals(nb: Any, parameters: dict[str, Any]) -> list[int]:
+    """For each cell of the notebook as the runner sees it, how many code cells come before it."""
+    kinds = [c.get("cell_type") for c in nb.get("cells", [])]
+    if parameters:
+        kinds.insert(injection_index(nb), "code")
+    ordinals, seen = [], 0
+    for kind in kinds:
+        ordinals.append(seen)
+        seen += kind == "code"
+    return ordinals
+
+
+def cell_progress(msg: dict[str, Any], ordinals: list[int]) -> ProgressEvent:
+    """``cell k/n`` from the runner's cell-start line (its counter also counts markdown cells)."""
+    total = max(1, int(msg["total"]))
+    index = msg.get("index")
+    if isinstance(index, int) and 0 <= index < len(ordinals):
+        done = ordinals[index]
+    else:
+        done = int(msg.get("done", 0))
+    done = max(0, min(done, total - 1))
+    return ProgressEvent("run", f"cell {done + 1}/{total}", "progress", done / total)
+
+
+def _follow_logs(container: Any, reporter: Reporter, tail: list[str], ordinals: list[int]) -> None:
     try:
         for raw in container.logs(stream=True, follow=True, stdout=False, stderr=True):
             for line in raw.decode("utf-8", "replace").splitlines():
@@ -146,10 +170,7 @@ def _follow_logs(container: Any, reporter: Reporter, tail: list[str]) -> None:
                 if not isinstance(msg, dict):
                     continue
                 if msg.get("envpack") == "cell" and msg.get("total"):
-                    done, total = int(msg.get("done", 0)), int(msg["total"])
-                    reporter(
-                        ProgressEvent("run", f"cell {done + 1}/{total}", "progress", done / total)
-                    )
+                    reporter(cell_progress(msg, ordinals))
                 elif msg.get("envpack") == "error":
                     reporter(ProgressEvent("run", str(msg.get("message"))[:2000], "warning"))
     except Exception:  # noqa: S110 - the log stream ends when the container goes
@@ -227,7 +248,9 @@ def run_notebook(
         container.put_archive(WORKDIR, _tar_one(path.name, notebook_bytes(strip_outputs(original))))
         container.start()
         follower = threading.Thread(
-            target=_follow_logs, args=(container, reporter, tail), daemon=True
+            target=_follow_logs,
+            args=(container, reporter, tail, code_cell_ordinals(original, opts.parameters)),
+            daemon=True,
         )
         follower.start()
         code = _wait(client, container, opts, cancel)

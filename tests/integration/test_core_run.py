@@ -70,15 +70,24 @@ def test_an_untagged_parameters_cell_that_wins_is_reported(
     """Issue 12.1: papermill's contract (inject first) and a warning naming the cell that wins."""
     image, _ = shared_image
     path = executed_locally(make_notebook, ["import yaml", "# parameters\nn = 2", "print(n * 21)"])
-    result = run_notebook(image, path, RunOptions(parameters={"n": 5}, labels=test_labels))
+    nb = nbformat.read(path, as_version=4)
+    nb.cells.insert(1, nbformat.v4.new_markdown_cell("## Parameters"))  # also counted (12.4)
+    nbformat.write(nb, path)
+    events: list[Any] = []
+    result = run_notebook(
+        image, path, RunOptions(parameters={"n": 5}, labels=test_labels), reporter=events.append
+    )
     report = result.report.to_json()
     executed = nbformat.read(result.output_path, as_version=4)
     assert "injected-parameters" in executed.cells[0].metadata["tags"]
-    assert executed.cells[3].outputs[0]["text"] == "42\n"  # the notebook's own n won
+    assert executed.cells[4].outputs[0]["text"] == "42\n"  # the notebook's own n won
     assert report["parameters"] == {"n": 5}
     [warning] = report["warnings"]
-    assert warning["code"] == "parameters-overridden" and warning["cell"] == 1
-    assert warning["message"].startswith("cell 2 assigns n") and "tag cell 2" in warning["hint"]
+    assert warning["code"] == "parameters-overridden" and warning["cell"] == 2
+    assert warning["message"].startswith("cell 3 assigns n") and "tag cell 3" in warning["hint"]
+    # Issue 12.4: progress names code cells 1..4 (3 + the injected one), never "cell 5/4"
+    cells = [e.message for e in events if e.kind == "progress" and e.message.startswith("cell ")]
+    assert cells[-1] == "cell 4/4" and all(int(c[5:].split("/")[0]) <= 4 for c in cells)
 
 
 def test_cli_run_nothing_to_compare_has_its_own_exit_code(shared_image, make_notebook) -> None:

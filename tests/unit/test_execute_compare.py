@@ -233,3 +233,18 @@ def test_nothing_compared_is_its_own_verdict() -> None:
     assert compare_notebooks(ran, ran).verdict == "reproduced"
     report.run_status = "timeout"
     assert report.verdict == "not-reproduced"
+
+
+def test_progress_counts_code_cells_only() -> None:
+    """Issue 12.4: the runner's counter also counts markdown cells ("cell 6/5")."""
+    from jupyter_envpack.execute.run import cell_progress, code_cell_ordinals
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_markdown_cell("# t"), nbformat.v4.new_code_cell("n = 1")]
+    nb.cells += [nbformat.v4.new_markdown_cell("x"), nbformat.v4.new_code_cell("print(n)")]
+    ordinals = code_cell_ordinals(nb, {"n": 2})  # injected first: no tagged cell
+    assert ordinals == [0, 1, 1, 2, 2]
+    seen = [cell_progress({"index": i, "done": i, "total": 3}, ordinals) for i in range(5)]
+    assert [e.message for e in seen] == ["cell 1/3", "cell 2/3", "cell 2/3", "cell 3/3", "cell 3/3"]
+    assert all(0 <= e.progress < 1 for e in seen)
+    assert cell_progress({"done": 9, "total": 3}, []).message == "cell 3/3"  # old runner: clamped
