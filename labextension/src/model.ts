@@ -38,6 +38,7 @@ export class EnvpackModel implements IDisposable {
     this.client = options.client;
     this._retryDelay = options.retryDelay ?? 1000;
     this._pollInterval = options.pollInterval ?? 2000;
+    this._statusRetry = new Backoff(options.statusRetryDelay ?? 2000, 60_000);
     this._budget = new StreamBudget(options.maxStreams ?? 3);
   }
 
@@ -101,6 +102,10 @@ export class EnvpackModel implements IDisposable {
     this._changed.emit('path');
     if (value) {
       void this.refresh();
+      if (this._statusChecked && !this.statusOk) {
+        // A notebook became current: check again now rather than at the next back-off step.
+        void this.refreshStatus();
+      }
     }
   }
 
@@ -170,7 +175,13 @@ export class EnvpackModel implements IDisposable {
     });
   }
 
+  /**
+   * Ask the server for its status. While the server or its engine cannot be reached, ask again
+   * with a growing delay (2 s doubling to 60 s): one check failing while the engine was busy must
+   * not leave the build buttons disabled until a reload.
+   */
   async refreshStatus(): Promise<void> {
+    this._statusRetry.cancel();
     try {
       this.status = await this.client.getStatus();
       this.statusError = null;
@@ -181,7 +192,23 @@ export class EnvpackModel implements IDisposable {
             '(enable it: jupyter server extension enable jupyter_envpack, then restart).'
           : errorMessage(err);
     }
+    this._statusChecked = true;
+    if (this._isDisposed) {
+      return;
+    }
     this._changed.emit('status');
+    if (this.statusOk) {
+      this._statusRetry.reset();
+    } else {
+      this._statusRetry.schedule(() => void this.refreshStatus());
+    }
+  }
+
+  /**
+   * The last status check reached the server and its engine.
+   */
+  get statusOk(): boolean {
+    return this.statusError === null && this.status?.engine?.reachable !== false;
   }
 
   /**
@@ -342,6 +369,7 @@ export class EnvpackModel implements IDisposable {
       return;
     }
     this._isDisposed = true;
+    this._statusRetry.cancel();
     for (const controller of this._followers.values()) {
       controller.abort();
     }
@@ -502,6 +530,41 @@ export class EnvpackModel implements IDisposable {
   private _pollInterval: number;
   private _budget: StreamBudget;
   private _tickets = { snapshot: 0, dockerfile: 0 };
+  private _statusRetry: Backoff;
+  private _statusChecked = false;
+}
+
+/**
+ * One pending retry whose delay doubles up to a cap (`reset` after a success).
+ */
+class Backoff {
+  constructor(
+    private readonly _first: number,
+    private readonly _max: number
+  ) {
+    this._delay = _first;
+  }
+
+  schedule(action: () => void): void {
+    this.cancel();
+    this._timer = setTimeout(action, this._delay);
+    this._delay = Math.min(this._delay * 2, this._max);
+  }
+
+  cancel(): void {
+    if (this._timer !== null) {
+      clearTimeout(this._timer);
+      this._timer = null;
+    }
+  }
+
+  reset(): void {
+    this.cancel();
+    this._delay = this._first;
+  }
+
+  private _delay: number;
+  private _timer: ReturnType<typeof setTimeout> | null = null;
 }
 
 export namespace EnvpackModel {
@@ -527,6 +590,11 @@ export namespace EnvpackModel {
      * Delay between polls of an operation that is not streamed, in ms (default 2 s).
      */
     pollInterval?: number;
+    /**
+     * First delay before checking the server status again after a failed check, in ms (doubles
+     * up to 60 s).
+     */
+    statusRetryDelay?: number;
   }
 
   /**

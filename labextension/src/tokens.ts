@@ -101,8 +101,31 @@ export interface ICellResult {
 export interface IReport {
   schema: string;
   reproduced: boolean;
+  /**
+   * `reproduced`, `not-reproduced` or `nothing-to-compare` (absent from older servers).
+   */
+  verdict?: ReportVerdict;
   cells: ICellResult[];
   summary: string | Record<string, number>;
+  /**
+   * The parameters injected into the rerun.
+   */
+  parameters?: Record<string, unknown>;
+  warnings?: IReportWarning[];
+}
+
+export type ReportVerdict = 'reproduced' | 'not-reproduced' | 'nothing-to-compare';
+
+/**
+ * A warning of the report, e.g. `parameters-overridden`: a cell re-assigns a parameter after the
+ * injected cell (`cell` is its 0-based position among all cells).
+ */
+export interface IReportWarning {
+  code: string;
+  message: string;
+  hint?: string | null;
+  cell?: number | null;
+  names?: string[];
 }
 
 /**

@@ -25,6 +25,9 @@ export class ContaineriseButtonExtension
       icon: envpackIcon,
       label: 'Containerise',
       tooltip: 'Snapshot, build and rerun this notebook in a container',
+      // The command is enabled whenever the engine is reachable (see commands.ts).
+      disabledTooltip:
+        "Disabled: the server's Docker engine is not reachable (the Envpack sidebar says why)",
       onClick: () => {
         void this._commands.execute(CommandIDs.containerise, { path: panel.context.path });
       }

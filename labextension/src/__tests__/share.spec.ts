@@ -223,12 +223,18 @@ describe('without a Docker engine (e.g. on Binder)', () => {
     const handle = new ContaineriseButtonExtension(commands).createNew(panel);
     await tick(50); // ToolbarButton renders with React on the next animation frame
     const item = toolbar.node.querySelector<HTMLElement>('.jp-Envpack-containeriseButton')!;
-    const disabled = (): boolean => (item.querySelector('button') ?? item).hasAttribute('disabled') || item.classList.contains('lm-mod-disabled');
+    // JupyterLab 4 renders a <jp-button> web component: its disabled state is an attribute.
+    const disabled = (): boolean => item.getAttribute('aria-disabled') === 'true';
     expect(disabled()).toBe(true);
     enabled = true;
     commands.notifyCommandChanged(CommandIDs.containerise);
     await tick(50);
     expect(disabled()).toBe(false);
+    // Disabled, the button says why (issue 12.3)
+    enabled = false;
+    commands.notifyCommandChanged(CommandIDs.containerise);
+    await tick(50);
+    expect(item.getAttribute('title')).toMatch(/Docker engine is not reachable/);
     handle.dispose();
     toolbar.dispose();
   });

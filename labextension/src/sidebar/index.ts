@@ -9,7 +9,7 @@ import { ClusterSection } from './cluster';
 import { DockerfileSection } from './dockerfile';
 import { EnvironmentSection } from './environment';
 import { HistorySection } from './history';
-import { RunSection } from './run';
+import { INotebookActions, RunSection } from './run';
 import { ShareSection } from './share';
 
 export * from './build';
@@ -32,13 +32,14 @@ export function createDefaultSections(options: {
   model: EnvpackModel;
   saveFile: DockerfileSection.SaveFile;
   openPath: (path: string) => void;
+  notebook?: INotebookActions;
 }): Widget[] {
   const { model } = options;
   return [
     new EnvironmentSection({ model }),
     new DockerfileSection({ model, saveFile: options.saveFile }),
     new BuildSection({ model }),
-    new RunSection({ model, openPath: options.openPath }),
+    new RunSection({ model, openPath: options.openPath, notebook: options.notebook }),
     new ClusterSection({ model, openPath: options.openPath }),
     new HistorySection({ model }),
     new ShareSection({ model })

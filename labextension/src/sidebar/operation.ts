@@ -25,10 +25,14 @@ export class OperationView implements IDisposable {
     this._bar = h('div', { className: 'jp-Envpack-progressValue' });
     this._progress = h(
       'div',
-      { className: 'jp-Envpack-progress', attrs: { role: 'progressbar' } },
+      {
+        className: 'jp-Envpack-progress',
+        attrs: { role: 'progressbar', 'aria-valuemin': '0', 'aria-valuemax': '100' }
+      },
       [this._bar]
     );
     this._error = h('div', { className: 'jp-Envpack-error', attrs: { role: 'alert' } });
+    this._ended = h('div', { className: 'jp-Envpack-note jp-Envpack-ended' });
     this._pre = h('pre', { className: 'jp-Envpack-logText' });
     this._summary = h('summary', { text: 'Log' });
     this._log = h('details', { className: 'jp-Envpack-log' }, [this._summary, this._pre]);
@@ -41,6 +45,7 @@ export class OperationView implements IDisposable {
       ]),
       this._progress,
       this._error,
+      this._ended,
       this._log
     );
     model.operationChanged.connect(this._onOperationChanged, this);
@@ -72,15 +77,22 @@ export class OperationView implements IDisposable {
     this.node.dataset.operation = op.id;
     this._state.textContent = op.state;
     this._state.className = `jp-Envpack-state jp-Envpack-state-${op.state}`;
-    this._stage.textContent = op.stage || op.message ? `${op.stage ?? ''} ${op.message ?? ''}` : '';
+    // A finished operation has no current stage: "wheels fetching…" after a cancel is stale.
+    this._stage.textContent = isTerminal(op) ? '' : stageText(op);
+    this._progress.setAttribute('aria-label', `${op.kind} progress`);
     this._cancel.hidden = isTerminal(op);
     this._cancel.disabled = false;
     this._renderProgress(op);
-    const error = describeError(op.error);
+    // The user's own cancel is an outcome, not an error: a neutral note.
+    const cancelled = op.state === 'cancelled';
+    const error = cancelled ? '' : describeError(op.error);
     this._error.textContent = error;
     this._error.hidden = !error;
+    this._ended.textContent = cancelled ? `Cancelled${op.stage ? ` during ${op.stage}` : ''}.` : '';
+    this._ended.hidden = !cancelled;
     if (changedId) {
       this._renderLog();
+      this._replayLog(op);
     }
   }
 
@@ -102,6 +114,16 @@ export class OperationView implements IDisposable {
     const percent = op.state === 'succeeded' ? 100 : Math.round((value ?? 0) * 100);
     this._bar.style.width = `${percent}%`;
     this._progress.setAttribute('aria-valuenow', String(percent));
+  }
+
+  /**
+   * A finished operation seen after a page load was never followed: fetch its log once.
+   */
+  private _replayLog(op: IOperation): void {
+    if (isTerminal(op) && !this._model.log(op.id).length && !this._replayed.has(op.id)) {
+      this._replayed.add(op.id);
+      void this._model.follow(op.id);
+    }
   }
 
   private _renderLog(): void {
@@ -165,6 +187,8 @@ export class OperationView implements IDisposable {
   private _progress: HTMLElement;
   private _bar: HTMLElement;
   private _error: HTMLElement;
+  private _ended: HTMLElement;
+  private _replayed = new Set<string>();
   private _log: HTMLDetailsElement;
   private _summary: HTMLElement;
   private _pre: HTMLElement;
@@ -177,6 +201,13 @@ export namespace OperationView {
      */
     logOpen?: boolean;
   }
+}
+
+/**
+ * "stage message" of a running operation.
+ */
+function stageText(op: IOperation): string {
+  return op.stage || op.message ? `${op.stage ?? ''} ${op.message ?? ''}`.trim() : '';
 }
 
 /**

@@ -24,8 +24,14 @@ export abstract class OperationSection extends EnvpackSection {
     this.error = h('div', { className: 'jp-Envpack-error', attrs: { role: 'alert' } });
     this.result = h('div', { className: 'jp-Envpack-result' });
     this.view = new OperationView(this.model, { logOpen: options.logOpen });
+    this._why = h('div', {
+      className: 'jp-Envpack-note jp-Envpack-disabledReason',
+      attrs: { id: `jp-Envpack-why-${options.kind}-${++whyIds}` }
+    });
+    this.startButton.setAttribute('aria-describedby', this._why.id);
     this.body.append(
       h('div', { className: 'jp-Envpack-row' }, [this.startButton]),
+      this._why,
       this.error,
       this.view.node,
       this.result
@@ -59,9 +65,12 @@ export abstract class OperationSection extends EnvpackSection {
 
   render(): void {
     const op = this.model.latest(this.kind);
-    const noEngine = this._needsEngine && !this.model.engineAvailable;
-    this.startButton.disabled = !this.model.path || this._starting || noEngine;
-    this.startButton.title = noEngine ? ENGINE_DOWN : this._buttonTitle;
+    const why = this.disabledReason();
+    this.startButton.disabled = why !== null;
+    this.startButton.title = why ?? this._buttonTitle;
+    // Say why in the sidebar too, not only in a tooltip (starting is visible on the operation).
+    this._why.textContent = why && !this._starting ? why : '';
+    this._why.hidden = !this._why.textContent;
     this.error.hidden = !this.error.textContent;
     this.view.setOperation(op);
     clear(this.result);
@@ -75,6 +84,22 @@ export abstract class OperationSection extends EnvpackSection {
     this.view.dispose();
     this.model.operationChanged.disconnect(this._onOperation, this);
     super.dispose();
+  }
+
+  /**
+   * Why the start button is disabled, or `null` when it is enabled.
+   */
+  protected disabledReason(): string | null {
+    if (!this.model.path) {
+      return 'Disabled: open a notebook first.';
+    }
+    if (this._starting) {
+      return 'Starting…';
+    }
+    if (this._needsEngine && !this.model.engineAvailable) {
+      return ENGINE_DOWN;
+    }
+    return null;
   }
 
   private _onOperation(_: EnvpackModel, op: IOperation): void {
@@ -98,9 +123,12 @@ export abstract class OperationSection extends EnvpackSection {
   }
 
   private _starting = false;
+  private _why: HTMLElement;
   private _needsEngine: boolean;
   private _buttonTitle: string;
 }
+
+let whyIds = 0;
 
 /**
  * Why the Build and Run buttons are disabled when the server has no Docker engine.

@@ -3,9 +3,16 @@
  * (same / differs with the diff / error) and a link that opens the executed notebook.
  */
 import { EnvpackModel } from '../model';
-import { ICellResult, IOperation, IReport, IRunResult } from '../tokens';
+import {
+  ICellResult,
+  IOperation,
+  IReport,
+  IReportWarning,
+  IRunResult,
+  ReportVerdict
+} from '../tokens';
 import { renderImage } from './build';
-import { h } from './dom';
+import { button, h } from './dom';
 import { OperationSection } from './opsection';
 
 export class RunSection extends OperationSection {
@@ -21,10 +28,16 @@ export class RunSection extends OperationSection {
       ...options
     });
     this._open = options.openPath;
+    this._notebook = options.notebook ?? {};
     this._params = h('textarea', {
       className: 'jp-Envpack-parameters',
       title: 'One parameter per line: name = value (JSON, else a string), like papermill -p',
-      attrs: { rows: '2', placeholder: 'parameters, e.g. n = 3', spellcheck: 'false' }
+      attrs: {
+        rows: '2',
+        placeholder: 'parameters, e.g. n = 3',
+        spellcheck: 'false',
+        'aria-label': 'Run parameters, one "name = value" per line'
+      }
     });
     this.body.insertBefore(this._params, this.body.firstChild);
   }
@@ -39,12 +52,14 @@ export class RunSection extends OperationSection {
     if (result?.build?.image) {
       this.result.appendChild(h('div', { className: 'jp-Envpack-row' }, renderImage(result.build)));
     }
-    if (result?.report) {
-      this.result.append(...renderReport(result.report, result.output_path, this._open));
+    if (result?.report && op) {
+      const actions = { ...this._notebook, path: op.path };
+      this.result.append(...renderReport(result.report, result.output_path, this._open, actions));
     }
   }
 
   private _open: (path: string) => void;
+  private _notebook: INotebookActions;
   private _params: HTMLTextAreaElement;
 }
 
@@ -55,8 +70,22 @@ export namespace RunSection {
      * Open a file of the server's contents (the executed notebook).
      */
     openPath: (path: string) => void;
+    /**
+     * What the report can do in the notebook (tag the parameters cell).
+     */
+    notebook?: INotebookActions;
     rank?: number;
   }
+}
+
+/**
+ * Actions on the rerun notebook offered by the report.
+ */
+export interface INotebookActions {
+  /**
+   * Tag the cell at `cell` (0-based, among all cells) of the notebook at `path` `parameters`.
+   */
+  tagParameters?: (path: string, cell: number) => Promise<void>;
 }
 
 /**
@@ -97,26 +126,95 @@ export function summaryText(report: IReport): string {
 }
 
 /**
- * The DOM of a run result: verdict, summary, one row per cell, the executed notebook link.
+ * The verdict of a report (older servers send only `reproduced`).
+ */
+export function reportVerdict(report: IReport): ReportVerdict {
+  return report.verdict ?? (report.reproduced ? 'reproduced' : 'not-reproduced');
+}
+
+const VERDICTS: Record<ReportVerdict, { text: string; className: string }> = {
+  reproduced: { text: 'Reproduced', className: 'jp-mod-success' },
+  'not-reproduced': { text: 'Not reproduced', className: 'jp-mod-failure' },
+  'nothing-to-compare': { text: 'Nothing to compare', className: 'jp-mod-neutral' }
+};
+
+/**
+ * The DOM of a run result: verdict, parameters, warnings, one row per cell, the executed notebook
+ * link.
  */
 export function renderReport(
   report: IReport,
   outputPath: string | null,
-  open: (path: string) => void
+  open: (path: string) => void,
+  notebook: INotebookActions & { path?: string } = {}
 ): HTMLElement[] {
-  const verdict = report.reproduced ? 'Reproduced' : 'Not reproduced';
+  const verdict = reportVerdict(report);
+  const { text, className } = VERDICTS[verdict];
+  const note =
+    verdict === 'nothing-to-compare'
+      ? 'No code cell of the notebook had been executed, so there was nothing to compare: ' +
+        'run the notebook, save it, and rerun.'
+      : summaryText(report);
   const nodes: HTMLElement[] = [
-    h('div', {
-      className: `jp-Envpack-verdict ${report.reproduced ? 'jp-mod-success' : 'jp-mod-failure'}`,
-      text: verdict
-    }),
-    h('div', { className: 'jp-Envpack-note', text: summaryText(report) }),
+    h('div', { className: `jp-Envpack-verdict ${className}`, text, attrs: { 'data-verdict': verdict } }),
+    h('div', { className: 'jp-Envpack-note', text: note }),
+    renderParameters(report.parameters),
+    ...(report.warnings ?? []).map(w => renderWarning(w, notebook)),
     h('ul', { className: 'jp-Envpack-cells' }, report.cells.map(renderCell))
-  ];
+  ].filter((node): node is HTMLElement => node !== null);
   if (outputPath) {
     nodes.push(openOutputLink(outputPath, open));
   }
   return nodes;
+}
+
+/**
+ * The parameters the rerun used, `name = value` per line (nothing when none were given).
+ */
+function renderParameters(parameters: Record<string, unknown> | undefined): HTMLElement | null {
+  const entries = Object.entries(parameters ?? {});
+  if (!entries.length) {
+    return null;
+  }
+  const text = entries.map(([name, value]) => `${name} = ${JSON.stringify(value)}`).join('\n');
+  return h('div', { className: 'jp-Envpack-usedParameters' }, [
+    h('span', { className: 'jp-Envpack-label', text: 'Parameters used' }),
+    h('pre', { className: 'jp-Envpack-code', text })
+  ]);
+}
+
+/**
+ * A report warning with its fix; `parameters-overridden` offers to tag the cell `parameters`.
+ */
+function renderWarning(
+  warning: IReportWarning,
+  notebook: INotebookActions & { path?: string }
+): HTMLElement {
+  const node = h('div', { className: 'jp-Envpack-warning', attrs: { 'data-code': warning.code } }, [
+    h('div', { text: warning.message }),
+    warning.hint ? h('div', { className: 'jp-Envpack-hint', text: `Fix: ${warning.hint}` }) : null
+  ]);
+  const { tagParameters, path } = notebook;
+  const cell = warning.cell;
+  const untagged = warning.hint?.startsWith('tag ');
+  if (warning.code === 'parameters-overridden' && untagged && tagParameters && path && typeof cell === 'number') {
+    const tag = button(
+      `Tag cell ${cell + 1} as parameters`,
+      () => {
+        tag.disabled = true;
+        tagParameters(path, cell).then(
+          () => (tag.textContent = `Cell ${cell + 1} tagged: rerun to use the parameters`),
+          err => {
+            tag.disabled = false;
+            tag.title = `Could not tag the cell: ${err}`;
+          }
+        );
+      },
+      { className: 'jp-Envpack-tagParameters', title: `Add the tag "parameters" to cell ${cell + 1} and save the notebook` }
+    );
+    node.appendChild(tag);
+  }
+  return node;
 }
 
 /**
@@ -138,7 +236,8 @@ export function openOutputLink(path: string, open: (path: string) => void): HTML
 function renderCell(cell: ICellResult): HTMLElement {
   const detail = cell.ename ? `${cell.ename}: ${cell.evalue ?? ''}` : '';
   const item = h('li', { className: 'jp-Envpack-cell', attrs: { 'data-status': cell.status } }, [
-    h('span', { className: 'jp-Envpack-cellIndex', text: `Cell ${cell.index}` }),
+    // Numbered as JupyterLab numbers cells: from 1, markdown cells included.
+    h('span', { className: 'jp-Envpack-cellIndex', text: `Cell ${cell.index + 1}` }),
     h('span', { className: `jp-Envpack-badge jp-Envpack-cell-${cell.status}`, text: cell.status }),
     detail ? h('div', { className: 'jp-Envpack-cellError', text: detail }) : null
   ]);
