@@ -32,12 +32,26 @@ module.exports = {
   testRegex: 'labextension/src/__tests__/.*\\.spec\\.ts$',
   reporters: ['default'],
   // Inside node_modules (git-ignored) so a coverage run leaves the work tree clean.
-  coverageDirectory: path.join(root, 'node_modules', '.cache', 'envpack-coverage'),
-  collectCoverageFrom: ['labextension/src/**/*.ts', '!labextension/src/__tests__/**'],
+  coverageDirectory: path.join(
+    root,
+    'node_modules',
+    '.cache',
+    'envpack-coverage'
+  ),
+  collectCoverageFrom: [
+    'labextension/src/**/*.ts',
+    '!labextension/src/__tests__/**'
+  ],
   transform: {
     ...base.transform,
-    '^.+\\.tsx?$': ['ts-jest/legacy', { tsconfig: path.join(__dirname, 'tsconfig.test.json') }],
-    '^.+\\.jsx?$': ['babel-jest', { configFile: path.join(__dirname, 'babel.config.js') }]
+    '^.+\\.tsx?$': [
+      'ts-jest/legacy',
+      { tsconfig: path.join(__dirname, 'tsconfig.test.json') }
+    ],
+    '^.+\\.jsx?$': [
+      'babel-jest',
+      { configFile: path.join(__dirname, 'babel.config.js') }
+    ]
   },
   transformIgnorePatterns: [`/node_modules/(?!${esModules}).+`]
 };

@@ -129,7 +129,10 @@ export class EnvpackClient {
   /**
    * How to share a notebook through Binder: link, badges, warnings (with their fixes).
    */
-  async getBinder(path: string, options: EnvpackClient.IBinderOptions = {}): Promise<IBinderInfo> {
+  async getBinder(
+    path: string,
+    options: EnvpackClient.IBinderOptions = {}
+  ): Promise<IBinderInfo> {
     const params: Record<string, string> = { path };
     if (options.host) {
       params.host = options.host;
@@ -159,7 +162,9 @@ export class EnvpackClient {
   /**
    * The operations the server knows (optionally of one kind or state), newest first.
    */
-  async listOperations(filter: EnvpackClient.IOperationFilter = {}): Promise<IOperation[]> {
+  async listOperations(
+    filter: EnvpackClient.IOperationFilter = {}
+  ): Promise<IOperation[]> {
     const params: Record<string, string> = {};
     if (filter.kind) {
       params.kind = filter.kind;
@@ -250,7 +255,10 @@ export class EnvpackClient {
   /**
    * One page of an operation's events after `after` (the polling alternative to the stream).
    */
-  async eventsPage(id: string, after: string | null): Promise<EnvpackClient.IEventsPage> {
+  async eventsPage(
+    id: string,
+    after: string | null
+  ): Promise<EnvpackClient.IEventsPage> {
     const params: Record<string, string> = { format: 'json' };
     if (after !== null) {
       params.after = after;
@@ -409,7 +417,9 @@ async function responseError(response: Response): Promise<EnvpackRequestError> {
 /**
  * Map one server-sent event to an operation event (`null` for comments and unknown shapes).
  */
-export function toOperationEvent(sse: IServerSentEvent): IOperationEvent | null {
+export function toOperationEvent(
+  sse: IServerSentEvent
+): IOperationEvent | null {
   let data: unknown;
   try {
     data = JSON.parse(sse.data);
@@ -420,6 +430,7 @@ export function toOperationEvent(sse: IServerSentEvent): IOperationEvent | null 
     return null;
   }
   const record = data as Record<string, unknown>;
-  const type = sse.event !== 'message' ? sse.event : String(record.type ?? 'progress');
+  const type =
+    sse.event !== 'message' ? sse.event : String(record.type ?? 'progress');
   return { ...record, type, id: sse.id } as IOperationEvent;
 }

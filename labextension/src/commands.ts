@@ -16,7 +16,11 @@ import { CommandIDs, IOperation } from './tokens';
 /**
  * Commands that need the server's Docker engine.
  */
-const ENGINE_COMMANDS = [CommandIDs.containerise, CommandIDs.build, CommandIDs.run];
+const ENGINE_COMMANDS = [
+  CommandIDs.containerise,
+  CommandIDs.build,
+  CommandIDs.run
+];
 
 type Args = Record<string, unknown>;
 
@@ -33,24 +37,32 @@ interface IContext {
 export function addCommands(context: IContext): void {
   const { app, model } = context;
   notifyOnChanges(context);
-  const canBuild = (args: Args): boolean => hasTarget(context, args) && model.engineAvailable;
-  const reveal = (op: IOperation): IOperation => revealKind(context.sidebar, op);
+  const canBuild = (args: Args): boolean =>
+    hasTarget(context, args) && model.engineAvailable;
+  const reveal = (op: IOperation): IOperation =>
+    revealKind(context.sidebar, op);
   app.commands.addCommand(CommandIDs.containerise, {
     label: 'Containerise Notebook',
     caption: 'Snapshot, build and rerun the notebook in a container',
     icon: envpackIcon,
     isEnabled: canBuild,
-    execute: guarded(context, 'Containerise failed', async p => reveal(await model.containerise(p)))
+    execute: guarded(context, 'Containerise failed', async p =>
+      reveal(await model.containerise(p))
+    )
   });
   app.commands.addCommand(CommandIDs.build, {
     label: 'Build Notebook Image',
     isEnabled: canBuild,
-    execute: guarded(context, 'Build failed', async p => reveal(await model.build(p)))
+    execute: guarded(context, 'Build failed', async p =>
+      reveal(await model.build(p))
+    )
   });
   app.commands.addCommand(CommandIDs.run, {
     label: 'Rerun Notebook in Container',
     isEnabled: canBuild,
-    execute: guarded(context, 'Rerun failed', async p => reveal(await model.run(p)))
+    execute: guarded(context, 'Rerun failed', async p =>
+      reveal(await model.run(p))
+    )
   });
   addViewCommands(context);
 }
@@ -97,8 +109,14 @@ function hasTarget({ tracker }: IContext, args: Args): boolean {
  * The notebook a command acts on, saved first (the server reads it from disk), and shown in the
  * sidebar.
  */
-async function targetPath({ app, tracker, model, sidebar }: IContext, args: Args) {
-  const path = typeof args.path === 'string' ? args.path : tracker.currentWidget?.context.path;
+async function targetPath(
+  { app, tracker, model, sidebar }: IContext,
+  args: Args
+) {
+  const path =
+    typeof args.path === 'string'
+      ? args.path
+      : tracker.currentWidget?.context.path;
   if (!path) {
     return null;
   }
@@ -136,6 +154,10 @@ function guarded(
  * Show the sidebar section of an operation's kind.
  */
 function revealKind(sidebar: EnvpackSidebar, op: IOperation): IOperation {
-  sidebar.reveal(sidebar.widgets.find(w => w instanceof OperationSection && w.kind === op.kind));
+  sidebar.reveal(
+    sidebar.widgets.find(
+      w => w instanceof OperationSection && w.kind === op.kind
+    )
+  );
   return op;
 }

@@ -10,4 +10,7 @@ const svgstr = `<svg xmlns="http://www.w3.org/2000/svg" width="16" height="16" v
   </g>
 </svg>`;
 
-export const envpackIcon = new LabIcon({ name: 'jupyter-envpack:icon', svgstr });
+export const envpackIcon = new LabIcon({
+  name: 'jupyter-envpack:icon',
+  svgstr
+});

@@ -29,7 +29,8 @@ const PLUGIN_ID = 'jupyter-envpack:plugin';
 
 const plugin: JupyterFrontEndPlugin<IEnvpackSidebar> = {
   id: PLUGIN_ID,
-  description: 'The envpack sidebar, the "Containerise" notebook button and commands.',
+  description:
+    'The envpack sidebar, the "Containerise" notebook button and commands.',
   autoStart: true,
   requires: [INotebookTracker],
   optional: [ICommandPalette, ISettingRegistry, ILayoutRestorer],
@@ -41,7 +42,9 @@ const plugin: JupyterFrontEndPlugin<IEnvpackSidebar> = {
     settingRegistry: ISettingRegistry | null,
     restorer: ILayoutRestorer | null
   ): IEnvpackSidebar => {
-    const client = new EnvpackClient({ serverSettings: app.serviceManager.serverSettings });
+    const client = new EnvpackClient({
+      serverSettings: app.serviceManager.serverSettings
+    });
     const model = new EnvpackModel({ client });
     const sidebar = new EnvpackSidebar({ model, client });
     sidebar.title.icon = envpackIcon;
@@ -50,7 +53,10 @@ const plugin: JupyterFrontEndPlugin<IEnvpackSidebar> = {
       model,
       saveFile: (path, content) => saveFile(app, path, content),
       openPath: path => void app.commands.execute('docmanager:open', { path }),
-      notebook: { tagParameters: (path, cell) => tagParametersCell(app, tracker, path, cell) }
+      notebook: {
+        tagParameters: (path, cell) =>
+          tagParametersCell(app, tracker, path, cell)
+      }
     });
     sections.forEach(section => sidebar.addSection(section));
     app.shell.add(sidebar, 'left', { rank: 650 });
@@ -58,8 +64,15 @@ const plugin: JupyterFrontEndPlugin<IEnvpackSidebar> = {
 
     followNotebooks(tracker, model);
     addCommands({ app, tracker, model, sidebar });
-    app.docRegistry.addWidgetExtension('Notebook', new ContaineriseButtonExtension(app.commands));
-    app.contextMenu.addItem({ command: CommandIDs.containerise, selector: '.jp-Notebook', rank: 90 });
+    app.docRegistry.addWidgetExtension(
+      'Notebook',
+      new ContaineriseButtonExtension(app.commands)
+    );
+    app.contextMenu.addItem({
+      command: CommandIDs.containerise,
+      selector: '.jp-Notebook',
+      rank: 90
+    });
     for (const command of Object.values(CommandIDs)) {
       palette?.addItem({ command, category: 'Envpack' });
     }
@@ -71,13 +84,16 @@ const plugin: JupyterFrontEndPlugin<IEnvpackSidebar> = {
           const update = (): void => {
             model.settings = {
               baseImage: (settings.get('baseImage').composite as string) ?? '',
-              rerunAfterBuild: (settings.get('rerunAfterBuild').composite as boolean) ?? true
+              rerunAfterBuild:
+                (settings.get('rerunAfterBuild').composite as boolean) ?? true
             };
           };
           update();
           settings.changed.connect(update);
         })
-        .catch(reason => console.error('jupyter-envpack: cannot load settings', reason));
+        .catch(reason =>
+          console.error('jupyter-envpack: cannot load settings', reason)
+        );
     }
 
     void app.restored.then(async () => {
@@ -85,7 +101,10 @@ const plugin: JupyterFrontEndPlugin<IEnvpackSidebar> = {
       try {
         await model.reconnect();
       } catch (err) {
-        console.warn('jupyter-envpack: cannot list operations:', errorMessage(err));
+        console.warn(
+          'jupyter-envpack: cannot list operations:',
+          errorMessage(err)
+        );
       }
     });
     return sidebar;
@@ -95,7 +114,11 @@ const plugin: JupyterFrontEndPlugin<IEnvpackSidebar> = {
 /**
  * Save a text file through the contents service, asking before overwriting an existing one.
  */
-async function saveFile(app: JupyterFrontEnd, path: string, content: string): Promise<boolean> {
+async function saveFile(
+  app: JupyterFrontEnd,
+  path: string,
+  content: string
+): Promise<boolean> {
   const contents = app.serviceManager.contents;
   let exists = true;
   try {
@@ -107,7 +130,10 @@ async function saveFile(app: JupyterFrontEnd, path: string, content: string): Pr
     const answer = await showDialog({
       title: 'Overwrite file?',
       body: `${path} exists. Replace it with the generated Dockerfile?`,
-      buttons: [Dialog.cancelButton(), Dialog.warnButton({ label: 'Overwrite' })]
+      buttons: [
+        Dialog.cancelButton(),
+        Dialog.warnButton({ label: 'Overwrite' })
+      ]
     });
     if (!answer.button.accept) {
       return false;

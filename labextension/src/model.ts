@@ -132,7 +132,9 @@ export class EnvpackModel implements IDisposable {
    * The newest operation of a kind for a notebook (the current one by default).
    */
   latest(kind: string, path: string | null = this._path): IOperation | null {
-    return this.operations.find(op => op.kind === kind && op.path === path) ?? null;
+    return (
+      this.operations.find(op => op.kind === kind && op.path === path) ?? null
+    );
   }
 
   /**
@@ -156,11 +158,15 @@ export class EnvpackModel implements IDisposable {
     }
     this.snapshotLoading = true;
     this._changed.emit('snapshot');
-    await this._load('snapshot', () => this.client.getSnapshot(path), (value, error) => {
-      this.snapshot = value ?? this.snapshot;
-      this.snapshotError = error;
-      this.snapshotLoading = false;
-    });
+    await this._load(
+      'snapshot',
+      () => this.client.getSnapshot(path),
+      (value, error) => {
+        this.snapshot = value ?? this.snapshot;
+        this.snapshotError = error;
+        this.snapshotLoading = false;
+      }
+    );
   }
 
   async refreshDockerfile(): Promise<void> {
@@ -169,10 +175,14 @@ export class EnvpackModel implements IDisposable {
       return;
     }
     const baseImage = this._settings.baseImage;
-    await this._load('dockerfile', () => this.client.getDockerfile(path, baseImage), (value, error) => {
-      this.dockerfile = value ?? this.dockerfile;
-      this.dockerfileError = error;
-    });
+    await this._load(
+      'dockerfile',
+      () => this.client.getDockerfile(path, baseImage),
+      (value, error) => {
+        this.dockerfile = value ?? this.dockerfile;
+        this.dockerfileError = error;
+      }
+    );
   }
 
   /**
@@ -208,7 +218,9 @@ export class EnvpackModel implements IDisposable {
    * The last status check reached the server and its engine.
    */
   get statusOk(): boolean {
-    return this.statusError === null && this.status?.engine?.reachable !== false;
+    return (
+      this.statusError === null && this.status?.engine?.reachable !== false
+    );
   }
 
   /**
@@ -222,7 +234,9 @@ export class EnvpackModel implements IDisposable {
   /**
    * Reload the operation list from the server (the history survives page reloads there).
    */
-  async refreshOperations(filter: EnvpackClient.IOperationFilter = {}): Promise<void> {
+  async refreshOperations(
+    filter: EnvpackClient.IOperationFilter = {}
+  ): Promise<void> {
     const ops = await this.client.listOperations(filter);
     for (const op of ops) {
       this._upsert(op, false);
@@ -303,7 +317,11 @@ export class EnvpackModel implements IDisposable {
     options: Record<string, unknown> = {}
   ): Promise<IOperation> {
     const body: Record<string, unknown> = { ...options };
-    if (this._settings.baseImage && body.base_image === undefined && !body.image) {
+    if (
+      this._settings.baseImage &&
+      body.base_image === undefined &&
+      !body.image
+    ) {
       body.base_image = this._settings.baseImage;
     }
     return this._start('job', path, body);
@@ -436,7 +454,6 @@ export class EnvpackModel implements IDisposable {
     return op;
   }
 
-
   private _onEvent(id: string, event: IOperationEvent): void {
     if (event.operation) {
       this._upsert(event.operation);
@@ -444,7 +461,8 @@ export class EnvpackModel implements IDisposable {
     const op = this._operations.get(id);
     // A terminal state is taken from `GET operations/<id>` once the stream ends, so that the
     // operation becomes final together with its result.
-    const state = event.state && !TERMINAL_STATES.has(event.state) ? event.state : null;
+    const state =
+      event.state && !TERMINAL_STATES.has(event.state) ? event.state : null;
     if (op && (state || event.type === 'progress')) {
       const update: IOperation = { ...op };
       if (state) {
@@ -461,8 +479,17 @@ export class EnvpackModel implements IDisposable {
       }
       this._upsert(update);
     }
-    if (typeof event.message === 'string' && event.message && event.kind !== 'progress') {
-      const prefix = event.kind === 'step' ? '==> ' : event.kind === 'warning' ? 'warning: ' : '';
+    if (
+      typeof event.message === 'string' &&
+      event.message &&
+      event.kind !== 'progress'
+    ) {
+      const prefix =
+        event.kind === 'step'
+          ? '==> '
+          : event.kind === 'warning'
+            ? 'warning: '
+            : '';
       this._appendLog(id, [prefix + event.message]);
     }
   }
@@ -471,7 +498,11 @@ export class EnvpackModel implements IDisposable {
     const log = this._logs.get(id) ?? [];
     const clean = lines
       .flatMap(line => line.split(/\r?\n/))
-      .map(line => (line.length > MAX_LINE_LENGTH ? line.slice(0, MAX_LINE_LENGTH) + '…' : line));
+      .map(line =>
+        line.length > MAX_LINE_LENGTH
+          ? line.slice(0, MAX_LINE_LENGTH) + '…'
+          : line
+      );
     log.push(...clean);
     if (log.length > MAX_LOG_LINES) {
       log.splice(0, log.length - MAX_LOG_LINES);
@@ -521,7 +552,10 @@ export class EnvpackModel implements IDisposable {
   private _logAppended = new Signal<this, EnvpackModel.ILogChunk>(this);
   private _isDisposed = false;
   private _path: string | null = null;
-  private _settings: EnvpackModel.ISettings = { baseImage: '', rerunAfterBuild: true };
+  private _settings: EnvpackModel.ISettings = {
+    baseImage: '',
+    rerunAfterBuild: true
+  };
   private _operations = new Map<string, IOperation>();
   private _order: string[] = [];
   private _logs = new Map<string, string[]>();
@@ -569,12 +603,7 @@ class Backoff {
 
 export namespace EnvpackModel {
   export type ChangeKind =
-    | 'path'
-    | 'snapshot'
-    | 'dockerfile'
-    | 'operations'
-    | 'status'
-    | 'settings';
+    'path' | 'snapshot' | 'dockerfile' | 'operations' | 'status' | 'settings';
 
   export interface IOptions {
     client: EnvpackClient;

@@ -18,7 +18,10 @@ export function isRerunOutput(path: string): boolean {
 /**
  * Make the model follow the active notebook, and refresh the snapshot when it is saved.
  */
-export function followNotebooks(tracker: INotebookTracker, model: EnvpackModel): void {
+export function followNotebooks(
+  tracker: INotebookTracker,
+  model: EnvpackModel
+): void {
   const watched = new WeakSet<NotebookPanel>();
   const follow = (panel: NotebookPanel): void => {
     if (tracker.currentWidget === panel && !isRerunOutput(panel.context.path)) {
@@ -57,11 +60,15 @@ export async function tagParametersCell(
 ): Promise<void> {
   const panel =
     tracker.find(p => p.context.path === path) ??
-    ((await app.commands.execute('docmanager:open', { path })) as NotebookPanel);
+    ((await app.commands.execute('docmanager:open', {
+      path
+    })) as NotebookPanel);
   await panel.context.ready;
   const cell = panel.content.model?.cells.get(index);
   if (!cell) {
-    throw new Error(`${path} has no cell ${index + 1} any more: reload it and rerun.`);
+    throw new Error(
+      `${path} has no cell ${index + 1} any more: reload it and rerun.`
+    );
   }
   const tags = (cell.getMetadata('tags') as string[] | undefined) ?? [];
   if (!tags.includes('parameters')) {

@@ -36,7 +36,10 @@ export class SSEParser {
     for (;;) {
       const match = /\r\n|\r|\n/.exec(this._buffer);
       // A lone trailing "\r" may be the first half of "\r\n": wait for more.
-      if (!match || (match[0] === '\r' && match.index === this._buffer.length - 1)) {
+      if (
+        !match ||
+        (match[0] === '\r' && match.index === this._buffer.length - 1)
+      ) {
         break;
       }
       const line = this._buffer.slice(0, match.index);

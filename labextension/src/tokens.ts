@@ -58,12 +58,7 @@ export interface ISnapshot {
 export type OperationKind = 'build' | 'run' | string;
 
 export type OperationState =
-  | 'queued'
-  | 'running'
-  | 'succeeded'
-  | 'failed'
-  | 'cancelled'
-  | 'lost';
+  'queued' | 'running' | 'succeeded' | 'failed' | 'cancelled' | 'lost';
 
 /**
  * States after which an operation never changes again.
@@ -114,7 +109,8 @@ export interface IReport {
   warnings?: IReportWarning[];
 }
 
-export type ReportVerdict = 'reproduced' | 'not-reproduced' | 'nothing-to-compare';
+export type ReportVerdict =
+  'reproduced' | 'not-reproduced' | 'nothing-to-compare';
 
 /**
  * A warning of the report, e.g. `parameters-overridden`: a cell re-assigns a parameter after the

@@ -14,9 +14,10 @@ import { CommandIDs } from './tokens';
  * Adds the button to every notebook panel; a click runs `envpack:containerise-notebook` on that
  * notebook's current path (read at click time, so renames are followed).
  */
-export class ContaineriseButtonExtension
-  implements DocumentRegistry.IWidgetExtension<NotebookPanel, INotebookModel>
-{
+export class ContaineriseButtonExtension implements DocumentRegistry.IWidgetExtension<
+  NotebookPanel,
+  INotebookModel
+> {
   constructor(private readonly _commands: CommandRegistry) {}
 
   createNew(panel: NotebookPanel): IDisposable {
@@ -29,7 +30,9 @@ export class ContaineriseButtonExtension
       disabledTooltip:
         "Disabled: the server's Docker engine is not reachable (the Envpack sidebar says why)",
       onClick: () => {
-        void this._commands.execute(CommandIDs.containerise, { path: panel.context.path });
+        void this._commands.execute(CommandIDs.containerise, {
+          path: panel.context.path
+        });
       }
     });
     // Beside the cell type selector; at the end when a customised toolbar has none.
@@ -44,7 +47,10 @@ export class ContaineriseButtonExtension
         });
       }
     };
-    const onChanged = (_: CommandRegistry, change: CommandRegistry.ICommandChangedArgs): void => {
+    const onChanged = (
+      _: CommandRegistry,
+      change: CommandRegistry.ICommandChangedArgs
+    ): void => {
       if (change.id === undefined || change.id === CommandIDs.containerise) {
         sync();
       }

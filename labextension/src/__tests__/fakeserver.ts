@@ -30,7 +30,10 @@ export function json(body: unknown, status = 200): Response {
  * An SSE response whose body arrives in the given chunks (then ends, or breaks like a dropped
  * connection).
  */
-export function sse(chunks: string[], options: { breakAtEnd?: boolean } = {}): Response {
+export function sse(
+  chunks: string[],
+  options: { breakAtEnd?: boolean } = {}
+): Response {
   const encoder = new TextEncoder();
   let sent = false;
   const stream = new ReadableStream<Uint8Array>({
@@ -47,13 +50,19 @@ export function sse(chunks: string[], options: { breakAtEnd?: boolean } = {}): R
       }
     }
   });
-  return new Response(stream as any, { headers: { 'Content-Type': 'text/event-stream' } });
+  return new Response(stream as any, {
+    headers: { 'Content-Type': 'text/event-stream' }
+  });
 }
 
 /**
  * One SSE frame as the server writes it.
  */
-export function frame(seq: number | null, type: string, data: Record<string, unknown>): string {
+export function frame(
+  seq: number | null,
+  type: string,
+  data: Record<string, unknown>
+): string {
   const id = seq === null ? '' : `id: ${seq}\n`;
   return `${id}event: ${type}\ndata: ${JSON.stringify({ ...data, type })}\n\n`;
 }
@@ -77,7 +86,8 @@ export class FakeServer {
     this.settings = ServerConnection.makeSettings({
       baseUrl: BASE_URL,
       token: 'secret-token',
-      fetch: (input: RequestInfo | URL, init?: RequestInit) => this._fetch(input, init)
+      fetch: (input: RequestInfo | URL, init?: RequestInit) =>
+        this._fetch(input, init)
     } as Partial<ServerConnection.ISettings>);
   }
 
@@ -93,24 +103,37 @@ export class FakeServer {
   }
 
   requestsTo(method: string, route: string): IRecordedRequest[] {
-    return this.requests.filter(r => r.method === method && this._route(r.url) === route);
+    return this.requests.filter(
+      r => r.method === method && this._route(r.url) === route
+    );
   }
 
   private _route(url: URL): string {
     const prefix = new URL(BASE_URL).pathname + 'envpack/';
-    return url.pathname.startsWith(prefix) ? url.pathname.slice(prefix.length) : url.pathname;
+    return url.pathname.startsWith(prefix)
+      ? url.pathname.slice(prefix.length)
+      : url.pathname;
   }
 
-  private async _fetch(input: RequestInfo | URL, init?: RequestInit): Promise<Response> {
-    const request = input instanceof Request ? input : new Request(String(input), init);
+  private async _fetch(
+    input: RequestInfo | URL,
+    init?: RequestInit
+  ): Promise<Response> {
+    const request =
+      input instanceof Request ? input : new Request(String(input), init);
     const recorded: IRecordedRequest = {
       method: request.method,
       url: new URL(request.url),
       headers: request.headers,
-      body: request.method === 'GET' || request.method === 'HEAD' ? null : await request.text()
+      body:
+        request.method === 'GET' || request.method === 'HEAD'
+          ? null
+          : await request.text()
     };
     this.requests.push(recorded);
-    const handler = this._routes.get(`${recorded.method} ${this._route(recorded.url)}`);
+    const handler = this._routes.get(
+      `${recorded.method} ${this._route(recorded.url)}`
+    );
     if (!handler) {
       return json({ message: 'Not Found', reason: 'not-found' }, 404);
     }

@@ -28,7 +28,8 @@ const REPORT: IReport = {
       code: 'parameters-overridden',
       cell: 1,
       names: ['n'],
-      message: 'cell 2 assigns n after the injected parameters: the run used the notebook\'s own value',
+      message:
+        "cell 2 assigns n after the injected parameters: the run used the notebook's own value",
       hint: "tag cell 2 `parameters` so the values are injected after it (papermill's contract)"
     }
   ]
@@ -37,33 +38,55 @@ const REPORT: IReport = {
 describe('12.1 parameters in the report', () => {
   it('shows the parameters used, names the cell that wins and offers to tag it', async () => {
     const tagged: Array<[string, number]> = [];
-    const tagParameters = async (path: string, cell: number): Promise<void> => void tagged.push([path, cell]);
+    const tagParameters = async (path: string, cell: number): Promise<void> =>
+      void tagged.push([path, cell]);
     const root = document.createElement('div');
-    root.append(...renderReport(REPORT, null, () => undefined, { path: 'nb.ipynb', tagParameters }));
-    expect(root.querySelector('.jp-Envpack-usedParameters')!.textContent).toContain('n = 5\nname = "a"');
-    const warning = root.querySelector('.jp-Envpack-warning[data-code="parameters-overridden"]')!;
+    root.append(
+      ...renderReport(REPORT, null, () => undefined, {
+        path: 'nb.ipynb',
+        tagParameters
+      })
+    );
+    expect(
+      root.querySelector('.jp-Envpack-usedParameters')!.textContent
+    ).toContain('n = 5\nname = "a"');
+    const warning = root.querySelector(
+      '.jp-Envpack-warning[data-code="parameters-overridden"]'
+    )!;
     expect(warning.textContent).toContain('cell 2 assigns n');
-    const tag = warning.querySelector<HTMLButtonElement>('.jp-Envpack-tagParameters')!;
+    const tag = warning.querySelector<HTMLButtonElement>(
+      '.jp-Envpack-tagParameters'
+    )!;
     expect(tag.textContent).toBe('Tag cell 2 as parameters');
     tag.click();
     await tick();
     expect(tagged).toEqual([['nb.ipynb', 1]]);
     expect(tag.textContent).toContain('rerun');
     // Cells are numbered as JupyterLab numbers them (from 1)
-    expect(root.querySelector('.jp-Envpack-cellIndex')!.textContent).toBe('Cell 2');
+    expect(root.querySelector('.jp-Envpack-cellIndex')!.textContent).toBe(
+      'Cell 2'
+    );
   });
 });
 
 describe('12.2 nothing to compare', () => {
   it('is its own, neutral verdict (not a green "Reproduced")', () => {
-    const report: IReport = { ...REPORT, reproduced: false, verdict: 'nothing-to-compare', warnings: [], cells: [{ index: 0, status: 'skipped' }] };
+    const report: IReport = {
+      ...REPORT,
+      reproduced: false,
+      verdict: 'nothing-to-compare',
+      warnings: [],
+      cells: [{ index: 0, status: 'skipped' }]
+    };
     const root = document.createElement('div');
     root.append(...renderReport(report, null, () => undefined));
     const verdict = root.querySelector<HTMLElement>('.jp-Envpack-verdict')!;
     expect(verdict.textContent).toBe('Nothing to compare');
     expect(verdict.classList.contains('jp-mod-neutral')).toBe(true);
     expect(verdict.classList.contains('jp-mod-success')).toBe(false);
-    expect(root.textContent).toContain('No code cell of the notebook had been executed');
+    expect(root.textContent).toContain(
+      'No code cell of the notebook had been executed'
+    );
   });
 });
 
@@ -71,7 +94,11 @@ describe('12.3 the engine status is checked again', () => {
   it('after a failed check, with back-off, until it answers', async () => {
     const server = new FakeServer();
     let answers = 0;
-    server.on('GET', 'status', () => (++answers < 3 ? json({ message: 'busy' }, 503) : json({ engine: { reachable: true } })));
+    server.on('GET', 'status', () =>
+      ++answers < 3
+        ? json({ message: 'busy' }, 503)
+        : json({ engine: { reachable: true } })
+    );
     const model = makeModel(server);
     await model.refreshStatus();
     expect(model.statusOk).toBe(false);
@@ -103,8 +130,12 @@ describe('12.3 the engine status is checked again', () => {
     const model = makeModel(server, 60_000);
     const section = new RunSection({ model, openPath: () => undefined });
     Widget.attach(section, document.body);
-    const button = section.node.querySelector<HTMLButtonElement>('.jp-Envpack-runButton')!;
-    const why = section.node.querySelector<HTMLElement>('.jp-Envpack-disabledReason')!;
+    const button = section.node.querySelector<HTMLButtonElement>(
+      '.jp-Envpack-runButton'
+    )!;
+    const why = section.node.querySelector<HTMLElement>(
+      '.jp-Envpack-disabledReason'
+    )!;
     expect(button.disabled).toBe(true);
     expect(why.textContent).toBe('Disabled: open a notebook first.');
     model.path = 'nb.ipynb';
@@ -122,11 +153,24 @@ describe('12.4 operation view', () => {
   it('shows a cancel as a neutral note and drops the stale stage', () => {
     const model = makeModel(new FakeServer());
     const view = new OperationView(model);
-    view.setOperation(operation({ state: 'running', stage: 'wheels', message: 'fetching…' }));
-    expect(view.node.querySelector('.jp-Envpack-stage')!.textContent).toBe('wheels fetching…');
-    view.setOperation(operation({ state: 'cancelled', stage: 'wheels', message: 'fetching…', error: { message: 'cancelled', reason: 'cancelled' } }));
+    view.setOperation(
+      operation({ state: 'running', stage: 'wheels', message: 'fetching…' })
+    );
+    expect(view.node.querySelector('.jp-Envpack-stage')!.textContent).toBe(
+      'wheels fetching…'
+    );
+    view.setOperation(
+      operation({
+        state: 'cancelled',
+        stage: 'wheels',
+        message: 'fetching…',
+        error: { message: 'cancelled', reason: 'cancelled' }
+      })
+    );
     expect(view.node.querySelector('.jp-Envpack-stage')!.textContent).toBe('');
-    expect(view.node.querySelector<HTMLElement>('.jp-Envpack-error')!.hidden).toBe(true);
+    expect(
+      view.node.querySelector<HTMLElement>('.jp-Envpack-error')!.hidden
+    ).toBe(true);
     const ended = view.node.querySelector<HTMLElement>('.jp-Envpack-ended')!;
     expect(ended.hidden).toBe(false);
     expect(ended.textContent).toBe('Cancelled during wheels.');
@@ -137,14 +181,21 @@ describe('12.4 operation view', () => {
   it('replays the log of a finished operation seen after a reload (not "0 lines")', async () => {
     const server = new FakeServer();
     server.on('GET', 'operations/op1/events', () =>
-      sse([frame(1, 'progress', { kind: 'log', message: 'line 1' }), frame(2, 'progress', { kind: 'log', message: 'line 2' })])
+      sse([
+        frame(1, 'progress', { kind: 'log', message: 'line 1' }),
+        frame(2, 'progress', { kind: 'log', message: 'line 2' })
+      ])
     );
-    server.on('GET', 'operations/op1', () => json(operation({ state: 'succeeded' })));
+    server.on('GET', 'operations/op1', () =>
+      json(operation({ state: 'succeeded' }))
+    );
     const model = makeModel(server);
     const view = new OperationView(model);
     view.setOperation(operation({ state: 'succeeded' }));
     await tick(50);
-    expect(view.node.querySelector('summary')!.textContent).toBe('Log (2 lines)');
+    expect(view.node.querySelector('summary')!.textContent).toBe(
+      'Log (2 lines)'
+    );
     view.setOperation(operation({ state: 'succeeded', progress: 1 })); // same operation again
     await tick(50);
     expect(server.requestsTo('GET', 'operations/op1/events')).toHaveLength(1);
@@ -155,10 +206,16 @@ describe('12.4 operation view', () => {
   it('names its progress bar with its range', () => {
     const model = makeModel(new FakeServer());
     const view = new OperationView(model);
-    view.setOperation(operation({ kind: 'run', state: 'running', progress: 0.4 }));
+    view.setOperation(
+      operation({ kind: 'run', state: 'running', progress: 0.4 })
+    );
     const bar = view.node.querySelector('[role="progressbar"]')!;
     expect(bar.getAttribute('aria-label')).toBe('run progress');
-    expect([bar.getAttribute('aria-valuemin'), bar.getAttribute('aria-valuemax'), bar.getAttribute('aria-valuenow')]).toEqual(['0', '100', '40']);
+    expect([
+      bar.getAttribute('aria-valuemin'),
+      bar.getAttribute('aria-valuemax'),
+      bar.getAttribute('aria-valuenow')
+    ]).toEqual(['0', '100', '40']);
     view.dispose();
     model.dispose();
   });

@@ -27,7 +27,9 @@ describe('EnvpackModel', () => {
 
   beforeEach(() => {
     server = new FakeServer();
-    server.on('GET', 'snapshot', r => json(snapshotFor(r.url.searchParams.get('path')!)));
+    server.on('GET', 'snapshot', r =>
+      json(snapshotFor(r.url.searchParams.get('path')!))
+    );
     server.on('GET', 'dockerfile', () => new Response('FROM base\n'));
     model = new EnvpackModel({
       client: new EnvpackClient({ serverSettings: server.settings }),
@@ -45,13 +47,17 @@ describe('EnvpackModel', () => {
     expect(model.snapshot?.hash).toBe('hash-of-a.ipynb');
     expect(model.dockerfile).toBe('FROM base\n');
     expect(model.snapshotLoading).toBe(false);
-    expect(kinds).toEqual(expect.arrayContaining(['path', 'snapshot', 'dockerfile']));
+    expect(kinds).toEqual(
+      expect.arrayContaining(['path', 'snapshot', 'dockerfile'])
+    );
   });
 
   it('never shows a stale snapshot after switching notebooks quickly', async () => {
     const slow = deferred<Response>();
     server.on('GET', 'snapshot', r =>
-      r.url.searchParams.get('path') === 'slow.ipynb' ? slow.promise : json(snapshotFor('fast.ipynb'))
+      r.url.searchParams.get('path') === 'slow.ipynb'
+        ? slow.promise
+        : json(snapshotFor('fast.ipynb'))
     );
     model.path = 'slow.ipynb';
     model.path = 'fast.ipynb';
@@ -63,7 +69,14 @@ describe('EnvpackModel', () => {
 
   it('shows the server error message when the snapshot fails', async () => {
     server.on('GET', 'snapshot', () =>
-      json({ reason: 'probe-failed', message: 'kernel python9 not found', hint: 'install it' }, 422)
+      json(
+        {
+          reason: 'probe-failed',
+          message: 'kernel python9 not found',
+          hint: 'install it'
+        },
+        422
+      )
     );
     model.path = 'a.ipynb';
     await model.refreshSnapshot();
@@ -71,40 +84,75 @@ describe('EnvpackModel', () => {
   });
 
   it('sends the base image setting with builds, runs and the Dockerfile preview', async () => {
-    server.on('POST', 'operations', r => json(operation({ ...JSON.parse(r.body!), state: 'succeeded' }), 202));
-    model.settings = { baseImage: 'envpack-test/debian-python:bookworm', rerunAfterBuild: true };
+    server.on('POST', 'operations', r =>
+      json(operation({ ...JSON.parse(r.body!), state: 'succeeded' }), 202)
+    );
+    model.settings = {
+      baseImage: 'envpack-test/debian-python:bookworm',
+      rerunAfterBuild: true
+    };
     model.path = 'nb.ipynb';
     await model.build();
     await model.run('nb.ipynb', { parameters: { n: 3 } });
-    const bodies = server.requestsTo('POST', 'operations').map(r => JSON.parse(r.body!));
+    const bodies = server
+      .requestsTo('POST', 'operations')
+      .map(r => JSON.parse(r.body!));
     expect(bodies).toEqual([
-      { kind: 'build', path: 'nb.ipynb', options: { base_image: 'envpack-test/debian-python:bookworm' } },
-      { kind: 'run', path: 'nb.ipynb', options: { parameters: { n: 3 }, base_image: 'envpack-test/debian-python:bookworm' } }
+      {
+        kind: 'build',
+        path: 'nb.ipynb',
+        options: { base_image: 'envpack-test/debian-python:bookworm' }
+      },
+      {
+        kind: 'run',
+        path: 'nb.ipynb',
+        options: {
+          parameters: { n: 3 },
+          base_image: 'envpack-test/debian-python:bookworm'
+        }
+      }
     ]);
     await model.refreshDockerfile();
     const last = server.requestsTo('GET', 'dockerfile').pop()!;
-    expect(last.url.searchParams.get('base_image')).toBe('envpack-test/debian-python:bookworm');
+    expect(last.url.searchParams.get('base_image')).toBe(
+      'envpack-test/debian-python:bookworm'
+    );
   });
 
   it.each([
     [true, 'run'],
     [false, 'build']
-  ])('containerise with rerunAfterBuild=%s starts one %s operation', async (rerun, kind) => {
-    server.on('POST', 'operations', r => json(operation({ ...JSON.parse(r.body!), state: 'queued' }), 202));
-    server.on('GET', 'operations/op1', () => json(operation({ kind, state: 'succeeded' })));
-    model.settings = { baseImage: '', rerunAfterBuild: rerun };
-    const op = await model.containerise('nb.ipynb');
-    expect(op.kind).toBe(kind);
-    expect(JSON.parse(server.requestsTo('POST', 'operations')[0].body!)).toEqual({
-      kind, path: 'nb.ipynb', options: {}
-    });
-    await model.waitFor(op.id);
-  });
+  ])(
+    'containerise with rerunAfterBuild=%s starts one %s operation',
+    async (rerun, kind) => {
+      server.on('POST', 'operations', r =>
+        json(operation({ ...JSON.parse(r.body!), state: 'queued' }), 202)
+      );
+      server.on('GET', 'operations/op1', () =>
+        json(operation({ kind, state: 'succeeded' }))
+      );
+      model.settings = { baseImage: '', rerunAfterBuild: rerun };
+      const op = await model.containerise('nb.ipynb');
+      expect(op.kind).toBe(kind);
+      expect(
+        JSON.parse(server.requestsTo('POST', 'operations')[0].body!)
+      ).toEqual({
+        kind,
+        path: 'nb.ipynb',
+        options: {}
+      });
+      await model.waitFor(op.id);
+    }
+  );
 
   it('a second Containerise click while the first is running shows it instead of starting again', async () => {
-    server.on('POST', 'operations', () => json(operation({ kind: 'run', state: 'running' }), 202));
+    server.on('POST', 'operations', () =>
+      json(operation({ kind: 'run', state: 'running' }), 202)
+    );
     server.on('GET', 'operations/op1/events', () => sse([]));
-    server.on('GET', 'operations/op1', () => json(operation({ kind: 'run', state: 'running' })));
+    server.on('GET', 'operations/op1', () =>
+      json(operation({ kind: 'run', state: 'running' }))
+    );
     const first = await model.containerise('nb.ipynb');
     const second = await model.containerise('nb.ipynb');
     expect(second.id).toBe(first.id);
@@ -115,15 +163,31 @@ describe('EnvpackModel', () => {
     server.on('POST', 'operations', () => json(operation(), 202));
     server.on('GET', 'operations/op1/events', () =>
       sse([
-        frame(1, 'progress', { stage: 'build', kind: 'step', message: 'Step 1/2 : FROM base', progress: 0.5 }),
-        frame(2, 'progress', { stage: 'build', kind: 'log', message: '<script>alert(1)</script>\nsecond line' }),
-        frame(3, 'progress', { stage: 'build', kind: 'progress', message: 'ignored', progress: 0.9 }),
+        frame(1, 'progress', {
+          stage: 'build',
+          kind: 'step',
+          message: 'Step 1/2 : FROM base',
+          progress: 0.5
+        }),
+        frame(2, 'progress', {
+          stage: 'build',
+          kind: 'log',
+          message: '<script>alert(1)</script>\nsecond line'
+        }),
+        frame(3, 'progress', {
+          stage: 'build',
+          kind: 'progress',
+          message: 'ignored',
+          progress: 0.9
+        }),
         frame(4, 'state', { state: 'succeeded' }),
         'event: end\ndata: {"state": "succeeded"}\n\n'
       ])
     );
     const result = { image: 'envpack/nb:abc', cached: false, duration: 3.5 };
-    server.on('GET', 'operations/op1', () => json(operation({ state: 'succeeded', result, progress: 1 })));
+    server.on('GET', 'operations/op1', () =>
+      json(operation({ state: 'succeeded', result, progress: 1 }))
+    );
     const progress: Array<number | null | undefined> = [];
     model.operationChanged.connect((_, op) => void progress.push(op.progress));
     const op = await model.build('nb.ipynb');
@@ -150,7 +214,10 @@ describe('EnvpackModel', () => {
         return sse([frame(41, 'progress', { kind: 'log', message: 'first' })]); // dropped
       }
       state = 'succeeded';
-      return sse([frame(42, 'progress', { kind: 'log', message: 'second' }), frame(43, 'state', { state })]);
+      return sse([
+        frame(42, 'progress', { kind: 'log', message: 'second' }),
+        frame(43, 'state', { state })
+      ]);
     });
     server.on('GET', 'operations/op1', () => json(operation({ state })));
     server.on('GET', 'operations', () => json({ operations: [operation()] }));
@@ -168,7 +235,9 @@ describe('EnvpackModel', () => {
     server.on('GET', 'operations/op1/events', () => {
       calls += 1;
       if (calls === 1) {
-        return sse([frame(41, 'progress', { kind: 'log', message: 'first' })], { breakAtEnd: true });
+        return sse([frame(41, 'progress', { kind: 'log', message: 'first' })], {
+          breakAtEnd: true
+        });
       }
       state = 'succeeded';
       return sse([frame(42, 'progress', { kind: 'log', message: 'second' })]);
@@ -177,7 +246,11 @@ describe('EnvpackModel', () => {
     server.on('GET', 'operations', () => json({ operations: [operation()] }));
     await model.reconnect();
     await model.waitFor('op1');
-    expect(server.requestsTo('GET', 'operations/op1/events')[1].headers.get('Last-Event-ID')).toBe('41');
+    expect(
+      server
+        .requestsTo('GET', 'operations/op1/events')[1]
+        .headers.get('Last-Event-ID')
+    ).toBe('41');
     expect(model.log('op1')).toEqual(['first', 'second']);
   });
 
@@ -189,47 +262,88 @@ describe('EnvpackModel', () => {
       maxStreams: 0
     });
     const pages: Record<string, unknown> = {
-      none: { events: [{ seq: 1, type: 'progress', kind: 'log', message: 'a' }, { seq: 2, type: 'progress', kind: 'log', message: 'b' }], last: 2, done: false },
-      '2': { events: [{ seq: 3, type: 'state', state: 'succeeded' }], last: 3, done: true }
+      none: {
+        events: [
+          { seq: 1, type: 'progress', kind: 'log', message: 'a' },
+          { seq: 2, type: 'progress', kind: 'log', message: 'b' }
+        ],
+        last: 2,
+        done: false
+      },
+      '2': {
+        events: [{ seq: 3, type: 'state', state: 'succeeded' }],
+        last: 3,
+        done: true
+      }
     };
-    server.on('GET', 'operations/op1/events', r => json(pages[r.url.searchParams.get('after') ?? 'none']));
-    server.on('GET', 'operations/op1', () => json(operation({ state: 'succeeded', result: { image: 'i', cached: true } })));
+    server.on('GET', 'operations/op1/events', r =>
+      json(pages[r.url.searchParams.get('after') ?? 'none'])
+    );
+    server.on('GET', 'operations/op1', () =>
+      json(
+        operation({ state: 'succeeded', result: { image: 'i', cached: true } })
+      )
+    );
     server.on('GET', 'operations', () => json({ operations: [operation()] }));
     await polling.reconnect();
     const done = await polling.waitFor('op1');
     expect(done.result).toEqual({ image: 'i', cached: true });
     expect(polling.log('op1')).toEqual(['a', 'b']);
     const requests = server.requestsTo('GET', 'operations/op1/events');
-    expect(requests.every(r => r.url.searchParams.get('format') === 'json')).toBe(true);
-    expect(requests.map(r => r.url.searchParams.get('after'))).toEqual([null, '2']);
+    expect(
+      requests.every(r => r.url.searchParams.get('format') === 'json')
+    ).toBe(true);
+    expect(requests.map(r => r.url.searchParams.get('after'))).toEqual([
+      null,
+      '2'
+    ]);
     polling.dispose();
   });
 
   it('marks an operation the server no longer knows as lost', async () => {
     server.on('GET', 'operations', () => json({ operations: [operation()] }));
-    server.on('GET', 'operations/op1/events', () => json({ message: 'gone' }, 404));
-    server.on('GET', 'operations/op1', () => json({ message: 'gone', reason: 'not-found' }, 404));
+    server.on('GET', 'operations/op1/events', () =>
+      json({ message: 'gone' }, 404)
+    );
+    server.on('GET', 'operations/op1', () =>
+      json({ message: 'gone', reason: 'not-found' }, 404)
+    );
     await model.reconnect();
     expect((await model.waitFor('op1')).state).toBe('lost');
   });
 
   it('never brings a finished operation back to running', async () => {
-    server.on('GET', 'operations', () => json({ operations: [operation({ state: 'failed' })] }));
+    server.on('GET', 'operations', () =>
+      json({ operations: [operation({ state: 'failed' })] })
+    );
     await model.refreshOperations();
-    server.on('GET', 'operations', () => json({ operations: [operation({ state: 'running' })] }));
+    server.on('GET', 'operations', () =>
+      json({ operations: [operation({ state: 'running' })] })
+    );
     await model.refreshOperations();
     expect(model.getOperation('op1')?.state).toBe('failed');
   });
 
   it('sorts the history newest first and cancels through DELETE', async () => {
     server.on('GET', 'operations', () =>
-      json({ operations: [operation({ id: 'old', created: 10 }), operation({ id: 'new', created: 20 })] })
+      json({
+        operations: [
+          operation({ id: 'old', created: 10 }),
+          operation({ id: 'new', created: 20 })
+        ]
+      })
     );
-    server.on('DELETE', 'operations/new', () => json(operation({ id: 'new', state: 'cancelled' }), 202));
+    server.on('DELETE', 'operations/new', () =>
+      json(operation({ id: 'new', state: 'cancelled' }), 202)
+    );
     server.on('GET', 'operations/new/events', () => sse([]));
     server.on('GET', 'operations/old/events', () => sse([]));
-    server.on('GET', 'operations/old', () => json(operation({ id: 'old', state: 'succeeded' })));
-    server.on('GET', 'operations/new', () => json(operation({ id: 'new', state: 'cancelled' })));
+    server.on('GET', 'operations/old', () =>
+      json(operation({ id: 'old', state: 'succeeded' }))
+    );
+    server.on('GET', 'operations/new', () =>
+      json(operation({ id: 'new', state: 'cancelled' }))
+    );
     await model.refreshOperations();
     expect(model.operations.map(o => o.id)).toEqual(['new', 'old']);
     await model.cancel('new');
@@ -239,9 +353,14 @@ describe('EnvpackModel', () => {
   it('cuts very long log lines so a 10 MB line cannot freeze the page (RELIABILITY A7)', async () => {
     server.on('POST', 'operations', () => json(operation(), 202));
     server.on('GET', 'operations/op1/events', () =>
-      sse([frame(1, 'progress', { kind: 'log', message: 'x'.repeat(200000) }), frame(2, 'state', { state: 'failed' })])
+      sse([
+        frame(1, 'progress', { kind: 'log', message: 'x'.repeat(200000) }),
+        frame(2, 'state', { state: 'failed' })
+      ])
     );
-    server.on('GET', 'operations/op1', () => json(operation({ state: 'failed', error: { message: 'boom' } })));
+    server.on('GET', 'operations/op1', () =>
+      json(operation({ state: 'failed', error: { message: 'boom' } }))
+    );
     await model.build('nb.ipynb');
     await model.waitFor('op1');
     expect(model.log('op1')[0].length).toBe(64 * 1024 + 1);

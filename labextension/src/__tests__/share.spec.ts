@@ -2,13 +2,20 @@ import { Widget } from '@lumino/widgets';
 
 import { EnvpackClient } from '../api';
 import { EnvpackModel } from '../model';
-import { BuildSection, NO_ENGINE_NOTICE, RunSection, ShareSection } from '../sidebar';
+import {
+  BuildSection,
+  NO_ENGINE_NOTICE,
+  RunSection,
+  ShareSection
+} from '../sidebar';
 import { ContaineriseButtonExtension } from '../toolbar';
 import { IBinderInfo } from '../tokens';
 import { FakeServer, json } from './fakeserver';
 
-const EVIL = '<img src=x onerror="window.__pwned=1"><script>window.__pwned=1</script>';
-const LINK = 'https://mybinder.org/v2/gh/org/repo/abc123?urlpath=lab/tree/notes/nb.ipynb';
+const EVIL =
+  '<img src=x onerror="window.__pwned=1"><script>window.__pwned=1</script>';
+const LINK =
+  'https://mybinder.org/v2/gh/org/repo/abc123?urlpath=lab/tree/notes/nb.ipynb';
 
 function info(overrides: Partial<IBinderInfo> = {}): IBinderInfo {
   return {
@@ -18,7 +25,11 @@ function info(overrides: Partial<IBinderInfo> = {}): IBinderInfo {
       rst: `.. image:: https://mybinder.org/badge_logo.svg\n   :target: ${LINK}`
     },
     warnings: [
-      { code: 'commit-not-pushed', message: 'commit abc123 is not on the remote', hint: 'git push' }
+      {
+        code: 'commit-not-pushed',
+        message: 'commit abc123 is not on the remote',
+        hint: 'git push'
+      }
     ],
     notebook: 'notes/nb.ipynb',
     ref: 'abc123',
@@ -40,7 +51,9 @@ describe('ShareSection', () => {
     server = new FakeServer();
     server.on('GET', 'snapshot', () => json({}));
     server.on('GET', 'dockerfile', () => new Response('FROM x\n'));
-    model = new EnvpackModel({ client: new EnvpackClient({ serverSettings: server.settings }) });
+    model = new EnvpackModel({
+      client: new EnvpackClient({ serverSettings: server.settings })
+    });
     copied = [];
   });
 
@@ -51,7 +64,10 @@ describe('ShareSection', () => {
   });
 
   function attach(): ShareSection {
-    const section = new ShareSection({ model, copy: text => void copied.push(text) });
+    const section = new ShareSection({
+      model,
+      copy: text => void copied.push(text)
+    });
     Widget.attach(section, document.body);
     return section;
   }
@@ -64,16 +80,26 @@ describe('ShareSection', () => {
     await tick();
     const request = server.requestsTo('GET', 'binder')[0];
     expect(request.url.searchParams.get('path')).toBe('notes/nb.ipynb');
-    const link = section.node.querySelector<HTMLAnchorElement>('a.jp-Envpack-binderLink')!;
+    const link = section.node.querySelector<HTMLAnchorElement>(
+      'a.jp-Envpack-binderLink'
+    )!;
     expect(link.textContent).toBe(LINK);
     expect(link.getAttribute('href')).toBe(LINK);
     expect(link.getAttribute('rel')).toContain('noopener');
-    const buttons = Array.from(section.node.querySelectorAll<HTMLButtonElement>('.jp-Envpack-copy'));
-    expect(buttons.map(b => b.textContent)).toEqual(['Copy link', 'Copy Markdown', 'Copy RST']);
+    const buttons = Array.from(
+      section.node.querySelectorAll<HTMLButtonElement>('.jp-Envpack-copy')
+    );
+    expect(buttons.map(b => b.textContent)).toEqual([
+      'Copy link',
+      'Copy Markdown',
+      'Copy RST'
+    ]);
     buttons.forEach(b => b.click());
     expect(copied).toEqual([LINK, info().badges!.markdown, info().badges!.rst]);
     expect(section.node.textContent).toContain('Copied the RST badge.');
-    const warning = section.node.querySelector<HTMLElement>('[data-code="commit-not-pushed"]')!;
+    const warning = section.node.querySelector<HTMLElement>(
+      '[data-code="commit-not-pushed"]'
+    )!;
     expect(warning.textContent).toContain('commit abc123 is not on the remote');
     expect(warning.textContent).toContain('Fix: git push');
     section.dispose();
@@ -81,13 +107,21 @@ describe('ShareSection', () => {
 
   it('makes only https links clickable and renders untrusted text as text (A7)', async () => {
     server.on('GET', 'binder', () =>
-      json(info({ link: 'javascript:alert(1)', badges: { markdown: EVIL, rst: EVIL }, warnings: [{ code: 'x', message: EVIL, hint: EVIL }] }))
+      json(
+        info({
+          link: 'javascript:alert(1)',
+          badges: { markdown: EVIL, rst: EVIL },
+          warnings: [{ code: 'x', message: EVIL, hint: EVIL }]
+        })
+      )
     );
     model.path = 'nb.ipynb';
     const section = attach();
     await tick();
     expect(section.node.querySelector('a.jp-Envpack-binderLink')).toBeNull();
-    expect(section.node.querySelector('code.jp-Envpack-binderLink')!.textContent).toBe('javascript:alert(1)');
+    expect(
+      section.node.querySelector('code.jp-Envpack-binderLink')!.textContent
+    ).toBe('javascript:alert(1)');
     expect(section.node.querySelector('a[href^="javascript"]')).toBeNull();
     expect(document.body.querySelector('img, script')).toBeNull();
     expect(section.node.textContent).toContain('<script>');
@@ -97,15 +131,38 @@ describe('ShareSection', () => {
 
   it('without a link says why (the warnings) and shows server errors readably', async () => {
     server.on('GET', 'binder', () =>
-      json(info({ link: null, badges: null, warnings: [{ code: 'no-git-repo', message: 'the notebook is not in a git repository', hint: 'git init' }] }))
+      json(
+        info({
+          link: null,
+          badges: null,
+          warnings: [
+            {
+              code: 'no-git-repo',
+              message: 'the notebook is not in a git repository',
+              hint: 'git init'
+            }
+          ]
+        })
+      )
     );
     model.path = 'nb.ipynb';
     const section = attach();
     await tick();
-    expect(section.node.textContent).toContain('No Binder link yet: see the warnings below.');
+    expect(section.node.textContent).toContain(
+      'No Binder link yet: see the warnings below.'
+    );
     expect(section.node.textContent).toContain('Fix: git init');
     expect(section.node.querySelectorAll('.jp-Envpack-copy')).toHaveLength(0);
-    server.on('GET', 'binder', () => json({ reason: 'not-found', message: "no notebook at 'x.ipynb'", hint: 'paths are relative to the server root' }, 404));
+    server.on('GET', 'binder', () =>
+      json(
+        {
+          reason: 'not-found',
+          message: "no notebook at 'x.ipynb'",
+          hint: 'paths are relative to the server root'
+        },
+        404
+      )
+    );
     model.path = 'x.ipynb';
     await tick();
     expect(section.node.querySelector('.jp-Envpack-error')!.textContent).toBe(
@@ -117,23 +174,54 @@ describe('ShareSection', () => {
   it('"Write binder/ folder" posts the path, reports the files and reloads the warnings', async () => {
     let written = false;
     server.on('GET', 'binder', () =>
-      json(info({ warnings: written ? [{ code: 'binder-uncommitted', message: 'binder/ has uncommitted changes', hint: 'git add binder' }] : [{ code: 'binder-missing', message: 'there is no binder/ folder', hint: 'write it' }] }))
+      json(
+        info({
+          warnings: written
+            ? [
+                {
+                  code: 'binder-uncommitted',
+                  message: 'binder/ has uncommitted changes',
+                  hint: 'git add binder'
+                }
+              ]
+            : [
+                {
+                  code: 'binder-missing',
+                  message: 'there is no binder/ folder',
+                  hint: 'write it'
+                }
+              ]
+        })
+      )
     );
     server.on('POST', 'binder', () => {
       written = true;
-      return json({ folder: 'binder', written: ['binder/requirements.txt', 'binder/runtime.txt'], removed: ['binder/apt.txt'], files: {} });
+      return json({
+        folder: 'binder',
+        written: ['binder/requirements.txt', 'binder/runtime.txt'],
+        removed: ['binder/apt.txt'],
+        files: {}
+      });
     });
     model.path = 'notes/nb.ipynb';
     const section = attach();
     await tick();
-    expect(section.node.querySelector('[data-code="binder-missing"]')).not.toBeNull();
-    section.node.querySelector<HTMLButtonElement>('.jp-Envpack-writeBinder')!.click();
+    expect(
+      section.node.querySelector('[data-code="binder-missing"]')
+    ).not.toBeNull();
+    section.node
+      .querySelector<HTMLButtonElement>('.jp-Envpack-writeBinder')!
+      .click();
     await tick();
-    expect(JSON.parse(server.requestsTo('POST', 'binder')[0].body!)).toEqual({ path: 'notes/nb.ipynb' });
+    expect(JSON.parse(server.requestsTo('POST', 'binder')[0].body!)).toEqual({
+      path: 'notes/nb.ipynb'
+    });
     expect(section.node.textContent).toContain(
       'Wrote binder/requirements.txt, binder/runtime.txt; removed binder/apt.txt. Commit and push them.'
     );
-    expect(section.node.querySelector('[data-code="binder-uncommitted"]')).not.toBeNull();
+    expect(
+      section.node.querySelector('[data-code="binder-uncommitted"]')
+    ).not.toBeNull();
     expect(server.requestsTo('GET', 'binder')).toHaveLength(2);
     section.dispose();
   });
@@ -147,7 +235,9 @@ describe('ShareSection', () => {
     await model.refreshSnapshot(); // what a save does
     await tick();
     expect(server.requestsTo('GET', 'binder')).toHaveLength(before + 1);
-    expect(section.node.querySelector('.jp-Envpack-binderLink')!.textContent).toBe(LINK);
+    expect(
+      section.node.querySelector('.jp-Envpack-binderLink')!.textContent
+    ).toBe(LINK);
     section.dispose();
   });
 
@@ -156,7 +246,8 @@ describe('ShareSection', () => {
     server.on('GET', 'binder', r =>
       r.url.searchParams.get('path') === 'slow.ipynb'
         ? new Promise<Response>(resolve => {
-            release = () => resolve(json(info({ link: 'https://mybinder.org/slow' })));
+            release = () =>
+              resolve(json(info({ link: 'https://mybinder.org/slow' })));
           })
         : json(info())
     );
@@ -167,7 +258,9 @@ describe('ShareSection', () => {
     await tick();
     release();
     await tick();
-    expect(section.node.querySelector('.jp-Envpack-binderLink')!.textContent).toBe(LINK);
+    expect(
+      section.node.querySelector('.jp-Envpack-binderLink')!.textContent
+    ).toBe(LINK);
     section.dispose();
   });
 });
@@ -180,9 +273,18 @@ describe('without a Docker engine (e.g. on Binder)', () => {
     server.on('GET', 'binder', () => json(info()));
     let reachable = false;
     server.on('GET', 'status', () =>
-      json({ engine: reachable ? { reachable: true } : { reachable: false, error: { message: 'Docker engine not reachable' } } })
+      json({
+        engine: reachable
+          ? { reachable: true }
+          : {
+              reachable: false,
+              error: { message: 'Docker engine not reachable' }
+            }
+      })
     );
-    const model = new EnvpackModel({ client: new EnvpackClient({ serverSettings: server.settings }) });
+    const model = new EnvpackModel({
+      client: new EnvpackClient({ serverSettings: server.settings })
+    });
     model.path = 'nb.ipynb';
     const share = new ShareSection({ model });
     const build = new BuildSection({ model });
@@ -196,9 +298,15 @@ describe('without a Docker engine (e.g. on Binder)', () => {
 
     await model.refreshStatus();
     await tick();
-    expect(share.node.querySelector('.jp-Envpack-engineNotice')!.textContent).toBe(NO_ENGINE_NOTICE);
-    expect(NO_ENGINE_NOTICE).toMatch(/Build, Run and Containerise are disabled.*Snapshot, Dockerfile and Binder still work/);
-    expect(share.node.querySelector('.jp-Envpack-binderLink')!.textContent).toBe(LINK); // Binder still works
+    expect(
+      share.node.querySelector('.jp-Envpack-engineNotice')!.textContent
+    ).toBe(NO_ENGINE_NOTICE);
+    expect(NO_ENGINE_NOTICE).toMatch(
+      /Build, Run and Containerise are disabled.*Snapshot, Dockerfile and Binder still work/
+    );
+    expect(
+      share.node.querySelector('.jp-Envpack-binderLink')!.textContent
+    ).toBe(LINK); // Binder still works
     expect(buttons().map(b => b.disabled)).toEqual([true, true]);
     expect(buttons()[0].title).toMatch(/Docker engine is not reachable/);
 
@@ -210,21 +318,27 @@ describe('without a Docker engine (e.g. on Binder)', () => {
     model.dispose();
   });
 
-  it('the toolbar button follows the command\'s enabled state', async () => {
+  it("the toolbar button follows the command's enabled state", async () => {
     const { CommandRegistry } = await import('@lumino/commands');
     const { Toolbar } = await import('@jupyterlab/apputils');
     const { CommandIDs } = await import('../tokens');
     const commands = new CommandRegistry();
     let enabled = false;
-    commands.addCommand(CommandIDs.containerise, { execute: () => undefined, isEnabled: () => enabled });
+    commands.addCommand(CommandIDs.containerise, {
+      execute: () => undefined,
+      isEnabled: () => enabled
+    });
     const toolbar = new Toolbar();
     Widget.attach(toolbar, document.body);
     const panel = { toolbar, context: { path: 'a.ipynb' } } as any;
     const handle = new ContaineriseButtonExtension(commands).createNew(panel);
     await tick(50); // ToolbarButton renders with React on the next animation frame
-    const item = toolbar.node.querySelector<HTMLElement>('.jp-Envpack-containeriseButton')!;
+    const item = toolbar.node.querySelector<HTMLElement>(
+      '.jp-Envpack-containeriseButton'
+    )!;
     // JupyterLab 4 renders a <jp-button> web component: its disabled state is an attribute.
-    const disabled = (): boolean => item.getAttribute('aria-disabled') === 'true';
+    const disabled = (): boolean =>
+      item.getAttribute('aria-disabled') === 'true';
     expect(disabled()).toBe(true);
     enabled = true;
     commands.notifyCommandChanged(CommandIDs.containerise);
@@ -234,7 +348,9 @@ describe('without a Docker engine (e.g. on Binder)', () => {
     enabled = false;
     commands.notifyCommandChanged(CommandIDs.containerise);
     await tick(50);
-    expect(item.getAttribute('title')).toMatch(/Docker engine is not reachable/);
+    expect(item.getAttribute('title')).toMatch(
+      /Docker engine is not reachable/
+    );
     handle.dispose();
     toolbar.dispose();
   });

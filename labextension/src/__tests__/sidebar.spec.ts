@@ -16,7 +16,8 @@ import {
 import { ISnapshot } from '../tokens';
 import { FakeServer, frame, json, operation, sse } from './fakeserver';
 
-const EVIL = '<img src=x onerror="window.__pwned=1"><script>window.__pwned=1</script>\u001b[31m';
+const EVIL =
+  '<img src=x onerror="window.__pwned=1"><script>window.__pwned=1</script>\u001b[31m';
 
 const SNAPSHOT: ISnapshot = {
   schema: 'envpack.snapshot/1',
@@ -28,13 +29,21 @@ const SNAPSHOT: ISnapshot = {
   ],
   local_files: ['stats_helpers.py'],
   warnings: [
-    { code: 'unresolved-import', message: "cannot resolve 'sklearn'", cell: 2, hint: 'pip install scikit-learn' }
+    {
+      code: 'unresolved-import',
+      message: "cannot resolve 'sklearn'",
+      cell: 2,
+      hint: 'pip install scikit-learn'
+    }
   ],
   hash: '0123456789abcdef0123'
 };
 
 function makeModel(server: FakeServer): EnvpackModel {
-  return new EnvpackModel({ client: new EnvpackClient({ serverSettings: server.settings }), retryDelay: 1 });
+  return new EnvpackModel({
+    client: new EnvpackClient({ serverSettings: server.settings }),
+    retryDelay: 1
+  });
 }
 
 function attach<T extends Widget>(widget: T): T {
@@ -70,7 +79,9 @@ describe('sidebar sections', () => {
     expect(text).toContain("cannot resolve 'sklearn'");
     expect(text).toContain('Fix: pip install scikit-learn');
     expect(text).toContain('Local files (1)');
-    expect(section.node.querySelector('[data-package="pyyaml"]')).not.toBeNull();
+    expect(
+      section.node.querySelector('[data-package="pyyaml"]')
+    ).not.toBeNull();
     section.dispose();
   });
 
@@ -82,7 +93,10 @@ describe('sidebar sections', () => {
     document.body.appendChild(view.node);
     server.on('GET', 'operations', () => json({ operations: [operation()] }));
     server.on('GET', 'operations/op1/events', () =>
-      sse([frame(1, 'progress', { kind: 'log', message: EVIL }), frame(2, 'state', { state: 'failed' })])
+      sse([
+        frame(1, 'progress', { kind: 'log', message: EVIL }),
+        frame(2, 'state', { state: 'failed' })
+      ])
     );
     server.on('GET', 'operations/op1', () =>
       json(operation({ state: 'failed', error: { message: EVIL, hint: 'h' } }))
@@ -92,7 +106,9 @@ describe('sidebar sections', () => {
     await model.follow('op1');
     expect(document.body.querySelector('img, script')).toBeNull();
     expect(view.node.querySelector('pre')!.textContent).toContain('<script>');
-    expect(view.node.querySelector('.jp-Envpack-error')!.textContent).toBe(`${EVIL}\nh`);
+    expect(view.node.querySelector('.jp-Envpack-error')!.textContent).toBe(
+      `${EVIL}\nh`
+    );
     expect((window as any).__pwned).toBeUndefined();
     view.dispose();
     section.dispose();
@@ -101,24 +117,51 @@ describe('sidebar sections', () => {
   it('Build shows progress while running, then the image with "cached", and hides cancel', async () => {
     model.path = 'nb.ipynb';
     const section = attach(new BuildSection({ model }));
-    server.on('POST', 'operations', () => json(operation({ progress: 0.25 }), 202));
-    let finished = false;
-    server.on('GET', 'operations/op1/events', () => sse(finished ? [] : [frame(1, 'progress', { kind: 'progress', progress: 0.25 })]));
-    server.on('GET', 'operations/op1', () =>
-      json(operation(finished ? { state: 'succeeded', result: { image: 'envpack/nb:abc', cached: true, duration: 0.4 } } : {}))
+    server.on('POST', 'operations', () =>
+      json(operation({ progress: 0.25 }), 202)
     );
-    const button = section.node.querySelector<HTMLButtonElement>('.jp-Envpack-buildButton')!;
+    let finished = false;
+    server.on('GET', 'operations/op1/events', () =>
+      sse(
+        finished
+          ? []
+          : [frame(1, 'progress', { kind: 'progress', progress: 0.25 })]
+      )
+    );
+    server.on('GET', 'operations/op1', () =>
+      json(
+        operation(
+          finished
+            ? {
+                state: 'succeeded',
+                result: { image: 'envpack/nb:abc', cached: true, duration: 0.4 }
+              }
+            : {}
+        )
+      )
+    );
+    const button = section.node.querySelector<HTMLButtonElement>(
+      '.jp-Envpack-buildButton'
+    )!;
     button.click();
     await new Promise(r => setTimeout(r, 20));
-    const view = section.node.querySelector<HTMLElement>('.jp-Envpack-operation')!;
+    const view = section.node.querySelector<HTMLElement>(
+      '.jp-Envpack-operation'
+    )!;
     expect(view.dataset.state).toBe('running');
-    expect(section.node.querySelector<HTMLElement>('.jp-Envpack-cancel')!.hidden).toBe(false);
+    expect(
+      section.node.querySelector<HTMLElement>('.jp-Envpack-cancel')!.hidden
+    ).toBe(false);
     finished = true;
     await model.waitFor('op1');
     expect(view.dataset.state).toBe('succeeded');
-    expect(section.node.querySelector('.jp-Envpack-image')!.textContent).toBe('envpack/nb:abc');
+    expect(section.node.querySelector('.jp-Envpack-image')!.textContent).toBe(
+      'envpack/nb:abc'
+    );
     expect(section.node.querySelector('.jp-Envpack-cached')).not.toBeNull();
-    expect(section.node.querySelector<HTMLElement>('.jp-Envpack-cancel')!.hidden).toBe(true);
+    expect(
+      section.node.querySelector<HTMLElement>('.jp-Envpack-cancel')!.hidden
+    ).toBe(true);
     section.dispose();
   });
 
@@ -126,15 +169,33 @@ describe('sidebar sections', () => {
     server.on('GET', 'operations', () =>
       json({
         operations: [
-          operation({ id: 'r', kind: 'run', state: 'succeeded', created: 20, result: { output_path: null, report: null, build: { image: 'envpack/nb:new', cached: false } } }),
-          operation({ id: 'b', kind: 'build', state: 'succeeded', created: 10, result: { image: 'envpack/nb:old', cached: true } })
+          operation({
+            id: 'r',
+            kind: 'run',
+            state: 'succeeded',
+            created: 20,
+            result: {
+              output_path: null,
+              report: null,
+              build: { image: 'envpack/nb:new', cached: false }
+            }
+          }),
+          operation({
+            id: 'b',
+            kind: 'build',
+            state: 'succeeded',
+            created: 10,
+            result: { image: 'envpack/nb:old', cached: true }
+          })
         ]
       })
     );
     model.path = 'nb.ipynb';
     await model.refreshOperations();
     const section = attach(new BuildSection({ model }));
-    expect(section.node.querySelector('.jp-Envpack-image')!.textContent).toBe('envpack/nb:new');
+    expect(section.node.querySelector('.jp-Envpack-image')!.textContent).toBe(
+      'envpack/nb:new'
+    );
     expect(section.node.textContent).toContain('Built by the last rerun:');
     section.dispose();
   });
@@ -143,9 +204,18 @@ describe('sidebar sections', () => {
     model.path = 'nb.ipynb';
     const section = attach(new BuildSection({ model }));
     server.on('POST', 'operations', () =>
-      json({ reason: 'engine-unavailable', message: 'Docker engine not reachable: connection refused', hint: 'start Docker' }, 503)
+      json(
+        {
+          reason: 'engine-unavailable',
+          message: 'Docker engine not reachable: connection refused',
+          hint: 'start Docker'
+        },
+        503
+      )
     );
-    section.node.querySelector<HTMLButtonElement>('.jp-Envpack-buildButton')!.click();
+    section.node
+      .querySelector<HTMLButtonElement>('.jp-Envpack-buildButton')!
+      .click();
     await new Promise(r => setTimeout(r, 20));
     expect(section.node.querySelector('.jp-Envpack-error')!.textContent).toBe(
       'Docker engine not reachable: connection refused (start Docker)'
@@ -156,7 +226,9 @@ describe('sidebar sections', () => {
   it('Run sends parameters and shows the report cell by cell with the output link', async () => {
     const opened: string[] = [];
     model.path = 'nb.ipynb';
-    const section = attach(new RunSection({ model, openPath: p => void opened.push(p) }));
+    const section = attach(
+      new RunSection({ model, openPath: p => void opened.push(p) })
+    );
     const report = {
       schema: 'envpack.report/1',
       reproduced: false,
@@ -167,32 +239,63 @@ describe('sidebar sections', () => {
       ],
       summary: '1 same, 1 differs, 1 new-error'
     };
-    const result = { image: 'envpack/nb:abc', output_path: 'nb.envpack.ipynb', report, build: { image: 'envpack/nb:abc', cached: true } };
-    server.on('POST', 'operations', () => json(operation({ kind: 'run', state: 'succeeded', result }), 202));
+    const result = {
+      image: 'envpack/nb:abc',
+      output_path: 'nb.envpack.ipynb',
+      report,
+      build: { image: 'envpack/nb:abc', cached: true }
+    };
+    server.on('POST', 'operations', () =>
+      json(operation({ kind: 'run', state: 'succeeded', result }), 202)
+    );
     section.node.querySelector('textarea')!.value = 'n = 3\nname = hello';
-    section.node.querySelector<HTMLButtonElement>('.jp-Envpack-runButton')!.click();
+    section.node
+      .querySelector<HTMLButtonElement>('.jp-Envpack-runButton')!
+      .click();
     await new Promise(r => setTimeout(r, 20));
-    expect(JSON.parse(server.requestsTo('POST', 'operations')[0].body!).options.parameters).toEqual({ n: 3, name: 'hello' });
-    expect(section.node.querySelector('.jp-Envpack-verdict')!.textContent).toBe('Not reproduced');
-    const statuses = Array.from(section.node.querySelectorAll<HTMLElement>('.jp-Envpack-cell')).map(c => c.dataset.status);
+    expect(
+      JSON.parse(server.requestsTo('POST', 'operations')[0].body!).options
+        .parameters
+    ).toEqual({ n: 3, name: 'hello' });
+    expect(section.node.querySelector('.jp-Envpack-verdict')!.textContent).toBe(
+      'Not reproduced'
+    );
+    const statuses = Array.from(
+      section.node.querySelectorAll<HTMLElement>('.jp-Envpack-cell')
+    ).map(c => c.dataset.status);
     expect(statuses).toEqual(['same', 'differs', 'new-error']);
-    expect(section.node.querySelector('.jp-Envpack-diff pre')!.textContent).toBe('- 1\n+ 2');
+    expect(
+      section.node.querySelector('.jp-Envpack-diff pre')!.textContent
+    ).toBe('- 1\n+ 2');
     expect(section.node.textContent).toContain('ValueError: boom');
-    section.node.querySelector<HTMLAnchorElement>('.jp-Envpack-openOutput')!.click();
+    section.node
+      .querySelector<HTMLAnchorElement>('.jp-Envpack-openOutput')!
+      .click();
     expect(opened).toEqual(['nb.envpack.ipynb']);
     section.dispose();
   });
 
   it('History lists operations of the current notebook and replays a finished log on expand', async () => {
     server.on('GET', 'operations', () =>
-      json({ operations: [operation({ id: 'b', state: 'succeeded' }), operation({ id: 'c', path: 'other.ipynb', state: 'failed' })] })
+      json({
+        operations: [
+          operation({ id: 'b', state: 'succeeded' }),
+          operation({ id: 'c', path: 'other.ipynb', state: 'failed' })
+        ]
+      })
     );
-    server.on('GET', 'operations/b/events', () => sse([frame(5, 'progress', { kind: 'log', message: 'old line' })]));
-    server.on('GET', 'operations/b', () => json(operation({ id: 'b', state: 'succeeded' })));
+    server.on('GET', 'operations/b/events', () =>
+      sse([frame(5, 'progress', { kind: 'log', message: 'old line' })])
+    );
+    server.on('GET', 'operations/b', () =>
+      json(operation({ id: 'b', state: 'succeeded' }))
+    );
     model.path = 'nb.ipynb';
     await model.refreshOperations();
     const section = attach(new HistorySection({ model }));
-    const items = section.node.querySelectorAll<HTMLDetailsElement>('.jp-Envpack-historyItem');
+    const items = section.node.querySelectorAll<HTMLDetailsElement>(
+      '.jp-Envpack-historyItem'
+    );
     expect(items).toHaveLength(1);
     items[0].open = true;
     items[0].dispatchEvent(new Event('toggle'));
@@ -204,12 +307,17 @@ describe('sidebar sections', () => {
 
 describe('parseParameters', () => {
   it('parses JSON values, else strings, like papermill -p', () => {
-    expect(parseParameters('n = 3\nname=hello\n# comment\n\nflags = [1, 2]')).toEqual({ n: 3, name: 'hello', flags: [1, 2] });
+    expect(
+      parseParameters('n = 3\nname=hello\n# comment\n\nflags = [1, 2]')
+    ).toEqual({ n: 3, name: 'hello', flags: [1, 2] });
   });
 
-  it.each(['3 = x', 'no equals sign', 'a.b = 1', 'x;import os = 1'])('rejects %j', line => {
-    expect(() => parseParameters(line)).toThrow(/line 1/);
-  });
+  it.each(['3 = x', 'no equals sign', 'a.b = 1', 'x;import os = 1'])(
+    'rejects %j',
+    line => {
+      expect(() => parseParameters(line)).toThrow(/line 1/);
+    }
+  );
 });
 
 describe('EnvpackSidebar', () => {
@@ -227,7 +335,12 @@ describe('EnvpackSidebar', () => {
     sidebar.addSection(new Probe({ model, label: 'Environment', rank: 10 }));
     sidebar.addSection(new Probe({ model, label: 'Share', rank: 60 }));
     sidebar.addSection(new Probe({ model, label: 'Cluster', rank: 45 }));
-    expect(sidebar.widgets.map(w => w.title.label)).toEqual(['Environment', 'Run', 'Cluster', 'Share']);
+    expect(sidebar.widgets.map(w => w.title.label)).toEqual([
+      'Environment',
+      'Run',
+      'Cluster',
+      'Share'
+    ]);
     sidebar.dispose();
     model.dispose();
   });
@@ -235,7 +348,9 @@ describe('EnvpackSidebar', () => {
   it('collapses a section from its header', () => {
     const model = makeModel(new FakeServer());
     const section = attach(new Probe({ model, label: 'Probe' }));
-    section.node.querySelector<HTMLButtonElement>('.jp-Envpack-sectionToggle')!.click();
+    section.node
+      .querySelector<HTMLButtonElement>('.jp-Envpack-sectionToggle')!
+      .click();
     expect(section.collapsed).toBe(true);
     section.dispose();
     model.dispose();
@@ -244,14 +359,22 @@ describe('EnvpackSidebar', () => {
   it('says how to enable the server extension when /envpack is missing', async () => {
     const model = makeModel(new FakeServer()); // answers 404 to every route
     await model.refreshStatus();
-    expect(statusProblems(model)[0]).toMatch(/server extension is not running.*jupyter server extension enable jupyter_envpack/);
+    expect(statusProblems(model)[0]).toMatch(
+      /server extension is not running.*jupyter server extension enable jupyter_envpack/
+    );
     model.dispose();
   });
 
   it('reports an unreachable Docker engine and a degraded store in readable words', async () => {
     const server = new FakeServer();
     server.on('GET', 'status', () =>
-      json({ degraded: 'database is corrupt', engine: { reachable: false, error: { message: 'connection refused', reason: 'engine-unavailable' } } })
+      json({
+        degraded: 'database is corrupt',
+        engine: {
+          reachable: false,
+          error: { message: 'connection refused', reason: 'engine-unavailable' }
+        }
+      })
     );
     const model = makeModel(server);
     await model.refreshStatus();
@@ -260,10 +383,20 @@ describe('EnvpackSidebar', () => {
       'Operations history unavailable: database is corrupt'
     ]);
     server.on('GET', 'status', () =>
-      json({ engine: { reachable: false, error: { message: 'Docker engine not reachable at unix:///x', hint: 'start dockerd' } } })
+      json({
+        engine: {
+          reachable: false,
+          error: {
+            message: 'Docker engine not reachable at unix:///x',
+            hint: 'start dockerd'
+          }
+        }
+      })
     );
     await model.refreshStatus();
-    expect(statusProblems(model)).toEqual(['Docker engine not reachable at unix:///x\nstart dockerd']);
+    expect(statusProblems(model)).toEqual([
+      'Docker engine not reachable at unix:///x\nstart dockerd'
+    ]);
     model.dispose();
   });
 });

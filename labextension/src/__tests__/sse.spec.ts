@@ -3,7 +3,8 @@ import { SSEParser } from '../sse';
 describe('SSEParser', () => {
   it('dispatches events split across chunks at any byte', () => {
     // Given a stream of two events cut in awkward places
-    const text = 'retry: 2000\n\nid: 1\nevent: progress\ndata: {"a":1}\n\nid: 2\ndata: x\n\n';
+    const text =
+      'retry: 2000\n\nid: 1\nevent: progress\ndata: {"a":1}\n\nid: 2\ndata: x\n\n';
     const parser = new SSEParser();
     const events = [];
     // When it arrives one character at a time
@@ -19,7 +20,9 @@ describe('SSEParser', () => {
 
   it('handles CRLF, comments, multi-line data and a last event without blank line', () => {
     const parser = new SSEParser();
-    const events = parser.feed(': keep-alive\r\n\r\ndata: one\r\ndata: two\r\n\r\nevent: end\r');
+    const events = parser.feed(
+      ': keep-alive\r\n\r\ndata: one\r\ndata: two\r\n\r\nevent: end\r'
+    );
     events.push(...parser.feed('\ndata: {"state":"failed"}'));
     events.push(...parser.flush());
     expect(events).toEqual([

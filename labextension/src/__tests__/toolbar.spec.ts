@@ -11,9 +11,14 @@ describe('ContaineriseButtonExtension', () => {
     // Given a notebook panel (only the parts the extension touches) and the command
     const commands = new CommandRegistry();
     const calls: unknown[] = [];
-    commands.addCommand(CommandIDs.containerise, { execute: args => void calls.push(args) });
+    commands.addCommand(CommandIDs.containerise, {
+      execute: args => void calls.push(args)
+    });
     const toolbar = new Toolbar();
-    const panel = { toolbar, context: { path: 'a.ipynb' } } as unknown as NotebookPanel;
+    const panel = {
+      toolbar,
+      context: { path: 'a.ipynb' }
+    } as unknown as NotebookPanel;
     Widget.attach(toolbar, document.body);
 
     // When the extension decorates it
@@ -23,7 +28,9 @@ describe('ContaineriseButtonExtension', () => {
     // Then the button is there, and a click after a rename uses the new path
     const names = Array.from(toolbar.names());
     expect(names).toContain('envpackContainerise');
-    const item = toolbar.node.querySelector<HTMLElement>('.jp-Envpack-containeriseButton')!;
+    const item = toolbar.node.querySelector<HTMLElement>(
+      '.jp-Envpack-containeriseButton'
+    )!;
     expect(item.textContent).toContain('Containerise');
     (panel.context as { path: string }).path = 'renamed.ipynb';
     const button = item.querySelector('button') ?? item;

@@ -26,13 +26,17 @@ export class BuildSection extends OperationSection {
   }
 
   protected renderResult(op: IOperation | null): void {
-    const result = op?.state === 'succeeded' ? (op.result as IBuildResult | null) : null;
+    const result =
+      op?.state === 'succeeded' ? (op.result as IBuildResult | null) : null;
     // "Containerise" builds inside a run: show that image when it is newer than the last build.
     const run = this.model.latest('run');
     const fromRun = (run?.result as IRunResult | null | undefined)?.build;
     if (fromRun?.image && (!op || created(run!) > created(op))) {
       this.result.append(
-        h('div', { className: 'jp-Envpack-note', text: 'Built by the last rerun:' }),
+        h('div', {
+          className: 'jp-Envpack-note',
+          text: 'Built by the last rerun:'
+        }),
         ...renderImage(fromRun)
       );
     } else if (result?.image) {
@@ -58,16 +62,26 @@ export function renderImage(result: IBuildResult): HTMLElement[] {
     h('code', { className: 'jp-Envpack-image', text: result.image })
   ];
   if (result.cached) {
-    nodes.push(h('span', { className: 'jp-Envpack-badge jp-Envpack-cached', text: 'cached' }));
+    nodes.push(
+      h('span', {
+        className: 'jp-Envpack-badge jp-Envpack-cached',
+        text: 'cached'
+      })
+    );
   }
   if (typeof result.duration === 'number') {
     nodes.push(
-      h('span', { className: 'jp-Envpack-duration', text: ` ${result.duration.toFixed(1)} s` })
+      h('span', {
+        className: 'jp-Envpack-duration',
+        text: ` ${result.duration.toFixed(1)} s`
+      })
     );
   }
   return nodes;
 }
 
 function created(op: IOperation): number {
-  return typeof op.created === 'number' ? op.created : Date.parse(op.created ?? '') || 0;
+  return typeof op.created === 'number'
+    ? op.created
+    : Date.parse(op.created ?? '') || 0;
 }

@@ -27,13 +27,24 @@ export class ClusterSection extends OperationSection {
       ...options
     });
     this._open = options.openPath;
-    this._backend = h('select', { className: 'jp-Envpack-backend', attrs: { id: uid('backend') } });
-    this._registry = input('registry', 'default: the server’s registry (e.g. 127.0.0.1:5000)');
+    this._backend = h('select', {
+      className: 'jp-Envpack-backend',
+      attrs: { id: uid('backend') }
+    });
+    this._registry = input(
+      'registry',
+      'default: the server’s registry (e.g. 127.0.0.1:5000)'
+    );
     this._schedule = input('schedule', 'optional cron, e.g. 0 6 * * *');
     this._params = h('textarea', {
       className: 'jp-Envpack-parameters',
-      title: 'One parameter per line: name = value (JSON, else a string), like papermill -p',
-      attrs: { rows: '2', placeholder: 'parameters, e.g. n = 3', spellcheck: 'false' }
+      title:
+        'One parameter per line: name = value (JSON, else a string), like papermill -p',
+      attrs: {
+        rows: '2',
+        placeholder: 'parameters, e.g. n = 3',
+        spellcheck: 'false'
+      }
     });
     this._backendNotes = h('div', { className: 'jp-Envpack-backendNotes' });
     const form = h('div', { className: 'jp-Envpack-form' }, [
@@ -56,10 +67,14 @@ export class ClusterSection extends OperationSection {
     this.body.appendChild(
       h('div', { className: 'jp-Envpack-row' }, [
         h('span', { className: 'jp-Envpack-subtitle', text: 'Jobs' }),
-        h('label', { className: 'jp-Envpack-filter', title: 'Only the current notebook' }, [
-          this._onlyCurrent,
-          document.createTextNode('this notebook')
-        ]),
+        h(
+          'label',
+          {
+            className: 'jp-Envpack-filter',
+            title: 'Only the current notebook'
+          },
+          [this._onlyCurrent, document.createTextNode('this notebook')]
+        ),
         button('Refresh', () => void this.refreshJobs(), {
           className: 'jp-Envpack-refreshJobs',
           title: 'Reload the cluster jobs from the server'
@@ -153,7 +168,10 @@ export class ClusterSection extends OperationSection {
     clear(this._backendNotes);
     if (!status) {
       this._backendNotes.appendChild(
-        h('p', { className: 'jp-Envpack-loading', text: 'Asking the server for its backends…' })
+        h('p', {
+          className: 'jp-Envpack-loading',
+          text: 'Asking the server for its backends…'
+        })
       );
       return false;
     }
@@ -170,24 +188,39 @@ export class ClusterSection extends OperationSection {
       const info = backends[name];
       const option = h('option', {
         text: info.available ? name : `${name} (unavailable)`,
-        title: info.available ? '' : [info.reason, info.hint].filter(Boolean).join(' — '),
+        title: info.available
+          ? ''
+          : [info.reason, info.hint].filter(Boolean).join(' — '),
         attrs: { value: name }
       });
       option.disabled = !info.available;
       this._backend.appendChild(option);
       if (!info.available) {
         this._backendNotes.appendChild(
-          h('div', { className: 'jp-Envpack-note', attrs: { 'data-backend': name } }, [
-            h('div', { text: `${name} unavailable: ${info.reason || 'unknown reason'}` }),
-            info.hint ? h('div', { className: 'jp-Envpack-hint', text: `Fix: ${info.hint}` }) : null
-          ])
+          h(
+            'div',
+            { className: 'jp-Envpack-note', attrs: { 'data-backend': name } },
+            [
+              h('div', {
+                text: `${name} unavailable: ${info.reason || 'unknown reason'}`
+              }),
+              info.hint
+                ? h('div', {
+                    className: 'jp-Envpack-hint',
+                    text: `Fix: ${info.hint}`
+                  })
+                : null
+            ]
+          )
         );
       }
     }
     const available = names.filter(name => backends[name].available);
-    const preferred = [previous, status.default_backend ?? '', ...available].find(
-      name => !!name && backends[name]?.available
-    );
+    const preferred = [
+      previous,
+      status.default_backend ?? '',
+      ...available
+    ].find(name => !!name && backends[name]?.available);
     this._backend.value = preferred ?? names[0];
     if (!available.length) {
       this._backendNotes.appendChild(
@@ -199,11 +232,16 @@ export class ClusterSection extends OperationSection {
 
   private _renderJobs(): void {
     const jobs = this.model.operations.filter(
-      op => op.kind === 'job' && (!this._onlyCurrent.checked || op.path === this.model.path)
+      op =>
+        op.kind === 'job' &&
+        (!this._onlyCurrent.checked || op.path === this.model.path)
     );
     // Progress events re-render the section: rebuild the list only when it really changed (the
     // open views follow their operation by themselves).
-    const signature = JSON.stringify([this._listError, jobs.map(op => [op.id, op.state])]);
+    const signature = JSON.stringify([
+      this._listError,
+      jobs.map(op => [op.id, op.state])
+    ]);
     if (signature === this._signature) {
       return;
     }
@@ -214,25 +252,45 @@ export class ClusterSection extends OperationSection {
       this._jobs.appendChild(errorBox(this._listError));
     }
     if (!jobs.length) {
-      this._jobs.appendChild(h('p', { className: 'jp-Envpack-empty', text: 'No jobs yet.' }));
+      this._jobs.appendChild(
+        h('p', { className: 'jp-Envpack-empty', text: 'No jobs yet.' })
+      );
       return;
     }
     this._jobs.appendChild(
-      h('ul', { className: 'jp-Envpack-jobs' }, jobs.map(op => this._item(op)))
+      h(
+        'ul',
+        { className: 'jp-Envpack-jobs' },
+        jobs.map(op => this._item(op))
+      )
     );
   }
 
   private _item(op: IOperation): HTMLElement {
     const result = op.result as IJobResult | null | undefined;
-    const backend = result?.backend ?? (op.options?.backend as string | undefined) ?? '';
-    const details = h('details', { className: 'jp-Envpack-historyItem jp-Envpack-job' }, [
-      h('summary', {}, [
-        h('span', { className: `jp-Envpack-state jp-Envpack-state-${op.state}`, text: op.state }),
-        h('span', { className: 'jp-Envpack-kind', text: backend ? ` ${backend} ` : ' ' }),
-        h('span', { className: 'jp-Envpack-path', text: op.path }),
-        h('span', { className: 'jp-Envpack-time', text: ` ${formatTime(op.created)}` })
-      ])
-    ]);
+    const backend =
+      result?.backend ?? (op.options?.backend as string | undefined) ?? '';
+    const details = h(
+      'details',
+      { className: 'jp-Envpack-historyItem jp-Envpack-job' },
+      [
+        h('summary', {}, [
+          h('span', {
+            className: `jp-Envpack-state jp-Envpack-state-${op.state}`,
+            text: op.state
+          }),
+          h('span', {
+            className: 'jp-Envpack-kind',
+            text: backend ? ` ${backend} ` : ' '
+          }),
+          h('span', { className: 'jp-Envpack-path', text: op.path }),
+          h('span', {
+            className: 'jp-Envpack-time',
+            text: ` ${formatTime(op.created)}`
+          })
+        ])
+      ]
+    );
     details.dataset.operation = op.id;
     details.open = this._expanded.has(op.id);
     const expand = (): void => {
@@ -242,7 +300,14 @@ export class ClusterSection extends OperationSection {
       const view = new OperationView(this.model, { logOpen: true });
       view.setOperation(op);
       this._views.set(op.id, view);
-      details.append(view.node, h('div', { className: 'jp-Envpack-result' }, renderJobResult(op, this._open)));
+      details.append(
+        view.node,
+        h(
+          'div',
+          { className: 'jp-Envpack-result' },
+          renderJobResult(op, this._open)
+        )
+      );
       if (!this.model.log(op.id).length) {
         void this.model.follow(op.id); // replays the log of a finished job
       }
@@ -302,7 +367,10 @@ export namespace ClusterSection {
  * The DOM of a job's result: job id, backend, cluster state, and "Open <notebook>" when the
  * executed notebook came back.
  */
-export function renderJobResult(op: IOperation, open: (path: string) => void): HTMLElement[] {
+export function renderJobResult(
+  op: IOperation,
+  open: (path: string) => void
+): HTMLElement[] {
   const result = op.result as IJobResult | null | undefined;
   if (!result || typeof result !== 'object') {
     return [];
@@ -311,9 +379,14 @@ export function renderJobResult(op: IOperation, open: (path: string) => void): H
   const nodes: HTMLElement[] = [
     h('div', { className: 'jp-Envpack-jobInfo' }, [
       h('span', { className: 'jp-Envpack-label', text: 'Job ' }),
-      h('code', { className: 'jp-Envpack-jobId', text: String(result.job_id ?? '') }),
+      h('code', {
+        className: 'jp-Envpack-jobId',
+        text: String(result.job_id ?? '')
+      }),
       h('span', { text: result.backend ? ` on ${result.backend}` : '' }),
-      state ? h('span', { className: 'jp-Envpack-note', text: ` — ${state}` }) : null
+      state
+        ? h('span', { className: 'jp-Envpack-note', text: ` — ${state}` })
+        : null
     ])
   ];
   const output = result.output_path;
@@ -332,7 +405,13 @@ function uid(name: string): string {
 function input(name: string, placeholder: string): HTMLInputElement {
   return h('input', {
     className: `jp-Envpack-${name}`,
-    attrs: { id: uid(name), type: 'text', placeholder, spellcheck: 'false', autocomplete: 'off' }
+    attrs: {
+      id: uid(name),
+      type: 'text',
+      placeholder,
+      spellcheck: 'false',
+      autocomplete: 'off'
+    }
   });
 }
 

@@ -13,12 +13,17 @@ export class DockerfileSection extends EnvpackSection {
     super({ label: 'Dockerfile', rank: 20, ...options });
     this._save = options.saveFile;
     this.actions.append(
-      button('Copy', () => this._copy(), { title: 'Copy the Dockerfile to the clipboard' }),
+      button('Copy', () => this._copy(), {
+        title: 'Copy the Dockerfile to the clipboard'
+      }),
       button('Save', () => void this._saveFile(), {
         title: "Save the Dockerfile in the notebook's folder"
       })
     );
-    this._status = h('div', { className: 'jp-Envpack-note', attrs: { 'aria-live': 'polite' } });
+    this._status = h('div', {
+      className: 'jp-Envpack-note',
+      attrs: { 'aria-live': 'polite' }
+    });
   }
 
   protected watches(kind: EnvpackModel.ChangeKind): boolean {
@@ -29,15 +34,21 @@ export class DockerfileSection extends EnvpackSection {
     clear(this.body);
     const { path, dockerfile, dockerfileError } = this.model;
     if (!path) {
-      this.body.appendChild(h('p', { className: 'jp-Envpack-empty', text: 'Open a notebook.' }));
+      this.body.appendChild(
+        h('p', { className: 'jp-Envpack-empty', text: 'Open a notebook.' })
+      );
       return;
     }
     if (dockerfileError) {
       this.body.appendChild(errorBox(dockerfileError));
     } else if (dockerfile === null) {
-      this.body.appendChild(h('p', { className: 'jp-Envpack-loading', text: 'Rendering…' }));
+      this.body.appendChild(
+        h('p', { className: 'jp-Envpack-loading', text: 'Rendering…' })
+      );
     } else {
-      this.body.appendChild(h('pre', { className: 'jp-Envpack-dockerfile', text: dockerfile }));
+      this.body.appendChild(
+        h('pre', { className: 'jp-Envpack-dockerfile', text: dockerfile })
+      );
     }
     this.body.appendChild(this._status);
   }
@@ -54,7 +65,9 @@ export class DockerfileSection extends EnvpackSection {
     if (!path || dockerfile === null) {
       return;
     }
-    const folder = path.includes('/') ? path.slice(0, path.lastIndexOf('/')) : '';
+    const folder = path.includes('/')
+      ? path.slice(0, path.lastIndexOf('/'))
+      : '';
     const target = folder ? `${folder}/Dockerfile` : 'Dockerfile';
     try {
       const saved = await this._save(target, dockerfile);

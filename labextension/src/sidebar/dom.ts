@@ -53,7 +53,12 @@ export function h<K extends keyof HTMLElementTagNameMap>(
 export function button(
   label: string,
   onClick: () => void,
-  options: { className?: string; title?: string; accept?: boolean; warn?: boolean } = {}
+  options: {
+    className?: string;
+    title?: string;
+    accept?: boolean;
+    warn?: boolean;
+  } = {}
 ): HTMLButtonElement {
   const classes = ['jp-Button', 'jp-mod-styled', 'jp-Envpack-button'];
   if (options.accept) {
@@ -79,7 +84,11 @@ export function button(
  * A readable error box (message, then the hint on its own line).
  */
 export function errorBox(message: string): HTMLElement {
-  return h('div', { className: 'jp-Envpack-error', text: message, attrs: { role: 'alert' } });
+  return h('div', {
+    className: 'jp-Envpack-error',
+    text: message,
+    attrs: { role: 'alert' }
+  });
 }
 
 /**
@@ -98,7 +107,12 @@ export function formatTime(value: string | number | null | undefined): string {
   if (value === null || value === undefined || value === '') {
     return '';
   }
-  const ms = typeof value === 'number' ? (value < 1e12 ? value * 1000 : value) : Date.parse(value);
+  const ms =
+    typeof value === 'number'
+      ? value < 1e12
+        ? value * 1000
+        : value
+      : Date.parse(value);
   if (!Number.isFinite(ms)) {
     return String(value);
   }

@@ -11,7 +11,8 @@ export class EnvironmentSection extends EnvpackSection {
     super({ label: 'Environment', rank: 10, ...options });
     this.actions.appendChild(
       button('Refresh', () => void this.model.refresh(), {
-        title: 'Take the snapshot again (after installing packages or editing imports)'
+        title:
+          'Take the snapshot again (after installing packages or editing imports)'
       })
     );
   }
@@ -24,11 +25,18 @@ export class EnvironmentSection extends EnvpackSection {
     clear(this.body);
     const { path, snapshot, snapshotError, snapshotLoading } = this.model;
     if (!path) {
-      this.body.appendChild(h('p', { className: 'jp-Envpack-empty', text: 'Open a notebook.' }));
+      this.body.appendChild(
+        h('p', { className: 'jp-Envpack-empty', text: 'Open a notebook.' })
+      );
       return;
     }
     if (snapshotLoading) {
-      this.body.appendChild(h('p', { className: 'jp-Envpack-loading', text: 'Taking the snapshot…' }));
+      this.body.appendChild(
+        h('p', {
+          className: 'jp-Envpack-loading',
+          text: 'Taking the snapshot…'
+        })
+      );
     }
     if (snapshotError) {
       this.body.appendChild(errorBox(snapshotError));
@@ -54,7 +62,10 @@ export function renderSnapshot(snapshot: ISnapshot): HTMLElement[] {
   const pulled = snapshot.packages.filter(p => !p.requested);
   const nodes: HTMLElement[] = [
     h('div', { className: 'jp-Envpack-summary' }, [
-      h('span', { className: 'jp-Envpack-python', text: `Python ${snapshot.python.version}` }),
+      h('span', {
+        className: 'jp-Envpack-python',
+        text: `Python ${snapshot.python.version}`
+      }),
       h('span', {
         className: 'jp-Envpack-counts',
         text: `${requested.length} requested · ${pulled.length} pulled in`
@@ -77,17 +88,29 @@ export function renderSnapshot(snapshot: ISnapshot): HTMLElement[] {
     nodes.push(
       h('details', { className: 'jp-Envpack-files' }, [
         h('summary', { text: `Local files (${snapshot.local_files.length})` }),
-        h('ul', {}, snapshot.local_files.map(f => h('li', { text: f })))
+        h(
+          'ul',
+          {},
+          snapshot.local_files.map(f => h('li', { text: f }))
+        )
       ])
     );
   }
   return nodes;
 }
 
-function renderPackages(label: string, packages: IPackage[], open: boolean): HTMLElement {
+function renderPackages(
+  label: string,
+  packages: IPackage[],
+  open: boolean
+): HTMLElement {
   const rows = packages.map(p =>
     h('tr', { attrs: { 'data-package': p.name } }, [
-      h('td', { className: 'jp-Envpack-pkgName', text: p.name, title: (p.modules ?? []).join(', ') }),
+      h('td', {
+        className: 'jp-Envpack-pkgName',
+        text: p.name,
+        title: (p.modules ?? []).join(', ')
+      }),
       h('td', { className: 'jp-Envpack-pkgVersion', text: p.version })
     ])
   );
@@ -95,7 +118,10 @@ function renderPackages(label: string, packages: IPackage[], open: boolean): HTM
     h('summary', { text: `${label} (${packages.length})` }),
     packages.length
       ? h('table', { className: 'jp-Envpack-table' }, [h('tbody', {}, rows)])
-      : h('p', { className: 'jp-Envpack-empty', text: 'No third-party imports found.' })
+      : h('p', {
+          className: 'jp-Envpack-empty',
+          text: 'No third-party imports found.'
+        })
   ]);
   details.open = open;
   return details;
@@ -103,19 +129,31 @@ function renderPackages(label: string, packages: IPackage[], open: boolean): HTM
 
 function renderWarnings(warnings: IWarning[]): HTMLElement {
   const items = warnings.map(w =>
-    h('li', { className: 'jp-Envpack-warning', attrs: { 'data-code': w.code } }, [
-      h('div', {}, [
-        h('code', { className: 'jp-Envpack-warningCode', text: w.code }),
-        typeof w.cell === 'number'
-          ? h('span', { className: 'jp-Envpack-warningCell', text: ` cell ${w.cell}` })
-          : null,
-        h('span', { text: ` ${w.message}` })
-      ]),
-      w.hint ? h('div', { className: 'jp-Envpack-hint', text: `Fix: ${w.hint}` }) : null
-    ])
+    h(
+      'li',
+      { className: 'jp-Envpack-warning', attrs: { 'data-code': w.code } },
+      [
+        h('div', {}, [
+          h('code', { className: 'jp-Envpack-warningCode', text: w.code }),
+          typeof w.cell === 'number'
+            ? h('span', {
+                className: 'jp-Envpack-warningCell',
+                text: ` cell ${w.cell}`
+              })
+            : null,
+          h('span', { text: ` ${w.message}` })
+        ]),
+        w.hint
+          ? h('div', { className: 'jp-Envpack-hint', text: `Fix: ${w.hint}` })
+          : null
+      ]
+    )
   );
   return h('div', { className: 'jp-Envpack-warnings' }, [
-    h('div', { className: 'jp-Envpack-subtitle', text: `Warnings (${warnings.length})` }),
+    h('div', {
+      className: 'jp-Envpack-subtitle',
+      text: `Warnings (${warnings.length})`
+    }),
     h('ul', {}, items)
   ]);
 }

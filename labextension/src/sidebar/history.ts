@@ -15,11 +15,14 @@ export class HistorySection extends EnvpackSection {
     this._onlyCurrent.checked = true;
     this._onlyCurrent.addEventListener('change', () => this.render());
     this.actions.append(
-      h('label', { className: 'jp-Envpack-filter', title: 'Only the current notebook' }, [
-        this._onlyCurrent,
-        document.createTextNode('this notebook')
-      ]),
-      button('Refresh', () => void this._refresh(), { title: 'Reload the history' })
+      h(
+        'label',
+        { className: 'jp-Envpack-filter', title: 'Only the current notebook' },
+        [this._onlyCurrent, document.createTextNode('this notebook')]
+      ),
+      button('Refresh', () => void this._refresh(), {
+        title: 'Reload the history'
+      })
     );
   }
 
@@ -40,10 +43,18 @@ export class HistorySection extends EnvpackSection {
       op => !this._onlyCurrent.checked || op.path === this.model.path
     );
     if (!ops.length) {
-      this.body.appendChild(h('p', { className: 'jp-Envpack-empty', text: 'Nothing yet.' }));
+      this.body.appendChild(
+        h('p', { className: 'jp-Envpack-empty', text: 'Nothing yet.' })
+      );
       return;
     }
-    this.body.appendChild(h('ul', { className: 'jp-Envpack-history' }, ops.map(op => this._item(op))));
+    this.body.appendChild(
+      h(
+        'ul',
+        { className: 'jp-Envpack-history' },
+        ops.map(op => this._item(op))
+      )
+    );
   }
 
   dispose(): void {
@@ -56,10 +67,16 @@ export class HistorySection extends EnvpackSection {
   private _item(op: IOperation): HTMLElement {
     const details = h('details', { className: 'jp-Envpack-historyItem' }, [
       h('summary', {}, [
-        h('span', { className: `jp-Envpack-state jp-Envpack-state-${op.state}`, text: op.state }),
+        h('span', {
+          className: `jp-Envpack-state jp-Envpack-state-${op.state}`,
+          text: op.state
+        }),
         h('span', { className: 'jp-Envpack-kind', text: ` ${op.kind} ` }),
         h('span', { className: 'jp-Envpack-path', text: op.path }),
-        h('span', { className: 'jp-Envpack-time', text: ` ${formatTime(op.created)}` })
+        h('span', {
+          className: 'jp-Envpack-time',
+          text: ` ${formatTime(op.created)}`
+        })
       ])
     ]);
     details.dataset.operation = op.id;

@@ -39,7 +39,11 @@ export function createDefaultSections(options: {
     new EnvironmentSection({ model }),
     new DockerfileSection({ model, saveFile: options.saveFile }),
     new BuildSection({ model }),
-    new RunSection({ model, openPath: options.openPath, notebook: options.notebook }),
+    new RunSection({
+      model,
+      openPath: options.openPath,
+      notebook: options.notebook
+    }),
     new ClusterSection({ model, openPath: options.openPath }),
     new HistorySection({ model }),
     new ShareSection({ model })

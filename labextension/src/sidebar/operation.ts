@@ -27,15 +27,25 @@ export class OperationView implements IDisposable {
       'div',
       {
         className: 'jp-Envpack-progress',
-        attrs: { role: 'progressbar', 'aria-valuemin': '0', 'aria-valuemax': '100' }
+        attrs: {
+          role: 'progressbar',
+          'aria-valuemin': '0',
+          'aria-valuemax': '100'
+        }
       },
       [this._bar]
     );
-    this._error = h('div', { className: 'jp-Envpack-error', attrs: { role: 'alert' } });
+    this._error = h('div', {
+      className: 'jp-Envpack-error',
+      attrs: { role: 'alert' }
+    });
     this._ended = h('div', { className: 'jp-Envpack-note jp-Envpack-ended' });
     this._pre = h('pre', { className: 'jp-Envpack-logText' });
     this._summary = h('summary', { text: 'Log' });
-    this._log = h('details', { className: 'jp-Envpack-log' }, [this._summary, this._pre]);
+    this._log = h('details', { className: 'jp-Envpack-log' }, [
+      this._summary,
+      this._pre
+    ]);
     this._log.open = options.logOpen ?? false;
     this.node.append(
       h('div', { className: 'jp-Envpack-operationHeader' }, [
@@ -88,7 +98,9 @@ export class OperationView implements IDisposable {
     const error = cancelled ? '' : describeError(op.error);
     this._error.textContent = error;
     this._error.hidden = !error;
-    this._ended.textContent = cancelled ? `Cancelled${op.stage ? ` during ${op.stage}` : ''}.` : '';
+    this._ended.textContent = cancelled
+      ? `Cancelled${op.stage ? ` during ${op.stage}` : ''}.`
+      : '';
     this._ended.hidden = !cancelled;
     if (changedId) {
       this._renderLog();
@@ -108,10 +120,17 @@ export class OperationView implements IDisposable {
 
   private _renderProgress(op: IOperation): void {
     const running = !isTerminal(op);
-    const value = typeof op.progress === 'number' ? Math.max(0, Math.min(1, op.progress)) : null;
+    const value =
+      typeof op.progress === 'number'
+        ? Math.max(0, Math.min(1, op.progress))
+        : null;
     this._progress.hidden = !running && op.state !== 'succeeded';
-    this._progress.classList.toggle('jp-mod-indeterminate', running && value === null);
-    const percent = op.state === 'succeeded' ? 100 : Math.round((value ?? 0) * 100);
+    this._progress.classList.toggle(
+      'jp-mod-indeterminate',
+      running && value === null
+    );
+    const percent =
+      op.state === 'succeeded' ? 100 : Math.round((value ?? 0) * 100);
     this._bar.style.width = `${percent}%`;
     this._progress.setAttribute('aria-valuenow', String(percent));
   }
@@ -120,7 +139,11 @@ export class OperationView implements IDisposable {
    * A finished operation seen after a page load was never followed: fetch its log once.
    */
   private _replayLog(op: IOperation): void {
-    if (isTerminal(op) && !this._model.log(op.id).length && !this._replayed.has(op.id)) {
+    if (
+      isTerminal(op) &&
+      !this._model.log(op.id).length &&
+      !this._replayed.has(op.id)
+    ) {
       this._replayed.add(op.id);
       void this._model.follow(op.id);
     }
@@ -140,8 +163,12 @@ export class OperationView implements IDisposable {
     if (!this._op || chunk.id !== this._op.id) {
       return;
     }
-    const atBottom = this._pre.scrollTop + this._pre.clientHeight >= this._pre.scrollHeight - 4;
-    this._pre.appendChild(document.createTextNode(chunk.lines.join('\n') + '\n'));
+    const atBottom =
+      this._pre.scrollTop + this._pre.clientHeight >=
+      this._pre.scrollHeight - 4;
+    this._pre.appendChild(
+      document.createTextNode(chunk.lines.join('\n') + '\n')
+    );
     this._lines += chunk.lines.length;
     if (this._lines > this._model.log(chunk.id).length + 500) {
       // The model dropped old lines: re-render from it so the DOM stays bounded too.
@@ -207,13 +234,17 @@ export namespace OperationView {
  * "stage message" of a running operation.
  */
 function stageText(op: IOperation): string {
-  return op.stage || op.message ? `${op.stage ?? ''} ${op.message ?? ''}`.trim() : '';
+  return op.stage || op.message
+    ? `${op.stage ?? ''} ${op.message ?? ''}`.trim()
+    : '';
 }
 
 /**
  * The readable form of an operation's error (message, then the hint).
  */
-export function describeError(error: IErrorInfo | string | null | undefined): string {
+export function describeError(
+  error: IErrorInfo | string | null | undefined
+): string {
   if (!error) {
     return '';
   }

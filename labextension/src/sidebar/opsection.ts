@@ -21,7 +21,10 @@ export abstract class OperationSection extends EnvpackSection {
       title: options.buttonTitle
     });
     this._buttonTitle = options.buttonTitle;
-    this.error = h('div', { className: 'jp-Envpack-error', attrs: { role: 'alert' } });
+    this.error = h('div', {
+      className: 'jp-Envpack-error',
+      attrs: { role: 'alert' }
+    });
     this.result = h('div', { className: 'jp-Envpack-result' });
     this.view = new OperationView(this.model, { logOpen: options.logOpen });
     this._why = h('div', {
@@ -60,7 +63,12 @@ export abstract class OperationSection extends EnvpackSection {
   protected abstract renderResult(op: IOperation | null): void;
 
   protected watches(kind: EnvpackModel.ChangeKind): boolean {
-    return kind === 'path' || kind === 'operations' || kind === 'settings' || kind === 'status';
+    return (
+      kind === 'path' ||
+      kind === 'operations' ||
+      kind === 'settings' ||
+      kind === 'status'
+    );
   }
 
   render(): void {
@@ -103,7 +111,11 @@ export abstract class OperationSection extends EnvpackSection {
   }
 
   private _onOperation(_: EnvpackModel, op: IOperation): void {
-    if (op.kind === this.kind && op.path === this.model.path && this.isAttached) {
+    if (
+      op.kind === this.kind &&
+      op.path === this.model.path &&
+      this.isAttached
+    ) {
       this.render();
     }
   }

@@ -31,10 +31,16 @@ export class EnvpackSidebar extends SidePanel implements IEnvpackSidebar {
   readonly client: EnvpackClient;
 
   addSection(section: Widget, options: ISectionOptions = {}): void {
-    const rank = options.rank ?? (section as Widget & { rank?: number }).rank ?? 100;
+    const rank =
+      options.rank ?? (section as Widget & { rank?: number }).rank ?? 100;
     this._ranks.set(section, rank);
-    const index = this.widgets.findIndex(w => (this._ranks.get(w) ?? 100) > rank);
-    this.content.insertWidget(index === -1 ? this.widgets.length : index, section);
+    const index = this.widgets.findIndex(
+      w => (this._ranks.get(w) ?? 100) > rank
+    );
+    this.content.insertWidget(
+      index === -1 ? this.widgets.length : index,
+      section
+    );
     section.disposed.connect(() => this._ranks.delete(section));
   }
 
@@ -91,7 +97,9 @@ export function statusProblems(model: EnvpackModel): string[] {
   if (status?.engine && status.engine.reachable === false) {
     const why = describeError(status.engine.error ?? null) || 'unknown error';
     // The server's message usually names the problem already; do not say it twice.
-    problems.push(/docker engine/i.test(why) ? why : `Docker engine not reachable: ${why}`);
+    problems.push(
+      /docker engine/i.test(why) ? why : `Docker engine not reachable: ${why}`
+    );
   }
   if (status?.degraded) {
     problems.push(`Operations history unavailable: ${status.degraded}`);

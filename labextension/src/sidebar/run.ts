@@ -23,7 +23,8 @@ export class RunSection extends OperationSection {
       kind: 'run',
       needsEngine: true,
       buttonLabel: 'Rerun in container',
-      buttonTitle: 'Build if needed, execute the notebook in its image and compare the outputs',
+      buttonTitle:
+        'Build if needed, execute the notebook in its image and compare the outputs',
       buttonClass: 'jp-Envpack-runButton',
       ...options
     });
@@ -31,7 +32,8 @@ export class RunSection extends OperationSection {
     this._notebook = options.notebook ?? {};
     this._params = h('textarea', {
       className: 'jp-Envpack-parameters',
-      title: 'One parameter per line: name = value (JSON, else a string), like papermill -p',
+      title:
+        'One parameter per line: name = value (JSON, else a string), like papermill -p',
       attrs: {
         rows: '2',
         placeholder: 'parameters, e.g. n = 3',
@@ -50,11 +52,15 @@ export class RunSection extends OperationSection {
   protected renderResult(op: IOperation | null): void {
     const result = op?.result as IRunResult | null | undefined;
     if (result?.build?.image) {
-      this.result.appendChild(h('div', { className: 'jp-Envpack-row' }, renderImage(result.build)));
+      this.result.appendChild(
+        h('div', { className: 'jp-Envpack-row' }, renderImage(result.build))
+      );
     }
     if (result?.report && op) {
       const actions = { ...this._notebook, path: op.path };
-      this.result.append(...renderReport(result.report, result.output_path, this._open, actions));
+      this.result.append(
+        ...renderReport(result.report, result.output_path, this._open, actions)
+      );
     }
   }
 
@@ -101,7 +107,9 @@ export function parseParameters(text: string): Record<string, unknown> {
     const eq = line.indexOf('=');
     const name = (eq === -1 ? '' : line.slice(0, eq)).trim();
     if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(name)) {
-      throw new Error(`Parameter line ${i + 1}: write "name = value" with a Python identifier.`);
+      throw new Error(
+        `Parameter line ${i + 1}: write "name = value" with a Python identifier.`
+      );
     }
     const value = line.slice(eq + 1).trim();
     try {
@@ -129,13 +137,18 @@ export function summaryText(report: IReport): string {
  * The verdict of a report (older servers send only `reproduced`).
  */
 export function reportVerdict(report: IReport): ReportVerdict {
-  return report.verdict ?? (report.reproduced ? 'reproduced' : 'not-reproduced');
+  return (
+    report.verdict ?? (report.reproduced ? 'reproduced' : 'not-reproduced')
+  );
 }
 
 const VERDICTS: Record<ReportVerdict, { text: string; className: string }> = {
   reproduced: { text: 'Reproduced', className: 'jp-mod-success' },
   'not-reproduced': { text: 'Not reproduced', className: 'jp-mod-failure' },
-  'nothing-to-compare': { text: 'Nothing to compare', className: 'jp-mod-neutral' }
+  'nothing-to-compare': {
+    text: 'Nothing to compare',
+    className: 'jp-mod-neutral'
+  }
 };
 
 /**
@@ -156,7 +169,11 @@ export function renderReport(
         'run the notebook, save it, and rerun.'
       : summaryText(report);
   const nodes: HTMLElement[] = [
-    h('div', { className: `jp-Envpack-verdict ${className}`, text, attrs: { 'data-verdict': verdict } }),
+    h('div', {
+      className: `jp-Envpack-verdict ${className}`,
+      text,
+      attrs: { 'data-verdict': verdict }
+    }),
     h('div', { className: 'jp-Envpack-note', text: note }),
     renderParameters(report.parameters),
     ...(report.warnings ?? []).map(w => renderWarning(w, notebook)),
@@ -171,12 +188,16 @@ export function renderReport(
 /**
  * The parameters the rerun used, `name = value` per line (nothing when none were given).
  */
-function renderParameters(parameters: Record<string, unknown> | undefined): HTMLElement | null {
+function renderParameters(
+  parameters: Record<string, unknown> | undefined
+): HTMLElement | null {
   const entries = Object.entries(parameters ?? {});
   if (!entries.length) {
     return null;
   }
-  const text = entries.map(([name, value]) => `${name} = ${JSON.stringify(value)}`).join('\n');
+  const text = entries
+    .map(([name, value]) => `${name} = ${JSON.stringify(value)}`)
+    .join('\n');
   return h('div', { className: 'jp-Envpack-usedParameters' }, [
     h('span', { className: 'jp-Envpack-label', text: 'Parameters used' }),
     h('pre', { className: 'jp-Envpack-code', text })
@@ -190,27 +211,46 @@ function renderWarning(
   warning: IReportWarning,
   notebook: INotebookActions & { path?: string }
 ): HTMLElement {
-  const node = h('div', { className: 'jp-Envpack-warning', attrs: { 'data-code': warning.code } }, [
-    h('div', { text: warning.message }),
-    warning.hint ? h('div', { className: 'jp-Envpack-hint', text: `Fix: ${warning.hint}` }) : null
-  ]);
+  const node = h(
+    'div',
+    { className: 'jp-Envpack-warning', attrs: { 'data-code': warning.code } },
+    [
+      h('div', { text: warning.message }),
+      warning.hint
+        ? h('div', {
+            className: 'jp-Envpack-hint',
+            text: `Fix: ${warning.hint}`
+          })
+        : null
+    ]
+  );
   const { tagParameters, path } = notebook;
   const cell = warning.cell;
   const untagged = warning.hint?.startsWith('tag ');
-  if (warning.code === 'parameters-overridden' && untagged && tagParameters && path && typeof cell === 'number') {
+  if (
+    warning.code === 'parameters-overridden' &&
+    untagged &&
+    tagParameters &&
+    path &&
+    typeof cell === 'number'
+  ) {
     const tag = button(
       `Tag cell ${cell + 1} as parameters`,
       () => {
         tag.disabled = true;
         tagParameters(path, cell).then(
-          () => (tag.textContent = `Cell ${cell + 1} tagged: rerun to use the parameters`),
+          () =>
+            (tag.textContent = `Cell ${cell + 1} tagged: rerun to use the parameters`),
           err => {
             tag.disabled = false;
             tag.title = `Could not tag the cell: ${err}`;
           }
         );
       },
-      { className: 'jp-Envpack-tagParameters', title: `Add the tag "parameters" to cell ${cell + 1} and save the notebook` }
+      {
+        className: 'jp-Envpack-tagParameters',
+        title: `Add the tag "parameters" to cell ${cell + 1} and save the notebook`
+      }
     );
     node.appendChild(tag);
   }
@@ -220,7 +260,10 @@ function renderWarning(
 /**
  * A row with an "Open <path>" link that opens a notebook of the server's contents.
  */
-export function openOutputLink(path: string, open: (path: string) => void): HTMLElement {
+export function openOutputLink(
+  path: string,
+  open: (path: string) => void
+): HTMLElement {
   const link = h('a', {
     className: 'jp-Envpack-openOutput',
     text: `Open ${path}`,
@@ -235,12 +278,24 @@ export function openOutputLink(path: string, open: (path: string) => void): HTML
 
 function renderCell(cell: ICellResult): HTMLElement {
   const detail = cell.ename ? `${cell.ename}: ${cell.evalue ?? ''}` : '';
-  const item = h('li', { className: 'jp-Envpack-cell', attrs: { 'data-status': cell.status } }, [
-    // Numbered as JupyterLab numbers cells: from 1, markdown cells included.
-    h('span', { className: 'jp-Envpack-cellIndex', text: `Cell ${cell.index + 1}` }),
-    h('span', { className: `jp-Envpack-badge jp-Envpack-cell-${cell.status}`, text: cell.status }),
-    detail ? h('div', { className: 'jp-Envpack-cellError', text: detail }) : null
-  ]);
+  const item = h(
+    'li',
+    { className: 'jp-Envpack-cell', attrs: { 'data-status': cell.status } },
+    [
+      // Numbered as JupyterLab numbers cells: from 1, markdown cells included.
+      h('span', {
+        className: 'jp-Envpack-cellIndex',
+        text: `Cell ${cell.index + 1}`
+      }),
+      h('span', {
+        className: `jp-Envpack-badge jp-Envpack-cell-${cell.status}`,
+        text: cell.status
+      }),
+      detail
+        ? h('div', { className: 'jp-Envpack-cellError', text: detail })
+        : null
+    ]
+  );
   if (cell.diff) {
     item.appendChild(
       h('details', { className: 'jp-Envpack-diff' }, [

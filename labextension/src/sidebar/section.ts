@@ -31,7 +31,10 @@ export abstract class EnvpackSection extends Widget {
     this.actions = h('div', { className: 'jp-Envpack-sectionActions' });
     this.body = h('div', { className: 'jp-Envpack-sectionBody' });
     this.node.appendChild(
-      h('div', { className: 'jp-Envpack-sectionHeader' }, [this._toggle, this.actions])
+      h('div', { className: 'jp-Envpack-sectionHeader' }, [
+        this._toggle,
+        this.actions
+      ])
     );
     this.node.appendChild(this.body);
     this.model.changed.connect(this._onModelChanged, this);
@@ -87,7 +90,10 @@ export abstract class EnvpackSection extends Widget {
     super.dispose();
   }
 
-  private _onModelChanged(_: EnvpackModel, kind: EnvpackModel.ChangeKind): void {
+  private _onModelChanged(
+    _: EnvpackModel,
+    kind: EnvpackModel.ChangeKind
+  ): void {
     if (this.watches(kind) && this.isAttached) {
       this.render();
     }

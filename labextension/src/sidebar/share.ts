@@ -28,13 +28,20 @@ export class ShareSection extends EnvpackSection {
         title: 'Check the Binder link and the git state again'
       })
     );
-    this._writeButton = button('Write binder/ folder', () => void this._write(), {
-      className: 'jp-Envpack-writeBinder',
-      title:
-        "Write binder/requirements.txt and runtime.txt (pinned from the notebook's kernel) at " +
-        'the root of its git repository'
+    this._writeButton = button(
+      'Write binder/ folder',
+      () => void this._write(),
+      {
+        className: 'jp-Envpack-writeBinder',
+        title:
+          "Write binder/requirements.txt and runtime.txt (pinned from the notebook's kernel) at " +
+          'the root of its git repository'
+      }
+    );
+    this._status = h('div', {
+      className: 'jp-Envpack-note',
+      attrs: { 'aria-live': 'polite' }
     });
-    this._status = h('div', { className: 'jp-Envpack-note', attrs: { 'aria-live': 'polite' } });
     this.model.changed.connect(this._onSnapshot, this);
   }
 
@@ -102,7 +109,9 @@ export class ShareSection extends EnvpackSection {
     }
     const path = this.model.path;
     if (!path) {
-      this.body.appendChild(h('p', { className: 'jp-Envpack-empty', text: 'Open a notebook.' }));
+      this.body.appendChild(
+        h('p', { className: 'jp-Envpack-empty', text: 'Open a notebook.' })
+      );
       return;
     }
     if (path !== this._loadedPath) {
@@ -113,13 +122,19 @@ export class ShareSection extends EnvpackSection {
       this.body.appendChild(errorBox(this._error));
     } else if (!this._info) {
       this.body.appendChild(
-        h('p', { className: 'jp-Envpack-loading', text: 'Checking the git repository…' })
+        h('p', {
+          className: 'jp-Envpack-loading',
+          text: 'Checking the git repository…'
+        })
       );
     } else {
       this.body.append(...this._renderInfo(this._info));
     }
     this._writeButton.disabled = this._writing;
-    this.body.append(h('div', { className: 'jp-Envpack-row' }, [this._writeButton]), this._status);
+    this.body.append(
+      h('div', { className: 'jp-Envpack-row' }, [this._writeButton]),
+      this._status
+    );
   }
 
   /**
@@ -147,7 +162,11 @@ export class ShareSection extends EnvpackSection {
         ? h('a', {
             className: 'jp-Envpack-binderLink',
             text: info.link,
-            attrs: { href: info.link, target: '_blank', rel: 'noopener noreferrer' }
+            attrs: {
+              href: info.link,
+              target: '_blank',
+              rel: 'noopener noreferrer'
+            }
           })
         : h('code', { className: 'jp-Envpack-binderLink', text: info.link });
       nodes.push(
@@ -174,9 +193,11 @@ export class ShareSection extends EnvpackSection {
     }
     if (info.warnings.length) {
       nodes.push(
-        h('div', { className: 'jp-Envpack-warnings jp-Envpack-binderWarnings' }, [
-          h('ul', {}, info.warnings.map(renderWarning))
-        ])
+        h(
+          'div',
+          { className: 'jp-Envpack-warnings jp-Envpack-binderWarnings' },
+          [h('ul', {}, info.warnings.map(renderWarning))]
+        )
       );
     } else if (info.link) {
       nodes.push(
@@ -190,18 +211,33 @@ export class ShareSection extends EnvpackSection {
   }
 
   private _badge(name: string, text: string): HTMLElement {
-    return h('div', { className: 'jp-Envpack-binderRow', attrs: { 'data-badge': name.toLowerCase() } }, [
-      h('span', { className: 'jp-Envpack-badgeName', text: `${name} ` }),
-      h('code', { className: 'jp-Envpack-badgeText', text }),
-      this._copyButton(`Copy ${name}`, text, `the ${name} badge`)
-    ]);
+    return h(
+      'div',
+      {
+        className: 'jp-Envpack-binderRow',
+        attrs: { 'data-badge': name.toLowerCase() }
+      },
+      [
+        h('span', { className: 'jp-Envpack-badgeName', text: `${name} ` }),
+        h('code', { className: 'jp-Envpack-badgeText', text }),
+        this._copyButton(`Copy ${name}`, text, `the ${name} badge`)
+      ]
+    );
   }
 
-  private _copyButton(label: string, text: string, what: string): HTMLButtonElement {
-    return button(label, () => {
-      this._copy(text);
-      this._status.textContent = `Copied ${what}.`;
-    }, { className: 'jp-Envpack-copy', title: `Copy ${what} to the clipboard` });
+  private _copyButton(
+    label: string,
+    text: string,
+    what: string
+  ): HTMLButtonElement {
+    return button(
+      label,
+      () => {
+        this._copy(text);
+        this._status.textContent = `Copied ${what}.`;
+      },
+      { className: 'jp-Envpack-copy', title: `Copy ${what} to the clipboard` }
+    );
   }
 
   private async _write(): Promise<void> {
@@ -214,7 +250,9 @@ export class ShareSection extends EnvpackSection {
     this.render();
     try {
       const result = await this.model.client.writeBinder(path);
-      const removed = result.removed.length ? `; removed ${result.removed.join(', ')}` : '';
+      const removed = result.removed.length
+        ? `; removed ${result.removed.join(', ')}`
+        : '';
       this._status.textContent = `Wrote ${result.written.join(', ')}${removed}. Commit and push them.`;
     } catch (err) {
       this._status.textContent = `Could not write binder/: ${errorMessage(err)}`;
@@ -251,8 +289,20 @@ export namespace ShareSection {
  * One warning with its fix.
  */
 export function renderWarning(warning: IWarning): HTMLElement {
-  return h('li', { className: 'jp-Envpack-warning', attrs: { 'data-code': warning.code } }, [
-    h('div', { className: 'jp-Envpack-warningMessage', text: warning.message }),
-    warning.hint ? h('div', { className: 'jp-Envpack-hint', text: `Fix: ${warning.hint}` }) : null
-  ]);
+  return h(
+    'li',
+    { className: 'jp-Envpack-warning', attrs: { 'data-code': warning.code } },
+    [
+      h('div', {
+        className: 'jp-Envpack-warningMessage',
+        text: warning.message
+      }),
+      warning.hint
+        ? h('div', {
+            className: 'jp-Envpack-hint',
+            text: `Fix: ${warning.hint}`
+          })
+        : null
+    ]
+  );
 }
