@@ -22,7 +22,7 @@ from ..image.context import notebook_bytes, strip_outputs
 from ..image.dockerfile import RUNNER_PREFIX, RUNNER_SCRIPT, USER_ID, WORKDIR
 from ..image.engine import base_labels, connect
 from ..image.refs import validate_reference
-from ..snapshot.notebook import parse_notebook, read_notebook_bytes
+from ..snapshot.notebook import dumps_notebook, parse_notebook, read_notebook_bytes
 from .compare import Report, compare_notebooks
 from .parameters import injection_index, parameters_cell_source, validate_parameters
 from .runner import (
@@ -348,9 +348,10 @@ def collect_run(
         allow_errors = _has_errors(original)
     output = output or (Path(opts.output) if opts.output else default_output(path))
     executed = parse_notebook(executed_text.encode("utf-8"), name="the executed notebook")
+    keep_notebook_kernel(executed, original)
     output.parent.mkdir(parents=True, exist_ok=True)
     tmp = output.with_name(output.name + ".part")
-    tmp.write_text(executed_text, encoding="utf-8")
+    tmp.write_text(dumps_notebook(executed), encoding="utf-8")
     tmp.replace(output)
     report = compare_notebooks(original, executed, opts.tolerance, opts.parameters)
     report.run_status = {
@@ -363,6 +364,22 @@ def collect_run(
     report.output_path = str(output)
     reporter(ProgressEvent("run", f"executed notebook written to {output.name}", "info", 1.0))
     return RunResult(output, report, code, 0.0)
+
+
+def keep_notebook_kernel(executed: Any, original: Any) -> None:
+    """Give the executed copy the notebook's own ``kernelspec`` and ``language_info``.
+
+    JupyterLab rewrites both when it connects a kernel, so a copy carrying the image's values
+    opened as modified (issue 12.4). The image's values stay under ``metadata.envpack``.
+    """
+    meta = executed.setdefault("metadata", {})
+    ours = meta.setdefault("envpack", {})
+    mine = original.get("metadata") or {}
+    for key in ("kernelspec", "language_info"):
+        if key in meta:
+            ours[key] = meta[key]
+        if key in mine:
+            meta[key] = mine[key]
 
 
 def _wait(client: Any, container: Any, opts: RunOptions, cancel: CancelToken | None) -> int:

@@ -6,7 +6,12 @@ import {
   JupyterFrontEnd,
   JupyterFrontEndPlugin
 } from '@jupyterlab/application';
-import { Dialog, ICommandPalette, showDialog } from '@jupyterlab/apputils';
+import {
+  Dialog,
+  ICommandPalette,
+  Notification,
+  showDialog
+} from '@jupyterlab/apputils';
 import { INotebookTracker } from '@jupyterlab/notebook';
 import { ISettingRegistry } from '@jupyterlab/settingregistry';
 
@@ -17,7 +22,7 @@ import { EnvpackModel } from './model';
 import { followNotebooks, tagParametersCell } from './notebooks';
 import { createDefaultSections, EnvpackSidebar } from './sidebar';
 import { ContaineriseButtonExtension } from './toolbar';
-import { CommandIDs, IEnvpackSidebar } from './tokens';
+import { CommandIDs, IEnvpackSidebar, IOperation } from './tokens';
 
 export * from './api';
 export * from './model';
@@ -46,7 +51,11 @@ const plugin: JupyterFrontEndPlugin<IEnvpackSidebar> = {
       serverSettings: app.serviceManager.serverSettings
     });
     const model = new EnvpackModel({ client });
-    const sidebar = new EnvpackSidebar({ model, client });
+    const sidebar = new EnvpackSidebar({
+      model,
+      client,
+      notify: (op, text) => notifyEnded(app, op, text)
+    });
     sidebar.title.icon = envpackIcon;
     sidebar.title.caption = 'Envpack: environment, Dockerfile, build and rerun';
     const sections = createDefaultSections({
@@ -110,6 +119,28 @@ const plugin: JupyterFrontEndPlugin<IEnvpackSidebar> = {
     return sidebar;
   }
 };
+
+/**
+ * A JupyterLab notification for an operation that ended while the sidebar was closed.
+ */
+function notifyEnded(app: JupyterFrontEnd, op: IOperation, text: string): void {
+  const type =
+    op.state === 'succeeded'
+      ? 'success'
+      : op.state === 'cancelled'
+        ? 'info'
+        : 'error';
+  Notification.emit(text, type, {
+    autoClose: 8000,
+    actions: [
+      {
+        label: 'Show',
+        caption: 'Open the Envpack sidebar',
+        callback: () => app.shell.activateById('jp-envpack-sidebar')
+      }
+    ]
+  });
+}
 
 /**
  * Save a text file through the contents service, asking before overwriting an existing one.

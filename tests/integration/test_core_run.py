@@ -50,6 +50,11 @@ def test_a_notebook_reproduces_and_comes_back(
     executed = nbformat.read(result.output_path, as_version=4)
     assert executed.cells[2].outputs[0]["data"]["text/plain"] == "42"
     assert own_containers() == []
+    # The copy keeps the notebook's kernel metadata (JupyterLab opens it unmodified, issue 12.4)
+    original = nbformat.read(path, as_version=4).metadata
+    assert executed.metadata.kernelspec == original.kernelspec
+    assert executed.metadata.language_info == original.language_info
+    assert executed.metadata.envpack.language_info.version.startswith("3.")
 
 
 def test_parameters_reach_the_tagged_cell(shared_image, make_notebook, test_labels) -> None:

@@ -5,8 +5,14 @@ import { Widget } from '@lumino/widgets';
 
 import { EnvpackClient } from '../api';
 import { EnvpackModel } from '../model';
-import { OperationView, renderReport, RunSection } from '../sidebar';
-import { IReport } from '../tokens';
+import {
+  Announcer,
+  createDefaultSections,
+  OperationView,
+  renderReport,
+  RunSection
+} from '../sidebar';
+import { IOperation, IReport } from '../tokens';
 import { FakeServer, frame, json, operation, sse } from './fakeserver';
 
 const tick = (ms = 20): Promise<void> => new Promise(r => setTimeout(r, ms));
@@ -217,6 +223,54 @@ describe('12.4 operation view', () => {
       bar.getAttribute('aria-valuenow')
     ]).toEqual(['0', '100', '40']);
     view.dispose();
+    model.dispose();
+  });
+});
+
+describe('12.7/12.9 announcements and accessible names', () => {
+  it('announces state changes and the verdict, and notifies an end while hidden', () => {
+    const model = makeModel(new FakeServer());
+    const ended: string[] = [];
+    const announcer = new Announcer(model, (_, text) => void ended.push(text));
+    const emit = (op: IOperation): void => (model as any)._upsert(op);
+    emit(operation({ id: 'old', kind: 'run', state: 'succeeded' })); // history: not news
+    expect(announcer.node.textContent).toBe('');
+    emit(operation({ kind: 'run', state: 'running' }));
+    expect(announcer.node.textContent).toBe('Run of nb.ipynb running.');
+    const result = {
+      output_path: null,
+      report: { ...REPORT, verdict: 'nothing-to-compare' }
+    };
+    emit(operation({ kind: 'run', state: 'succeeded', result }));
+    expect(announcer.node.getAttribute('aria-live')).toBe('polite');
+    expect(ended).toEqual(['Run of nb.ipynb succeeded: nothing to compare.']);
+    announcer.dispose();
+    model.dispose();
+  });
+
+  it('gives the four Refresh buttons and two filters distinct names', () => {
+    const model = makeModel(new FakeServer(), 60_000);
+    const sections = createDefaultSections({
+      model,
+      saveFile: async () => true,
+      openPath: () => undefined
+    });
+    sections.forEach(s => Widget.attach(s, document.body));
+    const names = (selector: string): string[] =>
+      Array.from(document.querySelectorAll<HTMLElement>(selector)).map(
+        n => n.getAttribute('aria-label') ?? n.textContent ?? ''
+      );
+    const refresh = names('button').filter(n => /refresh/i.test(n));
+    expect(refresh).toHaveLength(4);
+    expect(new Set(refresh).size).toBe(4);
+    const filters = names('input[type="checkbox"]').filter(n =>
+      /this notebook/.test(n)
+    );
+    expect(filters).toEqual([
+      'Jobs of this notebook only',
+      'History of this notebook only'
+    ]);
+    sections.forEach(s => s.dispose());
     model.dispose();
   });
 });

@@ -59,7 +59,9 @@ export class ClusterSection extends OperationSection {
     this.body.insertBefore(this._backendNotes, this._params);
     this.body.insertBefore(form, this._backendNotes);
 
-    this._onlyCurrent = h('input', { attrs: { type: 'checkbox' } });
+    this._onlyCurrent = h('input', {
+      attrs: { type: 'checkbox', 'aria-label': 'Jobs of this notebook only' }
+    });
     this._onlyCurrent.checked = true;
     this._onlyCurrent.addEventListener('change', () => this._renderJobs());
     this._listError = '';
@@ -77,6 +79,7 @@ export class ClusterSection extends OperationSection {
         ),
         button('Refresh', () => void this.refreshJobs(), {
           className: 'jp-Envpack-refreshJobs',
+          ariaLabel: 'Refresh cluster jobs',
           title: 'Reload the cluster jobs from the server'
         })
       ])

@@ -47,7 +47,12 @@ export class DockerfileSection extends EnvpackSection {
       );
     } else {
       this.body.appendChild(
-        h('pre', { className: 'jp-Envpack-dockerfile', text: dockerfile })
+        h('pre', {
+          className: 'jp-Envpack-dockerfile',
+          text: dockerfile,
+          // A named, focusable scrolling region (keyboard users can scroll it).
+          attrs: { 'aria-label': 'Dockerfile', tabindex: '0' }
+        })
       );
     }
     this.body.appendChild(this._status);

@@ -58,6 +58,10 @@ export function button(
     title?: string;
     accept?: boolean;
     warn?: boolean;
+    /**
+     * The accessible name when the label alone is ambiguous (four sections have "Refresh").
+     */
+    ariaLabel?: string;
   } = {}
 ): HTMLButtonElement {
   const classes = ['jp-Button', 'jp-mod-styled', 'jp-Envpack-button'];
@@ -74,7 +78,9 @@ export function button(
     className: classes.join(' '),
     text: label,
     title: options.title,
-    attrs: { type: 'button' }
+    attrs: options.ariaLabel
+      ? { type: 'button', 'aria-label': options.ariaLabel }
+      : { type: 'button' }
   });
   node.addEventListener('click', () => onClick());
   return node;

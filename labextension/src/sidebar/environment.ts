@@ -11,6 +11,7 @@ export class EnvironmentSection extends EnvpackSection {
     super({ label: 'Environment', rank: 10, ...options });
     this.actions.appendChild(
       button('Refresh', () => void this.model.refresh(), {
+        ariaLabel: 'Refresh environment',
         title:
           'Take the snapshot again (after installing packages or editing imports)'
       })

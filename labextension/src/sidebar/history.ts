@@ -11,16 +11,22 @@ import { EnvpackSection } from './section';
 export class HistorySection extends EnvpackSection {
   constructor(options: HistorySection.IOptions) {
     super({ label: 'History', rank: 50, ...options });
-    this._onlyCurrent = h('input', { attrs: { type: 'checkbox' } });
+    this._onlyCurrent = h('input', {
+      attrs: { type: 'checkbox', 'aria-label': 'History of this notebook only' }
+    });
     this._onlyCurrent.checked = true;
     this._onlyCurrent.addEventListener('change', () => this.render());
     this.actions.append(
       h(
         'label',
-        { className: 'jp-Envpack-filter', title: 'Only the current notebook' },
+        {
+          className: 'jp-Envpack-filter',
+          title: 'Only the current notebook'
+        },
         [this._onlyCurrent, document.createTextNode('this notebook')]
       ),
       button('Refresh', () => void this._refresh(), {
+        ariaLabel: 'Refresh history',
         title: 'Reload the history'
       })
     );

@@ -12,6 +12,7 @@ import { HistorySection } from './history';
 import { INotebookActions, RunSection } from './run';
 import { ShareSection } from './share';
 
+export * from './announce';
 export * from './build';
 export * from './cluster';
 export * from './dockerfile';

@@ -40,7 +40,10 @@ export class OperationView implements IDisposable {
       attrs: { role: 'alert' }
     });
     this._ended = h('div', { className: 'jp-Envpack-note jp-Envpack-ended' });
-    this._pre = h('pre', { className: 'jp-Envpack-logText' });
+    this._pre = h('pre', {
+      className: 'jp-Envpack-logText',
+      attrs: { 'aria-label': 'Log', tabindex: '0' }
+    });
     this._summary = h('summary', { text: 'Log' });
     this._log = h('details', { className: 'jp-Envpack-log' }, [
       this._summary,

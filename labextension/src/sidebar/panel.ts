@@ -8,7 +8,8 @@ import { Panel, Widget } from '@lumino/widgets';
 
 import { EnvpackClient } from '../api';
 import { EnvpackModel } from '../model';
-import { IEnvpackSidebar, ISectionOptions } from '../tokens';
+import { IEnvpackSidebar, IOperation, ISectionOptions } from '../tokens';
+import { Announcer } from './announce';
 import { describeError } from './operation';
 import { clear, errorBox, h } from './dom';
 
@@ -21,7 +22,12 @@ export class EnvpackSidebar extends SidePanel implements IEnvpackSidebar {
     this.addClass('jp-Envpack-sidebar');
     this.content.addClass('jp-Envpack-sections');
     this._heading = h('div', { className: 'jp-Envpack-heading' });
-    this.header.node.appendChild(this._heading);
+    this._announcer = new Announcer(this.model, (op, text) => {
+      if (!this.isVisible) {
+        options.notify?.(op, text);
+      }
+    });
+    this.header.node.append(this._heading, this._announcer.node);
     this.header.addClass('jp-Envpack-header');
     this.model.changed.connect(this._renderHeading, this);
     this._renderHeading();
@@ -53,6 +59,7 @@ export class EnvpackSidebar extends SidePanel implements IEnvpackSidebar {
   }
 
   dispose(): void {
+    this._announcer.dispose();
     this.model.changed.disconnect(this._renderHeading, this);
     super.dispose();
   }
@@ -74,6 +81,7 @@ export class EnvpackSidebar extends SidePanel implements IEnvpackSidebar {
   }
 
   private _heading: HTMLElement;
+  private _announcer: Announcer;
   private _ranks = new Map<Widget, number>();
 }
 
@@ -81,6 +89,10 @@ export namespace EnvpackSidebar {
   export interface IOptions {
     model: EnvpackModel;
     client: EnvpackClient;
+    /**
+     * Called when an operation ends while the sidebar is hidden (a JupyterLab notification).
+     */
+    notify?: (op: IOperation, text: string) => void;
   }
 }
 

@@ -2,7 +2,7 @@
  * Run: rerun the notebook in its image with optional parameters, then show the report cell by cell
  * (same / differs with the diff / error) and a link that opens the executed notebook.
  */
-import { EnvpackModel } from '../model';
+import { EnvpackModel, isTerminal } from '../model';
 import {
   ICellResult,
   IOperation,
@@ -62,8 +62,17 @@ export class RunSection extends OperationSection {
         ...renderReport(result.report, result.output_path, this._open, actions)
       );
     }
+    // The run just ended while shown: bring its verdict into view.
+    const ended = op && this._running === op.id && isTerminal(op);
+    this._running = op && !isTerminal(op) ? op.id : null;
+    if (ended) {
+      this.result
+        .querySelector('.jp-Envpack-verdict')
+        ?.scrollIntoView?.({ block: 'nearest' });
+    }
   }
 
+  private _running: string | null = null;
   private _open: (path: string) => void;
   private _notebook: INotebookActions;
   private _params: HTMLTextAreaElement;

@@ -25,6 +25,7 @@ export class ShareSection extends EnvpackSection {
     this._copy = options.copy ?? (text => Clipboard.copyToSystem(text));
     this.actions.append(
       button('Refresh', () => void this.load(), {
+        ariaLabel: 'Refresh share links',
         title: 'Check the Binder link and the git state again'
       })
     );
