@@ -59,7 +59,11 @@ export namespace BuildSection {
 export function renderImage(result: IBuildResult): HTMLElement[] {
   const nodes = [
     h('span', { className: 'jp-Envpack-label', text: 'Image ' }),
-    h('code', { className: 'jp-Envpack-image', text: result.image })
+    h('code', {
+      className: 'jp-Envpack-image',
+      text: result.image,
+      title: result.image
+    })
   ];
   if (result.cached) {
     nodes.push(

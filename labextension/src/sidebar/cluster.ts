@@ -187,6 +187,19 @@ export class ClusterSection extends OperationSection {
       );
       return false;
     }
+    // With a usable backend, why the others are unusable is folded away (it is not a warning
+    // about the backend in use, issue 12.6).
+    const usable = names.some(name => backends[name].available);
+    const unusable =
+      names.length - names.filter(n => backends[n].available).length;
+    const notes = usable
+      ? h('details', { className: 'jp-Envpack-otherBackends' }, [
+          h('summary', { text: `Unavailable backends (${unusable})` })
+        ])
+      : this._backendNotes;
+    if (usable && unusable) {
+      this._backendNotes.appendChild(notes);
+    }
     for (const name of names) {
       const info = backends[name];
       const option = h('option', {
@@ -199,7 +212,7 @@ export class ClusterSection extends OperationSection {
       option.disabled = !info.available;
       this._backend.appendChild(option);
       if (!info.available) {
-        this._backendNotes.appendChild(
+        notes.appendChild(
           h(
             'div',
             { className: 'jp-Envpack-note', attrs: { 'data-backend': name } },

@@ -21,7 +21,7 @@ export const NO_ENGINE_NOTICE =
 
 export class ShareSection extends EnvpackSection {
   constructor(options: ShareSection.IOptions) {
-    super({ label: 'Share', rank: 60, ...options });
+    super({ label: 'Share', rank: 42, ...options });
     this._copy = options.copy ?? (text => Clipboard.copyToSystem(text));
     this.actions.append(
       button('Refresh', () => void this.load(), {
