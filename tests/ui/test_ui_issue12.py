@@ -37,10 +37,27 @@ def write_notebook(root: Path, name: str, cells: list[str], execute: bool) -> No
     nbformat.write(nb, root / name)
 
 
+def load(page: Any, url: str | None = None) -> None:
+    """Load (or reload) the lab and wait for the notebook toolbar.
+
+    Docker adds and removes network interfaces as other containers come and go on this shared
+    machine; Chromium then aborts requests in flight (``net::ERR_NETWORK_CHANGED``) and JupyterLab
+    shows "File Load Error". Such a load is retried (twice at most).
+    """
+    failed = page.locator(".jp-Dialog", has_text="File Load Error")
+    for _ in range(3):
+        page.goto(url) if url else page.reload()
+        page.locator(f"{TOOLBAR_BUTTON}, .jp-Dialog").first.wait_for()
+        page.wait_for_timeout(1000)
+        if failed.count() == 0:
+            page.wait_for_selector(TOOLBAR_BUTTON)
+            return
+    pytest.fail("JupyterLab could not load the notebook three times (see the console log)")
+
+
 def open_notebook(page: Any, lab: Any, name: str) -> None:
     """Load the lab on one notebook only (``reset``: the earlier tests' tabs are not restored)."""
-    page.goto(f"{lab.url}lab/tree/{name}?reset&token={lab.token}")
-    page.wait_for_selector(TOOLBAR_BUTTON)
+    load(page, f"{lab.url}lab/tree/{name}?reset&token={lab.token}")
 
 
 def rerun(page: Any, parameters: str = "") -> Any:
@@ -114,8 +131,7 @@ def test_an_overridden_parameter_is_named_and_the_cell_can_be_tagged(page: Any, 
     shoot(page, "issue12-parameters-warning.png", SIDEBAR)
 
     # When the page is reloaded after the run ended (12.4), the log is replayed, not "0 lines"
-    page.reload()
-    page.wait_for_selector(TOOLBAR_BUTTON)
+    load(page)
     show_sidebar(page)
     summary = run.locator(".jp-Envpack-operation .jp-Envpack-log summary")
     page.wait_for_function(
