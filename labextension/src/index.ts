@@ -19,7 +19,7 @@ import { EnvpackClient, errorMessage } from './api';
 import { addCommands } from './commands';
 import { envpackIcon } from './icon';
 import { EnvpackModel } from './model';
-import { followNotebooks, tagParametersCell } from './notebooks';
+import { followNotebooks, showCell, tagParametersCell } from './notebooks';
 import { createDefaultSections, EnvpackSidebar } from './sidebar';
 import { ContaineriseButtonExtension } from './toolbar';
 import { CommandIDs, IEnvpackSidebar, IOperation } from './tokens';
@@ -64,7 +64,8 @@ const plugin: JupyterFrontEndPlugin<IEnvpackSidebar> = {
       openPath: path => void app.commands.execute('docmanager:open', { path }),
       notebook: {
         tagParameters: (path, cell) =>
-          tagParametersCell(app, tracker, path, cell)
+          tagParametersCell(app, tracker, path, cell),
+        showCell: (path, cell) => showCell(app, tracker, path, cell)
       }
     });
     sections.forEach(section => sidebar.addSection(section));

@@ -76,3 +76,29 @@ export async function tagParametersCell(
   }
   await panel.context.save();
 }
+
+/**
+ * Open the notebook at `path`, select the cell at `index` (0-based, among all cells) and scroll
+ * it into view: a report row leads to its cell.
+ */
+export async function showCell(
+  app: JupyterFrontEnd,
+  tracker: INotebookTracker,
+  path: string,
+  index: number
+): Promise<void> {
+  const panel =
+    tracker.find(p => p.context.path === path) ??
+    ((await app.commands.execute('docmanager:open', {
+      path
+    })) as NotebookPanel);
+  await panel.context.ready;
+  app.shell.activateById(panel.id);
+  const notebook = panel.content;
+  const cell = notebook.widgets[index];
+  if (!cell) {
+    throw new Error(`${path} has no cell ${index + 1} any more.`);
+  }
+  notebook.activeCellIndex = index;
+  await notebook.scrollToCell(cell, 'center');
+}

@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_ui_sidebar import SIDEBAR, assert_no_envpack_errors, open_notebook, show_sidebar
+from test_ui_issue12 import open_notebook
+from test_ui_sidebar import SIDEBAR, assert_no_envpack_errors, show_sidebar
 
 pytestmark = [pytest.mark.ui, pytest.mark.docker, pytest.mark.slow]
 
@@ -83,7 +84,7 @@ def axe_violations(page: Any) -> list[str]:
 def test_every_section_in_both_themes_and_widths(page: Any, lab: Any) -> None:
     # Given the example notebook containerised (so Build, Run and History have content)
     assert AXE.exists(), "run `jlpm install` (axe-core is a dev dependency)"
-    open_notebook(page, lab)
+    open_notebook(page, lab, "demo.ipynb")
     page.locator(".jp-NotebookPanel-toolbar .jp-Envpack-containeriseButton").click()
     show_sidebar(page)
     page.locator(f"{SIDEBAR} .jp-Envpack-verdict").wait_for(timeout=840_000)

@@ -75,6 +75,28 @@ describe('12.1 parameters in the report', () => {
   });
 });
 
+describe('12.7 the report leads to its cells', () => {
+  it('a cell label is a link that shows the cell in the notebook', async () => {
+    const shown: Array<[string, number]> = [];
+    const showCell = async (path: string, cell: number): Promise<void> =>
+      void shown.push([path, cell]);
+    const root = document.createElement('div');
+    root.append(
+      ...renderReport(REPORT, null, () => undefined, {
+        path: 'nb.ipynb',
+        showCell
+      })
+    );
+    const link = root.querySelector<HTMLAnchorElement>(
+      'a.jp-Envpack-cellIndex'
+    )!;
+    expect(link.textContent).toBe('Cell 2');
+    link.click();
+    await tick();
+    expect(shown).toEqual([['nb.ipynb', 1]]);
+  });
+});
+
 describe('12.2 nothing to compare', () => {
   it('is its own, neutral verdict (not a green "Reproduced")', () => {
     const report: IReport = {

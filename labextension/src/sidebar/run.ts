@@ -101,6 +101,10 @@ export interface INotebookActions {
    * Tag the cell at `cell` (0-based, among all cells) of the notebook at `path` `parameters`.
    */
   tagParameters?: (path: string, cell: number) => Promise<void>;
+  /**
+   * Select and scroll to a cell of the notebook at `path`.
+   */
+  showCell?: (path: string, cell: number) => Promise<void>;
 }
 
 /**
@@ -186,7 +190,11 @@ export function renderReport(
     h('div', { className: 'jp-Envpack-note', text: note }),
     renderParameters(report.parameters),
     ...(report.warnings ?? []).map(w => renderWarning(w, notebook)),
-    h('ul', { className: 'jp-Envpack-cells' }, report.cells.map(renderCell))
+    h(
+      'ul',
+      { className: 'jp-Envpack-cells' },
+      report.cells.map(cell => renderCell(cell, notebook))
+    )
   ].filter((node): node is HTMLElement => node !== null);
   if (outputPath) {
     nodes.push(openOutputLink(outputPath, open));
@@ -285,17 +293,42 @@ export function openOutputLink(
   return h('div', { className: 'jp-Envpack-row' }, [link]);
 }
 
-function renderCell(cell: ICellResult): HTMLElement {
+/**
+ * "Cell N", numbered as JupyterLab numbers cells (from 1, markdown cells included); a link to the
+ * cell when the notebook can be shown.
+ */
+function cellLabel(
+  index: number,
+  notebook: INotebookActions & { path?: string }
+): HTMLElement {
+  const text = `Cell ${index + 1}`;
+  const { showCell, path } = notebook;
+  if (!showCell || !path) {
+    return h('span', { className: 'jp-Envpack-cellIndex', text });
+  }
+  const link = h('a', {
+    className: 'jp-Envpack-cellIndex',
+    text,
+    title: `Show cell ${index + 1} in ${path}`,
+    attrs: { href: '#' }
+  });
+  link.addEventListener('click', event => {
+    event.preventDefault();
+    void showCell(path, index).catch(err => (link.title = String(err)));
+  });
+  return link;
+}
+
+function renderCell(
+  cell: ICellResult,
+  notebook: INotebookActions & { path?: string } = {}
+): HTMLElement {
   const detail = cell.ename ? `${cell.ename}: ${cell.evalue ?? ''}` : '';
   const item = h(
     'li',
     { className: 'jp-Envpack-cell', attrs: { 'data-status': cell.status } },
     [
-      // Numbered as JupyterLab numbers cells: from 1, markdown cells included.
-      h('span', {
-        className: 'jp-Envpack-cellIndex',
-        text: `Cell ${cell.index + 1}`
-      }),
+      cellLabel(cell.index, notebook),
       h('span', {
         className: `jp-Envpack-badge jp-Envpack-cell-${cell.status}`,
         text: cell.status
