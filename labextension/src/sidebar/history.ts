@@ -58,7 +58,8 @@ export class HistorySection extends EnvpackSection {
       h(
         'ul',
         { className: 'jp-Envpack-history' },
-        ops.map(op => this._item(op))
+        // A list holds list items only (axe-core: list)
+        ops.map(op => h('li', {}, [this._item(op)]))
       )
     );
   }
