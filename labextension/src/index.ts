@@ -51,75 +51,104 @@ const plugin: JupyterFrontEndPlugin<IEnvpackSidebar> = {
       serverSettings: app.serviceManager.serverSettings
     });
     const model = new EnvpackModel({ client });
-    const sidebar = new EnvpackSidebar({
-      model,
-      client,
-      notify: (op, text) => notifyEnded(app, op, text)
-    });
-    sidebar.title.icon = envpackIcon;
-    sidebar.title.caption = 'Envpack: environment, Dockerfile, build and rerun';
-    const sections = createDefaultSections({
-      model,
-      saveFile: (path, content) => saveFile(app, path, content),
-      openPath: path => void app.commands.execute('docmanager:open', { path }),
-      notebook: {
-        tagParameters: (path, cell) =>
-          tagParametersCell(app, tracker, path, cell),
-        showCell: (path, cell) => showCell(app, tracker, path, cell)
-      }
-    });
-    sections.forEach(section => sidebar.addSection(section));
-    app.shell.add(sidebar, 'left', { rank: 650 });
-    restorer?.add(sidebar, 'jupyter-envpack-sidebar');
-
+    const sidebar = createSidebar(app, tracker, model, restorer);
     followNotebooks(tracker, model);
     addCommands({ app, tracker, model, sidebar });
-    app.docRegistry.addWidgetExtension(
-      'Notebook',
-      new ContaineriseButtonExtension(app.commands)
-    );
-    app.contextMenu.addItem({
-      command: CommandIDs.containerise,
-      selector: '.jp-Notebook',
-      rank: 90
-    });
-    for (const command of Object.values(CommandIDs)) {
-      palette?.addItem({ command, category: 'Envpack' });
-    }
-
+    addNotebookEntries(app, palette);
     if (settingRegistry) {
-      settingRegistry
-        .load(PLUGIN_ID)
-        .then(settings => {
-          const update = (): void => {
-            model.settings = {
-              baseImage: (settings.get('baseImage').composite as string) ?? '',
-              rerunAfterBuild:
-                (settings.get('rerunAfterBuild').composite as boolean) ?? true
-            };
-          };
-          update();
-          settings.changed.connect(update);
-        })
-        .catch(reason =>
-          console.error('jupyter-envpack: cannot load settings', reason)
-        );
+      followSettings(settingRegistry, model);
     }
-
-    void app.restored.then(async () => {
-      await model.refreshStatus();
-      try {
-        await model.reconnect();
-      } catch (err) {
-        console.warn(
-          'jupyter-envpack: cannot list operations:',
-          errorMessage(err)
-        );
-      }
-    });
+    void app.restored.then(() => connect(model));
     return sidebar;
   }
 };
+
+/**
+ * The sidebar with the default sections, in the left area.
+ */
+function createSidebar(
+  app: JupyterFrontEnd,
+  tracker: INotebookTracker,
+  model: EnvpackModel,
+  restorer: ILayoutRestorer | null
+): EnvpackSidebar {
+  const sidebar = new EnvpackSidebar({
+    model,
+    client: model.client,
+    notify: (op, text) => notifyEnded(app, op, text)
+  });
+  sidebar.title.icon = envpackIcon;
+  sidebar.title.caption = 'Envpack: environment, Dockerfile, build and rerun';
+  const sections = createDefaultSections({
+    model,
+    saveFile: (path, content) => saveFile(app, path, content),
+    openPath: path => void app.commands.execute('docmanager:open', { path }),
+    notebook: {
+      tagParameters: (path, cell) =>
+        tagParametersCell(app, tracker, path, cell),
+      showCell: (path, cell) => showCell(app, tracker, path, cell)
+    }
+  });
+  sections.forEach(section => sidebar.addSection(section));
+  app.shell.add(sidebar, 'left', { rank: 650 });
+  restorer?.add(sidebar, 'jupyter-envpack-sidebar');
+  return sidebar;
+}
+
+/**
+ * The toolbar button, the notebook context menu item and the palette entries.
+ */
+function addNotebookEntries(
+  app: JupyterFrontEnd,
+  palette: ICommandPalette | null
+): void {
+  app.docRegistry.addWidgetExtension(
+    'Notebook',
+    new ContaineriseButtonExtension(app.commands)
+  );
+  app.contextMenu.addItem({
+    command: CommandIDs.containerise,
+    selector: '.jp-Notebook',
+    rank: 90
+  });
+  for (const command of Object.values(CommandIDs)) {
+    palette?.addItem({ command, category: 'Envpack' });
+  }
+}
+
+/**
+ * Keep the model's settings in step with the lab settings (schema/plugin.json).
+ */
+function followSettings(registry: ISettingRegistry, model: EnvpackModel): void {
+  registry
+    .load(PLUGIN_ID)
+    .then(settings => {
+      const update = (): void => {
+        model.settings = {
+          baseImage: (settings.get('baseImage').composite as string) ?? '',
+          rerunAfterBuild:
+            (settings.get('rerunAfterBuild').composite as boolean) ?? true
+        };
+      };
+      update();
+      settings.changed.connect(update);
+    })
+    .catch(reason =>
+      console.error('jupyter-envpack: cannot load settings', reason)
+    );
+}
+
+/**
+ * After the lab is restored: the server status, then the operations (following running ones).
+ */
+async function connect(model: EnvpackModel): Promise<void> {
+  await model.refreshStatus();
+  try {
+    await model.reconnect();
+  } catch (err) {
+    console.warn('jupyter-envpack: cannot list operations:', errorMessage(err));
+  }
+}
 
 /**
  * A JupyterLab notification for an operation that ended while the sidebar was closed.
