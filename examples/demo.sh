@@ -7,7 +7,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 NB=examples/quickstart.ipynb
 
-python3 -c "import jupyter_envpack.cli" 2>/dev/null || python3 -m pip install -q -e .
+# Is jupyter-envpack INSTALLED (asked from another folder: here the source folder would import
+# even in an empty virtualenv) and is its command on PATH? Else install this checkout.
+if ! (cd / && python3 -c "import importlib.metadata as m; m.distribution('jupyter-envpack')") \
+     >/dev/null 2>&1 || ! command -v jupyter-envpack >/dev/null 2>&1; then
+  echo "installing jupyter-envpack from $(pwd) (builds the JupyterLab extension: needs node)" >&2
+  python3 -m pip install -q -e .
+fi
 if ! docker version >/dev/null 2>&1; then
   echo "no Docker engine answers: provisioning one (.ci/provision)" >&2
   bash .ci/provision
