@@ -12,19 +12,15 @@ import os
 import sys
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import InputError
 
+if TYPE_CHECKING:
+    from ..config import EnvPack
+    from .jobs import SubmitOptions
+
 PASSWORD_ENV = "ENVPACK_REGISTRY_PASSWORD"  # noqa: S105 - the variable name, not a password
-
-
-def _config() -> Any:
-    try:
-        from ..config import load_envpack_config
-    except ImportError:  # the config module is optional for the cluster CLI
-        return None
-    return load_envpack_config()
 
 
 def _out(text: str) -> None:
@@ -49,46 +45,48 @@ def _registry_auth(args: argparse.Namespace) -> Any:
     return RegistryAuth(args.registry_user, password)
 
 
-def submit_options(args: argparse.Namespace, config: Any = None) -> Any:
-    """Build :class:`~.jobs.SubmitOptions` from parsed ``submit`` arguments."""
+def submit_options(args: argparse.Namespace, config: EnvPack | None = None) -> SubmitOptions:
+    """:class:`~.jobs.SubmitOptions` from ``submit`` flags over ``c.EnvPack`` over defaults."""
+    from ..cli import envpack_config
     from ..execute.parameters import parse_cli_parameters
-    from .jobs import SubmitOptions
 
-    backend = args.backend or getattr(config, "default_backend", None) or "swarm"
-    registry = args.registry or getattr(config, "registry", None)
-    return SubmitOptions(
-        backend=backend,
-        registry=registry,
-        registry_auth=_registry_auth(args),
-        parameters=parse_cli_parameters(args.parameter),
-        cell_timeout=args.cell_timeout,
-        deadline=args.deadline,
-        cpu=args.cpu,
-        memory=args.memory,
-        cpu_request=args.cpu_request,
-        memory_request=args.memory_request,
-        constraints=tuple(args.constraint or ()),
-        schedule=args.schedule,
-        timezone=args.timezone,
-        namespace=args.namespace,
-        kube_context=args.context,
-        kubeconfig=args.kubeconfig,
-        image_pull_secrets=tuple(args.image_pull_secret or ()),
-        partition=args.partition,
-        account=args.account,
-        gpus=args.gpus,
-        runtime=args.runtime,
-        output=args.output,
-    ).validate()
+    return (
+        (config or envpack_config(args))
+        .submit_options(
+            backend=args.backend,
+            registry=args.registry,
+            registry_auth=_registry_auth(args),
+            parameters=parse_cli_parameters(args.parameter),
+            cell_timeout=args.cell_timeout,
+            deadline=args.deadline,
+            cpu=args.cpu,
+            memory=args.memory,
+            cpu_request=args.cpu_request,
+            memory_request=args.memory_request,
+            constraints=args.constraint,
+            schedule=args.schedule,
+            timezone=args.timezone,
+            namespace=args.namespace,
+            kube_context=args.context,
+            kubeconfig=args.kubeconfig,
+            image_pull_secrets=args.image_pull_secret,
+            partition=args.partition,
+            account=args.account,
+            gpus=args.gpus,
+            runtime=args.runtime,
+            output=args.output,
+        )
+        .validate()
+    )
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
     """Build, push and submit the notebook; with ``--wait`` follow it and fetch the result."""
-    from ..cli import build_options_from_args, make_reporter
+    from ..cli import build_options_from_args, envpack_config, make_reporter
     from .base import JobState
     from .jobs import submit
 
-    config = _config()
+    config = envpack_config(args)
     opts = submit_options(args, config)
     reporter = make_reporter(args)
     from ..execute.sweep import rows_from
