@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The main job on the example notebook: snapshot -> Dockerfile -> build -> rerun -> report.
 # Works on a fresh Debian/Ubuntu machine (run as root, or as a user in the docker group):
-# installs jupyter-envpack (and the example's numpy + pyyaml) into the python3 on PATH, starts a Docker engine when none answers, and picks a base image:
-# python:X.Y-slim when it can be pulled, else an offline Debian base image built by .ci/provision.
+# installs jupyter-envpack (and the example's numpy + pyyaml) into the python3 on PATH, starts
+# a Docker engine when none answers, and picks a base image: python:X.Y-slim when it can be
+# pulled, else an offline Debian base image built by .ci/provision.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 NB=examples/quickstart.ipynb
