@@ -537,22 +537,9 @@ def verb_status(m: EnvpackMagics, args: argparse.Namespace) -> Any:
 
 
 def _submit_options(m: EnvpackMagics, args: argparse.Namespace) -> Any:
-    from .execute.parameters import parse_cli_parameters
+    from .cluster.cli import submit_options
 
-    return (
-        m.envpack_config()
-        .submit_options(
-            backend=args.backend,
-            registry=args.registry,
-            parameters=parse_cli_parameters(args.parameter),
-            cell_timeout=args.cell_timeout,
-            deadline=args.deadline,
-            cpu=args.cpu,
-            memory=args.memory,
-            output=args.output,
-        )
-        .validate()
-    )
+    return submit_options(args, m.envpack_config())
 
 
 def verb_submit(m: EnvpackMagics, args: argparse.Namespace) -> Any:

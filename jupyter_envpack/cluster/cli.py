@@ -31,7 +31,7 @@ def _out(text: str) -> None:
 def _registry_auth(args: argparse.Namespace) -> Any:
     from .registry import RegistryAuth
 
-    if not args.registry_user:
+    if not getattr(args, "registry_user", None):
         return None
     if args.registry_password_stdin:
         password = sys.stdin.readline().rstrip("\n")
@@ -45,36 +45,33 @@ def _registry_auth(args: argparse.Namespace) -> Any:
     return RegistryAuth(args.registry_user, password)
 
 
+#: ``SubmitOptions`` field → argparse dest of its flag (``None`` when not given).
+_SUBMIT_FLAGS = {
+    **{name: name for name in ("backend", "registry", "cell_timeout", "deadline", "output")},
+    **{name: name for name in ("cpu", "memory", "cpu_request", "memory_request")},
+    **{name: name for name in ("schedule", "timezone", "namespace", "kubeconfig")},
+    **{name: name for name in ("partition", "account", "gpus", "runtime")},
+    "constraints": "constraint",
+    "kube_context": "context",
+    "image_pull_secrets": "image_pull_secret",
+}
+
+
 def submit_options(args: argparse.Namespace, config: EnvPack | None = None) -> SubmitOptions:
-    """:class:`~.jobs.SubmitOptions` from ``submit`` flags over ``c.EnvPack`` over defaults."""
+    """:class:`~.jobs.SubmitOptions` from ``submit`` flags over ``c.EnvPack`` over defaults.
+
+    Also used by ``%envpack submit``, whose parsed arguments have a subset of the flags.
+    """
     from ..cli import envpack_config
     from ..execute.parameters import parse_cli_parameters
 
+    flags = {field: getattr(args, dest, None) for field, dest in _SUBMIT_FLAGS.items()}
     return (
         (config or envpack_config(args))
         .submit_options(
-            backend=args.backend,
-            registry=args.registry,
             registry_auth=_registry_auth(args),
-            parameters=parse_cli_parameters(args.parameter),
-            cell_timeout=args.cell_timeout,
-            deadline=args.deadline,
-            cpu=args.cpu,
-            memory=args.memory,
-            cpu_request=args.cpu_request,
-            memory_request=args.memory_request,
-            constraints=args.constraint,
-            schedule=args.schedule,
-            timezone=args.timezone,
-            namespace=args.namespace,
-            kube_context=args.context,
-            kubeconfig=args.kubeconfig,
-            image_pull_secrets=args.image_pull_secret,
-            partition=args.partition,
-            account=args.account,
-            gpus=args.gpus,
-            runtime=args.runtime,
-            output=args.output,
+            parameters=parse_cli_parameters(getattr(args, "parameter", None)),
+            **flags,
         )
         .validate()
     )

@@ -18,6 +18,7 @@ from jupyter_envpack import defaults
 from jupyter_envpack.cli import build_options_from_args, build_parser, run_options_from_args
 from jupyter_envpack.cluster.cli import submit_options
 from jupyter_envpack.config import EnvPack
+from jupyter_envpack.magics import _submit_options
 
 pytest_plugins = ["pytest_jupyter.jupyter_server"]
 
@@ -143,3 +144,7 @@ def test_magics_and_server_resolve_what_the_cli_resolves(
     config: EnvPack = jp_serverapp.web_app.settings["envpack_service"].config
     server = _resolved(config.build_options(), config.run_options())
     assert cli == in_kernel == server == EXPECTED
+
+    job = _submit_options(magics, magics._parse("submit --notebook nb.ipynb --deadline 99"))
+    assert (job.registry, job.cell_timeout, job.deadline) == ("127.0.0.1:5000/team", 42.0, 99.0)
+    assert config.submit_options().registry == job.registry
