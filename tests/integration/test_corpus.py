@@ -92,14 +92,19 @@ def _kernel_manager(python: Path, home: Path) -> KernelManager:
 
 def _native_run(source: Path, folder: Path, python: Path) -> Any:
     nb = nbformat.read(source, as_version=4)
+    km = _kernel_manager(python, folder.parent / "jupyter")
     client = NotebookClient(
         nb,
-        km=_kernel_manager(python, folder.parent / "jupyter"),
+        km=km,
         allow_errors=True,
         timeout=CELL_TIMEOUT,
         resources={"metadata": {"path": str(folder)}},
     )
-    client.execute()
+    try:
+        client.execute()
+    finally:  # nbclient leaves a kernel it was given running
+        if km.has_kernel:
+            km.shutdown_kernel(now=True)
     return nb
 
 
