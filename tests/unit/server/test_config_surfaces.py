@@ -148,3 +148,18 @@ def test_magics_and_server_resolve_what_the_cli_resolves(
     job = _submit_options(magics, magics._parse("submit --notebook nb.ipynb --deadline 99"))
     assert (job.registry, job.cell_timeout, job.deadline) == ("127.0.0.1:5000/team", 42.0, 99.0)
     assert config.submit_options().registry == job.registry
+
+
+def test_the_cli_snapshots_the_configured_kernel_unless_told(
+    config_dir: Path, make_notebook: Any, kernel_python: str
+) -> None:
+    from jupyter_envpack.cli import _snapshot
+    from jupyter_envpack.errors import EnvpackError
+
+    (config_dir / "jupyter_envpack_config.json").write_text(
+        '{"EnvPack": {"kernel": "no-such-kernel-d"}}'
+    )
+    nb = str(make_notebook(["import packaging"]))
+    with pytest.raises(EnvpackError, match="no-such-kernel-d"):
+        _snapshot(_cli(["snapshot", nb]))
+    assert _snapshot(_cli(["snapshot", nb, "--python", kernel_python])).packages
