@@ -163,3 +163,23 @@ def test_the_cli_snapshots_the_configured_kernel_unless_told(
     with pytest.raises(EnvpackError, match="no-such-kernel-d"):
         _snapshot(_cli(["snapshot", nb]))
     assert _snapshot(_cli(["snapshot", nb, "--python", kernel_python])).packages
+
+
+def test_a_new_trait_named_like_an_options_field_flows_through() -> None:
+    """Other areas add traits (limits, data files): no code in the helper is needed for them."""
+    from dataclasses import dataclass
+
+    from traitlets import Float
+
+    @dataclass
+    class Limits:
+        cpu: float | None = None
+        memory: str | None = None
+        extra: tuple[str, ...] = ()
+
+    class Config2(EnvPack):
+        cpu = Float(2.0, help="cores").tag(config=True)
+
+    cfg = Config2()
+    assert cfg.options(Limits) == Limits(cpu=2.0)
+    assert cfg.options(Limits, cpu=3.0, memory=None, extra=["a"]) == Limits(3.0, None, ("a",))
