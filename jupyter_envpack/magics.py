@@ -279,11 +279,16 @@ class EnvpackMagics(Magics):
         """Snapshot ``path``: in-process probe of this kernel unless --python/--kernel."""
         from .snapshot import take_snapshot
 
+        options = self.envpack_config().snapshot_options(  # data-file rules, index from config
+            index_url=getattr(args, "index_url", None),
+            extra_index_urls=getattr(args, "extra_index_url", None),
+            ca_bundle=getattr(args, "ca_bundle", None),
+        )
         if args.python or args.kernel:
-            return take_snapshot(path, python=args.python, kernel=args.kernel)
+            return take_snapshot(path, python=args.python, kernel=args.kernel, options=options)
         from .snapshot.probe import probe_current
 
-        return take_snapshot(path, probe=probe_current())
+        return take_snapshot(path, probe=probe_current(), options=options)
 
     def build_options(self, args: argparse.Namespace) -> Any:
         """``BuildOptions`` from the config with this cell's options on top."""

@@ -28,6 +28,7 @@ c.EnvPack.base_image = "{BASE}"
 c.EnvPack.cell_timeout = 42.0
 c.EnvPack.build_deadline = 77.0
 c.EnvPack.registry = "127.0.0.1:5000/team"
+c.EnvPack.max_data_bytes = 1000
 """
 
 
@@ -183,3 +184,25 @@ def test_a_new_trait_named_like_an_options_field_flows_through() -> None:
     cfg = Config2()
     assert cfg.options(Limits) == Limits(cpu=2.0)
     assert cfg.options(Limits, cpu=3.0, memory=None, extra=["a"]) == Limits(3.0, None, ("a",))
+
+
+def test_data_file_rules_of_the_config_reach_cli_magics_and_server(
+    config_dir: Path, make_notebook: Any, kernel_python: str, jp_serverapp: Any
+) -> None:
+    from jupyter_envpack.cli import _snapshot
+
+    nb = make_notebook(["print(open('big.txt').read()[:3])"])
+    (nb.parent / "big.txt").write_text("x" * 2000)
+    cli = _snapshot(_cli(["snapshot", str(nb), "--python", kernel_python]))
+    shell = globalipapp.get_ipython()
+    shell.run_line_magic("load_ext", "jupyter_envpack")
+    magics = shell.magics_manager.registry["EnvpackMagics"]
+    in_kernel = magics.snapshot(magics._parse(f"snapshot --notebook {nb}"), nb)
+    for spec in (cli, in_kernel):
+        assert "large-data-files" in {w.code for w in spec.warnings}
+    server: EnvPack = jp_serverapp.web_app.settings["envpack_service"].config
+    assert server.snapshot_options().data.max_bytes == 1000
+    flagged = _snapshot(
+        _cli(["snapshot", str(nb), "--python", kernel_python, "--max-data-bytes", "5000"])
+    )
+    assert "large-data-files" not in {w.code for w in flagged.warnings}
