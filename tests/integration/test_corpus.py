@@ -7,7 +7,7 @@ the two native runs are nondeterministic and left out. Then ``jupyter envpack ru
 <kernel venv>`` (snapshot, ONE image on the offline base, rerun in the container) must reproduce
 every remaining cell of the native run.
 
-The corpus is found with ``$ENVPACK_CORPUS_DIR``, else ``shared/corpus`` beside the repository or one
+The corpus is found with ``$ENVPACK_TEST_CORPUS``, else ``shared/corpus`` beside the repository or one
 of its parents (CI: ``../shared/corpus``). Under ``CI=true`` a missing corpus is a failure.
 """
 
@@ -36,7 +36,7 @@ from jupyter_envpack.execute.compare import compare_notebooks
 pytestmark = pytest.mark.docker
 
 REPO = Path(__file__).resolve().parents[2]
-CORPUS_ENV = "ENVPACK_CORPUS_DIR"
+CORPUS_ENV = "ENVPACK_TEST_CORPUS"  # the same variable as test_pytest_plugin_docker.py
 PINS = (
     "numpy==1.26.4",
     "pandas==2.1.4",
