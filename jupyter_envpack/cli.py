@@ -15,10 +15,16 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from .defaults import BUILD_DEADLINE, CELL_TIMEOUT, RUN_DEADLINE
 from .errors import EnvpackError, InputError
 from .events import ProgressEvent, Reporter
+
+if TYPE_CHECKING:
+    from .config import EnvPack
+    from .execute import RunOptions
+    from .image import BuildOptions
 
 PLUGINS = (
     "jupyter_envpack.share.cli",
@@ -75,8 +81,8 @@ def add_build_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--base-image",
         metavar="REF",
-        default=os.environ.get(BASE_IMAGE_ENV) or None,
-        help=f"base image (default: python:X.Y-slim for the kernel; env {BASE_IMAGE_ENV})",
+        help=f"base image (default: env {BASE_IMAGE_ENV}, else c.EnvPack.base_image, "
+        "else python:X.Y-slim for the kernel)",
     )
     p.add_argument(
         "--ca-bundle",
@@ -89,13 +95,11 @@ def add_build_arguments(p: argparse.ArgumentParser) -> None:
         "--extra-index-url",
         metavar="URL",
         action="append",
-        default=[],
-        help="extra package index (repeatable)",
+        help="extra package index (repeatable; default c.EnvPack.extra_index_urls)",
     )
     p.add_argument(
         "--wheels-via",
         choices=("auto", "serve", "copy"),
-        default="auto",
         help="how wheels reach the build: served from this machine over the Docker "
         "bridge (one layer), or copied into the context (any engine); default auto",
     )
@@ -105,9 +109,8 @@ def add_build_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--build-deadline",
         type=float,
-        default=3600.0,
         metavar="S",
-        help="give up building after S seconds (default 3600)",
+        help=f"give up building after S seconds (default c.EnvPack.build_deadline, {BUILD_DEADLINE:g})",
     )
 
 
@@ -130,16 +133,14 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--cell-timeout",
         type=float,
-        default=600.0,
         metavar="S",
-        help="per-cell timeout in seconds (default 600)",
+        help=f"per-cell timeout in seconds (default c.EnvPack.cell_timeout, {CELL_TIMEOUT:g})",
     )
     p.add_argument(
         "--deadline",
         type=float,
-        default=3600.0,
         metavar="S",
-        help="overall run time limit in seconds (default 3600)",
+        help=f"overall run time limit in seconds (default c.EnvPack.run_deadline, {RUN_DEADLINE:g})",
     )
     p.add_argument("--memory", metavar="SIZE", help="memory limit, e.g. 2g")
     p.add_argument("--no-network", action="store_true", help="run without network access")
@@ -157,42 +158,54 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--tolerance",
         type=float,
-        default=0.0,
         metavar="REL",
         help="relative tolerance when comparing numbers (default 0: exact)",
     )
 
 
-def build_options_from_args(args: argparse.Namespace) -> Any:
-    """``BuildOptions`` from parsed arguments."""
-    from .image import BuildOptions
+def envpack_config(args: argparse.Namespace) -> EnvPack:
+    """The ``c.EnvPack`` config of this invocation (Jupyter config path; loaded once per ``args``)."""
+    config: EnvPack | None = getattr(args, "envpack_config", None)
+    if config is None:
+        from .config import load_envpack_config
 
-    opts = BuildOptions(
-        base_image=getattr(args, "base_image", None),
+        config = load_envpack_config()
+        args.envpack_config = config
+    return config
+
+
+def base_image_override(flag: str | None) -> str | None:
+    """``--base-image``, else ``$ENVPACK_BASE_IMAGE`` (both above ``c.EnvPack.base_image``)."""
+    return flag or os.environ.get(BASE_IMAGE_ENV) or None
+
+
+def build_options_from_args(args: argparse.Namespace) -> BuildOptions:
+    """``BuildOptions``: flags over ``c.EnvPack`` over the built-in defaults."""
+    opts = envpack_config(args).build_options(
+        base_image=base_image_override(getattr(args, "base_image", None)),
         ca_bundle=getattr(args, "ca_bundle", None),
         index_url=getattr(args, "index_url", None),
-        extra_index_urls=tuple(getattr(args, "extra_index_url", None) or ()),
-        deadline=getattr(args, "build_deadline", 3600.0),
-        no_cache=getattr(args, "no_cache", False),
-        wheels_via=getattr(args, "wheels_via", "auto"),
+        extra_index_urls=getattr(args, "extra_index_url", None),
+        deadline=getattr(args, "build_deadline", None),
+        no_cache=getattr(args, "no_cache", None) or None,
+        wheels_via=getattr(args, "wheels_via", None),
     )
     opts.validate()
     return opts
 
 
-def run_options_from_args(args: argparse.Namespace) -> Any:
-    """``RunOptions`` from parsed arguments."""
-    from .execute import RunOptions
+def run_options_from_args(args: argparse.Namespace) -> RunOptions:
+    """``RunOptions``: flags over ``c.EnvPack`` over the built-in defaults."""
     from .execute.parameters import parse_cli_parameters
 
-    opts = RunOptions(
+    opts = envpack_config(args).run_options(
         parameters=parse_cli_parameters(getattr(args, "parameter", None)),
         output=getattr(args, "output", None),
-        cell_timeout=getattr(args, "cell_timeout", 600.0),
-        deadline=getattr(args, "deadline", 3600.0),
+        cell_timeout=getattr(args, "cell_timeout", None),
+        deadline=getattr(args, "deadline", None),
         mem_limit=getattr(args, "memory", None),
-        network=not getattr(args, "no_network", False),
-        tolerance=getattr(args, "tolerance", 0.0),
+        network=False if getattr(args, "no_network", False) else None,
+        tolerance=getattr(args, "tolerance", None),
     )
     opts.validate()
     return opts
@@ -262,22 +275,23 @@ def _out(text: str) -> None:
 
 # ---------------------------------------------------------------- verbs
 def _snapshot(args: argparse.Namespace) -> Any:
-    from .snapshot import DataOptions, IndexOptions, SnapshotOptions
     from .snapshot.lock import snapshot_or_lock
 
-    data = DataOptions(include=tuple(args.include), exclude=tuple(args.exclude))
-    if args.max_data_bytes is not None:
-        data = DataOptions(args.max_data_bytes, data.include, data.exclude)
-    index = IndexOptions(
-        getattr(args, "index_url", None),
-        tuple(getattr(args, "extra_index_url", None) or ()),
-        getattr(args, "ca_bundle", None),
+    config = envpack_config(args)
+    kernel = args.kernel or (None if args.python else config.kernel)
+    options = config.snapshot_options(
+        max_bytes=getattr(args, "max_data_bytes", None),
+        include=getattr(args, "include", None) or None,
+        exclude=getattr(args, "exclude", None) or None,
+        index_url=getattr(args, "index_url", None),
+        extra_index_urls=getattr(args, "extra_index_url", None),
+        ca_bundle=getattr(args, "ca_bundle", None),
     )
-    options = SnapshotOptions(data=data, index=index)
     spec, lock = snapshot_or_lock(
-        args.notebook, args.python, args.kernel, getattr(args, "lock", True), options
+        args.notebook, args.python, kernel, getattr(args, "lock", True), options
     )
-    if lock is not None and getattr(args, "base_image", "absent") is None:
+    no_base_given = getattr(args, "base_image", "absent") is None
+    if lock is not None and no_base_given and not os.environ.get(BASE_IMAGE_ENV):
         args.base_image = lock.base_image  # the lock's base image unless one is given
     return spec
 

@@ -8,17 +8,23 @@ reads the same Jupyter config files.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from traitlets import Dict, Float, Integer, List, Type, Unicode, Union, default, validate
 from traitlets.config import Config, Configurable
 
+from . import defaults
+
 if TYPE_CHECKING:
+    from .cluster.jobs import SubmitOptions
     from .execute import RunOptions
     from .image import BuildOptions
     from .snapshot import SnapshotOptions
+
+T = TypeVar("T")
 
 #: Config file names read by :func:`load_envpack_config` (server config first, ours last wins).
 CONFIG_FILE_NAMES = ("jupyter_server_config", "jupyter_envpack_config")
@@ -36,9 +42,26 @@ DEFAULT_RUNNERS = {
     "job": "jupyter_envpack.cluster.operation:job_kind",
 }
 
+#: Options fields whose ``c.EnvPack`` trait has another name, by options class name. Any other
+#: field takes the trait of the same name when there is one (so a new trait needs no code here).
+OPTION_TRAITS: dict[str, dict[str, str]] = {
+    "BuildOptions": {"deadline": "build_deadline"},
+    "RunOptions": {"deadline": "run_deadline"},
+    "SubmitOptions": {"deadline": "run_deadline", "backend": "default_backend"},
+    "DataOptions": {
+        "max_bytes": "max_data_bytes",
+        "include": "include_data",
+        "exclude": "exclude_data",
+    },
+}
+
 
 def _optional_text(help_text: str) -> Any:  # a traitlets Unicode (generic in stubs)
     return Unicode(None, allow_none=True, help=help_text).tag(config=True)
+
+
+def _seconds(value: float, help_text: str) -> Any:  # a traitlets Float (generic in stubs)
+    return Float(value, help=f"{help_text} In seconds (default {value:g}).").tag(config=True)
 
 
 class EnvPack(Configurable):
@@ -71,18 +94,12 @@ class EnvPack(Configurable):
     extra_index_urls = List(
         Unicode(), default_value=[], help="Extra package index URLs used by pip inside the build."
     ).tag(config=True)
-    build_deadline = Float(3600.0, help="Overall deadline of one build, in seconds.").tag(
-        config=True
+    build_deadline = _seconds(defaults.BUILD_DEADLINE, "Overall deadline of one build.")
+    idle_timeout = _seconds(defaults.IDLE_TIMEOUT, "A build step silent this long fails.")
+    run_deadline = _seconds(
+        defaults.RUN_DEADLINE, "Overall deadline of one notebook run (and of a cluster job)."
     )
-    idle_timeout = Float(600.0, help="A build step silent for this many seconds fails.").tag(
-        config=True
-    )
-    run_deadline = Float(3600.0, help="Overall deadline of one notebook run, in seconds.").tag(
-        config=True
-    )
-    cell_timeout = Float(600.0, help="Timeout of one cell during a run, in seconds.").tag(
-        config=True
-    )
+    cell_timeout = _seconds(defaults.CELL_TIMEOUT, "Timeout of one cell during a run.")
     concurrency_limit = Integer(
         2, min=1, help="How many operations (builds, runs, jobs) run at once; more are queued."
     ).tag(config=True)
@@ -176,41 +193,69 @@ class EnvPack(Configurable):
             )
         return target if isinstance(target, type) else import_string(target)
 
+    def options(self, cls: type[T], **overrides: Any) -> T:
+        """Return an options dataclass ``cls`` built from this config, ``overrides`` on top.
+
+        The one place where every surface turns config + flags into options: a field takes the
+        trait of its name (or the one in :data:`OPTION_TRAITS`) when it is set (not ``None``),
+        then each override that is not ``None``; the rest keep the dataclass defaults
+        (:mod:`jupyter_envpack.defaults`). Lists become tuples where the field holds a tuple.
+
+        Parameters
+        ----------
+        cls
+            A dataclass such as ``BuildOptions``, ``RunOptions`` or ``SubmitOptions``.
+        **overrides
+            Flags or request options by field name; ``None`` means "not given".
+        """
+        renames = OPTION_TRAITS.get(cls.__name__, {})
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+            trait = renames.get(f.name, f.name)
+            if self.has_trait(trait) and self.trait_metadata(trait, "config"):
+                values[f.name] = getattr(self, trait)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        kept = {k: v for k, v in values.items() if v is not None}
+        return cls(**{k: _as_field(cls, k, v) for k, v in kept.items()})
+
     def build_options(self, **overrides: Any) -> BuildOptions:
-        """Return the core's ``BuildOptions`` from this config, with ``overrides`` on top."""
+        """Return the core's ``BuildOptions`` (see :meth:`options`)."""
         from .image import BuildOptions
 
-        values: dict[str, Any] = {
-            "base_image": self.base_image,
-            "ca_bundle": self.ca_bundle,
-            "index_url": self.index_url,
-            "extra_index_urls": tuple(self.extra_index_urls),
-            "deadline": self.build_deadline,
-            "idle_timeout": self.idle_timeout,
-        }
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        return BuildOptions(**values)
+        return self.options(BuildOptions, **overrides)
 
     def snapshot_options(self, **overrides: Any) -> SnapshotOptions:
-        """Return the core's ``SnapshotOptions`` (data files, index) with ``overrides`` on top."""
+        """Return the core's ``SnapshotOptions`` (see :meth:`options`).
+
+        ``overrides`` name fields of ``DataOptions`` (``max_bytes``, ``include``, ``exclude``) or of
+        ``IndexOptions`` (``index_url``, ``extra_index_urls``, ``ca_bundle``).
+        """
         from .snapshot import DataOptions, IndexOptions, SnapshotOptions
 
-        values: dict[str, Any] = {
-            "max_bytes": self.max_data_bytes,
-            "include": tuple(self.include_data),
-            "exclude": tuple(self.exclude_data),
-        }
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        index = IndexOptions(self.index_url, tuple(self.extra_index_urls), self.ca_bundle)
-        return SnapshotOptions(data=DataOptions(**values), index=index)
+        data_fields = {f.name for f in dataclasses.fields(DataOptions)}
+        data = {k: v for k, v in overrides.items() if k in data_fields}
+        index = {k: v for k, v in overrides.items() if k not in data_fields}
+        return SnapshotOptions(
+            data=self.options(DataOptions, **data), index=self.options(IndexOptions, **index)
+        )
 
     def run_options(self, **overrides: Any) -> RunOptions:
-        """Return the core's ``RunOptions`` from this config, with ``overrides`` on top."""
+        """Return the core's ``RunOptions`` (see :meth:`options`)."""
         from .execute import RunOptions
 
-        values: dict[str, Any] = {"cell_timeout": self.cell_timeout, "deadline": self.run_deadline}
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        return RunOptions(**values)
+        return self.options(RunOptions, **overrides)
+
+    def submit_options(self, **overrides: Any) -> SubmitOptions:
+        """Return a cluster job's ``SubmitOptions`` (see :meth:`options`)."""
+        from .cluster.jobs import SubmitOptions
+
+        return self.options(SubmitOptions, **overrides)
+
+
+def _as_field(cls: type, name: str, value: Any) -> Any:
+    """``value`` as field ``name`` of ``cls`` stores it (a list becomes a tuple for tuple fields)."""
+    default = {f.name: f.default for f in dataclasses.fields(cls)}.get(name)
+    return tuple(value) if isinstance(value, list) and isinstance(default, tuple) else value
 
 
 def import_string(target: str) -> Any:

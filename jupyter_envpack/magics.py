@@ -31,6 +31,7 @@ from IPython.core import magic_arguments as _margs
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics
 
+from .cli import BASE_IMAGE_ENV, base_image_override
 from .errors import EnvpackError, NotFoundError
 
 # IPython's decorators are untyped; typed aliases keep `mypy --strict` meaningful here.
@@ -73,7 +74,6 @@ VERB_OPTIONS: dict[str, set[str]] = {
     "limit": {"jobs"},
 }
 VERB_OPTIONS = {dest: set(verbs) for dest, verbs in VERB_OPTIONS.items()}  # unshared sets
-BASE_IMAGE_ENV = "ENVPACK_BASE_IMAGE"
 _VERBS: dict[str, Handler] = {}
 
 
@@ -280,19 +280,24 @@ class EnvpackMagics(Magics):
         """Snapshot ``path``: in-process probe of this kernel unless --python/--kernel."""
         from .snapshot import take_snapshot
 
+        options = self.envpack_config().snapshot_options(  # data-file rules, index from config
+            index_url=getattr(args, "index_url", None),
+            extra_index_urls=getattr(args, "extra_index_url", None),
+            ca_bundle=getattr(args, "ca_bundle", None),
+        )
         if args.python or args.kernel:
-            return take_snapshot(path, python=args.python, kernel=args.kernel)
+            return take_snapshot(path, python=args.python, kernel=args.kernel, options=options)
         from .snapshot.probe import probe_current
 
-        return take_snapshot(path, probe=probe_current())
+        return take_snapshot(path, probe=probe_current(), options=options)
 
     def build_options(self, args: argparse.Namespace) -> Any:
         """``BuildOptions`` from the config with this cell's options on top."""
         opts = self.envpack_config().build_options(
-            base_image=args.base_image or os.environ.get(BASE_IMAGE_ENV) or None,
+            base_image=base_image_override(args.base_image),
             ca_bundle=args.ca_bundle,
             index_url=args.index_url,
-            extra_index_urls=tuple(args.extra_index_url) if args.extra_index_url else None,
+            extra_index_urls=args.extra_index_url,
             deadline=args.build_deadline,
         )
         opts.validate()
@@ -545,20 +550,9 @@ def verb_status(m: EnvpackMagics, args: argparse.Namespace) -> Any:
 
 
 def _submit_options(m: EnvpackMagics, args: argparse.Namespace) -> Any:
-    from .cluster.jobs import SubmitOptions
-    from .execute.parameters import parse_cli_parameters
+    from .cluster.cli import submit_options
 
-    cfg = m.envpack_config()
-    return SubmitOptions(
-        backend=args.backend or cfg.default_backend,
-        registry=args.registry or cfg.registry,
-        parameters=parse_cli_parameters(args.parameter),
-        cell_timeout=args.cell_timeout or cfg.cell_timeout,
-        deadline=args.deadline or cfg.run_deadline,
-        cpu=args.cpu,
-        memory=args.memory,
-        output=args.output,
-    ).validate()
+    return submit_options(args, m.envpack_config())
 
 
 def verb_submit(m: EnvpackMagics, args: argparse.Namespace) -> Any:

@@ -21,6 +21,7 @@ from importlib import import_module
 from importlib.metadata import entry_points
 from typing import Any, Protocol, runtime_checkable
 
+from ..defaults import RUN_DEADLINE
 from ..errors import ClusterError, InputError
 from ..events import CancelToken, ProgressEvent, Reporter, null_reporter
 
@@ -195,7 +196,7 @@ class JobSpec:
     notebook: str = ""
     parameters_cell: str | None = None
     cell_timeout: float | None = None
-    deadline: float = 3600.0
+    deadline: float = RUN_DEADLINE
     cpu: float | None = None
     memory: int | None = None
     cpu_request: float | None = None

@@ -12,19 +12,15 @@ import os
 import sys
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import InputError
 
+if TYPE_CHECKING:
+    from ..config import EnvPack
+    from .jobs import SubmitOptions
+
 PASSWORD_ENV = "ENVPACK_REGISTRY_PASSWORD"  # noqa: S105 - the variable name, not a password
-
-
-def _config() -> Any:
-    try:
-        from ..config import load_envpack_config
-    except ImportError:  # the config module is optional for the cluster CLI
-        return None
-    return load_envpack_config()
 
 
 def _out(text: str) -> None:
@@ -35,7 +31,7 @@ def _out(text: str) -> None:
 def _registry_auth(args: argparse.Namespace) -> Any:
     from .registry import RegistryAuth
 
-    if not args.registry_user:
+    if not getattr(args, "registry_user", None):
         return None
     if args.registry_password_stdin:
         password = sys.stdin.readline().rstrip("\n")
@@ -49,46 +45,45 @@ def _registry_auth(args: argparse.Namespace) -> Any:
     return RegistryAuth(args.registry_user, password)
 
 
-def submit_options(args: argparse.Namespace, config: Any = None) -> Any:
-    """Build :class:`~.jobs.SubmitOptions` from parsed ``submit`` arguments."""
-    from ..execute.parameters import parse_cli_parameters
-    from .jobs import SubmitOptions
+#: ``SubmitOptions`` field → argparse dest of its flag (``None`` when not given).
+_SUBMIT_FLAGS = {
+    **{name: name for name in ("backend", "registry", "cell_timeout", "deadline", "output")},
+    **{name: name for name in ("cpu", "memory", "cpu_request", "memory_request")},
+    **{name: name for name in ("schedule", "timezone", "namespace", "kubeconfig")},
+    **{name: name for name in ("partition", "account", "gpus", "runtime")},
+    "constraints": "constraint",
+    "kube_context": "context",
+    "image_pull_secrets": "image_pull_secret",
+}
 
-    backend = args.backend or getattr(config, "default_backend", None) or "swarm"
-    registry = args.registry or getattr(config, "registry", None)
-    return SubmitOptions(
-        backend=backend,
-        registry=registry,
-        registry_auth=_registry_auth(args),
-        parameters=parse_cli_parameters(args.parameter),
-        cell_timeout=args.cell_timeout,
-        deadline=args.deadline,
-        cpu=args.cpu,
-        memory=args.memory,
-        cpu_request=args.cpu_request,
-        memory_request=args.memory_request,
-        constraints=tuple(args.constraint or ()),
-        schedule=args.schedule,
-        timezone=args.timezone,
-        namespace=args.namespace,
-        kube_context=args.context,
-        kubeconfig=args.kubeconfig,
-        image_pull_secrets=tuple(args.image_pull_secret or ()),
-        partition=args.partition,
-        account=args.account,
-        gpus=args.gpus,
-        runtime=args.runtime,
-        output=args.output,
-    ).validate()
+
+def submit_options(args: argparse.Namespace, config: EnvPack | None = None) -> SubmitOptions:
+    """:class:`~.jobs.SubmitOptions` from ``submit`` flags over ``c.EnvPack`` over defaults.
+
+    Also used by ``%envpack submit``, whose parsed arguments have a subset of the flags.
+    """
+    from ..cli import envpack_config
+    from ..execute.parameters import parse_cli_parameters
+
+    flags = {field: getattr(args, dest, None) for field, dest in _SUBMIT_FLAGS.items()}
+    return (
+        (config or envpack_config(args))
+        .submit_options(
+            registry_auth=_registry_auth(args),
+            parameters=parse_cli_parameters(getattr(args, "parameter", None)),
+            **flags,
+        )
+        .validate()
+    )
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
     """Build, push and submit the notebook; with ``--wait`` follow it and fetch the result."""
-    from ..cli import build_options_from_args, make_reporter
+    from ..cli import build_options_from_args, envpack_config, make_reporter
     from .base import JobState
     from .jobs import submit
 
-    config = _config()
+    config = envpack_config(args)
     opts = submit_options(args, config)
     reporter = make_reporter(args)
     from ..execute.sweep import rows_from

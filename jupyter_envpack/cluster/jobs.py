@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..defaults import CELL_TIMEOUT, RUN_DEADLINE
 from ..errors import CancelledError, ClusterError, ConflictError, InputError, NotFoundError
 from ..events import CancelToken, ProgressEvent, Reporter, null_reporter
 from .base import Backend, JobSpec, JobState, JobStatus, fetch_result, get_backend, parse_memory
@@ -210,8 +211,8 @@ class SubmitOptions:
     registry: str | None = None
     registry_auth: RegistryAuth | None = field(default=None, repr=False)
     parameters: Mapping[str, Any] = field(default_factory=dict)
-    cell_timeout: float | None = 600.0
-    deadline: float = 3600.0
+    cell_timeout: float | None = CELL_TIMEOUT
+    deadline: float = RUN_DEADLINE
     cpu: float | None = None
     memory: str | int | None = None
     cpu_request: float | None = None

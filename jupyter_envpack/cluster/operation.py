@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ..config import EnvPack
 from ..errors import ClusterError, InputError, RunError
 from ..events import CancelToken, ProgressEvent
 from .base import JobState, JobStatus
@@ -89,23 +90,26 @@ def validate_job(options: dict[str, Any]) -> dict[str, Any]:
     return options
 
 
-def _submit_options(o: dict[str, Any], config: Any, labels: dict[str, str]) -> SubmitOptions:
-    return SubmitOptions(
-        backend=o.get("backend") or getattr(config, "default_backend", None) or "swarm",
-        registry=o.get("registry") or getattr(config, "registry", None),
-        parameters=o.get("parameters") or {},
-        cell_timeout=o.get("cell_timeout") or getattr(config, "cell_timeout", 600.0),
-        deadline=float(o.get("deadline") or getattr(config, "run_deadline", None) or 3600.0),
+def _submit_options(
+    o: dict[str, Any], config: EnvPack | None, labels: dict[str, str]
+) -> SubmitOptions:
+    """Request options over ``c.EnvPack`` (``None``: built-in defaults only)."""
+    return (config or EnvPack()).submit_options(
+        backend=o.get("backend"),
+        registry=o.get("registry"),
+        parameters=o.get("parameters"),
+        cell_timeout=o.get("cell_timeout"),
+        deadline=o.get("deadline"),
         cpu=o.get("cpu"),
         memory=o.get("memory"),
         cpu_request=o.get("cpu_request"),
         memory_request=o.get("memory_request"),
-        constraints=tuple(o.get("constraints") or ()),
+        constraints=o.get("constraints"),
         schedule=o.get("schedule"),
         timezone=o.get("timezone"),
         namespace=o.get("namespace"),
         kube_context=o.get("context"),
-        image_pull_secrets=tuple(o.get("image_pull_secrets") or ()),
+        image_pull_secrets=o.get("image_pull_secrets"),
         partition=o.get("partition"),
         account=o.get("account"),
         gpus=int(o["gpus"]) if o.get("gpus") else None,

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..defaults import CELL_TIMEOUT, RUN_DEADLINE
 from ..errors import CancelledError, EngineError, InputError, RunError
 from ..events import CancelToken, ProgressEvent, Reporter, null_reporter
 from ..image.context import notebook_bytes, strip_outputs
@@ -44,8 +45,8 @@ class RunOptions:
 
     parameters: dict[str, Any] = field(default_factory=dict)
     output: str | None = None
-    cell_timeout: float = 600.0
-    deadline: float = 3600.0
+    cell_timeout: float = CELL_TIMEOUT
+    deadline: float = RUN_DEADLINE
     mem_limit: str | None = None
     network: bool = True
     tolerance: float = 0.0

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..defaults import BUILD_DEADLINE, IDLE_TIMEOUT
 from ..errors import InputError
 from .refs import validate_reference
 
@@ -43,8 +44,8 @@ class BuildOptions:
     index_url: str | None = None
     extra_index_urls: tuple[str, ...] = ()
     labels: dict[str, str] = field(default_factory=dict)
-    deadline: float = 3600.0
-    idle_timeout: float = 600.0
+    deadline: float = BUILD_DEADLINE
+    idle_timeout: float = IDLE_TIMEOUT
     no_cache: bool = False
     wheels_via: str = "auto"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from jupyter_server.extension.application import ExtensionApp
 
-from ..config import EnvPack
+from ..config import CONFIG_FILE_NAMES, EnvPack
 from ..image.engine import use_engine
 from .handlers import make_handlers
 from .paths import ContentsPaths
@@ -23,6 +23,11 @@ class EnvpackExtension(ExtensionApp):
     classes = [EnvPack]  # noqa: RUF012 - traitlets' own class attribute convention
 
     service: EnvpackService | None = None
+
+    def _config_file_name_default(self) -> str:
+        # jupyter_envpack_config.{py,json}, as the CLI and magics read (config.CONFIG_FILE_NAMES);
+        # ExtensionApp's default would be jupyter_jupyter_envpack_config.
+        return CONFIG_FILE_NAMES[-1]
 
     def initialize_settings(self) -> None:
         """Create the service (store, manager) and start reconciling leftovers."""

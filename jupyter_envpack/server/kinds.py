@@ -155,11 +155,10 @@ def resume_run(op: OperationContext, reporter: Reporter, cancel: CancelToken) ->
 
 def collect_run(op: OperationContext, container: Any, code: int) -> dict[str, Any]:
     """Turn an exited run container into the ``run`` result (output written, report made)."""
-    from ..execute.run import RunOptions
     from ..execute.run import collect_run as core_collect_run
 
     output = op.resolve_output(op.options["output"]) if op.options.get("output") else None
-    options = RunOptions(tolerance=float(op.options.get("tolerance") or 0.0))
+    options = op.config.run_options(tolerance=op.options.get("tolerance"))
     rr = core_collect_run(container, op.notebook, code, options, output=output)
     report = rr.report
     return {
