@@ -55,6 +55,7 @@ class Report:
     run_status: str = "completed"
     image: str | None = None
     output_path: str | None = None
+    engine: str = "docker"
 
     @property
     def reproduced(self) -> bool:
@@ -76,6 +77,7 @@ class Report:
             "reproduced": self.reproduced,
             "run_status": self.run_status,
             "image": self.image,
+            "engine": self.engine,
             "output_path": self.output_path,
             "cells": [c.to_json() for c in self.cells],
             "summary": self.summary,
