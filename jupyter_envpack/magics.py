@@ -60,6 +60,7 @@ VERB_OPTIONS: dict[str, set[str]] = {
     "image": _RUNNING,
     "no_network": {"run"},
     "tolerance": {"run"},
+    "engine": {"run"},
     "write": {"binder"},
     "host": {"binder"},
     "ref": {"binder"},
@@ -163,6 +164,12 @@ class EnvpackMagics(Magics):
         help="set a parameter (VALUE parsed as JSON when it parses); repeat",
     )
     @argument("--image", metavar="REF", help="run in this image instead of building")
+    @argument(
+        "--engine",
+        choices=("docker", "venv"),
+        default="docker",
+        help="venv: rerun in a fresh local virtualenv of the lock (no container engine)",
+    )
     @argument("--output", metavar="PATH", help="executed notebook (default <name>.envpack.ipynb)")
     @argument("--cell-timeout", metavar="S", type=float, help="per-cell timeout (seconds)")
     @argument("--deadline", metavar="S", type=float, help="run time limit (seconds)")
@@ -433,6 +440,7 @@ def verb_run(m: EnvpackMagics, args: argparse.Namespace) -> Any:
     """Build if needed, rerun the notebook in its image, and compare cell by cell."""
     from .execute import run_notebook
     from .execute.run import default_output
+    from .pipeline import rerun
     from .widgets import FieldsView, run_with_progress
 
     path = m.notebook_path(args.notebook)
@@ -441,9 +449,12 @@ def verb_run(m: EnvpackMagics, args: argparse.Namespace) -> Any:
     spec = m.snapshot(args, path)
     build_opts = None if args.image else m.build_options(args)
     with rerunnable(path, spec) as copy:
-        build = None if args.image else _build_work(spec, copy, build_opts)
+        build = None if args.image or args.engine == "venv" else _build_work(spec, copy, build_opts)
 
         def work(reporter: Any, cancel: Any) -> Any:
+            if args.engine == "venv":
+                opts = m.build_options(args)
+                return rerun(spec, copy, "venv", opts, run_opts, reporter, cancel, args.image)[0]
             image = args.image or build(reporter, cancel).image  # type: ignore[misc]
             return run_notebook(image, copy, run_opts, reporter=reporter, cancel=cancel)
 
@@ -463,6 +474,7 @@ def verb_run(m: EnvpackMagics, args: argparse.Namespace) -> Any:
         {
             "cells": counts,
             "run": report.run_status,
+            "engine": report.engine,
             "image": report.image,
             "executed notebook": str(result.output_path),
             "details": cells or None,

@@ -14,7 +14,6 @@ from .image import BuildOptions, BuildResult, build_image
 from .snapshot import EnvSpec, IndexOptions, SnapshotOptions
 from .snapshot.lock import snapshot_or_lock
 
-
 ENGINES = ("docker", "venv")
 """Where a rerun happens: the notebook's image on the Docker engine, or a fresh local venv."""
 
@@ -42,7 +41,7 @@ def rerun(
             raise InputError("--image needs a container engine", hint="drop --image or --engine")
         from .execute.venv import run_notebook_venv
 
-        return run_notebook_venv(spec, nb_path, run, reporter, cancel, build), None
+        return run_notebook_venv(spec, Path(nb_path), run, reporter, cancel, build), None
     if client is None:
         from .image.engine import connect
 
@@ -51,7 +50,7 @@ def rerun(
     if image is None:
         built = build_image(spec, Path(nb_path), build or BuildOptions(), reporter, cancel, client)
         image = built.image
-    result = run_notebook(image, nb_path, run or RunOptions(), reporter, cancel, client)
+    result = run_notebook(image, Path(nb_path), run or RunOptions(), reporter, cancel, client)
     return result, built
 
 

@@ -206,8 +206,8 @@ def _hashed_lock(lines: list[str], wheels: list[Path]) -> str:
     """``name==version --hash=sha256:…`` for every pin, over the cached wheels it may use."""
     hashes: dict[tuple[str, str], list[str]] = {}
     for w in wheels:
-        name, version, _build, _tags = parse_wheel_filename(w.name)
-        hashes.setdefault((str(name), str(version)), []).append(_sha256(w))
+        wname, wversion, _build, _tags = parse_wheel_filename(w.name)
+        hashes.setdefault((str(wname), str(wversion)), []).append(_sha256(w))
     out = []
     for line in lines:
         name, _, version = line.partition("==")
