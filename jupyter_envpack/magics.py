@@ -167,7 +167,6 @@ class EnvpackMagics(Magics):
     @argument(
         "--engine",
         choices=("docker", "venv"),
-        default="docker",
         help="venv: rerun in a fresh local virtualenv of the lock (no container engine)",
     )
     @argument("--output", metavar="PATH", help="executed notebook (default <name>.envpack.ipynb)")
