@@ -291,8 +291,37 @@ def _why(p: Any) -> str:
     return "[dim]dependency[/]"
 
 
+def cmd_reconstruct(args: argparse.Namespace) -> int:
+    """``snapshot --reconstruct``: print the reconstruction (JSON with ``--json``)."""
+    from .snapshot import IndexOptions
+    from .snapshot.reconstruct import reconstruct
+
+    index = IndexOptions(None, (), None)
+    result = reconstruct(args.notebook, python=args.python_version, as_of=args.as_of, index=index)
+    python = result.python
+    if args.json:
+        _out(json.dumps(result.to_json(), indent=2))
+        return 0
+    _out(
+        f"RECONSTRUCTED (an educated guess, not what ran) for Python {python}, "
+        f"as of {result.as_of_used}:"
+    )
+    for name, version in sorted(result.pins.items()):
+        _out(f"  {name}=={version}")
+    for c in result.candidates:
+        _out(
+            f"  {c.module}: {c.requirement} ({c.source}) {'ok' if c.verified else 'rejected'}"
+            f" — {c.evidence}"
+        )
+    for m in result.unresolved:
+        _out(f"  {m}: no candidate provides it")
+    return 0
+
+
 def cmd_snapshot(args: argparse.Namespace) -> int:
     """Print the pinned environment of a notebook."""
+    if args.reconstruct:
+        return cmd_reconstruct(args)
     spec = _snapshot(args)
     if args.json:
         _out(json.dumps(spec.to_json(), indent=2))
@@ -478,6 +507,14 @@ def build_parser() -> argparse.ArgumentParser:
     add_environment_arguments(p)
     add_lock_arguments(p)
     p.add_argument("--json", action="store_true", help="print envpack.snapshot/1 JSON")
+    p.add_argument(
+        "--reconstruct",
+        action="store_true",
+        help="no environment at hand: reconstruct one from the repository's requirements, %%pip "
+        "lines and import names, each verified on its wheel (an educated guess, not what ran)",
+    )
+    p.add_argument("--as-of", metavar="DATE", help="with --reconstruct: newest release date")
+    p.add_argument("--python-version", metavar="X.Y", help="with --reconstruct: target Python")
     p.set_defaults(func=cmd_snapshot)
 
     p = sub.add_parser(
