@@ -169,8 +169,13 @@ def ensure_venv(
     build: BuildOptions | None = None,
     reporter: Reporter = null_reporter,
     cancel: CancelToken | None = None,
+    recorded: dict[str, list[str]] | None = None,
 ) -> tuple[Path, bool]:
-    """The venv of ``spec``'s lock (created or reused) and whether it was reused."""
+    """The venv of ``spec``'s lock (created or reused) and whether it was reused.
+
+    ``recorded``: sha256 hashes per distribution from the notebook's lock file; a cached wheel
+    that matches none of them fails the install (else the cached wheels' own hashes are used).
+    """
     root = venv_root()
     target = root / lock_key(spec)
     if (target / _COMPLETE).is_file() and not (target / _COMPLETE).is_symlink():
@@ -188,7 +193,7 @@ def ensure_venv(
             300,
         )
         lock = work / "requirements.lock"
-        lock.write_text(_hashed_lock(lines, wheels))
+        lock.write_text(_hashed_lock(lines, wheels, recorded or {}))
         folder = wheels[0].parent if wheels else work
         install = ["pip", "install", "--quiet", "--no-deps", "--no-index", "--require-hashes"]
         install += ["--find-links", str(folder), "--python", str(work / "env" / "bin" / "python")]
@@ -202,8 +207,10 @@ def ensure_venv(
     return target, False
 
 
-def _hashed_lock(lines: list[str], wheels: list[Path]) -> str:
-    """``name==version --hash=sha256:…`` for every pin, over the cached wheels it may use."""
+def _hashed_lock(lines: list[str], wheels: list[Path], recorded: dict[str, list[str]]) -> str:
+    """``name==version --hash=sha256:…`` for every pin: the lock file's hashes when it has them,
+    else those of the cached wheels it may use."""
+    known = {str(canonicalize_name(k)): v for k, v in recorded.items() if v}
     hashes: dict[tuple[str, str], list[str]] = {}
     for w in wheels:
         wname, wversion, _build, _tags = parse_wheel_filename(w.name)
@@ -212,7 +219,8 @@ def _hashed_lock(lines: list[str], wheels: list[Path]) -> str:
     for line in lines:
         name, _, version = line.partition("==")
         key = (str(canonicalize_name(name)), str(Version(version)))
-        out.append(line + "".join(f" --hash=sha256:{h}" for h in hashes.get(key, [])))
+        chosen = known.get(key[0]) or hashes.get(key, [])
+        out.append(line + "".join(f" --hash=sha256:{h}" for h in chosen))
     return "\n".join(out) + "\n"
 
 
@@ -235,7 +243,7 @@ def run_notebook_venv(
     path = Path(nb_path)
     original = parse_notebook(read_notebook_bytes(path), name=path.name)
     allow_errors = opts.allow_errors if opts.allow_errors is not None else has_errors(original)
-    env_dir, _reused = ensure_venv(spec, build, reporter, cancel)
+    env_dir, _reused = ensure_venv(spec, build, reporter, cancel, _recorded_hashes(path))
     with tempfile.TemporaryDirectory(prefix="envpack-venv-run-") as tmp:
         work = _stage(Path(tmp), path, spec, original)
         code, executed_text = _execute(
@@ -255,6 +263,14 @@ def run_notebook_venv(
     )
     result.duration = time.monotonic() - started
     return result
+
+
+def _recorded_hashes(nb_path: Path) -> dict[str, list[str]]:
+    """Hashes of ``<stem>.envpack.lock`` beside the notebook, when there is one."""
+    from ..snapshot.lock import lock_path, read_lock
+
+    path = lock_path(nb_path)
+    return read_lock(path).hashes if path.is_file() and not path.is_symlink() else {}
 
 
 def _stage(tmp: Path, path: Path, spec: EnvSpec, original: Any) -> Path:
