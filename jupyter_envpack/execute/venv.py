@@ -103,9 +103,10 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def lock_key(spec: EnvSpec) -> str:
-    """The venv's cache key: Python X.Y, platform and the lock's lines."""
-    text = "\n".join([spec.python_minor, sys.platform, *spec.requirements_lines()])
+def lock_key(spec: EnvSpec, recorded: dict[str, list[str]] | None = None) -> str:
+    """The venv's cache key: Python X.Y, platform, the lock's lines and its recorded hashes."""
+    hashes = [f"{k}:{','.join(sorted(v))}" for k, v in sorted((recorded or {}).items())]
+    text = "\n".join([spec.python_minor, sys.platform, *spec.requirements_lines(), *hashes])
     return hashlib.sha256(text.encode()).hexdigest()[:24]
 
 
@@ -177,7 +178,7 @@ def ensure_venv(
     that matches none of them fails the install (else the cached wheels' own hashes are used).
     """
     root = venv_root()
-    target = root / lock_key(spec)
+    target = root / lock_key(spec, recorded)
     if (target / _COMPLETE).is_file() and not (target / _COMPLETE).is_symlink():
         reporter(ProgressEvent("venv", f"reusing the environment {target.name}", "info"))
         return target, True

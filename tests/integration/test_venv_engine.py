@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import stat
 import subprocess
@@ -133,3 +134,29 @@ def test_missing_python_says_how_to_get_one() -> None:
         find_python("2.9")
     assert info.value.reason == "no-python"
     assert "uv python install 2.9" in (info.value.hint or "")
+
+
+@pytest.mark.reliability("L3")
+def test_the_lock_files_hashes_guard_the_venv(
+    make_notebook: Any, tmp_path: Path, kernel_python: str
+) -> None:
+    path = executed_locally(make_notebook, ["import yaml\nprint(yaml.safe_dump([1]))"])
+    env = {**os.environ, "PYTHONPATH": str(REPO), "DOCKER_HOST": "unix:///nonexistent.sock"}
+    lock_argv = [sys.executable, "-m", "jupyter_envpack.cli", "lock", str(path), "-q"]
+    proc = subprocess.run(
+        [*lock_argv, "--python", kernel_python], env=env, capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lock = path.with_name("nb.envpack.lock")
+    report, _ = run_cli(path, tmp_path / "good")
+    assert report["cells"][0]["status"] == "same"
+    text = lock.read_text()
+    line = next(ln for ln in text.splitlines() if ln.lower().startswith("pyyaml=="))
+    bad = re.sub(r"--hash=sha256:[0-9a-f]{64}", "--hash=sha256:" + "0" * 64, line)
+    lock.write_text(text.replace(line, bad))
+    env["ENVPACK_VENV_CACHE"] = str(tmp_path / "bad")
+    argv = [sys.executable, "-m", "jupyter_envpack.cli", "run", str(path), "--engine", "venv"]
+    proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "hash" in proc.stderr.lower() and "pyyaml" in proc.stderr.lower()
+    assert not any((tmp_path / "bad").glob("*/.envpack-complete"))  # nothing half-built is kept
