@@ -20,7 +20,7 @@ from ..errors import CancelledError, EngineError, InputError, RunError
 from ..events import CancelToken, ProgressEvent, Reporter, null_reporter
 from ..image.context import notebook_bytes, strip_outputs
 from ..image.dockerfile import RUNNER_PREFIX, RUNNER_SCRIPT, USER_ID, WORKDIR
-from ..image.engine import base_labels, connect
+from ..image.engine import base_labels, connect, engine_name
 from ..image.refs import validate_reference
 from ..snapshot.notebook import parse_notebook, read_notebook_bytes
 from .compare import Report, compare_notebooks
@@ -247,6 +247,7 @@ def run_notebook(
             original=original,
             reporter=reporter,
         )
+        result.report.engine = engine_name(client)
     finally:
         try:
             container.remove(force=True)

@@ -6,6 +6,7 @@ import io
 import tarfile
 import time
 from pathlib import Path
+from typing import Any
 
 import nbformat
 import pytest
@@ -281,3 +282,14 @@ def test_base_image_by_digest_is_accepted_and_labelled() -> None:
         spec(), BuildOptions(base_image="b:1", base_image_id="sha256:" + "c" * 64)
     )
     assert 'org.jupyter.envpack.base.id="sha256:' in local and "base.digest" not in local
+
+
+def test_the_engine_is_named_in_reports() -> None:
+    from jupyter_envpack.image.engine import engine_name
+
+    class Podman:  # Podman's API service is not running here: its /version answer
+        def version(self) -> dict[str, Any]:
+            return {"Components": [{"Name": "Podman Engine", "Version": "4.3.1"}]}
+
+    assert engine_name(Podman()) == "podman"
+    assert engine_name(connect()) == "docker"
