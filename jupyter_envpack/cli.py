@@ -306,8 +306,37 @@ def _why(p: Any) -> str:
     return "[dim]dependency[/]"
 
 
+def cmd_reconstruct(args: argparse.Namespace) -> int:
+    """``snapshot --reconstruct``: print the reconstruction (JSON with ``--json``)."""
+    from .snapshot import IndexOptions
+    from .snapshot.reconstruct import reconstruct
+
+    index = IndexOptions(None, (), None)
+    result = reconstruct(args.notebook, python=args.python_version, as_of=args.as_of, index=index)
+    python = result.python
+    if args.json:
+        _out(json.dumps(result.to_json(), indent=2))
+        return 0
+    _out(
+        f"RECONSTRUCTED (an educated guess, not what ran) for Python {python}, "
+        f"as of {result.as_of_used}:"
+    )
+    for name, version in sorted(result.pins.items()):
+        _out(f"  {name}=={version}")
+    for c in result.candidates:
+        _out(
+            f"  {c.module}: {c.requirement} ({c.source}) {'ok' if c.verified else 'rejected'}"
+            f" — {c.evidence}"
+        )
+    for m in result.unresolved:
+        _out(f"  {m}: no candidate provides it")
+    return 0
+
+
 def cmd_snapshot(args: argparse.Namespace) -> int:
     """Print the pinned environment of a notebook."""
+    if args.reconstruct:
+        return cmd_reconstruct(args)
     spec = _snapshot(args)
     if args.json:
         _out(json.dumps(spec.to_json(), indent=2))
@@ -365,12 +394,18 @@ def _build(args: argparse.Namespace, reporter: Reporter) -> Any:
     from .image import build_image
 
     build_options_from_args(args)  # bad options fail before any work
-    spec = _snapshot(args)
+    spec = _reported_snapshot(args, reporter)
     opts = build_options_from_args(args)
+    return build_image(spec, args.notebook, opts, reporter)
+
+
+def _reported_snapshot(args: argparse.Namespace, reporter: Reporter) -> Any:
+    """The snapshot (or lock) of ``args.notebook``, its file summary and warnings reported."""
+    spec = _snapshot(args)
     reporter(ProgressEvent("snapshot", spec.files_summary(), "info"))
     for w in spec.warnings:
         reporter(ProgressEvent("snapshot", f"{w.code}: {w.message}", "warning"))
-    return build_image(spec, args.notebook, opts, reporter)
+    return spec
 
 
 def cmd_build(args: argparse.Namespace) -> int:
@@ -384,24 +419,33 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    """Rerun the notebook in its image and report cell by cell."""
+    """Rerun the notebook in its image (or a fresh venv) and report cell by cell."""
     from .execute import run_notebook
+    from .execute.sweep import rows_from
+    from .pipeline import rerun
 
     run_opts = run_options_from_args(args)
+    build_options_from_args(args)  # bad options fail before any work
     if args.image:
         from .image.refs import validate_reference
 
         validate_reference(args.image)
-    else:
-        build_options_from_args(args)
-    from .execute.sweep import rows_from
-
     rows = rows_from(args.sweep, args.sweep_file, run_opts.parameters)
+    if args.engine == "venv" and (args.image or rows):
+        raise InputError(
+            "--engine venv reruns one notebook from its snapshot",
+            hint="drop --image/--sweep, or use the docker engine",
+        )
     reporter = make_reporter(args)
-    image = args.image or _build(args, reporter).image
-    if rows:
-        return _run_sweep(args, image, rows, run_opts)
-    result = run_notebook(image, args.notebook, run_opts, reporter)
+    if args.engine == "venv":
+        spec = _reported_snapshot(args, reporter)
+        opts = build_options_from_args(args)  # after the snapshot: a lock may set the base
+        result, _ = rerun(spec, args.notebook, "venv", opts, run_opts, reporter)
+    else:
+        image = args.image or _build(args, reporter).image
+        if rows:
+            return _run_sweep(args, image, rows, run_opts)
+        result = run_notebook(image, args.notebook, run_opts, reporter)
     report = result.report
     if args.json:
         _out(json.dumps(report.to_json(), indent=2))
@@ -494,6 +538,14 @@ def build_parser() -> argparse.ArgumentParser:
     add_environment_arguments(p)
     add_lock_arguments(p)
     p.add_argument("--json", action="store_true", help="print envpack.snapshot/1 JSON")
+    p.add_argument(
+        "--reconstruct",
+        action="store_true",
+        help="no environment at hand: reconstruct one from the repository's requirements, %%pip "
+        "lines and import names, each verified on its wheel (an educated guess, not what ran)",
+    )
+    p.add_argument("--as-of", metavar="DATE", help="with --reconstruct: newest release date")
+    p.add_argument("--python-version", metavar="X.Y", help="with --reconstruct: target Python")
     p.set_defaults(func=cmd_snapshot)
 
     p = sub.add_parser(
@@ -519,6 +571,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", parents=[common], help="rerun the notebook in its image and report")
     p.add_argument("notebook")
     p.add_argument("--image", metavar="REF", help="use this image instead of building")
+    p.add_argument(
+        "--engine",
+        choices=("docker", "venv"),
+        default="docker",
+        help="docker: build and run the image; venv: a fresh local virtualenv of the lock, "
+        "no container engine needed (default docker)",
+    )
     add_environment_arguments(p)
     add_lock_arguments(p)
     add_build_arguments(p)

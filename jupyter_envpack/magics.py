@@ -62,6 +62,7 @@ VERB_OPTIONS: dict[str, set[str]] = {
     "image": _RUNNING,
     "no_network": {"run"},
     "tolerance": {"run"},
+    "engine": {"run"},
     "write": {"binder"},
     "host": {"binder"},
     "ref": {"binder"},
@@ -164,6 +165,11 @@ class EnvpackMagics(Magics):
         help="set a parameter (VALUE parsed as JSON when it parses); repeat",
     )
     @argument("--image", metavar="REF", help="run in this image instead of building")
+    @argument(
+        "--engine",
+        choices=("docker", "venv"),
+        help="venv: rerun in a fresh local virtualenv of the lock (no container engine)",
+    )
     @argument("--output", metavar="PATH", help="executed notebook (default <name>.envpack.ipynb)")
     @argument("--cell-timeout", metavar="S", type=float, help="per-cell timeout (seconds)")
     @argument("--deadline", metavar="S", type=float, help="run time limit (seconds)")
@@ -439,6 +445,7 @@ def verb_run(m: EnvpackMagics, args: argparse.Namespace) -> Any:
     """Build if needed, rerun the notebook in its image, and compare cell by cell."""
     from .execute import run_notebook
     from .execute.run import default_output
+    from .pipeline import rerun
     from .widgets import FieldsView, run_with_progress
 
     path = m.notebook_path(args.notebook)
@@ -447,9 +454,12 @@ def verb_run(m: EnvpackMagics, args: argparse.Namespace) -> Any:
     spec = m.snapshot(args, path)
     build_opts = None if args.image else m.build_options(args)
     with rerunnable(path, spec) as copy:
-        build = None if args.image else _build_work(spec, copy, build_opts)
+        build = None if args.image or args.engine == "venv" else _build_work(spec, copy, build_opts)
 
         def work(reporter: Any, cancel: Any) -> Any:
+            if args.engine == "venv":
+                opts = m.build_options(args)
+                return rerun(spec, copy, "venv", opts, run_opts, reporter, cancel, args.image)[0]
             image = args.image or build(reporter, cancel).image  # type: ignore[misc]
             return run_notebook(image, copy, run_opts, reporter=reporter, cancel=cancel)
 
@@ -474,6 +484,7 @@ def verb_run(m: EnvpackMagics, args: argparse.Namespace) -> Any:
             "cells": counts,
             "parameters": json.dumps(report.parameters) if report.parameters else None,
             "run": report.run_status,
+            "engine": report.engine,
             "image": report.image,
             "executed notebook": str(result.output_path),
             "details": cells or None,

@@ -7,11 +7,51 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from .errors import InputError
 from .events import CancelToken, ProgressEvent, Reporter, null_reporter
 from .execute import RunOptions, RunResult, run_notebook
 from .image import BuildOptions, BuildResult, build_image
 from .snapshot import EnvSpec, IndexOptions, SnapshotOptions
 from .snapshot.lock import snapshot_or_lock
+
+ENGINES = ("docker", "venv")
+"""Where a rerun happens: the notebook's image on the Docker engine, or a fresh local venv."""
+
+
+def rerun(
+    spec: EnvSpec,
+    nb_path: str | os.PathLike[str],
+    engine: str = "docker",
+    build: BuildOptions | None = None,
+    run: RunOptions | None = None,
+    reporter: Reporter = null_reporter,
+    cancel: CancelToken | None = None,
+    image: str | None = None,
+    client: Any = None,
+) -> tuple[RunResult, BuildResult | None]:
+    """Rerun the notebook of ``spec`` on ``engine``: the ONE place that chooses the engine.
+
+    ``docker``: build the image (unless ``image`` is given) and run it; ``venv``: a fresh
+    virtualenv of the lock, no engine needed (``image`` must then be None).
+    """
+    if engine not in ENGINES:
+        raise InputError(f"unknown engine {engine!r}", hint=f"use one of {', '.join(ENGINES)}")
+    if engine == "venv":
+        if image is not None:
+            raise InputError("--image needs a container engine", hint="drop --image or --engine")
+        from .execute.venv import run_notebook_venv
+
+        return run_notebook_venv(spec, Path(nb_path), run, reporter, cancel, build), None
+    if client is None:
+        from .image.engine import connect
+
+        client = connect()
+    built = None
+    if image is None:
+        built = build_image(spec, Path(nb_path), build or BuildOptions(), reporter, cancel, client)
+        image = built.image
+    result = run_notebook(image, Path(nb_path), run or RunOptions(), reporter, cancel, client)
+    return result, built
 
 
 @dataclass

@@ -78,6 +78,8 @@ class Report:
             return VERDICT_DIFFERS
         return VERDICT_REPRODUCED if self.compared else VERDICT_NOTHING
 
+    engine: str = "docker"
+
     @property
     def reproduced(self) -> bool:
         """True when at least one code cell was compared and every compared cell reproduced."""
@@ -99,6 +101,7 @@ class Report:
             "verdict": self.verdict,
             "run_status": self.run_status,
             "image": self.image,
+            "engine": self.engine,
             "output_path": self.output_path,
             "cells": [c.to_json() for c in self.cells],
             "summary": self.summary,

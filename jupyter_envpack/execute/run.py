@@ -12,6 +12,7 @@ import json
 import tarfile
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from ..errors import CancelledError, EngineError, InputError, RunError
 from ..events import CancelToken, ProgressEvent, Reporter, null_reporter
 from ..image.context import notebook_bytes, strip_outputs
 from ..image.dockerfile import RUNNER_PREFIX, RUNNER_SCRIPT, USER_ID, WORKDIR
-from ..image.engine import base_labels, connect
+from ..image.engine import base_labels, connect, engine_name
 from ..image.refs import validate_reference
 from ..snapshot.notebook import dumps_notebook, parse_notebook, read_notebook_bytes
 from .compare import Report, compare_notebooks
@@ -95,7 +96,7 @@ class RunResult:
         }
 
 
-def _has_errors(nb: Any) -> bool:
+def has_errors(nb: Any) -> bool:
     """True when the notebook stored an error output (then the rerun goes on after errors)."""
     return any(
         o.get("output_type") == "error"
@@ -145,7 +146,7 @@ def code_cell_ordinals(nb: Any, parameters: dict[str, Any]) -> list[int]:
     return ordinals
 
 
-def cell_progress(msg: dict[str, Any], ordinals: list[int]) -> ProgressEvent:
+def cell_progress(msg: dict[str, Any], ordinals: Sequence[int]) -> ProgressEvent:
     """``cell k/n`` from the runner's cell-start line (its counter also counts markdown cells)."""
     total = max(1, int(msg["total"]))
     index = msg.get("index")
@@ -157,23 +158,28 @@ def cell_progress(msg: dict[str, Any], ordinals: list[int]) -> ProgressEvent:
     return ProgressEvent("run", f"cell {done + 1}/{total}", "progress", done / total)
 
 
+def log_line(line: str, reporter: Reporter, ordinals: Sequence[int] = ()) -> None:
+    """Turn one stderr line of the runner script into a progress event."""
+    try:
+        msg = json.loads(line)
+    except ValueError:
+        reporter(ProgressEvent("run", line[:4096], "log"))
+        return
+    if not isinstance(msg, dict):
+        return
+    if msg.get("envpack") == "cell" and msg.get("total"):
+        reporter(cell_progress(msg, ordinals))
+    elif msg.get("envpack") == "error":
+        reporter(ProgressEvent("run", str(msg.get("message"))[:2000], "warning"))
+
+
 def _follow_logs(container: Any, reporter: Reporter, tail: list[str], ordinals: list[int]) -> None:
     try:
         for raw in container.logs(stream=True, follow=True, stdout=False, stderr=True):
             for line in raw.decode("utf-8", "replace").splitlines():
                 tail.append(line[:4096])
                 del tail[:-50]
-                try:
-                    msg = json.loads(line)
-                except ValueError:
-                    reporter(ProgressEvent("run", line[:4096], "log"))
-                    continue
-                if not isinstance(msg, dict):
-                    continue
-                if msg.get("envpack") == "cell" and msg.get("total"):
-                    reporter(cell_progress(msg, ordinals))
-                elif msg.get("envpack") == "error":
-                    reporter(ProgressEvent("run", str(msg.get("message"))[:2000], "warning"))
+                log_line(line, reporter, ordinals)
     except Exception:  # noqa: S110 - the log stream ends when the container goes
         pass
 
@@ -195,7 +201,7 @@ def run_notebook(
     validate_reference(image)
     path = Path(nb_path)
     original = parse_notebook(read_notebook_bytes(path), name=path.name)
-    allow_errors = opts.allow_errors if opts.allow_errors is not None else _has_errors(original)
+    allow_errors = opts.allow_errors if opts.allow_errors is not None else has_errors(original)
     output = Path(opts.output) if opts.output else default_output(path)
     client = client or connect()
     command = [
@@ -268,6 +274,7 @@ def run_notebook(
             original=original,
             reporter=reporter,
         )
+        result.report.engine = engine_name(client)
     finally:
         try:
             container.remove(force=True)
@@ -317,6 +324,23 @@ def collect_run(
             reason="killed",
             hint="run it again; check `docker events` for who stopped it",
         )
+    check_exit(code, tail)
+    try:
+        chunks, _stat = container.get_archive(OUTPUT_IN_CONTAINER)
+        executed_text = _untar_one(chunks).decode("utf-8")
+    except docker.errors.NotFound:
+        raise RunError(
+            f"the container wrote no executed notebook (exit {code}): " + " | ".join(tail[-5:]),
+            reason="no-result",
+        ) from None
+    image = image or ((container.image.tags or [container.image.id])[0])
+    return finish_run(
+        path, code, executed_text, opts, output, image, allow_errors, original, reporter
+    )
+
+
+def check_exit(code: int, tail: list[str]) -> None:
+    """Raise :class:`RunError` for runner exit codes that are not the notebook's doing."""
     if code == EXIT_KERNEL_START:
         raise RunError(
             "the kernel could not start in the image: " + " | ".join(tail[-5:]),
@@ -335,18 +359,25 @@ def collect_run(
             f"the runner failed in the container (exit {code}): " + " | ".join(tail[-5:]),
             reason="runner-failed",
         )
-    try:
-        chunks, _stat = container.get_archive(OUTPUT_IN_CONTAINER)
-        executed_text = _untar_one(chunks).decode("utf-8")
-    except docker.errors.NotFound:
-        raise RunError(
-            f"the container wrote no executed notebook (exit {code}): " + " | ".join(tail[-5:]),
-            reason="no-result",
-        ) from None
+
+
+def finish_run(
+    path: Path,
+    code: int,
+    executed_text: str,
+    opts: RunOptions,
+    output: Path | None,
+    image: str | None,
+    allow_errors: bool | None,
+    original: Any,
+    reporter: Reporter,
+    engine: str = "docker",
+) -> RunResult:
+    """Write the executed notebook (atomically) and compare it with the original → RunResult."""
     if original is None:
         original = parse_notebook(read_notebook_bytes(path), name=path.name)
     if allow_errors is None:
-        allow_errors = _has_errors(original)
+        allow_errors = has_errors(original)
     output = output or (Path(opts.output) if opts.output else default_output(path))
     executed = parse_notebook(executed_text.encode("utf-8"), name="the executed notebook")
     keep_notebook_kernel(executed, original)
@@ -361,7 +392,8 @@ def collect_run(
         EXIT_TIMEOUT: "timeout",
         EXIT_KERNEL_DIED: "kernel-died",
     }[code]
-    report.image = image or ((container.image.tags or [container.image.id])[0])
+    report.image = image
+    report.engine = engine
     report.output_path = str(output)
     reporter(ProgressEvent("run", f"executed notebook written to {output.name}", "info", 1.0))
     return RunResult(output, report, code, 0.0)

@@ -12,13 +12,14 @@ import re
 import socket
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from ..errors import BuildError, CancelledError, EngineError, InputError
 from ..events import CancelToken, ProgressEvent, Reporter, null_reporter
 from ..snapshot.spec import EnvSpec
+from .basepin import pin_base_image
 from .context import BuildContext, make_context
 from .engine import base_labels, connect
 from .options import UV_VERSION, BuildOptions
@@ -47,6 +48,7 @@ class BuildResult:
     duration: float
     tag_hash: str
     image_id: str | None = None
+    base_image: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         """JSON form (REST results, ``--json``)."""
@@ -56,6 +58,7 @@ class BuildResult:
             "duration": round(self.duration, 3),
             "tag_hash": self.tag_hash,
             "image_id": self.image_id,
+            "base_image": self.base_image,
         }
 
 
@@ -286,6 +289,7 @@ def build_image(
     opts = opts or BuildOptions()
     opts.validate()
     client = client or connect()
+    opts = _pinned(client, opts, spec.python_minor, reporter)
     folder = cache_dir(spec.python_minor, target_arch())
     gateway = build_host(client) if opts.wheels_via != "copy" else None
     if opts.wheels_via == "serve" and gateway is None:
@@ -297,9 +301,9 @@ def build_image(
     ctx = make_context(spec, nb_path, opts, wheel_url=url)
     if image_exists(client, ctx.image) and not opts.no_cache:
         reporter(ProgressEvent("build", f"cached: {ctx.image} already exists", "info", 1.0))
-        return BuildResult(
-            ctx.image, True, time.monotonic() - started, ctx.tag_hash, _image_id(client, ctx.image)
-        )
+        took = time.monotonic() - started
+        found = _image_id(client, ctx.image)
+        return BuildResult(ctx.image, True, took, ctx.tag_hash, found, opts.base_image)
     if cancel is not None:
         cancel.raise_if_cancelled()
     glibc = detect_glibc_minor(client, opts.resolved_base_image(spec.python_minor))
@@ -328,7 +332,18 @@ def build_image(
         time.monotonic() - started,
         ctx.tag_hash,
         image_id or _image_id(client, ctx.image),
+        opts.base_image,
     )
+
+
+def _pinned(client: Any, opts: BuildOptions, python_minor: str, reporter: Reporter) -> BuildOptions:
+    """``opts`` with the base image pinned by registry digest (or its local id recorded)."""
+    pinned = pin_base_image(client, opts.resolved_base_image(python_minor))
+    if pinned.warning:
+        reporter(ProgressEvent("build", pinned.warning, "warning"))
+    elif pinned.digest:
+        reporter(ProgressEvent("build", f"base image pinned: {pinned.ref}", "info"))
+    return replace(opts, base_image=pinned.ref, base_image_id=pinned.image_id)
 
 
 def _image_id(client: Any, ref: str) -> str | None:

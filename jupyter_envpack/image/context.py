@@ -189,6 +189,9 @@ def make_context(
     lock_header = (
         f"# Pinned by jupyter-envpack from the kernel's environment (Python "
         f"{spec.python_minor}). Installed with uv --no-deps: exactly these.\n"
+        f"# Base image: {opts.resolved_base_image(spec.python_minor)}"
+        + (f" (local image id {opts.base_image_id})" if opts.base_image_id else "")
+        + "\n"
     )
     kernel = {
         "argv": [f"{ENV_PREFIX}/bin/python", "-m", "ipykernel_launcher", "-f", "{connection_file}"],

@@ -11,6 +11,7 @@ from urllib.parse import quote
 
 from ..snapshot.spec import EnvSpec
 from .options import UV_VERSION, BuildOptions
+from .refs import REFERENCE
 
 try:
     from .._version import __version__
@@ -49,8 +50,21 @@ def label_value(text: str) -> str:
     return quote(text, safe="/ ._@+=,:-")
 
 
-def _labels(spec: EnvSpec, base: str, notebook_name: str) -> list[tuple[str, str]]:
+def _base_labels(base: str, image_id: str | None) -> list[tuple[str, str]]:
+    """``org.opencontainers.image.base.digest`` when pinned, else the local image id if known."""
+    m = REFERENCE.match(base)
+    if m is not None and m.group("digest"):
+        return [("org.opencontainers.image.base.digest", m.group("digest"))]
+    if image_id and _SAFE_LABEL.match(image_id):
+        return [("org.jupyter.envpack.base.id", image_id)]
+    return []
+
+
+def _labels(
+    spec: EnvSpec, base: str, notebook_name: str, base_id: str | None = None
+) -> list[tuple[str, str]]:
     return [
+        *_base_labels(base, base_id),
         ("org.opencontainers.image.title", label_value(f"{notebook_name} (jupyter-envpack)")),
         (
             "org.opencontainers.image.description",
@@ -124,7 +138,8 @@ def render_dockerfile(
     opts = opts or BuildOptions()
     base = opts.resolved_base_image(spec.python_minor)
     name = notebook_name or spec.notebook.replace("\\", "/").rsplit("/", 1)[-1]
-    labels = " \\\n      ".join(f'{k}="{v}"' for k, v in _labels(spec, base, name))
+    pairs = _labels(spec, base, name, opts.base_image_id)
+    labels = " \\\n      ".join(f'{k}="{v}"' for k, v in pairs)
     if wheel_url is not None:
         if not _WHEEL_URL.match(wheel_url) or not _UV_VERSION.match(UV_VERSION):
             raise ValueError("invalid wheelhouse URL")

@@ -54,6 +54,16 @@ def engine_address() -> str:
     return f"{parts.scheme}://{host}{parts.path}"
 
 
+def engine_name(client: Any) -> str:
+    """``podman`` when the engine API is served by Podman, else ``docker`` (reports name it)."""
+    try:
+        components = client.version().get("Components") or []
+    except Exception:  # an engine that does not say is reported as docker
+        return "docker"
+    podman = any("podman" in str(c.get("Name", "")).lower() for c in components)
+    return "podman" if podman else "docker"
+
+
 def connect(timeout: float = CONNECT_TIMEOUT) -> Any:
     """A ``docker.DockerClient`` for the configured engine, or :class:`EngineError` within ~5 s."""
     import docker

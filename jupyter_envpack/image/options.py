@@ -37,6 +37,9 @@ class BuildOptions:
         ``serve`` the host's wheelhouse to the build over the Docker bridge (one layer, no copy of
         the wheels; needs a local engine), ``copy`` the wheels into the context (works with any
         engine), or ``auto`` (serve when the engine is local).
+    base_image_id
+        Set by the build when the base image has no registry digest: its image id, recorded in
+        the labels (``org.jupyter.envpack.base.id``).
     """
 
     base_image: str | None = None
@@ -48,6 +51,7 @@ class BuildOptions:
     idle_timeout: float = IDLE_TIMEOUT
     no_cache: bool = False
     wheels_via: str = "auto"
+    base_image_id: str | None = None
 
     def resolved_base_image(self, python_minor: str) -> str:
         """The base image to use for a kernel running Python ``python_minor``."""

@@ -350,6 +350,13 @@ def sse_frame(event: Event) -> str:
     return f"id: {event.seq}\nevent: {event.type}\ndata: {json.dumps(event.to_json())}\n\n"
 
 
+def venv_available() -> bool:
+    """Whether ``run`` with ``engine: "venv"`` can work here (the sidebar's no-engine button)."""
+    from ..execute.venv import venv_available as available
+
+    return available()
+
+
 class StatusHandler(EnvpackHandler):
     """``GET /envpack/status``: engine reachability, swarm, versions, queue, database."""
 
@@ -363,6 +370,7 @@ class StatusHandler(EnvpackHandler):
             {
                 **status,
                 "engine": engine,
+                "venv_available": await self.blocking(venv_available),
                 "backends": backends,
                 "default_backend": self.service.config.default_backend,
             }

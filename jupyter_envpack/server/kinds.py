@@ -28,28 +28,38 @@ def docker_client() -> Any:
     return connect()
 
 
-def _build(
-    op: OperationContext, reporter: Reporter, cancel: CancelToken, deadline: float | None
-) -> dict[str, Any]:
-    from ..image import build_image
+def _snapshot(op: OperationContext, reporter: Reporter) -> Any:
     from ..snapshot import take_snapshot
 
-    notebook = str(op.notebook)
     reporter(ProgressEvent("snapshot", "reading the notebook and its kernel's packages", "step"))
     spec = take_snapshot(
-        notebook,
+        str(op.notebook),
         kernel=op.options.get("kernel") or op.config.kernel,
         max_bytes=op.config.max_notebook_size,
         options=op.config.snapshot_options(),
     )
     reporter(ProgressEvent("snapshot", spec.files_summary(), "info"))
-    cancel.raise_if_cancelled("build")
-    options = op.config.build_options(
+    return spec
+
+
+def _build_options(op: OperationContext, deadline: float | None) -> Any:
+    return op.config.build_options(
         base_image=op.options.get("base_image"),
         deadline=deadline,
         idle_timeout=op.options.get("idle_timeout"),
         labels=dict(op.labels),
     )
+
+
+def _build(
+    op: OperationContext, reporter: Reporter, cancel: CancelToken, deadline: float | None
+) -> dict[str, Any]:
+    from ..image import build_image
+
+    notebook = str(op.notebook)
+    spec = _snapshot(op, reporter)
+    cancel.raise_if_cancelled("build")
+    options = _build_options(op, deadline)
     res = build_image(spec, notebook, options, reporter=reporter, cancel=cancel)
     op.set_handle(image=res.image)
     return {
@@ -86,11 +96,13 @@ def _report_json(op: OperationContext, report: Any, output: Path) -> dict[str, A
 def run_run(op: OperationContext, reporter: Reporter, cancel: CancelToken) -> dict[str, Any]:
     """``run`` kind: build (cached when unchanged, skipped with ``image``), then execute."""
     from ..execute import run_notebook
+    from ..pipeline import rerun
 
     o = op.options
     build = None
     image = o.get("image")
-    if image is None:
+    venv = o.get("engine") == "venv"
+    if image is None and not venv:
         build = _build(op, reporter, cancel, o.get("build_deadline"))
         image = build["image"]
     output = o.get("output")
@@ -105,9 +117,15 @@ def run_run(op: OperationContext, reporter: Reporter, cancel: CancelToken) -> di
         labels=dict(op.labels),
         output=str(op.resolve_output(output)) if output else None,
     )
-    rr = run_notebook(image, str(op.notebook), options, reporter=reporter, cancel=cancel)
+    if venv:
+        spec = _snapshot(op, reporter)
+        bopts = _build_options(op, o.get("build_deadline"))
+        rr, _ = rerun(spec, op.notebook, "venv", bopts, options, reporter, cancel, image=image)
+    else:
+        rr = run_notebook(str(image), str(op.notebook), options, reporter=reporter, cancel=cancel)
     return {
-        "image": image,
+        "image": rr.report.image,
+        "engine": rr.report.engine,
         "build": build,
         "output_path": op.relative(rr.output_path),
         "exit_code": rr.exit_code,

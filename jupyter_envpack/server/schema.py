@@ -108,6 +108,7 @@ RUN_FIELDS: dict[str, Field] = {
     "build_deadline": _number(1, 86400),
     "idle_timeout": _number(1, 86400),
     "image": Field((str,), _image, "an image reference (skips the build)"),
+    "engine": Field((str,), lambda v: v in ("docker", "venv"), "docker or venv"),
     "parameters": Field((dict,), _parameters, "an object whose keys are Python identifiers"),
     "cell_timeout": _number(1, 86400),
     "deadline": _number(1, 7 * 86400),

@@ -16,7 +16,6 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -27,6 +26,7 @@ from typing import Any
 
 import nbformat
 import pytest
+import shared_corpus
 from jupyter_client.kernelspec import KernelSpecManager
 from jupyter_client.manager import KernelManager
 from nbclient import NotebookClient
@@ -36,7 +36,6 @@ from jupyter_envpack.execute.compare import compare_notebooks
 pytestmark = pytest.mark.docker
 
 REPO = Path(__file__).resolve().parents[2]
-CORPUS_ENV = "ENVPACK_TEST_CORPUS"  # the same variable as test_pytest_plugin_docker.py
 PINS = (
     "numpy==1.26.4",
     "pandas==2.1.4",
@@ -46,20 +45,6 @@ PINS = (
 )
 MATCHING = frozenset({"same", "error"})  # same outputs, or the same exception as natively
 CELL_TIMEOUT = 300
-
-
-def _corpus_dir() -> Path | None:
-    if os.environ.get(CORPUS_ENV):
-        return Path(os.environ[CORPUS_ENV])
-    for folder in (REPO, *REPO.parents[:3]):
-        if (folder / "shared" / "corpus" / "whirlwind").is_dir():
-            return folder / "shared" / "corpus"
-    return None
-
-
-def _notebooks() -> list[Path]:
-    corpus = _corpus_dir()
-    return sorted((corpus / "whirlwind").glob("*.ipynb")) if corpus else []
 
 
 @pytest.fixture(scope="session")
@@ -129,15 +114,15 @@ def _envpack_run(notebook: Path, python: Path, base: str) -> dict[str, Any]:
 
 
 def test_the_corpus_is_there() -> None:
-    if _corpus_dir() is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"no shared/corpus near {REPO}; set {CORPUS_ENV}")
-        pytest.skip(f"no shared/corpus near {REPO} (set {CORPUS_ENV})")
-    assert len(_notebooks()) >= 5
+    # fails under CI when the corpus is missing
+    shared_corpus.corpus_notebook("06-Built-in-Data-Structures.ipynb")
+    assert len(shared_corpus.corpus_notebooks()) >= 5
 
 
 @pytest.mark.timeout(3600)
-@pytest.mark.parametrize("corpus_notebook", _notebooks(), indirect=True, ids=lambda p: p.stem)
+@pytest.mark.parametrize(
+    "corpus_notebook", shared_corpus.corpus_notebooks(), indirect=True, ids=lambda p: p.stem
+)
 def test_real_notebook_reproduces_every_deterministic_cell(
     corpus_notebook: Path, corpus_kernel: Path, test_base_image: str
 ) -> None:

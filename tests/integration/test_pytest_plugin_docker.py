@@ -17,13 +17,13 @@ from typing import Any
 
 import nbformat
 import pytest
+from shared_corpus import corpus_notebook
 
 pytestmark = pytest.mark.docker
 pytest_plugins = ["pytester"]
 
 ROOT = Path(__file__).resolve().parents[2]
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
-CORPUS = Path(os.environ.get("ENVPACK_TEST_CORPUS") or ROOT.parent / "shared" / "corpus")
 MARKER_CELLS = [
     "import yaml\nprint(yaml.safe_dump({'a': [1, 2]}))",
     "# NBVAL_IGNORE_OUTPUT\nimport random\nrandom.random()",
@@ -97,14 +97,6 @@ def test_markers_sanitizers_and_lax_mode_in_the_image(
     assert own_containers() == []
 
 
-def _corpus(name: str) -> Path:
-    path = CORPUS / "whirlwind" / name
-    if not path.is_file():
-        message = f"corpus notebook {path} is missing (set ENVPACK_TEST_CORPUS)"
-        pytest.fail(message) if IN_CI else pytest.skip(message)
-    return path
-
-
 def _native_reference(source: Path, target: Path) -> int:
     """Execute natively twice; tag the cells that differ between the runs nbval-ignore-output
     and those that raise on purpose (tuples are immutable…) raises-exception, as nbval needs."""
@@ -128,7 +120,7 @@ def test_corpus_notebooks_reproduce_and_a_second_run_reuses_everything(
     pytester: pytest.Pytester, test_base_image, test_labels, own_containers
 ) -> None:
     names = ("10-Iterators.ipynb", "06-Built-in-Data-Structures.ipynb")
-    cells = sum(_native_reference(_corpus(n), pytester.path / n) for n in names)
+    cells = sum(_native_reference(corpus_notebook(n), pytester.path / n) for n in names)
     out = pytester.path.parent / "out"
     args = envpack_args(
         test_labels,

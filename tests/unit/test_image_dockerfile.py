@@ -6,6 +6,7 @@ import io
 import tarfile
 import time
 from pathlib import Path
+from typing import Any
 
 import nbformat
 import pytest
@@ -265,3 +266,30 @@ def test_data_files_get_their_own_layer_before_the_notebook(tmp_path: Path) -> N
     (tmp_path / "data" / "x.csv").symlink_to("/etc/hostname")
     with pytest.raises(InputError, match="changed or disappeared"):
         make_context(s, path, BuildOptions(base_image=BASE), runner=RUNNER)
+
+
+def test_base_image_by_digest_is_accepted_and_labelled() -> None:
+    digest = "sha256:" + "ab" * 32
+    ref = f"127.0.0.1:5000/team/base:1.0@{digest}"
+    opts = BuildOptions(base_image=ref)
+    opts.validate()
+    text = render_dockerfile(spec(), opts)
+    assert ("FROM", ref) in instructions(text)
+    assert f'org.opencontainers.image.base.digest="{digest}"' in text
+    with pytest.raises(InputError):
+        BuildOptions(base_image="base@sha256:xyz").validate()
+    local = render_dockerfile(
+        spec(), BuildOptions(base_image="b:1", base_image_id="sha256:" + "c" * 64)
+    )
+    assert 'org.jupyter.envpack.base.id="sha256:' in local and "base.digest" not in local
+
+
+def test_the_engine_is_named_in_reports() -> None:
+    from jupyter_envpack.image.engine import engine_name
+
+    class Podman:  # Podman's API service is not running here: its /version answer
+        def version(self) -> dict[str, Any]:
+            return {"Components": [{"Name": "Podman Engine", "Version": "4.3.1"}]}
+
+    assert engine_name(Podman()) == "podman"
+    assert engine_name(connect()) == "docker"

@@ -267,3 +267,18 @@ def test_control_cells_are_commented_out_in_the_copy_the_container_reruns(make_n
     plain = make_notebook(["x = 1"], name="plain.ipynb")
     with rerunnable(plain, spec) as same:
         assert same == plain
+
+
+def test_run_engine_venv_needs_no_docker(ip, notebook, tmp_path, monkeypatch):
+    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent.sock")
+    monkeypatch.setenv("ENVPACK_VENV_CACHE", str(tmp_path / "venvs"))
+    view = ip.run_line_magic(
+        "envpack", f"run --notebook {notebook} --python {sys.executable} --engine venv"
+    )
+    assert isinstance(view, FieldsView)
+    report = view.data.report
+    assert report.engine == "venv" and report.image.startswith("venv:")
+    assert (tmp_path / "venvs" / report.image.removeprefix("venv:") / ".envpack-complete").is_file()
+    assert report.run_status == "completed"
+    executed = nbformat.read(view.data.output_path, as_version=4)
+    assert executed.cells[0].outputs[0]["text"] == "1\n"

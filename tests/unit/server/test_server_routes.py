@@ -497,3 +497,28 @@ async def test_long_logs_stream_in_pages(
             break
         assert len(page["events"]) == 4
     assert pages >= 4
+
+
+async def test_run_with_engine_venv_needs_no_docker(
+    jp_fetch: Any,
+    notebook: Path,
+    wait_op: Any,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent.sock")
+    monkeypatch.setenv("ENVPACK_VENV_CACHE", str(tmp_path / "venvs"))
+    code, status, _ = await call(jp_fetch, "envpack", "status")
+    assert status["engine"]["reachable"] is False and status["venv_available"] is True
+    body = {"kind": "run", "path": "nb.ipynb", "options": {"engine": "venv"}}
+    code, op, _ = await call(jp_fetch, "envpack", "operations", **post_op(body))
+    assert code in (200, 201, 202), op
+    done = await wait_op(op["id"], {"succeeded", "failed"}, timeout=300)
+    assert done["state"] == "succeeded", done
+    report = done["result"]["report"]
+    assert report["engine"] == "venv" and report["run_status"] == "completed"
+    assert done["result"]["engine"] == "venv"
+    code, bad, _ = await call(
+        jp_fetch, "envpack", "operations", **post_op({**body, "options": {"engine": "lxc"}})
+    )
+    assert code == 400, bad
