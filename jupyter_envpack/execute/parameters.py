@@ -6,6 +6,7 @@ import ast
 import json
 import keyword
 import math
+import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +29,17 @@ def _check_value(name: str, value: Any) -> None:
         )
 
 
+def valid_name(name: object) -> bool:
+    """A Python identifier, not a keyword, and NFKC-normal: Python normalises identifiers when it
+    parses them, so ``ª = 1`` would assign ``a`` (another variable than the one named)."""
+    return (
+        isinstance(name, str)
+        and name.isidentifier()
+        and not keyword.iskeyword(name)
+        and unicodedata.normalize("NFKC", name) == name
+    )
+
+
 def validate_parameters(params: dict[str, Any]) -> dict[str, Any]:
     """Return ``params`` when every name is an identifier and every value plain JSON."""
     if not isinstance(params, dict):
@@ -35,10 +47,10 @@ def validate_parameters(params: dict[str, Any]) -> dict[str, Any]:
     if len(params) > MAX_PARAMETERS:
         raise InputError(f"too many parameters ({len(params)} > {MAX_PARAMETERS})")
     for name, value in params.items():
-        if not isinstance(name, str) or not name.isidentifier() or keyword.iskeyword(name):
+        if not valid_name(name):
             raise InputError(
                 f"invalid parameter name {name!r}",
-                hint="names must be Python identifiers and not keywords",
+                hint="names must be Python identifiers in NFKC normal form, and not keywords",
             )
         _check_value(name, value)
         if len(json.dumps(value)) > MAX_VALUE_BYTES:

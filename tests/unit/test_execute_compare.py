@@ -6,6 +6,7 @@ import ast
 import base64
 import gzip
 import keyword
+import unicodedata
 
 import nbformat
 import pytest
@@ -34,7 +35,10 @@ json_values = st.recursive(
 @pytest.mark.reliability("H7")
 @given(st.dictionaries(st.text(min_size=1, max_size=20), json_values, max_size=5))
 def test_parameter_cells_are_plain_literal_assignments(params: dict) -> None:
-    valid = all(k.isidentifier() and not keyword.iskeyword(k) for k in params)
+    valid = all(
+        k.isidentifier() and not keyword.iskeyword(k) and unicodedata.normalize("NFKC", k) == k
+        for k in params
+    )
     if not valid:
         with pytest.raises(InputError):
             parameters_cell_source(params)
@@ -47,7 +51,9 @@ def test_parameter_cells_are_plain_literal_assignments(params: dict) -> None:
 
 
 @pytest.mark.reliability("H7")
-@pytest.mark.parametrize("name", ["x=1\nimport os;os.system('id')\ny", "class", "1a", "a b", ""])
+@pytest.mark.parametrize(
+    "name", ["x=1\nimport os;os.system('id')\ny", "class", "1a", "a b", "", "\u00aa", "\ufb01le"]
+)
 def test_injection_names_are_refused(name: str) -> None:
     with pytest.raises(InputError, match="invalid parameter name"):
         parameters_cell_source({name: 1})
