@@ -173,12 +173,6 @@ def _pip_command(
         "off",
         "--disable-pip-version-check",
     ]
-    if opts.index_url:
-        cmd += ["--index-url", opts.index_url]
-    for url in opts.extra_index_urls:
-        cmd += ["--extra-index-url", url]
-    if opts.ca_bundle:
-        cmd += ["--cert", str(Path(opts.ca_bundle).resolve())]
     if action == "download":
         cmd += ["--only-binary=:all:", "--python-version", python_minor, "--implementation", "cp"]
         abi = "cp" + python_minor.replace(".", "")
@@ -188,11 +182,27 @@ def _pip_command(
     return cmd
 
 
+def pip_environment(opts: BuildOptions) -> dict[str, str]:
+    """The environment of a host ``pip``: indexes and CA bundle as ``PIP_*`` variables.
+
+    Index URLs may carry credentials; on a command line they would be readable by every user of
+    the machine in ``/proc/*/cmdline``, the environment of a process is not (RELIABILITY L7).
+    """
+    env = dict(os.environ, PIP_NO_INPUT="1", PYTHONUNBUFFERED="1")
+    if opts.index_url:
+        env["PIP_INDEX_URL"] = opts.index_url
+    if opts.extra_index_urls:
+        env["PIP_EXTRA_INDEX_URL"] = " ".join(opts.extra_index_urls)
+    if opts.ca_bundle:
+        env["PIP_CERT"] = str(Path(opts.ca_bundle).resolve())
+    return env
+
+
 def _run_pip(
-    cmd: list[str], reporter: Reporter, cancel: CancelToken | None
+    cmd: list[str], reporter: Reporter, cancel: CancelToken | None, opts: BuildOptions
 ) -> tuple[int, list[str]]:
     lines: list[str] = []
-    env = dict(os.environ, PIP_NO_INPUT="1", PYTHONUNBUFFERED="1")
+    env = pip_environment(opts)
     with subprocess.Popen(
         cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env
     ) as proc:
@@ -267,7 +277,7 @@ def _download_chunk(
                 "-r",
                 req_file,
             ]
-            code, lines = _run_pip(cmd, reporter, cancel)
+            code, lines = _run_pip(cmd, reporter, cancel, opts)
         finally:
             Path(req_file).unlink(missing_ok=True)
         if code == 0:
@@ -305,7 +315,7 @@ def _build_from_source(
     )
     with tempfile.TemporaryDirectory() as tmp:
         cmd = [*_pip_command("wheel", python_minor, arch, opts), "-w", tmp, req]
-        code, lines = _run_pip(cmd, reporter, cancel)
+        code, lines = _run_pip(cmd, reporter, cancel, opts)
         built = list(Path(tmp).glob("*.whl"))
         if code != 0 or not built:
             tail = [ln for ln in lines if "ERROR" in ln or "error" in ln][-5:]
