@@ -8,6 +8,9 @@ credentials of ``~/.docker/config.json`` never land in a layer (RELIABILITY E3, 
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import json
 import re
 import socket
 import threading
@@ -18,10 +21,14 @@ from typing import Any
 
 from ..errors import BuildError, CancelledError, EngineError, InputError
 from ..events import CancelToken, ProgressEvent, Reporter, null_reporter
+from ..snapshot.commands import commands_in_notebook
+from ..snapshot.notebook import parse_notebook, read_notebook_bytes
 from ..snapshot.spec import EnvSpec
-from .context import BuildContext, make_context
+from .context import BuildContext, make_context, runner_lock
 from .engine import base_labels, connect
 from .options import UV_VERSION, BuildOptions
+from .syslibs import SystemNeeds, plan_system, probe_base
+from .verify import verify_image
 from .wheels import (
     DEFAULT_GLIBC_MINOR,
     cache_dir,
@@ -29,6 +36,7 @@ from .wheels import (
     ensure_wheels,
     redact,
     target_arch,
+    wheel_hashes,
 )
 from .wheelserver import WheelServerBusy, build_host, forget_port, serve_wheels, served_url
 
@@ -40,13 +48,14 @@ LOG_TAIL = 30
 
 @dataclass
 class BuildResult:
-    """What :func:`build_image` produced."""
+    """What :func:`build_image` produced (``system``: the apt packages, why, and warnings)."""
 
     image: str
     cached: bool
     duration: float
     tag_hash: str
     image_id: str | None = None
+    system: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         """JSON form (REST results, ``--json``)."""
@@ -56,6 +65,7 @@ class BuildResult:
             "duration": round(self.duration, 3),
             "tag_hash": self.tag_hash,
             "image_id": self.image_id,
+            "system": self.system,
         }
 
 
@@ -281,7 +291,12 @@ def build_image(
     cancel: CancelToken | None = None,
     client: Any = None,
 ) -> BuildResult:
-    """Build (or find) the image of ``spec`` with the notebook at ``nb_path``."""
+    """Build (or find) the image of ``spec`` with the notebook at ``nb_path``.
+
+    Before the build: the wheels are fetched (their sha256 recorded), the system packages their
+    shared libraries and the notebook's commands need are planned (:mod:`.syslibs`); after it, the
+    environment inside the image is checked against the lock (:mod:`.verify`).
+    """
     started = time.monotonic()
     opts = opts or BuildOptions()
     opts.validate()
@@ -294,20 +309,22 @@ def build_image(
             hint="use wheels_via='copy' (--wheels-via copy) with a remote engine",
         )
     url = served_url(folder, gateway) if gateway else None
-    ctx = make_context(spec, nb_path, opts, wheel_url=url)
-    if image_exists(client, ctx.image) and not opts.no_cache:
-        reporter(ProgressEvent("build", f"cached: {ctx.image} already exists", "info", 1.0))
-        return BuildResult(
-            ctx.image, True, time.monotonic() - started, ctx.tag_hash, _image_id(client, ctx.image)
-        )
+    planner = _Planner(spec, Path(nb_path), opts, client, reporter, cancel)
+    known = planner.cached()
+    if known is not None and not opts.no_cache:
+        ctx = make_context(spec, nb_path, opts, wheel_url=url, system=known[0], hashes=known[1])
+        if image_exists(client, ctx.image):
+            return _cached(client, ctx, known[0], started, reporter)
     if cancel is not None:
         cancel.raise_if_cancelled()
-    glibc = detect_glibc_minor(client, opts.resolved_base_image(spec.python_minor))
-    wheels = _fetch_wheels(ctx, opts, reporter, cancel, glibc)
+    system, hashes, wheels = planner.plan()
+    ctx = make_context(spec, nb_path, opts, wheel_url=url, system=system, hashes=hashes)
+    if image_exists(client, ctx.image) and not opts.no_cache:
+        return _cached(client, ctx, system, started, reporter)
     image_id: str | None = None
     if gateway is not None:
         try:
-            with serve_wheels(folder, gateway):
+            with serve_wheels(folder, gateway, frozenset(hashes)):
                 reporter(ProgressEvent("build", f"building {ctx.image}", "step", 0.0))
                 image_id = _stream_build(client, ctx, opts, reporter, cancel)
         except WheelServerBusy as exc:
@@ -315,12 +332,13 @@ def build_image(
             reporter(ProgressEvent("build", f"{exc}; copying the wheels instead", "warning"))
             gateway = None
     if gateway is None:
-        ctx = make_context(spec, nb_path, opts)
+        ctx = make_context(spec, nb_path, opts, system=system, hashes=hashes)
         ctx.wheels = wheels
         reporter(ProgressEvent("build", f"building {ctx.image}", "step", 0.0))
         image_id = _stream_build(client, ctx, opts, reporter, cancel)
     if not image_exists(client, ctx.image):
         raise BuildError(f"the engine finished without tagging {ctx.image}", reason="build-failed")
+    _verify(client, ctx, reporter)
     reporter(ProgressEvent("build", f"built {ctx.image}", "info", 1.0))
     return BuildResult(
         ctx.image,
@@ -328,7 +346,102 @@ def build_image(
         time.monotonic() - started,
         ctx.tag_hash,
         image_id or _image_id(client, ctx.image),
+        system.to_json(),
     )
+
+
+def _cached(
+    client: Any, ctx: BuildContext, system: SystemNeeds, started: float, reporter: Reporter
+) -> BuildResult:
+    reporter(ProgressEvent("build", f"cached: {ctx.image} already exists", "info", 1.0))
+    return BuildResult(
+        ctx.image,
+        True,
+        time.monotonic() - started,
+        ctx.tag_hash,
+        _image_id(client, ctx.image),
+        system.to_json(),
+    )
+
+
+def _verify(client: Any, ctx: BuildContext, reporter: Reporter) -> None:
+    """Check the environment inside the new image; untag it when it is not the lock."""
+    reporter(ProgressEvent("build", "checking the distributions inside the image", "info"))
+    try:
+        verify_image(client, ctx.image, ctx.env_lock)
+    except BuildError:
+        with contextlib.suppress(Exception):
+            client.api.remove_image(ctx.image, noprune=False)
+        raise
+
+
+class _Planner:
+    """Wheels (with recorded hashes) and system packages of one build, memoised on disk."""
+
+    def __init__(
+        self,
+        spec: EnvSpec,
+        nb_path: Path,
+        opts: BuildOptions,
+        client: Any,
+        reporter: Reporter,
+        cancel: CancelToken | None,
+    ) -> None:
+        self.spec, self.nb_path, self.opts, self.client = spec, nb_path, opts, client
+        self.reporter, self.cancel = reporter, cancel
+        self.base = opts.resolved_base_image(spec.python_minor)
+        self.facts = probe_base(client, self.base)
+        nb = parse_notebook(read_notebook_bytes(nb_path), name=nb_path.name)
+        self.commands = commands_in_notebook(nb)
+        self.lock = [*spec.requirements_lines(), *runner_lock(), f"uv=={UV_VERSION}"]
+        ident = {
+            "base": self.facts.image_id if self.facts else self.base,
+            "lock": self.lock,
+            "commands": [(c.program, c.cell) for c in self.commands],
+            "arch": target_arch(),
+        }
+        blob = json.dumps(ident, sort_keys=True).encode()
+        self.key = hashlib.sha256(blob).hexdigest()
+        self.memo = cache_dir("any", "any").parent / "plans" / f"{self.key[:32]}.json"
+
+    def cached(self) -> tuple[SystemNeeds, dict[str, str]] | None:
+        """The plan of an earlier build with the same base, locks and commands, if any."""
+        try:
+            data = json.loads(self.memo.read_text())
+            return SystemNeeds.from_json(data["system"]), dict(data["hashes"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def plan(self) -> tuple[SystemNeeds, dict[str, str], list[Path]]:
+        """Fetch the wheels, check their hashes, plan the apt packages; remember the plan."""
+        glibc = detect_glibc_minor(self.client, self.base)
+        wheels = ensure_wheels(
+            self.lock,
+            self.spec.python_minor,
+            self.opts,
+            self.reporter,
+            self.cancel,
+            glibc_minor=glibc,
+        )
+        hashes = wheel_hashes(wheels)
+        system = plan_system(
+            wheels, self.commands, self.facts, target_arch(), self.opts, self.reporter
+        )
+        if self.facts is None:
+            self.reporter(
+                ProgressEvent(
+                    "build",
+                    f"system libraries not checked: {self.base} is not on this machine yet",
+                    "warning",
+                )
+            )
+        for finding in system.findings:
+            self.reporter(ProgressEvent("build", f"{finding.code}: {finding.message}", "warning"))
+        data = {"system": {**system.to_json(), "sources": system.sources}, "hashes": hashes}
+        with contextlib.suppress(OSError):
+            self.memo.parent.mkdir(parents=True, exist_ok=True)
+            self.memo.write_text(json.dumps(data))
+        return system, hashes, wheels
 
 
 def _image_id(client: Any, ref: str) -> str | None:

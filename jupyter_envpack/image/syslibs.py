@@ -40,14 +40,17 @@ _PACKAGE = re.compile(r"[a-z0-9][a-z0-9+.-]{0,99}\Z")
 _MIRROR = re.compile(r"https?://[A-Za-z0-9.:\[\]_-]+(/[A-Za-z0-9._~/-]*)?\Z")
 _CODENAME = re.compile(r"[a-z][a-z0-9-]{1,30}\Z")
 _DEBIAN_ARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "armhf", "ppc64le": "ppc64el"}
-_DEFAULT_MIRRORS = {"debian": "http://deb.debian.org/debian", "ubuntu": "http://archive.ubuntu.com/ubuntu"}
+_DEFAULT_MIRRORS = {
+    "debian": "http://deb.debian.org/debian",
+    "ubuntu": "http://archive.ubuntu.com/ubuntu",
+}
 _LIB_DIRS = ("lib/", "usr/lib/", "lib64/", "usr/lib64/")
 _BIN_DIRS = frozenset({"bin", "usr/bin", "sbin", "usr/sbin"})
 _PROBE = (
     "( cat /etc/os-release; echo @@; ldconfig -p || /sbin/ldconfig -p; echo @@; "
     "cat /etc/apt/sources.list /etc/apt/sources.list.d/*; echo @@; "
     "for d in /usr/local/sbin /usr/local/bin /usr/sbin /usr/bin /sbin /bin; do ls -1 $d; done; "
-    "echo @@; command -v apt-get ) 2>/dev/null | head -c %d" % MAX_PROBE_BYTES
+    f"echo @@; command -v apt-get ) 2>/dev/null | head -c {MAX_PROBE_BYTES}"
 )
 
 
@@ -115,7 +118,7 @@ def _save_json(path: Path, data: dict[str, Any]) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
     with os.fdopen(fd, "w") as fh:
         json.dump(data, fh)
-    os.replace(tmp, path)
+    Path(tmp).replace(path)
 
 
 # -- wheels ----------------------------------------------------------------------------------------
@@ -135,9 +138,9 @@ def _elf_needed(data: bytes) -> tuple[list[str], str | None]:
             if isinstance(section, DynamicSection):
                 for tag in section.iter_tags():
                     if tag.entry.d_tag == "DT_NEEDED":
-                        needed.append(str(tag.needed))
+                        needed.append(str(tag.needed))  # type: ignore[attr-defined]
                     elif tag.entry.d_tag == "DT_SONAME":
-                        soname = str(tag.soname)
+                        soname = str(tag.soname)  # type: ignore[attr-defined]
     except (ELFError, ValueError, OSError, KeyError):
         return [], None
     return needed, soname
@@ -182,7 +185,7 @@ def wheel_sonames(wheels: list[Path]) -> dict[str, dict[str, list[str]]]:
 
 
 def _parse_probe(image_id: str, text: str) -> BaseFacts:
-    parts = (text.split("@@\n") + ["", "", "", "", ""])[:5]
+    parts = ([*text.split("@@\n"), "", "", "", "", ""])[:5]
     release = dict(
         (k, v.strip().strip('"'))
         for k, _, v in (ln.partition("=") for ln in parts[0].splitlines())
@@ -246,14 +249,14 @@ def contents_url(facts: BaseFacts, arch: str) -> str | None:
 
 def _download(url: str, target: Path, opts: BuildOptions) -> None:
     context = ssl.create_default_context(cafile=opts.ca_bundle) if url.startswith("https") else None
-    with urllib.request.urlopen(url, timeout=120, context=context) as resp:  # noqa: S310
-        with target.open("wb") as out:
-            copied = 0
-            while chunk := resp.read(1 << 20):
-                copied += len(chunk)
-                if copied > MAX_CONTENTS_BYTES:
-                    raise OSError(f"{url} is larger than {MAX_CONTENTS_BYTES} bytes")
-                out.write(chunk)
+    request = urllib.request.urlopen(url, timeout=120, context=context)  # noqa: S310 - http(s) only
+    with request as resp, target.open("wb") as out:
+        copied = 0
+        while chunk := resp.read(1 << 20):
+            copied += len(chunk)
+            if copied > MAX_CONTENTS_BYTES:
+                raise OSError(f"{url} is larger than {MAX_CONTENTS_BYTES} bytes")
+            out.write(chunk)
 
 
 def parse_contents(stream: Any) -> dict[str, dict[str, list[str]]]:
@@ -336,7 +339,11 @@ def plan_system(
             )
         )
         return needs
-    reporter(ProgressEvent("build", "looking up system packages in the distribution's file index", "info"))
+    reporter(
+        ProgressEvent(
+            "build", "looking up system packages in the distribution's file index", "info"
+        )
+    )
     index = file_index(facts, arch, opts)
     _map_libraries(needs, missing, index["libs"])
     _map_programs(needs, programs, index["bins"])
@@ -381,4 +388,3 @@ def _map_programs(
         )
     for pkg, why in needs.reasons.items():
         needs.reasons[pkg] = list(dict.fromkeys(why))
-

@@ -7,6 +7,8 @@ enters the image: the build context only holds the wheel files (RELIABILITY E1, 
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import platform
 import re
@@ -141,6 +143,7 @@ def ensure_wheels(
         reporter(ProgressEvent("wheels", f"all {len(requirements)} wheels are cached", "info"))
     files: list[Path] = []
     still: list[str] = []
+    record_hashes(folder)
     for r in requirements:
         got = have.get(_key(r))
         if got:
@@ -154,6 +157,74 @@ def ensure_wheels(
             reason="no-wheel",
         )
     return files
+
+
+HASHES_FILE = "sha256.json"
+"""Per cache folder: the sha256 of each wheel, recorded when it was fetched (RELIABILITY L3)."""
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        while chunk := fh.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _load_hashes(folder: Path) -> dict[str, str]:
+    try:
+        data = json.loads((folder / HASHES_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+    return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
+
+
+def record_hashes(folder: Path) -> dict[str, str]:
+    """Record the sha256 of every newly fetched wheel of ``folder``; return the whole record."""
+    known = _load_hashes(folder)
+    new = {w.name: _sha256(w) for w in folder.glob("*.whl") if w.name not in known}
+    if new:
+        known.update(new)
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".json")
+        with os.fdopen(fd, "w") as fh:
+            json.dump(known, fh, indent=0, sort_keys=True)
+        Path(tmp).replace(folder / HASHES_FILE)
+    return known
+
+
+def wheel_hashes(files: list[Path]) -> dict[str, str]:
+    """The recorded sha256 of each of ``files``, after checking each file still has it.
+
+    Raises
+    ------
+    BuildError
+        A wheel changed since it was fetched (``reason="hash-mismatch"``).
+    """
+    out: dict[str, str] = {}
+    for path in files:
+        recorded = _load_hashes(path.parent).get(path.name) or record_hashes(path.parent)[path.name]
+        if _sha256(path) != recorded:
+            raise BuildError(
+                f"{path.name} in the wheel cache changed since it was fetched (sha256 mismatch)",
+                step="wheels",
+                reason="hash-mismatch",
+                hint=f"delete {path} and build again: it will be fetched from the index",
+            )
+        out[path.name] = recorded
+    return out
+
+
+def hashed_lock(lock: list[str], hashes: dict[str, str]) -> list[str]:
+    """``name==version --hash=sha256:...`` lines for ``lock`` (every wheel file of each pin)."""
+    by_key: dict[tuple[str, Version], list[str]] = {}
+    for name, digest in hashes.items():
+        wname, version, _build, _tags = parse_wheel_filename(name)
+        by_key.setdefault((str(wname), version), []).append(digest)
+    lines = []
+    for req in lock:
+        digests = sorted(by_key.get(_key(req), []))
+        lines.append(" ".join([req, *(f"--hash=sha256:{d}" for d in digests)]))
+    return lines
 
 
 def _pip_command(

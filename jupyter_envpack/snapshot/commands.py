@@ -25,12 +25,58 @@ _SHELL_MAGICS = frozenset({"bash", "sh"})
 _SHELL_LINE_MAGICS = frozenset({"sx", "system"})
 # POSIX shell reserved words (a command follows them, or none: ``for x in ...``) and the builtins
 # of sh/bash: none of them needs a package.
-_KEYWORDS_BEFORE_COMMAND = frozenset("! { do elif else if then time until while".split())
-_KEYWORDS_NO_COMMAND = frozenset("} [[ ]] case done esac fi for function in select".split())
+_KEYWORDS_BEFORE_COMMAND = frozenset(
+    ["!", "{", "do", "elif", "else", "if", "then", "time", "until", "while"]
+)
+_KEYWORDS_NO_COMMAND = frozenset(
+    ["}", "[[", "]]", "case", "done", "esac", "fi", "for", "function", "in", "select"]
+)
 _BUILTINS = frozenset(
-    ". : [ alias bg break builtin cd command continue declare echo eval exit export false fg "
-    "getopts hash jobs kill let local printf pwd read readonly return set shift shopt source test "
-    "times trap true type typeset ulimit umask unalias unset wait".split()
+    [
+        ".",
+        ":",
+        "[",
+        "alias",
+        "bg",
+        "break",
+        "builtin",
+        "cd",
+        "command",
+        "continue",
+        "declare",
+        "echo",
+        "eval",
+        "exit",
+        "export",
+        "false",
+        "fg",
+        "getopts",
+        "hash",
+        "jobs",
+        "kill",
+        "let",
+        "local",
+        "printf",
+        "pwd",
+        "read",
+        "readonly",
+        "return",
+        "set",
+        "shift",
+        "shopt",
+        "source",
+        "test",
+        "times",
+        "trap",
+        "true",
+        "type",
+        "typeset",
+        "ulimit",
+        "umask",
+        "unalias",
+        "unset",
+        "wait",
+    ]
 )
 _WRAPPERS = frozenset({"sudo", "env", "nohup", "nice", "timeout", "stdbuf", "xargs", "exec"})
 _PROGRAM = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+-]{0,63}\Z")
@@ -107,7 +153,11 @@ def _from_call(call: ast.Call) -> list[str]:
             return programs_in_shell(body)
         return []
     if ipython and name == "run_line_magic" and len(args) == 2:
-        return programs_in_shell(_literal(args[1]) or "") if _literal(args[0]) in _SHELL_LINE_MAGICS else []
+        return (
+            programs_in_shell(_literal(args[1]) or "")
+            if _literal(args[0]) in _SHELL_LINE_MAGICS
+            else []
+        )
     module = getattr(owner, "id", "")
     if module == "os" and name in _OS_SHELL and args:
         return programs_in_shell(_literal(args[0]) or "")
@@ -120,7 +170,11 @@ def _from_call(call: ast.Call) -> list[str]:
     text = _literal(first)
     if text is None:
         return []
-    return programs_in_shell(text) if _shell_kw(call) or name == "getoutput" else programs_in_shell(text)[:1]
+    return (
+        programs_in_shell(text)
+        if _shell_kw(call) or name == "getoutput"
+        else programs_in_shell(text)[:1]
+    )
 
 
 def commands_in_source(source: str) -> list[str]:

@@ -1,0 +1,117 @@
+"""System libraries, commands and the promise inside the image, on the real engine (issue 9.5, 9.7).
+
+Each kernel is a real venv with real wheels from the index; each image is built on the offline
+Debian base and checked from the inside (``import cv2``, ``file --version``, versions of the pins).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from jupyter_envpack.events import ProgressEvent
+from jupyter_envpack.image import BuildOptions, build_image
+from jupyter_envpack.image.dockerfile import ENV_PREFIX
+from jupyter_envpack.image.verify import installed_distributions
+from jupyter_envpack.snapshot import take_snapshot
+
+pytestmark = pytest.mark.docker
+LABEL = "org.jupyter.envpack"
+
+
+def kernel_env(tmp_path: Path, *requirements: str) -> str:
+    """A real venv holding ``requirements`` (from the index); return its interpreter."""
+    venv = tmp_path / "kernel-env"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    python = str(venv / "bin" / "python")
+    subprocess.run(
+        [sys.executable, "-m", "pip", "--python", python, "install", "-q", *requirements],
+        check=True,
+        timeout=900,
+    )
+    return python
+
+
+def run_in(client: Any, image: str, argv: list[str], labels: dict[str, str]) -> str:
+    out = client.containers.run(
+        image, argv, remove=True, entrypoint=[], network_disabled=True, labels={LABEL: "1", **labels}
+    )
+    return str(out.decode())
+
+
+def _build(client: Any, base: str, path: Path, python: str) -> tuple[Any, Any, list[str]]:
+    spec = take_snapshot(path, python=python)
+    events: list[ProgressEvent] = []
+    result = build_image(
+        spec, path, BuildOptions(base_image=base), reporter=events.append, client=client
+    )
+    return spec, result, [e.message for e in events]
+
+
+@pytest.mark.reliability("L3")
+@pytest.mark.timeout(1800)
+@pytest.mark.parametrize(
+    ("wheel", "needs_gl"),
+    [("opencv-python-headless", False), ("opencv-python", True)],
+)
+def test_opencv_imports_in_the_image_built_on_the_slim_base(
+    docker_client, test_base_image, make_notebook, tmp_path, test_labels, wheel, needs_gl
+) -> None:
+    python = kernel_env(tmp_path, f"{wheel}<5.1")
+    path = make_notebook(["import cv2\nprint(cv2.__version__)"], name="cv.ipynb")
+    _spec, result, _log = _build(docker_client, test_base_image, path, python)
+    system = result.system or {}
+    if needs_gl:  # libGL.so.1 and glib come from Debian's own packages, found in Contents
+        assert {"libgl1", "libglib2.0-0"} <= set(system["packages"])
+        assert "libGL.so.1" in system["reasons"]["libgl1"]
+    else:  # headless vendors everything it needs beyond the base image
+        assert system["packages"] == []
+    assert not [w for w in system["warnings"] if w["code"] == "unmapped-library"]
+    dockerfile = docker_client.api.history(result.image)
+    apt_steps = [h["CreatedBy"] for h in dockerfile if "apt-get install" in h["CreatedBy"]]
+    assert bool(apt_steps) == needs_gl
+    out = run_in(
+        docker_client,
+        result.image,
+        [f"{ENV_PREFIX}/bin/python", "-c", "import cv2; print('cv2', cv2.__version__)"],
+        test_labels,
+    )
+    assert out.startswith("cv2 ")
+
+
+@pytest.mark.timeout(1200)
+def test_old_pins_and_commands_are_what_the_image_holds(
+    docker_client, test_base_image, make_notebook, tmp_path, test_labels
+) -> None:
+    """Deliberately old pins (not the newest) are the versions inside; `!file` gets its package."""
+    python = kernel_env(tmp_path, "six==1.15.0", "tabulate==0.8.10")
+    path = make_notebook(
+        [
+            "import six, tabulate",
+            "!file cv.ipynb",
+            "import subprocess\nsubprocess.run(['envpack-no-such-program-x', '-v'])",
+        ],
+        name="pins.ipynb",
+    )
+    _spec, result, log = _build(docker_client, test_base_image, path, python)
+    inside = installed_distributions(docker_client, result.image)
+    assert inside["six"] == "1.15.0" and inside["tabulate"] == "0.8.10"
+    assert "file" in result.system["packages"]
+    assert result.system["reasons"]["file"] == ["file"]
+    missing = [w for w in result.system["warnings"] if w["code"] == "missing-command"]
+    assert [(w["cell"], "envpack-no-such-program-x" in w["message"]) for w in missing] == [(2, True)]
+    assert any("missing-command" in line for line in log)
+    out = run_in(docker_client, result.image, ["file", "--version"], test_labels)
+    assert out.startswith("file-")
+    again = build_image(
+        take_snapshot(path, python=python),
+        path,
+        BuildOptions(base_image=test_base_image),
+        client=docker_client,
+    )
+    assert again.cached and again.image == result.image
+    assert again.system == result.system
