@@ -274,6 +274,15 @@ def _classify_failure(message: str, step: str, tail: list[str]) -> BuildError:
     elif "no space left" in low:
         reason = "disk-full"
         hint = "free space in Docker's data root (docker system df)"
+    mismatch = next((ln for ln in reversed(tail) if "hash mismatch" in ln.lower()), None)
+    if mismatch is not None:  # uv --require-hashes, or install_env.py's check of the uv wheel
+        reason = "hash-mismatch"
+        message = f"{mismatch.strip()[:500]} ({message})"
+        hint = (
+            "a wheel served to the build is not the file fetched from the index; something "
+            "answered in place of envpack's wheel server. Build again; if it repeats, check "
+            "which process listens on the bridge address"
+        )
     return BuildError(
         f"build failed at {step}: {message}",
         step=step,

@@ -38,7 +38,12 @@ def kernel_env(tmp_path: Path, *requirements: str) -> str:
 
 def run_in(client: Any, image: str, argv: list[str], labels: dict[str, str]) -> str:
     out = client.containers.run(
-        image, argv, remove=True, entrypoint=[], network_disabled=True, labels={LABEL: "1", **labels}
+        image,
+        argv,
+        remove=True,
+        entrypoint=[],
+        network_disabled=True,
+        labels={LABEL: "1", **labels},
     )
     return str(out.decode())
 
@@ -103,7 +108,9 @@ def test_old_pins_and_commands_are_what_the_image_holds(
     assert "file" in result.system["packages"]
     assert result.system["reasons"]["file"] == ["file"]
     missing = [w for w in result.system["warnings"] if w["code"] == "missing-command"]
-    assert [(w["cell"], "envpack-no-such-program-x" in w["message"]) for w in missing] == [(2, True)]
+    assert [(w["cell"], "envpack-no-such-program-x" in w["message"]) for w in missing] == [
+        (2, True)
+    ]
     assert any("missing-command" in line for line in log)
     out = run_in(docker_client, result.image, ["file", "--version"], test_labels)
     assert out.startswith("file-")
