@@ -27,7 +27,7 @@ from ..snapshot.spec import EnvSpec
 from .context import BuildContext, make_context, runner_lock
 from .engine import base_labels, connect
 from .options import UV_VERSION, BuildOptions
-from .syslibs import SystemNeeds, plan_system, probe_base
+from .syslibs import SystemNeeds, plan_system, probe_base, record_system
 from .verify import verify_image
 from .wheels import (
     DEFAULT_GLIBC_MINOR,
@@ -450,6 +450,7 @@ class _Planner:
         with contextlib.suppress(OSError):
             self.memo.parent.mkdir(parents=True, exist_ok=True)
             self.memo.write_text(json.dumps(data))
+            record_system(self.spec.hash, system)  # the same list goes to binder/apt.txt
         return system, hashes, wheels
 
 

@@ -305,6 +305,23 @@ def _choose(candidates: list[str]) -> str:
     return sorted(set(usable), key=lambda p: (p.endswith("-dev"), len(p), p))[0]
 
 
+def _records() -> Path:
+    return _cache_root() / "plans" / "system-by-environment.json"
+
+
+def record_system(env_hash: str, needs: SystemNeeds) -> None:
+    """Remember the apt packages the last build of environment ``env_hash`` installed."""
+    known = _load_json(_records())
+    known[env_hash] = needs.packages
+    _save_json(_records(), known)
+
+
+def recorded_system(env_hash: str) -> list[str]:
+    """The apt packages recorded by the last build of ``env_hash`` here (``[]`` if never built)."""
+    found = _load_json(_records()).get(env_hash, [])
+    return [p for p in found if isinstance(p, str) and _PACKAGE.match(p)]
+
+
 # -- the plan ----------------------------------------------------------------------------------------
 
 

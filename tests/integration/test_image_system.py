@@ -17,6 +17,7 @@ from jupyter_envpack.events import ProgressEvent
 from jupyter_envpack.image import BuildOptions, build_image
 from jupyter_envpack.image.dockerfile import ENV_PREFIX
 from jupyter_envpack.image.verify import installed_distributions
+from jupyter_envpack.share.binder import binder_files
 from jupyter_envpack.snapshot import take_snapshot
 
 pytestmark = pytest.mark.docker
@@ -68,8 +69,10 @@ def test_opencv_imports_in_the_image_built_on_the_slim_base(
 ) -> None:
     python = kernel_env(tmp_path, f"{wheel}<5.1")
     path = make_notebook(["import cv2\nprint(cv2.__version__)"], name="cv.ipynb")
-    _spec, result, _log = _build(docker_client, test_base_image, path, python)
+    spec, result, _log = _build(docker_client, test_base_image, path, python)
     system = result.system or {}
+    apt_txt = binder_files(spec).get("apt.txt", "").splitlines()[1:]
+    assert apt_txt == system["packages"]  # the same list goes to binder/apt.txt
     if needs_gl:  # libGL.so.1 and glib come from Debian's own packages, found in Contents
         assert {"libgl1", "libglib2.0-0"} <= set(system["packages"])
         assert "libGL.so.1" in system["reasons"]["libgl1"]
