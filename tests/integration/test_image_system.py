@@ -6,19 +6,24 @@ Debian base and checked from the inside (``import cv2``, ``file --version``, ver
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from jupyter_envpack.errors import BuildError
 from jupyter_envpack.events import ProgressEvent
 from jupyter_envpack.image import BuildOptions, build_image
 from jupyter_envpack.image.dockerfile import ENV_PREFIX
 from jupyter_envpack.image.verify import installed_distributions
 from jupyter_envpack.share.binder import binder_files
 from jupyter_envpack.snapshot import take_snapshot
+from jupyter_envpack.snapshot.spec import EnvSpec, PinnedPackage
 
 pytestmark = pytest.mark.docker
 LABEL = "org.jupyter.envpack"
@@ -125,3 +130,61 @@ def test_old_pins_and_commands_are_what_the_image_holds(
     )
     assert again.cached and again.image == result.image
     assert again.system == result.system
+
+
+def _smuggler_wheel(folder: Path) -> Path:
+    """A wheel that also installs a second distribution (``extra-pkg 9.9``) through its data."""
+    name, version = "envpack_smuggler", "1.0"
+    extra = f"{name}-{version}.data/purelib/extra_pkg-9.9.dist-info"
+    files = {
+        f"{name}/__init__.py": b"",
+        f"{extra}/METADATA": b"Metadata-Version: 2.1\nName: extra-pkg\nVersion: 9.9\n",
+        f"{name}-{version}.dist-info/METADATA": (
+            f"Metadata-Version: 2.1\nName: envpack-smuggler\nVersion: {version}\n".encode()
+        ),
+        f"{name}-{version}.dist-info/WHEEL": (
+            b"Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+        ),
+    }
+    wheel = folder / f"{name}-{version}-py3-none-any.whl"
+    record = []
+    with zipfile.ZipFile(wheel, "w") as zf:
+        for fname, data in files.items():
+            zf.writestr(fname, data)
+            digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=")
+            record.append(f"{fname},sha256={digest.decode()},{len(data)}")
+        record.append(f"{name}-{version}.dist-info/RECORD,,")
+        zf.writestr(f"{name}-{version}.dist-info/RECORD", "\n".join(record) + "\n")
+    return wheel
+
+
+@pytest.mark.timeout(900)
+def test_an_image_whose_environment_is_not_the_lock_fails_the_build(
+    docker_client, test_base_image, make_notebook, tmp_path, httpserver, monkeypatch
+) -> None:
+    """A wheel that smuggles a second distribution in: the check inside the image names it."""
+    wheel = _smuggler_wheel(tmp_path)
+    httpserver.expect_request("/simple/envpack-smuggler/").respond_with_data(
+        f'<a href="/files/{wheel.name}">{wheel.name}</a>', content_type="text/html"
+    )
+    httpserver.expect_request(f"/files/{wheel.name}").respond_with_data(
+        wheel.read_bytes(), content_type="application/octet-stream"
+    )
+    monkeypatch.setenv("ENVPACK_WHEEL_CACHE", str(tmp_path / "wheels"))
+    path = make_notebook(["import envpack_smuggler"], name="smuggle.ipynb")
+    spec = EnvSpec(
+        notebook=str(path),
+        python_version="3.11.7",
+        packages=[PinnedPackage("envpack-smuggler", "1.0", True)],
+    )
+    index = f"http://127.0.0.1:{httpserver.port}/simple"
+    with pytest.raises(BuildError) as info:
+        build_image(
+            spec,
+            path,
+            BuildOptions(base_image=test_base_image, extra_index_urls=(index,)),
+            client=docker_client,
+        )
+    assert info.value.reason == "image-mismatch"
+    assert "extra-pkg==9.9 (not in the lock)" in str(info.value)
+    assert docker_client.images.list(name="envpack/smuggle") == []  # the bad image is untagged
