@@ -19,7 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import BuildError, CancelledError, EngineError, InputError
+from packaging.utils import canonicalize_name, parse_wheel_filename
+
+from ..errors import BuildError, CancelledError, EngineError, EnvpackError, InputError
 from ..events import CancelToken, ProgressEvent, Reporter, null_reporter
 from ..snapshot.commands import commands_in_notebook
 from ..snapshot.notebook import parse_notebook, read_notebook_bytes
@@ -433,8 +435,10 @@ class _Planner:
             glibc_minor=glibc,
         )
         hashes = wheel_hashes(wheels)
+        env = {str(canonicalize_name(p.name)) for p in self.spec.packages}
+        on_path = frozenset(w.name for w in wheels if parse_wheel_filename(w.name)[0] in env)
         system = plan_system(
-            wheels, self.commands, self.facts, target_arch(), self.opts, self.reporter
+            wheels, self.commands, self.facts, target_arch(), self.opts, self.reporter, on_path
         )
         if self.facts is None:
             self.reporter(
@@ -468,11 +472,27 @@ def prepare_context(
     reporter: Reporter = null_reporter,
     wheels: bool = True,
 ) -> BuildContext:
-    """The full context (with wheels when asked): what ``dockerfile -o DIR`` writes."""
+    """The full context (with wheels when asked): what ``dockerfile -o DIR`` writes.
+
+    With wheels, the locks carry their hashes; when a local engine answers, the apt layer is
+    planned against the base image as for a build.
+    """
     opts = opts or BuildOptions()
     ctx = make_context(spec, nb_path, opts)
-    if wheels:
-        ctx.wheels = _fetch_wheels(ctx, opts, reporter)
+    if not wheels:
+        return ctx
+    try:
+        client = connect()
+    except EnvpackError:
+        client = None
+    system: SystemNeeds | None = None
+    if client is not None:
+        system, hashes, files = _Planner(spec, Path(nb_path), opts, client, reporter, None).plan()
+    else:
+        files = _fetch_wheels(ctx, opts, reporter)
+        hashes = wheel_hashes(files)
+    ctx = make_context(spec, nb_path, opts, system=system, hashes=hashes)
+    ctx.wheels = files
     return ctx
 
 

@@ -10,6 +10,8 @@ as ``apt-file`` uses it) and installed with ``apt-get`` in a layer before the en
 
 from __future__ import annotations
 
+import configparser
+import contextlib
 import gzip
 import hashlib
 import io
@@ -44,6 +46,8 @@ _DEFAULT_MIRRORS = {
     "debian": "http://deb.debian.org/debian",
     "ubuntu": "http://archive.ubuntu.com/ubuntu",
 }
+_VENV_PROGRAMS = frozenset({"python", "python3", "activate"})
+"""What every environment's ``bin`` has (uv venv); the rest comes from the wheels' scripts."""
 _LIB_DIRS = ("lib/", "usr/lib/", "lib64/", "usr/lib64/")
 _BIN_DIRS = frozenset({"bin", "usr/bin", "sbin", "usr/sbin"})
 _PROBE = (
@@ -146,12 +150,35 @@ def _elf_needed(data: bytes) -> tuple[list[str], str | None]:
     return needed, soname
 
 
+def _scripts(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> set[str]:
+    """Programs a wheel puts on the environment's ``PATH`` (entry points, ``.data/scripts``)."""
+    name = info.filename
+    if "/" not in name.rstrip("/"):
+        return set()
+    folder, base = name.rsplit("/", 1)
+    if folder.endswith(".data/scripts") and base:
+        return {base}
+    if not (folder.endswith(".dist-info") and base == "entry_points.txt"):
+        return set()
+    parser = configparser.ConfigParser(interpolation=None, delimiters=("=",))
+    with contextlib.suppress(configparser.Error, UnicodeDecodeError):
+        parser.read_string(zf.read(info)[: 1 << 20].decode())
+    return {
+        key.strip()
+        for section in ("console_scripts", "gui_scripts")
+        if parser.has_section(section)
+        for key in parser.options(section)
+    }
+
+
 def scan_wheel(wheel: Path) -> dict[str, list[str]]:
-    """``{"needed": [...], "provided": [...]}``: sonames the wheel's ELF files link and ship."""
+    """Sonames the wheel's ELF files link (``needed``) and ship (``provided``), its ``scripts``."""
     needed: set[str] = set()
     provided: set[str] = set()
+    scripts: set[str] = set()
     with zipfile.ZipFile(wheel) as zf:
         for info in zf.infolist():
+            scripts |= _scripts(zf, info)
             base = info.filename.rsplit("/", 1)[-1]
             if not _SONAME.search(base) or info.file_size > MAX_ELF_BYTES:
                 continue
@@ -164,12 +191,12 @@ def scan_wheel(wheel: Path) -> dict[str, list[str]]:
             provided.add(base)
             if soname:
                 provided.add(soname)
-    return {"needed": sorted(needed), "provided": sorted(provided)}
+    return {"needed": sorted(needed), "provided": sorted(provided), "scripts": sorted(scripts)}
 
 
 def wheel_sonames(wheels: list[Path]) -> dict[str, dict[str, list[str]]]:
     """:func:`scan_wheel` of each wheel, cached by file name and size (wheels are immutable)."""
-    cache_path = _cache_root() / "elf-needed.json"
+    cache_path = _cache_root() / "wheel-scan.json"
     known = _load_json(cache_path)
     out: dict[str, dict[str, list[str]]] = {}
     for wheel in wheels:
@@ -216,20 +243,28 @@ def probe_base(client: Any, image: str) -> BaseFacts | None:
     cache_path = _cache_root() / "base-probe.json"
     known = _load_json(cache_path)
     if image_id not in known:
-        out = client.containers.run(
-            image,
-            ["sh", "-c", _PROBE],
-            remove=True,
-            entrypoint=[],
-            user="0",
-            network_disabled=True,
-            mem_limit="256m",
-            pids_limit=64,
-            labels={"org.jupyter.envpack": "1", "org.jupyter.envpack.kind": "probe"},
-        )
+        try:
+            out = _run_probe(client, image)
+        except Exception:  # a base without sh or ldconfig (distroless, scratch): nothing known
+            return None
         known[image_id] = out[:MAX_PROBE_BYTES].decode("utf-8", "replace")
         _save_json(cache_path, known)
     return _parse_probe(image_id, str(known[image_id]))
+
+
+def _run_probe(client: Any, image: str) -> bytes:
+    out = client.containers.run(
+        image,
+        ["sh", "-c", _PROBE],
+        remove=True,
+        entrypoint=[],
+        user="0",
+        network_disabled=True,
+        mem_limit="256m",
+        pids_limit=64,
+        labels={"org.jupyter.envpack": "1", "org.jupyter.envpack.kind": "probe"},
+    )
+    return bytes(out)
 
 
 # -- the distribution's file index -----------------------------------------------------------------
@@ -332,8 +367,13 @@ def plan_system(
     arch: str,
     opts: BuildOptions,
     reporter: Reporter = null_reporter,
+    on_path: frozenset[str] | None = None,
 ) -> SystemNeeds:
-    """The apt packages for the wheels' missing sonames and the notebook's missing programs."""
+    """The apt packages for the wheels' missing sonames and the notebook's missing programs.
+
+    ``on_path``: names of the wheels whose scripts are on the image's ``PATH`` (the notebook's
+    environment; default: all of ``wheels``).
+    """
     needs = SystemNeeds()
     if facts is None:
         return needs
@@ -344,7 +384,13 @@ def plan_system(
         for soname in info["needed"]:
             if soname not in shipped and soname not in facts.sonames:
                 missing.setdefault(soname, []).append(wheel)
-    programs = [c for c in commands if c.program not in facts.programs]
+    in_env = _VENV_PROGRAMS | {
+        s
+        for name, info in scanned.items()
+        if on_path is None or name in on_path
+        for s in info.get("scripts", [])
+    }
+    programs = [c for c in commands if c.program not in facts.programs | in_env]
     if not missing and not programs:
         return needs
     if not facts.has_apt:

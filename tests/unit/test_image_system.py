@@ -117,20 +117,26 @@ def test_needed_sonames_come_from_the_elf_and_vendored_ones_are_dropped(
 ) -> None:
     monkeypatch.setenv("ENVPACK_WHEEL_CACHE", str(tmp_path / "cache"))
     elf = HOST_ELF.read_bytes()  # a real shared object: DT_NEEDED libc.so.6, DT_SONAME libz.so.1
-    wheel = fake_wheel(tmp_path, "z-1.0-py3-none-any.whl", {"z.libs/libz-abc.so.1.2.k": elf})
+    members = {
+        "z.libs/libz-abc.so.1.2.k": elf,
+        "z-1.0.dist-info/entry_points.txt": b"[console_scripts]\nztool = z:main\n",
+        "z-1.0.data/scripts/zsh-helper": b"#!python\n",
+    }
+    wheel = fake_wheel(tmp_path, "z-1.0-py3-none-any.whl", members)
     assert scan_wheel(wheel) == {
         "needed": ["libc.so.6"],
         "provided": ["libz-abc.so.1.2.k", "libz.so.1"],
+        "scripts": ["zsh-helper", "ztool"],
     }
+
     facts = _parse_probe("sha256:x", PROBE.replace("\tlibc.so.6", "\tlibm.so.6"))
     index_file = tmp_path / "index.json"
     monkeypatch.setattr(
         "jupyter_envpack.image.syslibs.file_index",
         lambda *a: {"libs": {"libc.so.6": ["libc6"]}, "bins": {"file": ["file"]}},
     )  # the mirror's real index is exercised in the integration tier
-    needs = plan_system(
-        [wheel], [CommandUse("file", 3), CommandUse("nope", 4)], facts, "x86_64", BuildOptions()
-    )
+    uses = [CommandUse("file", 3), CommandUse("nope", 4), CommandUse("ztool", 5)]
+    needs = plan_system([wheel], uses, facts, "x86_64", BuildOptions())
     assert needs.packages == ["file", "libc6"]
     assert [(f.code, f.cell) for f in needs.findings] == [("missing-command", 4)]
     assert not index_file.exists()
