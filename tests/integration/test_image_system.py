@@ -63,7 +63,6 @@ def _build(client: Any, base: str, path: Path, python: str) -> tuple[Any, Any, l
     return spec, result, [e.message for e in events]
 
 
-@pytest.mark.reliability("L3")
 @pytest.mark.timeout(1800)
 @pytest.mark.parametrize(
     ("wheel", "needs_gl"),
