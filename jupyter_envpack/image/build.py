@@ -40,7 +40,7 @@ from .wheels import (
     target_arch,
     wheel_hashes,
 )
-from .wheelserver import WheelServerBusy, build_host, forget_port, serve_wheels, served_url
+from .wheelserver import WheelServerBusy, build_host, serve_wheels, served_url
 
 _STEP = re.compile(r"^Step (\d+)/(\d+) : (.*)$")
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
@@ -338,8 +338,8 @@ def build_image(
             with serve_wheels(folder, gateway, frozenset(hashes)):
                 reporter(ProgressEvent("build", f"building {ctx.image}", "step", 0.0))
                 image_id = _stream_build(client, ctx, opts, reporter, cancel)
-        except WheelServerBusy as exc:
-            forget_port(folder)
+        except WheelServerBusy as exc:  # whoever holds the port is never asked for a wheel; the
+            # saved port is kept so the next build's RUN line, and its layer cache, stay valid
             reporter(ProgressEvent("build", f"{exc}; copying the wheels instead", "warning"))
             gateway = None
     if gateway is None:
@@ -401,12 +401,11 @@ class _Planner:
         self.spec, self.nb_path, self.opts, self.client = spec, nb_path, opts, client
         self.reporter, self.cancel = reporter, cancel
         self.base = opts.resolved_base_image(spec.python_minor)
-        self.facts = probe_base(client, self.base)
         nb = parse_notebook(read_notebook_bytes(nb_path), name=nb_path.name)
         self.commands = commands_in_notebook(nb)
         self.lock = [*spec.requirements_lines(), *runner_lock(), f"uv=={UV_VERSION}"]
         ident = {
-            "base": self.facts.image_id if self.facts else self.base,
+            "base": self.base,  # like the tag: a re-tagged base is not a new environment
             "lock": self.lock,
             "commands": [(c.program, c.cell) for c in self.commands],
             "arch": target_arch(),
@@ -425,6 +424,7 @@ class _Planner:
 
     def plan(self) -> tuple[SystemNeeds, dict[str, str], list[Path]]:
         """Fetch the wheels, check their hashes, plan the apt packages; remember the plan."""
+        facts = probe_base(self.client, self.base)
         glibc = detect_glibc_minor(self.client, self.base)
         wheels = ensure_wheels(
             self.lock,
@@ -438,9 +438,9 @@ class _Planner:
         env = {str(canonicalize_name(p.name)) for p in self.spec.packages}
         on_path = frozenset(w.name for w in wheels if parse_wheel_filename(w.name)[0] in env)
         system = plan_system(
-            wheels, self.commands, self.facts, target_arch(), self.opts, self.reporter, on_path
+            wheels, self.commands, facts, target_arch(), self.opts, self.reporter, on_path
         )
-        if self.facts is None:
+        if facts is None:
             self.reporter(
                 ProgressEvent(
                     "build",

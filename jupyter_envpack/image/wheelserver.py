@@ -9,7 +9,8 @@ and sent (``allowed``); the token keeps other containers on the bridge from list
 Integrity does not rest on the port or the token (RELIABILITY L3): the locks carry the sha256 of
 every wheel recorded at fetch time and uv installs with ``--require-hashes``; the uv wheel is
 checked against tools.lock before it runs. A port this process cannot bind is never trusted, even
-when something answers there: the build falls back to copying the wheels. The token is in the
+when something answers there: that build copies the wheels instead (the saved port is kept, so
+the next build's ``RUN`` line and its layer cache stay valid). The token is in the
 image's history (the ``RUN`` line); it only ever opens, while a build of this machine runs, the
 wheels of the build being served, which are installed in that image anyway: it leaks nothing
 the image does not already contain.
@@ -139,14 +140,6 @@ def served_url(folder: Path, host: str) -> str:
         path.write_text(json.dumps(data))
         path.chmod(0o600)
     return f"http://{host}:{data['port']}/{data['token']}/"
-
-
-def forget_port(folder: Path) -> None:
-    """Drop the saved port (it is taken by another program): the next build picks a new one."""
-    data = _settings(folder)
-    data["port"] = 0
-    with contextlib.suppress(OSError):
-        (folder / "serve.json").write_text(json.dumps(data))
 
 
 @contextlib.contextmanager

@@ -126,7 +126,8 @@ def test_an_impostor_on_the_saved_port_is_never_trusted(
     assert hits == []  # nothing was ever asked of the impostor
     assert any("copying the wheels instead" in e.message for e in events)
     assert six_inside(docker_client, result.image, test_labels) == "False 1.15.0"
-    assert json.loads((private_cache / "serve.json").read_text())["port"] != port
+    assert json.loads((private_cache / "serve.json").read_text())["port"] == port  # kept: the
+    # next build serves there again once envpack itself can bind it
 
 
 @pytest.mark.reliability("L3")
