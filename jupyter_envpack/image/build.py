@@ -323,15 +323,17 @@ def build_image(
     planner = _Planner(spec, Path(nb_path), opts, client, reporter, cancel)
     known = planner.cached()
     if known is not None and not opts.no_cache:
-        ctx = make_context(spec, nb_path, opts, wheel_url=url, system=known[0], hashes=known[1])
-        if image_exists(client, ctx.image):
-            return _cached(client, ctx, known[0], started, reporter)
+        found = _find_built(client, spec, nb_path, opts, url, *known)
+        if found is not None:
+            return _cached(client, found, known[0], started, reporter)
     if cancel is not None:
         cancel.raise_if_cancelled()
     system, hashes, wheels = planner.plan()
+    found = None if opts.no_cache else _find_built(client, spec, nb_path, opts, url, system, hashes)
+    if found is not None:
+        return _cached(client, found, system, started, reporter)
     ctx = make_context(spec, nb_path, opts, wheel_url=url, system=system, hashes=hashes)
-    if image_exists(client, ctx.image) and not opts.no_cache:
-        return _cached(client, ctx, system, started, reporter)
+    _report_system(system, reporter)
     image_id: str | None = None
     if gateway is not None:
         try:
@@ -361,9 +363,35 @@ def build_image(
     )
 
 
+def _find_built(
+    client: Any,
+    spec: EnvSpec,
+    nb_path: str | Path,
+    opts: BuildOptions,
+    url: str | None,
+    system: SystemNeeds,
+    hashes: dict[str, str],
+) -> BuildContext | None:
+    """The context whose image exists: served variant, or the copy variant a busy port built."""
+    for wheel_url in dict.fromkeys([url, None]):
+        ctx = make_context(spec, nb_path, opts, wheel_url=wheel_url, system=system, hashes=hashes)
+        if image_exists(client, ctx.image):
+            return ctx
+    return None
+
+
+def _report_system(system: SystemNeeds, reporter: Reporter) -> None:
+    if system.packages:
+        names = ", ".join(system.packages)
+        reporter(ProgressEvent("build", f"system packages from the base's index: {names}", "info"))
+    for finding in system.findings:
+        reporter(ProgressEvent("build", f"{finding.code}: {finding.message}", "warning"))
+
+
 def _cached(
     client: Any, ctx: BuildContext, system: SystemNeeds, started: float, reporter: Reporter
 ) -> BuildResult:
+    _report_system(system, reporter)
     reporter(ProgressEvent("build", f"cached: {ctx.image} already exists", "info", 1.0))
     return BuildResult(
         ctx.image,
@@ -448,8 +476,6 @@ class _Planner:
                     "warning",
                 )
             )
-        for finding in system.findings:
-            self.reporter(ProgressEvent("build", f"{finding.code}: {finding.message}", "warning"))
         data = {"system": {**system.to_json(), "sources": system.sources}, "hashes": hashes}
         with contextlib.suppress(OSError):
             self.memo.parent.mkdir(parents=True, exist_ok=True)
