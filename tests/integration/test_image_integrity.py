@@ -113,17 +113,16 @@ def test_an_impostor_on_the_saved_port_is_never_trusted(
     try:
         path = make_notebook(["import six"], name="squat.ipynb")
         events: list[ProgressEvent] = []
+        opts = BuildOptions(base_image=test_base_image, labels=test_labels)
         result = build_image(
-            six_spec(path),
-            path,
-            BuildOptions(base_image=test_base_image, labels=test_labels),
-            reporter=events.append,
-            client=docker_client,
+            six_spec(path), path, opts, reporter=events.append, client=docker_client
         )
+        again = build_image(six_spec(path), path, opts, client=docker_client)
     finally:
         server.shutdown()
         server.server_close()
     assert hits == []  # nothing was ever asked of the impostor
+    assert again.cached and again.image == result.image  # the copy-built image is found again
     assert any("copying the wheels instead" in e.message for e in events)
     assert six_inside(docker_client, result.image, test_labels) == "False 1.15.0"
     assert json.loads((private_cache / "serve.json").read_text())["port"] == port  # kept: the
