@@ -187,3 +187,37 @@ def test_an_image_whose_environment_is_not_the_lock_fails_the_build(
     assert info.value.reason == "image-mismatch"
     assert "extra-pkg==9.9 (not in the lock)" in str(info.value)
     assert docker_client.images.list(name="envpack/smuggle") == []  # the bad image is untagged
+
+
+@pytest.mark.timeout(900)
+def test_a_base_without_apt_sources_gets_them_written(
+    docker_client, test_base_image, make_notebook, tmp_path, test_labels
+) -> None:
+    """The apt layer writes the base distribution's sources when the base image has none."""
+    import io
+
+    dockerfile = (
+        f"FROM {test_base_image}\n"
+        "RUN rm -f /etc/apt/sources.list && rm -rf /etc/apt/sources.list.d/*\n"
+    )
+    base = "envpack-test/b-no-apt-sources:1"
+    docker_client.images.build(
+        fileobj=io.BytesIO(dockerfile.encode()),
+        tag=base,
+        rm=True,
+        labels={LABEL: "1", **test_labels},
+    )
+    try:
+        path = make_notebook(["!file --version"], name="nosources.ipynb")
+        spec = EnvSpec(notebook=str(path), python_version="3.11.7", packages=[])
+        result = build_image(spec, path, BuildOptions(base_image=base), client=docker_client)
+        assert result.system["packages"] == ["file"]
+        history = " ".join(h["CreatedBy"] for h in docker_client.api.history(result.image))
+        assert "deb http://deb.debian.org/debian bookworm main" in history
+        assert run_in(docker_client, result.image, ["file", "--version"], test_labels).startswith(
+            "file-"
+        )
+    finally:
+        for image in docker_client.images.list(filters={"label": f"{LABEL}.test"}):
+            if set(test_labels.items()) <= set(image.labels.items()) or base in image.tags:
+                docker_client.images.remove(image.id, force=True)
