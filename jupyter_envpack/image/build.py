@@ -380,6 +380,29 @@ def _find_built(
     return None
 
 
+def image_reference(
+    spec: EnvSpec, nb_path: str | Path, opts: BuildOptions | None = None, client: Any = None
+) -> str:
+    """The tag :func:`build_image` gives (or gave) this notebook, without fetching or building.
+
+    With ``client``, an existing image of either variant (served, or copied after a busy port)
+    is preferred; the plan of an earlier build supplies the apt layer and the wheel hashes.
+    """
+    opts = opts or BuildOptions()
+    system, hashes = _Planner(spec, Path(nb_path), opts, client, null_reporter, None).cached() or (
+        SystemNeeds(),
+        {},
+    )
+    gateway = bridge_gateway(client) if client is not None and opts.wheels_via != "copy" else None
+    url = served_url(cache_dir(spec.python_minor, target_arch()), gateway) if gateway else None
+    found = None
+    if client is not None:
+        found = _find_built(client, spec, nb_path, opts, url, system, hashes)
+    if found is None:
+        found = make_context(spec, nb_path, opts, wheel_url=url, system=system, hashes=hashes)
+    return found.image
+
+
 def _report_system(system: SystemNeeds, reporter: Reporter) -> None:
     if system.packages:
         names = ", ".join(system.packages)

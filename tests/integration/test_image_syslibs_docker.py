@@ -19,6 +19,7 @@ import pytest
 from jupyter_envpack.errors import BuildError
 from jupyter_envpack.events import ProgressEvent
 from jupyter_envpack.image import BuildOptions, build_image
+from jupyter_envpack.image.build import image_reference
 from jupyter_envpack.image.dockerfile import ENV_PREFIX
 from jupyter_envpack.image.verify import installed_distributions
 from jupyter_envpack.share.binder import binder_files
@@ -129,6 +130,10 @@ def test_old_pins_and_commands_are_what_the_image_holds(
     )
     assert again.cached and again.image == result.image
     assert again.system == result.system
+    opts = BuildOptions(base_image=test_base_image)  # what `%envpack status` names, no build
+    assert image_reference(take_snapshot(path, python=python), path, opts, docker_client) == (
+        result.image
+    )
 
 
 def _smuggler_wheel(folder: Path) -> Path:
