@@ -393,7 +393,7 @@ def image_reference(
         SystemNeeds(),
         {},
     )
-    gateway = bridge_gateway(client) if client is not None and opts.wheels_via != "copy" else None
+    gateway = build_host(client) if client is not None and opts.wheels_via != "copy" else None
     url = served_url(cache_dir(spec.python_minor, target_arch()), gateway) if gateway else None
     found = None
     if client is not None:
