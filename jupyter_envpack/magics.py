@@ -515,10 +515,10 @@ def verb_binder(m: EnvpackMagics, args: argparse.Namespace) -> Any:
     return FieldsView("Binder", fields, info["warnings"], data=info)
 
 
-def _image_name(spec: Any, path: Path, opts: Any) -> str:
-    from .image.context import make_context
+def _image_name(spec: Any, path: Path, opts: Any, client: Any = None) -> str:
+    from .image.build import image_reference
 
-    return str(make_context(spec, path, opts).image)
+    return image_reference(spec, path, opts, client)
 
 
 def _engine_status(spec: Any, path: Path, opts: Any) -> dict[str, str]:
@@ -526,16 +526,18 @@ def _engine_status(spec: Any, path: Path, opts: Any) -> dict[str, str]:
     from .image.build import image_exists
     from .image.engine import connect
 
-    with rerunnable(path, spec) as copy:
-        image = _image_name(spec, copy, opts)
     try:
         client = connect()
     except EngineError as exc:
+        with rerunnable(path, spec) as copy:
+            image = _image_name(spec, copy, opts)
         return {
             "docker": f"not reachable: {exc.message} (snapshot, dockerfile and binder still work)",
             "image": image,
         }
     try:
+        with rerunnable(path, spec) as copy:
+            image = _image_name(spec, copy, opts, client)
         built = "built" if image_exists(client, image) else "not built yet (%envpack build)"
     finally:
         client.close()

@@ -8,6 +8,9 @@ credentials of ``~/.docker/config.json`` never land in a layer (RELIABILITY E3, 
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import json
 import re
 import socket
 import threading
@@ -16,13 +19,19 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from ..errors import BuildError, CancelledError, EngineError, InputError
+from packaging.utils import canonicalize_name, parse_wheel_filename
+
+from ..errors import BuildError, CancelledError, EngineError, EnvpackError, InputError
 from ..events import CancelToken, ProgressEvent, Reporter, null_reporter
+from ..snapshot.commands import commands_in_notebook
+from ..snapshot.notebook import parse_notebook, read_notebook_bytes
 from ..snapshot.spec import EnvSpec
 from .basepin import pin_base_image
-from .context import BuildContext, make_context
+from .context import BuildContext, make_context, runner_lock
 from .engine import base_labels, connect
 from .options import UV_VERSION, BuildOptions
+from .syslibs import SystemNeeds, plan_system, probe_base, record_system
+from .verify import verify_image
 from .wheels import (
     DEFAULT_GLIBC_MINOR,
     cache_dir,
@@ -30,8 +39,9 @@ from .wheels import (
     ensure_wheels,
     redact,
     target_arch,
+    wheel_hashes,
 )
-from .wheelserver import WheelServerBusy, build_host, forget_port, serve_wheels, served_url
+from .wheelserver import WheelServerBusy, build_host, serve_wheels, served_url
 
 _STEP = re.compile(r"^Step (\d+)/(\d+) : (.*)$")
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
@@ -41,13 +51,14 @@ LOG_TAIL = 30
 
 @dataclass
 class BuildResult:
-    """What :func:`build_image` produced."""
+    """What :func:`build_image` produced (``system``: the apt packages, why, and warnings)."""
 
     image: str
     cached: bool
     duration: float
     tag_hash: str
     image_id: str | None = None
+    system: dict[str, Any] | None = None
     base_image: str | None = None
 
     def to_json(self) -> dict[str, Any]:
@@ -58,6 +69,7 @@ class BuildResult:
             "duration": round(self.duration, 3),
             "tag_hash": self.tag_hash,
             "image_id": self.image_id,
+            "system": self.system,
             "base_image": self.base_image,
         }
 
@@ -267,6 +279,15 @@ def _classify_failure(message: str, step: str, tail: list[str]) -> BuildError:
     elif "no space left" in low:
         reason = "disk-full"
         hint = "free space in Docker's data root (docker system df)"
+    mismatch = next((ln for ln in reversed(tail) if "hash mismatch" in ln.lower()), None)
+    if mismatch is not None:  # uv --require-hashes, or install_env.py's check of the uv wheel
+        reason = "hash-mismatch"
+        message = f"{mismatch.strip()[:500]} ({message})"
+        hint = (
+            "a wheel served to the build is not the file fetched from the index; something "
+            "answered in place of envpack's wheel server. Build again; if it repeats, check "
+            "which process listens on the bridge address"
+        )
     return BuildError(
         f"build failed at {step}: {message}",
         step=step,
@@ -284,7 +305,12 @@ def build_image(
     cancel: CancelToken | None = None,
     client: Any = None,
 ) -> BuildResult:
-    """Build (or find) the image of ``spec`` with the notebook at ``nb_path``."""
+    """Build (or find) the image of ``spec`` with the notebook at ``nb_path``.
+
+    Before the build: the wheels are fetched (their sha256 recorded), the system packages their
+    shared libraries and the notebook's commands need are planned (:mod:`.syslibs`); after it, the
+    environment inside the image is checked against the lock (:mod:`.verify`).
+    """
     started = time.monotonic()
     opts = opts or BuildOptions()
     opts.validate()
@@ -298,33 +324,38 @@ def build_image(
             hint="use wheels_via='copy' (--wheels-via copy) with a remote engine",
         )
     url = served_url(folder, gateway) if gateway else None
-    ctx = make_context(spec, nb_path, opts, wheel_url=url)
-    if image_exists(client, ctx.image) and not opts.no_cache:
-        reporter(ProgressEvent("build", f"cached: {ctx.image} already exists", "info", 1.0))
-        took = time.monotonic() - started
-        found = _image_id(client, ctx.image)
-        return BuildResult(ctx.image, True, took, ctx.tag_hash, found, opts.base_image)
+    planner = _Planner(spec, Path(nb_path), opts, client, reporter, cancel)
+    known = planner.cached()
+    if known is not None and not opts.no_cache:
+        found = _find_built(client, spec, nb_path, opts, url, *known)
+        if found is not None:
+            return _cached(client, found, known[0], started, reporter, opts)
     if cancel is not None:
         cancel.raise_if_cancelled()
-    glibc = detect_glibc_minor(client, opts.resolved_base_image(spec.python_minor))
-    wheels = _fetch_wheels(ctx, opts, reporter, cancel, glibc)
+    system, hashes, wheels = planner.plan()
+    found = None if opts.no_cache else _find_built(client, spec, nb_path, opts, url, system, hashes)
+    if found is not None:
+        return _cached(client, found, system, started, reporter, opts)
+    ctx = make_context(spec, nb_path, opts, wheel_url=url, system=system, hashes=hashes)
+    _report_system(system, reporter)
     image_id: str | None = None
     if gateway is not None:
         try:
-            with serve_wheels(folder, gateway):
+            with serve_wheels(folder, gateway, frozenset(hashes)):
                 reporter(ProgressEvent("build", f"building {ctx.image}", "step", 0.0))
                 image_id = _stream_build(client, ctx, opts, reporter, cancel)
-        except WheelServerBusy as exc:
-            forget_port(folder)
+        except WheelServerBusy as exc:  # whoever holds the port is never asked for a wheel; the
+            # saved port is kept so the next build's RUN line, and its layer cache, stay valid
             reporter(ProgressEvent("build", f"{exc}; copying the wheels instead", "warning"))
             gateway = None
     if gateway is None:
-        ctx = make_context(spec, nb_path, opts)
+        ctx = make_context(spec, nb_path, opts, system=system, hashes=hashes)
         ctx.wheels = wheels
         reporter(ProgressEvent("build", f"building {ctx.image}", "step", 0.0))
         image_id = _stream_build(client, ctx, opts, reporter, cancel)
     if not image_exists(client, ctx.image):
         raise BuildError(f"the engine finished without tagging {ctx.image}", reason="build-failed")
+    _verify(client, ctx, reporter)
     reporter(ProgressEvent("build", f"built {ctx.image}", "info", 1.0))
     return BuildResult(
         ctx.image,
@@ -332,6 +363,7 @@ def build_image(
         time.monotonic() - started,
         ctx.tag_hash,
         image_id or _image_id(client, ctx.image),
+        system.to_json(),
         opts.base_image,
     )
 
@@ -344,6 +376,158 @@ def _pinned(client: Any, opts: BuildOptions, python_minor: str, reporter: Report
     elif pinned.digest:
         reporter(ProgressEvent("build", f"base image pinned: {pinned.ref}", "info"))
     return replace(opts, base_image=pinned.ref, base_image_id=pinned.image_id)
+
+
+def _find_built(
+    client: Any,
+    spec: EnvSpec,
+    nb_path: str | Path,
+    opts: BuildOptions,
+    url: str | None,
+    system: SystemNeeds,
+    hashes: dict[str, str],
+) -> BuildContext | None:
+    """The context whose image exists: served variant, or the copy variant a busy port built."""
+    for wheel_url in dict.fromkeys([url, None]):
+        ctx = make_context(spec, nb_path, opts, wheel_url=wheel_url, system=system, hashes=hashes)
+        if image_exists(client, ctx.image):
+            return ctx
+    return None
+
+
+def image_reference(
+    spec: EnvSpec, nb_path: str | Path, opts: BuildOptions | None = None, client: Any = None
+) -> str:
+    """The tag :func:`build_image` gives (or gave) this notebook, without fetching or building.
+
+    With ``client``, an existing image of either variant (served, or copied after a busy port)
+    is preferred; the plan of an earlier build supplies the apt layer and the wheel hashes.
+    """
+    opts = opts or BuildOptions()
+    if client is not None:  # the tag build_image gives has the base pinned like this
+        opts = _pinned(client, opts, spec.python_minor, null_reporter)
+    system, hashes = _Planner(spec, Path(nb_path), opts, client, null_reporter, None).cached() or (
+        SystemNeeds(),
+        {},
+    )
+    gateway = build_host(client) if client is not None and opts.wheels_via != "copy" else None
+    url = served_url(cache_dir(spec.python_minor, target_arch()), gateway) if gateway else None
+    found = None
+    if client is not None:
+        found = _find_built(client, spec, nb_path, opts, url, system, hashes)
+    if found is None:
+        found = make_context(spec, nb_path, opts, wheel_url=url, system=system, hashes=hashes)
+    return found.image
+
+
+def _report_system(system: SystemNeeds, reporter: Reporter) -> None:
+    if system.packages:
+        names = ", ".join(system.packages)
+        reporter(ProgressEvent("build", f"system packages from the base's index: {names}", "info"))
+    for finding in system.findings:
+        reporter(ProgressEvent("build", f"{finding.code}: {finding.message}", "warning"))
+
+
+def _cached(
+    client: Any,
+    ctx: BuildContext,
+    system: SystemNeeds,
+    started: float,
+    reporter: Reporter,
+    opts: BuildOptions,
+) -> BuildResult:
+    _report_system(system, reporter)
+    reporter(ProgressEvent("build", f"cached: {ctx.image} already exists", "info", 1.0))
+    return BuildResult(
+        ctx.image,
+        True,
+        time.monotonic() - started,
+        ctx.tag_hash,
+        _image_id(client, ctx.image),
+        system.to_json(),
+        opts.base_image,
+    )
+
+
+def _verify(client: Any, ctx: BuildContext, reporter: Reporter) -> None:
+    """Check the environment inside the new image; untag it when it is not the lock."""
+    reporter(ProgressEvent("build", "checking the distributions inside the image", "info"))
+    try:
+        verify_image(client, ctx.image, ctx.env_lock)
+    except BuildError:
+        with contextlib.suppress(Exception):
+            client.api.remove_image(ctx.image, noprune=False)
+        raise
+
+
+class _Planner:
+    """Wheels (with recorded hashes) and system packages of one build, memoised on disk."""
+
+    def __init__(
+        self,
+        spec: EnvSpec,
+        nb_path: Path,
+        opts: BuildOptions,
+        client: Any,
+        reporter: Reporter,
+        cancel: CancelToken | None,
+    ) -> None:
+        self.spec, self.nb_path, self.opts, self.client = spec, nb_path, opts, client
+        self.reporter, self.cancel = reporter, cancel
+        self.base = opts.resolved_base_image(spec.python_minor)
+        nb = parse_notebook(read_notebook_bytes(nb_path), name=nb_path.name)
+        self.commands = commands_in_notebook(nb)
+        self.lock = [*spec.requirements_lines(), *runner_lock(), f"uv=={UV_VERSION}"]
+        ident = {
+            "base": self.base,  # like the tag: a re-tagged base is not a new environment
+            "lock": self.lock,
+            "commands": [(c.program, c.cell) for c in self.commands],
+            "arch": target_arch(),
+        }
+        blob = json.dumps(ident, sort_keys=True).encode()
+        self.key = hashlib.sha256(blob).hexdigest()
+        self.memo = cache_dir("any", "any").parent / "plans" / f"{self.key[:32]}.json"
+
+    def cached(self) -> tuple[SystemNeeds, dict[str, str]] | None:
+        """The plan of an earlier build with the same base, locks and commands, if any."""
+        try:
+            data = json.loads(self.memo.read_text())
+            return SystemNeeds.from_json(data["system"]), dict(data["hashes"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def plan(self) -> tuple[SystemNeeds, dict[str, str], list[Path]]:
+        """Fetch the wheels, check their hashes, plan the apt packages; remember the plan."""
+        facts = probe_base(self.client, self.base)
+        glibc = detect_glibc_minor(self.client, self.base)
+        wheels = ensure_wheels(
+            self.lock,
+            self.spec.python_minor,
+            self.opts,
+            self.reporter,
+            self.cancel,
+            glibc_minor=glibc,
+        )
+        hashes = wheel_hashes(wheels)
+        env = {str(canonicalize_name(p.name)) for p in self.spec.packages}
+        on_path = frozenset(w.name for w in wheels if parse_wheel_filename(w.name)[0] in env)
+        system = plan_system(
+            wheels, self.commands, facts, target_arch(), self.opts, self.reporter, on_path
+        )
+        if facts is None:
+            self.reporter(
+                ProgressEvent(
+                    "build",
+                    f"system libraries not checked: {self.base} is not on this machine yet",
+                    "warning",
+                )
+            )
+        data = {"system": {**system.to_json(), "sources": system.sources}, "hashes": hashes}
+        with contextlib.suppress(OSError):
+            self.memo.parent.mkdir(parents=True, exist_ok=True)
+            self.memo.write_text(json.dumps(data))
+            record_system(self.spec.hash, system)  # the same list goes to binder/apt.txt
+        return system, hashes, wheels
 
 
 def _image_id(client: Any, ref: str) -> str | None:
@@ -360,11 +544,27 @@ def prepare_context(
     reporter: Reporter = null_reporter,
     wheels: bool = True,
 ) -> BuildContext:
-    """The full context (with wheels when asked): what ``dockerfile -o DIR`` writes."""
+    """The full context (with wheels when asked): what ``dockerfile -o DIR`` writes.
+
+    With wheels, the locks carry their hashes; when a local engine answers, the apt layer is
+    planned against the base image as for a build.
+    """
     opts = opts or BuildOptions()
     ctx = make_context(spec, nb_path, opts)
-    if wheels:
-        ctx.wheels = _fetch_wheels(ctx, opts, reporter)
+    if not wheels:
+        return ctx
+    try:
+        client = connect()
+    except EnvpackError:
+        client = None
+    system: SystemNeeds | None = None
+    if client is not None:
+        system, hashes, files = _Planner(spec, Path(nb_path), opts, client, reporter, None).plan()
+    else:
+        files = _fetch_wheels(ctx, opts, reporter)
+        hashes = wheel_hashes(files)
+    ctx = make_context(spec, nb_path, opts, system=system, hashes=hashes)
+    ctx.wheels = files
     return ctx
 
 

@@ -27,6 +27,8 @@ from ..snapshot.spec import EnvSpec
 from .dockerfile import DATA_DIR, DOCKERIGNORE, ENV_PREFIX, render_dockerfile
 from .options import UV_VERSION, BuildOptions
 from .refs import slug
+from .syslibs import SystemNeeds
+from .wheels import hashed_lock
 
 RUNNER_REQUIREMENTS = ("nbclient",)
 _RUNNER_SCRIPT = Path(__file__).resolve().parent.parent / "execute" / "_runner_script.py"
@@ -172,11 +174,15 @@ def make_context(
     opts: BuildOptions,
     runner: list[str] | None = None,
     wheel_url: str | None = None,
+    system: SystemNeeds | None = None,
+    hashes: dict[str, str] | None = None,
 ) -> BuildContext:
     """Assemble the context of ``spec`` for the notebook at ``nb_path`` (no wheels yet).
 
     ``wheel_url``: the wheelhouse is served to the build (one install layer, no wheels in the
-    context); without it the wheels are added to the context by the caller.
+    context); without it the wheels are added to the context by the caller. ``system``: apt
+    packages for a layer before the environment. ``hashes``: wheel file name → sha256 recorded at
+    fetch time; the locks then carry ``--hash`` lines and are installed with ``--require-hashes``.
     """
     opts.validate()
     path = Path(nb_path)
@@ -198,25 +204,34 @@ def make_context(
         "display_name": "Python (envpack)",
         "language": "python",
     }
-    tools = f"uv=={UV_VERSION}"
+    tools = [f"uv=={UV_VERSION}"]
+    pinned = [env_lock, runner, tools]
+    if hashes:
+        pinned = [hashed_lock(lock, hashes) for lock in pinned]
+    dockerfile = render_dockerfile(
+        spec, opts, notebook_name=name, wheel_url=wheel_url, system=system, hashed=bool(hashes)
+    )
     files: dict[str, bytes] = {
-        "Dockerfile": render_dockerfile(
-            spec, opts, notebook_name=name, wheel_url=wheel_url
-        ).encode(),
+        "Dockerfile": dockerfile.encode(),
         ".dockerignore": DOCKERIGNORE.encode(),
-        "envpack/requirements.lock": (lock_header + "\n".join(env_lock) + "\n").encode(),
+        "envpack/requirements.lock": (lock_header + "\n".join(pinned[0]) + "\n").encode(),
         "envpack/runner.lock": (
             "# The runner's own venv (nbclient); never mixed with the notebook's.\n"
-            + "\n".join(runner)
+            + "\n".join(pinned[1])
             + "\n"
         ).encode(),
-        "envpack/tools.lock": (tools + "\n").encode(),
+        "envpack/tools.lock": ("\n".join(pinned[2]) + "\n").encode(),
         "envpack/run_notebook.py": _RUNNER_SCRIPT.read_bytes(),
         "envpack/install_env.py": _INSTALL_SCRIPT.read_bytes(),
         "envpack/kernel.json": json.dumps(kernel, indent=1).encode(),
         f"work/{name}": notebook_bytes(strip_outputs(nb)),
     }
     files.update(_local_files(path, spec))
+    uv_sums = [
+        f"{d}  {n}\n" for n, d in (hashes or {}).items() if n.startswith(f"uv-{UV_VERSION}-")
+    ]
+    if uv_sums:
+        files["envpack/uv.sha256"] = "".join(sorted(uv_sums)).encode()
     return BuildContext(
         files=files,
         repository=f"envpack/{slug(path.stem)}",

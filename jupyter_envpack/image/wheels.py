@@ -7,6 +7,8 @@ enters the image: the build context only holds the wheel files (RELIABILITY E1, 
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import platform
 import re
@@ -141,6 +143,7 @@ def ensure_wheels(
         reporter(ProgressEvent("wheels", f"all {len(requirements)} wheels are cached", "info"))
     files: list[Path] = []
     still: list[str] = []
+    record_hashes(folder)
     for r in requirements:
         got = have.get(_key(r))
         if got:
@@ -154,6 +157,74 @@ def ensure_wheels(
             reason="no-wheel",
         )
     return files
+
+
+HASHES_FILE = "sha256.json"
+"""Per cache folder: the sha256 of each wheel, recorded when it was fetched (RELIABILITY L3)."""
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        while chunk := fh.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _load_hashes(folder: Path) -> dict[str, str]:
+    try:
+        data = json.loads((folder / HASHES_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+    return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
+
+
+def record_hashes(folder: Path) -> dict[str, str]:
+    """Record the sha256 of every newly fetched wheel of ``folder``; return the whole record."""
+    known = _load_hashes(folder)
+    new = {w.name: _sha256(w) for w in folder.glob("*.whl") if w.name not in known}
+    if new:
+        known.update(new)
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".json")
+        with os.fdopen(fd, "w") as fh:
+            json.dump(known, fh, indent=0, sort_keys=True)
+        Path(tmp).replace(folder / HASHES_FILE)
+    return known
+
+
+def wheel_hashes(files: list[Path]) -> dict[str, str]:
+    """The recorded sha256 of each of ``files``, after checking each file still has it.
+
+    Raises
+    ------
+    BuildError
+        A wheel changed since it was fetched (``reason="hash-mismatch"``).
+    """
+    out: dict[str, str] = {}
+    for path in files:
+        recorded = _load_hashes(path.parent).get(path.name) or record_hashes(path.parent)[path.name]
+        if _sha256(path) != recorded:
+            raise BuildError(
+                f"{path.name} in the wheel cache changed since it was fetched (sha256 mismatch)",
+                step="wheels",
+                reason="hash-mismatch",
+                hint=f"delete {path} and build again: it will be fetched from the index",
+            )
+        out[path.name] = recorded
+    return out
+
+
+def hashed_lock(lock: list[str], hashes: dict[str, str]) -> list[str]:
+    """``name==version --hash=sha256:...`` lines for ``lock`` (every wheel file of each pin)."""
+    by_key: dict[tuple[str, Version], list[str]] = {}
+    for name, digest in hashes.items():
+        wname, version, _build, _tags = parse_wheel_filename(name)
+        by_key.setdefault((str(wname), version), []).append(digest)
+    lines = []
+    for req in lock:
+        digests = sorted(by_key.get(_key(req), []))
+        lines.append(" ".join([req, *(f"--hash=sha256:{d}" for d in digests)]))
+    return lines
 
 
 def _pip_command(
@@ -173,12 +244,6 @@ def _pip_command(
         "off",
         "--disable-pip-version-check",
     ]
-    if opts.index_url:
-        cmd += ["--index-url", opts.index_url]
-    for url in opts.extra_index_urls:
-        cmd += ["--extra-index-url", url]
-    if opts.ca_bundle:
-        cmd += ["--cert", str(Path(opts.ca_bundle).resolve())]
     if action == "download":
         cmd += ["--only-binary=:all:", "--python-version", python_minor, "--implementation", "cp"]
         abi = "cp" + python_minor.replace(".", "")
@@ -188,11 +253,27 @@ def _pip_command(
     return cmd
 
 
+def pip_environment(opts: BuildOptions) -> dict[str, str]:
+    """The environment of a host ``pip``: indexes and CA bundle as ``PIP_*`` variables.
+
+    Index URLs may carry credentials; on a command line they would be readable by every user of
+    the machine in ``/proc/*/cmdline``, the environment of a process is not (RELIABILITY L7).
+    """
+    env = dict(os.environ, PIP_NO_INPUT="1", PYTHONUNBUFFERED="1")
+    if opts.index_url:
+        env["PIP_INDEX_URL"] = opts.index_url
+    if opts.extra_index_urls:
+        env["PIP_EXTRA_INDEX_URL"] = " ".join(opts.extra_index_urls)
+    if opts.ca_bundle:
+        env["PIP_CERT"] = str(Path(opts.ca_bundle).resolve())
+    return env
+
+
 def _run_pip(
-    cmd: list[str], reporter: Reporter, cancel: CancelToken | None
+    cmd: list[str], reporter: Reporter, cancel: CancelToken | None, opts: BuildOptions
 ) -> tuple[int, list[str]]:
     lines: list[str] = []
-    env = dict(os.environ, PIP_NO_INPUT="1", PYTHONUNBUFFERED="1")
+    env = pip_environment(opts)
     with subprocess.Popen(
         cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env
     ) as proc:
@@ -267,7 +348,7 @@ def _download_chunk(
                 "-r",
                 req_file,
             ]
-            code, lines = _run_pip(cmd, reporter, cancel)
+            code, lines = _run_pip(cmd, reporter, cancel, opts)
         finally:
             Path(req_file).unlink(missing_ok=True)
         if code == 0:
@@ -305,7 +386,7 @@ def _build_from_source(
     )
     with tempfile.TemporaryDirectory() as tmp:
         cmd = [*_pip_command("wheel", python_minor, arch, opts), "-w", tmp, req]
-        code, lines = _run_pip(cmd, reporter, cancel)
+        code, lines = _run_pip(cmd, reporter, cancel, opts)
         built = list(Path(tmp).glob("*.whl"))
         if code != 0 or not built:
             tail = [ln for ln in lines if "ERROR" in ln or "error" in ln][-5:]

@@ -3,22 +3,28 @@
 A build step fetches wheels from ``http://<bridge gateway>:<port>/<token>/`` and installs them in the
 same ``RUN``: the image gets one environment layer and no copy of the wheels. Port and token are
 kept per wheel cache (``serve.json``, mode 0600) so the ``RUN`` line, and with it the layer cache,
-stays the same from build to build. Only ``*.whl`` files of the cache folder are served; the token
-keeps other containers on the bridge from listing them. It is not a credential: it only opens the
-public-or-already-fetched wheel files of this machine's cache for the length of a build.
+stays the same from build to build. Only the ``*.whl`` files of the build being served are listed
+and sent (``allowed``); the token keeps other containers on the bridge from listing them.
+
+Integrity does not rest on the port or the token (RELIABILITY L3): the locks carry the sha256 of
+every wheel recorded at fetch time and uv installs with ``--require-hashes``; the uv wheel is
+checked against tools.lock before it runs. A port this process cannot bind is never trusted, even
+when something answers there: that build copies the wheels instead (the saved port is kept, so
+the next build's ``RUN`` line and its layer cache stay valid). The token is in the
+image's history (the ``RUN`` line); it only ever opens, while a build of this machine runs, the
+wheels of the build being served, which are installed in that image anyway: it leaks nothing
+the image does not already contain.
 """
 
 from __future__ import annotations
 
 import contextlib
-import errno
 import html
 import ipaddress
 import json
 import secrets
 import socket
 import threading
-import urllib.request
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -62,7 +68,9 @@ def _can_bind(host: str) -> bool:
     return True
 
 
-def _handler(folder: Path, token: str) -> type[BaseHTTPRequestHandler]:
+def _handler(
+    folder: Path, token: str, allowed: frozenset[str] | None = None
+) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             prefix = f"/{token}/"
@@ -74,11 +82,17 @@ def _handler(folder: Path, token: str) -> type[BaseHTTPRequestHandler]:
                 links = "".join(
                     f'<a href="{html.escape(p.name)}">{html.escape(p.name)}</a>\n'
                     for p in sorted(folder.glob("*.whl"))
+                    if allowed is None or p.name in allowed
                 )
                 body = f"<html><body>\n{links}</body></html>\n".encode()
                 self._send(body, "text/html")
                 return
-            if "/" in name or not name.endswith(".whl") or name.startswith("."):
+            if (
+                "/" in name
+                or not name.endswith(".whl")
+                or name.startswith(".")
+                or (allowed is not None and name not in allowed)
+            ):
                 self.send_error(404)
                 return
             path = folder / name
@@ -128,33 +142,20 @@ def served_url(folder: Path, host: str) -> str:
     return f"http://{host}:{data['port']}/{data['token']}/"
 
 
-def forget_port(folder: Path) -> None:
-    """Drop the saved port (it is taken by another program): the next build picks a new one."""
-    data = _settings(folder)
-    data["port"] = 0
-    with contextlib.suppress(OSError):
-        (folder / "serve.json").write_text(json.dumps(data))
-
-
-def _already_served(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as resp:  # noqa: S310 - our own http URL
-            return bool(resp.status == 200)
-    except OSError:
-        return False
-
-
 @contextlib.contextmanager
-def serve_wheels(folder: Path, host: str) -> Iterator[str]:
-    """Serve ``folder`` at :func:`served_url` for the duration of the block; yield that URL."""
+def serve_wheels(folder: Path, host: str, allowed: frozenset[str] | None = None) -> Iterator[str]:
+    """Serve ``folder`` at :func:`served_url` for the duration of the block; yield that URL.
+
+    ``allowed``: the wheel file names this build may fetch (default: every wheel of ``folder``).
+    A port already taken, by anyone, raises :class:`WheelServerBusy`: whatever answers there
+    is never trusted.
+    """
     url = served_url(folder, host)
     data = _settings(folder)
+    handler = _handler(folder, data["token"], allowed)
     try:
-        server = ThreadingHTTPServer((host, int(data["port"])), _handler(folder, data["token"]))
+        server = ThreadingHTTPServer((host, int(data["port"])), handler)
     except OSError as exc:
-        if exc.errno == errno.EADDRINUSE and _already_served(url):
-            yield url  # another envpack process serves this very cache right now
-            return
         raise WheelServerBusy(
             f"cannot serve the wheelhouse on {host}:{data['port']}: {exc.strerror}"
         ) from None

@@ -65,7 +65,8 @@ def _build(
     return {
         **res.to_json(),
         "snapshot_hash": spec.hash,
-        "warnings": [w.to_json() for w in spec.warnings],
+        # the snapshot's findings, then the build's (missing-command, unmapped-library)
+        "warnings": [w.to_json() for w in spec.warnings] + (res.system or {}).get("warnings", []),
     }
 
 

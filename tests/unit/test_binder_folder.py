@@ -66,8 +66,14 @@ def test_binder_files_pin_the_closure_and_the_python_minor():
     assert files["runtime.txt"] == "python-3.11\n"
 
 
-def test_apt_txt_only_when_a_package_needs_system_libraries():
-    files = binder_files(make_spec("opencv-python==4.9.0.80", "PyGraphviz==1.12"))
+def test_apt_txt_only_when_a_package_needs_system_libraries(tmp_path, monkeypatch):
+    from jupyter_envpack.image.syslibs import SystemNeeds, record_system
+
+    monkeypatch.setenv("ENVPACK_WHEEL_CACHE", str(tmp_path / "cache"))
+    spec = make_spec("opencv-python==4.9.0.80", "PyGraphviz==1.12")
+    assert "libgl1" not in binder_files(spec)["apt.txt"]  # never built here: nothing guessed
+    record_system(spec.hash, SystemNeeds(packages=["libgl1"]))  # what its image build found
+    files = binder_files(spec)
     assert files["apt.txt"].splitlines()[1:] == [
         "graphviz",
         "libgl1",

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from jupyter_envpack.image.syslibs import SystemNeeds, record_system
 from jupyter_envpack.share.binder import write_binder
 from jupyter_envpack.snapshot.spec import EnvSpec, PinnedPackage
 
@@ -37,7 +38,7 @@ def repo2docker_dockerfile(repo: Path) -> tuple[str, str]:
 
 @pytest.mark.parametrize("python", ["3.11.7", "3.10.14"])
 def test_repo2docker_picks_python_buildpack_version_and_pins(
-    tmp_path: Path, make_notebook, python: str
+    tmp_path: Path, make_notebook, python: str, monkeypatch
 ):
     # Given a repository with decoys Binder must ignore once binder/ exists
     repo = tmp_path / "repo"
@@ -46,6 +47,8 @@ def test_repo2docker_picks_python_buildpack_version_and_pins(
     (repo / "Dockerfile").write_text("FROM scratch\n")
     subprocess.run(["git", "init", "-q", str(repo)], check=True)
     spec = EnvSpec("analysis.ipynb", python, [PinnedPackage(*p.split("==")) for p in PINS])
+    monkeypatch.setenv("ENVPACK_WHEEL_CACHE", str(tmp_path / "cache"))
+    record_system(spec.hash, SystemNeeds(packages=["libgl1"]))  # as its image build found
 
     # When envpack writes binder/ and repo2docker renders its Dockerfile
     write_binder(nb, spec=spec)
