@@ -22,6 +22,7 @@ from ..image.context import notebook_bytes, strip_outputs
 from ..image.dockerfile import RUNNER_PREFIX, RUNNER_SCRIPT, USER_ID, WORKDIR
 from ..image.engine import base_labels, connect
 from ..image.refs import validate_reference
+from ..safefs import safe_write
 from ..snapshot.notebook import parse_notebook, read_notebook_bytes
 from .compare import Report, compare_notebooks
 from .parameters import parameters_cell_source, validate_parameters
@@ -326,9 +327,7 @@ def collect_run(
     output = output or (Path(opts.output) if opts.output else default_output(path))
     executed = parse_notebook(executed_text.encode("utf-8"), name="the executed notebook")
     output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = output.with_name(output.name + ".part")
-    tmp.write_text(executed_text, encoding="utf-8")
-    tmp.replace(output)
+    safe_write(output, executed_text)
     report = compare_notebooks(original, executed, opts.tolerance)
     report.run_status = {
         EXIT_OK: "completed",

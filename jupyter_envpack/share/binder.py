@@ -18,11 +18,11 @@ from __future__ import annotations
 import os
 import re
 import shlex
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import InputError, NotFoundError
+from ..safefs import safe_write
 from ..snapshot.spec import Finding
 from .gitrepo import RepoState, find_root, inspect_repo
 from .links import binder_badges, binder_url, normalize_host, parse_remote
@@ -411,18 +411,6 @@ def binder_info(
     return info
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
-            fh.write(text)
-        os.chmod(tmp, 0o644)  # noqa: PTH101 - the fd is closed; chmod the temp path
-        Path(tmp).replace(path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_binder(
     notebook_path: str | os.PathLike[str],
     *,
@@ -468,11 +456,12 @@ def _write_files(folder: Path, files: dict[str, str]) -> tuple[list[str], list[s
     folder.mkdir(exist_ok=True)
     written, removed = [], []
     for name, text in files.items():
-        _atomic_write(folder / name, text)
+        safe_write(folder / name, text)
         written.append(f"{BINDER_DIR}/{name}")
     stale_apt = folder / "apt.txt"
     if (
         "apt.txt" not in files
+        and not stale_apt.is_symlink()
         and stale_apt.is_file()
         and stale_apt.read_text(errors="replace").startswith(GENERATED_MARK)
     ):
