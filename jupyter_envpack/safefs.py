@@ -56,12 +56,12 @@ def safe_write(path: str | os.PathLike[str], data: str | bytes, mode: int = 0o64
     Raises
     ------
     InputError
-        ``path`` is a symbolic link or a folder.
+        ``path`` is a symbolic link.
+    OSError
+        The folder is not writable, or ``path`` is a folder.
     """
     target = Path(path)
     refuse_symlink(target)
-    if target.is_dir():
-        raise InputError(f"{target} is a folder", hint="choose a file name for the output")
     raw = data.encode("utf-8") if isinstance(data, str) else data
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
     try:
