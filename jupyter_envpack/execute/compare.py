@@ -55,6 +55,7 @@ class Report:
     run_status: str = "completed"
     image: str | None = None
     output_path: str | None = None
+    limits: dict[str, Any] | None = None  # the container's resource limits (RELIABILITY L4)
 
     @property
     def reproduced(self) -> bool:
@@ -79,6 +80,7 @@ class Report:
             "output_path": self.output_path,
             "cells": [c.to_json() for c in self.cells],
             "summary": self.summary,
+            **({"limits": self.limits} if self.limits is not None else {}),
         }
 
 

@@ -148,7 +148,7 @@ def resume_run(op: OperationContext, reporter: Reporter, cancel: CancelToken) ->
             return collect_run(op, container, code)
         finally:
             with contextlib.suppress(docker.errors.APIError):
-                container.remove(force=True)
+                container.remove(force=True, v=True)
     finally:
         client.close()
 
