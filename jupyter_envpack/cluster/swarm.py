@@ -20,6 +20,8 @@ from typing import Any
 
 from ..errors import ClusterError, EngineError
 from ..events import ProgressEvent, Reporter, null_reporter
+from ..execute.limits import DEFAULT_CPUS, DEFAULT_MEMORY, DEFAULT_TMP_SIZE, parse_memory
+from ..image.dockerfile import HOME
 from .base import IMAGE_USER, LABEL, JobSpec, JobState, JobStatus, status_from_exit_code
 
 DEADLINE_LABEL = f"{LABEL}.deadline"
@@ -68,6 +70,7 @@ def make_service_spec(spec: JobSpec) -> dict[str, Any]:
     """
     from docker.types import (
         ContainerSpec,
+        Mount,
         Placement,
         Resources,
         RestartPolicy,
@@ -85,10 +88,15 @@ def make_service_spec(spec: JobSpec) -> dict[str, Any]:
         cap_drop=["ALL"],
         stop_grace_period=10 * 10**9,
         init=True,
+        read_only=True,
+        mounts=[  # like a local rerun (RELIABILITY L4): writable home volume, tmpfs /tmp
+            Mount(HOME, None, type="volume", labels={LABEL: "1"}),
+            Mount("/tmp", None, type="tmpfs", tmpfs_size=parse_memory(DEFAULT_TMP_SIZE)),  # noqa: S108
+        ],
     )
     resources = Resources(
-        cpu_limit=_nano_cpus(spec.cpu),
-        mem_limit=spec.memory,
+        cpu_limit=_nano_cpus(spec.cpu if spec.cpu is not None else DEFAULT_CPUS),
+        mem_limit=spec.memory if spec.memory is not None else parse_memory(DEFAULT_MEMORY),
         cpu_reservation=_nano_cpus(spec.cpu_request),
         mem_reservation=spec.memory_request,
     )
@@ -104,6 +112,9 @@ def make_service_spec(spec: JobSpec) -> dict[str, Any]:
     mode = ServiceMode("replicated-job", replicas=1, concurrency=1)
     body = {"Name": spec.name, "Labels": labels, "TaskTemplate": template, "Mode": mode}
     plain: dict[str, Any] = json.loads(json.dumps(body))  # docker-py's dict subclasses → dicts
+    # API 1.46+ enforces it; older engines ignore the field (cap_drop ALL still leaves a setuid
+    # binary without capabilities there)
+    plain["TaskTemplate"]["ContainerSpec"]["Privileges"] = {"NoNewPrivileges": True}
     return plain
 
 

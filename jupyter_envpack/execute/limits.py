@@ -19,7 +19,7 @@ from ..image.engine import LABEL
 
 DEFAULT_MEMORY = "2g"
 DEFAULT_CPUS = 2.0
-DEFAULT_PIDS = 256
+DEFAULT_PIDS = 512
 DEFAULT_TMP_SIZE = "256m"
 LOG_CONFIG = {"type": "json-file", "config": {"max-size": "16m", "max-file": "2"}}
 _MEM = {"k": 2**10, "m": 2**20, "g": 2**30}

@@ -163,7 +163,7 @@ def test_container_is_locked_down_and_gets_no_server_secrets(
         ("volume", "/home/envpack", True)  # anonymous, removed with the container
     ]
     assert host["ReadonlyRootfs"] and list(host["Tmpfs"]) == ["/tmp"]
-    assert host["PidsLimit"] == 256 and host["Memory"] == host["MemorySwap"] == 512 * 2**20
+    assert host["PidsLimit"] == 512 and host["Memory"] == host["MemorySwap"] == 512 * 2**20
     assert host["NanoCpus"] == 2 * 10**9
     assert seen["Config"]["User"] == "1000:1000"
     assert canary not in json.dumps(seen)
