@@ -80,12 +80,16 @@ def safe_write(path: str | os.PathLike[str], data: str | bytes, mode: int = 0o64
 
 
 def private_dir(path: str | os.PathLike[str]) -> Path:
-    """Create ``path`` (and parents) as 0700 whatever the umask; tighten an existing one we own.
+    """Create ``path`` (and parents) as 0700 whatever the umask (RELIABILITY L8).
+
+    An existing folder is left as it is, except envpack's own data folder (named ``envpack``),
+    which an older version may have made 0755: it is tightened. A configured path such as
+    ``/tmp/x.sqlite`` thus never changes ``/tmp``.
 
     Parameters
     ----------
     path
-        envpack's data folder, or a folder beneath it.
+        envpack's data folder, or the folder of a file envpack keeps.
 
     Returns
     -------
@@ -99,8 +103,9 @@ def private_dir(path: str | os.PathLike[str]) -> Path:
     info = os.lstat(folder)
     if stat.S_ISLNK(info.st_mode) or not stat.S_ISDIR(info.st_mode):
         raise InputError(f"{folder} is not a folder", hint="remove it; envpack recreates it")
-    if info.st_uid == os.getuid() and stat.S_IMODE(info.st_mode) & 0o077:
-        os.chmod(folder, PRIVATE_DIR)  # noqa: PTH101 - a folder made by an older version
+    own = folder.name == "envpack" and info.st_uid == os.getuid()
+    if own and stat.S_IMODE(info.st_mode) & 0o077:
+        folder.chmod(PRIVATE_DIR)
     return folder
 
 

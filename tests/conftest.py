@@ -141,27 +141,40 @@ def hostile_repo() -> Callable[[Path], Path]:
     return make
 
 
-_SPAWNS: list[list[str]] | None = None
-_SPAWN_EVENTS = {"subprocess.Popen", "os.posix_spawn", "os.exec", "os.fork", "os.system"}
+_AUDITED: list[tuple[frozenset[str], list[list[str]]]] = []
+SPAWN_EVENTS = frozenset({"subprocess.Popen", "os.posix_spawn", "os.exec", "os.fork", "os.system"})
 
 
 def _audit(event: str, args: tuple[Any, ...]) -> None:
-    if _SPAWNS is not None and event in _SPAWN_EVENTS:
-        _SPAWNS.append([event, *(str(a)[:200] for a in args[:2])])
+    for names, seen in _AUDITED:
+        if event in names:
+            seen.append([event, *(str(a)[:200] for a in args[:2])])
 
 
 @pytest.fixture(scope="session")
-def _spawn_hook() -> None:
+def _audit_hook() -> None:
     sys.addaudithook(_audit)  # cannot be removed: it records only while a test asks
 
 
 @pytest.fixture
-def spawned(_spawn_hook: None) -> Iterator[list[list[str]]]:
+def audited(_audit_hook: None) -> Iterator[Callable[[frozenset[str]], list[list[str]]]]:
+    """``audited(names)`` → a list that receives every audit event named (``[event, args]``)
+    until the test ends, e.g. ``os.chmod``."""
+    mine: list[tuple[frozenset[str], list[list[str]]]] = []
+
+    def start(names: frozenset[str]) -> list[list[str]]:
+        entry: tuple[frozenset[str], list[list[str]]] = (names, [])
+        mine.append(entry)
+        _AUDITED.append(entry)
+        return entry[1]
+
+    yield start
+    for entry in mine:
+        _AUDITED.remove(entry)
+
+
+@pytest.fixture
+def spawned(audited: Callable[[frozenset[str]], list[list[str]]]) -> list[list[str]]:
     """Every process this Python process starts during the test (audit events, so no module's
     own ``from subprocess import Popen`` escapes it)."""
-    global _SPAWNS
-    _SPAWNS = []
-    try:
-        yield _SPAWNS
-    finally:
-        _SPAWNS = None
+    return audited(SPAWN_EVENTS)

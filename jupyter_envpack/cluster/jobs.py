@@ -83,8 +83,11 @@ class JobIndex:
     """The local index of submitted jobs (SQLite, one short transaction per call)."""
 
     def __init__(self, path: str | Path | None = None) -> None:
+        from ..safefs import private_dir, private_file
+
         self.path = Path(path) if path else default_db_path()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(self.path.parent)
+        private_file(self.path)  # 0600 from creation, before SQLite opens it (L8)
         with self._db() as db:
             db.executescript(_SCHEMA)
 

@@ -97,7 +97,10 @@ class OperationStore:
 
     def _open(self) -> sqlite3.Connection:
         if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            from ..safefs import private_dir, private_file
+
+            private_dir(Path(self.path).parent)
+            private_file(self.path)  # 0600 from creation (RELIABILITY L8)
         db = sqlite3.connect(
             self.path, check_same_thread=False, isolation_level=None, timeout=self._busy_ms / 1000
         )

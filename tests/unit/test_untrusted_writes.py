@@ -119,3 +119,28 @@ def test_an_existing_open_data_folder_is_tightened_and_a_link_refused(tmp_path: 
     link.symlink_to(old, target_is_directory=True)
     with pytest.raises(InputError, match="not a folder"):
         private_dir(link)
+
+
+@pytest.mark.reliability("L8")
+@pytest.mark.usefixtures("umask_022")
+def test_data_folder_and_databases_are_private_from_creation(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, audited
+) -> None:
+    from jupyter_envpack.cluster.jobs import JobIndex
+    from jupyter_envpack.image.wheelserver import served_url
+    from jupyter_envpack.operations.store import OperationStore
+
+    monkeypatch.setenv("JUPYTER_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.delenv("ENVPACK_JOBS_DB", raising=False)
+    chmods = audited(frozenset({"os.chmod"}))
+    index = JobIndex()  # the code path that made the folder 0755 before
+    store = OperationStore(tmp_path / "data" / "envpack" / "operations.sqlite")
+    store.close()
+    served_url(tmp_path / "wheels", "127.0.0.1")
+    folder = index.path.parent
+    assert folder == tmp_path / "data" / "envpack"
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+    for name in ("cluster-jobs.sqlite", "operations.sqlite"):
+        assert stat.S_IMODE((folder / name).stat().st_mode) == 0o600, name
+    assert stat.S_IMODE((tmp_path / "wheels" / "serve.json").stat().st_mode) == 0o600
+    assert chmods == []  # 0600 from creation, never tightened afterwards
