@@ -61,26 +61,39 @@ def untar_first_file(data: bytes, limit: int, what: str) -> bytes | None:
     return None
 
 
+def _inflated_size(data: bytes, limit: int) -> int:
+    """Bytes that ``data`` inflates to, counted 1 MiB at a time and given up past ``limit``."""
+    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    size, pending = 0, data
+    while pending and size <= limit:
+        size += len(inflater.decompress(pending, MiB))
+        pending = inflater.unconsumed_tail
+    if size <= limit:
+        size += len(inflater.flush())  # at most a window's worth still inside zlib
+        if not inflater.eof:
+            raise ValueError("truncated gzip stream")
+    return size
+
+
 def gunzip_capped(data: bytes, limit: int, what: str) -> bytes:
     """Decompress gzip ``data`` without ever holding more than ``limit`` bytes of output.
+
+    The size is counted first in 1 MiB steps, so a gzip bomb costs 1 MiB of memory, not
+    ``limit``.
 
     Raises
     ------
     ResultTooLargeError
         The output would pass ``limit`` (a gzip bomb).
     ValueError
-        ``data`` is not gzip.
+        ``data`` is not gzip, or is cut short.
     """
-    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
     try:
-        out = inflater.decompress(data, limit + 1)
+        if _inflated_size(data, limit) > limit:
+            raise too_large(what, limit)
+        return zlib.decompress(data, 16 + zlib.MAX_WBITS)
     except zlib.error as exc:
         raise ValueError(str(exc)) from None
-    if len(out) > limit or inflater.unconsumed_tail:
-        raise too_large(what, limit)
-    if not inflater.eof:
-        raise ValueError("truncated gzip stream")
-    return out
 
 
 def lines_capped(chunks: Iterable[bytes], limit: int) -> Iterator[str]:
