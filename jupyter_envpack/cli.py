@@ -140,7 +140,7 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
         metavar="S",
         help="overall run time limit in seconds (default 3600)",
     )
-    p.add_argument("--memory", metavar="SIZE", help="memory limit, e.g. 2g")
+    p.add_argument("--memory", metavar="SIZE", help="memory limit, e.g. 2g (default 2g)")
     p.add_argument("--no-network", action="store_true", help="run without network access")
     p.add_argument(
         "--sweep",
@@ -179,6 +179,14 @@ def build_options_from_args(args: argparse.Namespace) -> Any:
     return opts
 
 
+def _run_limits(args: argparse.Namespace) -> Any:
+    """The rerun limits of the Jupyter config (``c.EnvPack.run_*``) with the flags on top."""
+    from .config import load_envpack_config
+
+    cpus, pids = getattr(args, "cpus", None), getattr(args, "pids", None)
+    return load_envpack_config().run_limits(cpus=cpus, pids=pids)
+
+
 def run_options_from_args(args: argparse.Namespace) -> Any:
     """``RunOptions`` from parsed arguments."""
     from .execute import RunOptions
@@ -192,6 +200,7 @@ def run_options_from_args(args: argparse.Namespace) -> Any:
         mem_limit=getattr(args, "memory", None),
         network=not getattr(args, "no_network", False),
         tolerance=getattr(args, "tolerance", 0.0),
+        limits=_run_limits(args),
     )
     opts.validate()
     return opts
@@ -492,6 +501,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_lock_arguments(p)
     add_build_arguments(p)
     add_run_arguments(p)
+    p.add_argument("--cpus", type=float, metavar="N", help="CPU limit in cores (default 2)")
+    p.add_argument("--pids", type=int, metavar="N", help="process/thread limit (default 512)")
     p.add_argument("--json", action="store_true", help="print envpack.report/1 JSON")
     p.set_defaults(func=cmd_run)
 

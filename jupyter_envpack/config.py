@@ -12,11 +12,12 @@ import importlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from traitlets import Dict, Float, Integer, List, Type, Unicode, Union, default, validate
+from traitlets import Bool, Dict, Float, Integer, List, Type, Unicode, Union, default, validate
 from traitlets.config import Config, Configurable
 
 if TYPE_CHECKING:
     from .execute import RunOptions
+    from .execute.limits import RunLimits
     from .image import BuildOptions
     from .snapshot import SnapshotOptions
 
@@ -83,6 +84,15 @@ class EnvPack(Configurable):
     cell_timeout = Float(600.0, help="Timeout of one cell during a run, in seconds.").tag(
         config=True
     )
+    # Resource limits of every rerun container (RELIABILITY L4; shown in the report)
+    run_memory = Unicode("2g", help="Memory limit of a rerun (no swap), e.g. 2g or 512m.").tag(
+        config=True
+    )
+    run_cpus = Float(2.0, min=0.01, help="CPU quota of a rerun, in cores.").tag(config=True)
+    run_pids = Integer(512, min=16, help="Most processes and threads in a rerun.").tag(config=True)
+    run_read_only = Bool(
+        True, help="Read-only root filesystem for reruns (home and /tmp stay writable)."
+    ).tag(config=True)
     concurrency_limit = Integer(
         2, min=1, help="How many operations (builds, runs, jobs) run at once; more are queued."
     ).tag(config=True)
@@ -208,9 +218,27 @@ class EnvPack(Configurable):
         """Return the core's ``RunOptions`` from this config, with ``overrides`` on top."""
         from .execute import RunOptions
 
-        values: dict[str, Any] = {"cell_timeout": self.cell_timeout, "deadline": self.run_deadline}
+        limits = {k: overrides.pop(k) for k in ("cpus", "pids") if k in overrides}
+        values: dict[str, Any] = {
+            "cell_timeout": self.cell_timeout,
+            "deadline": self.run_deadline,
+            "limits": self.run_limits(**limits),
+        }
         values.update({k: v for k, v in overrides.items() if v is not None})
         return RunOptions(**values)
+
+    def run_limits(self, **overrides: Any) -> RunLimits:
+        """Return the rerun container's :class:`~.execute.limits.RunLimits` from this config."""
+        from .execute.limits import RunLimits
+
+        values: dict[str, Any] = {
+            "memory": self.run_memory,
+            "cpus": self.run_cpus,
+            "pids": self.run_pids,
+            "read_only": self.run_read_only,
+        }
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return RunLimits(**values)
 
 
 def import_string(target: str) -> Any:

@@ -100,6 +100,8 @@ def run_run(op: OperationContext, reporter: Reporter, cancel: CancelToken) -> di
         cell_timeout=o.get("cell_timeout"),
         deadline=o.get("deadline"),
         mem_limit=str(mem) if mem is not None else None,
+        cpus=o.get("cpus"),
+        pids=int(o["pids"]) if o.get("pids") is not None else None,
         network=o.get("network"),
         tolerance=o.get("tolerance"),
         labels=dict(op.labels),
