@@ -131,6 +131,11 @@ def _pins(text: str) -> list[str]:
     )
 
 
+def _read_head(path: Path, limit: int = 2**20) -> str:
+    with path.open("rb") as fh:
+        return fh.read(limit).decode("utf-8", "replace")
+
+
 def _folder_findings(root: Path, files: dict[str, str] | None) -> list[Finding]:
     fix = "run `jupyter envpack binder NB --write` (or the Share panel's “Write binder/ folder”)"
     if (root / ".binder").is_dir():
@@ -156,8 +161,9 @@ def _folder_findings(root: Path, files: dict[str, str] | None) -> list[Finding]:
         return []
     for name, text in files.items():
         current = folder / name
-        try:
-            same = current.is_file() and _pins(current.read_text(errors="replace")) == _pins(text)
+        try:  # a planted link or a huge file is "outdated", never followed or read whole (L1, L6)
+            plain = current.is_file() and not current.is_symlink()
+            same = plain and _pins(_read_head(current)) == _pins(text)
         except OSError:
             same = False
         if not same:
