@@ -178,3 +178,26 @@ def spawned(audited: Callable[[frozenset[str]], list[list[str]]]) -> list[list[s
     """Every process this Python process starts during the test (audit events, so no module's
     own ``from subprocess import Popen`` escapes it)."""
     return audited(SPAWN_EVENTS)
+
+
+CANARY_TEXT = "export PATH=/usr/bin  # the user's own file\n"
+
+
+@pytest.fixture
+def canary(tmp_path: Path) -> Path:
+    """A file outside the notebook's folder standing in for ``~/.bashrc`` (RELIABILITY L1)."""
+    home = tmp_path / "home"
+    home.mkdir()
+    path = home / ".bashrc"
+    path.write_text(CANARY_TEXT)
+    return path
+
+
+@pytest.fixture
+def untouched() -> Callable[[Path, Path], bool]:
+    """``untouched(canary, link)``: the canary kept its text and the planted link is still a link."""
+
+    def check(canary: Path, link: Path) -> bool:
+        return canary.read_text() == CANARY_TEXT and link.is_symlink()
+
+    return check

@@ -18,25 +18,11 @@ from jupyter_envpack.safefs import private_dir, private_file, safe_write
 from jupyter_envpack.share.binder import write_binder
 from jupyter_envpack.snapshot.spec import EnvSpec, PinnedPackage
 
-CANARY_TEXT = "export PATH=/usr/bin  # the user's own file\n"
-
-
-@pytest.fixture
-def canary(tmp_path: Path) -> Path:
-    """A file outside the notebook's folder standing in for ``~/.bashrc``."""
-    home = tmp_path / "home"
-    home.mkdir()
-    path = home / ".bashrc"
-    path.write_text(CANARY_TEXT)
-    return path
-
-
-def untouched(canary: Path, link: Path) -> bool:
-    return canary.read_text() == CANARY_TEXT and link.is_symlink()
-
 
 @pytest.mark.reliability("L1")
-def test_safe_write_refuses_a_link_at_the_final_name(tmp_path: Path, canary: Path) -> None:
+def test_safe_write_refuses_a_link_at_the_final_name(
+    tmp_path: Path, canary: Path, untouched
+) -> None:
     link = tmp_path / "nb.envpack.ipynb"
     link.symlink_to(canary)
     with pytest.raises(InputError, match="symbolic link") as err:
@@ -47,7 +33,7 @@ def test_safe_write_refuses_a_link_at_the_final_name(tmp_path: Path, canary: Pat
 
 
 @pytest.mark.reliability("L1")
-def test_safe_write_never_uses_a_planted_part_file(tmp_path: Path, canary: Path) -> None:
+def test_safe_write_never_uses_a_planted_part_file(tmp_path: Path, canary: Path, untouched) -> None:
     part = tmp_path / "nb.envpack.ipynb.part"
     part.symlink_to(canary)
     safe_write(tmp_path / "nb.envpack.ipynb", "{}")
@@ -57,7 +43,9 @@ def test_safe_write_never_uses_a_planted_part_file(tmp_path: Path, canary: Path)
 
 
 @pytest.mark.reliability("L1")
-def test_binder_folder_with_a_planted_link_is_refused(tmp_path: Path, canary: Path, make_notebook):
+def test_binder_folder_with_a_planted_link_is_refused(
+    tmp_path: Path, canary: Path, untouched, make_notebook
+):
     nb = make_notebook(["import six"], name="analysis.ipynb", folder=tmp_path / "repo")
     (tmp_path / "repo" / "binder").mkdir()
     link = tmp_path / "repo" / "binder" / "requirements.txt"
@@ -70,7 +58,7 @@ def test_binder_folder_with_a_planted_link_is_refused(tmp_path: Path, canary: Pa
 
 @pytest.mark.reliability("L1")
 def test_dockerfile_output_folder_with_planted_links(
-    tmp_path: Path, canary: Path, make_notebook
+    tmp_path: Path, canary: Path, untouched, make_notebook
 ) -> None:
     nb = make_notebook(["import six"], name="analysis.ipynb")
     spec = EnvSpec("analysis.ipynb", "3.11.7", [PinnedPackage("six", "1.16.0")], [], [])
