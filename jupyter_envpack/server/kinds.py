@@ -83,19 +83,11 @@ def _report_json(op: OperationContext, report: Any, output: Path) -> dict[str, A
     return data
 
 
-def run_run(op: OperationContext, reporter: Reporter, cancel: CancelToken) -> dict[str, Any]:
-    """``run`` kind: build (cached when unchanged, skipped with ``image``), then execute."""
-    from ..execute import run_notebook
-
+def _run_options(op: OperationContext) -> Any:
+    """The core's ``RunOptions`` of a ``run`` operation (config, then the request's options)."""
     o = op.options
-    build = None
-    image = o.get("image")
-    if image is None:
-        build = _build(op, reporter, cancel, o.get("build_deadline"))
-        image = build["image"]
-    output = o.get("output")
-    mem = o.get("mem_limit")
-    options = op.config.run_options(
+    output, mem = o.get("output"), o.get("mem_limit")
+    return op.config.run_options(
         parameters=o.get("parameters") or {},
         cell_timeout=o.get("cell_timeout"),
         deadline=o.get("deadline"),
@@ -107,6 +99,19 @@ def run_run(op: OperationContext, reporter: Reporter, cancel: CancelToken) -> di
         labels=dict(op.labels),
         output=str(op.resolve_output(output)) if output else None,
     )
+
+
+def run_run(op: OperationContext, reporter: Reporter, cancel: CancelToken) -> dict[str, Any]:
+    """``run`` kind: build (cached when unchanged, skipped with ``image``), then execute."""
+    from ..execute import run_notebook
+
+    o = op.options
+    build = None
+    image = o.get("image")
+    if image is None:
+        build = _build(op, reporter, cancel, o.get("build_deadline"))
+        image = build["image"]
+    options = _run_options(op)
     rr = run_notebook(image, str(op.notebook), options, reporter=reporter, cancel=cancel)
     return {
         "image": image,
@@ -157,12 +162,10 @@ def resume_run(op: OperationContext, reporter: Reporter, cancel: CancelToken) ->
 
 def collect_run(op: OperationContext, container: Any, code: int) -> dict[str, Any]:
     """Turn an exited run container into the ``run`` result (output written, report made)."""
-    from ..execute.run import RunOptions
     from ..execute.run import collect_run as core_collect_run
 
     output = op.resolve_output(op.options["output"]) if op.options.get("output") else None
-    options = RunOptions(tolerance=float(op.options.get("tolerance") or 0.0))
-    rr = core_collect_run(container, op.notebook, code, options, output=output)
+    rr = core_collect_run(container, op.notebook, code, _run_options(op), output=output)
     report = rr.report
     return {
         "image": report.image,
