@@ -110,12 +110,15 @@ _CAUSES = (
 )
 
 
-def limit_cause(cells: list[Any]) -> str | None:
-    """``out-of-memory`` / ``pids-limit`` / ``read-only`` when a cell failed on that limit."""
-    for cell in cells:
-        if cell.status != "new-error":
-            continue
-        for cause, names, words in _CAUSES:
-            if cell.ename in names and (not words or any(w in (cell.evalue or "") for w in words)):
-                return cause
+def limit_cause(executed: Any) -> str | None:
+    """``out-of-memory`` / ``pids-limit`` / ``read-only`` when a cell of the executed notebook
+    failed on that limit (read from its error outputs: a cell never run before has no verdict)."""
+    for cell in executed.get("cells", []):
+        for out in cell.get("outputs", []) if cell.get("cell_type") == "code" else []:
+            if out.get("output_type") != "error":
+                continue
+            ename, evalue = str(out.get("ename")), str(out.get("evalue"))
+            for cause, names, words in _CAUSES:
+                if ename in names and (not words or any(w in evalue for w in words)):
+                    return cause
     return None

@@ -310,7 +310,7 @@ def collect_run(
     output.parent.mkdir(parents=True, exist_ok=True)
     safe_write(output, executed_text)
     report = compare_notebooks(original, executed, opts.tolerance)
-    report.run_status = _run_status(code, allow_errors, oom, report)
+    report.run_status = _run_status(code, allow_errors, oom, executed)
     report.limits = limits.to_json()
     report.image = image or ((container.image.tags or [container.image.id])[0])
     report.output_path = str(output)
@@ -361,11 +361,11 @@ def _exit_state(container: Any, code: int, limits: RunLimits, tail: list[str]) -
     return oom
 
 
-def _run_status(code: int, allow_errors: bool, oom: bool, report: Report) -> str:
+def _run_status(code: int, allow_errors: bool, oom: bool, executed: Any) -> str:
     """``completed`` … ``kernel-died``, or the limit that stopped a cell (L4)."""
     if oom:
         return "out-of-memory"
-    cause = limit_cause(report.cells) if code != EXIT_OK else None
+    cause = limit_cause(executed) if code != EXIT_OK else None
     return (
         cause
         or {

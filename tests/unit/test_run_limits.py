@@ -8,7 +8,7 @@ import pytest
 from jupyter_envpack.cli import build_parser, run_options_from_args
 from jupyter_envpack.config import EnvPack
 from jupyter_envpack.errors import InputError
-from jupyter_envpack.execute import CellResult, RunOptions
+from jupyter_envpack.execute import RunOptions
 from jupyter_envpack.execute.limits import RunLimits, limit_cause
 
 
@@ -50,5 +50,10 @@ def test_limits_come_from_traitlets_and_options(monkeypatch: pytest.MonkeyPatch)
     ],
 )
 def test_the_limit_that_stopped_a_cell_is_named(ename: str, evalue: str, cause: str) -> None:
-    cells = [CellResult(0, "same"), CellResult(1, "new-error", ename=ename, evalue=evalue)]
-    assert limit_cause(cells) == cause
+    error = {"output_type": "error", "ename": ename, "evalue": evalue, "traceback": []}
+    cells = [
+        {"cell_type": "markdown", "source": "x"},
+        {"cell_type": "code", "outputs": [{"output_type": "stream", "text": "MemoryError"}]},
+        {"cell_type": "code", "outputs": [error]},
+    ]
+    assert limit_cause({"cells": cells}) == cause
