@@ -230,7 +230,7 @@ def test_a_container_killed_from_outside_is_a_clear_failure(
                 if how == "kill":
                     found[0].kill()
                 else:
-                    found[0].remove(force=True)
+                    found[0].remove(force=True, v=True)
                 return
             time.sleep(0.1)
 
