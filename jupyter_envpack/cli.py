@@ -142,7 +142,7 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
         metavar="S",
         help=f"overall run time limit in seconds (default c.EnvPack.run_deadline, {RUN_DEADLINE:g})",
     )
-    p.add_argument("--memory", metavar="SIZE", help="memory limit, e.g. 2g")
+    p.add_argument("--memory", metavar="SIZE", help="memory limit, e.g. 2g (default 2g)")
     p.add_argument("--no-network", action="store_true", help="run without network access")
     p.add_argument(
         "--sweep",
@@ -206,6 +206,8 @@ def run_options_from_args(args: argparse.Namespace) -> RunOptions:
         mem_limit=getattr(args, "memory", None),
         network=False if getattr(args, "no_network", False) else None,
         tolerance=getattr(args, "tolerance", None),
+        cpus=getattr(args, "cpus", None),
+        pids=getattr(args, "pids", None),
     )
     opts.validate()
     return opts
@@ -582,6 +584,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_lock_arguments(p)
     add_build_arguments(p)
     add_run_arguments(p)
+    p.add_argument("--cpus", type=float, metavar="N", help="CPU limit in cores (default 2)")
+    p.add_argument("--pids", type=int, metavar="N", help="process/thread limit (default 512)")
     p.add_argument("--json", action="store_true", help="print envpack.report/1 JSON")
     p.set_defaults(func=cmd_run)
 

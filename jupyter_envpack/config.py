@@ -13,7 +13,7 @@ import importlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from traitlets import Dict, Float, Integer, List, Type, Unicode, Union, default, validate
+from traitlets import Bool, Dict, Float, Integer, List, Type, Unicode, Union, default, validate
 from traitlets.config import Config, Configurable
 
 from . import defaults
@@ -21,6 +21,7 @@ from . import defaults
 if TYPE_CHECKING:
     from .cluster.jobs import SubmitOptions
     from .execute import RunOptions
+    from .execute.limits import RunLimits
     from .image import BuildOptions
     from .snapshot import SnapshotOptions
 
@@ -47,6 +48,12 @@ DEFAULT_RUNNERS = {
 OPTION_TRAITS: dict[str, dict[str, str]] = {
     "BuildOptions": {"deadline": "build_deadline"},
     "RunOptions": {"deadline": "run_deadline"},
+    "RunLimits": {
+        "memory": "run_memory",
+        "cpus": "run_cpus",
+        "pids": "run_pids",
+        "read_only": "run_read_only",
+    },
     "SubmitOptions": {"deadline": "run_deadline", "backend": "default_backend"},
     "DataOptions": {
         "max_bytes": "max_data_bytes",
@@ -100,6 +107,19 @@ class EnvPack(Configurable):
         defaults.RUN_DEADLINE, "Overall deadline of one notebook run (and of a cluster job)."
     )
     cell_timeout = _seconds(defaults.CELL_TIMEOUT, "Timeout of one cell during a run.")
+    # Resource limits of every rerun container (RELIABILITY L4; shown in the report)
+    run_memory = Unicode(
+        defaults.RUN_MEMORY, help="Memory limit of a rerun (no swap), e.g. 2g or 512m."
+    ).tag(config=True)
+    run_cpus = Float(defaults.RUN_CPUS, min=0.01, help="CPU quota of a rerun, in cores.").tag(
+        config=True
+    )
+    run_pids = Integer(
+        defaults.RUN_PIDS, min=16, help="Most processes and threads in a rerun."
+    ).tag(config=True)
+    run_read_only = Bool(
+        True, help="Read-only root filesystem for reruns (home and /tmp stay writable)."
+    ).tag(config=True)
     concurrency_limit = Integer(
         2, min=1, help="How many operations (builds, runs, jobs) run at once; more are queued."
     ).tag(config=True)
@@ -243,6 +263,9 @@ class EnvPack(Configurable):
         """Return the core's ``RunOptions`` (see :meth:`options`)."""
         from .execute import RunOptions
 
+        limits = self.run_limits(cpus=overrides.pop("cpus", None), pids=overrides.pop("pids", None))
+        if overrides.get("limits") is None:
+            overrides["limits"] = limits
         return self.options(RunOptions, **overrides)
 
     def submit_options(self, **overrides: Any) -> SubmitOptions:
@@ -250,6 +273,12 @@ class EnvPack(Configurable):
         from .cluster.jobs import SubmitOptions
 
         return self.options(SubmitOptions, **overrides)
+
+    def run_limits(self, **overrides: Any) -> RunLimits:
+        """Return the rerun container's :class:`~.execute.limits.RunLimits` (see :meth:`options`)."""
+        from .execute.limits import RunLimits
+
+        return self.options(RunLimits, **overrides)
 
 
 def _as_field(cls: type, name: str, value: Any) -> Any:

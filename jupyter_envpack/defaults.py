@@ -1,4 +1,4 @@
-"""Built-in defaults of the time limits, written once.
+"""Built-in defaults of the time and resource limits, written once.
 
 ``c.EnvPack`` traits (:mod:`jupyter_envpack.config`), the core's options dataclasses
 (``BuildOptions``, ``RunOptions``, ``SubmitOptions``, ``JobSpec``) and the CLI's help text all read
@@ -19,3 +19,12 @@ RUN_DEADLINE = 3600.0
 
 CELL_TIMEOUT = 600.0
 """Timeout of one cell during a run, in seconds."""
+
+RUN_MEMORY = "2g"
+"""Memory limit of a rerun container (no swap on top; RELIABILITY L4)."""
+
+RUN_CPUS = 2.0
+"""CPU quota of a rerun container, in cores."""
+
+RUN_PIDS = 512
+"""Most processes and threads at once in a rerun container."""

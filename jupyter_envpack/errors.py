@@ -16,6 +16,7 @@ to exit codes, the REST API to HTTP status codes, the magics to short cell error
     ├── EngineError                Docker engine unreachable or misbehaving                  → 503
     ├── BuildError                 a build step failed (step + last log lines)               → 422
     ├── RunError                   the notebook could not be executed in the image           → 422
+    │   └── ResultTooLargeError    a container's result/log/archive passed a read cap        → 413
     ├── RegistryError              push failed (sanitised message)                           → 502
     ├── ClusterError               a cluster backend refused or lost a job                   → 502
     ├── ConflictError              an operation is in a state that forbids the request       → 409
@@ -137,6 +138,13 @@ class RunError(EnvpackError):
         super().__init__(message, hint=hint)
         if reason:
             self.reason = reason
+
+
+class ResultTooLargeError(RunError):
+    """What a container handed back (archive, log, compressed result) passed envpack's cap."""
+
+    status = 413
+    reason = "too-large"
 
 
 class RegistryError(EnvpackError):

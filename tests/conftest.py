@@ -89,3 +89,115 @@ def make_notebook(tmp_path: Path) -> Callable[..., Path]:
 def kernel_python() -> str:
     """The interpreter running the tests (it has nbformat, packaging, ... installed)."""
     return sys.executable
+
+
+HOSTILE_SETTINGS = (
+    "core.fsmonitor",
+    "core.hooksPath",
+    "filter.x.clean",
+    "filter.x.smudge",
+    "filter.x.process",
+    "diff.external",
+    "diff.x.command",
+    "core.sshCommand",
+    "core.pager",
+    "core.editor",
+    "credential.helper",
+)
+
+
+@pytest.fixture
+def hostile_repo() -> Callable[[Path], Path]:
+    """Turn ``folder`` (holding a notebook) into a git repository whose ``.git/config`` and
+    ``.gitattributes`` point every command-running setting at ``sh -c 'touch <folder>/../MARKER-*'``
+    (RELIABILITY L2). The notebook is committed, then changed, so a status check must look at it.
+    Returns the folder where markers would appear."""
+    import subprocess
+
+    def make(folder: Path) -> Path:
+        marks = folder.parent / "markers"
+        marks.mkdir(exist_ok=True)
+
+        def git(*args: str) -> None:
+            subprocess.run(["git", "-C", str(folder), *args], check=True, capture_output=True)
+
+        git("init", "-q", "-b", "main")
+        git("remote", "add", "origin", "git@github.com:envpack-test/demo.git")
+        (folder / ".gitattributes").write_text("* filter=x diff=x\n")
+        git("-c", "user.email=t@e.org", "-c", "user.name=T", "add", ".")
+        git("-c", "user.email=t@e.org", "-c", "user.name=T", "commit", "-qm", "nb")
+        hooks = folder / "hooks"
+        hooks.mkdir()
+        for name, setting in enumerate(HOSTILE_SETTINGS):
+            command = f"sh -c 'touch {marks}/MARKER-{name}; cat'"
+            git("config", setting, str(hooks) if setting == "core.hooksPath" else command)
+        for hook in ("post-index-change", "reference-transaction", "fsmonitor-watchman"):
+            (hooks / hook).write_text(f"#!/bin/sh\ntouch {marks}/MARKER-hook-{hook}\n")
+            (hooks / hook).chmod(0o755)
+        for nb in folder.glob("*.ipynb"):
+            nb.write_text(nb.read_text().replace('"cells": [', '"cells": [ ', 1))
+        return marks
+
+    return make
+
+
+_AUDITED: list[tuple[frozenset[str], list[list[str]]]] = []
+SPAWN_EVENTS = frozenset({"subprocess.Popen", "os.posix_spawn", "os.exec", "os.fork", "os.system"})
+
+
+def _audit(event: str, args: tuple[Any, ...]) -> None:
+    for names, seen in _AUDITED:
+        if event in names:
+            seen.append([event, *(str(a)[:200] for a in args[:2])])
+
+
+@pytest.fixture(scope="session")
+def _audit_hook() -> None:
+    sys.addaudithook(_audit)  # cannot be removed: it records only while a test asks
+
+
+@pytest.fixture
+def audited(_audit_hook: None) -> Iterator[Callable[[frozenset[str]], list[list[str]]]]:
+    """``audited(names)`` → a list that receives every audit event named (``[event, args]``)
+    until the test ends, e.g. ``os.chmod``."""
+    mine: list[tuple[frozenset[str], list[list[str]]]] = []
+
+    def start(names: frozenset[str]) -> list[list[str]]:
+        entry: tuple[frozenset[str], list[list[str]]] = (names, [])
+        mine.append(entry)
+        _AUDITED.append(entry)
+        return entry[1]
+
+    yield start
+    for entry in mine:
+        _AUDITED.remove(entry)
+
+
+@pytest.fixture
+def spawned(audited: Callable[[frozenset[str]], list[list[str]]]) -> list[list[str]]:
+    """Every process this Python process starts during the test (audit events, so no module's
+    own ``from subprocess import Popen`` escapes it)."""
+    return audited(SPAWN_EVENTS)
+
+
+CANARY_TEXT = "export PATH=/usr/bin  # the user's own file\n"
+
+
+@pytest.fixture
+def canary(tmp_path: Path) -> Path:
+    """A file outside the notebook's folder standing in for ``~/.bashrc`` (RELIABILITY L1)."""
+    home = tmp_path / "home"
+    home.mkdir()
+    path = home / ".bashrc"
+    path.write_text(CANARY_TEXT)
+    return path
+
+
+@pytest.fixture
+def untouched() -> Callable[[Path, Path], bool]:
+    """``untouched(canary, link)``: the canary kept its text and the planted link is still a link."""
+
+    def check(canary: Path, link: Path) -> bool:
+        return canary.read_text() == CANARY_TEXT and link.is_symlink()
+
+    return check

@@ -289,8 +289,11 @@ def fetch_result(backend: Backend, handle: str) -> str:
 
     Raises the core's ``RunError`` (reason ``no-result``) when the log holds no result block.
     """
-    from ..execute.runner import extract_result  # the core's decoder (lazy: keeps imports light)
+    from ..execute.runner import extract_result, extract_result_lines  # lazy: light imports
 
+    streaming = getattr(backend, "result_lines", None)  # never the whole log in memory (L6)
+    if streaming is not None:
+        return extract_result_lines(streaming(handle))
     reader = getattr(backend, "result_log", None) or backend.logs
     return extract_result(reader(handle))
 

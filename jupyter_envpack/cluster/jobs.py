@@ -84,8 +84,11 @@ class JobIndex:
     """The local index of submitted jobs (SQLite, one short transaction per call)."""
 
     def __init__(self, path: str | Path | None = None) -> None:
+        from ..safefs import private_dir, private_file
+
         self.path = Path(path) if path else default_db_path()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(self.path.parent)
+        private_file(self.path)  # 0600 from creation, before SQLite opens it (L8)
         with self._db() as db:
             db.executescript(_SCHEMA)
 
@@ -641,11 +644,17 @@ def fetch(
             f"job {record.id}: {exc.message}",
             hint="the job may have failed before the end; see its logs",
         ) from None
+    from ..errors import NotebookError
+    from ..safefs import safe_write
+    from ..snapshot.notebook import parse_notebook
+
+    try:  # a result that is not a notebook is never written into the user's folder
+        parse_notebook(text.encode("utf-8"), name=f"the result of job {record.id}")
+    except NotebookError as exc:
+        raise ClusterError(exc.message, hint="the job's image or runner is not envpack's") from None
     path = output or default_output_path(record)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".part")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
+    safe_write(path, text)
     return path
 
 

@@ -13,16 +13,22 @@ from __future__ import annotations
 import contextlib
 import json
 import time
+from collections import deque
+from collections.abc import Iterator
 from datetime import datetime, timezone
 from typing import Any
 
 from ..errors import ClusterError, EngineError
 from ..events import ProgressEvent, Reporter, null_reporter
+from ..execute.limits import DEFAULT_CPUS, DEFAULT_MEMORY, DEFAULT_TMP_SIZE, parse_memory
+from ..image.dockerfile import HOME
 from .base import IMAGE_USER, LABEL, JobSpec, JobState, JobStatus, status_from_exit_code
 
 DEADLINE_LABEL = f"{LABEL}.deadline"
 PIDS_LIMIT = 1024
 LOG_OPTIONS = {"max-size": "256m", "max-file": "2"}  # the log carries the result: keep it whole
+MAX_LOG_BYTES = 600 * 2**20  # what the engine may keep of a log (2 x 256m), read as a stream
+MAX_SHOWN_LINES = 20_000  # `jupyter envpack logs ID` shows the newest lines
 _PENDING_STATES = {
     "new",
     "allocated",
@@ -64,6 +70,7 @@ def make_service_spec(spec: JobSpec) -> dict[str, Any]:
     """
     from docker.types import (
         ContainerSpec,
+        Mount,
         Placement,
         Resources,
         RestartPolicy,
@@ -81,10 +88,15 @@ def make_service_spec(spec: JobSpec) -> dict[str, Any]:
         cap_drop=["ALL"],
         stop_grace_period=10 * 10**9,
         init=True,
+        read_only=True,
+        mounts=[  # like a local rerun (RELIABILITY L4): writable home volume, tmpfs /tmp
+            Mount(HOME, None, type="volume", labels={LABEL: "1"}),
+            Mount("/tmp", None, type="tmpfs", tmpfs_size=parse_memory(DEFAULT_TMP_SIZE)),  # noqa: S108
+        ],
     )
     resources = Resources(
-        cpu_limit=_nano_cpus(spec.cpu),
-        mem_limit=spec.memory,
+        cpu_limit=_nano_cpus(spec.cpu if spec.cpu is not None else DEFAULT_CPUS),
+        mem_limit=spec.memory if spec.memory is not None else parse_memory(DEFAULT_MEMORY),
         cpu_reservation=_nano_cpus(spec.cpu_request),
         mem_reservation=spec.memory_request,
     )
@@ -100,6 +112,9 @@ def make_service_spec(spec: JobSpec) -> dict[str, Any]:
     mode = ServiceMode("replicated-job", replicas=1, concurrency=1)
     body = {"Name": spec.name, "Labels": labels, "TaskTemplate": template, "Mode": mode}
     plain: dict[str, Any] = json.loads(json.dumps(body))  # docker-py's dict subclasses → dicts
+    # API 1.46+ enforces it; older engines ignore the field (cap_drop ALL still leaves a setuid
+    # binary without capabilities there)
+    plain["TaskTemplate"]["ContainerSpec"]["Privileges"] = {"NoNewPrivileges": True}
     return plain
 
 
@@ -354,9 +369,11 @@ class SwarmBackend:
             )
         return status
 
-    def logs(self, handle: str, tail: int | None = None, stderr: bool = True) -> str:
-        """Return the service's log (stdout, and stderr unless ``stderr=False``)."""
+    def _log_lines(self, handle: str, tail: int | None, stderr: bool) -> Iterator[str]:
+        """The service's log line by line, read as a stream of at most :data:`MAX_LOG_BYTES`."""
         import docker.errors
+
+        from ..bounded import lines_capped
 
         try:
             chunks = self.client.api.service_logs(
@@ -367,23 +384,33 @@ class SwarmBackend:
                 tail="all" if tail is None else int(tail),
                 is_tty=False,
             )
-            data = b"".join(chunks)
+            yield from lines_capped(chunks, MAX_LOG_BYTES)
         except docker.errors.NotFound:
             raise ClusterError(
                 f"Swarm job {handle} no longer exists", hint="its logs went with the service"
             ) from None
-        return data.decode("utf-8", errors="replace")
+
+    def logs(self, handle: str, tail: int | None = None, stderr: bool = True) -> str:
+        """Return the service's log (stdout, and stderr unless ``stderr=False``); the newest
+        :data:`MAX_SHOWN_LINES` lines of at most :data:`MAX_LOG_BYTES` read."""
+        shown: deque[str] = deque(maxlen=MAX_SHOWN_LINES)
+        shown.extend(line[:4096] for line in self._log_lines(handle, tail, stderr))
+        return "\n".join(shown) + ("\n" if shown else "")
+
+    def result_lines(self, handle: str) -> Iterator[str]:
+        """The stdout alone, streamed: the result block is never interleaved with stderr lines."""
+        for line in self._log_lines(handle, None, stderr=False):
+            if "incomplete log stream" in line and "not available" in line:
+                raise ClusterError(
+                    f"the node that ran Swarm job {handle} is not reachable, so its "
+                    "log (and the executed notebook in it) cannot be read",
+                    hint="bring the node back, then run `jupyter envpack fetch ID`",
+                )
+            yield line
 
     def result_log(self, handle: str) -> str:
-        """The stdout alone: the result block is never interleaved with stderr lines."""
-        text = self.logs(handle, stderr=False)
-        if "incomplete log stream" in text and "not available" in text:
-            raise ClusterError(
-                f"the node that ran Swarm job {handle} is not reachable, so its "
-                "log (and the executed notebook in it) cannot be read",
-                hint="bring the node back, then run `jupyter envpack fetch ID`",
-            )
-        return text
+        """The stdout alone as text (prefer :meth:`result_lines`, which never holds it whole)."""
+        return "\n".join(self.result_lines(handle))
 
     def cancel(self, handle: str) -> None:
         """Remove the job's service (its task is stopped); a missing service is fine."""

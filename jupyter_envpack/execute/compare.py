@@ -65,6 +65,8 @@ class Report:
     output_path: str | None = None
     parameters: dict[str, Any] = field(default_factory=dict)
     warnings: list[dict[str, Any]] = field(default_factory=list)
+    engine: str = "docker"
+    limits: dict[str, Any] | None = None  # the container's resource limits (RELIABILITY L4)
 
     @property
     def compared(self) -> int:
@@ -77,8 +79,6 @@ class Report:
         if self.run_status != "completed" or not all(c.status in REPRODUCED for c in self.cells):
             return VERDICT_DIFFERS
         return VERDICT_REPRODUCED if self.compared else VERDICT_NOTHING
-
-    engine: str = "docker"
 
     @property
     def reproduced(self) -> bool:
@@ -107,6 +107,7 @@ class Report:
             "summary": self.summary,
             "parameters": self.parameters,
             "warnings": self.warnings,
+            **({"limits": self.limits} if self.limits is not None else {}),
         }
 
 

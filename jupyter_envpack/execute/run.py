@@ -1,8 +1,9 @@
 """Run a notebook inside its image, bring the executed copy back, compare → :class:`RunResult`.
 
-The container runs as 1000:1000 with every capability dropped, ``no-new-privileges``, pids and
-memory limits and no mounts at all: the notebook goes in with ``put_archive`` and comes back with
-``get_archive`` (RELIABILITY H1-H5, H9, E6).
+The container runs as 1000:1000 with every capability dropped, ``no-new-privileges``, memory, CPU
+and pids limits, a read-only root filesystem and no bind mounts (:mod:`.limits`): the notebook
+goes in with ``put_archive`` and comes back with ``get_archive``, read with a cap, and is written
+beside the notebook without following links (RELIABILITY H1-H5, H9, E6, L1, L4, L6).
 """
 
 from __future__ import annotations
@@ -13,19 +14,22 @@ import tarfile
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from ..bounded import lines_capped, read_capped, too_large, untar_first_file
 from ..defaults import CELL_TIMEOUT, RUN_DEADLINE
 from ..errors import CancelledError, EngineError, InputError, RunError
 from ..events import CancelToken, ProgressEvent, Reporter, null_reporter
 from ..image.context import notebook_bytes, strip_outputs
-from ..image.dockerfile import RUNNER_PREFIX, RUNNER_SCRIPT, USER_ID, WORKDIR
+from ..image.dockerfile import HOME, RUNNER_PREFIX, RUNNER_SCRIPT, USER_ID, WORKDIR
 from ..image.engine import base_labels, connect, engine_name
 from ..image.refs import validate_reference
+from ..safefs import safe_write
 from ..snapshot.notebook import dumps_notebook, parse_notebook, read_notebook_bytes
 from .compare import Report, compare_notebooks
+from .limits import RunLimits, limit_cause, parse_memory
 from .parameters import injection_index, parameters_cell_source, validate_parameters
 from .runner import (
     EXIT_BAD_INPUT,
@@ -36,8 +40,10 @@ from .runner import (
     EXIT_TIMEOUT,
 )
 
-OUTPUT_IN_CONTAINER = "/tmp/envpack-output/executed.ipynb"  # noqa: S108 - inside the container
-_MEM = {"k": 2**10, "m": 2**20, "g": 2**30}
+OUTPUT_IN_CONTAINER = f"{HOME}/.envpack-output/executed.ipynb"  # in the writable home volume
+MAX_EXECUTED_BYTES = 200 * 2**20  # the executed notebook read back (L6)
+MAX_LOG_READ = 64 * 2**20  # container log bytes turned into events
+MAX_CONTAINER_EVENTS = 1000  # warning/progress events a container may cause
 
 
 @dataclass
@@ -53,28 +59,23 @@ class RunOptions:
     tolerance: float = 0.0
     labels: dict[str, str] = field(default_factory=dict)
     allow_errors: bool | None = None
+    limits: RunLimits = field(default_factory=RunLimits)
 
     def validate(self) -> None:
         """Raise :class:`InputError` for options that cannot work."""
         validate_parameters(self.parameters)
         if self.cell_timeout <= 0 or self.deadline <= 0:
             raise InputError("timeouts must be positive")
-        if self.mem_limit is not None:
-            parse_memory(self.mem_limit)
+        self.effective_limits().validate()
         if self.tolerance < 0:
             raise InputError("tolerance must be ≥ 0")
 
+    def effective_limits(self) -> RunLimits:
+        """``limits`` with ``mem_limit`` (the older option, e.g. ``--memory``) on top."""
+        return replace(self.limits, memory=self.mem_limit) if self.mem_limit else self.limits
 
-def parse_memory(text: str) -> int:
-    """``512m``/``2g``/bytes → bytes (at least 32 MiB)."""
-    t = str(text).strip().lower().removesuffix("b")
-    try:
-        value = int(float(t[:-1]) * _MEM[t[-1]]) if t and t[-1] in _MEM else int(t)
-    except (ValueError, IndexError):
-        raise InputError(f"invalid memory limit {text!r}", hint="use e.g. 512m or 2g") from None
-    if value < 32 * 2**20:
-        raise InputError(f"memory limit {text!r} is below 32 MiB")
-    return value
+
+__all__ = ["RunLimits", "RunOptions", "RunResult", "parse_memory", "run_notebook"]
 
 
 @dataclass
@@ -123,15 +124,19 @@ def _tar_one(name: str, data: bytes) -> bytes:
     return buf.getvalue()
 
 
-def _untar_one(chunks: Any) -> bytes:
-    buf = io.BytesIO(b"".join(chunks))
-    with tarfile.open(fileobj=buf, mode="r") as tar:
-        for member in tar.getmembers():
-            if member.isfile():
-                fh = tar.extractfile(member)
-                if fh is not None:
-                    return fh.read()
-    raise RunError("the container produced no executed notebook", reason="no-result")
+def _read_executed(container: Any) -> str:
+    """The executed notebook's text, read with a cap however large the container made it."""
+    what = "the executed notebook"
+    chunks, stat = container.get_archive(OUTPUT_IN_CONTAINER)
+    if int(stat.get("size") or 0) > MAX_EXECUTED_BYTES:
+        chunks.close()
+        raise too_large(what, MAX_EXECUTED_BYTES)
+    data = untar_first_file(
+        read_capped(chunks, MAX_EXECUTED_BYTES + 2**20, what), MAX_EXECUTED_BYTES, what
+    )
+    if data is None:
+        raise RunError("the container produced no executed notebook", reason="no-result")
+    return data.decode("utf-8", "replace")
 
 
 def code_cell_ordinals(nb: Any, parameters: dict[str, Any]) -> list[int]:
@@ -146,40 +151,66 @@ def code_cell_ordinals(nb: Any, parameters: dict[str, Any]) -> list[int]:
     return ordinals
 
 
-def cell_progress(msg: dict[str, Any], ordinals: Sequence[int]) -> ProgressEvent:
-    """``cell k/n`` from the runner's cell-start line (its counter also counts markdown cells)."""
+def _cell_done(msg: dict[str, Any], ordinals: Sequence[int]) -> tuple[int, int]:
+    """(code cells done, code cells in all) from the runner's cell-start line, whose own counter
+    also counts markdown cells; clamped so that progress never passes the end."""
     total = max(1, int(msg["total"]))
     index = msg.get("index")
     if isinstance(index, int) and 0 <= index < len(ordinals):
         done = ordinals[index]
     else:
         done = int(msg.get("done", 0))
-    done = max(0, min(done, total - 1))
+    return max(0, min(done, total - 1)), total
+
+
+def cell_progress(msg: dict[str, Any], ordinals: Sequence[int]) -> ProgressEvent:
+    """``cell k/n`` from the runner's cell-start line."""
+    done, total = _cell_done(msg, ordinals)
     return ProgressEvent("run", f"cell {done + 1}/{total}", "progress", done / total)
 
 
-def log_line(line: str, reporter: Reporter, ordinals: Sequence[int] = ()) -> None:
-    """Turn one stderr line of the runner script into a progress event."""
-    try:
-        msg = json.loads(line)
-    except ValueError:
-        reporter(ProgressEvent("run", line[:4096], "log"))
-        return
-    if not isinstance(msg, dict):
-        return
-    if msg.get("envpack") == "cell" and msg.get("total"):
-        reporter(cell_progress(msg, ordinals))
-    elif msg.get("envpack") == "error":
-        reporter(ProgressEvent("run", str(msg.get("message"))[:2000], "warning"))
+class RunnerLog:
+    """The runner's stderr lines → progress, warning and log events, with a budget (L6)."""
+
+    def __init__(
+        self, reporter: Reporter, ordinals: Sequence[int] = (), events: int = MAX_CONTAINER_EVENTS
+    ) -> None:
+        self.reporter, self.ordinals, self.left, self.done = reporter, ordinals, events, -1
+
+    def emit(self, event: ProgressEvent) -> None:
+        """Report ``event`` while the budget lasts (and say once that it ran out)."""
+        if self.left > 0:
+            self.left -= 1
+            self.reporter(event)
+            if self.left == 0:
+                self.reporter(ProgressEvent("run", "the container sent too many events", "warning"))
+
+    def line(self, line: str) -> None:
+        """Turn one stderr line of the runner script into an event."""
+        try:
+            msg = json.loads(line)
+        except ValueError:
+            self.reporter(ProgressEvent("run", line[:4096], "log"))  # the manager caps log lines
+            return
+        if not isinstance(msg, dict):
+            return
+        if msg.get("envpack") == "cell" and isinstance(msg.get("total"), int) and msg["total"] > 0:
+            done, _total = _cell_done(msg, self.ordinals)
+            if self.done < done:  # forward only
+                self.done = done
+                self.emit(cell_progress(msg, self.ordinals))
+        elif msg.get("envpack") == "error":
+            self.emit(ProgressEvent("run", str(msg.get("message"))[:2000], "warning"))
 
 
 def _follow_logs(container: Any, reporter: Reporter, tail: list[str], ordinals: list[int]) -> None:
+    log = RunnerLog(reporter, ordinals)
     try:
-        for raw in container.logs(stream=True, follow=True, stdout=False, stderr=True):
-            for line in raw.decode("utf-8", "replace").splitlines():
-                tail.append(line[:4096])
-                del tail[:-50]
-                log_line(line, reporter, ordinals)
+        stream = container.logs(stream=True, follow=True, stdout=False, stderr=True)
+        for line in lines_capped(stream, MAX_LOG_READ):
+            tail.append(line[:4096])
+            del tail[:-50]
+            log.line(line)
     except Exception:  # noqa: S110 - the log stream ends when the container goes
         pass
 
@@ -219,15 +250,7 @@ def run_notebook(
     env = {"HOME": "/home/envpack", "PYTHONUNBUFFERED": "1"}
     if opts.parameters:
         env["ENVPACK_PARAMETERS_CELL"] = parameters_cell_source(opts.parameters)
-    host_config: dict[str, Any] = {
-        "cap_drop": ["ALL"],
-        "security_opt": ["no-new-privileges"],
-        "pids_limit": 1024,
-        "network_disabled": not opts.network,
-    }
-    if opts.mem_limit:
-        host_config["mem_limit"] = parse_memory(opts.mem_limit)
-        host_config["memswap_limit"] = parse_memory(opts.mem_limit)
+    host_config = {**opts.effective_limits().host_config(), "network_disabled": not opts.network}
     reporter(ProgressEvent("run", f"starting {image}", "step", 0.0))
     try:
         container = client.containers.create(
@@ -277,7 +300,7 @@ def run_notebook(
         result.report.engine = engine_name(client)
     finally:
         try:
-            container.remove(force=True)
+            container.remove(force=True, v=True)  # v: its anonymous home volume too
         except docker.errors.APIError:
             pass
     result.duration = time.monotonic() - started
@@ -303,21 +326,106 @@ def collect_run(
     import docker.errors
 
     opts = options or RunOptions()
+    limits = opts.effective_limits()
     path = Path(nb_path)
     tail = log_tail or []
+    oom = _exit_state(container, code, limits, tail)
+    try:
+        executed_text = _read_executed(container)
+    except docker.errors.NotFound:
+        if oom:
+            raise _oom_error(limits) from None
+        raise RunError(
+            f"the container wrote no executed notebook (exit {code}): " + " | ".join(tail[-5:]),
+            reason="no-result",
+        ) from None
+    image = image or ((container.image.tags or [container.image.id])[0])
+    return finish_run(
+        path,
+        code,
+        executed_text,
+        opts,
+        output,
+        image,
+        allow_errors,
+        original,
+        reporter,
+        oom=oom,
+        limits=limits,
+    )
+
+
+def finish_run(
+    path: Path,
+    code: int,
+    executed_text: str,
+    opts: RunOptions,
+    output: Path | None,
+    image: str | None,
+    allow_errors: bool | None,
+    original: Any,
+    reporter: Reporter,
+    engine: str = "docker",
+    oom: bool = False,
+    limits: RunLimits | None = None,
+) -> RunResult:
+    """Write the executed notebook (never through a link) and compare it → :class:`RunResult`."""
+    if original is None:
+        original = parse_notebook(read_notebook_bytes(path), name=path.name)
+    if allow_errors is None:
+        allow_errors = has_errors(original)
+    output = output or (Path(opts.output) if opts.output else default_output(path))
+    executed = parse_notebook(executed_text.encode("utf-8"), name="the executed notebook")
+    keep_notebook_kernel(executed, original)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    safe_write(output, dumps_notebook(executed))
+    report = compare_notebooks(original, executed, opts.tolerance, opts.parameters)
+    report.run_status = _run_status(code, allow_errors, oom, executed)
+    report.limits = limits.to_json() if limits is not None else None
+    report.image = image
+    report.engine = engine
+    report.output_path = str(output)
+    reporter(ProgressEvent("run", f"executed notebook written to {output.name}", "info", 1.0))
+    return RunResult(output, report, code, 0.0)
+
+
+def keep_notebook_kernel(executed: Any, original: Any) -> None:
+    """Give the executed copy the notebook's own ``kernelspec`` and ``language_info``.
+
+    JupyterLab rewrites both when it connects a kernel, so a copy carrying the image's values
+    opened as modified (issue 12.4). The image's values stay under ``metadata.envpack``.
+    """
+    meta = executed.setdefault("metadata", {})
+    ours = meta.setdefault("envpack", {})
+    mine = original.get("metadata") or {}
+    for key in ("kernelspec", "language_info"):
+        if key in meta:
+            ours[key] = meta[key]
+        if key in mine:
+            meta[key] = mine[key]
+
+
+def _oom_error(limits: RunLimits) -> RunError:
+    return RunError(
+        f"the notebook ran out of memory (limit {limits.memory})",
+        reason="out-of-memory",
+        hint="raise the limit with --memory (c.EnvPack.run_memory)",
+    )
+
+
+def _exit_state(container: Any, code: int, limits: RunLimits, tail: list[str]) -> bool:
+    """Raise for an exit without a usable result; return whether the engine OOM-killed."""
+    import docker.errors
+
     try:
         container.reload()
     except docker.errors.NotFound:
         raise RunError(
             "the container was removed before its result was collected", reason="lost"
         ) from None
-    state = container.attrs.get("State", {})
-    if state.get("OOMKilled"):
-        raise RunError(
-            f"the notebook ran out of memory (limit {opts.mem_limit or 'none'})",
-            reason="oom",
-            hint="raise the limit with --memory",
-        )
+    oom = bool(container.attrs.get("State", {}).get("OOMKilled"))
+    if oom and code not in {EXIT_CELL_ERROR, EXIT_KERNEL_DIED}:
+        raise _oom_error(limits)  # the runner itself was killed: no executed notebook
     if code in {137, 143}:
         raise RunError(
             f"the container was killed from outside (exit {code})",
@@ -325,18 +433,7 @@ def collect_run(
             hint="run it again; check `docker events` for who stopped it",
         )
     check_exit(code, tail)
-    try:
-        chunks, _stat = container.get_archive(OUTPUT_IN_CONTAINER)
-        executed_text = _untar_one(chunks).decode("utf-8")
-    except docker.errors.NotFound:
-        raise RunError(
-            f"the container wrote no executed notebook (exit {code}): " + " | ".join(tail[-5:]),
-            reason="no-result",
-        ) from None
-    image = image or ((container.image.tags or [container.image.id])[0])
-    return finish_run(
-        path, code, executed_text, opts, output, image, allow_errors, original, reporter
-    )
+    return oom
 
 
 def check_exit(code: int, tail: list[str]) -> None:
@@ -361,58 +458,20 @@ def check_exit(code: int, tail: list[str]) -> None:
         )
 
 
-def finish_run(
-    path: Path,
-    code: int,
-    executed_text: str,
-    opts: RunOptions,
-    output: Path | None,
-    image: str | None,
-    allow_errors: bool | None,
-    original: Any,
-    reporter: Reporter,
-    engine: str = "docker",
-) -> RunResult:
-    """Write the executed notebook (atomically) and compare it with the original → RunResult."""
-    if original is None:
-        original = parse_notebook(read_notebook_bytes(path), name=path.name)
-    if allow_errors is None:
-        allow_errors = has_errors(original)
-    output = output or (Path(opts.output) if opts.output else default_output(path))
-    executed = parse_notebook(executed_text.encode("utf-8"), name="the executed notebook")
-    keep_notebook_kernel(executed, original)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = output.with_name(output.name + ".part")
-    tmp.write_text(dumps_notebook(executed), encoding="utf-8")
-    tmp.replace(output)
-    report = compare_notebooks(original, executed, opts.tolerance, opts.parameters)
-    report.run_status = {
-        EXIT_OK: "completed",
-        EXIT_CELL_ERROR: "completed" if allow_errors else "cell-error",
-        EXIT_TIMEOUT: "timeout",
-        EXIT_KERNEL_DIED: "kernel-died",
-    }[code]
-    report.image = image
-    report.engine = engine
-    report.output_path = str(output)
-    reporter(ProgressEvent("run", f"executed notebook written to {output.name}", "info", 1.0))
-    return RunResult(output, report, code, 0.0)
-
-
-def keep_notebook_kernel(executed: Any, original: Any) -> None:
-    """Give the executed copy the notebook's own ``kernelspec`` and ``language_info``.
-
-    JupyterLab rewrites both when it connects a kernel, so a copy carrying the image's values
-    opened as modified (issue 12.4). The image's values stay under ``metadata.envpack``.
-    """
-    meta = executed.setdefault("metadata", {})
-    ours = meta.setdefault("envpack", {})
-    mine = original.get("metadata") or {}
-    for key in ("kernelspec", "language_info"):
-        if key in meta:
-            ours[key] = meta[key]
-        if key in mine:
-            meta[key] = mine[key]
+def _run_status(code: int, allow_errors: bool, oom: bool, executed: Any) -> str:
+    """``completed`` … ``kernel-died``, or the limit that stopped a cell (L4)."""
+    if oom:
+        return "out-of-memory"
+    cause = limit_cause(executed) if code != EXIT_OK else None
+    return (
+        cause
+        or {
+            EXIT_OK: "completed",
+            EXIT_CELL_ERROR: "completed" if allow_errors else "cell-error",
+            EXIT_TIMEOUT: "timeout",
+            EXIT_KERNEL_DIED: "kernel-died",
+        }[code]
+    )
 
 
 def _wait(client: Any, container: Any, opts: RunOptions, cancel: CancelToken | None) -> int:
@@ -430,7 +489,7 @@ def _wait(client: Any, container: Any, opts: RunOptions, cancel: CancelToken | N
                 pass
             raise RunError(
                 f"the notebook did not finish within {opts.deadline:.0f} s",
-                reason="timeout",
+                reason="deadline",
                 hint="raise --deadline, or look for a hanging cell",
             )
         try:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import base64
-import gzip
+import binascii
 import re
+from collections.abc import Iterable
 
-from ..errors import RunError
+from ..bounded import gunzip_capped
+from ..errors import ResultTooLargeError, RunError
 
 BEGIN = "----- ENVPACK RESULT BEGIN -----"
 END = "----- ENVPACK RESULT END -----"
@@ -14,25 +16,44 @@ EXIT_OK, EXIT_BAD_INPUT, EXIT_CELL_ERROR, EXIT_TIMEOUT, EXIT_KERNEL_DIED = 0, 2,
 EXIT_KERNEL_START = 6
 """The kernel never started in the image (no ipykernel, a broken environment): not the notebook."""
 MAX_RESULT_BYTES = 200 * 2**20
+#: base64 of a result that gzip could not shrink at all, with its line breaks
+MAX_BLOB_CHARS = MAX_RESULT_BYTES * 4 // 3 + MAX_RESULT_BYTES // 57 + 1024
 _LOG_PREFIX = re.compile(r"^\S+Z ")  # docker logs --timestamps prefix
 
 
 def extract_result(log_text: str) -> str:
     """Decode the executed notebook a job printed between the result markers."""
-    lines = [_LOG_PREFIX.sub("", ln).strip() for ln in log_text.splitlines()]
-    try:
-        start = max(i for i, ln in enumerate(lines) if ln == BEGIN)
-        end = next(i for i in range(start, len(lines)) if lines[i] == END)
-    except (ValueError, StopIteration):
+    return extract_result_lines(log_text.splitlines())
+
+
+def extract_result_lines(lines: Iterable[str]) -> str:
+    """Decode the result block of a log read line by line (the last block wins).
+
+    Only the block is kept in memory, at most :data:`MAX_BLOB_CHARS`; its decompressed size is
+    capped at :data:`MAX_RESULT_BYTES` while it is inflated (a gzip bomb stops there, RELIABILITY
+    L6).
+    """
+    blob: list[str] | None = None
+    found, size = None, 0
+    for raw in lines:
+        line = _LOG_PREFIX.sub("", raw).strip()
+        if line == BEGIN:
+            blob, size = [], 0
+        elif line == END and blob is not None:
+            found, blob = blob, None
+        elif blob is not None:
+            size += len(line)
+            if size > MAX_BLOB_CHARS:
+                raise ResultTooLargeError("the job's result is too large")
+            blob.append(line)
+    if found is None:
         raise RunError(
             "the job's log holds no result (it did not finish, or its log was cut)",
             reason="no-result",
-        ) from None
-    blob = "".join(lines[start + 1 : end])
+        )
     try:
-        data = gzip.decompress(base64.b64decode(blob, validate=True))
-    except (ValueError, OSError, EOFError):
+        packed = base64.b64decode("".join(found), validate=True)
+        data = gunzip_capped(packed, MAX_RESULT_BYTES, "the job's result")
+    except (ValueError, binascii.Error):
         raise RunError("the job's result is corrupt", reason="no-result") from None
-    if len(data) > MAX_RESULT_BYTES:
-        raise RunError("the job's result is too large", reason="no-result")
-    return data.decode("utf-8")
+    return data.decode("utf-8", "replace")

@@ -35,12 +35,12 @@ from ..image.wheels import ensure_wheels
 from ..snapshot.notebook import parse_notebook, read_notebook_bytes
 from ..snapshot.spec import EnvSpec
 from .run import (
+    RunnerLog,
     RunOptions,
     RunResult,
     check_exit,
     finish_run,
     has_errors,
-    log_line,
     parse_memory,
 )
 
@@ -356,13 +356,14 @@ def _follow(
 ) -> list[str]:
     """Relay the runner's progress until it exits; kill its process group on deadline/cancel."""
     tail: list[str] = []
+    log = RunnerLog(reporter)
 
     def read() -> None:
         assert proc.stderr is not None
         for line in proc.stderr:
             tail.append(line.rstrip("\n")[:4096])
             del tail[:-50]
-            log_line(tail[-1], reporter)
+            log.line(tail[-1])
 
     reader = threading.Thread(target=read, daemon=True)
     reader.start()

@@ -21,6 +21,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from ..errors import InputError
+from ..safefs import refuse_symlink, safe_write
 from ..snapshot.localfiles import MAX_LOCAL_FILE_BYTES, hidden, looks_secret, regular_inside
 from ..snapshot.notebook import dumps_notebook, parse_notebook, read_notebook_bytes
 from ..snapshot.spec import EnvSpec
@@ -98,14 +99,9 @@ class BuildContext:
     def write(self, folder: Path, wheels: bool = True) -> None:
         """Write the context into ``folder`` (``docker build folder`` then works by hand)."""
         for name, data in self.files.items():
-            target = folder / name
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(data)
-        if wheels:
-            wdir = folder / "envpack" / "wheels"
-            wdir.mkdir(parents=True, exist_ok=True)
-            for w in self.wheels:
-                (wdir / w.name).write_bytes(w.read_bytes())
+            safe_write(_make_parents(folder, name), data)
+        for w in self.wheels if wheels else []:  # one wheel in memory at a time
+            safe_write(_make_parents(folder, f"envpack/wheels/{w.name}"), w.read_bytes())
 
     def tar(self) -> io.BytesIO:
         """An uncompressed tar of the context (fixed mtimes and owners)."""
@@ -239,3 +235,13 @@ def make_context(
         runner_lock=runner,
         python_minor=spec.python_minor,
     )
+
+
+def _make_parents(folder: Path, name: str) -> Path:
+    """``folder/name`` with its folders created; a planted link on the way is refused (L1)."""
+    target = folder
+    for part in Path(name).parts[:-1]:
+        target = target / part
+        refuse_symlink(target)
+        target.mkdir(exist_ok=True)
+    return target / Path(name).name

@@ -30,6 +30,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from ..safefs import safe_write
+
 _gateways: dict[str, str | None] = {}
 
 
@@ -136,9 +138,7 @@ def served_url(folder: Path, host: str) -> str:
             sock.bind((host, 0))
             data["port"] = int(sock.getsockname()[1])
         folder.mkdir(parents=True, exist_ok=True)
-        path = folder / "serve.json"
-        path.write_text(json.dumps(data))
-        path.chmod(0o600)
+        safe_write(folder / "serve.json", json.dumps(data), mode=0o600)  # the token: 0600 (L8)
     return f"http://{host}:{data['port']}/{data['token']}/"
 
 

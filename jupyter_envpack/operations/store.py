@@ -36,6 +36,13 @@ _COLUMNS = (
     "owner",
 )
 SCHEMA_VERSION = 2
+MAX_EVENTS = 50_000
+TRUNCATED = {
+    "stage": "events",
+    "kind": "warning",
+    "message": "later events of this operation were dropped (max_events per operation)",
+    "progress": None,
+}
 #: Columns added after version 1, with their SQL type: added in place by ``_migrate``.
 _ADDED_COLUMNS = {"owner": "TEXT"}
 _JSON_COLUMNS = frozenset({"options", "result", "error", "handle"})
@@ -63,10 +70,17 @@ class OperationStore:
         The database file (its folder is created), or ``":memory:"``.
     busy_timeout
         Seconds to wait for a lock held by another process before failing with 503.
+    max_events
+        Events kept per operation (RELIABILITY L6): the last one kept says that later ones were
+        dropped; state changes are always written.
     """
 
-    def __init__(self, path: str | Path, busy_timeout: float = 5.0) -> None:
+    def __init__(
+        self, path: str | Path, busy_timeout: float = 5.0, max_events: int = MAX_EVENTS
+    ) -> None:
         self.path = str(path)
+        self.max_events = max(10, int(max_events))
+        self._counts: dict[str, int] = {}
         self._lock = threading.RLock()
         self._busy_ms = int(busy_timeout * 1000)
         self._db: sqlite3.Connection | None = None
@@ -83,7 +97,10 @@ class OperationStore:
 
     def _open(self) -> sqlite3.Connection:
         if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            from ..safefs import private_dir, private_file
+
+            private_dir(Path(self.path).parent)
+            private_file(self.path)  # 0600 from creation (RELIABILITY L8)
         db = sqlite3.connect(
             self.path, check_same_thread=False, isolation_level=None, timeout=self._busy_ms / 1000
         )
@@ -301,9 +318,19 @@ class OperationStore:
         )
         return Event(int(cur.lastrowid or 0), op_id, now, type_, data)
 
-    def add_event(self, op_id: str, type_: str, data: dict[str, Any]) -> Event:
-        """Append an event to ``op_id``'s log and return it with its sequence number."""
+    def add_event(self, op_id: str, type_: str, data: dict[str, Any]) -> Event | None:
+        """Append an event to ``op_id``'s log and return it with its sequence number; None when
+        the operation already has ``max_events`` events (the last kept one says so)."""
         with self._cursor(write=True) as db:
+            count = self._counts.get(op_id)
+            if count is None:
+                row = db.execute("SELECT COUNT(*) FROM events WHERE op_id = ?", (op_id,))
+                count = int(row.fetchone()[0])
+            self._counts[op_id] = count + 1
+            if count >= self.max_events:
+                return None
+            if count == self.max_events - 1:
+                type_, data = "progress", TRUNCATED
             return self._insert_event(db, op_id, type_, data)
 
     def events(self, op_id: str, after: int = 0, limit: int = 1000) -> list[Event]:

@@ -51,6 +51,13 @@ class EnvpackHandler(ExtensionHandlerMixin, APIHandler):
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self.service.pool, partial(fn, *args, **kwargs))
 
+    def may_execute(self) -> bool:
+        """Whether the user may start processes (``execute`` on ``envpack``): a read-only user's
+        GET never probes a kernel (RELIABILITY L2)."""
+        return bool(
+            self.authorizer.is_authorized(self, self.current_user, "execute", AUTH_RESOURCE)
+        )
+
     def write_json(self, data: Any, status: int = 200) -> None:
         """Finish with ``data`` as JSON."""
         self.set_status(status)
@@ -148,7 +155,8 @@ class DockerfileHandler(EnvpackHandler):
 
 class BinderHandler(EnvpackHandler):
     """``GET /envpack/binder?path=&host=&ref=&branch=&kernel=&snapshot=`` → link, badges and
-    warnings; ``POST /envpack/binder {"path", "kernel"?}`` → writes the ``binder/`` folder."""
+    warnings (``snapshot`` only for users who may ``execute``: no kernel probe for read-only
+    users); ``POST /envpack/binder {"path", "kernel"?}`` → writes the ``binder/`` folder."""
 
     @web.authenticated
     @authorized
@@ -163,7 +171,7 @@ class BinderHandler(EnvpackHandler):
             host=self.get_query_argument("host", None) or self.service.config.binder_host,
             ref=self.get_query_argument("ref", None),
             branch=flag(self.get_query_argument("branch", None)),
-            snapshot=flag(self.get_query_argument("snapshot", "1")),
+            snapshot=flag(self.get_query_argument("snapshot", "1")) and self.may_execute(),
         )
         self.write_json(data)
 

@@ -94,6 +94,24 @@ def _report_json(op: OperationContext, report: Any, output: Path) -> dict[str, A
     return data
 
 
+def _run_options(op: OperationContext) -> Any:
+    """The core's ``RunOptions`` of a ``run`` operation (config, then the request's options)."""
+    o = op.options
+    output, mem = o.get("output"), o.get("mem_limit")
+    return op.config.run_options(
+        parameters=o.get("parameters") or {},
+        cell_timeout=o.get("cell_timeout"),
+        deadline=o.get("deadline"),
+        mem_limit=str(mem) if mem is not None else None,
+        cpus=o.get("cpus"),
+        pids=int(o["pids"]) if o.get("pids") is not None else None,
+        network=o.get("network"),
+        tolerance=o.get("tolerance"),
+        labels=dict(op.labels),
+        output=str(op.resolve_output(output)) if output else None,
+    )
+
+
 def run_run(op: OperationContext, reporter: Reporter, cancel: CancelToken) -> dict[str, Any]:
     """``run`` kind: build (cached when unchanged, skipped with ``image``), then execute."""
     from ..execute import run_notebook
@@ -106,18 +124,7 @@ def run_run(op: OperationContext, reporter: Reporter, cancel: CancelToken) -> di
     if image is None and not venv:
         build = _build(op, reporter, cancel, o.get("build_deadline"))
         image = build["image"]
-    output = o.get("output")
-    mem = o.get("mem_limit")
-    options = op.config.run_options(
-        parameters=o.get("parameters") or {},
-        cell_timeout=o.get("cell_timeout"),
-        deadline=o.get("deadline"),
-        mem_limit=str(mem) if mem is not None else None,
-        network=o.get("network"),
-        tolerance=o.get("tolerance"),
-        labels=dict(op.labels),
-        output=str(op.resolve_output(output)) if output else None,
-    )
+    options = _run_options(op)
     if venv:
         spec = _snapshot(op, reporter)
         bopts = _build_options(op, o.get("build_deadline"))
@@ -167,7 +174,7 @@ def resume_run(op: OperationContext, reporter: Reporter, cancel: CancelToken) ->
             return collect_run(op, container, code)
         finally:
             with contextlib.suppress(docker.errors.APIError):
-                container.remove(force=True)
+                container.remove(force=True, v=True)
     finally:
         client.close()
 
@@ -177,8 +184,7 @@ def collect_run(op: OperationContext, container: Any, code: int) -> dict[str, An
     from ..execute.run import collect_run as core_collect_run
 
     output = op.resolve_output(op.options["output"]) if op.options.get("output") else None
-    options = op.config.run_options(tolerance=op.options.get("tolerance"))
-    rr = core_collect_run(container, op.notebook, code, options, output=output)
+    rr = core_collect_run(container, op.notebook, code, _run_options(op), output=output)
     report = rr.report
     return {
         "image": report.image,

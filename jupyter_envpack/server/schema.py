@@ -113,6 +113,8 @@ RUN_FIELDS: dict[str, Field] = {
     "cell_timeout": _number(1, 86400),
     "deadline": _number(1, 7 * 86400),
     "mem_limit": Field((str, int), _memory, "bytes, or a number with b/k/m/g"),
+    "cpus": _number(0.01, 1024),
+    "pids": _number(16, 1_000_000),
     "network": Field((bool,)),
     "tolerance": _number(0, 1),
     "output": Field((str,), _api_path, "a notebook path relative to the server root"),

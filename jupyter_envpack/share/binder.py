@@ -18,11 +18,11 @@ from __future__ import annotations
 import os
 import re
 import shlex
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import InputError, NotFoundError
+from ..safefs import safe_write
 from ..snapshot.spec import Finding
 from .gitrepo import RepoState, find_root, inspect_repo
 from .links import binder_badges, binder_url, normalize_host, parse_remote
@@ -137,6 +137,11 @@ def _pins(text: str) -> list[str]:
     )
 
 
+def _read_head(path: Path, limit: int = 2**20) -> str:
+    with path.open("rb") as fh:
+        return fh.read(limit).decode("utf-8", "replace")
+
+
 def _folder_findings(root: Path, files: dict[str, str] | None) -> list[Finding]:
     fix = "run `jupyter envpack binder NB --write` (or the Share panel's “Write binder/ folder”)"
     if (root / ".binder").is_dir():
@@ -162,8 +167,9 @@ def _folder_findings(root: Path, files: dict[str, str] | None) -> list[Finding]:
         return []
     for name, text in files.items():
         current = folder / name
-        try:
-            same = current.is_file() and _pins(current.read_text(errors="replace")) == _pins(text)
+        try:  # a planted link or a huge file is "outdated", never followed or read whole (L1, L6)
+            plain = current.is_file() and not current.is_symlink()
+            same = plain and _pins(_read_head(current)) == _pins(text)
         except OSError:
             same = False
         if not same:
@@ -417,18 +423,6 @@ def binder_info(
     return info
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
-            fh.write(text)
-        os.chmod(tmp, 0o644)  # noqa: PTH101 - the fd is closed; chmod the temp path
-        Path(tmp).replace(path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_binder(
     notebook_path: str | os.PathLike[str],
     *,
@@ -474,11 +468,12 @@ def _write_files(folder: Path, files: dict[str, str]) -> tuple[list[str], list[s
     folder.mkdir(exist_ok=True)
     written, removed = [], []
     for name, text in files.items():
-        _atomic_write(folder / name, text)
+        safe_write(folder / name, text)
         written.append(f"{BINDER_DIR}/{name}")
     stale_apt = folder / "apt.txt"
     if (
         "apt.txt" not in files
+        and not stale_apt.is_symlink()
         and stale_apt.is_file()
         and stale_apt.read_text(errors="replace").startswith(GENERATED_MARK)
     ):

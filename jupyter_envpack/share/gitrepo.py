@@ -1,17 +1,25 @@
 """Read-only questions to the local git repository holding a notebook (no network, no writes).
 
-Every call is ``git -C <dir> ...`` with an argv list, a timeout and ``GIT_TERMINAL_PROMPT=0``;
-nothing here fetches, so "pushed" means "on a remote-tracking branch as of the last fetch".
+The repository is hostile input (RELIABILITY L2): its ``.git/config`` may set ``core.fsmonitor``,
+``core.hooksPath``, clean/smudge filters, ``diff.external`` or ``core.sshCommand`` to any command,
+and ``git status`` would run some of them. So nothing here starts a process: the repository is
+read with :mod:`dulwich` (pure Python), and the working tree is compared with the index by raw
+content, with no filter, attribute or hook applied. A filtered file (LFS, ``autocrlf``) may thus
+look changed to envpack while git calls it clean: a false warning, never a command run.
+Nothing fetches, so "pushed" means "on a remote-tracking branch as of the last fetch".
 """
 
 from __future__ import annotations
 
 import os
-import subprocess
+import stat
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-GIT_TIMEOUT = 10.0
+MAX_FILES = 2000  # files looked at under one folder path (binder/ holds a handful)
+MAX_IGNORE_BYTES = 2**20
 
 
 @dataclass
@@ -32,8 +40,9 @@ class RepoState:
     pushed
         Whether ``HEAD`` is contained in a remote-tracking branch of that remote.
     changes
-        ``git status --porcelain`` codes by path (relative to ``root``), for the paths asked
-        (``??`` untracked, ``!!`` ignored).
+        Porcelain-style two-letter codes by path (relative to ``root``) for the paths asked:
+        ``??`` untracked, ``!!`` ignored, ``A `` / ``M `` / ``D `` staged, `` M`` / `` D``
+        changed in the working tree.
     """
 
     root: Path
@@ -45,74 +54,160 @@ class RepoState:
     changes: dict[str, str] = field(default_factory=dict)
 
 
-def _git(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {
-        **os.environ,
-        "GIT_TERMINAL_PROMPT": "0",
-        "GIT_OPTIONAL_LOCKS": "0",
-        "LC_ALL": "C",
-        "GIT_LITERAL_PATHSPECS": "1",
-    }  # a file named `:(glob)*` is just a name
+def _open(path: Path) -> Any | None:
+    """The dulwich ``Repo`` of the work tree holding ``path`` (None outside one, or when bare)."""
+    from dulwich.errors import NotGitRepository
+    from dulwich.repo import Repo
+
+    folder = path if path.is_dir() else path.parent
     try:
-        return subprocess.run(
-            ["git", "-C", str(cwd), *args],
-            capture_output=True,
-            text=True,
-            timeout=GIT_TIMEOUT,
-            env=env,
-            check=False,
-        )
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return subprocess.CompletedProcess(args, 127, "", str(exc))
-
-
-def _out(cwd: Path, *args: str) -> str | None:
-    res = _git(cwd, *args)
-    return res.stdout.strip() if res.returncode == 0 else None
+        repo = Repo.discover(str(folder))
+    except (NotGitRepository, OSError, ValueError, KeyError):
+        return None
+    return None if repo.bare else repo
 
 
 def find_root(path: Path) -> Path | None:
     """Return the top-level folder of the git work tree holding ``path``, or None."""
-    folder = path if path.is_dir() else path.parent
-    top = _out(folder, "rev-parse", "--show-toplevel")
-    return Path(top) if top else None
+    repo = _open(path)
+    return Path(repo.path) if repo is not None else None
 
 
-def _pick_remote(root: Path, branch: str | None) -> str | None:
+def _config_get(config: Any, section: tuple[bytes, ...], name: bytes) -> str | None:
+    try:
+        return bytes(config.get(section, name)).decode("utf-8", "replace")
+    except KeyError:
+        return None
+
+
+def _pick_remote(config: Any, branch: str | None) -> str | None:
     if branch:
-        upstream = _out(root, "config", "--get", f"branch.{branch}.remote")
+        upstream = _config_get(config, (b"branch", branch.encode()), b"remote")
         if upstream and upstream != ".":
             return upstream
-    remotes = (_out(root, "remote") or "").split()
+    remotes = [s[1].decode("utf-8", "replace") for s in config.sections() if s[0] == b"remote"]
     if "origin" in remotes:
         return "origin"
     return remotes[0] if remotes else None
 
 
-def _changes(root: Path, paths: list[str]) -> dict[str, str]:
+def _head(repo: Any) -> tuple[str | None, str | None]:
+    """(commit, branch) of ``HEAD``; None for a repository without commits / a detached HEAD."""
+    chain, sha = repo.refs.follow(b"HEAD")
+    target = chain[-1] if chain else b""
+    branch = target.removeprefix(b"refs/heads/").decode() if target.startswith(b"refs/") else None
+    commit = sha.decode() if sha and sha in repo.object_store else None
+    return commit, branch
+
+
+def _pushed(repo: Any, commit: str, remote: str) -> bool:
+    from dulwich.graph import can_fast_forward
+    from dulwich.objects import ObjectID
+
+    prefix = f"refs/remotes/{remote}/".encode()
+    head = ObjectID(commit.encode())
+    for ref in list(repo.refs.keys()):
+        if not ref.startswith(prefix) or ref.endswith(b"/HEAD"):
+            continue
+        tip = repo.refs[ref]
+        if tip == head or (tip in repo.object_store and can_fast_forward(repo, head, tip)):
+            return True
+    return False
+
+
+def _head_tree(repo: Any, commit: str | None) -> dict[bytes, bytes]:
+    """``{path: blob sha}`` of every file in ``HEAD``'s tree."""
+    from dulwich.object_store import iter_tree_contents
+
+    if commit is None:
+        return {}
+    tree = repo.object_store[commit.encode()].tree
+    return {e.path: e.sha for e in iter_tree_contents(repo.object_store, tree)}
+
+
+def _worktree_sha(full: Path) -> bytes | None:
+    """Blob sha of the raw file (no filter), None when missing; a link hashes its target text."""
+    from dulwich.objects import Blob
+
+    try:
+        info = full.lstat()
+        if stat.S_ISLNK(info.st_mode):
+            return bytes(Blob.from_string(os.fsencode(full.readlink())).id)
+        if not stat.S_ISREG(info.st_mode):
+            return None
+        return bytes(Blob.from_string(full.read_bytes()).id)
+    except OSError:
+        return None
+
+
+def _ignores(repo: Any) -> Any:
+    """Per-folder ``.gitignore`` files (opened without following links) and ``info/exclude``;
+    never a path named by the repository's config (``core.excludesFile`` could be a FIFO)."""
+    from dulwich.ignore import IgnoreFilter, IgnoreFilterManager, read_ignore_patterns
+
+    extra = []
+    exclude = Path(repo.controldir()) / "info" / "exclude"
+    try:
+        info = exclude.lstat()
+        if stat.S_ISREG(info.st_mode) and info.st_size <= MAX_IGNORE_BYTES:
+            with exclude.open("rb") as fh:
+                extra.append(IgnoreFilter(read_ignore_patterns(fh), False, path=str(exclude)))
+    except OSError:
+        pass
+    return IgnoreFilterManager(repo.path, extra, False)
+
+
+def _walk(root: Path, rel: str) -> Iterator[str]:
+    """Files (and links) under the folder ``rel``, as root-relative paths, at most MAX_FILES."""
+    count = 0
+    for folder, dirs, files in os.walk(root / rel, followlinks=False):
+        dirs[:] = [d for d in dirs if d != ".git"]
+        for name in files + [d for d in dirs if (Path(folder) / d).is_symlink()]:
+            count += 1
+            if count > MAX_FILES:
+                return
+            yield (Path(folder) / name).relative_to(root).as_posix()
+
+
+def _code(index_sha: bytes | None, head_sha: bytes | None, work_sha: bytes | None) -> str | None:
+    staged = " " if index_sha == head_sha else ("A" if head_sha is None else "M")
+    if index_sha is None and head_sha is not None:
+        staged = "D"
+    unstaged = " " if index_sha is None or work_sha == index_sha else "D" if not work_sha else "M"
+    code = staged + unstaged
+    return None if code == "  " else code
+
+
+def _index(repo: Any) -> dict[bytes, bytes]:
+    """``{path: blob sha}`` of the index; a conflicted entry gets a sha nothing matches."""
+    if not repo.has_index():
+        return {}
+    idx = repo.open_index()
+    return {path: getattr(idx[path], "sha", b"conflict") for path in idx}
+
+
+def _changes(repo: Any, commit: str | None, paths: list[str]) -> dict[str, str]:
     if not paths:
         return {}
-    # Ignored files are reported too ("!!"): Binder never sees them either.
-    res = _git(
-        root,
-        "status",
-        "--porcelain=v1",
-        "-z",
-        "--untracked-files=all",
-        "--ignored=traditional",
-        "--",
-        *paths,
-    )
+    root = Path(repo.path)
+    index = _index(repo)
+    tree = _head_tree(repo, commit)
+    ignores = _ignores(repo)
     found: dict[str, str] = {}
-    entries = res.stdout.split("\0") if res.returncode == 0 else []
-    skip = False
-    for entry in entries:
-        if skip or len(entry) < 4:
-            skip = False
-            continue
-        code, name = entry[:2], entry[3:]
-        found[name] = code
-        skip = code[0] in "RC"  # a rename is followed by its source path
+    for rel in paths:
+        prefix = rel.encode() if rel.endswith("/") else None
+        known = [
+            p for p in {*index, *tree} if (p.startswith(prefix) if prefix else p == rel.encode())
+        ]
+        on_disk = list(_walk(root, rel)) if prefix else [rel] if (root / rel).exists() else []
+        for name in sorted({*(p.decode("utf-8", "replace") for p in known), *on_disk}):
+            key = name.encode()
+            if key not in index and key not in tree:
+                found[name] = "!!" if ignores.is_ignored(name) else "??"
+                continue
+            code = _code(index.get(key), tree.get(key), _worktree_sha(root / name))
+            if code:
+                found[name] = code
     return found
 
 
@@ -124,21 +219,20 @@ def inspect_repo(path: Path, paths: list[str] | None = None) -> RepoState | None
     path
         A file or folder inside the work tree.
     paths
-        Paths relative to the root whose uncommitted or untracked changes to report.
+        Paths relative to the root whose uncommitted or untracked changes to report (a folder
+        path ends with ``/``).
     """
-    root = find_root(path)
-    if root is None:
+    repo = _open(path)
+    if repo is None:
         return None
-    state = RepoState(root=root)
-    state.commit = _out(root, "rev-parse", "--verify", "--quiet", "HEAD^{commit}")
-    state.branch = _out(root, "symbolic-ref", "--quiet", "--short", "HEAD")
-    state.remote_name = _pick_remote(root, state.branch)
-    if state.remote_name:
-        state.remote_url = _out(root, "remote", "get-url", "--", state.remote_name)
-    if state.commit and state.remote_name:
-        contains = _out(root, "branch", "--remotes", "--contains", state.commit) or ""
-        state.pushed = any(
-            line.strip().startswith(f"{state.remote_name}/") for line in contains.splitlines()
-        )
-    state.changes = _changes(root, paths or [])
+    with repo:
+        state = RepoState(root=Path(repo.path))
+        config = repo.get_config()
+        state.commit, state.branch = _head(repo)
+        state.remote_name = _pick_remote(config, state.branch)
+        if state.remote_name:
+            state.remote_url = _config_get(config, (b"remote", state.remote_name.encode()), b"url")
+        if state.commit and state.remote_name:
+            state.pushed = _pushed(repo, state.commit, state.remote_name)
+        state.changes = _changes(repo, state.commit, paths or [])
     return state

@@ -41,7 +41,7 @@ def _cleanup_own_containers(request, docker_client: Any) -> Iterator[None]:
     yield
     name = request.node.name[:60].replace("[", "-").replace("]", "")
     for c in docker_client.containers.list(all=True, filters={"label": f"{LABEL}.test={name}"}):
-        c.remove(force=True)
+        c.remove(force=True, v=True)  # v: the run's anonymous home volume too
 
 
 @pytest.fixture

@@ -271,6 +271,32 @@ def test_a_large_result_comes_back_through_the_log(backend: SwarmBackend, job: J
     assert time.monotonic() - started < 60
 
 
+@pytest.mark.reliability("L6")
+def test_a_gzip_bomb_result_stops_at_the_cap(backend: SwarmBackend, job: JobSpec) -> None:
+    """2 GiB of zeros, gzipped into ~2 MB of log: decompression stops at 200 MiB."""
+    import resource
+
+    from jupyter_envpack.errors import ResultTooLargeError
+
+    handle = backend.submit(replace(job, parameters_cell="bomb = 2\n"))
+    assert wait_for(backend, handle, timeout=240, poll=1).state is JobState.SUCCEEDED
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(ResultTooLargeError, match="larger than 200 MiB"):
+        fetch_result(backend, handle)
+    assert (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024 < 400
+
+
+@pytest.mark.reliability("L4")
+def test_a_swarm_job_runs_with_a_read_only_root(
+    backend: SwarmBackend, job: JobSpec, swarm: Any
+) -> None:
+    handle = backend.submit(job)
+    assert wait_for(backend, handle, timeout=180, poll=1).state is JobState.SUCCEEDED
+    spec = swarm.api.inspect_service(handle)["Spec"]["TaskTemplate"]
+    assert spec["ContainerSpec"]["ReadOnly"] is True
+    assert spec["Resources"]["Limits"]["Pids"] > 0
+
+
 @pytest.mark.reliability("I2")
 def test_draining_the_worker_never_hangs(backend: SwarmBackend, job: JobSpec, swarm: Any) -> None:
     """Docker 20.10 lets a running replicated-job task finish on a drained node; a job submitted

@@ -158,7 +158,7 @@ def test_the_overall_deadline_stops_and_removes_the_container(
     started = time.monotonic()
     with pytest.raises(RunError) as info:
         run_notebook(image, path, RunOptions(deadline=8, labels=test_labels))
-    assert info.value.reason == "timeout"
+    assert info.value.reason == "deadline"
     assert time.monotonic() - started < 40
     assert own_containers() == []
 
@@ -171,13 +171,17 @@ def test_kernel_death_is_reported(shared_image, make_notebook, test_labels) -> N
     assert result.report.run_status == "kernel-died" and result.exit_code == 5
 
 
-@pytest.mark.reliability("H4")
+@pytest.mark.reliability("H4", "L4")
 def test_out_of_memory_names_the_limit(shared_image, make_notebook, test_labels) -> None:
     image, _ = shared_image
     path = make_notebook([("b = bytearray(1024 * 2**20)\nb[::4096] = b'x' * len(b[::4096])", [])])
-    with pytest.raises(RunError) as info:
-        run_notebook(image, path, RunOptions(mem_limit="96m", labels=test_labels))
-    assert info.value.reason == "oom" and "96m" in info.value.message
+    try:  # the kernel is killed (a report) or, at 96m, the runner with it (an error)
+        result = run_notebook(image, path, RunOptions(mem_limit="96m", labels=test_labels))
+    except RunError as exc:
+        assert exc.reason == "out-of-memory" and "96m" in exc.message
+    else:
+        assert result.report.run_status == "out-of-memory" and not result.report.reproduced
+        assert result.report.to_json()["limits"]["memory"] == 96 * 2**20
 
 
 @pytest.mark.reliability("H9", "E6")
@@ -189,9 +193,10 @@ def test_container_is_locked_down_and_gets_no_server_secrets(
     image, _ = shared_image
     path = make_notebook([("import time, os\ntime.sleep(4)\nprint(sorted(os.environ))", [])])
     seen: dict[str, Any] = {}
+    finished = threading.Event()
 
     def inspect() -> None:
-        for _ in range(100):
+        while not finished.is_set():  # a loaded machine may take long to create the container
             found = own_containers()
             if found:
                 seen.update(docker_client.api.inspect_container(found[0].id))
@@ -200,12 +205,20 @@ def test_container_is_locked_down_and_gets_no_server_secrets(
 
     t = threading.Thread(target=inspect)
     t.start()
-    run_notebook(image, path, RunOptions(labels=test_labels, mem_limit="512m"))
-    t.join()
+    try:
+        run_notebook(image, path, RunOptions(labels=test_labels, mem_limit="512m"))
+    finally:
+        finished.set()
+        t.join()
     host = seen["HostConfig"]
     assert host["CapDrop"] == ["ALL"] and host["SecurityOpt"] == ["no-new-privileges"]
-    assert not host["Privileged"] and not host.get("Binds") and seen["Mounts"] == []
-    assert host["PidsLimit"] == 1024 and host["Memory"] == 512 * 2**20
+    assert not host["Privileged"] and not host.get("Binds")
+    assert [(m["Type"], m["Destination"], m["RW"]) for m in seen["Mounts"]] == [
+        ("volume", "/home/envpack", True)  # anonymous, removed with the container
+    ]
+    assert host["ReadonlyRootfs"] and list(host["Tmpfs"]) == ["/tmp"]
+    assert host["PidsLimit"] == 512 and host["Memory"] == host["MemorySwap"] == 512 * 2**20
+    assert host["NanoCpus"] == 2 * 10**9
     assert seen["Config"]["User"] == "1000:1000"
     assert canary not in json.dumps(seen)
     assert seen["Config"]["Labels"]["org.jupyter.envpack.kind"] == "run"
@@ -264,7 +277,7 @@ def test_a_container_killed_from_outside_is_a_clear_failure(
                 if how == "kill":
                     found[0].kill()
                 else:
-                    found[0].remove(force=True)
+                    found[0].remove(force=True, v=True)
                 return
             time.sleep(0.1)
 

@@ -134,6 +134,24 @@ def test_swarm_service_spec() -> None:
     container = task["ContainerSpec"]
     assert container["User"] == "1000:1000" and container["CapabilityDrop"] == ["ALL"]
     assert sorted(container["Env"]) == ["ENVPACK_PARAMETERS_CELL=n = 1\n", "HOME=/home/envpack"]
+    assert container["ReadOnly"] is True
+    assert container["Privileges"] == {"NoNewPrivileges": True}
+    assert [(m["Type"], m["Target"]) for m in container["Mounts"]] == [
+        ("volume", "/home/envpack"),
+        ("tmpfs", "/tmp"),
+    ]
+
+
+@pytest.mark.reliability("L4")
+def test_swarm_jobs_are_bounded_by_default() -> None:
+    from dataclasses import replace
+
+    body = make_service_spec(replace(SPEC, cpu=None, memory=None))
+    assert body["TaskTemplate"]["Resources"]["Limits"] == {
+        "NanoCPUs": 2 * 10**9,
+        "MemoryBytes": 2 * 2**30,
+        "Pids": 1024,
+    }
 
 
 class FakeSwarmClient:

@@ -66,6 +66,8 @@ class FakeBackend:
         return status_from_exit_code(self.plan.get("exit_code", 0), "fake-node")
 
     def logs(self, handle: str, tail: int | None = None) -> str:
+        if "log" in self.plan:
+            return str(self.plan["log"])
         spec = self.jobs[handle]["spec"]
         cell = {
             "cell_type": "code",
@@ -149,6 +151,40 @@ def test_cli_submit_then_jobs_logs_fetch_cancel_across_invocations(
 
     code, _, err = cli(capsys, "cancel", job_id)
     assert code == 2 and "already succeeded" in err  # a finished job cannot be cancelled
+
+
+@pytest.mark.reliability("L1")
+def test_fetch_never_writes_through_planted_links(
+    isolated: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    canary = isolated / "bashrc"
+    canary.write_text("the user's own file")
+    part = isolated / "analysis.envpack.ipynb.part"
+    part.symlink_to(canary)
+    code, out, _ = cli(capsys, "submit", str(notebook(isolated)), "--image", IMAGE, "--wait")
+    assert code == 0
+    assert canary.read_text() == "the user's own file" and part.is_symlink()
+    assert json.loads((isolated / "analysis.envpack.ipynb").read_text())["nbformat"] == 4
+    final = isolated / "other.ipynb"
+    final.symlink_to(canary)
+    code, _, err = cli(capsys, "fetch", out.strip(), "--output", str(final))
+    assert code != 0 and "symbolic link" in err
+    assert canary.read_text() == "the user's own file" and final.is_symlink()
+
+
+@pytest.mark.reliability("L1")
+def test_a_result_that_is_not_a_notebook_is_never_written(
+    isolated: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = cli(capsys, "submit", str(notebook(isolated)), "--image", IMAGE)
+    blob = base64.b64encode(gzip.compress(b"export EVIL=1\n")).decode()
+    FakeBackend.plan["log"] = (
+        f"----- ENVPACK RESULT BEGIN -----\n{blob}\n----- ENVPACK RESULT END -----\n"
+    )
+    target = isolated / "executed.ipynb"
+    code, _, err = cli(capsys, "fetch", out.strip(), "--output", str(target))
+    assert code != 0 and "not a readable notebook" in err
+    assert not target.exists()
 
 
 def test_cli_cancel_stops_a_running_job(isolated: Path, capsys: pytest.CaptureFixture[str]) -> None:

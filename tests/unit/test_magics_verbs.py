@@ -131,7 +131,7 @@ def test_no_shell_is_ever_used(ip, notebook, monkeypatch):
     monkeypatch.setattr(subprocess.Popen, "__init__", spy)
     ip.run_line_magic("envpack", f"snapshot --notebook {notebook} --python {sys.executable}")
     ip.run_line_magic("envpack", f"binder --notebook {notebook}")
-    assert calls and not any(calls)
+    assert not any(calls)  # the probe may be cached, and git is read without a process (L2)
 
 
 def test_envpack_errors_are_short_cell_errors(ip, tmp_path, capsys):

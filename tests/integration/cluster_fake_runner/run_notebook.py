@@ -3,7 +3,8 @@
 It honours the runner contract of docs/core-api.md: parameters arrive in ENVPACK_PARAMETERS_CELL,
 progress goes to stderr, ``--emit-result`` prints the executed notebook gzip+base64 between the
 markers, and the exit code says how it went. The parameters steer it: ``sleep`` (seconds before
-finishing), ``exit_code``, ``payload`` (bytes of random output to make a large result).
+finishing), ``exit_code``, ``payload`` (bytes of random output to make a large result), ``bomb``
+(GiB of zeros gzipped into the result block: a gzip bomb, RELIABILITY L6).
 """
 
 import base64
@@ -12,6 +13,7 @@ import json
 import os
 import sys
 import time
+import zlib
 
 params = {}
 exec(os.environ.get("ENVPACK_PARAMETERS_CELL", ""), {}, params)  # noqa: S102 - test stand-in
@@ -41,6 +43,10 @@ nb = {
 }
 if "--emit-result" in sys.argv:
     blob = base64.b64encode(gzip.compress(json.dumps(nb).encode())).decode()
+    if params.get("bomb"):
+        packer, zeros = zlib.compressobj(9, zlib.DEFLATED, 31), bytes(2**20)
+        parts = [packer.compress(zeros) for _ in range(int(params["bomb"] * 1024))]
+        blob = base64.b64encode(b"".join(parts) + packer.flush()).decode()
     print("----- ENVPACK RESULT BEGIN -----")
     for i in range(0, len(blob), 76):
         print(blob[i : i + 76])

@@ -47,7 +47,7 @@ def op_cleanup(docker_client: Any) -> Iterator[list[str]]:
     for op_id in ids:
         label = {"label": f"{OP_LABEL}={op_id}"}
         for c in docker_client.containers.list(all=True, filters=label):
-            c.remove(force=True)
+            c.remove(force=True, v=True)
         for image in docker_client.images.list(filters=label):
             for tag in image.tags:
                 with contextlib.suppress(docker.errors.APIError):  # in use by a parallel test

@@ -118,7 +118,7 @@ def test_a_vanished_container_is_marked_lost(
     op_id = start_slow_run(server_process, docker_client, slow_image, op_cleanup)
     server_process.kill(signal.SIGKILL)
     for c in containers(docker_client, op_id):
-        c.remove(force=True)
+        c.remove(force=True, v=True)
     server_process.start()
     op = server_process.wait_op(op_id, {"lost", "succeeded", "failed", "cancelled"}, 30)
     assert op["state"] == "lost" and op["error"]["reason"] == "lost"

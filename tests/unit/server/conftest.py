@@ -140,14 +140,19 @@ def notebook(jp_root_dir: Path) -> Path:
 @pytest.fixture
 def wait_op(jp_fetch: Callable[..., Any]) -> Callable[..., Any]:
     """``await wait_op(id, {"succeeded"})``: poll ``GET operations/<id>`` until the state is in
-    the set (or the timeout passes) and return the operation JSON."""
+    the set and return the operation JSON; fail the test when ``timeout`` passes first."""
 
     async def wait(op_id: str, states: set[str], timeout: float = 10.0) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
         while True:
             data = json.loads((await jp_fetch("envpack", "operations", op_id)).body)
-            if data["state"] in states or time.monotonic() > deadline:
+            if data["state"] in states:
                 return data
+            if time.monotonic() > deadline:
+                pytest.fail(
+                    f"operation {op_id} is {data['state']!r}, not one of {sorted(states)}, "
+                    f"after {timeout} s: {data.get('error') or data.get('message')}"
+                )
             await asyncio.sleep(0.05)
 
     return wait

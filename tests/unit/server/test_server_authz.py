@@ -55,3 +55,14 @@ async def test_read_only_user(jp_fetch: Any, notebook: Path, envpack_service: An
     r = await jp_fetch("envpack", "operations", op.id, method="DELETE", raise_error=False)
     assert r.code == 403 and ("write", "envpack") in CALLS
     assert not envpack_service.manager.get(op.id).cancel_requested
+
+
+@pytest.mark.reliability("A4", "L2")
+async def test_read_only_user_gets_binder_info_without_a_kernel_probe(
+    jp_fetch: Any, notebook: Path, spawned: list[list[str]]
+) -> None:
+    r = await jp_fetch("envpack", "binder", params={"path": "nb.ipynb"}, raise_error=False)
+    assert r.code == 200
+    body = json.loads(r.body)
+    assert body["files"] is None and body["warnings"][0]["code"] == "no-git-repo"
+    assert spawned == []  # no kernel probe and no git on behalf of a read-only user

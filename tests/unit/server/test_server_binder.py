@@ -221,6 +221,25 @@ async def test_write_refuses_a_repository_above_the_server_root(
         subprocess.run(["rm", "-rf", str(parent / ".git")], check=True)
 
 
+@pytest.mark.reliability("L2")
+async def test_a_hostile_repository_runs_nothing_through_the_route(
+    jp_fetch: Any, jp_root_dir: Path, hostile_repo: Any, spawned: list[list[str]]
+) -> None:
+    write_notebook(jp_root_dir / "analysis.ipynb")
+    marks = hostile_repo(jp_root_dir)
+    spawned.clear()  # the fixture's own git calls
+    code, body = await call(
+        jp_fetch, "envpack", "binder", params={"path": "analysis.ipynb", "snapshot": "0"}
+    )
+    assert code == 200, body
+    assert "notebook-uncommitted" in [w["code"] for w in body["warnings"]]
+    assert body["link"].startswith("https://mybinder.org/v2/gh/envpack-test/demo/")
+    assert spawned == []  # the sidebar's automatic refresh starts no process at all
+    code, body = await call(jp_fetch, "envpack", "binder", params={"path": "analysis.ipynb"})
+    assert code == 200, body
+    assert list(marks.iterdir()) == []
+
+
 @pytest.mark.reliability("A1")
 async def test_binder_needs_a_token(jp_fetch: Any, repo: Path) -> None:
     for method, body in (("GET", None), ("POST", json.dumps({"path": "notes/analysis.ipynb"}))):

@@ -1,0 +1,125 @@
+"""Resource limits of a rerun container, on by default (RELIABILITY L4).
+
+A notebook from someone else may allocate without end, fork without end or write outside its
+folder. Every rerun therefore gets a memory limit (no swap), a CPU quota, a pids limit, a
+read-only root filesystem with a writable home (an anonymous volume: the work folder is in it,
+the executed notebook comes back from it) and ``/tmp`` as a size-limited tmpfs, no new
+privileges and no capabilities. The limits are written into the report, and a cell stopped by
+one is reported by name: ``out-of-memory``, ``pids-limit`` or ``read-only``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from .. import defaults
+from ..errors import InputError
+from ..image.dockerfile import HOME
+from ..image.engine import LABEL
+
+DEFAULT_MEMORY = defaults.RUN_MEMORY
+DEFAULT_CPUS = defaults.RUN_CPUS
+DEFAULT_PIDS = defaults.RUN_PIDS
+DEFAULT_TMP_SIZE = "256m"
+LOG_CONFIG = {"type": "json-file", "config": {"max-size": "16m", "max-file": "2"}}
+_MEM = {"k": 2**10, "m": 2**20, "g": 2**30}
+
+
+def parse_memory(text: str) -> int:
+    """``512m``/``2g``/bytes → bytes (at least 32 MiB)."""
+    t = str(text).strip().lower().removesuffix("b")
+    try:
+        value = int(float(t[:-1]) * _MEM[t[-1]]) if t and t[-1] in _MEM else int(t)
+    except (ValueError, IndexError):
+        raise InputError(f"invalid memory limit {text!r}", hint="use e.g. 512m or 2g") from None
+    if value < 32 * 2**20:
+        raise InputError(f"memory limit {text!r} is below 32 MiB")
+    return value
+
+
+@dataclass(frozen=True)
+class RunLimits:
+    """What one rerun container may use.
+
+    Parameters
+    ----------
+    memory
+        Memory limit (``2g``, ``512m`` or bytes); swap is not allowed on top.
+    cpus
+        CPU quota in cores.
+    pids
+        Most processes and threads at once.
+    read_only
+        Read-only root filesystem (the home folder, with the work folder, and ``/tmp`` stay
+        writable).
+    tmp_size
+        Size of the ``/tmp`` tmpfs (it counts against ``memory``).
+    """
+
+    memory: str = DEFAULT_MEMORY
+    cpus: float = DEFAULT_CPUS
+    pids: int = DEFAULT_PIDS
+    read_only: bool = True
+    tmp_size: str = DEFAULT_TMP_SIZE
+
+    def validate(self) -> None:
+        """Raise :class:`InputError` for limits no container can have."""
+        parse_memory(self.memory)
+        parse_memory(self.tmp_size)
+        if not 0 < self.cpus <= 1024:
+            raise InputError(f"invalid CPU limit {self.cpus!r}", hint="use e.g. 1 or 0.5")
+        if not 16 <= int(self.pids) <= 1_000_000:
+            raise InputError(f"invalid pids limit {self.pids!r}", hint="use at least 16")
+
+    def host_config(self) -> dict[str, Any]:
+        """Keyword arguments of ``containers.create`` that enforce these limits."""
+        memory = parse_memory(self.memory)
+        tmp = f"rw,nosuid,nodev,size={parse_memory(self.tmp_size)},mode=1777"
+        config: dict[str, Any] = {
+            "cap_drop": ["ALL"],
+            "security_opt": ["no-new-privileges"],
+            "pids_limit": int(self.pids),
+            "mem_limit": memory,
+            "memswap_limit": memory,
+            "nano_cpus": int(self.cpus * 1e9),
+            "log_config": LOG_CONFIG,
+            "read_only": self.read_only,
+            "tmpfs": {"/tmp": tmp},  # noqa: S108 - the container's own /tmp
+        }
+        if self.read_only:  # anonymous volume: filled from the image, removed with the container
+            from docker.types import Mount
+
+            config["mounts"] = [Mount(HOME, None, type="volume", labels={LABEL: "1"})]
+        return config
+
+    def to_json(self) -> dict[str, Any]:
+        """The limits as the report shows them."""
+        return {
+            "memory": parse_memory(self.memory),
+            "cpus": self.cpus,
+            "pids": int(self.pids),
+            "read_only_root": self.read_only,
+            "tmp_size": parse_memory(self.tmp_size),
+        }
+
+
+_CAUSES = (
+    ("out-of-memory", ("MemoryError",), ()),
+    ("pids-limit", ("BlockingIOError",), ("Resource temporarily unavailable",)),
+    ("read-only", ("OSError", "PermissionError"), ("Read-only file system",)),
+)
+
+
+def limit_cause(executed: Any) -> str | None:
+    """``out-of-memory`` / ``pids-limit`` / ``read-only`` when a cell of the executed notebook
+    failed on that limit (read from its error outputs: a cell never run before has no verdict)."""
+    for cell in executed.get("cells", []):
+        for out in cell.get("outputs", []) if cell.get("cell_type") == "code" else []:
+            if out.get("output_type") != "error":
+                continue
+            ename, evalue = str(out.get("ename")), str(out.get("evalue"))
+            for cause, names, words in _CAUSES:
+                if ename in names and (not words or any(w in evalue for w in words)):
+                    return cause
+    return None
