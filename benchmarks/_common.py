@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 import statistics
+import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import nbformat
 
@@ -47,3 +50,42 @@ def ratio_line(name: str, baseline: float, ours: float, target: str) -> str:
         f"{name}: baseline {baseline:.3f} s, envpack {ours:.3f} s, "
         f"ratio {baseline / ours:.1f}x (target {target})"
     )
+
+
+def process_median(cmd: list[str], repeat: int = 5, **kw: Any) -> tuple[float, int, str]:
+    """Median wall time of the whole process ``cmd`` over ``repeat`` runs.
+
+    Returns the median in seconds, the last exit status and the last stderr (for the report when a
+    baseline finds nothing).
+    """
+    times, proc = [], None
+    for _ in range(repeat):
+        start = time.perf_counter()
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=False, **kw)
+        times.append(time.perf_counter() - start)
+    assert proc is not None
+    return statistics.median(times), proc.returncode, proc.stderr
+
+
+def row(
+    name: str,
+    baseline: float | None,
+    ours: float,
+    target: str,
+    met: bool | None,
+    unit: str = "s",
+    note: str = "",
+) -> None:
+    """Print one table row as a ``ROW`` JSON line (``run_all.sh`` collects them)."""
+    ratio = baseline / ours if baseline and ours else None
+    data = {
+        "name": name,
+        "baseline": baseline,
+        "envpack": ours,
+        "unit": unit,
+        "ratio": ratio,
+        "target": target,
+        "met": met,
+        "note": note,
+    }
+    print("ROW " + json.dumps(data), flush=True)

@@ -37,12 +37,25 @@ RUN python3 -m venv /venv && /venv/bin/pip install --no-cache-dir --cert /tmp/ca
 """
 
 
-def naive_build(client: Any, requirements: list[str], tag: str, nocache: bool) -> float:
-    files = {
+def naive_files(requirements: list[str]) -> dict[str, bytes]:
+    """The naive Dockerfile's context: Dockerfile, requirements.txt, the CA bundle."""
+    return {
         "Dockerfile": NAIVE.format(base=BASE_IMAGE).encode(),
         "requirements.txt": ("\n".join(requirements) + "\n").encode(),
         "ca.crt": Path(CA).read_bytes(),
     }
+
+
+def naive_context_dir(folder: Path, requirements: list[str]) -> Path:
+    """The naive context as a folder, for the whole ``docker build -q`` process."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, data in naive_files(requirements).items():
+        (folder / name).write_bytes(data)
+    return folder
+
+
+def naive_build(client: Any, requirements: list[str], tag: str, nocache: bool) -> float:
+    files = naive_files(requirements)
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tar:
         for name, data in files.items():
