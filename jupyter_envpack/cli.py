@@ -521,8 +521,17 @@ def _print_report(report: Any) -> None:
 
 
 # ---------------------------------------------------------------- parser and main
-def build_parser() -> argparse.ArgumentParser:
-    """The full argument parser (plugins included)."""
+BUILTIN_VERBS = frozenset({"snapshot", "dockerfile", "build", "run"})
+
+
+def _needs_plugins(argv: Sequence[str] | None) -> bool:
+    """False when the first argument is a built-in verb: its imports (~0.3 s) are not paid."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    return not args or args[0] not in BUILTIN_VERBS
+
+
+def build_parser(plugins: bool = True) -> argparse.ArgumentParser:
+    """The full argument parser (plugins included unless ``plugins`` is false)."""
     parser = argparse.ArgumentParser(
         prog="jupyter envpack",
         description="Turn a notebook into a reproducible, runnable container.",
@@ -589,7 +598,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print envpack.report/1 JSON")
     p.set_defaults(func=cmd_run)
 
-    for name in PLUGINS:
+    for name in PLUGINS if plugins else ():
         try:
             module = importlib.import_module(name)
         except ImportError as exc:
@@ -644,7 +653,7 @@ def _choose_engine(args: argparse.Namespace) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``jupyter-envpack`` / ``jupyter envpack``."""
-    parser = build_parser()
+    parser = build_parser(plugins=_needs_plugins(argv))
     args = parser.parse_args(argv)
     try:
         _choose_engine(args)

@@ -19,6 +19,22 @@ def test_core_and_cli_import_no_server_ipython_or_docker() -> None:
     assert out.stdout.strip() == "[]"
 
 
+def test_a_builtin_verb_does_not_import_the_plugins() -> None:
+    # Given the CLI parsing a built-in verb, When it is done, Then no plugin module was imported
+    code = (
+        "import sys, jupyter_envpack.cli as c\n"
+        "c.build_parser(plugins=c._needs_plugins(['build', 'x.ipynb'])).parse_args(['build', 'x'])\n"
+        "print(sorted(m for m in c.PLUGINS if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+    # and a plugin verb still parses
+    proc = subprocess.run(
+        [sys.executable, "-m", "jupyter_envpack.cli", "jobs", "--help"], capture_output=True
+    )
+    assert proc.returncode == 0, proc.stderr
+
+
 def test_cli_usage_errors_exit_2_with_a_message(tmp_path) -> None:
     bad = tmp_path / "bad.ipynb"
     bad.write_text("not json")
