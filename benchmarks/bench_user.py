@@ -162,11 +162,7 @@ def scan_rows(tmp: Path) -> None:
     ):
         pipreqs = ["pipreqs", "--scan-notebooks", "--use-local", "--print", str(folder)]
         base, code, err = process_median(pipreqs, 5)
-        found = subprocess.run(pipreqs, capture_output=True, text=True, check=False).stdout
-        theirs = {norm(ln.split("==")[0]) for ln in found.splitlines() if "==" in ln}
-        note = f"pipreqs exit {code}, found {len(theirs)}"
-        if not theirs:
-            note += f"; stderr: {err.strip().splitlines()[-1][:120] if err.strip() else ''}"
+        note = pipreqs_note(pipreqs, code, err)
         if target is None:
             ours = corpus_snapshot_time()
         else:
@@ -182,6 +178,18 @@ def scan_rows(tmp: Path) -> None:
             base / ours >= 20,
             note=note,
         )
+
+
+def pipreqs_note(cmd: list[str], code: int, err: str) -> str:
+    """What pipreqs pinned, and (from ``--debug``) which imports it found before pinning."""
+    proc = subprocess.run([*cmd, "--debug"], capture_output=True, text=True, check=False)
+    pinned = {norm(ln.split("==")[0]) for ln in proc.stdout.splitlines() if "==" in ln}
+    found = next((ln for ln in proc.stderr.splitlines() if "Found imports:" in ln), "")
+    note = f"pipreqs exit {code}, pinned {len(pinned)}"
+    if not pinned:
+        last = err.strip().splitlines()[-1][:80] if err.strip() else ""
+        note += f"; stderr: {last!r}; {found.replace('DEBUG: ', '')[:160]}"
+    return note
 
 
 def corpus_snapshot_time() -> float:
