@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import nbformat
@@ -231,3 +233,32 @@ def test_local_module_symlinked_outside_is_skipped(tmp_path: Path) -> None:
     found, findings = find_local_modules(root, {"secret"})
     assert found == {}
     assert [f.code for f in findings] == ["local-file-skipped"]
+
+
+def test_plain_python_cells_do_not_import_ipython(tmp_path: Path) -> None:
+    # Given a notebook without IPython syntax, and one with a magic
+    code = (
+        "import sys, json, pathlib\n"
+        "from jupyter_envpack.snapshot.notebook import analyse_notebook\n"
+        "def nb(src):\n"
+        "    cell = {'cell_type': 'code', 'source': src, 'metadata': {}, 'outputs': [],"
+        " 'execution_count': None}\n"
+        "    return json.dumps({'cells': [cell], 'metadata': {}, 'nbformat': 4,"
+        " 'nbformat_minor': 5})\n"
+        "p = pathlib.Path(sys.argv[1])\n"
+        "p.write_text(nb('import yaml\\nx = 1'))\n"
+        "a, _ = analyse_notebook(p)\n"
+        "print([u.module for u in a.imports], 'IPython' in sys.modules)\n"
+        "p.write_text(nb('!ls\\nimport requests'))\n"
+        "a, _ = analyse_notebook(p)\n"
+        "print([u.module for u in a.imports], 'IPython' in sys.modules)\n"
+    )
+    # When each is analysed in a fresh interpreter
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "n.ipynb")],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()
+    # Then the plain one never imported IPython, and the magic was still understood
+    assert out == ["['yaml'] False", "['requests'] True"]
