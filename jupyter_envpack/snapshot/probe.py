@@ -96,8 +96,24 @@ def _fingerprint(paths: list[str]) -> str:
     return h.hexdigest()
 
 
-def resolve_kernel_python(kernel: str) -> str:
-    """The interpreter of a kernelspec (``argv[0]``; ``python`` means the current one)."""
+def _kernelspec_file(kernel: str) -> tuple[str | None, list[str]] | None:
+    """``(language, argv)`` of the first ``<jupyter path>/kernels/<kernel>/kernel.json``, read
+    without jupyter_client (whose kernelspec module imports ipykernel and IPython, ~0.3-0.9 s)."""
+    from jupyter_core.paths import jupyter_path
+
+    for folder in jupyter_path("kernels"):
+        path = Path(folder) / kernel.lower() / "kernel.json"
+        try:
+            with path.open("rb") as f:
+                data = json.loads(f.read(1 << 20))
+        except (OSError, ValueError):
+            continue
+        if isinstance(data, dict) and isinstance(data.get("argv", []), list):
+            return data.get("language"), [str(a) for a in data.get("argv", [])]
+    return None
+
+
+def _kernelspec_client(kernel: str) -> tuple[str | None, list[str]]:
     from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
 
     try:
@@ -107,9 +123,18 @@ def resolve_kernel_python(kernel: str) -> str:
             f"no Jupyter kernel named {kernel!r} is installed",
             hint="list kernels with `jupyter kernelspec list`",
         ) from None
-    if (spec.language or "python").lower() != "python":
-        raise InputError(f"kernel {kernel!r} runs {spec.language}, not Python")
-    exe = spec.argv[0] if spec.argv else "python"
+    return spec.language, list(spec.argv)
+
+
+def resolve_kernel_python(kernel: str) -> str:
+    """The interpreter of a kernelspec (``argv[0]``; ``python`` means the current one)."""
+    found = _kernelspec_file(kernel)
+    if found is None and kernel.lower() == "python3":
+        found = ("python", ["python"])  # ipykernel's built-in spec: this interpreter
+    language, argv = found or _kernelspec_client(kernel)
+    if (language or "python").lower() != "python":
+        raise InputError(f"kernel {kernel!r} runs {language}, not Python")
+    exe = argv[0] if argv else "python"
     if exe in {"python", "python3", "{python}"} or exe.startswith("python3."):
         return sys.executable
     return exe
