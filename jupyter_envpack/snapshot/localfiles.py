@@ -112,6 +112,7 @@ class LocalCode:
     _bytes: int = 0
     _capped: bool = False
     _seen_modules: set[str] = field(default_factory=set)
+    _calls: set[tuple[str, int, str]] = field(default_factory=set)
 
     def is_local_top(self, name: str) -> bool:
         """True when ``name`` is a module or package beside the notebook."""
@@ -123,6 +124,9 @@ class LocalCode:
 
     def add_module(self, dotted: str, level: int = 0, package: str = "") -> None:
         """Collect the files of ``dotted`` (relative to ``package`` when ``level``) if local."""
+        if (dotted, level, package) in self._calls:  # a notebook imports the same module often
+            return
+        self._calls.add((dotted, level, package))
         name = _absolute(dotted, level, package)
         if not name or not all(p.isidentifier() for p in name.split(".")):
             return
