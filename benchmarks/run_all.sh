@@ -17,7 +17,7 @@ print(json.dumps({"header": {
     "cpus": os.cpu_count(), "load_before": os.getloadavg()[0]}}))
 PY
 run() {  # a failing benchmark becomes a row saying so; the others still run
-  python3 "$@" | tee /dev/stderr | sed -n 's/^ROW //p' >> "$out" ||
+  python3 "$@" | tee -a /dev/stderr | sed -n 's/^ROW //p' >> "$out" ||
     printf '{"name": "%s FAILED (see its output)", "baseline": null, "envpack": 0, "unit": "s", "ratio": null, "target": "runs", "met": false, "note": ""}\n' "$1" >> "$out"
 }
 run bench_user.py
