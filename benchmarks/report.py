@@ -27,6 +27,11 @@ def num(value: float | None, unit: str) -> str:
     return f"{value:.3f} s" if unit == "s" else f"{value:.0f} {unit}"
 
 
+def cell(text: str) -> str:
+    """Text safe inside a Markdown table cell."""
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
 def changed(r: dict[str, Any], old: dict[str, dict[str, Any]]) -> str:
     before = old.get(r["name"])
     if before is None:
@@ -49,7 +54,7 @@ def table(rows: list[dict[str, Any]], old: dict[str, dict[str, Any]]) -> list[st
         ratio = f"**{r['ratio']:.2f}×**" if r.get("ratio") else "—"
         out.append(
             f"| {r['name']} | {num(r['baseline'], r['unit'])} | {num(r['envpack'], r['unit'])} "
-            f"| {ratio} | {r['target']} | {met} | {changed(r, old)} | {r['note']} |"
+            f"| {ratio} | {r['target']} | {met} | {changed(r, old)} | {cell(r['note'])} |"
         )
     return out
 
