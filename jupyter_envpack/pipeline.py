@@ -28,11 +28,13 @@ def rerun(
     cancel: CancelToken | None = None,
     image: str | None = None,
     client: Any = None,
+    files_from: str | os.PathLike[str] | None = None,
 ) -> tuple[RunResult, BuildResult | None]:
     """Rerun the notebook of ``spec`` on ``engine``: the ONE place that chooses the engine.
 
     ``docker``: build the image (unless ``image`` is given) and run it; ``venv``: a fresh
-    virtualenv of the lock, no engine needed (``image`` must then be None).
+    virtualenv of the lock, no engine needed (``image`` must then be None). ``files_from`` is
+    the notebook whose folder holds the local files when ``nb_path`` is a copy run from elsewhere.
     """
     if engine not in ENGINES:
         raise InputError(f"unknown engine {engine!r}", hint=f"use one of {', '.join(ENGINES)}")
@@ -41,7 +43,9 @@ def rerun(
             raise InputError("--image needs a container engine", hint="drop --image or --engine")
         from .execute.venv import run_notebook_venv
 
-        return run_notebook_venv(spec, Path(nb_path), run, reporter, cancel, build), None
+        origin = Path(files_from) if files_from is not None else None
+        result = run_notebook_venv(spec, Path(nb_path), run, reporter, cancel, build, origin)
+        return result, None
     if client is None:
         from .image.engine import connect
 
@@ -59,14 +63,14 @@ class Containerised:
     """Everything the main job produced."""
 
     spec: EnvSpec
-    build: BuildResult
+    build: BuildResult | None  # None with the venv engine (nothing is built)
     run: RunResult | None
 
     def to_json(self) -> dict[str, Any]:
         """JSON form."""
         return {
             "snapshot": self.spec.to_json(),
-            "build": self.build.to_json(),
+            "build": self.build.to_json() if self.build else None,
             "run": self.run.to_json() if self.run else None,
         }
 
@@ -84,6 +88,7 @@ def containerise(
     snapshot: SnapshotOptions | None = None,
     rerun_path: str | os.PathLike[str] | None = None,
     use_lock: bool = True,
+    engine: str = "docker",
 ) -> Containerised:
     """Snapshot ``path`` in its kernel's environment, build its image and (by default) rerun it.
 
@@ -91,7 +96,10 @@ def containerise(
     ``<stem>.envpack.lock`` beside the notebook replaces the kernel's environment unless
     ``use_lock`` is false (its base image is the default one); ``rerun_path`` is a copy of the
     notebook to rerun instead (same name; the pytest plugin blanks its skipped cells).
+    ``engine`` is where the rerun happens (:data:`ENGINES`): ``venv`` builds no image.
     """
+    if engine == "venv" and not rerun:
+        raise InputError("the venv engine builds no image", hint="rerun, or use engine 'docker'")
     build = build or BuildOptions()
     if snapshot is None:
         index = IndexOptions(build.index_url, build.extra_index_urls, build.ca_bundle)
@@ -114,14 +122,20 @@ def containerise(
         reporter(ProgressEvent("snapshot", f"{finding.code}: {finding.message}", "warning"))
     if cancel is not None:
         cancel.raise_if_cancelled()
+    nb_path = Path(path)
+    target = Path(rerun_path) if rerun_path is not None else nb_path
+    if engine == "venv":
+        venv_run, _ = _rerun(spec, target, engine, build, run, reporter, cancel, files_from=nb_path)
+        return Containerised(spec, None, venv_run)
     if client is None:
         from .image.engine import connect
 
         client = connect()
-    nb_path = Path(path)
     built = build_image(spec, nb_path, build, reporter, cancel, client)
     result = None
     if rerun:
-        target = Path(rerun_path) if rerun_path is not None else nb_path
         result = run_notebook(built.image, target, run or RunOptions(), reporter, cancel, client)
     return Containerised(spec, built, result)
+
+
+_rerun = rerun  # containerise's own ``rerun`` flag shadows the function inside it

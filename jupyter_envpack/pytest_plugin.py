@@ -47,6 +47,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "else python:X.Y-slim)",
     )
     group.addoption(
+        "--envpack-engine",
+        choices=("docker", "venv"),
+        default=None,
+        help="where notebooks rerun: their image on the container engine (default), or a fresh "
+        "virtualenv of their lock when CI has no engine",
+    )
+    group.addoption(
         "--envpack-lax", action="store_true", help="only compare cells marked NBVAL_CHECK_OUTPUT"
     )
     group.addoption(
@@ -137,6 +144,7 @@ class EnvpackSession:
     build_overrides: dict[str, Any]
     run_overrides: dict[str, Any]
     config_obj: Any
+    engine: str = "docker"
     outcomes: dict[Path, Outcome] = field(default_factory=dict)
 
     @classmethod
@@ -168,6 +176,7 @@ class EnvpackSession:
             build_overrides={"base_image": base, "labels": labels},
             run_overrides={"tolerance": opt("envpack_tolerance"), "labels": labels},
             config_obj=cfg,
+            engine=opt("envpack_engine") or "docker",
         )
 
     def outcome(self, path: Path, nb: Any) -> Outcome:
@@ -208,11 +217,12 @@ class EnvpackSession:
                 reporter=reporter,
                 rerun_path=prepared,
                 use_lock=self.lock,
+                engine=self.engine,
             )
         except EnvpackError as exc:
             outcome.error = exc
             return outcome
-        outcome.image = done.build.image
+        outcome.image = done.build.image if done.build else None
         outcome.executed = executed
         executed_nb = parse_notebook(read_notebook_bytes(executed), name=executed.name)
         report = compare_sanitized(nb, executed_nb, self.sanitize, run.tolerance)

@@ -232,8 +232,12 @@ def run_notebook_venv(
     reporter: Reporter = null_reporter,
     cancel: CancelToken | None = None,
     build: BuildOptions | None = None,
+    files_from: str | Path | None = None,
 ) -> RunResult:
     """Execute ``nb_path`` in a fresh venv of ``spec``'s lock and report cell by cell.
+
+    ``files_from``: the notebook whose folder holds the local and data files (default
+    ``nb_path``; the pytest plugin runs a prepared copy of the notebook from elsewhere).
 
     The same call shape as :func:`~jupyter_envpack.execute.run_notebook`, with the snapshot in
     place of the image. Raises :class:`RunError` (``no-python``, ``venv-failed``, ``timeout``…).
@@ -246,7 +250,7 @@ def run_notebook_venv(
     allow_errors = opts.allow_errors if opts.allow_errors is not None else has_errors(original)
     env_dir, _reused = ensure_venv(spec, build, reporter, cancel, _recorded_hashes(path))
     with tempfile.TemporaryDirectory(prefix="envpack-venv-run-") as tmp:
-        work = _stage(Path(tmp), path, spec, original)
+        work = _stage(Path(tmp), path, spec, original, Path(files_from or path))
         code, executed_text = _execute(
             work, env_dir, path.name, opts, allow_errors, reporter, cancel
         )
@@ -274,12 +278,12 @@ def _recorded_hashes(nb_path: Path) -> dict[str, list[str]]:
     return read_lock(path).hashes if path.is_file() and not path.is_symlink() else {}
 
 
-def _stage(tmp: Path, path: Path, spec: EnvSpec, original: Any) -> Path:
+def _stage(tmp: Path, path: Path, spec: EnvSpec, original: Any, files_from: Path) -> Path:
     """The run's working folder: outputs-stripped notebook, local and data files, kernelspec."""
     work = tmp / "work"
     work.mkdir(mode=0o700)
     (work / path.name).write_bytes(notebook_bytes(strip_outputs(original)))
-    for name, data in _local_files(path, spec).items():
+    for name, data in _local_files(files_from, spec).items():
         rel = name.split("/", 1)[1] if name.startswith(("work/", f"{DATA_DIR}/")) else name
         target = work / rel
         target.parent.mkdir(parents=True, exist_ok=True)

@@ -355,7 +355,7 @@ def build_image(
         image_id = _stream_build(client, ctx, opts, reporter, cancel)
     if not image_exists(client, ctx.image):
         raise BuildError(f"the engine finished without tagging {ctx.image}", reason="build-failed")
-    _verify(client, ctx, reporter)
+    _verify(client, ctx, reporter, spec.python_version)
     reporter(ProgressEvent("build", f"built {ctx.image}", "info", 1.0))
     return BuildResult(
         ctx.image,
@@ -449,15 +449,17 @@ def _cached(
     )
 
 
-def _verify(client: Any, ctx: BuildContext, reporter: Reporter) -> None:
+def _verify(client: Any, ctx: BuildContext, reporter: Reporter, python: str) -> None:
     """Check the environment inside the new image; untag it when it is not the lock."""
     reporter(ProgressEvent("build", "checking the distributions inside the image", "info"))
     try:
-        verify_image(client, ctx.image, ctx.env_lock)
+        warning = verify_image(client, ctx.image, ctx.env_lock, python)
     except BuildError:
         with contextlib.suppress(Exception):
             client.api.remove_image(ctx.image, noprune=False)
         raise
+    if warning:
+        reporter(ProgressEvent("build", warning, "warning"))
 
 
 class _Planner:

@@ -1,7 +1,11 @@
 """Check the promise inside the artefact: the distributions in a built image's environment.
 
 After each build a short, labelled, network-less container runs the environment's own Python and
-lists its distributions with :mod:`importlib.metadata`; they must be exactly the lock.
+lists its distributions with :mod:`importlib.metadata`; they must be exactly the lock. Its Python
+version is compared with the kernel's: another minor version cannot run the pinned wheels (an
+error); another patch version (a base image with Python 3.11.2 for a 3.11.7 kernel) is a
+``python-version-differs`` warning, because docstrings and reprs printed by the notebook can
+change between patch releases (seen on a real notebook printing ``help()`` and ``dir(math)``).
 """
 
 from __future__ import annotations
@@ -16,16 +20,17 @@ from ..errors import BuildError
 from .dockerfile import ENV_PREFIX
 
 _LIST = (
-    "import importlib.metadata as m, json, sys\n"
-    "json.dump(sorted({(d.metadata['Name'] or '', d.version) for d in m.distributions()}), "
-    "sys.stdout)\n"
+    "import importlib.metadata as m, json, platform, sys\n"
+    "dists = sorted({(d.metadata['Name'] or '', d.version) for d in m.distributions()})\n"
+    "json.dump({'python': platform.python_version(), 'dists': dists}, sys.stdout)\n"
     "print()\n"  # a last newline: docker-py drops an unterminated last line of the log
 )
 MAX_OUTPUT = 4 * 1024 * 1024
 
 
-def installed_distributions(client: Any, image: str) -> dict[str, str]:
-    """``{canonical name: version}`` of the distributions in ``image``'s environment."""
+def inspect_environment(client: Any, image: str) -> tuple[str, dict[str, str]]:
+    """The Python version of ``image``'s environment and ``{canonical name: version}`` of its
+    distributions."""
     out = client.containers.run(
         image,
         [f"{ENV_PREFIX}/bin/python", "-I", "-c", _LIST],
@@ -36,8 +41,17 @@ def installed_distributions(client: Any, image: str) -> dict[str, str]:
         pids_limit=64,
         labels={"org.jupyter.envpack": "1", "org.jupyter.envpack.kind": "verify"},
     )
-    pairs = json.loads(out[:MAX_OUTPUT].decode("utf-8", "replace"))
-    return {str(canonicalize_name(name)): str(version) for name, version in pairs if name}
+    data = json.loads(out[:MAX_OUTPUT].decode("utf-8", "replace"))
+    dists = {str(canonicalize_name(name)): str(version) for name, version in data["dists"] if name}
+    return str(data["python"]), dists
+
+
+def python_difference(kernel: str, image: str) -> str | None:
+    """``None`` when ``image``'s Python is ``kernel``'s, else what differs (``minor``/``patch``)."""
+    k, i = kernel.split("."), image.split(".")
+    if k[:2] != i[:2]:
+        return "minor"
+    return None if k[:3] == i[:3] else "patch"
 
 
 def _same(a: str, b: str) -> bool:
@@ -63,15 +77,27 @@ def lock_mismatches(lock: list[str], installed: dict[str, str]) -> list[str]:
     return problems
 
 
-def verify_image(client: Any, image: str, lock: list[str]) -> None:
-    """Fail when the environment inside ``image`` is not exactly ``lock``.
+def verify_image(client: Any, image: str, lock: list[str], python: str | None = None) -> str | None:
+    """Fail when the environment inside ``image`` is not exactly ``lock`` (or runs another
+    minor version of Python than ``python``, the kernel's); return a warning when only the
+    patch version differs.
 
     Raises
     ------
     BuildError
-        ``reason="image-mismatch"``, naming each distribution that differs.
+        ``reason="image-mismatch"``, naming each distribution that differs, or
+        ``reason="python-mismatch"``.
     """
-    problems = lock_mismatches(lock, installed_distributions(client, image))
+    version, installed = inspect_environment(client, image)
+    differs = python_difference(python, version) if python else None
+    if differs == "minor":
+        raise BuildError(
+            f"the image runs Python {version}, the kernel {python}",
+            step="verify",
+            reason="python-mismatch",
+            hint=f"use a base image with Python {'.'.join(str(python).split('.')[:2])}",
+        )
+    problems = lock_mismatches(lock, installed)
     if problems:
         raise BuildError(
             f"the image's environment differs from the lock: {'; '.join(problems[:20])}",
@@ -79,3 +105,10 @@ def verify_image(client: Any, image: str, lock: list[str]) -> None:
             reason="image-mismatch",
             hint="build again with --no-cache; if it persists, report it with the lock file",
         )
+    if differs == "patch":
+        return (
+            f"python-version-differs: the image runs Python {version}, the kernel {python}; "
+            "outputs that print docstrings, reprs or versions may differ (choose a base image "
+            f"with Python {python} to rule that out)"
+        )
+    return None

@@ -26,6 +26,8 @@ from jupyter_envpack.execute import RunOptions
 from jupyter_envpack.execute.venv import find_python, run_notebook_venv
 from jupyter_envpack.snapshot import take_snapshot
 
+pytest_plugins = ["pytester"]
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -157,3 +159,45 @@ def test_the_lock_files_hashes_guard_the_venv(
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert "hash" in proc.stderr.lower() and "pyyaml" in proc.stderr.lower()
     assert not any((tmp_path / "bad").glob("*/.envpack-complete"))  # nothing half-built is kept
+
+
+def test_the_pytest_plugin_reruns_in_a_venv_without_docker(
+    pytester: pytest.Pytester, make_notebook: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``pytest --envpack --envpack-engine venv`` on a CI runner without a container engine: the
+    notebook's data file reaches the venv run although the plugin runs a prepared copy."""
+    from importlib.metadata import entry_points
+
+    from nbclient import NotebookClient
+
+    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent.sock")
+    monkeypatch.setenv("ENVPACK_VENV_CACHE", str(tmp_path / "venvs"))
+    (pytester.path / "inputs").mkdir()
+    (pytester.path / "inputs" / "table.txt").write_text("7\n")
+    cells = [
+        "import os\nprint(open(os.path.join('inputs', 'table.txt')).read().strip())",
+        "# NBVAL_SKIP\nprint('never')",
+        "6 * 7",
+    ]
+    path = make_notebook(cells, name="data.ipynb", folder=pytester.path)
+    nb = nbformat.read(path, as_version=4)
+    NotebookClient(
+        nb, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}
+    ).execute()
+    nbformat.write(nb, path)
+    out = tmp_path / "out"
+    installed = any(ep.name == "envpack" for ep in entry_points(group="pytest11"))
+    result = pytester.runpytest(
+        *([] if installed else ["-p", "jupyter_envpack.pytest_plugin"]),
+        "-p",
+        "no:cacheprovider",
+        "--envpack",
+        "--envpack-engine=venv",
+        f"--envpack-python={sys.executable}",
+        f"--envpack-output-dir={out}",
+        "data.ipynb",
+    )
+    result.assert_outcomes(passed=2, skipped=1)
+    ran = nbformat.read(next(out.glob("*/data.envpack.ipynb")), as_version=4)
+    assert ran.cells[0].outputs[0]["text"].strip() == "7"
+    assert ran.cells[1].outputs == []  # NBVAL_SKIP: never executed

@@ -236,3 +236,12 @@ def test_index_credentials_never_reach_a_command_line(tmp_path, httpserver, monk
     files = ensure_wheels(["envpack-canary-pkg==1.0"], "3.11", opts)
     assert [f.name for f in files] == [wheel.name]  # the credentials did reach pip...
     assert seen and all(canary not in " ".join(argv) for argv in seen)  # ...never through argv
+
+
+def test_the_image_python_is_compared_with_the_kernels() -> None:
+    from jupyter_envpack.image.verify import python_difference
+
+    assert python_difference("3.11.7", "3.11.7") is None
+    assert python_difference("3.11.7", "3.11.2") == "patch"
+    assert python_difference("3.11.7", "3.12.1") == "minor"
+    assert python_difference("3.11", "3.11.2") == "patch"  # a kernel that reported X.Y only
