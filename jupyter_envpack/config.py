@@ -143,7 +143,7 @@ class EnvPack(Configurable):
         help="Log lines kept per operation; later lines are dropped (steps and progress are "
         "always kept).",
     ).tag(config=True)
-    # --- data files shipped beside the notebook (issue 9.3; helper A)
+    # --- data files shipped beside the notebook (issue 9.3)
     max_data_bytes = Integer(
         200 * 1024 * 1024,
         min=0,
