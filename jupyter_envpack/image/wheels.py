@@ -24,6 +24,7 @@ from packaging.version import Version
 
 from ..errors import BuildError, CancelledError
 from ..events import CancelToken, ProgressEvent, Reporter, null_reporter
+from ..snapshot.index import IndexOptions
 from .options import BuildOptions
 
 _USERINFO = re.compile(r"(?<=://)[^/@\s]+@")
@@ -259,14 +260,8 @@ def pip_environment(opts: BuildOptions) -> dict[str, str]:
     Index URLs may carry credentials; on a command line they would be readable by every user of
     the machine in ``/proc/*/cmdline``, the environment of a process is not (RELIABILITY L7).
     """
-    env = dict(os.environ, PIP_NO_INPUT="1", PYTHONUNBUFFERED="1")
-    if opts.index_url:
-        env["PIP_INDEX_URL"] = opts.index_url
-    if opts.extra_index_urls:
-        env["PIP_EXTRA_INDEX_URL"] = " ".join(opts.extra_index_urls)
-    if opts.ca_bundle:
-        env["PIP_CERT"] = str(Path(opts.ca_bundle).resolve())
-    return env
+    index = IndexOptions(opts.index_url, tuple(opts.extra_index_urls), opts.ca_bundle)
+    return dict(os.environ, PIP_NO_INPUT="1", PYTHONUNBUFFERED="1", **index.environment())
 
 
 def _run_pip(
