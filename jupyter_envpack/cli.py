@@ -189,6 +189,7 @@ def build_options_from_args(args: argparse.Namespace) -> BuildOptions:
         deadline=getattr(args, "build_deadline", None),
         no_cache=getattr(args, "no_cache", None) or None,
         wheels_via=getattr(args, "wheels_via", None),
+        lock_hashes=getattr(args, "lock_hashes", None),
     )
     opts.validate()
     return opts
@@ -295,6 +296,8 @@ def _snapshot(args: argparse.Namespace) -> Any:
     no_base_given = getattr(args, "base_image", "absent") is None
     if lock is not None and no_base_given and not os.environ.get(BASE_IMAGE_ENV):
         args.base_image = lock.base_image  # the lock's base image unless one is given
+    if lock is not None:
+        args.lock_hashes = lock.hashes  # a fetched wheel must have one of them
     return spec
 
 

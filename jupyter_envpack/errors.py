@@ -9,6 +9,7 @@ to exit codes, the REST API to HTTP status codes, the magics to short cell error
     EnvpackError
     ├── InputError                 bad user input (names, references, parameters, options)  → 400
     │   └── NotFoundError          a path that does not exist or may not be read            → 404
+    ├── ForbiddenError             the user may not have this done on their behalf           → 403
     ├── NotebookError              not a readable notebook                                   → 422
     │   ├── NotebookTooLargeError  larger than the configured limit                          → 413
     │   └── UnsupportedLanguageError  not a Python notebook                                  → 422
@@ -70,6 +71,13 @@ class NotFoundError(InputError):
 
     status = 404
     reason = "not-found"
+
+
+class ForbiddenError(EnvpackError):
+    """The user may not have this done on their behalf (e.g. start a process)."""
+
+    status = 403
+    reason = "forbidden"
 
 
 class NotebookError(EnvpackError):

@@ -110,6 +110,7 @@ def containerise(
         reporter(ProgressEvent("snapshot", f"pins from {Path(path).stem}.envpack.lock", "info"))
         if build.base_image is None and lock.base_image:
             build = replace(build, base_image=lock.base_image)
+        build = replace(build, lock_hashes=lock.hashes)
     reporter(
         ProgressEvent(
             "snapshot",

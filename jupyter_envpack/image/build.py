@@ -35,6 +35,7 @@ from .verify import verify_image
 from .wheels import (
     DEFAULT_GLIBC_MINOR,
     cache_dir,
+    check_lock_hashes,
     detect_glibc_minor,
     ensure_wheels,
     redact,
@@ -326,6 +327,8 @@ def build_image(
     url = served_url(folder, gateway) if gateway else None
     planner = _Planner(spec, Path(nb_path), opts, client, reporter, cancel)
     known = planner.cached()
+    if known is not None:
+        check_lock_hashes(known[1], opts.lock_hashes)
     if known is not None and not opts.no_cache:
         found = _find_built(client, spec, nb_path, opts, url, *known)
         if found is not None:
@@ -511,6 +514,7 @@ class _Planner:
             glibc_minor=glibc,
         )
         hashes = wheel_hashes(wheels)
+        check_lock_hashes(hashes, self.opts.lock_hashes)
         env = {str(canonicalize_name(p.name)) for p in self.spec.packages}
         on_path = frozenset(w.name for w in wheels if parse_wheel_filename(w.name)[0] in env)
         system = plan_system(

@@ -40,6 +40,9 @@ class BuildOptions:
     base_image_id
         Set by the build when the base image has no registry digest: its image id, recorded in
         the labels (``org.jupyter.envpack.base.id``).
+    lock_hashes
+        sha256 hashes per distribution from the notebook's lock file (``NB.envpack.lock``): a
+        fetched wheel with another hash fails the build (``hash-mismatch``).
     """
 
     base_image: str | None = None
@@ -52,6 +55,7 @@ class BuildOptions:
     no_cache: bool = False
     wheels_via: str = "auto"
     base_image_id: str | None = None
+    lock_hashes: dict[str, list[str]] = field(default_factory=dict)
 
     def resolved_base_image(self, python_minor: str) -> str:
         """The base image to use for a kernel running Python ``python_minor``."""

@@ -215,6 +215,28 @@ def wheel_hashes(files: list[Path]) -> dict[str, str]:
     return out
 
 
+def check_lock_hashes(hashes: dict[str, str], expected: dict[str, list[str]]) -> None:
+    """Fail when a fetched wheel's sha256 is not one the lock file recorded for its distribution.
+
+    Raises
+    ------
+    BuildError
+        ``reason="hash-mismatch"``, naming the wheel (the index serves other bytes than the
+        author's, or the lock was edited).
+    """
+    allowed = {str(canonicalize_name(k)): set(v) for k, v in expected.items() if v}
+    for filename, digest in sorted(hashes.items()):
+        name = str(canonicalize_name(parse_wheel_filename(filename)[0]))
+        if name in allowed and digest not in allowed[name]:
+            raise BuildError(
+                f"{filename} does not have a sha256 the lock file records for {name}",
+                step="wheels",
+                reason="hash-mismatch",
+                hint="the index serves other bytes than the lock's author had: check the index, "
+                "or write the lock again (jupyter envpack lock NB) if the change is expected",
+            )
+
+
 def hashed_lock(lock: list[str], hashes: dict[str, str]) -> list[str]:
     """``name==version --hash=sha256:...`` lines for ``lock`` (every wheel file of each pin)."""
     by_key: dict[tuple[str, Version], list[str]] = {}

@@ -22,7 +22,7 @@ from jupyter_server.utils import url_path_join
 from tornado import web
 from tornado.iostream import StreamClosedError
 
-from ..errors import EnvpackError, InputError
+from ..errors import EnvpackError, ForbiddenError, InputError
 from ..operations import STATES, Event, OperationManager, scrub_path
 from .schema import parse_json_object, parse_operation_request
 from .service import EnvpackService
@@ -57,6 +57,15 @@ class EnvpackHandler(ExtensionHandlerMixin, APIHandler):
         return bool(
             self.authorizer.is_authorized(self, self.current_user, "execute", AUTH_RESOURCE)
         )
+
+    def require_execute(self, what: str) -> None:
+        """403 unless the user may start processes: ``what`` starts the kernel's interpreter."""
+        if not self.may_execute():
+            raise ForbiddenError(
+                f"{what} starts the kernel's interpreter, which needs the 'execute' permission "
+                "on envpack",
+                hint="ask the server's administrator for it; the Binder link needs no permission",
+            )
 
     def write_json(self, data: Any, status: int = 200) -> None:
         """Finish with ``data`` as JSON."""
@@ -135,6 +144,7 @@ class SnapshotHandler(EnvpackHandler):
     @authorized
     async def get(self) -> None:
         path = self.query_path()
+        self.require_execute("a snapshot")
         kernel = self.get_query_argument("kernel", None)
         data = await self.blocking(self.service.snapshot_json, path, kernel)
         self.write_json(data)
@@ -147,6 +157,7 @@ class DockerfileHandler(EnvpackHandler):
     @authorized
     async def get(self) -> None:
         path = self.query_path()
+        self.require_execute("a Dockerfile (it needs a snapshot)")
         kernel = self.get_query_argument("kernel", None)
         base_image = self.get_query_argument("base_image", None)
         text = await self.blocking(self.service.dockerfile, path, kernel, base_image)

@@ -158,3 +158,37 @@ def test_a_wheel_swapped_after_fetch_fails_the_build_with_a_hash_mismatch(
     named = swapped[0] if target == "uv-" else "six"
     assert named in str(info.value)
     assert docker_client.images.list(name="envpack/swap") == []  # nothing was tagged
+
+
+@pytest.mark.reliability("L3")
+def test_a_lock_whose_hash_the_index_does_not_serve_fails_the_build(
+    make_notebook, test_base_image
+) -> None:
+    """CI rebuilds what the lock's author had, or nothing: a fetched wheel whose sha256 is not the
+    one ``NB.envpack.lock`` records fails the build, naming it (issue 15.3)."""
+    import os
+    import re
+    import subprocess
+    import sys
+
+    path = make_notebook(["import yaml\nprint(yaml.safe_dump({'a': 1}))"], name="locked.ipynb")
+    cli = [sys.executable, "-m", "jupyter_envpack.cli"]
+    env = {**os.environ, "ENVPACK_BASE_IMAGE": test_base_image}
+    made = subprocess.run(
+        [*cli, "lock", str(path), "--python", sys.executable],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+    assert made.returncode == 0, made.stderr[-2000:]
+    lock = path.with_name("locked.envpack.lock")
+    text = lock.read_text()
+    line = next(x for x in text.splitlines() if x.lower().startswith("pyyaml=="))
+    assert "--hash=sha256:" in line, line
+    lock.write_text(text.replace(line, re.sub(r"sha256:[0-9a-f]{64}", "sha256:" + "0" * 64, line)))
+    built = subprocess.run(
+        [*cli, "build", str(path), "-q"], capture_output=True, text=True, env=env, timeout=900
+    )
+    assert built.returncode == 2, (built.returncode, built.stderr[-2000:])
+    assert "does not have a sha256 the lock file records for pyyaml" in built.stderr

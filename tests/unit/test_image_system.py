@@ -245,3 +245,19 @@ def test_the_image_python_is_compared_with_the_kernels() -> None:
     assert python_difference("3.11.7", "3.11.2") == "patch"
     assert python_difference("3.11.7", "3.12.1") == "minor"
     assert python_difference("3.11", "3.11.2") == "patch"  # a kernel that reported X.Y only
+
+
+@pytest.mark.reliability("L3")
+def test_fetched_wheels_must_have_a_hash_the_lock_records() -> None:
+    from jupyter_envpack.errors import BuildError
+    from jupyter_envpack.image.wheels import check_lock_hashes
+
+    fetched = {
+        "PyYAML-6.0.1-cp311-cp311-manylinux_2_17_x86_64.whl": "a" * 64,
+        "six-1.16.0-py2.py3-none-any.whl": "b" * 64,
+    }
+    check_lock_hashes(fetched, {"pyyaml": ["a" * 64, "c" * 64]})  # six: not in the lock's hashes
+    check_lock_hashes(fetched, {})  # no lock
+    with pytest.raises(BuildError, match=r"PyYAML-6\.0\.1.* for pyyaml") as info:
+        check_lock_hashes(fetched, {"PyYAML": ["c" * 64]})
+    assert info.value.reason == "hash-mismatch"

@@ -66,3 +66,15 @@ async def test_read_only_user_gets_binder_info_without_a_kernel_probe(
     body = json.loads(r.body)
     assert body["files"] is None and body["warnings"][0]["code"] == "no-git-repo"
     assert spawned == []  # no kernel probe and no git on behalf of a read-only user
+
+
+@pytest.mark.reliability("A4", "L2")
+async def test_read_only_user_starts_no_kernel_probe_for_a_snapshot_or_a_dockerfile(
+    jp_fetch: Any, notebook: Path, spawned: list[list[str]]
+) -> None:
+    for route in ("snapshot", "dockerfile"):
+        r = await jp_fetch("envpack", route, params={"path": "nb.ipynb"}, raise_error=False)
+        assert r.code == 403, route
+        body = json.loads(r.body)
+        assert body["reason"] == "forbidden" and "'execute' permission" in body["message"]
+    assert spawned == []  # no process started on behalf of a read-only user
