@@ -31,6 +31,8 @@ _TIME = re.compile(
 )
 _CLOCK = re.compile(r"\b\d{1,2}:\d{2}:\d{2}(?:\.\d+)?\b")
 _DURATION = re.compile(r"\b\d+(?:\.\d+)?\s?(?:ns|µs|us|ms|s|sec|seconds)\b")
+# %timeit's summary: IPython picks the loop count from the machine's speed
+_TIMEIT = re.compile(r"\(mean ± std\. dev\. of \d+ runs?, [\d,]+ loops? each\)")
 _NUMBER = re.compile(r"[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?")
 _TQDM = re.compile(r"\d+%\|[^|]*\|")
 
@@ -120,6 +122,7 @@ def sanitize(text: str) -> str:
     text = _TIME.sub("<time>", text)
     text = _CLOCK.sub("<time>", text)
     text = _DURATION.sub("<duration>", text)
+    text = _TIMEIT.sub("(timeit runs)", text)
     return text.rstrip()
 
 
