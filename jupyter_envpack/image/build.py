@@ -344,7 +344,7 @@ def build_image(
     image_id: str | None = None
     if gateway is not None:
         try:
-            with serve_wheels(folder, gateway, frozenset(hashes)):
+            with serve_wheels(folder, gateway, frozenset(hashes), url):
                 reporter(ProgressEvent("build", f"building {ctx.image}", "step", 0.0))
                 image_id = _stream_build(client, ctx, opts, reporter, cancel)
         except WheelServerBusy as exc:  # whoever holds the port is never asked for a wheel; the

@@ -19,12 +19,15 @@ the image does not already contain.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import html
 import ipaddress
 import json
+import os
 import secrets
 import socket
 import threading
+import urllib.parse
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -131,33 +134,50 @@ def _settings(folder: Path) -> dict[str, Any]:
 
 
 def served_url(folder: Path, host: str) -> str:
-    """The stable find-links URL of ``folder`` on ``host`` (choosing and saving a port once)."""
+    """The stable find-links URL of ``folder`` on ``host`` (choosing and saving a port once).
+
+    Two builds that start together on a new cache must not choose two ports: the choice is
+    made under an exclusive lock of the cache folder.
+    """
     data = _settings(folder)
     if not data["port"]:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            sock.bind((host, 0))
-            data["port"] = int(sock.getsockname()[1])
         folder.mkdir(parents=True, exist_ok=True)
-        safe_write(folder / "serve.json", json.dumps(data), mode=0o600)  # the token: 0600 (L8)
+        fd = os.open(folder / ".serve.lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            data = _settings(folder)  # another build may have chosen meanwhile
+            if not data["port"]:
+                with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+                    sock.bind((host, 0))
+                    data["port"] = int(sock.getsockname()[1])
+                safe_write(folder / "serve.json", json.dumps(data), mode=0o600)  # token: 0600 (L8)
+        finally:
+            os.close(fd)
     return f"http://{host}:{data['port']}/{data['token']}/"
 
 
 @contextlib.contextmanager
-def serve_wheels(folder: Path, host: str, allowed: frozenset[str] | None = None) -> Iterator[str]:
-    """Serve ``folder`` at :func:`served_url` for the duration of the block; yield that URL.
+def serve_wheels(
+    folder: Path, host: str, allowed: frozenset[str] | None = None, url: str | None = None
+) -> Iterator[str]:
+    """Serve ``folder`` at ``url`` (default :func:`served_url`) for the block; yield that URL.
+
+    Give ``url`` when the build's Dockerfile was written with it: the server then listens where
+    the ``RUN`` step will ask, whatever ``serve.json`` says by now.
 
     ``allowed``: the wheel file names this build may fetch (default: every wheel of ``folder``).
     A port already taken, by anyone, raises :class:`WheelServerBusy`: whatever answers there
     is never trusted.
     """
-    url = served_url(folder, host)
-    data = _settings(folder)
-    handler = _handler(folder, data["token"], allowed)
+    url = url or served_url(folder, host)
+    where = urllib.parse.urlsplit(url)  # exactly what the build's RUN line will ask for
+    port, token = int(where.port or 0), where.path.strip("/")
+    handler = _handler(folder, token, allowed)
     try:
-        server = ThreadingHTTPServer((host, int(data["port"])), handler)
+        server = ThreadingHTTPServer((host, port), handler)
     except OSError as exc:
         raise WheelServerBusy(
-            f"cannot serve the wheelhouse on {host}:{data['port']}: {exc.strerror}"
+            f"cannot serve the wheelhouse on {host}:{port}: {exc.strerror}"
         ) from None
     server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, daemon=True, name="envpack-wheels")
