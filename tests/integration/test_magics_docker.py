@@ -130,8 +130,11 @@ def test_notebook_using_the_magics_runs_headless_with_nbclient(
         line.split(": ", 1)[1] for line in text(5).splitlines() if line.startswith("image: ")
     )
     built_images.append(image)
-    # (the saved file has no outputs: every cell is "skipped"; the magic cells are not rerun)
-    assert "▸ run: starting" in text(6) and "reproduced" in text(6).splitlines()
+    # (the saved file has no outputs: every cell is "skipped", so the verdict says there was
+    # nothing to compare — never a green "reproduced"; the magic cells are not rerun)
+    lines = text(6).splitlines()
+    assert "▸ run: starting" in text(6) and "reproduced" not in lines
+    assert "nothing to compare (no code cell had been executed)" in lines
     assert "the notebook is not in a git repository" in text(7)
     html = "".join(json.dumps(o.get("data", {})) for o in outputs[3])
     assert "<table>" in html

@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 
 from jupyter_envpack.cluster.registry import push_image
+from jupyter_envpack.defaults import RUN_PIDS
 from jupyter_envpack.execute import RunOptions, run_notebook
 from jupyter_envpack.image.engine import engine_kind
 from jupyter_envpack.image.wheelserver import bridge_gateway, build_host
@@ -161,7 +162,7 @@ def test_the_run_container_is_locked_down(
     host = seen["HostConfig"]
     assert seen["Config"]["User"] == "1000:1000"
     assert "no-new-privileges" in " ".join(host["SecurityOpt"] or [])
-    assert host["PidsLimit"] == 1024 and host["Memory"] == 512 * 2**20
+    assert host["PidsLimit"] == RUN_PIDS and host["Memory"] == 512 * 2**20  # the defaults
     executed = nbformat.read(result.report.output_path, as_version=4)
     proc = executed.cells[0].outputs[0]["text"]  # what the kernel itself could do
     assert "CapEff:\t0000000000000000" in proc and "NoNewPrivs:\t1" in proc
