@@ -35,8 +35,9 @@ def show_sidebar(page: Any) -> None:
     """Open the envpack sidebar from its tab in the left area (unless already open)."""
     tab = page.locator('.lm-TabBar-tab[data-id="jp-envpack-sidebar"]')
     tab.wait_for()
-    if not page.locator(SIDEBAR).is_visible():
-        tab.click()
+    # activate, never toggle: a click on the tab races a command that reveals the sidebar itself
+    # (Containerise does, when its POST returns), and a second activation would collapse it
+    page.evaluate("window.jupyterapp.shell.activateById('jp-envpack-sidebar')")
     page.locator(SIDEBAR).wait_for(state="visible")
 
 
