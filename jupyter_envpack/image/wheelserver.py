@@ -18,6 +18,7 @@ the image does not already contain.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import fcntl
 import html
@@ -29,6 +30,7 @@ import socket
 import threading
 import urllib.parse
 from collections.abc import Iterator
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -73,9 +75,47 @@ def _can_bind(host: str) -> bool:
     return True
 
 
-def _handler(
-    folder: Path, token: str, allowed: frozenset[str] | None = None
-) -> type[BaseHTTPRequestHandler]:
+class _Allowed:
+    """The wheel names the builds being served may fetch: their union while builds of this
+    process share one server (a ``None`` build may fetch every wheel of the folder)."""
+
+    def __init__(self) -> None:
+        self.counts: collections.Counter[str] = collections.Counter()
+        self.everything = 0
+
+    def add(self, names: frozenset[str] | None) -> None:
+        if names is None:
+            self.everything += 1
+        else:
+            self.counts.update(names)
+
+    def remove(self, names: frozenset[str] | None) -> None:
+        if names is None:
+            self.everything -= 1
+        else:
+            self.counts.subtract(names)
+            self.counts = +self.counts  # drop what no build asks for any more
+
+    def __contains__(self, name: object) -> bool:
+        return self.everything > 0 or (isinstance(name, str) and self.counts[name] > 0)
+
+
+@dataclass
+class _Serving:
+    server: ThreadingHTTPServer
+    thread: threading.Thread
+    allowed: _Allowed
+    users: int = 0
+
+
+# Servers this process runs, by (host, port, folder, token): concurrent builds of one process
+# (the server's concurrency limit is 2) share the server they bound themselves instead of
+# copying their wheels; a port bound by anyone else is still never trusted (RELIABILITY L3).
+_serving: dict[tuple[str, int, str, str], _Serving] = {}
+_serving_lock = threading.Lock()
+
+
+def _handler(folder: Path, token: str, allowed: _Allowed) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             prefix = f"/{token}/"
@@ -87,7 +127,7 @@ def _handler(
                 links = "".join(
                     f'<a href="{html.escape(p.name)}">{html.escape(p.name)}</a>\n'
                     for p in sorted(folder.glob("*.whl"))
-                    if allowed is None or p.name in allowed
+                    if p.name in allowed
                 )
                 body = f"<html><body>\n{links}</body></html>\n".encode()
                 self._send(body, "text/html")
@@ -96,7 +136,7 @@ def _handler(
                 "/" in name
                 or not name.endswith(".whl")
                 or name.startswith(".")
-                or (allowed is not None and name not in allowed)
+                or name not in allowed
             ):
                 self.send_error(404)
                 return
@@ -166,15 +206,35 @@ def serve_wheels(
     the ``RUN`` step will ask, whatever ``serve.json`` says by now.
 
     ``allowed``: the wheel file names this build may fetch (default: every wheel of ``folder``).
-    A port already taken, by anyone, raises :class:`WheelServerBusy`: whatever answers there
-    is never trusted.
+    A port already taken by anyone but this process raises :class:`WheelServerBusy`: whatever
+    answers there is never trusted. Builds of this process share the server they started.
     """
     url = url or served_url(folder, host)
     where = urllib.parse.urlsplit(url)  # exactly what the build's RUN line will ask for
     port, token = int(where.port or 0), where.path.strip("/")
-    handler = _handler(folder, token, allowed)
+    key = (host, port, str(folder), token)
+    with _serving_lock:
+        serving = _serving.get(key) or _start(folder, host, port, token)
+        _serving[key] = serving
+        serving.users += 1
+        serving.allowed.add(allowed)
     try:
-        server = ThreadingHTTPServer((host, port), handler)
+        yield url
+    finally:
+        with _serving_lock:  # stopped under the lock: a build starting now binds it afresh
+            serving.allowed.remove(allowed)
+            serving.users -= 1
+            if serving.users == 0:
+                del _serving[key]
+                serving.server.shutdown()
+                serving.server.server_close()
+                serving.thread.join(timeout=5)
+
+
+def _start(folder: Path, host: str, port: int, token: str) -> _Serving:
+    allowed = _Allowed()
+    try:
+        server = ThreadingHTTPServer((host, port), _handler(folder, token, allowed))
     except OSError as exc:
         raise WheelServerBusy(
             f"cannot serve the wheelhouse on {host}:{port}: {exc.strerror}"
@@ -182,12 +242,7 @@ def serve_wheels(
     server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, daemon=True, name="envpack-wheels")
     thread.start()
-    try:
-        yield url
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+    return _Serving(server, thread, allowed)
 
 
 def build_host(client: Any) -> str | None:

@@ -204,6 +204,37 @@ def test_wheel_server_serves_only_wheels_behind_its_token(tmp_path: Path) -> Non
     assert oct((tmp_path / "serve.json").stat().st_mode & 0o777) == "0o600"
 
 
+@pytest.mark.reliability("L3", "F8")
+def test_concurrent_builds_of_one_process_share_the_server_they_started(tmp_path: Path) -> None:
+    """The server's two concurrent builds: the second joins the first's server (no copy of its
+    wheels), each sees only its own wheels plus the other's while both run, and the port is free
+    again after the last; a socket of anyone else on the port is still never trusted."""
+    import socket
+    import urllib.error
+    import urllib.request
+
+    from jupyter_envpack.image.wheelserver import WheelServerBusy, serve_wheels
+
+    for name in ("a-1.0-py3-none-any.whl", "b-1.0-py3-none-any.whl", "c-1.0-py3-none-any.whl"):
+        (tmp_path / name).write_bytes(name.encode())
+    first_names = frozenset({"a-1.0-py3-none-any.whl"})
+    with serve_wheels(tmp_path, "127.0.0.1", first_names) as url:
+        with serve_wheels(tmp_path, "127.0.0.1", frozenset({"b-1.0-py3-none-any.whl"})) as again:
+            assert again == url
+            index = urllib.request.urlopen(url, timeout=5).read().decode()  # noqa: S310 - local
+            assert "a-1.0" in index and "b-1.0" in index and "c-1.0" not in index
+        with pytest.raises(urllib.error.HTTPError):  # the second build is over: b is gone
+            urllib.request.urlopen(url + "b-1.0-py3-none-any.whl", timeout=5)  # noqa: S310
+        assert urllib.request.urlopen(url + "a-1.0-py3-none-any.whl", timeout=5).read()  # noqa: S310
+    port = int(url.split(":")[2].split("/")[0])
+    with socket.socket() as squatter:  # someone else takes the port: never trusted, never asked
+        squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        squatter.bind(("127.0.0.1", port))
+        squatter.listen(1)
+        with pytest.raises(WheelServerBusy), serve_wheels(tmp_path, "127.0.0.1", first_names):
+            pass
+
+
 @pytest.mark.reliability("F2")
 @pytest.mark.timeout(30)
 def test_a_hung_engine_is_a_clear_error_within_the_connect_timeout(monkeypatch, tmp_path) -> None:
