@@ -49,6 +49,23 @@ export function followNotebooks(
 }
 
 /**
+ * The notebook panel of `path`, opened first when no panel shows it, once its context is ready.
+ */
+async function openNotebook(
+  app: JupyterFrontEnd,
+  tracker: INotebookTracker,
+  path: string
+): Promise<NotebookPanel> {
+  const panel =
+    tracker.find(p => p.context.path === path) ??
+    ((await app.commands.execute('docmanager:open', {
+      path
+    })) as NotebookPanel);
+  await panel.context.ready;
+  return panel;
+}
+
+/**
  * Add the tag `parameters` to a cell (0-based, among all cells) and save the notebook, opening
  * it first when needed: the next rerun injects the parameters after that cell (papermill).
  */
@@ -58,12 +75,7 @@ export async function tagParametersCell(
   path: string,
   index: number
 ): Promise<void> {
-  const panel =
-    tracker.find(p => p.context.path === path) ??
-    ((await app.commands.execute('docmanager:open', {
-      path
-    })) as NotebookPanel);
-  await panel.context.ready;
+  const panel = await openNotebook(app, tracker, path);
   const cell = panel.content.model?.cells.get(index);
   if (!cell) {
     throw new Error(
@@ -87,12 +99,7 @@ export async function showCell(
   path: string,
   index: number
 ): Promise<void> {
-  const panel =
-    tracker.find(p => p.context.path === path) ??
-    ((await app.commands.execute('docmanager:open', {
-      path
-    })) as NotebookPanel);
-  await panel.context.ready;
+  const panel = await openNotebook(app, tracker, path);
   app.shell.activateById(panel.id);
   const notebook = panel.content;
   const cell = notebook.widgets[index];
