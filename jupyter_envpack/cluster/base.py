@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import enum
 import json
-import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -21,6 +20,16 @@ from importlib import import_module
 from importlib.metadata import entry_points
 from typing import Any, Protocol, runtime_checkable
 
+from ..contract import (
+    EXIT_REASONS,
+    HOME,
+    LABEL,
+    PARAMETERS_ENV,
+    RESULT_BEGIN,
+    RESULT_END,
+    RUNNER_PYTHON,
+    RUNNER_SCRIPT,
+)
 from ..defaults import RUN_DEADLINE
 from ..errors import ClusterError, InputError
 from ..events import CancelToken, ProgressEvent, Reporter, null_reporter
@@ -31,62 +40,6 @@ BUILTIN_BACKENDS = {
     "kubernetes": "jupyter_envpack.cluster.kubernetes:KubernetesBackend",
     "slurm": "jupyter_envpack.cluster.slurm:SlurmBackend",
 }
-LABEL = "org.jupyter.envpack"
-RUNNER_PYTHON = "/opt/envpack/runner/bin/python"
-RUNNER_SCRIPT = "/opt/envpack/run_notebook.py"
-IMAGE_USER = 1000
-PARAMETERS_ENV = "ENVPACK_PARAMETERS_CELL"
-
-# What the runner's exit code means (docs/core-api.md), as stable reason slugs.
-EXIT_REASONS = {
-    0: "completed",
-    2: "bad-input",
-    3: "cell-error",
-    4: "cell-timeout",
-    5: "kernel-died",
-    6: "kernel-start",
-    137: "killed-or-oom",
-}
-NOTEBOOK_EXIT_CODES = (2, 3, 4, 5, 6)
-
-_MEMORY_UNITS = {
-    "": 1,
-    "b": 1,
-    "k": 1000,
-    "m": 1000**2,
-    "g": 1000**3,
-    "t": 1000**4,
-    "ki": 1024,
-    "mi": 1024**2,
-    "gi": 1024**3,
-    "ti": 1024**4,
-}
-_MEMORY_RE = re.compile(r"(\d+(?:\.\d+)?)\s*([kmgt]i?|b)?", re.IGNORECASE)
-
-
-def parse_memory(value: str | int | None) -> int | None:
-    """Return a memory size in bytes from ``512m``, ``1Gi``, ``2g`` or a plain integer.
-
-    Docker's suffixes (``k``, ``m``, ``g``) are read as binary units like ``docker run -m`` does;
-    Kubernetes' ``Ki``/``Mi``/``Gi`` are binary too. ``None`` stays ``None``.
-    """
-    if value is None or value == "":
-        return None
-    if isinstance(value, bool):
-        raise InputError("memory must be a size such as 2g, not a boolean")
-    if isinstance(value, int):
-        if value <= 0:
-            raise InputError(f"memory must be positive, not {value}")
-        return value
-    match = _MEMORY_RE.fullmatch(value.strip())
-    if not match:
-        raise InputError(f"cannot read memory size {value!r}", hint="use e.g. 512m, 2g or 1Gi")
-    number, unit = float(match.group(1)), (match.group(2) or "").lower()
-    factor = _MEMORY_UNITS[unit + "i" if unit in {"k", "m", "g", "t"} else unit]
-    size = int(number * factor)
-    if size <= 0:
-        raise InputError(f"memory must be positive, not {value!r}")
-    return size
 
 
 class JobState(str, enum.Enum):
@@ -219,7 +172,7 @@ class JobSpec:
 
     def environment(self) -> dict[str, str]:
         """The container's whole environment: an allowlist, never the caller's env (E6)."""
-        env = {"HOME": "/home/envpack"}
+        env = {"HOME": HOME}
         if self.parameters_cell:
             env[PARAMETERS_ENV] = self.parameters_cell
         return env
@@ -254,10 +207,6 @@ class Backend(Protocol):
 
     def cancel(self, handle: str) -> None:
         """Stop the job and remove its cluster objects; unknown handles are fine."""
-
-
-RESULT_BEGIN = "----- ENVPACK RESULT BEGIN -----"
-RESULT_END = "----- ENVPACK RESULT END -----"
 
 
 def collapse_result(log_text: str) -> str:

@@ -23,7 +23,8 @@ from typing import Any
 from ..defaults import CELL_TIMEOUT, RUN_DEADLINE
 from ..errors import CancelledError, ClusterError, ConflictError, InputError, NotFoundError
 from ..events import CancelToken, ProgressEvent, Reporter, null_reporter
-from .base import Backend, JobSpec, JobState, JobStatus, fetch_result, get_backend, parse_memory
+from ..execute.limits import parse_memory
+from .base import Backend, JobSpec, JobState, JobStatus, fetch_result, get_backend
 from .k8s_manifests import (
     CRONJOB_NAME_MAX,
     JOB_NAME_MAX,
@@ -279,12 +280,17 @@ class SubmitOptions:
         for name, cores in (("--cpu", self.cpu), ("--cpu-request", self.cpu_request)):
             if cores is not None and cores <= 0:
                 raise InputError(f"{name} must be positive")
-        limit, request = parse_memory(self.memory), parse_memory(self.memory_request)
+        limit, request = memory_size(self.memory), memory_size(self.memory_request)
         if limit and request and request > limit:
             raise InputError("--memory-request is larger than --memory")
         if self.cpu and self.cpu_request and self.cpu_request > self.cpu:
             raise InputError("--cpu-request is larger than --cpu")
         return self
+
+
+def memory_size(value: str | int | None) -> int | None:
+    """Bytes of a job's ``--memory``/``--memory-request`` (``None`` or ``""``: not set)."""
+    return None if value is None or value == "" else parse_memory(value, minimum=1)
 
 
 def new_job_id() -> str:
@@ -389,9 +395,9 @@ def make_job_spec(job_id: str, notebook: str, image: str, opts: SubmitOptions) -
         cell_timeout=opts.cell_timeout,
         deadline=opts.deadline,
         cpu=opts.cpu,
-        memory=parse_memory(opts.memory),
+        memory=memory_size(opts.memory),
         cpu_request=opts.cpu_request,
-        memory_request=parse_memory(opts.memory_request),
+        memory_request=memory_size(opts.memory_request),
         labels=dict(opts.labels),
         constraints=tuple(opts.constraints),
         schedule=opts.schedule,

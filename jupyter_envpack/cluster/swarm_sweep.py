@@ -18,10 +18,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ..contract import PARAMETERS_ENV, RUNNER_PYTHON
 from ..execute.sweep import SweepRun, collect_runs, wait_members
 from .base import (
-    PARAMETERS_ENV,
-    RUNNER_PYTHON,
     JobSpec,
     JobState,
     JobStatus,

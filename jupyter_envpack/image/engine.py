@@ -11,15 +11,13 @@ import os
 from typing import Any
 from urllib.parse import urlsplit
 
+from ..contract import LABEL
 from ..errors import EngineError, InputError
 
 CONNECT_TIMEOUT = 5.0
 CONTROL_TIMEOUT = 120.0
 
 ENGINE_SCHEMES = ("unix", "tcp", "ssh", "npipe", "http", "https")
-
-LABEL = "org.jupyter.envpack"
-"""Every Docker object envpack creates carries ``LABEL=1`` and ``LABEL.kind``."""
 
 
 _engine_url: str | None = None

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import InputError
+from ..execute.limits import parse_memory
 
 KERNEL_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
-MEMORY_RE = re.compile(r"[1-9][0-9]{0,12}[bkmgBKMG]?")
 IDENT_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,99}")
 OP_ID_RE = re.compile(r"[0-9a-f]{32}")
 MAX_DEPTH = 32
@@ -75,11 +75,10 @@ def _parameters(value: Any) -> bool:
 
 
 def _memory(value: Any) -> bool:
-    if isinstance(value, bool):
+    try:
+        return parse_memory(value, minimum=4 * 2**20) <= 1 << 40
+    except InputError:
         return False
-    if isinstance(value, int):
-        return 4 * 1024 * 1024 <= value <= 1 << 40
-    return MEMORY_RE.fullmatch(value) is not None
 
 
 def _image(value: Any) -> bool:
@@ -112,7 +111,7 @@ RUN_FIELDS: dict[str, Field] = {
     "parameters": Field((dict,), _parameters, "an object whose keys are Python identifiers"),
     "cell_timeout": _number(1, 86400),
     "deadline": _number(1, 7 * 86400),
-    "mem_limit": Field((str, int), _memory, "bytes, or a number with b/k/m/g"),
+    "mem_limit": Field((str, int), _memory, "bytes, or a number with k/m/g (512m, 2g, 1Gi)"),
     "cpus": _number(0.01, 1024),
     "pids": _number(16, 1_000_000),
     "network": Field((bool,)),

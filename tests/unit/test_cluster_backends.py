@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from jupyter_envpack.cluster import base
 from jupyter_envpack.cluster.base import JobSpec, JobState, backend_names, get_backend
+from jupyter_envpack.cluster.jobs import memory_size
 from jupyter_envpack.cluster.kubernetes import KubernetesBackend
 from jupyter_envpack.cluster.registry import (
     RegistryAuth,
@@ -71,13 +72,13 @@ def test_entry_points_win_over_builtins(monkeypatch: pytest.MonkeyPatch) -> None
     ],
 )
 def test_memory_sizes(text: Any, size: int | None) -> None:
-    assert base.parse_memory(text) == size
+    assert memory_size(text) == size
 
 
 @pytest.mark.parametrize("text", ["lots", "-1g", "1 GB of RAM", "0", 0, "1e9"])
 def test_bad_memory_sizes(text: Any) -> None:
     with pytest.raises(InputError):
-        base.parse_memory(text)
+        memory_size(text)
 
 
 @pytest.mark.parametrize(
