@@ -118,6 +118,36 @@ RUN_FIELDS: dict[str, Field] = {
     "tolerance": _number(0, 1),
     "output": Field((str,), _api_path, "a notebook path relative to the server root"),
 }
+
+
+def _strings(value: Any) -> bool:
+    return all(isinstance(v, str) for v in value)
+
+
+_TEXT = Field((str,))
+_JOB_TEXT = ("backend", "registry", "schedule", "timezone", "namespace", "context", "output")
+_JOB_TEXT += ("kernel", "partition", "account", "runtime")
+JOB_FIELDS: dict[str, Field] = {
+    **{name: _TEXT for name in _JOB_TEXT},
+    "base_image": BUILD_FIELDS["base_image"],
+    "image": RUN_FIELDS["image"],
+    "parameters": RUN_FIELDS["parameters"],
+    "cell_timeout": _number(1, 86400),
+    "deadline": _number(1, 7 * 86400),
+    "cpu": _number(0.001, 1024),
+    "cpu_request": _number(0.001, 1024),
+    "gpus": _number(0, 64),
+    "memory": Field((str, int), hint="bytes or a size like 2g"),
+    "memory_request": Field((str, int), hint="bytes or a size like 2g"),
+    "constraints": Field((list,), _strings, "a list of strings"),
+    "image_pull_secrets": Field((list,), _strings, "a list of strings"),
+    "wait": Field((bool,)),
+}
+"""``job`` operation options (``cluster/operation.py``; the cluster backends check the rest)."""
+BINDER_FIELDS: dict[str, Field] = {
+    "path": Field((str,), _api_path, "a notebook path relative to the server root"),
+    "kernel": Field((str,), hint="a kernelspec name"),
+}
 REQUEST_FIELDS: dict[str, Field] = {
     "kind": Field((str,), lambda v: 0 < len(v) <= 32),
     "path": Field((str,), _api_path, "a notebook path relative to the server root"),
