@@ -125,7 +125,15 @@ def _strings(value: Any) -> bool:
 
 
 _TEXT = Field((str,))
-_JOB_TEXT = ("backend", "registry", "schedule", "timezone", "namespace", "context", "output")
+_JOB_TEXT: tuple[str, ...] = (
+    "backend",
+    "registry",
+    "schedule",
+    "timezone",
+    "namespace",
+    "context",
+    "output",
+)
 _JOB_TEXT += ("kernel", "partition", "account", "runtime")
 JOB_FIELDS: dict[str, Field] = {
     **{name: _TEXT for name in _JOB_TEXT},
