@@ -5,8 +5,9 @@ been pushed to a registry the cluster can pull from. The image's runner prints t
 notebook into the job's log between markers (see ``docs/core-api.md``), so every backend gets the
 result back the same way: read the logs, decode the block.
 
-Backends are found by name through the entry-point group ``jupyter_envpack.backends``; the two
-built-in names also resolve when the package is not installed (running from a checkout).
+Backends are registered one way: the entry-point group ``jupyter_envpack.backends`` (envpack's
+own three included), which ``c.EnvPack.cluster_backends`` defaults to and may extend
+(:meth:`jupyter_envpack.config.EnvPack.backend_class` resolves a name).
 """
 
 from __future__ import annotations
@@ -16,8 +17,6 @@ import json
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from importlib import import_module
-from importlib.metadata import entry_points
 from typing import Any, Protocol, runtime_checkable
 
 from ..contract import (
@@ -31,15 +30,8 @@ from ..contract import (
     RUNNER_SCRIPT,
 )
 from ..defaults import RUN_DEADLINE
-from ..errors import ClusterError, InputError
+from ..errors import ClusterError
 from ..events import CancelToken, ProgressEvent, Reporter, null_reporter
-
-ENTRY_POINT_GROUP = "jupyter_envpack.backends"
-BUILTIN_BACKENDS = {
-    "swarm": "jupyter_envpack.cluster.swarm:SwarmBackend",
-    "kubernetes": "jupyter_envpack.cluster.kubernetes:KubernetesBackend",
-    "slurm": "jupyter_envpack.cluster.slurm:SlurmBackend",
-}
 
 
 class JobState(str, enum.Enum):
@@ -326,26 +318,17 @@ def wait_for(
 
 
 def backend_names() -> list[str]:
-    """Return every backend name that can be chosen (built-in and installed plug-ins)."""
-    names = set(BUILTIN_BACKENDS)
-    names.update(ep.name for ep in entry_points(group=ENTRY_POINT_GROUP))
-    return sorted(names)
+    """Return every backend name that can be chosen (the installed entry points)."""
+    from ..config import installed_backends
+
+    return sorted(installed_backends())
 
 
 def backend_class(name: str) -> type[Any]:
-    """Return the backend class registered under ``name`` (entry point first, then built-in)."""
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        if ep.name == name:
-            loaded: type[Any] = ep.load()
-            return loaded
-    target = BUILTIN_BACKENDS.get(name)
-    if target is None:
-        raise InputError(
-            f"unknown cluster backend {name!r}", hint=f"choose one of: {', '.join(backend_names())}"
-        )
-    module, _, attr = target.partition(":")
-    cls: type[Any] = getattr(import_module(module), attr)
-    return cls
+    """Return the backend class registered under ``name`` with the built-in configuration."""
+    from ..config import EnvPack
+
+    return EnvPack().backend_class(name)
 
 
 def get_backend(name: str, **options: Any) -> Backend:

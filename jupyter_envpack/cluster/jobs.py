@@ -310,17 +310,17 @@ def default_config() -> Any:
 def open_backend(
     name: str, options: Mapping[str, Any] | None = None, config: Any = None, client: Any = None
 ) -> Backend:
-    """Instantiate backend ``name`` (``config.cluster_backends`` first when a config is given)."""
+    """Instantiate backend ``name`` as ``config.cluster_backends`` registers it."""
     if config is None:
         config = default_config()
     defaults = (getattr(config, "backend_options", None) or {}).get(name) or {}
     kwargs = {**defaults, **(options or {})}
     if client is not None and name == "swarm":
         kwargs["client"] = client
-    if config is not None and name in getattr(config, "cluster_backends", {}):
-        backend: Backend = config.backend_class(name)(**kwargs)
-        return backend
-    return get_backend(name, **kwargs)
+    if config is None:
+        return get_backend(name, **kwargs)
+    backend: Backend = config.backend_class(name)(**kwargs)
+    return backend
 
 
 def backend_availability(config: Any = None, client: Any = None) -> dict[str, dict[str, Any]]:
@@ -334,7 +334,7 @@ def backend_availability(config: Any = None, client: Any = None) -> dict[str, di
     from .base import backend_names
 
     config = config if config is not None else default_config()
-    names = set(backend_names()) | set(getattr(config, "cluster_backends", {}) or {})
+    names = set(config.backend_registry()) if config is not None else set(backend_names())
     found: dict[str, dict[str, Any]] = {}
     for name in sorted(names):
         try:
