@@ -12,7 +12,6 @@ own three included), which ``c.EnvPack.cluster_backends`` defaults to and may ex
 
 from __future__ import annotations
 
-import enum
 import json
 import time
 from collections.abc import Callable, Mapping
@@ -32,22 +31,10 @@ from ..contract import (
 from ..defaults import RUN_DEADLINE
 from ..errors import ClusterError
 from ..events import CancelToken, ProgressEvent, Reporter, null_reporter
+from ..operations.model import State
 
-
-class JobState(str, enum.Enum):
-    """Where a job is in its life; the last four are final."""
-
-    PENDING = "pending"
-    RUNNING = "running"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-    LOST = "lost"
-
-    @property
-    def terminal(self) -> bool:
-        """Whether the job can no longer change state."""
-        return self not in (JobState.PENDING, JobState.RUNNING)
+JobState = State
+"""A job's state: the operations' own vocabulary (one for the server and the cluster)."""
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,9 @@ from .k8s_manifests import (
 from .registry import RegistryAuth, push_image, target_reference, validate_registry
 
 DB_ENV = "ENVPACK_JOBS_DB"
-_OPEN_STATES = ("submitting", JobState.PENDING.value, JobState.RUNNING.value)
+_OPEN_STATES = (JobState.QUEUED.value, JobState.RUNNING.value)
+#: The job index's own words of earlier versions, read once as ``queued`` (one vocabulary).
+_LEGACY_STATES = "UPDATE jobs SET state='queued' WHERE state IN ('submitting', 'pending')"
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
     id TEXT PRIMARY KEY, backend TEXT NOT NULL, handle TEXT, options TEXT NOT NULL,
@@ -65,7 +67,7 @@ class JobRecord:
     options: dict[str, Any] = field(default_factory=dict)
     handle: str | None = None
     output: str | None = None
-    state: str = "submitting"
+    state: str = JobState.QUEUED.value
     reason: str = ""
     message: str = ""
     created: float = field(default_factory=time.time)
@@ -92,6 +94,7 @@ class JobIndex:
         private_file(self.path)  # 0600 from creation, before SQLite opens it (L8)
         with self._db() as db:
             db.executescript(_SCHEMA)
+            db.execute(_LEGACY_STATES)
 
     @contextmanager
     def _db(self) -> Iterator[sqlite3.Connection]:
