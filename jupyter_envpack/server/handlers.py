@@ -24,9 +24,15 @@ from tornado.iostream import StreamClosedError
 
 from ..errors import EnvpackError, ForbiddenError, InputError
 from ..operations import STATES, Event, OperationManager, scrub_path
-from .schema import BINDER_FIELDS, check_fields, parse_json_object, parse_operation_request
+from .schema import (
+    BINDER_FIELDS,
+    check_fields,
+    kernel_name,
+    parse_json_object,
+    parse_operation_request,
+)
 from .service import EnvpackService
-from .sharing import backends_json, binder_json, flag, kernel_name, write_binder_json
+from .sharing import backends_json, binder_json, flag, write_binder_json
 
 T = TypeVar("T")
 AUTH_RESOURCE = "envpack"

@@ -196,6 +196,13 @@ def validator(fields: dict[str, Field], what: str) -> Callable[[dict[str, Any]],
     return lambda options: check_fields(options, fields, what)
 
 
+def kernel_name(config: Any, kernel: str | None) -> str | None:
+    """The kernel to probe: ``kernel`` when valid (400 otherwise), else ``c.EnvPack.kernel``."""
+    if kernel is not None and not KERNEL_RE.fullmatch(kernel):
+        raise InputError("invalid kernel name", hint="a kernelspec name")
+    return kernel or getattr(config, "kernel", None)
+
+
 def parse_operation_request(body: bytes) -> tuple[str, str, dict[str, Any]]:
     """Parse ``POST /envpack/operations``: return ``(kind, path, options)``."""
     value = check_fields(
