@@ -401,7 +401,9 @@ def _build(args: argparse.Namespace, reporter: Reporter) -> Any:
     build_options_from_args(args)  # bad options fail before any work
     spec = _reported_snapshot(args, reporter)
     opts = build_options_from_args(args)
-    return build_image(spec, args.notebook, opts, reporter)
+    result = build_image(spec, args.notebook, opts, reporter)
+    args.built_spec = spec
+    return result
 
 
 def _reported_snapshot(args: argparse.Namespace, reporter: Reporter) -> Any:
@@ -415,12 +417,71 @@ def _reported_snapshot(args: argparse.Namespace, reporter: Reporter) -> Any:
 
 def cmd_build(args: argparse.Namespace) -> int:
     """Build (or find) the notebook's image; the last stdout line is the image reference."""
-    reporter = make_reporter(args)
-    result = _build(args, reporter)
+    from .events import StageClock
+
+    clock = StageClock(make_reporter(args))
+    result = _build(args, clock)
+    clock.finish()
+    _remember_build(args, result, clock.kept)
+    return _print_build(args, result.to_json())
+
+
+def _print_build(args: argparse.Namespace, result: dict[str, Any]) -> int:
     if args.json:
-        _out(json.dumps(result.to_json(), indent=2))
-    _out(result.image)
+        _out(json.dumps(result, indent=2))
+    _out(str(result["image"]))
     return 0
+
+
+def _memo_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The flags that shape a build, with the notebook's absolute path (the no-op memo's key)."""
+    skip = {"quiet", "verbose", "json", "func", "command", "envpack_config", "built_spec"}
+    settings = {k: v for k, v in vars(args).items() if k not in skip}
+    settings["notebook"] = os.path.abspath(args.notebook)
+    return settings
+
+
+def noop_build(args: argparse.Namespace) -> int | None:
+    """``build`` of an unchanged notebook whose image exists, from the memo (None: full path).
+
+    No config, docker SDK or snapshot import: see :mod:`jupyter_envpack.buildmemo`.
+    """
+    if args.command != "build" or args.no_cache:
+        return None
+    from .buildmemo import recall
+
+    memo = recall(args.notebook, _memo_settings(args))
+    if memo is None:
+        return None
+    if not args.quiet:
+        reporter = make_reporter(args)
+        for stage, message, kind in memo.events:
+            if not message.startswith("time: "):
+                reporter(ProgressEvent(stage, message, kind))  # type: ignore[arg-type]
+        reporter(ProgressEvent("build", "unchanged since the last build (no snapshot)", "info"))
+    return _print_build(args, memo.result)
+
+
+def _remember_build(args: argparse.Namespace, result: Any, events: list[Any]) -> None:
+    from .buildmemo import inputs, remember
+    from .image.engine import engine_address
+
+    spec = args.built_spec
+    if build_options_from_args(args).no_cache:
+        return  # c.EnvPack.no_cache: every build is a real one
+    files = [*spec.local_files, *(d.path for d in spec.data_files)]
+    kernel = None if args.python else spec.kernel_name
+    watched = inputs(args.notebook, files, kernel, spec.interpreter)
+    settings = _memo_settings(args)
+    remember(
+        args.notebook,
+        settings,
+        result.to_json(),
+        watched,
+        engine_address(),
+        result.base_image,
+        events,
+    )
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -659,6 +720,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser(plugins=_needs_plugins(argv))
     args = parser.parse_args(argv)
     try:
+        done = noop_build(args)
+        if done is not None:
+            return done
         _choose_engine(args)
         return int(args.func(args))
     except EnvpackError as exc:
