@@ -83,7 +83,7 @@ def memo_dir() -> Path:
 def signature(path: str | os.PathLike[str]) -> list[int] | None:
     """Size, mtime, inode and ctime of ``path`` (None when it does not exist)."""
     try:
-        st = os.stat(path)
+        st = os.stat(path)  # noqa: PTH116 - a str path, no Path object per watched file
     except OSError:
         return None
     return [st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns]
@@ -344,8 +344,40 @@ def inputs(
     if kernel:
         paths += [Path(f, kernel.lower(), "kernel.json") for f in jupyter_path("kernels")]
     if interpreter:
-        paths += _interpreter_paths(interpreter)
+        paths += [Path(p) for p in _interpreter_paths(interpreter)]
     return [str(p) for p in paths]
+
+
+def remember_build(
+    nb_path: str | os.PathLike[str],
+    settings: dict[str, Any],
+    result: dict[str, Any],
+    spec: Any,
+    by_kernel: bool,
+    events: Sequence[tuple[str, str, str]] = (),
+) -> Path | None:
+    """:func:`remember` a build of ``spec`` (an :class:`~jupyter_envpack.snapshot.EnvSpec`).
+
+    ``by_kernel``: the interpreter was found through the notebook's (or the given) kernelspec,
+    whose ``kernel.json`` is then watched too.
+    """
+    from .image.engine import engine_address
+
+    files = [*spec.local_files, *(d.path for d in spec.data_files)]
+    kernel = spec.kernel_name if by_kernel else None
+    watched = inputs(nb_path, files, kernel, spec.interpreter or None)
+    base = result.get("base_image")
+    return remember(nb_path, settings, result, watched, engine_address(), base, events)
+
+
+def replay(memo: Recalled, reporter: Any) -> None:
+    """Report the remembered build's info and warning events again, then that it is unchanged."""
+    from .events import ProgressEvent
+
+    for stage, message, kind in memo.events:
+        if not message.startswith("time: "):
+            reporter(ProgressEvent(stage, message, kind))  # type: ignore[arg-type]
+    reporter(ProgressEvent("build", "unchanged since the last build (no snapshot)", "info", 1.0))
 
 
 def _interpreter_paths(interpreter: str) -> list[str]:

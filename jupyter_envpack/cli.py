@@ -437,7 +437,7 @@ def _memo_settings(args: argparse.Namespace) -> dict[str, Any]:
     """The flags that shape a build, with the notebook's absolute path (the no-op memo's key)."""
     skip = {"quiet", "verbose", "json", "func", "command", "envpack_config", "built_spec"}
     settings = {k: v for k, v in vars(args).items() if k not in skip}
-    settings["notebook"] = os.path.abspath(args.notebook)
+    settings["notebook"] = str(Path(args.notebook).absolute())
     return settings
 
 
@@ -448,40 +448,24 @@ def noop_build(args: argparse.Namespace) -> int | None:
     """
     if args.command != "build" or args.no_cache:
         return None
-    from .buildmemo import recall
+    from .buildmemo import recall, replay
 
     memo = recall(args.notebook, _memo_settings(args))
     if memo is None:
         return None
     if not args.quiet:
-        reporter = make_reporter(args)
-        for stage, message, kind in memo.events:
-            if not message.startswith("time: "):
-                reporter(ProgressEvent(stage, message, kind))  # type: ignore[arg-type]
-        reporter(ProgressEvent("build", "unchanged since the last build (no snapshot)", "info"))
+        replay(memo, make_reporter(args))
     return _print_build(args, memo.result)
 
 
 def _remember_build(args: argparse.Namespace, result: Any, events: list[Any]) -> None:
-    from .buildmemo import inputs, remember
-    from .image.engine import engine_address
+    from .buildmemo import remember_build
 
-    spec = args.built_spec
     if build_options_from_args(args).no_cache:
         return  # c.EnvPack.no_cache: every build is a real one
-    files = [*spec.local_files, *(d.path for d in spec.data_files)]
-    kernel = None if args.python else spec.kernel_name
-    watched = inputs(args.notebook, files, kernel, spec.interpreter)
     settings = _memo_settings(args)
-    remember(
-        args.notebook,
-        settings,
-        result.to_json(),
-        watched,
-        engine_address(),
-        result.base_image,
-        events,
-    )
+    spec = args.built_spec
+    remember_build(args.notebook, settings, result.to_json(), spec, not args.python, events)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
