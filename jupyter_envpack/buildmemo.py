@@ -24,6 +24,7 @@ and the caller takes the full path, which rebuilds when needed and writes a new 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -42,6 +43,8 @@ MAX_NOTEBOOK = 64 << 20
 MAX_ENTRY = 1 << 20
 MAX_DIRS = 256
 """Folders watched under the notebook's; a bigger tree is not memoised."""
+MAX_ENTRIES = 512
+"""Entries kept; beyond that the oldest go (every notebook version writes one)."""
 MAX_RESPONSE = 1 << 20
 SOCKET_TIMEOUT = 5.0
 ENV_PREFIXES = (
@@ -121,11 +124,16 @@ def read_notebook(nb_path: str | os.PathLike[str]) -> bytes | None:
         fd = os.open(nb_path, os.O_RDONLY | os.O_NOFOLLOW)
     except OSError:
         return None
-    with os.fdopen(fd, "rb") as fh:
-        info = os.fstat(fh.fileno())
+    try:
+        info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_NOTEBOOK:
             return None
-        return fh.read(MAX_NOTEBOOK + 1)
+        with os.fdopen(os.dup(fd), "rb") as fh:
+            return fh.read(MAX_NOTEBOOK + 1)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
 
 
 # ---------------------------------------------------------------- the engine, without an SDK
@@ -294,9 +302,22 @@ def _write(path: Path, entry: dict[str, Any]) -> Path | None:
 
     try:
         private_dir(path.parent)
+        _prune(path.parent)
         return safe_write(path, json.dumps(entry), mode=PRIVATE_FILE)
     except (OSError, ValueError):
         return None
+
+
+def _prune(folder: Path) -> None:
+    """Remove the oldest entries beyond :data:`MAX_ENTRIES` (a racing remover is harmless)."""
+    entries = list(folder.glob("*.json"))
+    if len(entries) < MAX_ENTRIES:
+        return
+    by_age = sorted(entries, key=lambda p: (signature(p) or [0, 0])[1])
+    aged = by_age[: len(entries) - MAX_ENTRIES + 1]
+    for old in aged:
+        with contextlib.suppress(OSError):
+            old.unlink()
 
 
 def _folders(top: Path) -> list[Path] | None:
