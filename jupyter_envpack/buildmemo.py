@@ -32,10 +32,8 @@ import re
 import socket
 import stat
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-from urllib.parse import quote
+from typing import Any, NamedTuple
 
 MEMO_VERSION = 1
 MAX_NOTEBOOK = 64 << 20
@@ -63,13 +61,14 @@ ENV_PREFIXES = (
     "HOME",
 )
 _IMAGE = re.compile(r"[a-z0-9][a-z0-9._/-]{0,200}:[0-9a-f]{20}\Z")
+_REF = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/:@-]{0,500}\Z")
+"""What an image reference may hold here (validated names; nothing to escape in a URL path)."""
 _ID = re.compile(r"sha256:[0-9a-f]{64}\Z")
 _PACKAGE = Path(__file__).resolve().parent
 _code: list[str] = []
 
 
-@dataclass(frozen=True)
-class Recalled:
+class Recalled(NamedTuple):
     """A remembered build whose inputs and image are unchanged."""
 
     image: str
@@ -144,7 +143,9 @@ def unix_socket_path(address: str) -> str | None:
 
 def image_id(sock_path: str, ref: str, timeout: float = SOCKET_TIMEOUT) -> str | None:
     """The id of ``ref`` on the engine at ``sock_path`` (None: no such image or no answer)."""
-    request = f"GET /images/{quote(ref, safe='')}/json HTTP/1.0\r\nHost: docker\r\n\r\n"
+    if not _REF.match(ref):
+        return None
+    request = f"GET /images/{ref}/json HTTP/1.0\r\nHost: docker\r\n\r\n"  # no escape needed
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
             sock.settimeout(timeout)

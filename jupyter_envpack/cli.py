@@ -19,10 +19,10 @@ from typing import TYPE_CHECKING, Any
 
 from .defaults import BUILD_DEADLINE, CELL_TIMEOUT, RUN_DEADLINE
 from .errors import EnvpackError, InputError
-from .events import ProgressEvent, Reporter
 
 if TYPE_CHECKING:
     from .config import EnvPack
+    from .events import ProgressEvent, Reporter
     from .execute import RunOptions
     from .image import BuildOptions
 
@@ -408,6 +408,8 @@ def _build(args: argparse.Namespace, reporter: Reporter) -> Any:
 
 def _reported_snapshot(args: argparse.Namespace, reporter: Reporter) -> Any:
     """The snapshot (or lock) of ``args.notebook``, its file summary and warnings reported."""
+    from .events import ProgressEvent
+
     spec = _snapshot(args)
     reporter(ProgressEvent("snapshot", spec.files_summary(), "info"))
     for w in spec.warnings:
