@@ -695,9 +695,7 @@ def _choose_engine(args: argparse.Namespace) -> None:
 
     url = getattr(args, "engine_url", None)
     if url is None:
-        from .config import load_envpack_config
-
-        url = load_envpack_config().engine_url
+        url = envpack_config(args).engine_url  # loaded once per process, shared with the verb
     use_engine(url)
 
 
