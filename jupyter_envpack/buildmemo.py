@@ -31,6 +31,7 @@ import os
 import re
 import socket
 import stat
+import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -192,6 +193,7 @@ def recall(nb_path: str | os.PathLike[str], settings: dict[str, Any]) -> Recalle
     Recalled or None
         None whenever the full build path must decide.
     """
+    started = time.monotonic()
     nb_bytes = read_notebook(nb_path)
     if nb_bytes is None:
         return None
@@ -205,7 +207,8 @@ def recall(nb_path: str | os.PathLike[str], settings: dict[str, Any]) -> Recalle
     if base is not None and image_id(sock_path, base[0]) != base[1]:
         return None
     events = [(str(a), str(b), str(c)) for a, b, c in entry["events"]]
-    return Recalled(entry["image"], dict(entry["result"]), events)
+    result = {**entry["result"], "duration": round(time.monotonic() - started, 3)}
+    return Recalled(entry["image"], result, events)
 
 
 def _load(path: Path) -> dict[str, Any] | None:
