@@ -151,7 +151,9 @@ export class EnvpackModel implements IDisposable {
     await Promise.all([this.refreshSnapshot(), this.refreshDockerfile()]);
   }
 
-  async refreshSnapshot(): Promise<void> {
+  async refreshSnapshot(
+    options: EnvpackClient.IReconstructOptions = {}
+  ): Promise<void> {
     const path = this._path;
     if (!path) {
       return;
@@ -160,7 +162,7 @@ export class EnvpackModel implements IDisposable {
     this._changed.emit('snapshot');
     await this._load(
       'snapshot',
-      () => this.client.getSnapshot(path),
+      () => this.client.getSnapshot(path, options),
       (value, error) => {
         this.snapshot = value ?? this.snapshot;
         this.snapshotError = error;
@@ -232,6 +234,13 @@ export class EnvpackModel implements IDisposable {
   }
 
   /**
+   * No engine answers but the server can rerun in a fresh virtualenv (`run` with `engine: venv`).
+   */
+  get venvFallback(): boolean {
+    return !this.engineAvailable && this.status?.venv_available === true;
+  }
+
+  /**
    * Reload the operation list from the server (the history survives page reloads there).
    */
   async refreshOperations(
@@ -283,6 +292,9 @@ export class EnvpackModel implements IDisposable {
     }
     if (options.image) {
       body.image = options.image;
+    }
+    if (options.engine) {
+      body.engine = options.engine;
     }
     if (this._settings.baseImage) {
       body.base_image = this._settings.baseImage;
@@ -643,6 +655,10 @@ export namespace EnvpackModel {
   export interface IRunOptions {
     parameters?: Record<string, unknown>;
     image?: string;
+    /**
+     * `venv`: rerun in a fresh virtualenv on the server, without Docker (issue 13.1).
+     */
+    engine?: 'docker' | 'venv';
   }
 
   export interface ILogChunk {

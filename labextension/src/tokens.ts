@@ -53,6 +53,22 @@ export interface ISnapshot {
   local_files: string[];
   warnings: IWarning[];
   hash: string;
+  /**
+   * `reconstructed`: an educated reconstruction of a missing environment, not what ran (13.2).
+   */
+  origin?: string;
+  reconstruction?: IReconstruction | null;
+}
+
+/**
+ * How a reconstructed snapshot was made: the release cut-off and the candidates with evidence.
+ */
+export interface IReconstruction {
+  as_of?: string;
+  as_of_used?: string;
+  python?: string;
+  unresolved?: string[];
+  candidates?: Array<Record<string, unknown>>;
 }
 
 export type OperationKind = 'build' | 'run' | string;
@@ -88,6 +104,14 @@ export interface ICellResult {
   diff?: string | null;
   ename?: string | null;
   evalue?: string | null;
+  /**
+   * A differing cell's source (shown beside its diff).
+   */
+  source?: string | null;
+  /**
+   * Why the cell probably differs, when envpack can tell (`unseeded-random`, `time-or-date`...).
+   */
+  reason?: { code: string; text: string } | null;
 }
 
 /**
@@ -107,6 +131,11 @@ export interface IReport {
    */
   parameters?: Record<string, unknown>;
   warnings?: IReportWarning[];
+  /**
+   * `reconstructed` when the rerun used a reconstructed environment (issue 13.2).
+   */
+  origin?: string;
+  reconstruction?: IReconstruction | null;
 }
 
 export type ReportVerdict =

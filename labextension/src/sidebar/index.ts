@@ -22,6 +22,7 @@ export * from './history';
 export * from './operation';
 export * from './opsection';
 export * from './panel';
+export * from './reconstruct';
 export * from './run';
 export * from './section';
 export * from './share';
