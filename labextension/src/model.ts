@@ -131,9 +131,15 @@ export class EnvpackModel implements IDisposable {
   /**
    * The newest operation of a kind for a notebook (the current one by default).
    */
-  latest(kind: string, path: string | null = this._path): IOperation | null {
+  latest(
+    kind: string,
+    path: string | null = this._path,
+    match: (op: IOperation) => boolean = () => true
+  ): IOperation | null {
     return (
-      this.operations.find(op => op.kind === kind && op.path === path) ?? null
+      this.operations.find(
+        op => op.kind === kind && op.path === path && match(op)
+      ) ?? null
     );
   }
 
@@ -303,6 +309,31 @@ export class EnvpackModel implements IDisposable {
   }
 
   /**
+   * Start a parameter sweep: one `run` operation with `sweep` (parameter → values in the CLI's
+   * `--sweep` grammar, e.g. `{seed: '1..3'}`) and `max_parallel` (issue 14).
+   */
+  async sweep(
+    sweep: Record<string, string>,
+    options: {
+      parameters?: Record<string, unknown>;
+      maxParallel?: number;
+    } = {},
+    path: string | null = this._path
+  ): Promise<IOperation> {
+    const body: Record<string, unknown> = { sweep };
+    if (options.parameters && Object.keys(options.parameters).length) {
+      body.parameters = options.parameters;
+    }
+    if (options.maxParallel) {
+      body.max_parallel = options.maxParallel;
+    }
+    if (this._settings.baseImage) {
+      body.base_image = this._settings.baseImage;
+    }
+    return this._start('run', path, body);
+  }
+
+  /**
    * The "Containerise" button: one `run` operation (build, then rerun and compare) when
    * `rerunAfterBuild` is set, else a `build`. Being one server-side operation, it survives page
    * reloads and closed tabs. A second click while that operation is still going returns it
@@ -313,7 +344,7 @@ export class EnvpackModel implements IDisposable {
     options: EnvpackModel.IRunOptions = {}
   ): Promise<IOperation> {
     const kind = this._settings.rerunAfterBuild ? 'run' : 'build';
-    const current = path ? this.latest(kind, path) : null;
+    const current = path ? this.latest(kind, path, op => !isSweep(op)) : null;
     if (current && !isTerminal(current)) {
       return current;
     }
@@ -665,4 +696,11 @@ export namespace EnvpackModel {
     id: string;
     lines: string[];
   }
+}
+
+/**
+ * Whether a `run` operation is a parameter sweep (it has `options.sweep`).
+ */
+export function isSweep(op: IOperation): boolean {
+  return Boolean(op.options?.sweep);
 }

@@ -164,6 +164,33 @@ export interface IRunResult {
    * The build made before the run (when no image was given).
    */
   build?: IBuildResult | null;
+  /**
+   * A sweep's members (a `run` with `options.sweep`, issue 14) instead of one report.
+   */
+  sweep?: ISweepResult | null;
+}
+
+/**
+ * The result of a sweep: where its notebooks are, and one row per member.
+ */
+export interface ISweepResult {
+  folder: string;
+  summary_csv?: string | null;
+  runs: ISweepRun[];
+}
+
+/**
+ * One member of a sweep.
+ */
+export interface ISweepRun {
+  index: number;
+  parameters: Record<string, unknown>;
+  state: string;
+  verdict?: string | null;
+  duration?: number | null;
+  output_path?: string | null;
+  values?: Record<string, unknown>;
+  message?: string;
 }
 
 /**

@@ -2,7 +2,7 @@
  * Run: rerun the notebook in its image with optional parameters, then show the report cell by cell
  * (same / differs with the diff / error) and a link that opens the executed notebook.
  */
-import { EnvpackModel, isTerminal } from '../model';
+import { EnvpackModel, isSweep, isTerminal } from '../model';
 import {
   ICellResult,
   IOperation,
@@ -57,6 +57,10 @@ export class RunSection extends OperationSection {
       }
     );
     this.startButton.parentElement?.appendChild(this._venvButton);
+  }
+
+  protected shown(): IOperation | null {
+    return this.model.latest('run', this.model.path, op => !isSweep(op));
   }
 
   render(): void {
