@@ -237,7 +237,9 @@ def _one_run(
             cancel=cancel,
         )
     except Exception as exc:
-        run.state, run.message = "failed", getattr(exc, "message", str(exc))[:300]
+        stopped = cancel is not None and cancel.cancelled
+        run.state = "cancelled" if stopped else "failed"
+        run.message = getattr(exc, "message", str(exc))[:300]
         return run
     run.duration, run.output = result.duration, str(result.output_path)
     run.state = "succeeded" if result.exit_code == 0 else "failed"

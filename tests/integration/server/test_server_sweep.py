@@ -3,14 +3,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import json
+import time
 from pathlib import Path
 from typing import Any
 
 import nbformat
 import pytest
-from test_server_docker import submit, wait_op
+from test_server_docker import OP_LABEL, TERMINAL, submit, wait_op
 
 pytest_plugins = ["pytest_jupyter.jupyter_server"]
 pytestmark = pytest.mark.docker
@@ -55,6 +57,44 @@ async def test_a_two_member_sweep_through_the_api(
         assert printed == f"{run['parameters']['seed'] * 10}\n"
     with (jp_root_dir / sweep["summary_csv"]).open() as handle:
         assert [r["seed"] for r in csv.DictReader(handle)] == ["0", "1"]
+
+
+@pytest.mark.timeout(600)
+async def test_cancelling_a_sweep_stops_every_member(
+    jp_fetch: Any,
+    jp_root_dir: Path,
+    shared_image: tuple[str, Path],
+    docker_client: Any,
+    op_cleanup: list[str],
+) -> None:
+    # Given a sweep of three sleeping members, two at once
+    params = nbformat.v4.new_code_cell("seed = 0")
+    params.metadata["tags"] = ["parameters"]
+    nb = nbformat.v4.new_notebook(
+        cells=[params, nbformat.v4.new_code_cell("import time\ntime.sleep(120)")]
+    )
+    nb.metadata["kernelspec"] = {"name": "python3", "language": "python", "display_name": "p"}
+    nbformat.write(nb, jp_root_dir / "slow.ipynb")
+    options = {"image": shared_image[0], "sweep": {"seed": "1..3"}, "max_parallel": 2}
+    code, op = await submit(jp_fetch, {"kind": "run", "path": "slow.ipynb", "options": options})
+    assert code == 202, op
+    op_cleanup.append(op["id"])
+    label = {"label": f"{OP_LABEL}={op['id']}"}
+    end = time.monotonic() + 300
+    while len(docker_client.containers.list(filters=label)) < 2:
+        assert time.monotonic() < end, "the two first members never started"
+        await asyncio.sleep(0.5)
+    # When it is cancelled
+    r = await jp_fetch("envpack", "operations", op["id"], method="DELETE")
+    assert r.code == 202
+    # Then the operation ends cancelled, its containers are gone, the third member never started
+    done = await wait_op(jp_fetch, op["id"], TERMINAL, 60)
+    assert done["state"] == "cancelled", done
+    end = time.monotonic() + 15
+    while docker_client.containers.list(all=True, filters=label):
+        assert time.monotonic() < end, "member containers still there 15 s after the cancel"
+        await asyncio.sleep(0.5)
+    assert not list((jp_root_dir / "slow.sweep").glob("*.ipynb"))
 
 
 @pytest.mark.parametrize(
