@@ -129,6 +129,9 @@ describe('13.1 Rerun in a fresh environment', () => {
     });
     expect(venv.hidden).toBe(false);
     expect(venv.textContent).toBe('Rerun in a fresh environment');
+    expect(
+      document.querySelector('.jp-Envpack-disabledReason')!.textContent
+    ).toMatch(/not reachable.*"Rerun in a fresh environment" needs no Docker/);
     venv.click();
     await tick();
     const body = JSON.parse(server.requestsTo('POST', 'operations')[0].body!);

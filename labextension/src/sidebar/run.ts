@@ -13,7 +13,7 @@ import {
 } from '../tokens';
 import { renderImage } from './build';
 import { button, copyButton, h } from './dom';
-import { OperationSection } from './opsection';
+import { ENGINE_DOWN, OperationSection } from './opsection';
 import { reconstructionNotice } from './reconstruct';
 
 export class RunSection extends OperationSection {
@@ -57,6 +57,13 @@ export class RunSection extends OperationSection {
       }
     );
     this.startButton.parentElement?.appendChild(this._venvButton);
+  }
+
+  protected disabledReason(): string | null {
+    const why = super.disabledReason();
+    return why === ENGINE_DOWN && this.model.venvFallback
+      ? `${ENGINE_DOWN} "Rerun in a fresh environment" needs no Docker.`
+      : why;
   }
 
   protected shown(): IOperation | null {
