@@ -14,6 +14,7 @@ import json
 import re
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -470,17 +471,22 @@ class _Planner:
             return None
 
     def plan(self) -> tuple[SystemNeeds, dict[str, str], list[Path]]:
-        """Fetch the wheels, check their hashes, plan the apt packages; remember the plan."""
-        facts = probe_base(self.client, self.base)
-        glibc = detect_glibc_minor(self.client, self.base)
-        wheels = ensure_wheels(
-            self.lock,
-            self.spec.python_minor,
-            self.opts,
-            self.reporter,
-            self.cancel,
-            glibc_minor=glibc,
-        )
+        """Fetch the wheels, check their hashes, plan the apt packages; remember the plan.
+
+        The base image's probe (a container, once per base) runs while the wheels are fetched.
+        """
+        with ThreadPoolExecutor(1, thread_name_prefix="envpack-base-probe") as pool:
+            probing = pool.submit(probe_base, self.client, self.base)
+            glibc = detect_glibc_minor(self.client, self.base)
+            wheels = ensure_wheels(
+                self.lock,
+                self.spec.python_minor,
+                self.opts,
+                self.reporter,
+                self.cancel,
+                glibc_minor=glibc,
+            )
+            facts = probing.result()
         hashes = wheel_hashes(wheels)
         check_lock_hashes(hashes, self.opts.lock_hashes)
         env = {str(canonicalize_name(p.name)) for p in self.spec.packages}

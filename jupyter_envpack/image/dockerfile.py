@@ -178,7 +178,9 @@ def render_dockerfile(
             raise ValueError("invalid wheelhouse URL")
         return _served(spec, base, labels, wheel_url, apt_layer(system))
     uv = "/usr/local/bin/uv"
-    install = f"{uv} pip install --no-deps --no-index --find-links /tmp/envpack/wheels"
+    install = (
+        f"{uv} pip install --no-deps --no-index --compile-bytecode --find-links /tmp/envpack/wheels"
+    )
     check_uv = copy_sum = ""
     if hashed:
         copy_sum = "COPY envpack/uv.sha256 /tmp/envpack/uv.sha256\n"

@@ -118,6 +118,9 @@ RUN_FIELDS: dict[str, Field] = {
     "network": Field((bool,)),
     "tolerance": _number(0, 1),
     "output": Field((str,), _api_path, "a notebook path relative to the server root"),
+    # issue 14: {"alpha": "0.1,0.2", "seed": "1..3"}, the CLI's --sweep grammar per parameter
+    "sweep": Field((dict,), _parameters, 'an object: parameter name → values like "1,2" or "1..3"'),
+    "max_parallel": _number(1, 16),
 }
 
 
