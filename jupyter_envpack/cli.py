@@ -19,12 +19,13 @@ from typing import TYPE_CHECKING, Any
 
 from .defaults import BUILD_DEADLINE, CELL_TIMEOUT, RUN_DEADLINE
 from .errors import EnvpackError, InputError
-from .events import ProgressEvent, Reporter
+from .events import ProgressEvent, Reporter, null_reporter
 
 if TYPE_CHECKING:
     from .config import EnvPack
     from .execute import RunOptions
     from .image import BuildOptions
+    from .pipeline import Prepared
 
 PLUGINS = (
     "jupyter_envpack.share.cli",
@@ -189,7 +190,6 @@ def build_options_from_args(args: argparse.Namespace) -> BuildOptions:
         deadline=getattr(args, "build_deadline", None),
         no_cache=getattr(args, "no_cache", None) or None,
         wheels_via=getattr(args, "wheels_via", None),
-        lock_hashes=getattr(args, "lock_hashes", None),
     )
     opts.validate()
     return opts
@@ -277,8 +277,13 @@ def _out(text: str) -> None:
 
 
 # ---------------------------------------------------------------- verbs
-def _snapshot(args: argparse.Namespace) -> Any:
-    from .snapshot.lock import snapshot_or_lock
+def _prepare(args: argparse.Namespace, reporter: Reporter = null_reporter) -> Prepared:
+    """``args.notebook``'s snapshot (or lock) through the pipeline, with the build options.
+
+    Flags over ``c.EnvPack`` over the defaults; the lock's base image wins over the config's
+    but not over ``--base-image`` / ``$ENVPACK_BASE_IMAGE``.
+    """
+    from .pipeline import prepare
 
     config = envpack_config(args)
     kernel = args.kernel or (None if args.python else config.kernel)
@@ -290,15 +295,17 @@ def _snapshot(args: argparse.Namespace) -> Any:
         extra_index_urls=getattr(args, "extra_index_url", None),
         ca_bundle=getattr(args, "ca_bundle", None),
     )
-    spec, lock = snapshot_or_lock(
-        args.notebook, args.python, kernel, getattr(args, "lock", True), options
+    building = hasattr(args, "build_deadline")  # verbs with the build flags
+    return prepare(
+        args.notebook,
+        build_options_from_args(args) if building else None,  # bad options fail before any work
+        python=args.python,
+        kernel=kernel,
+        snapshot=options,
+        use_lock=getattr(args, "lock", True),
+        lock_base=base_image_override(getattr(args, "base_image", None)) is None,
+        reporter=reporter,
     )
-    no_base_given = getattr(args, "base_image", "absent") is None
-    if lock is not None and no_base_given and not os.environ.get(BASE_IMAGE_ENV):
-        args.base_image = lock.base_image  # the lock's base image unless one is given
-    if lock is not None:
-        args.lock_hashes = lock.hashes  # a fetched wheel must have one of them
-    return spec
 
 
 def _why(p: Any) -> str:
@@ -342,7 +349,7 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
     """Print the pinned environment of a notebook."""
     if args.reconstruct:
         return cmd_reconstruct(args)
-    spec = _snapshot(args)
+    spec = _prepare(args).spec
     if args.json:
         _out(json.dumps(spec.to_json(), indent=2))
         return 0
@@ -379,9 +386,8 @@ def cmd_dockerfile(args: argparse.Namespace) -> int:
     """Print the Dockerfile, or write the whole build context to a folder."""
     from .image import prepare_context, render_dockerfile
 
-    build_options_from_args(args)
-    spec = _snapshot(args)
-    opts = build_options_from_args(args)  # with the lock file's base image
+    prepared = _prepare(args)
+    spec, opts = prepared.spec, prepared.build  # with the lock file's base image
     if not args.output_dir:
         _out(render_dockerfile(spec, opts, notebook_name=Path(args.notebook).name).rstrip())
         return 0
@@ -395,28 +401,12 @@ def cmd_dockerfile(args: argparse.Namespace) -> int:
     return 0
 
 
-def _build(args: argparse.Namespace, reporter: Reporter) -> Any:
-    from .image import build_image
-
-    build_options_from_args(args)  # bad options fail before any work
-    spec = _reported_snapshot(args, reporter)
-    opts = build_options_from_args(args)
-    return build_image(spec, args.notebook, opts, reporter)
-
-
-def _reported_snapshot(args: argparse.Namespace, reporter: Reporter) -> Any:
-    """The snapshot (or lock) of ``args.notebook``, its file summary and warnings reported."""
-    spec = _snapshot(args)
-    reporter(ProgressEvent("snapshot", spec.files_summary(), "info"))
-    for w in spec.warnings:
-        reporter(ProgressEvent("snapshot", f"{w.code}: {w.message}", "warning"))
-    return spec
-
-
 def cmd_build(args: argparse.Namespace) -> int:
     """Build (or find) the notebook's image; the last stdout line is the image reference."""
+    from .pipeline import build
+
     reporter = make_reporter(args)
-    result = _build(args, reporter)
+    result = build(_prepare(args, reporter), reporter)
     if args.json:
         _out(json.dumps(result.to_json(), indent=2))
     _out(result.image)
@@ -425,9 +415,8 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Rerun the notebook in its image (or a fresh venv) and report cell by cell."""
-    from .execute import run_notebook
     from .execute.sweep import rows_from
-    from .pipeline import rerun
+    from .pipeline import build, rerun
 
     run_opts = run_options_from_args(args)
     build_options_from_args(args)  # bad options fail before any work
@@ -442,15 +431,11 @@ def cmd_run(args: argparse.Namespace) -> int:
             hint="drop --image/--sweep, or use the docker engine",
         )
     reporter = make_reporter(args)
-    if args.engine == "venv":
-        spec = _reported_snapshot(args, reporter)
-        opts = build_options_from_args(args)  # after the snapshot: a lock may set the base
-        result, _ = rerun(spec, args.notebook, "venv", opts, run_opts, reporter)
-    else:
-        image = args.image or _build(args, reporter).image
-        if rows:
-            return _run_sweep(args, image, rows, run_opts)
-        result = run_notebook(image, args.notebook, run_opts, reporter)
+    prepared = None if args.image else _prepare(args, reporter)
+    if rows:
+        image = args.image if prepared is None else build(prepared, reporter).image
+        return _run_sweep(args, image, rows, run_opts)
+    result, _ = rerun(args.notebook, prepared, args.engine, run_opts, reporter, image=args.image)
     report = result.report
     if args.json:
         _out(json.dumps(report.to_json(), indent=2))
