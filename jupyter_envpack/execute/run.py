@@ -31,7 +31,7 @@ from ..snapshot.notebook import dumps_notebook, parse_notebook, read_notebook_by
 from .compare import Report, compare_notebooks
 from .limits import RunLimits, limit_cause, parse_memory
 from .parameters import injection_index, parameters_cell_source, validate_parameters
-from .runner import (
+from .result_block import (
     EXIT_BAD_INPUT,
     EXIT_CELL_ERROR,
     EXIT_KERNEL_DIED,

@@ -387,7 +387,7 @@ def jp_server_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
             "EnvPack": {
                 "database_path": str(tmp_path / "ops.sqlite"),
                 "registry": REGISTRY,
-                "runners": {"job": "jupyter_envpack.cluster.operation:job_kind"},
+                "operation_kinds": {"job": "jupyter_envpack.cluster.operation:job_kind"},
             },
         }
     )

@@ -1,4 +1,4 @@
-"""The ``job`` kind as the real server sees it: registered from ``c.EnvPack.runners`` and its
+"""The ``job`` kind as the real server sees it: registered from ``c.EnvPack.operation_kinds`` and its
 options validated before anything runs (400 JSON, no traceback, nothing stored)."""
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ def jp_server_config(tmp_path: Path) -> Config:
             },
             "EnvPack": {
                 "database_path": str(tmp_path / "ops.sqlite"),
-                "runners": {"job": "jupyter_envpack.cluster.operation:job_kind"},
+                "operation_kinds": {"job": "jupyter_envpack.cluster.operation:job_kind"},
             },
         }
     )

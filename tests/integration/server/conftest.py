@@ -32,7 +32,10 @@ def jp_server_config(tmp_path: Path) -> Config:
                 "jpserver_extensions": {"jupyter_envpack": True, "jupyter_server_terminals": False},
                 "allow_unauthenticated_access": False,
             },
-            "EnvPack": {"database_path": str(tmp_path / "data" / "ops.sqlite"), "runners": {}},
+            "EnvPack": {
+                "database_path": str(tmp_path / "data" / "ops.sqlite"),
+                "operation_kinds": {},
+            },
         }
     )
 

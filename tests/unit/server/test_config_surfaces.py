@@ -49,7 +49,7 @@ def jp_server_config(envpack_db: Path, config_dir: Path) -> Config:  # the file,
                 "jpserver_extensions": {"jupyter_envpack": True, "jupyter_server_terminals": False},
                 "allow_unauthenticated_access": False,
             },
-            "EnvPack": {"database_path": str(envpack_db), "runners": {}},
+            "EnvPack": {"database_path": str(envpack_db), "operation_kinds": {}},
         }
     )
 

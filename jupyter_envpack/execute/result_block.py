@@ -1,4 +1,8 @@
-"""The in-image runner's contract, seen from the host: script path, markers, exit codes."""
+"""The result block: how the executed notebook travels back to the host through a log.
+
+The in-image runner (`_runner_script.py`) prints it, gzip + base64, between two marker lines;
+this module finds and decodes it on the host (cluster jobs, sweeps), bounded, plus the exit codes
+the runner ends with."""
 
 from __future__ import annotations
 
