@@ -24,8 +24,10 @@ from .events import ProgressEvent, Reporter, null_reporter
 if TYPE_CHECKING:
     from .config import EnvPack
     from .execute import RunOptions
+    from .execute.compare import Report
     from .image import BuildOptions
     from .pipeline import Prepared
+    from .snapshot.spec import PinnedPackage
 
 PLUGINS = (
     "jupyter_envpack.share.cli",
@@ -308,7 +310,7 @@ def _prepare(args: argparse.Namespace, reporter: Reporter = null_reporter) -> Pr
     )
 
 
-def _why(p: Any) -> str:
+def _why(p: PinnedPackage) -> str:
     if p.reason == "runner":
         return "[dim]added to run the kernel[/]"
     if p.reason == "pip-pin":
@@ -454,7 +456,9 @@ VERDICT_MARKUP = {
 }
 
 
-def _run_sweep(args: argparse.Namespace, image: str, rows: list[Any], run_opts: Any) -> int:
+def _run_sweep(
+    args: argparse.Namespace, image: str, rows: list[dict[str, Any]], run_opts: RunOptions
+) -> int:
     from dataclasses import replace
 
     from .execute.sweep import run_local_sweep, sweep_folder, write_summary
@@ -476,7 +480,7 @@ def _run_sweep(args: argparse.Namespace, image: str, rows: list[Any], run_opts: 
     return 1 if failed else 0
 
 
-def _print_report(report: Any) -> None:
+def _print_report(report: Report) -> None:
     from rich.console import Console
     from rich.markup import escape
 
@@ -587,13 +591,7 @@ def build_parser(plugins: bool = True) -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_run)
 
     for name in PLUGINS if plugins else ():
-        try:
-            module = importlib.import_module(name)
-        except ImportError as exc:
-            if exc.name and name.startswith(exc.name):
-                continue
-            raise
-        add: Callable[[Any], None] = module.add_parser
+        add: Callable[[Any], None] = importlib.import_module(name).add_parser
         before = set(sub.choices)
         add(sub)
         for verb in set(sub.choices) - before:  # plugin verbs get -q/-v too

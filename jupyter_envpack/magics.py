@@ -32,11 +32,12 @@ from .errors import EnvpackError, NotFoundError
 from .events import CancelToken, Reporter, null_reporter
 
 if TYPE_CHECKING:
+    from .cluster.jobs import SubmitOptions
     from .config import EnvPack
     from .execute import RunOptions, RunResult
     from .image import BuildOptions, BuildResult
     from .pipeline import Prepared
-    from .widgets import Progress
+    from .widgets import FieldsView, Progress, SnapshotView, TableView, TextView
 
 # IPython's decorators are untyped; typed aliases keep `mypy --strict` meaningful here.
 _Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
@@ -360,14 +361,14 @@ def _prepared(m: EnvpackMagics, args: argparse.Namespace, building: bool = False
     return m.prepare(args, m.notebook_path(args.notebook), building=building)
 
 
-def verb_snapshot(m: EnvpackMagics, args: argparse.Namespace) -> Any:
+def verb_snapshot(m: EnvpackMagics, args: argparse.Namespace) -> SnapshotView:
     """The pinned environment (a table; ``.spec`` is the EnvSpec)."""
     from .widgets import SnapshotView
 
     return SnapshotView(_prepared(m, args).spec)
 
 
-def verb_dockerfile(m: EnvpackMagics, args: argparse.Namespace) -> Any:
+def verb_dockerfile(m: EnvpackMagics, args: argparse.Namespace) -> TextView:
     """The Dockerfile that ``build`` would use (``.text``)."""
     from .image import render_dockerfile
     from .widgets import TextView
@@ -376,7 +377,7 @@ def verb_dockerfile(m: EnvpackMagics, args: argparse.Namespace) -> Any:
     return TextView(render_dockerfile(done.spec, done.build, notebook_name=done.notebook.name))
 
 
-def verb_build(m: EnvpackMagics, args: argparse.Namespace) -> Any:
+def verb_build(m: EnvpackMagics, args: argparse.Namespace) -> FieldsView:
     """Build (or find in the cache) the notebook's image."""
     from .pipeline import build
     from .widgets import FieldsView, run_with_progress
@@ -393,7 +394,7 @@ def verb_build(m: EnvpackMagics, args: argparse.Namespace) -> Any:
     )
 
 
-def verb_run(m: EnvpackMagics, args: argparse.Namespace) -> Any:
+def verb_run(m: EnvpackMagics, args: argparse.Namespace) -> FieldsView:
     """Build if needed, rerun the notebook in its image, and compare cell by cell."""
     from .execute.run import default_output
     from .pipeline import rerun
@@ -412,7 +413,7 @@ def verb_run(m: EnvpackMagics, args: argparse.Namespace) -> Any:
     return _run_view(result)
 
 
-def _run_view(result: RunResult) -> Any:
+def _run_view(result: RunResult) -> FieldsView:
     from .widgets import FieldsView
 
     report = result.report
@@ -446,7 +447,7 @@ def _run_view(result: RunResult) -> Any:
     )
 
 
-def verb_binder(m: EnvpackMagics, args: argparse.Namespace) -> Any:
+def verb_binder(m: EnvpackMagics, args: argparse.Namespace) -> FieldsView:
     """Binder link, badges and warnings; ``--write`` writes ``binder/`` first."""
     from .share.binder import binder_info, write_binder
     from .share.links import normalize_host
@@ -488,7 +489,7 @@ def _engine_status(prepared: Prepared) -> dict[str, str]:
     return {"docker": "reachable", "image": f"{image} — {built}"}
 
 
-def verb_status(m: EnvpackMagics, args: argparse.Namespace) -> Any:
+def verb_status(m: EnvpackMagics, args: argparse.Namespace) -> FieldsView:
     """Where things stand: notebook, environment, Docker engine, image, Binder link."""
     from .share.binder import binder_info
     from .widgets import FieldsView
@@ -507,13 +508,13 @@ def verb_status(m: EnvpackMagics, args: argparse.Namespace) -> Any:
     return FieldsView(f"envpack status of {path.name}", fields, data=fields)
 
 
-def _submit_options(m: EnvpackMagics, args: argparse.Namespace) -> Any:
+def _submit_options(m: EnvpackMagics, args: argparse.Namespace) -> SubmitOptions:
     from .cluster.cli import submit_options
 
     return submit_options(args, m.envpack_config())
 
 
-def verb_submit(m: EnvpackMagics, args: argparse.Namespace) -> Any:
+def verb_submit(m: EnvpackMagics, args: argparse.Namespace) -> FieldsView | TextView:
     """Build (in-process snapshot), push and start the notebook as a cluster job."""
     from .cluster.jobs import Submitted, submit
     from .widgets import FieldsView, TextView, run_with_progress
@@ -561,7 +562,7 @@ def verb_submit(m: EnvpackMagics, args: argparse.Namespace) -> Any:
     )
 
 
-def verb_jobs(m: EnvpackMagics, args: argparse.Namespace) -> Any:
+def verb_jobs(m: EnvpackMagics, args: argparse.Namespace) -> TableView:
     """The submitted cluster jobs, their status refreshed."""
     from .cluster.jobs import JobIndex, refresh
     from .widgets import TableView
@@ -594,20 +595,6 @@ for _name, _handler in (
     register_verb(_name, _handler)
 
 
-def _register_plugin_verbs() -> None:
-    """Let other areas add verbs: ``jupyter_envpack.cluster.magics.register(register_verb)``."""
-    import importlib
-
-    try:
-        module = importlib.import_module("jupyter_envpack.cluster.magics")
-    except ImportError as exc:
-        if exc.name and "jupyter_envpack.cluster.magics".startswith(exc.name):
-            return
-        raise
-    module.register(register_verb)
-
-
 def load_ipython_extension(ip: Any) -> None:
-    """``%load_ext jupyter_envpack``: register ``%envpack`` (and any plug-in verbs)."""
-    _register_plugin_verbs()
+    """``%load_ext jupyter_envpack``: register ``%envpack`` (verbs added by :func:`register_verb`)."""
     ip.register_magics(EnvpackMagics)

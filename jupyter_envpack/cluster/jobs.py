@@ -34,6 +34,7 @@ from .k8s_manifests import (
 from .registry import RegistryAuth, push_image, target_reference, validate_registry
 
 if TYPE_CHECKING:
+    from ..config import EnvPack
     from ..image import BuildOptions
     from ..pipeline import Prepared
 
@@ -296,12 +297,10 @@ def new_job_id() -> str:
     return uuid.uuid4().hex[:12]
 
 
-def default_config() -> Any:
-    """The ``EnvPack`` configuration from the Jupyter config files (None when unavailable)."""
-    try:
-        from ..config import load_envpack_config
-    except ImportError:  # pragma: no cover - the config module ships with the package
-        return None
+def default_config() -> EnvPack:
+    """The ``EnvPack`` configuration from the Jupyter config files."""
+    from ..config import load_envpack_config
+
     return load_envpack_config()
 
 

@@ -17,7 +17,6 @@ from ..errors import InputError
 KERNEL_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 MEMORY_RE = re.compile(r"[1-9][0-9]{0,12}[bkmgBKMG]?")
 IDENT_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,99}")
-OP_ID_RE = re.compile(r"[0-9a-f]{32}")
 MAX_DEPTH = 32
 
 
