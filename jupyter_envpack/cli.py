@@ -19,14 +19,15 @@ from typing import TYPE_CHECKING, Any
 
 from .defaults import BUILD_DEADLINE, CELL_TIMEOUT, RUN_DEADLINE
 from .errors import EnvpackError, InputError
-from .events import ProgressEvent, Reporter, null_reporter
 
 if TYPE_CHECKING:
     from .config import EnvPack
+    from .events import ProgressEvent, Reporter
     from .execute import RunOptions
     from .execute.compare import Report
-    from .image import BuildOptions
+    from .image import BuildOptions, BuildResult
     from .pipeline import Prepared
+    from .snapshot import EnvSpec
     from .snapshot.spec import PinnedPackage
 
 PLUGINS = (
@@ -279,12 +280,13 @@ def _out(text: str) -> None:
 
 
 # ---------------------------------------------------------------- verbs
-def _prepare(args: argparse.Namespace, reporter: Reporter = null_reporter) -> Prepared:
+def _prepare(args: argparse.Namespace, reporter: Reporter | None = None) -> Prepared:
     """``args.notebook``'s snapshot (or lock) through the pipeline, with the build options.
 
     Flags over ``c.EnvPack`` over the defaults; the lock's base image wins over the config's
     but not over ``--base-image`` / ``$ENVPACK_BASE_IMAGE``.
     """
+    from .events import null_reporter
     from .pipeline import prepare
 
     config = envpack_config(args)
@@ -306,7 +308,7 @@ def _prepare(args: argparse.Namespace, reporter: Reporter = null_reporter) -> Pr
         snapshot=options,
         use_lock=getattr(args, "lock", True),
         lock_base=base_image_override(getattr(args, "base_image", None)) is None,
-        reporter=reporter,
+        reporter=reporter or null_reporter,
     )
 
 
@@ -405,14 +407,58 @@ def cmd_dockerfile(args: argparse.Namespace) -> int:
 
 def cmd_build(args: argparse.Namespace) -> int:
     """Build (or find) the notebook's image; the last stdout line is the image reference."""
+    from .events import StageClock
     from .pipeline import build
 
-    reporter = make_reporter(args)
-    result = build(_prepare(args, reporter), reporter)
+    clock = StageClock(make_reporter(args))
+    prepared = _prepare(args, clock)
+    result = build(prepared, clock)
+    clock.finish()
+    _remember_build(args, result, prepared.spec, clock.kept)
+    return _print_build(args, result.to_json())
+
+
+def _print_build(args: argparse.Namespace, result: dict[str, Any]) -> int:
     if args.json:
-        _out(json.dumps(result.to_json(), indent=2))
-    _out(result.image)
+        _out(json.dumps(result, indent=2))
+    _out(str(result["image"]))
     return 0
+
+
+def _memo_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The flags that shape a build, with the notebook's absolute path (the no-op memo's key)."""
+    skip = {"quiet", "verbose", "json", "func", "command", "envpack_config"}
+    settings = {k: v for k, v in vars(args).items() if k not in skip}
+    settings["notebook"] = str(Path(args.notebook).absolute())
+    return settings
+
+
+def noop_build(args: argparse.Namespace) -> int | None:
+    """``build`` of an unchanged notebook whose image exists, from the memo (None: full path).
+
+    No config, docker SDK or snapshot import: see :mod:`jupyter_envpack.buildmemo`.
+    """
+    if args.command != "build" or args.no_cache:
+        return None
+    from .buildmemo import recall, replay
+
+    memo = recall(args.notebook, _memo_settings(args))
+    if memo is None:
+        return None
+    if not args.quiet:
+        replay(memo, make_reporter(args))
+    return _print_build(args, memo.result)
+
+
+def _remember_build(
+    args: argparse.Namespace, result: BuildResult, spec: EnvSpec, events: list[Any]
+) -> None:
+    from .buildmemo import remember_build
+
+    if build_options_from_args(args).no_cache:
+        return  # c.EnvPack.no_cache: every build is a real one
+    settings = _memo_settings(args)
+    remember_build(args.notebook, settings, result.to_json(), spec, not args.python, events)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -501,6 +547,8 @@ def _print_report(report: Report) -> None:
         )
         if cell.diff:
             console.print(f"[dim]{escape(cell.diff)}[/]")
+        if cell.reason:
+            console.print(f"[cyan]likely reason:[/] {escape(cell.reason['text'])}")
     if report.parameters:
         used = ", ".join(f"{k}={json.dumps(v)}" for k, v in report.parameters.items())
         console.print(f"parameters: {escape(used)}")
@@ -631,9 +679,7 @@ def _choose_engine(args: argparse.Namespace) -> None:
 
     url = getattr(args, "engine_url", None)
     if url is None:
-        from .config import load_envpack_config
-
-        url = load_envpack_config().engine_url
+        url = envpack_config(args).engine_url  # loaded once per process, shared with the verb
     use_engine(url)
 
 
@@ -642,6 +688,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser(plugins=_needs_plugins(argv))
     args = parser.parse_args(argv)
     try:
+        done = noop_build(args)
+        if done is not None:
+            return done
         _choose_engine(args)
         return int(args.func(args))
     except EnvpackError as exc:

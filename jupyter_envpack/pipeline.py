@@ -14,19 +14,19 @@ Every surface (the CLI, the ``%envpack`` magics, the server's operation kinds, t
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import InputError
 from .events import CancelToken, ProgressEvent, Reporter, null_reporter
-from .execute import RunOptions, RunResult, run_notebook
-from .image import BuildOptions, BuildResult, build_image
+from .image.options import BuildOptions
 from .snapshot import EnvSpec, IndexOptions, SnapshotOptions
 from .snapshot.lock import snapshot_or_lock
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the build and run modules (docker SDK) load when a stage needs them
+    from .execute import RunOptions, RunResult
+    from .image import BuildResult
     from .snapshot.lock import Lock
     from .snapshot.probe import Environment
 
@@ -103,6 +103,8 @@ def build(
     client: Any = None,
 ) -> BuildResult:
     """Build (or find in the cache) the image of ``prepared``."""
+    from .image.build import build_image
+
     return build_image(prepared.spec, prepared.notebook, prepared.build, reporter, cancel, client)
 
 
@@ -122,14 +124,12 @@ def rerun(
     cancel: CancelToken | None = None,
     image: str | None = None,
     client: Any = None,
-    on_built: Callable[[BuildResult], None] | None = None,
 ) -> tuple[RunResult, BuildResult | None]:
     """Rerun ``notebook`` on ``engine``: the ONE place that chooses the engine.
 
-    ``docker``: build ``prepared`` (unless ``image`` is given; ``on_built`` sees the result) and
-    run the image; ``venv``: a fresh virtualenv of ``prepared``'s lock, no engine needed.
-    ``notebook`` may be a copy run from elsewhere: the local files come from
-    ``prepared.notebook``'s folder.
+    ``docker``: build ``prepared`` (unless ``image`` is given) and run the image; ``venv``: a
+    fresh virtualenv of ``prepared``'s lock, no engine needed. ``notebook`` may be a copy run
+    from elsewhere: the local files come from ``prepared.notebook``'s folder.
     """
     if engine not in ENGINES:
         raise InputError(f"unknown engine {engine!r}", hint=f"use one of {', '.join(ENGINES)}")
@@ -145,8 +145,8 @@ def rerun(
             raise InputError("nothing to run: no image and no snapshot", hint="give an image")
         built = build(prepared, reporter, cancel, client)
         image = built.image
-        if on_built is not None:
-            on_built(built)
+    from .execute.run import RunOptions, run_notebook
+
     result = run_notebook(image, Path(notebook), run or RunOptions(), reporter, cancel, client)
     return result, built
 

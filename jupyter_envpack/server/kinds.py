@@ -1,7 +1,7 @@
 """The ``build`` and ``run`` operation kinds: thin calls into the core (docs/core-api.md).
 
-Each kind's function executes in an :class:`~jupyter_envpack.operations.OperationManager` worker thread,
-never on the IOLoop. The core puts ``op.labels`` (``org.jupyter.envpack.operation=<id>``) on every
+Each kind's function executes in an :class:`~jupyter_envpack.operations.OperationManager` worker
+thread, never on the IOLoop. The stages are sequenced by :mod:`jupyter_envpack.pipeline`. The core puts ``op.labels`` (``org.jupyter.envpack.operation=<id>``) on every
 container and image it creates, which is how ``resume`` finds them again after a restart.
 """
 
@@ -9,17 +9,18 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import CancelledError
-from ..events import CancelToken, ProgressEvent, Reporter
+from ..events import CancelToken, ProgressEvent, Reporter, StageClock
 from ..operations import OPERATION_LABEL, Kind, LostError, OperationContext
 from .schema import BUILD_FIELDS, RUN_FIELDS, validator
 
 if TYPE_CHECKING:
     from ..execute import RunOptions
-    from ..image import BuildResult
+    from ..image import BuildOptions
     from ..pipeline import Prepared
 
 
@@ -30,18 +31,21 @@ def docker_client() -> Any:  # docker-py is untyped
     return connect()
 
 
-def _prepare(
-    op: OperationContext, reporter: Reporter, cancel: CancelToken, deadline: float | None
-) -> Prepared:
-    """The operation's notebook through the pipeline's snapshot, with its build options."""
-    from ..pipeline import prepare
-
-    build = op.config.build_options(
+def _build_options(op: OperationContext, deadline: float | None) -> BuildOptions:
+    return op.config.build_options(
         base_image=op.options.get("base_image"),
         deadline=deadline,
         idle_timeout=op.options.get("idle_timeout"),
         labels=dict(op.labels),
     )
+
+
+def _prepare(
+    op: OperationContext, reporter: Reporter, cancel: CancelToken, build: BuildOptions
+) -> Prepared:
+    """The operation's notebook through the pipeline's snapshot, with its build options."""
+    from ..pipeline import prepare
+
     return prepare(
         op.notebook,
         build,
@@ -54,23 +58,53 @@ def _prepare(
     )
 
 
-def _build_json(op: OperationContext, prepared: Prepared, res: BuildResult) -> dict[str, Any]:
+def _build(
+    op: OperationContext, reporter: Reporter, cancel: CancelToken, deadline: float | None
+) -> dict[str, Any]:
+    """Snapshot and build through the pipeline, or replay the no-op memo of an unchanged build."""
+    from ..buildmemo import recall, remember_build, replay
+    from ..pipeline import build
+
+    notebook = str(op.notebook)
+    options = _build_options(op, deadline)
+    settings = _memo_settings(op, options)
+    memo = None if options.no_cache else recall(notebook, settings)
+    if memo is not None:  # unchanged notebook and environment, image still there
+        replay(memo, reporter)
+        op.set_handle(image=memo.image)
+        return memo.result
+    clock = StageClock(reporter)
+    prepared = _prepare(op, clock, cancel, options)
+    res = build(prepared, clock, cancel)
+    clock.finish()
     op.set_handle(image=res.image)
-    return {
+    result = {
         **res.to_json(),
         "snapshot_hash": prepared.spec.hash,
         # the snapshot's findings, then the build's (missing-command, unmapped-library)
         "warnings": [w.to_json() for w in prepared.spec.warnings]
         + (res.system or {}).get("warnings", []),
     }
+    if not options.no_cache:
+        remember_build(notebook, settings, result, prepared.spec, True, clock.kept)
+    return result
+
+
+def _memo_settings(op: OperationContext, options: BuildOptions) -> dict[str, Any]:
+    """What shapes this build besides the notebook's bytes (the no-op memo's key)."""
+    return {
+        "surface": "server",
+        "notebook": str(op.notebook),
+        "kernel": op.options.get("kernel") or op.config.kernel,
+        "max_bytes": op.config.max_notebook_size,
+        "snapshot": repr(op.config.snapshot_options()),
+        "build": repr(replace(options, labels={}, deadline=0.0, idle_timeout=0.0)),
+    }
 
 
 def run_build(op: OperationContext, reporter: Reporter, cancel: CancelToken) -> dict[str, Any]:
     """``build`` kind: snapshot the notebook and build its image."""
-    from ..pipeline import build
-
-    prepared = _prepare(op, reporter, cancel, op.options.get("deadline"))
-    return _build_json(op, prepared, build(prepared, reporter, cancel))
+    return _build(op, reporter, cancel, op.options.get("deadline"))
 
 
 def resume_build(op: OperationContext, reporter: Reporter, cancel: CancelToken) -> dict[str, Any]:
@@ -116,21 +150,24 @@ def run_run(op: OperationContext, reporter: Reporter, cancel: CancelToken) -> di
 
     o = op.options
     image = o.get("image")
-    prepared = None if image else _prepare(op, reporter, cancel, o.get("build_deadline"))
-    built: dict[str, Any] = {}
-
-    def on_built(res: BuildResult) -> None:
-        if prepared is not None:  # always: a build needs the snapshot
-            built.update(_build_json(op, prepared, res))
-
     engine = o.get("engine") or "docker"
-    rr, _ = rerun(
-        op.notebook, prepared, engine, _run_options(op), reporter, cancel, image, on_built=on_built
-    )
+    build, prepared = None, None
+    if engine == "venv":  # no image: the venv is made from the snapshot
+        prepared = _prepare(op, reporter, cancel, _build_options(op, o.get("build_deadline")))
+    elif image is None:
+        build = _build(op, reporter, cancel, o.get("build_deadline"))
+        image = build["image"]
+    options = _run_options(op)
+    if o.get("sweep"):
+        from .sweeps import run_sweep
+
+        sweep = run_sweep(op, str(image), options, reporter, cancel)
+        return {"image": image, "engine": "docker", "build": build, "sweep": sweep}
+    rr, _ = rerun(op.notebook, prepared, engine, options, reporter, cancel, image)
     return {
         "image": rr.report.image,
         "engine": rr.report.engine,
-        "build": built or None,
+        "build": build,
         "output_path": op.relative(rr.output_path),
         "exit_code": rr.exit_code,
         "duration": round(rr.duration, 3),
@@ -153,6 +190,8 @@ def resume_run(op: OperationContext, reporter: Reporter, cancel: CancelToken) ->
     collect its executed notebook like ``run_notebook`` does."""
     import docker.errors
 
+    if op.options.get("sweep"):
+        raise LostError("the server stopped during this sweep", hint="start the sweep again")
     client = docker_client()
     try:
         found = client.containers.list(all=True, filters={"label": f"{OPERATION_LABEL}={op.id}"})
@@ -199,6 +238,10 @@ def builtin_kinds(resolve_output: Callable[[str], Path]) -> list[Kind]:
         options = validator(RUN_FIELDS, "run option")(options)
         if options.get("output"):
             resolve_output(options["output"])
+        if options.get("sweep"):
+            from .sweeps import check_sweep
+
+            check_sweep(options)
         return options
 
     return [
