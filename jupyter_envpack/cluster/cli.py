@@ -187,17 +187,17 @@ def cmd_fetch(args: argparse.Namespace) -> int:
 def _submit_sweep(
     args: argparse.Namespace, opts: Any, rows: list[Any], config: Any, reporter: Any
 ) -> int:
-    """One Slurm job array or Swarm job for the whole sweep; with ``--wait``, its notebooks and
-    summary."""
+    """One Slurm job array, Swarm job or Kubernetes Indexed Job for the whole sweep; with
+    ``--wait``, its notebooks and summary."""
     from ..cli import build_options_from_args
     from ..execute.parameters import parameters_cell_source
     from ..execute.sweep import sweep_folder, write_summary
     from .jobs import image_for, make_job_spec, new_job_id, open_backend, pushed_reference
 
-    if opts.backend not in ("slurm", "swarm"):
+    if opts.backend not in ("slurm", "swarm", "kubernetes"):
         raise InputError(
             f"--sweep on {opts.backend} is not available yet",
-            hint="use --backend slurm or swarm, or `jupyter envpack run --sweep` locally",
+            hint="use --backend slurm, swarm or kubernetes, or `jupyter envpack run --sweep`",
         )
     backend: Any = open_backend(opts.backend, opts.backend_options(), config)
     if not args.dry_run:
@@ -256,6 +256,16 @@ def _sweep_driver(name: str) -> Any:
         )
     import yaml
 
+    if name == "kubernetes":
+        from . import k8s_sweep
+
+        return SimpleNamespace(
+            render=lambda b, spec, cells, m: yaml.safe_dump(
+                k8s_sweep.render_sweep(b, spec, cells, m), sort_keys=False
+            ),
+            submit=k8s_sweep.submit_sweep,
+            follow=k8s_sweep.follow_k8s_sweep,
+        )
     from . import swarm_sweep
 
     return SimpleNamespace(

@@ -396,6 +396,7 @@ def make_job_spec(job_id: str, notebook: str, image: str, opts: SubmitOptions) -
         constraints=tuple(opts.constraints),
         schedule=opts.schedule,
         timezone=opts.timezone,
+        gpus=opts.gpus,
     )
 
 

@@ -269,7 +269,8 @@ def test_a_deleted_job_is_lost_and_cancel_tolerates_404(fake: HTTPServer) -> Non
     backend.cancel(HANDLE)  # already gone: fine
 
 
-def test_cancel_deletes_in_the_background(fake: HTTPServer) -> None:
+def test_cancel_deletes_the_pods_first(fake: HTTPServer) -> None:
+    """Foreground: the Job stays (being deleted) until its pods are gone, and reads cancelled."""
     seen: list[dict[str, Any]] = []
 
     def deleted(request: Request) -> Response:
@@ -282,7 +283,12 @@ def test_cancel_deletes_in_the_background(fake: HTTPServer) -> None:
 
     fake.expect_request(f"{JOBS}/{SPEC.name}", method="DELETE").respond_with_handler(deleted)
     backend_for(fake).cancel(HANDLE)
-    assert seen[0]["propagationPolicy"] == "Background"
+    assert seen[0]["propagationPolicy"] == "Foreground"
+    deleting = job_obj()
+    deleting["metadata"]["deletionTimestamp"] = stamp()
+    serve_state(fake, deleting, pod_list(pod_obj("p1", "Running")))
+    status = backend_for(fake).status(HANDLE)
+    assert (status.state, status.reason) == (JobState.CANCELLED, "deleting")
 
 
 @pytest.mark.reliability("I3")
