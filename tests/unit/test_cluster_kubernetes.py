@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import gzip
 import json
+import re
 import socket
 import time
 from collections.abc import Iterator
@@ -450,6 +451,24 @@ def test_no_kubernetes_configuration_is_a_clear_error(
     assert "KUBECONFIG" in (info.value.hint or "")
 
 
+def write_kubeconfig(folder: Any, server: HTTPServer) -> Any:
+    kubeconfig = folder / "kubeconfig"
+    cluster = {"server": server.url_for("").rstrip("/")}
+    kubeconfig.write_text(
+        json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "current-context": "lab",
+                "clusters": [{"name": "c", "cluster": cluster}],
+                "users": [{"name": "u", "user": {"token": "t"}}],
+                "contexts": [{"name": "lab", "context": {"cluster": "c", "user": "u"}}],
+            }
+        )
+    )
+    return kubeconfig
+
+
 def test_cli_submit_jobs_logs_against_the_fake_api(
     fake: HTTPServer,
     tmp_path: Any,
@@ -462,19 +481,7 @@ def test_cli_submit_jobs_logs_against_the_fake_api(
 
     monkeypatch.setenv("ENVPACK_JOBS_DB", str(tmp_path / "jobs.sqlite"))
     monkeypatch.setenv("JUPYTER_CONFIG_DIR", str(tmp_path / "no-config"))
-    kubeconfig = tmp_path / "kubeconfig"
-    kubeconfig.write_text(
-        json.dumps(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "current-context": "lab",
-                "clusters": [{"name": "c", "cluster": {"server": fake.url_for("").rstrip("/")}}],
-                "users": [{"name": "u", "user": {"token": "t"}}],
-                "contexts": [{"name": "lab", "context": {"cluster": "c", "user": "u"}}],
-            }
-        )
-    )
+    kubeconfig = write_kubeconfig(tmp_path, fake)
     nb = tmp_path / "analysis.ipynb"
     nb.write_text(json.dumps({"nbformat": 4, "nbformat_minor": 5, "metadata": {}, "cells": []}))
     created: list[dict[str, Any]] = []
@@ -544,3 +551,101 @@ def test_pods_without_a_creation_time_still_sort(fake: HTTPServer) -> None:
     serve_state(fake, job_obj(), pod_list(young, unknown))
     status = backend_for(fake).status(HANDLE)
     assert status.state is JobState.RUNNING and "p2" in status.message
+
+
+def result_log(values: dict[str, Any]) -> str:
+    """A runner's log whose executed notebook recorded ``values`` (sweep summary input)."""
+    output = {
+        "output_type": "display_data",
+        "metadata": {},
+        "data": {"application/vnd.envpack.record+json": values, "text/plain": str(values)},
+    }
+    cell = {"cell_type": "code", "id": "c1", "metadata": {}, "source": "", "outputs": [output]}
+    cell["execution_count"] = 1
+    notebook = {"cells": [cell], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
+    blob = base64.b64encode(gzip.compress(json.dumps(notebook).encode())).decode()
+    return f"start\n----- ENVPACK RESULT BEGIN -----\n{blob}\n----- ENVPACK RESULT END -----\n"
+
+
+def member_pod(name: str, index: int, phase: str, exit_code: int | None = None) -> dict[str, Any]:
+    pod = pod_obj(name, phase, exit_code=exit_code)
+    pod["metadata"]["annotations"] = {"batch.kubernetes.io/job-completion-index": str(index)}
+    if exit_code is not None:
+        terminated = pod["status"]["containerStatuses"][0]["state"]["terminated"]
+        terminated.update(startedAt=stamp(12), finishedAt=stamp(2))
+    return pod
+
+
+@pytest.mark.reliability("I4")
+def test_cli_sweep_is_one_indexed_job_followed_per_index(
+    fake: HTTPServer,
+    tmp_path: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`submit --sweep --wait` over HTTP: one Indexed Job is created (valid 1.30), members are
+    followed by completion index, member 1 fails alone (the others finish), each member's
+    notebook comes from its own pod's log and summary.csv has one row per member."""
+    from jupyter_envpack.cli import main
+
+    monkeypatch.setenv("ENVPACK_JOBS_DB", str(tmp_path / "jobs.sqlite"))
+    monkeypatch.setenv("JUPYTER_CONFIG_DIR", str(tmp_path / "no-config"))
+    kubeconfig = write_kubeconfig(tmp_path, fake)
+    nb = tmp_path / "analysis.ipynb"
+    nb.write_text(json.dumps({"nbformat": 4, "nbformat_minor": 5, "metadata": {}, "cells": []}))
+    created: list[dict[str, Any]] = []
+    reads = []
+
+    def create(request: Request) -> Response:
+        created.append(json.loads(request.get_data()))
+        return Response(json.dumps(created[0]), 201, content_type="application/json")
+
+    def read(request: Request) -> Response:
+        reads.append(request.path)
+        job = job_obj(rv=str(len(reads)))
+        job["metadata"]["name"] = created[0]["metadata"]["name"]
+        done = len(reads) > 1
+        job["status"] = {"completedIndexes": "0,2" if done else "0", "failedIndexes": "1"}
+        if done:
+            job["status"]["conditions"] = [
+                {"type": "Failed", "status": "True", "reason": "FailedIndexes", "message": "1"}
+            ]
+        return Response(json.dumps(job), 200, content_type="application/json")
+
+    pods = [
+        member_pod("m0", 0, "Succeeded", 0),
+        member_pod("m1", 1, "Failed", 3),
+        member_pod("m2", 2, "Running"),
+    ]
+
+    def listed(request: Request) -> Response:
+        if len(reads) > 1:
+            pods[2] = member_pod("m2", 2, "Succeeded", 0)
+        return Response(json.dumps(pod_list(*pods)), 200, content_type="application/json")
+
+    fake.expect_request(JOBS, method="POST").respond_with_handler(create)
+    fake.expect_request(re.compile(f"{JOBS}/[a-z0-9-]+$"), method="GET").respond_with_handler(read)
+    fake.expect_request(PODS, method="GET").respond_with_handler(listed)
+    fake.expect_request(f"{PODS}/m0/log").respond_with_data(result_log({"accuracy": 0.9}))
+    fake.expect_request(f"{PODS}/m1/log").respond_with_data("Traceback: ZeroDivisionError\n")
+    fake.expect_request(f"{PODS}/m2/log").respond_with_data(result_log({"accuracy": 0.7}))
+    out = tmp_path / "sweep"
+    argv = ["submit", "-q", str(nb), "--backend", "kubernetes", "--namespace", NS]
+    argv += ["--kubeconfig", str(kubeconfig), "--image", "127.0.0.1:5000/envpack/analysis:1"]
+    argv += ["--registry", "127.0.0.1:5000", "--sweep", "alpha=0.1,0.2,0.5", "--max-parallel", "2"]
+    assert main([*argv, "--wait", "--output", str(out)]) == 1  # one member failed
+
+    (job,) = created
+    kubernetes_validate.validate(job, "1.30.0", strict=True)
+    assert (job["spec"]["completions"], job["spec"]["parallelism"]) == (3, 2)
+    assert len(reads) == 2  # followed until every index was over
+    summary = (out / "summary.csv").read_text().splitlines()
+    assert summary[0] == "index,alpha,state,duration_s,accuracy,notebook,message"
+    assert summary[1].startswith("0,0.1,succeeded,10.0,0.9,")
+    assert summary[2].startswith("1,0.2,failed,10.0,,,a cell raised an exception; no executed")
+    assert summary[3].startswith("2,0.5,succeeded,10.0,0.7,")
+    assert sorted(p.name for p in out.glob("*.ipynb")) == [
+        "analysis.sweep-00-alpha=0.1.ipynb",
+        "analysis.sweep-02-alpha=0.5.ipynb",
+    ]
+    capsys.readouterr()
