@@ -485,6 +485,9 @@ def _run_sweep(args: argparse.Namespace, image: str, rows: list[Any], run_opts: 
         max_parallel=args.max_parallel,
     )
     summary = write_summary(folder / "summary.csv", runs)
+    from .cluster.sweeps import record_local_sweep
+
+    record_local_sweep(str(args.notebook), image, runs, args.max_parallel)  # `jobs` lists it
     failed = [r.index for r in runs if r.state != "succeeded"]
     sys.stderr.write(f"sweep: {len(runs) - len(failed)} succeeded, {len(failed)} failed\n")
     _out(str(summary))

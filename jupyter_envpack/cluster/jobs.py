@@ -554,6 +554,11 @@ def refresh(record: JobRecord, index: JobIndex, backend: Backend | None = None) 
     """Ask the backend for the job's status and store it (final states are kept)."""
     if record.finished:
         return record
+    if record.options.get("sweep"):  # a sweep's state sums up its members' (see .sweeps)
+        from .sweeps import refresh_sweep
+
+        refresh_sweep(record, index, backend or backend_of(record))
+        return index.get(record.id)
     status = (backend or backend_of(record)).status(_handle(record))
     index.record_status(record.id, status)
     return index.get(record.id)

@@ -649,3 +649,68 @@ def test_cli_sweep_is_one_indexed_job_followed_per_index(
         "analysis.sweep-02-alpha=0.5.ipynb",
     ]
     capsys.readouterr()
+
+    # `jobs` lists the sweep as one row with its members' counts; --members expands it
+    assert main(["jobs", "--json"]) == 0
+    (listed,) = json.loads(capsys.readouterr().out)
+    assert (listed["state"], listed["message"]) == ("failed", "2 succeeded, 1 failed")
+    assert listed["sweep"] == {"members": 3}
+    assert listed["handle"] == f"{NS}/job/{job['metadata']['name']}"
+    assert main(["jobs", "--members", "--json"]) == 0
+    (listed,) = json.loads(capsys.readouterr().out)
+    members = [(m["state"], m["reason"]) for m in listed["sweep"]["member_states"]]
+    assert members == [
+        ("succeeded", "completed"),
+        ("failed", "cell-error"),
+        ("succeeded", "completed"),
+    ]
+    monkeypatch.setenv("COLUMNS", "200")
+    assert main(["jobs", "--members"]) == 0
+    table = capsys.readouterr().out
+    assert "analysis.ipynb (sweep of 3)" in table and "2 succeeded, 1 failed" in table
+    assert "#1 " in table and "a cell raised an exception" in table
+
+
+def test_cli_sweep_without_wait_is_indexed_and_one_cancel_stops_all(
+    fake: HTTPServer,
+    tmp_path: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from jupyter_envpack.cli import main
+
+    monkeypatch.setenv("ENVPACK_JOBS_DB", str(tmp_path / "jobs.sqlite"))
+    monkeypatch.setenv("JUPYTER_CONFIG_DIR", str(tmp_path / "no-config"))
+    nb = tmp_path / "analysis.ipynb"
+    nb.write_text(json.dumps({"nbformat": 4, "nbformat_minor": 5, "metadata": {}, "cells": []}))
+    created: list[dict[str, Any]] = []
+    deleted: list[dict[str, Any]] = []
+
+    def create(request: Request) -> Response:
+        created.append(json.loads(request.get_data()))
+        return Response(json.dumps(created[0]), 201, content_type="application/json")
+
+    def delete(request: Request) -> Response:
+        deleted.append({"path": request.path, **json.loads(request.get_data())})
+        return Response(json.dumps({"kind": "Status"}), 200, content_type="application/json")
+
+    running = job_obj()
+    running["status"] = {"completedIndexes": "1", "active": 3}
+    pods = pod_list(member_pod("m0", 0, "Running"), member_pod("m1", 1, "Succeeded", 0))
+    fake.expect_request(JOBS, method="POST").respond_with_handler(create)
+    fake.expect_request(re.compile(f"{JOBS}/.+"), method="GET").respond_with_json(running)
+    fake.expect_request(PODS, method="GET").respond_with_json(pods)
+    fake.expect_request(re.compile(f"{JOBS}/.+"), method="DELETE").respond_with_handler(delete)
+    argv = ["submit", "-q", str(nb), "--backend", "kubernetes", "--namespace", NS]
+    argv += ["--kubeconfig", str(write_kubeconfig(tmp_path, fake)), "--sweep", "seed=1..4"]
+    assert main([*argv, "--image", "127.0.0.1:5000/envpack/analysis:1"]) == 0
+    sweep_id = capsys.readouterr().out.strip()
+    assert main(["jobs", "--json"]) == 0
+    (listed,) = json.loads(capsys.readouterr().out)
+    assert (listed["id"], listed["state"]) == (sweep_id, "running")
+    assert listed["message"] == "1 running, 2 pending, 1 succeeded"
+    assert main(["cancel", sweep_id]) == 0
+    assert capsys.readouterr().out.strip() == f"{sweep_id} cancelled"
+    (gone,) = deleted  # the one Indexed Job: every member stops with it
+    assert gone["path"] == f"{JOBS}/{created[0]['metadata']['name']}"
+    assert gone["propagationPolicy"] == "Foreground"
