@@ -145,6 +145,12 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--memory", metavar="SIZE", help="memory limit, e.g. 2g (default 2g)")
     p.add_argument("--no-network", action="store_true", help="run without network access")
     p.add_argument(
+        "--gpus",
+        metavar="N|all",
+        help="GPUs: 'all' or a count for local runs (engine device requests), a count for "
+        "cluster jobs (default c.EnvPack.gpus: none)",
+    )
+    p.add_argument(
         "--sweep",
         action="append",
         metavar="NAME=V1,V2|A..B",
@@ -209,6 +215,7 @@ def run_options_from_args(args: argparse.Namespace) -> RunOptions:
         tolerance=getattr(args, "tolerance", None),
         cpus=getattr(args, "cpus", None),
         pids=getattr(args, "pids", None),
+        gpus=getattr(args, "gpus", None),
     )
     opts.validate()
     return opts

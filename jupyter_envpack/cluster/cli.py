@@ -390,7 +390,6 @@ def _add_submit(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     )
     p.add_argument("--partition", help="Slurm partition")
     p.add_argument("--account", help="Slurm account")
-    p.add_argument("--gpus", type=int, metavar="N", help="GPUs per job (Slurm --gres=gpu:N)")
     p.add_argument(
         "--runtime",
         choices=("docker", "podman", "apptainer"),
