@@ -14,6 +14,7 @@ import re
 import socket
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -714,3 +715,23 @@ def test_cli_sweep_without_wait_is_indexed_and_one_cancel_stops_all(
     (gone,) = deleted  # the one Indexed Job: every member stops with it
     assert gone["path"] == f"{JOBS}/{created[0]['metadata']['name']}"
     assert gone["propagationPolicy"] == "Foreground"
+
+
+def test_the_gpu_node_pool_comes_from_c_envpack_backend_options() -> None:
+    from jupyter_envpack.cluster.jobs import open_backend
+    from jupyter_envpack.config import EnvPack
+
+    pool = {
+        "gpu_node_selector": {"cloud.google.com/gke-accelerator": "nvidia-l4"},
+        "gpu_tolerations": [
+            {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+        ],
+    }
+    config = EnvPack(backend_options={"kubernetes": pool})
+    backend = open_backend("kubernetes", {"namespace": NS}, config)
+    (job,) = backend.render(replace(SPEC, gpus=1))
+    pod = job["spec"]["template"]["spec"]
+    assert pod["nodeSelector"] == pool["gpu_node_selector"]
+    assert pod["tolerations"] == pool["gpu_tolerations"]
+    assert pod["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    kubernetes_validate.validate(job, "1.30.0", strict=True)
