@@ -492,9 +492,14 @@ def _run_sweep(args: argparse.Namespace, image: str, rows: list[Any], run_opts: 
         max_parallel=args.max_parallel,
     )
     summary = write_summary(folder / "summary.csv", runs)
+    import sqlite3
+
     from .cluster.sweeps import record_local_sweep
 
-    record_local_sweep(str(args.notebook), image, runs, args.max_parallel)  # `jobs` lists it
+    try:
+        record_local_sweep(str(args.notebook), image, runs, args.max_parallel)  # `jobs` lists it
+    except (EnvpackError, OSError, sqlite3.Error) as exc:  # the sweep itself is done and written
+        sys.stderr.write(f"sweep: not added to `jupyter envpack jobs` ({exc})\n")
     failed = [r.index for r in runs if r.state != "succeeded"]
     sys.stderr.write(f"sweep: {len(runs) - len(failed)} succeeded, {len(failed)} failed\n")
     _out(str(summary))
