@@ -203,6 +203,11 @@ def test_a_sweep_is_one_job_array_and_a_failed_member_stops_no_other(
         backend, handle, rows, folder=tmp_path / "nbs", stem="fake", timeout=600, poll=1
     )
     assert [r.state for r in runs] == ["succeeded"] * 3 + ["failed"] * 3
+    from jupyter_envpack.cluster.sweeps import member_states, summarize
+
+    states = member_states("slurm", backend, handle, len(rows))  # what `jobs --members` shows
+    assert [states[i].state.value for i in range(len(rows))] == [r.state for r in runs]
+    assert summarize(states, len(rows)).message == "3 succeeded, 3 failed"
     for run in runs:  # failed members print their notebook too; each ran its own row
         source = nbformat.read(run.output or "", as_version=4).cells[0].source
         assert f"exit_code = {run.parameters['exit_code']}" in source

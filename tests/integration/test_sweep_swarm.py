@@ -58,6 +58,11 @@ def test_a_sweep_is_one_swarm_job_with_one_task_per_row(swarm_job: JobSpec, tmp_
         backend, handle, rows, folder=tmp_path / "nbs", stem="fake", timeout=600, poll=1
     )
     assert [r.state for r in runs] == ["succeeded"] * 3 + ["failed"] * 3  # no member stops another
+    from jupyter_envpack.cluster.sweeps import member_states, summarize
+
+    states = member_states("swarm", backend, handle, len(rows))  # what `jobs --members` shows
+    assert [states[i].state.value for i in range(len(rows))] == [r.state for r in runs]
+    assert summarize(states, len(rows)).message == "3 succeeded, 3 failed"
     for run in runs:
         executed = nbformat.read(run.output or "", as_version=4)
         source = executed.cells[0].source  # the fake runner echoes its parameters cell

@@ -10,17 +10,30 @@ from __future__ import annotations
 import base64
 import gzip
 import json
-import re
 import socket
 import time
-from collections.abc import Iterator
 from dataclasses import replace
-from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import kubernetes
 import kubernetes_validate
 import pytest
+from k8s_fake import (  # the scripted API server and its objects
+    HANDLE,
+    JOBS,
+    NS,
+    PODS,
+    SPEC,
+    api_server,
+    backend_for,
+    fake,
+    job_obj,
+    pod_list,
+    pod_obj,
+    serve_state,
+    stamp,
+    write_kubeconfig,
+)
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
@@ -29,101 +42,7 @@ from jupyter_envpack.cluster.kubernetes import KubernetesBackend
 from jupyter_envpack.errors import ClusterError, InputError
 
 pytestmark = pytest.mark.k8s_fake
-NS = "science"
-JOBS = f"/apis/batch/v1/namespaces/{NS}/jobs"
-PODS = f"/api/v1/namespaces/{NS}/pods"
-SPEC = JobSpec(
-    job_id="feedbeef",
-    name="analysis-0123456789",
-    image="127.0.0.1:5000/envpack/a:1",
-    notebook="analysis.ipynb",
-    parameters_cell="n = 3\n",
-    deadline=600,
-)
-HANDLE = f"{NS}/job/analysis-0123456789"
-
-
-@pytest.fixture(scope="module")
-def api_server() -> Iterator[HTTPServer]:
-    server = HTTPServer(threaded=True)  # threaded: a sleeping handler must not block the rest
-    server.start()
-    yield server
-    server.clear()
-    if server.is_running():
-        server.stop()
-
-
-@pytest.fixture
-def fake(api_server: HTTPServer) -> Iterator[HTTPServer]:
-    api_server.clear()
-    yield api_server
-    api_server.clear()
-
-
-def backend_for(server: HTTPServer, **kwargs: Any) -> KubernetesBackend:
-    cfg = kubernetes.client.Configuration()
-    cfg.host = server.url_for("").rstrip("/")
-    cfg.retries = False
-    kwargs.setdefault("retry_budget", 5.0)
-    return KubernetesBackend(namespace=NS, api_client=kubernetes.client.ApiClient(cfg), **kwargs)
-
-
-def stamp(seconds_ago: float = 0) -> str:
-    moment = datetime.now(timezone.utc) - timedelta(seconds=seconds_ago)
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def job_obj(conditions: list[dict[str, str]] | None = None, rv: str = "10") -> dict[str, Any]:
-    return {
-        "apiVersion": "batch/v1",
-        "kind": "Job",
-        "metadata": {"name": SPEC.name, "namespace": NS, "resourceVersion": rv},
-        "spec": {"template": {"spec": {"containers": [{"name": "notebook"}]}}},
-        "status": {"conditions": [{"lastTransitionTime": stamp(), **c} for c in conditions or []]},
-    }
-
-
-def pod_obj(
-    name: str,
-    phase: str,
-    *,
-    waiting: str | None = None,
-    exit_code: int | None = None,
-    age: float = 1,
-    conditions: list[dict[str, str]] | None = None,
-) -> dict[str, Any]:
-    state: dict[str, Any] = {"running": {}}
-    if waiting:
-        state = {"waiting": {"reason": waiting, "message": f"{waiting} for the image"}}
-    elif exit_code is not None:
-        state = {"terminated": {"exitCode": exit_code}}
-    return {
-        "metadata": {"name": name, "namespace": NS, "creationTimestamp": stamp(age)},
-        "spec": {"containers": [{"name": "notebook"}], "nodeName": "node-a"},
-        "status": {
-            "phase": phase,
-            "conditions": conditions or [],
-            "containerStatuses": [
-                {
-                    "name": "notebook",
-                    "image": SPEC.image,
-                    "imageID": "",
-                    "ready": False,
-                    "restartCount": 0,
-                    "state": state,
-                }
-            ],
-        },
-    }
-
-
-def pod_list(*pods: dict[str, Any]) -> dict[str, Any]:
-    return {"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": list(pods)}
-
-
-def serve_state(fake: HTTPServer, job: dict[str, Any], pods: dict[str, Any]) -> None:
-    fake.expect_oneshot_request(f"{JOBS}/{SPEC.name}", method="GET").respond_with_json(job)
-    fake.expect_oneshot_request(PODS, method="GET").respond_with_json(pods)
+__all__ = ["api_server", "fake"]  # fixtures, used by name
 
 
 @pytest.mark.reliability("I3")
@@ -452,24 +371,6 @@ def test_no_kubernetes_configuration_is_a_clear_error(
     assert "KUBECONFIG" in (info.value.hint or "")
 
 
-def write_kubeconfig(folder: Any, server: HTTPServer) -> Any:
-    kubeconfig = folder / "kubeconfig"
-    cluster = {"server": server.url_for("").rstrip("/")}
-    kubeconfig.write_text(
-        json.dumps(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "current-context": "lab",
-                "clusters": [{"name": "c", "cluster": cluster}],
-                "users": [{"name": "u", "user": {"token": "t"}}],
-                "contexts": [{"name": "lab", "context": {"cluster": "c", "user": "u"}}],
-            }
-        )
-    )
-    return kubeconfig
-
-
 def test_cli_submit_jobs_logs_against_the_fake_api(
     fake: HTTPServer,
     tmp_path: Any,
@@ -552,169 +453,6 @@ def test_pods_without_a_creation_time_still_sort(fake: HTTPServer) -> None:
     serve_state(fake, job_obj(), pod_list(young, unknown))
     status = backend_for(fake).status(HANDLE)
     assert status.state is JobState.RUNNING and "p2" in status.message
-
-
-def result_log(values: dict[str, Any]) -> str:
-    """A runner's log whose executed notebook recorded ``values`` (sweep summary input)."""
-    output = {
-        "output_type": "display_data",
-        "metadata": {},
-        "data": {"application/vnd.envpack.record+json": values, "text/plain": str(values)},
-    }
-    cell = {"cell_type": "code", "id": "c1", "metadata": {}, "source": "", "outputs": [output]}
-    cell["execution_count"] = 1
-    notebook = {"cells": [cell], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
-    blob = base64.b64encode(gzip.compress(json.dumps(notebook).encode())).decode()
-    return f"start\n----- ENVPACK RESULT BEGIN -----\n{blob}\n----- ENVPACK RESULT END -----\n"
-
-
-def member_pod(name: str, index: int, phase: str, exit_code: int | None = None) -> dict[str, Any]:
-    pod = pod_obj(name, phase, exit_code=exit_code)
-    pod["metadata"]["annotations"] = {"batch.kubernetes.io/job-completion-index": str(index)}
-    if exit_code is not None:
-        terminated = pod["status"]["containerStatuses"][0]["state"]["terminated"]
-        terminated.update(startedAt=stamp(12), finishedAt=stamp(2))
-    return pod
-
-
-@pytest.mark.reliability("I4")
-def test_cli_sweep_is_one_indexed_job_followed_per_index(
-    fake: HTTPServer,
-    tmp_path: Any,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    """`submit --sweep --wait` over HTTP: one Indexed Job is created (valid 1.30), members are
-    followed by completion index, member 1 fails alone (the others finish), each member's
-    notebook comes from its own pod's log and summary.csv has one row per member."""
-    from jupyter_envpack.cli import main
-
-    monkeypatch.setenv("ENVPACK_JOBS_DB", str(tmp_path / "jobs.sqlite"))
-    monkeypatch.setenv("JUPYTER_CONFIG_DIR", str(tmp_path / "no-config"))
-    kubeconfig = write_kubeconfig(tmp_path, fake)
-    nb = tmp_path / "analysis.ipynb"
-    nb.write_text(json.dumps({"nbformat": 4, "nbformat_minor": 5, "metadata": {}, "cells": []}))
-    created: list[dict[str, Any]] = []
-    reads = []
-
-    def create(request: Request) -> Response:
-        created.append(json.loads(request.get_data()))
-        return Response(json.dumps(created[0]), 201, content_type="application/json")
-
-    def read(request: Request) -> Response:
-        reads.append(request.path)
-        job = job_obj(rv=str(len(reads)))
-        job["metadata"]["name"] = created[0]["metadata"]["name"]
-        done = len(reads) > 1
-        job["status"] = {"completedIndexes": "0,2" if done else "0", "failedIndexes": "1"}
-        if done:
-            job["status"]["conditions"] = [
-                {"type": "Failed", "status": "True", "reason": "FailedIndexes", "message": "1"}
-            ]
-        return Response(json.dumps(job), 200, content_type="application/json")
-
-    pods = [
-        member_pod("m0", 0, "Succeeded", 0),
-        member_pod("m1", 1, "Failed", 3),
-        member_pod("m2", 2, "Running"),
-    ]
-
-    def listed(request: Request) -> Response:
-        if len(reads) > 1:
-            pods[2] = member_pod("m2", 2, "Succeeded", 0)
-        return Response(json.dumps(pod_list(*pods)), 200, content_type="application/json")
-
-    fake.expect_request(JOBS, method="POST").respond_with_handler(create)
-    fake.expect_request(re.compile(f"{JOBS}/[a-z0-9-]+$"), method="GET").respond_with_handler(read)
-    fake.expect_request(PODS, method="GET").respond_with_handler(listed)
-    fake.expect_request(f"{PODS}/m0/log").respond_with_data(result_log({"accuracy": 0.9}))
-    fake.expect_request(f"{PODS}/m1/log").respond_with_data("Traceback: ZeroDivisionError\n")
-    fake.expect_request(f"{PODS}/m2/log").respond_with_data(result_log({"accuracy": 0.7}))
-    out = tmp_path / "sweep"
-    argv = ["submit", "-q", str(nb), "--backend", "kubernetes", "--namespace", NS]
-    argv += ["--kubeconfig", str(kubeconfig), "--image", "127.0.0.1:5000/envpack/analysis:1"]
-    argv += ["--registry", "127.0.0.1:5000", "--sweep", "alpha=0.1,0.2,0.5", "--max-parallel", "2"]
-    assert main([*argv, "--wait", "--output", str(out)]) == 1  # one member failed
-
-    (job,) = created
-    kubernetes_validate.validate(job, "1.30.0", strict=True)
-    assert (job["spec"]["completions"], job["spec"]["parallelism"]) == (3, 2)
-    assert len(reads) == 2  # followed until every index was over
-    summary = (out / "summary.csv").read_text().splitlines()
-    assert summary[0] == "index,alpha,state,duration_s,accuracy,notebook,message"
-    assert summary[1].startswith("0,0.1,succeeded,10.0,0.9,")
-    assert summary[2].startswith("1,0.2,failed,10.0,,,a cell raised an exception; no executed")
-    assert summary[3].startswith("2,0.5,succeeded,10.0,0.7,")
-    assert sorted(p.name for p in out.glob("*.ipynb")) == [
-        "analysis.sweep-00-alpha=0.1.ipynb",
-        "analysis.sweep-02-alpha=0.5.ipynb",
-    ]
-    capsys.readouterr()
-
-    # `jobs` lists the sweep as one row with its members' counts; --members expands it
-    assert main(["jobs", "--json"]) == 0
-    (listed,) = json.loads(capsys.readouterr().out)
-    assert (listed["state"], listed["message"]) == ("failed", "2 succeeded, 1 failed")
-    assert listed["sweep"] == {"members": 3}
-    assert listed["handle"] == f"{NS}/job/{job['metadata']['name']}"
-    assert main(["jobs", "--members", "--json"]) == 0
-    (listed,) = json.loads(capsys.readouterr().out)
-    members = [(m["state"], m["reason"]) for m in listed["sweep"]["member_states"]]
-    assert members == [
-        ("succeeded", "completed"),
-        ("failed", "cell-error"),
-        ("succeeded", "completed"),
-    ]
-    monkeypatch.setenv("COLUMNS", "200")
-    assert main(["jobs", "--members"]) == 0
-    table = capsys.readouterr().out
-    assert "analysis.ipynb (sweep of 3)" in table and "2 succeeded, 1 failed" in table
-    assert "#1 " in table and "a cell raised an exception" in table
-
-
-def test_cli_sweep_without_wait_is_indexed_and_one_cancel_stops_all(
-    fake: HTTPServer,
-    tmp_path: Any,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    from jupyter_envpack.cli import main
-
-    monkeypatch.setenv("ENVPACK_JOBS_DB", str(tmp_path / "jobs.sqlite"))
-    monkeypatch.setenv("JUPYTER_CONFIG_DIR", str(tmp_path / "no-config"))
-    nb = tmp_path / "analysis.ipynb"
-    nb.write_text(json.dumps({"nbformat": 4, "nbformat_minor": 5, "metadata": {}, "cells": []}))
-    created: list[dict[str, Any]] = []
-    deleted: list[dict[str, Any]] = []
-
-    def create(request: Request) -> Response:
-        created.append(json.loads(request.get_data()))
-        return Response(json.dumps(created[0]), 201, content_type="application/json")
-
-    def delete(request: Request) -> Response:
-        deleted.append({"path": request.path, **json.loads(request.get_data())})
-        return Response(json.dumps({"kind": "Status"}), 200, content_type="application/json")
-
-    running = job_obj()
-    running["status"] = {"completedIndexes": "1", "active": 3}
-    pods = pod_list(member_pod("m0", 0, "Running"), member_pod("m1", 1, "Succeeded", 0))
-    fake.expect_request(JOBS, method="POST").respond_with_handler(create)
-    fake.expect_request(re.compile(f"{JOBS}/.+"), method="GET").respond_with_json(running)
-    fake.expect_request(PODS, method="GET").respond_with_json(pods)
-    fake.expect_request(re.compile(f"{JOBS}/.+"), method="DELETE").respond_with_handler(delete)
-    argv = ["submit", "-q", str(nb), "--backend", "kubernetes", "--namespace", NS]
-    argv += ["--kubeconfig", str(write_kubeconfig(tmp_path, fake)), "--sweep", "seed=1..4"]
-    assert main([*argv, "--image", "127.0.0.1:5000/envpack/analysis:1"]) == 0
-    sweep_id = capsys.readouterr().out.strip()
-    assert main(["jobs", "--json"]) == 0
-    (listed,) = json.loads(capsys.readouterr().out)
-    assert (listed["id"], listed["state"]) == (sweep_id, "running")
-    assert listed["message"] == "1 running, 2 pending, 1 succeeded"
-    assert main(["cancel", sweep_id]) == 0
-    assert capsys.readouterr().out.strip() == f"{sweep_id} cancelled"
-    (gone,) = deleted  # the one Indexed Job: every member stops with it
-    assert gone["path"] == f"{JOBS}/{created[0]['metadata']['name']}"
-    assert gone["propagationPolicy"] == "Foreground"
 
 
 def test_the_gpu_node_pool_comes_from_c_envpack_backend_options() -> None:
