@@ -177,10 +177,20 @@ def _listed(record: Any, index: Any, args: argparse.Namespace) -> tuple[Any, dic
 
 
 def cmd_logs(args: argparse.Namespace) -> int:
-    """Print a job's log."""
-    from .jobs import JobIndex, logs
+    """Print a job's log (a sweep member's with ``--member``)."""
+    from .base import collapse_result
+    from .jobs import JobIndex, backend_of, logs
+    from .sweeps import is_sweep, member_log
 
-    _out(logs(JobIndex().get(args.job), tail=args.tail, raw=args.raw).rstrip("\n"))
+    record = JobIndex().get(args.job)
+    if args.member is None and is_sweep(record.options):
+        raise InputError(f"{record.id} is a sweep", hint="choose a run with --member N")
+    if args.member is None:
+        _out(logs(record, tail=args.tail, raw=args.raw).rstrip("\n"))
+        return 0
+    text = member_log(record, backend_of(record), args.member)
+    text = "".join(text.splitlines(keepends=True)[-args.tail :]) if args.tail else text
+    _out((text if args.raw else collapse_result(text)).rstrip("\n"))
     return 0
 
 
@@ -197,9 +207,15 @@ def cmd_cancel(args: argparse.Namespace) -> int:
 def cmd_fetch(args: argparse.Namespace) -> int:
     """Write a finished job's executed notebook."""
     from .jobs import JobIndex, fetch, refresh
+    from .sweeps import is_sweep
 
     index = JobIndex()
     record = refresh(index.get(args.job), index)
+    if is_sweep(record.options):
+        raise InputError(
+            f"{record.id} is a sweep: its notebooks are written by `submit --sweep --wait`",
+            hint="see a run's log with `jupyter envpack logs ID --member N`",
+        )
     path = fetch(record, index=index, output=Path(args.output) if args.output else None)
     _out(str(path))
     return 0
@@ -426,6 +442,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
     p = subparsers.add_parser("logs", help="print a cluster job's log")
     p.add_argument("job", help="job id (or a unique prefix)")
     p.add_argument("--tail", type=int, metavar="N", help="only the last N lines")
+    p.add_argument("--member", type=int, metavar="I", help="a sweep's run I (0-based)")
     p.add_argument(
         "--raw",
         action="store_true",

@@ -125,3 +125,33 @@ def record_local_sweep(notebook: str, image: str, runs: list[Any], max_parallel:
     status = summarize(stored_states({SWEEP_KEY: sweep}), len(runs))
     JobIndex().record_status(record.id, status)
     return record
+
+
+def member_log(record: Any, backend: Any, index: int) -> str:
+    """The log of member ``index`` of a cluster sweep (the pod, array task or Swarm task)."""
+    from ..errors import InputError, NotFoundError
+
+    total = int(record.options[SWEEP_KEY]["members"])
+    if not 0 <= index < total or record.backend == "local" or not record.handle:
+        raise InputError(
+            f"sweep {record.id} has no member {index} with a log",
+            hint=f"members are 0..{total - 1}; a local sweep's notebooks are in its folder",
+        )
+    if record.backend == "kubernetes":
+        from .k8s_sweep import member_pod
+        from .kubernetes import parse_handle
+
+        namespace, _, name = parse_handle(record.handle)
+        pod = member_pod(backend.pods(namespace, name), index)
+        if pod is None:
+            raise NotFoundError(f"member {index} of sweep {record.id} has no pod yet")
+        return str(backend.pod_log(namespace, pod.metadata.name))
+    if record.backend == "slurm":
+        return str(backend.logs(f"{record.handle}_{index}"))
+    from .swarm_sweep import _slot, _task_log
+
+    tasks = backend.client.api.tasks(filters={"service": record.handle})
+    mine = sorted((t for t in tasks if _slot(t) == index), key=lambda t: t.get("CreatedAt", ""))
+    if not mine:
+        raise NotFoundError(f"member {index} of sweep {record.id} has no task yet")
+    return _task_log(backend, mine[-1]["ID"])
