@@ -107,7 +107,7 @@ def gpu_count(value: str | int | None) -> int | None:
     gpus = parse_gpus(value)
     if gpus == "all":
         raise InputError(
-            "a cluster job needs a number of GPUs, not 'all'",
+            "a cluster job needs a number of GPUs, not 'all' (from --gpus or c.EnvPack.gpus)",
             hint="e.g. --gpus 1 (the cluster picks a node with that many free)",
         )
     return gpus if isinstance(gpus, int) else None
