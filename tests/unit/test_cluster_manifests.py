@@ -443,3 +443,19 @@ def test_gpu_jobs_ask_for_nvidia_gpus_on_the_gpu_pool() -> None:
     plain = pod_of(make_job(SPEC, GPU_OPTIONS))  # no GPUs asked: the GPU pool is not chosen
     assert "nodeSelector" not in plain and "tolerations" not in plain
     assert "nvidia.com/gpu" not in plain["containers"][0]["resources"]["limits"]
+
+
+@pytest.mark.reliability("I4")
+@settings(max_examples=25, deadline=None)
+@given(
+    cells=st.lists(st.text(max_size=60), min_size=1, max_size=40),
+    parallel=st.integers(min_value=-3, max_value=100),
+    gpus=st.one_of(st.none(), st.integers(min_value=1, max_value=8)),
+)
+def test_any_sweep_validates_and_stays_restricted(
+    cells: list[str], parallel: int, gpus: int | None
+) -> None:
+    job = make_sweep_job(replace(SPEC, gpus=gpus), cells, parallel, GPU_OPTIONS)
+    validate(job)
+    assert restricted_pss_violations(pod_of(job)) == []
+    assert 1 <= job["spec"]["parallelism"] <= len(cells) == job["spec"]["completions"]
