@@ -93,3 +93,19 @@ def test_config_gpus_reaches_runs_and_jobs(tmp_path: Path) -> None:
     assert gpu_host_config(2, "podman") == {"devices": ["nvidia.com/gpu=0", "nvidia.com/gpu=1"]}
     assert gpu_host_config(None) == {}
     assert RunLimits(gpus="1").to_json()["gpus"] == 1 and "gpus" not in RunLimits().to_json()
+
+
+def test_the_rest_api_takes_gpus_for_runs() -> None:
+    from types import SimpleNamespace
+
+    from jupyter_envpack.config import EnvPack
+    from jupyter_envpack.server.kinds import _run_options
+    from jupyter_envpack.server.schema import RUN_FIELDS, check_fields
+
+    assert check_fields({"gpus": "all"}, RUN_FIELDS, "run") == {"gpus": "all"}
+    assert check_fields({"gpus": 2}, RUN_FIELDS, "run") == {"gpus": 2}
+    for bad in ("two", -1, True):
+        with pytest.raises(InputError, match="'gpus'"):
+            check_fields({"gpus": bad}, RUN_FIELDS, "run")
+    op = SimpleNamespace(options={"gpus": 2}, config=EnvPack(), labels={})
+    assert _run_options(op).limits.gpus == "2"
