@@ -18,7 +18,7 @@ from ..events import Reporter, null_reporter
 from ..execute.sweep import SweepRun, collect_runs, wait_members
 from .base import JobSpec, JobState, JobStatus, status_from_exit_code
 from .k8s_manifests import INDEX_ANNOTATION, make_sweep_job
-from .kubernetes import KubernetesBackend, parse_handle, pod_status
+from .kubernetes import KubernetesBackend, _k8s, parse_handle, pod_status
 
 
 def render_sweep(
@@ -138,11 +138,19 @@ def follow_k8s_sweep(
     timeout: float,
     poll: float = 2.0,
     reporter: Any = None,
+    watch_seconds: int = 10,
 ) -> list[SweepRun]:
-    """Wait for every member of the sweep Job, fetch each notebook, return the runs."""
+    """Wait for every member of the sweep Job (a watch on it between reads, like a single
+    job's wait), fetch each notebook, return the runs."""
     namespace, _, name = parse_handle(handle)
+    version: list[str | None] = [None]
+
+    def pause(remaining: float) -> None:
+        seconds = int(max(1, min(watch_seconds, remaining)))
+        version[0] = backend._watch_once(_k8s(), namespace, name, version[0], seconds)
+
     states = wait_members(
-        lambda: read_members(backend, handle, len(rows)), len(rows), timeout, poll, reporter
+        lambda: read_members(backend, handle, len(rows)), len(rows), timeout, poll, reporter, pause
     )
     pods = backend.pods(namespace, name)
     chosen = {i: member_pod(pods, i) for i in range(len(rows))}

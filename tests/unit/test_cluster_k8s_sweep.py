@@ -74,7 +74,15 @@ def test_cli_sweep_is_one_indexed_job_followed_per_index(
             pods[2] = member_pod("m2", 2, "Succeeded", 0)
         return Response(json.dumps(pod_list(*pods)), 200, content_type="application/json")
 
+    watches: list[dict[str, str]] = []
+
+    def watch(request: Request) -> Response:  # between two reads: one change of the Job
+        watches.append(dict(request.args))
+        event = {"type": "MODIFIED", "object": job_obj(rv="7")}
+        return Response(json.dumps(event) + "\n", 200, content_type="application/json")
+
     fake.expect_request(JOBS, method="POST").respond_with_handler(create)
+    fake.expect_request(JOBS, method="GET").respond_with_handler(watch)
     fake.expect_request(re.compile(f"{JOBS}/[a-z0-9-]+$"), method="GET").respond_with_handler(read)
     fake.expect_request(PODS, method="GET").respond_with_handler(listed)
     fake.expect_request(f"{PODS}/m0/log").respond_with_data(result_log({"accuracy": 0.9}))
@@ -90,6 +98,9 @@ def test_cli_sweep_is_one_indexed_job_followed_per_index(
     kubernetes_validate.validate(job, "1.30.0", strict=True)
     assert (job["spec"]["completions"], job["spec"]["parallelism"]) == (3, 2)
     assert len(reads) == 2  # followed until every index was over
+    (watched,) = watches  # a watch on the Job, not a sleep, between the two reads
+    assert watched["fieldSelector"] == f"metadata.name={job['metadata']['name']}"
+    assert watched["watch"] == "true"
     summary = (out / "summary.csv").read_text().splitlines()
     assert summary[0] == "index,alpha,state,duration_s,accuracy,notebook,message"
     assert summary[1].startswith("0,0.1,succeeded,10.0,0.9,")
