@@ -72,9 +72,9 @@ def _slot(task: dict[str, Any]) -> int:
     return int(task.get("Slot") or 0)
 
 
-def _task_log(backend: SwarmBackend, task_id: str) -> str:
+def _task_log(backend: SwarmBackend, task_id: str, tail: str = "all") -> str:
     api = backend.client.api
-    params = {"stdout": 1, "stderr": 0, "follow": 0, "tail": "all"}
+    params = {"stdout": 1, "stderr": 0, "follow": 0, "tail": tail}
     response = api._get(api._url("/tasks/{0}/logs", task_id), params=params, stream=False)
     data: bytes = api._get_result_tty(False, response, False)
     return data.decode("utf-8", errors="replace")

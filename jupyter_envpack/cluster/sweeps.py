@@ -63,8 +63,8 @@ def _swarm_members(backend: Any, handle: str) -> dict[int, JobStatus]:
     found = {}
     for index, task in newest.items():
         status = backend._task_status(task)
-        if status.state is JobState.SUCCEEDED:  # the picker's exit line says how the run ended
-            status = member_status(status, _task_log(backend, task["ID"]))
+        if status.state is JobState.SUCCEEDED:  # the picker's exit line (its last) says how the
+            status = member_status(status, _task_log(backend, task["ID"], tail="5"))  # run ended
         found[index] = status
     return found
 
