@@ -66,14 +66,22 @@ def gpu_summary(packages: Iterable[tuple[str, str]]) -> dict[str, Any] | None:
     return {"required": True, "cuda": cuda_major(found), "packages": found}
 
 
-def cuda_base_advice(base: str, attrs: Mapping[str, Any], gpu: Mapping[str, Any]) -> str | None:
-    """A warning when a GPU notebook's base image has no CUDA user-space (None when it has,
-    or when every CUDA wheel brings its own runtime)."""
+def cuda_base_advice(
+    base: str,
+    attrs: Mapping[str, Any],
+    gpu: Mapping[str, Any],
+    sonames: Iterable[str] = (),
+) -> str | None:
+    """A warning when a GPU notebook's base image has no CUDA user-space (None when it has:
+    ``libcudart``/``libcuda`` among its ``sonames``, a CUDA env variable or label; or when every
+    CUDA wheel brings its own runtime)."""
     config = attrs.get("Config") or {}
     env, labels = config.get("Env") or [], config.get("Labels") or {}
     if any(e.startswith(_CUDA_BASE_ENV) for e in env) or any(
         k in labels for k in _CUDA_BASE_LABELS
     ):
+        return None
+    if any(s.startswith(("libcudart.so", "libcuda.so")) for s in sonames):
         return None
     needing = [
         p for p in gpu.get("packages", []) if not _SELF_CONTAINED.match(p.partition("==")[0])

@@ -393,7 +393,8 @@ def _advise_cuda_base(client: Any, spec: EnvSpec, base: str | None, reporter: Re
         attrs = client.images.get(base).attrs
     except Exception:  # not pulled yet: the build says so itself
         return
-    advice = cuda_base_advice(base, attrs, gpu)
+    facts = probe_base(client, base)  # its shared libraries (cached by image id)
+    advice = cuda_base_advice(base, attrs, gpu, facts.sonames if facts else ())
     if advice:
         reporter(ProgressEvent("build", advice, "warning"))
 

@@ -25,6 +25,12 @@ def test_cuda_base_advice_on_the_real_base_image(docker_client: Any, test_base_i
     torch = gpu_summary([("torch", "2.3.1+cu121"), ("nvidia-cudnn-cu12", "8.9.2.26")])
     assert torch is not None
     assert cuda_base_advice(test_base_image, attrs, torch) is None  # they bring their own CUDA
+    from jupyter_envpack.image.syslibs import probe_base
+
+    facts = probe_base(docker_client, test_base_image)  # the real base: ldconfig -p inside it
+    assert facts is not None and "libc.so.6" in facts.sonames
+    assert cuda_base_advice(test_base_image, attrs, cupy, facts.sonames) == advice
+    assert cuda_base_advice(test_base_image, attrs, cupy, {"libcudart.so.12"}) is None
     cuda_base = {"Config": {"Env": ["PATH=/usr/bin", "CUDA_VERSION=12.4.1"], "Labels": None}}
     assert cuda_base_advice("nvidia/cuda:12.4.1", cuda_base, cupy) is None
 
