@@ -24,8 +24,9 @@ from pathlib import PurePosixPath
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from ..contract import LABEL, NOTEBOOK_EXIT_CODES, PARAMETERS_ENV, RUNNER_PYTHON, USER_ID
 from ..errors import InputError
-from .base import IMAGE_USER, LABEL, NOTEBOOK_EXIT_CODES, PARAMETERS_ENV, RUNNER_PYTHON, JobSpec
+from .base import JobSpec
 
 CONTAINER_NAME = "notebook"
 JOB_NAME_MAX = 63  # a Job's name becomes the pods' `job-name` label value (≤ 63)
@@ -246,8 +247,8 @@ def _pod_spec(spec: JobSpec, options: KubernetesOptions) -> dict[str, Any]:
             "allowPrivilegeEscalation": False,
             "capabilities": {"drop": ["ALL"]},
             "runAsNonRoot": True,
-            "runAsUser": IMAGE_USER,
-            "runAsGroup": IMAGE_USER,
+            "runAsUser": USER_ID,
+            "runAsGroup": USER_ID,
             "seccompProfile": {"type": "RuntimeDefault"},
         },
     }
@@ -257,9 +258,9 @@ def _pod_spec(spec: JobSpec, options: KubernetesOptions) -> dict[str, Any]:
         "enableServiceLinks": False,
         "securityContext": {
             "runAsNonRoot": True,
-            "runAsUser": IMAGE_USER,
-            "runAsGroup": IMAGE_USER,
-            "fsGroup": IMAGE_USER,
+            "runAsUser": USER_ID,
+            "runAsGroup": USER_ID,
+            "fsGroup": USER_ID,
             "seccompProfile": {"type": "RuntimeDefault"},
         },
         "containers": [container],

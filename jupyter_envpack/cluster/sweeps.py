@@ -17,7 +17,7 @@ from typing import Any
 from .base import Backend, JobState, JobStatus
 
 SWEEP_KEY = "sweep"
-_ORDER = ("running", "pending", "succeeded", "failed", "cancelled", "lost")
+_ORDER = ("running", "queued", "succeeded", "failed", "cancelled", "lost")
 
 
 def sweep_options(

@@ -170,7 +170,7 @@ def test_cli_sweep_without_wait_is_indexed_and_one_cancel_stops_all(
     assert main(["jobs", "--json"]) == 0
     (listed,) = json.loads(capsys.readouterr().out)
     assert (listed["id"], listed["state"]) == (sweep_id, "running")
-    assert listed["message"] == "1 running, 2 pending, 1 succeeded"
+    assert listed["message"] == "1 running, 2 queued, 1 succeeded"
     fake.expect_request(f"{PODS}/m1/log").respond_with_data(result_log({"accuracy": 1}))
     assert main(["logs", sweep_id, "--member", "1"]) == 0  # that member's own pod
     assert "[the executed notebook: 1 lines" in capsys.readouterr().out

@@ -18,8 +18,8 @@ def test_a_sweep_sums_up_its_members() -> None:
     assert summarize({0: done, 1: done}, 2).state is JobState.SUCCEEDED
     assert summarize({0: done, 1: failed}, 2).state is JobState.FAILED  # one failed: not a success
     assert summarize({0: failed, 1: running}, 2).state is JobState.RUNNING  # the others go on
-    mixed = summarize({0: done}, 3)  # members the backend does not show yet are pending
-    assert (mixed.state, mixed.message) == (JobState.PENDING, "2 pending, 1 succeeded")
+    mixed = summarize({0: done}, 3)  # members the backend does not show yet are queued
+    assert (mixed.state, mixed.message) == (JobState.PENDING, "2 queued, 1 succeeded")
 
 
 def test_jobs_lists_a_local_sweep_with_its_members(
