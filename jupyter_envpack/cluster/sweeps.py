@@ -43,7 +43,7 @@ def counts_text(states: Mapping[int, JobStatus] | list[str]) -> str:
 
 
 def summarize(states: Mapping[int, JobStatus], total: int) -> JobStatus:
-    """The sweep's own status from its members' (missing members count as pending)."""
+    """The sweep's own status from its members' (members the backend does not show yet count as queued)."""
     values = [s.state for s in states.values()] + [JobState.PENDING] * (total - len(states))
     text = counts_text([v.value for v in values])
     if JobState.RUNNING in values:
