@@ -19,26 +19,32 @@ from pathlib import Path
 from typing import Any
 
 from ..bounded import lines_capped, read_capped, too_large, untar_first_file
-from ..defaults import CELL_TIMEOUT, RUN_DEADLINE
-from ..errors import CancelledError, EngineError, InputError, RunError
-from ..events import CancelToken, ProgressEvent, Reporter, null_reporter
-from ..image.context import notebook_bytes, strip_outputs
-from ..image.dockerfile import HOME, RUNNER_PREFIX, RUNNER_SCRIPT, USER_ID, WORKDIR
-from ..image.engine import base_labels, connect, engine_name
-from ..image.refs import validate_reference
-from ..safefs import safe_write
-from ..snapshot.notebook import dumps_notebook, parse_notebook, read_notebook_bytes
-from .compare import Report, compare_notebooks
-from .limits import RunLimits, limit_cause, parse_memory
-from .parameters import injection_index, parameters_cell_source, validate_parameters
-from .runner import (
+from ..contract import (
     EXIT_BAD_INPUT,
     EXIT_CELL_ERROR,
     EXIT_KERNEL_DIED,
     EXIT_KERNEL_START,
     EXIT_OK,
     EXIT_TIMEOUT,
+    HOME,
+    PARAMETERS_ENV,
+    RUNNER_PYTHON,
+    RUNNER_SCRIPT,
+    USER_ID,
+    WORKDIR,
 )
+from ..defaults import CELL_TIMEOUT, RUN_DEADLINE
+from ..errors import CancelledError, EngineError, InputError, RunError
+from ..events import CancelToken, ProgressEvent, Reporter, null_reporter
+from ..gpu import gpu_start_error
+from ..image.context import notebook_bytes, strip_outputs
+from ..image.engine import base_labels, connect, engine_kind, engine_name
+from ..image.refs import validate_reference
+from ..safefs import safe_write
+from ..snapshot.notebook import dumps_notebook, parse_notebook, read_notebook_bytes
+from .compare import Report, compare_notebooks
+from .limits import RunLimits, limit_cause, parse_memory
+from .parameters import injection_index, parameters_cell_source, validate_parameters
 
 OUTPUT_IN_CONTAINER = f"{HOME}/.envpack-output/executed.ipynb"  # in the writable home volume
 MAX_EXECUTED_BYTES = 200 * 2**20  # the executed notebook read back (L6)
@@ -236,7 +242,7 @@ def run_notebook(
     output = Path(opts.output) if opts.output else default_output(path)
     client = client or connect()
     command = [
-        f"{RUNNER_PREFIX}/bin/python",
+        RUNNER_PYTHON,
         RUNNER_SCRIPT,
         "--input",
         f"{WORKDIR}/{path.name}",
@@ -247,10 +253,12 @@ def run_notebook(
     ]
     if allow_errors:
         command.append("--allow-errors")
-    env = {"HOME": "/home/envpack", "PYTHONUNBUFFERED": "1"}
+    env = {"HOME": HOME, "PYTHONUNBUFFERED": "1"}
     if opts.parameters:
-        env["ENVPACK_PARAMETERS_CELL"] = parameters_cell_source(opts.parameters)
-    host_config = {**opts.effective_limits().host_config(), "network_disabled": not opts.network}
+        env[PARAMETERS_ENV] = parameters_cell_source(opts.parameters)
+    limits = opts.effective_limits()
+    engine = engine_kind(client) if limits.gpus else "docker"
+    host_config = {**limits.host_config(engine), "network_disabled": not opts.network}
     reporter(ProgressEvent("run", f"starting {image}", "step", 0.0))
     try:
         container = client.containers.create(
@@ -270,13 +278,13 @@ def run_notebook(
             hint="build it first with `jupyter envpack build`",
         ) from None
     except docker.errors.APIError as exc:
-        raise EngineError(
+        raise gpu_start_error(str(exc.explanation)) or EngineError(
             f"the engine refused to create the container: {exc.explanation}"
         ) from None
     tail: list[str] = []
     try:
         container.put_archive(WORKDIR, _tar_one(path.name, notebook_bytes(strip_outputs(original))))
-        container.start()
+        _start(container)
         follower = threading.Thread(
             target=_follow_logs,
             args=(container, reporter, tail, code_cell_ordinals(original, opts.parameters)),
@@ -305,6 +313,16 @@ def run_notebook(
             pass
     result.duration = time.monotonic() - started
     return result
+
+
+def _start(container: Any) -> None:
+    """Start the container; an engine that cannot give it the GPUs asked for says how to fix it."""
+    import docker.errors
+
+    try:
+        container.start()
+    except docker.errors.APIError as exc:
+        raise gpu_start_error(str(exc.explanation or exc)) or exc from None
 
 
 def collect_run(

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from ..errors import CancelledError
-from ..events import CancelToken, ProgressEvent
+from ..events import CancelToken, ProgressEvent, StageClock
 from ..operations import OPERATION_LABEL, Kind, LostError, OperationContext
 from .schema import BUILD_FIELDS, RUN_FIELDS, validator
 
@@ -54,19 +55,43 @@ def _build_options(op: OperationContext, deadline: float | None) -> Any:
 def _build(
     op: OperationContext, reporter: Reporter, cancel: CancelToken, deadline: float | None
 ) -> dict[str, Any]:
+    from ..buildmemo import recall, remember_build, replay
     from ..image import build_image
 
     notebook = str(op.notebook)
-    spec = _snapshot(op, reporter)
-    cancel.raise_if_cancelled("build")
     options = _build_options(op, deadline)
-    res = build_image(spec, notebook, options, reporter=reporter, cancel=cancel)
+    settings = _memo_settings(op, options)
+    memo = None if options.no_cache else recall(notebook, settings)
+    if memo is not None:  # unchanged notebook and environment, image still there
+        replay(memo, reporter)
+        op.set_handle(image=memo.image)
+        return memo.result
+    clock = StageClock(reporter)
+    spec = _snapshot(op, clock)
+    cancel.raise_if_cancelled("build")
+    res = build_image(spec, notebook, options, reporter=clock, cancel=cancel)
+    clock.finish()
     op.set_handle(image=res.image)
-    return {
+    result = {
         **res.to_json(),
         "snapshot_hash": spec.hash,
         # the snapshot's findings, then the build's (missing-command, unmapped-library)
         "warnings": [w.to_json() for w in spec.warnings] + (res.system or {}).get("warnings", []),
+    }
+    if not options.no_cache:
+        remember_build(notebook, settings, result, spec, True, clock.kept)
+    return result
+
+
+def _memo_settings(op: OperationContext, options: Any) -> dict[str, Any]:
+    """What shapes this build besides the notebook's bytes (the no-op memo's key)."""
+    return {
+        "surface": "server",
+        "notebook": str(op.notebook),
+        "kernel": op.options.get("kernel") or op.config.kernel,
+        "max_bytes": op.config.max_notebook_size,
+        "snapshot": repr(op.config.snapshot_options()),
+        "build": repr(replace(options, labels={}, deadline=0.0, idle_timeout=0.0)),
     }
 
 
@@ -105,6 +130,7 @@ def _run_options(op: OperationContext) -> Any:
         mem_limit=str(mem) if mem is not None else None,
         cpus=o.get("cpus"),
         pids=int(o["pids"]) if o.get("pids") is not None else None,
+        gpus=str(o["gpus"]) if o.get("gpus") is not None else None,
         network=o.get("network"),
         tolerance=o.get("tolerance"),
         labels=dict(op.labels),
