@@ -1,5 +1,10 @@
-"""Runs in a build step (base image's python3, stdlib only): install both venvs with uv from the
-host's wheelhouse URL, then remove uv. Usage: install_env.py URL UV_VERSION.
+"""Runs in a build step (base image's python3, stdlib only): install from the host's wheelhouse URL
+with uv, then remove uv. Usage: install_env.py URL UV_VERSION STEP, where STEP is
+
+- ``runner``: create both venvs; install runner.lock into the runner's;
+- ``layer``: install layer.lock (one heavy distribution) into the notebook's venv;
+- ``rest``: install rest.lock (everything else) into it, then remove /tmp/envpack;
+- ``all`` (default): runner.lock and requirements.lock in one step, then remove /tmp/envpack.
 
 The uv wheel is checked against the sha256 in tools.lock before it runs, and locks with --hash
 lines are installed with --require-hashes: a server impersonating the wheelhouse cannot change a
@@ -16,9 +21,13 @@ import sys
 import urllib.request
 import zipfile
 
+TMP = "/tmp/envpack"
+ENV = "/opt/envpack/env"
+RUNNER = "/opt/envpack/runner"
 
-def main():
-    url, uv_version = sys.argv[1], sys.argv[2]
+
+def fetch_uv(url, uv_version):
+    """Download, check and unpack the uv binary; return its path."""
     with urllib.request.urlopen(url, timeout=60) as resp:
         index = resp.read().decode()
     names = re.findall(r'href="(uv-%s-[^"]+\.whl)"' % re.escape(uv_version), index)
@@ -26,43 +35,49 @@ def main():
         sys.exit("envpack: uv %s is not in the wheelhouse at %s" % (uv_version, url))
     with urllib.request.urlopen(url + names[0], timeout=120) as resp:
         data = resp.read(256 * 1024 * 1024)
-    with open("/tmp/envpack/tools.lock") as fh:
-        expected = re.findall(r"--hash=sha256:([0-9a-f]{64})", fh.read())
+    expected = hashes_of(TMP + "/tools.lock")
     if expected and hashlib.sha256(data).hexdigest() not in expected:
         sys.exit("envpack: hash mismatch for %s: not the uv wheel that was fetched" % names[0])
-    tmp = "/tmp/envpack/uv"
+    target = os.path.join(TMP, "uv", "uv")
     with zipfile.ZipFile(io.BytesIO(data)) as zf:
         member = next(n for n in zf.namelist() if n.endswith(".data/scripts/uv"))
-        os.makedirs(tmp, exist_ok=True)
-        target = os.path.join(tmp, "uv")
+        os.makedirs(os.path.dirname(target), exist_ok=True)
         with zf.open(member) as src, open(target, "wb") as dst:
             shutil.copyfileobj(src, dst)
-        os.chmod(target, 0o755)
+    os.chmod(target, 0o755)
+    return target
+
+
+def hashes_of(lock):
+    with open(lock) as fh:
+        return re.findall(r"--hash=sha256:([0-9a-f]{64})", fh.read())
+
+
+def install(uv, url, prefix, lock):
+    hashes = ["--require-hashes"] if hashes_of(lock) else []
+    cmd = [uv, "pip", "install", "--no-deps", "--no-index", "--find-links", url]
+    subprocess.run([*cmd, "--python", prefix + "/bin/python", "-r", lock, *hashes], check=True)
+
+
+def venv(uv, prefix):
+    subprocess.run([uv, "venv", "--quiet", "--python", "python3", prefix], check=True)
+
+
+def main():
+    url, uv_version = sys.argv[1], sys.argv[2]
+    step = sys.argv[3] if len(sys.argv) > 3 else "all"
+    uv = fetch_uv(url, uv_version)
     os.environ.update(UV_NO_CACHE="1", UV_PYTHON_DOWNLOADS="never", UV_LINK_MODE="copy")
-    hashes = ["--require-hashes"] if expected else []
-    for prefix, lock in (
-        ("/opt/envpack/runner", "/tmp/envpack/runner.lock"),
-        ("/opt/envpack/env", "/tmp/envpack/requirements.lock"),
-    ):
-        subprocess.run([target, "venv", "--quiet", "--python", "python3", prefix], check=True)
-        subprocess.run(
-            [
-                target,
-                "pip",
-                "install",
-                "--no-deps",
-                "--no-index",
-                "--find-links",
-                url,
-                "--python",
-                prefix + "/bin/python",
-                "-r",
-                lock,
-                *hashes,
-            ],
-            check=True,
-        )
-    shutil.rmtree("/tmp/envpack", ignore_errors=True)
+    if step in ("runner", "all"):
+        venv(uv, RUNNER)
+        install(uv, url, RUNNER, TMP + "/runner.lock")
+        venv(uv, ENV)
+    if step == "layer":
+        install(uv, url, ENV, TMP + "/layer.lock")
+    elif step in ("rest", "all"):
+        install(uv, url, ENV, TMP + ("/rest.lock" if step == "rest" else "/requirements.lock"))
+        shutil.rmtree(TMP, ignore_errors=True)
+    shutil.rmtree(os.path.dirname(uv), ignore_errors=True)
 
 
 if __name__ == "__main__":

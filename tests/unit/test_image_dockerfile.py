@@ -170,13 +170,19 @@ def test_dead_engine_is_a_clear_error_within_5s(monkeypatch, host: str) -> None:
     assert info.value.status == 503
 
 
-def test_served_wheelhouse_variant_is_one_install_layer() -> None:
+def test_served_wheelhouse_variant_installs_runner_then_heavy_layers_then_the_rest() -> None:
     url = "http://172.17.0.1:45333/" + "ab" * 16 + "/"
-    text = render_dockerfile(spec(), BuildOptions(base_image=BASE), wheel_url=url)
+    heavy = ["numpy==1.26.4", "pandas==2.1.4"]
+    text = render_dockerfile(spec(), BuildOptions(base_image=BASE), wheel_url=url, heavy=heavy)
     ins = instructions(text)
     assert [v for k, v in ins if k == "FROM"] == [BASE]
-    runs = [v for k, v in ins if k == "RUN"]
-    assert runs[-1] == f"python3 /tmp/envpack/install_env.py {url} 0.9.7"
+    runs = [v for k, v in ins if k == "RUN" and "install_env" in v]
+    steps = ["runner", "layer", "layer", "rest"]
+    assert runs == [f"python3 /tmp/envpack/install_env.py {url} 0.9.7 {s}" for s in steps]
+    copies = [v for k, v in ins if k == "COPY" and "/tmp/envpack/layer.lock" in v]
+    assert copies == [
+        f"envpack/layers/{n}.lock /tmp/envpack/layer.lock" for n in ("numpy", "pandas")
+    ]
     assert [v for k, v in ins if k == "USER"][-1] == "1000:1000"
     assert not any("wheels" in v for k, v in ins if k == "COPY")
     with pytest.raises(ValueError):
