@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import itertools
 import os
 import subprocess
 import sys
@@ -222,6 +223,120 @@ def ds_rows(client: Any, tmp: Path, py: str) -> None:
         client.images.remove(ref)
 
 
+REGISTRY = os.environ.get("ENVPACK_TEST_REGISTRY", "127.0.0.1:5000")
+WORKER_SOCKET = "unix:///run/envpack-worker1.sock"
+
+
+def timed_build(client: Any, spec: Any, nb: Path, no_cache: bool) -> tuple[Any, float, str]:
+    """One build; its time and where it went (wheels, engine build, check inside the image)."""
+    marks: dict[str, float] = {}
+
+    def mark(event: ProgressEvent) -> None:
+        key = "check" if "checking" in event.message else event.stage
+        marks.setdefault(key, time.perf_counter())
+
+    opts = BuildOptions(base_image=BASE_IMAGE, no_cache=no_cache)
+    start = time.perf_counter()
+    result = build_image(spec, nb, opts, mark, client=client)
+    end = time.perf_counter()
+    order = [*sorted(marks.items(), key=lambda kv: kv[1]), ("end", end)]
+    parts = [f"{k} {b - a:.1f}" for (k, a), (_, b) in itertools.pairwise(order)]
+    return result, end - start, f"start {order[0][1] - start:.1f}, " + ", ".join(parts)
+
+
+def layer_counts(client: Any, first: str, second: str) -> tuple[int, int]:
+    """Layers of ``second`` shared (same chain) with ``first``, and all of ``second``'s layers."""
+    a = client.api.inspect_image(first)["RootFS"]["Layers"]
+    b = client.api.inspect_image(second)["RootFS"]["Layers"]
+    shared = next(
+        (i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b))
+    )
+    return shared, len(b)
+
+
+def sibling_rows(client: Any, tmp: Path, py: str) -> None:
+    """A notebook, then a sibling whose closure overlaps ~85 %: build, push, worker pull."""
+    from jupyter_envpack.cluster.registry import push_image
+    from jupyter_envpack.image.wheels import ensure_wheels
+
+    a = write_notebook(tmp / "sa" / "sib_a.ipynb", ["import numpy, pandas, matplotlib"])
+    b = write_notebook(tmp / "sb" / "sib_b.ipynb", ["import numpy, pandas, matplotlib, sklearn"])
+    spec_a, spec_b = take_snapshot(a, python=py), take_snapshot(b, python=py)
+    names_a = {p.name for p in spec_a.packages}
+    overlap = len(names_a & {p.name for p in spec_b.packages}) / len(spec_b.packages)
+    ensure_wheels(spec_b.requirements_lines(), spec_b.python_minor, BuildOptions())
+    image_a, _cold_a, _ = timed_build(client, spec_a, a, no_cache=True)
+    image_b, cold_b, where = timed_build(client, spec_b, b, no_cache=True)
+    client.images.remove(image_b.image)  # its layers go: only A's are left to share
+    sibling, warm_b, where_sib = timed_build(client, spec_b, b, no_cache=False)
+    shared, total = layer_counts(client, image_a.image, sibling.image)
+    row(
+        f"sibling build ({overlap:.0%} closure overlap, {len(spec_b.packages)} pins) vs its cold build",
+        cold_b,
+        warm_b,
+        "sibling <= 25% of cold (>= 4x)",
+        warm_b <= 0.25 * cold_b,
+        note=f"shares {shared} of {total} layers with the first; cold: {where}; "
+        f"sibling: {where_sib}",
+    )
+    push_a = push_image(image_a.image, REGISTRY, client=client)
+    push_b = push_image(sibling.image, REGISTRY, client=client)
+    layers = len(push_b.pushed) + len(push_b.existing)
+    row(
+        "sibling push: layers uploaded",
+        float(layers - shared),
+        float(len(push_b.pushed)),
+        "only the new layers",
+        len(push_b.pushed) <= layers - shared,
+        unit="layers",
+        note=f"{len(push_b.existing)} already in the registry; first notebook pushed "
+        f"{len(push_a.pushed)}",
+    )
+    worker_row(push_a.reference, push_b.reference, total - shared)
+    for ref in (image_a.image, sibling.image, push_a.reference, push_b.reference):
+        client.images.remove(ref)
+
+
+def worker_row(first: str, second: str, new: int) -> None:
+    """The Swarm worker pulls the first image, then the sibling: layers it downloads."""
+    import docker
+
+    worker = docker.DockerClient(base_url=WORKER_SOCKET, timeout=600)
+    try:
+        counts = []
+        for ref in (first, second):
+            repo, _, tag = ref.rpartition(":")
+            final: dict[str, str] = {}
+            for event in worker.api.pull(repo, tag=tag, stream=True, decode=True):
+                if event.get("id") and event.get("status") in {"Already exists", "Pull complete"}:
+                    final[event["id"]] = event["status"]
+            counts.append(list(final.values()).count("Pull complete"))
+        for ref in (first, second):
+            worker.images.remove(ref)
+    except Exception as exc:  # no worker here: say so in the table
+        row(
+            "sibling pull on the Swarm worker",
+            None,
+            0,
+            "only the new layers",
+            False,
+            "layers",
+            f"worker not reachable: {type(exc).__name__}",
+        )
+        return
+    finally:
+        worker.close()
+    row(
+        "sibling pull on the Swarm worker: layers downloaded",
+        float(new),
+        float(counts[1]),
+        "only the new layers",
+        counts[1] <= new,
+        unit="layers",
+        note=f"the first notebook's pull downloaded {counts[0]}",
+    )
+
+
 def size_rows(client: Any, image: str) -> None:
     size = image_size(client, image)
     base = image_size(client, BASE_IMAGE)
@@ -242,12 +357,16 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--python", help="kernel interpreter with the data-science set")
     parser.add_argument("--skip-cold", action="store_true", help="no data-science builds")
+    parser.add_argument("--only", choices=["siblings", "floor"], help="only these rows")
     args = parser.parse_args()
     client = connect()
     with tempfile.TemporaryDirectory(dir="/var/tmp") as tmp:
-        notebook_edit_row(client, Path(tmp))
-        if not args.skip_cold:
+        if args.only is None:
+            notebook_edit_row(client, Path(tmp))
+        if not args.skip_cold and args.only != "siblings":
             ds_rows(client, Path(tmp), args.python or ensure_ds_venv())
+        if not args.skip_cold and args.only != "floor":
+            sibling_rows(client, Path(tmp), args.python or ensure_ds_venv())
 
 
 if __name__ == "__main__":
