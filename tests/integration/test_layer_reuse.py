@@ -7,12 +7,17 @@ has several heavy distributions; the build itself runs for real.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import sys
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import docker
+import docker.errors
 import pytest
 from test_cluster_swarm import REGISTRY, WORKER_SOCKET, ensure_swarm
 
@@ -24,7 +29,8 @@ from jupyter_envpack.image.wheels import cache_dir, target_arch
 from jupyter_envpack.snapshot import take_snapshot
 
 pytestmark = [pytest.mark.docker, pytest.mark.registry, pytest.mark.swarm]
-LAYERS = "org.jupyter.envpack.layers"
+LABEL = "org.jupyter.envpack"
+LAYERS = f"{LABEL}.layers"
 
 
 def _build(client: Any, nb: Path, base: str) -> tuple[str, list[str], list[str]]:
@@ -49,8 +55,10 @@ def siblings(
     make_notebook: Any,
     monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
-) -> tuple[tuple[str, list[str], list[str]], tuple[str, list[str], list[str]], int]:
-    """Notebook A (PyYAML) and B (PyYAML + Pygments imported itself), built in that order.
+) -> Iterator[tuple[tuple[str, list[str], list[str]], tuple[str, list[str], list[str]], int]]:
+    """Notebook A (PyYAML) and B (PyYAML + Pygments imported itself), built in that order on a
+    base of their own: the engine's legacy builder takes the newest matching layer from its cache,
+    and other builds on a shared engine must not fork the chain under the test.
 
     The wheel cache is this test's own (hard links to the machine's cache): a cache another
     process is serving makes the build copy its wheels instead, and that variant has one
@@ -63,11 +71,21 @@ def siblings(
     own.mkdir(parents=True)
     for wheel in shared.glob("*.whl") if shared.is_dir() else []:
         os.link(wheel, own / wheel.name)
-    a = _build(docker_client, make_notebook(["import yaml"], name="sib_a.ipynb"), test_base_image)
-    nb_b = make_notebook(["import yaml, pygments\nprint(1)"], name="sib_b.ipynb")
-    b = _build(docker_client, nb_b, test_base_image)
-    base_layers = len(docker_client.api.inspect_image(test_base_image)["RootFS"]["Layers"])
-    return a, b, base_layers
+    base = f"envpack-test/layer-reuse:{uuid.uuid4().hex[:12]}"
+    dockerfile = f"FROM {test_base_image}\nLABEL {LABEL}=1 {LABEL}.test=layer-reuse\n"
+    docker_client.images.build(fileobj=io.BytesIO(dockerfile.encode()), tag=base, rm=True)
+    try:
+        a = _build(docker_client, make_notebook(["import yaml"], name="sib_a.ipynb"), base)
+        nb_b = make_notebook(["import yaml, pygments\nprint(1)"], name="sib_b.ipynb")
+        b = _build(docker_client, nb_b, base)
+        base_layers = len(docker_client.api.inspect_image(base)["RootFS"]["Layers"])
+        yield a, b, base_layers
+    finally:
+        own = docker_client.images.list(filters={"label": f"{LABEL}.test=layer-reuse"})
+        for image in sorted(own, key=lambda i: -len(i.attrs["RootFS"]["Layers"])):  # children first
+            for tag in image.tags:
+                with contextlib.suppress(docker.errors.APIError):
+                    docker_client.images.remove(tag, force=True)
 
 
 def test_a_sibling_reuses_every_heavy_layer_it_shares_and_pushes_only_new_ones(
@@ -96,6 +114,9 @@ def test_a_sibling_reuses_every_heavy_layer_it_shares_and_pushes_only_new_ones(
         statuses_a = _pull(worker, pushed_a.reference)
         statuses_b = _pull(worker, pushed_b.reference)
     finally:
+        for ref in (pushed_b.reference, pushed_a.reference):
+            with contextlib.suppress(docker.errors.APIError):
+                worker.images.remove(ref, force=True)
         worker.close()
     assert statuses_b.count("Already exists") >= shared, (statuses_a, statuses_b)
     assert statuses_b.count("Pull complete") <= len(layers_b) - shared
