@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import itertools
 import os
 import subprocess
 import sys
@@ -248,18 +247,22 @@ def fresh_base(client: Any) -> str:
 
 def timed_build(client: Any, spec: Any, nb: Path, base: str) -> tuple[Any, float, str]:
     """One build; its time and where it went (wheels, engine build, check inside the image)."""
-    marks: dict[str, float] = {}
+    spent: dict[str, float] = {}
+    last = ["plan", time.perf_counter()]
 
     def mark(event: ProgressEvent) -> None:
         key = "check" if "checking" in event.message else event.stage
-        marks.setdefault(key, time.perf_counter())
+        key = "engine" if key == "build" and event.kind in {"step", "log"} else key
+        if key != last[0]:
+            now = time.perf_counter()
+            spent[str(last[0])] = spent.get(str(last[0]), 0.0) + now - float(last[1])
+            last[:] = [key, now]
 
     start = time.perf_counter()
     result = build_image(spec, nb, BuildOptions(base_image=base), mark, client=client)
     end = time.perf_counter()
-    order = [*sorted(marks.items(), key=lambda kv: kv[1]), ("end", end)]
-    parts = [f"{k} {b - a:.1f}" for (k, a), (_, b) in itertools.pairwise(order)]
-    return result, end - start, f"plan {order[0][1] - start:.1f}, " + ", ".join(parts)
+    spent[str(last[0])] = spent.get(str(last[0]), 0.0) + end - float(last[1])
+    return result, end - start, ", ".join(f"{k} {v:.1f}" for k, v in spent.items())
 
 
 def layer_counts(client: Any, first: str, second: str) -> tuple[int, int]:

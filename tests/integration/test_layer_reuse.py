@@ -37,7 +37,9 @@ def _build(client: Any, nb: Path, base: str) -> tuple[str, list[str], list[str]]
     spec = take_snapshot(nb, python=sys.executable)
     image = build_image(spec, nb, BuildOptions(base_image=base), client=client).image
     attrs = client.api.inspect_image(image)
-    assert not verify_image(client, image, spec.requirements_lines(), spec.python_version)
+    # the versions inside the image are the lock's (raises otherwise); at most a patch-level note
+    warning = verify_image(client, image, spec.requirements_lines(), spec.python_version)
+    assert warning is None or warning.startswith("python-version-differs"), warning
     return image, attrs["RootFS"]["Layers"], attrs["Config"]["Labels"][LAYERS].split(" ")
 
 
