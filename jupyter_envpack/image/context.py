@@ -228,6 +228,7 @@ def make_context(
     if hashes:
         pinned = [hashed_lock(lock, hashes) for lock in pinned]
     files: dict[str, bytes] = {
+        "Dockerfile": b"",  # rendered below, once the heavy layers are known; written first
         ".dockerignore": DOCKERIGNORE.encode(),
         "envpack/requirements.lock": (lock_header + "\n".join(pinned[0]) + "\n").encode(),
         "envpack/runner.lock": (
