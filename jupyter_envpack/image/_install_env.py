@@ -2,7 +2,8 @@
 with uv, then remove uv. Usage: install_env.py URL UV_VERSION STEP, where STEP is
 
 - ``runner``: create both venvs; install runner.lock into the runner's;
-- ``layer``: install layer.lock (one heavy distribution) into the notebook's venv;
+- ``layer SHA256``: install the one wheel the wheelhouse lists with that sha256 (one heavy
+  distribution) into the notebook's venv, with --require-hashes;
 - ``rest``: install rest.lock (everything else) into it, then remove /tmp/envpack;
 - ``all`` (default): runner.lock and requirements.lock in one step, then remove /tmp/envpack.
 
@@ -48,6 +49,22 @@ def fetch_uv(url, uv_version):
     return target
 
 
+def layer_lock(url, digest):
+    """A lock of the one wheel listed with ``digest``: name==version --hash=sha256:digest."""
+    if not re.fullmatch(r"[0-9a-f]{64}", digest):
+        sys.exit("envpack: not a sha256: %r" % digest)
+    with urllib.request.urlopen(url, timeout=60) as resp:
+        index = resp.read().decode()
+    names = re.findall(r'href="([^"#/]+\.whl)#sha256=%s"' % digest, index)
+    if len(names) != 1:
+        sys.exit("envpack: hash mismatch: no wheel with sha256 %s in the wheelhouse" % digest)
+    name, version = names[0].split("-")[:2]
+    lock = TMP + "/layer.lock"
+    with open(lock, "w") as fh:
+        fh.write("%s==%s --hash=sha256:%s\n" % (name, version, digest))
+    return lock
+
+
 def hashes_of(lock):
     with open(lock) as fh:
         return re.findall(r"--hash=sha256:([0-9a-f]{64})", fh.read())
@@ -73,7 +90,7 @@ def main():
         install(uv, url, RUNNER, TMP + "/runner.lock")
         venv(uv, ENV)
     if step == "layer":
-        install(uv, url, ENV, TMP + "/layer.lock")
+        install(uv, url, ENV, layer_lock(url, sys.argv[4]))
     elif step in ("rest", "all"):
         install(uv, url, ENV, TMP + ("/rest.lock" if step == "rest" else "/requirements.lock"))
         shutil.rmtree(TMP, ignore_errors=True)

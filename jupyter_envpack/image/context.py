@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from packaging.utils import canonicalize_name
+from packaging.utils import canonicalize_name, parse_wheel_filename
 
 from ..errors import InputError
 from ..safefs import refuse_symlink, safe_write
@@ -32,7 +32,6 @@ from .dockerfile import (
     DOCKERIGNORE,
     ENV_PREFIX,
     USER_SETUP,
-    heavy_lock_name,
     render_dockerfile,
 )
 from .layers import heavy_pins, layer_order, wheel_sizes
@@ -243,17 +242,17 @@ def make_context(
         f"work/{name}": notebook_bytes(strip_outputs(nb)),
     }
     heavy: list[str] = []
+    digests: dict[str, str] = {}
     if wheel_url and hashes:
         sizes = wheel_sizes(cache_dir(spec.python_minor, target_arch()), hashes)
-        heavy = heavy_pins(spec, sizes)
+        digests = _one_wheel_digests(heavy_pins(spec, sizes), hashes)
+        heavy = [pin for pin in heavy_pins(spec, sizes) if pin in digests]
         files["envpack/rest.lock"] = _rest_lock(pinned[0], heavy)
     chain = _chain(files, opts, wheel_url) if heavy else ""
-    for pin in heavy:
-        files[heavy_lock_name(pin)] = ("\n".join(hashed_lock([pin], hashes or {})) + "\n").encode()
 
     def render(order: list[str]) -> bytes:
         return render_dockerfile(
-            spec, opts, name, wheel_url, system, bool(hashes), order, chain
+            spec, opts, name, wheel_url, system, bool(hashes), order, chain, digests
         ).encode()
 
     files["Dockerfile"] = render(heavy)
@@ -276,6 +275,15 @@ def make_context(
         canonical_dockerfile=canonical,
         chain=chain,
     )
+
+
+def _one_wheel_digests(pins: list[str], hashes: dict[str, str]) -> dict[str, str]:
+    """pin → sha256 of its wheel, for the pins that have exactly one wheel file."""
+    found: dict[str, list[str]] = {}
+    for name, digest in hashes.items():
+        dist, version, _build, _tags = parse_wheel_filename(name)
+        found.setdefault(f"{dist}=={version}", []).append(digest)
+    return {pin: found[pin][0] for pin in pins if len(found.get(pin, [])) == 1}
 
 
 def _rest_lock(lines: list[str], heavy: list[str]) -> bytes:

@@ -158,8 +158,11 @@ def test_the_apt_layer_is_validated_and_comes_before_the_light_environment() -> 
     # served: after the heavy layers (runtime needs; siblings' chains must not fork on them)
     url = "http://172.17.0.1:4000/" + "0" * 32 + "/"
     opts = BuildOptions(base_image="debian:12")
-    text = render_dockerfile(spec, opts, wheel_url=url, system=needs, heavy=["six==1.15.0"])
-    assert text.index(" layer\n") < text.index("# System") < text.index(" rest\n")
+    pin = "six==1.15.0"
+    text = render_dockerfile(
+        spec, opts, wheel_url=url, system=needs, heavy=[pin], digests={pin: "0" * 64}
+    )
+    assert text.index(" layer 000") < text.index("# System") < text.index(" rest\n")
     assert apt_layer(SystemNeeds()) == ""
 
 
