@@ -31,7 +31,7 @@ def fetch_uv(url, uv_version):
     """Download, check and unpack the uv binary; return its path."""
     with urllib.request.urlopen(url, timeout=60) as resp:
         index = resp.read().decode()
-    names = re.findall(r'href="(uv-%s-[^"]+\.whl)"' % re.escape(uv_version), index)
+    names = re.findall(r'href="(uv-%s-[^"#]+\.whl)[#"]' % re.escape(uv_version), index)
     if not names:
         sys.exit("envpack: uv %s is not in the wheelhouse at %s" % (uv_version, url))
     with urllib.request.urlopen(url + names[0], timeout=120) as resp:
