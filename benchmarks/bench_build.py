@@ -239,7 +239,8 @@ def fresh_base(client: Any) -> str:
     shared engine (or earlier runs) would otherwise decide which chain a benchmark extends.
     """
     tag = f"envpack-bench/base:{uuid.uuid4().hex[:12]}"
-    text = f"FROM {BASE_IMAGE}\nLABEL org.jupyter.envpack=1 org.jupyter.envpack.kind=benchmark\n"
+    stamp = f"org.jupyter.envpack.stamp={tag[-12:]}"  # else the engine's cache gives the same id
+    text = f"FROM {BASE_IMAGE}\nLABEL org.jupyter.envpack=1 org.jupyter.envpack.kind=benchmark {stamp}\n"
     client.images.build(fileobj=io.BytesIO(text.encode()), tag=tag, rm=True)
     BASES.append(tag)
     return tag

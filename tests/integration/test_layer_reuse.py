@@ -74,7 +74,8 @@ def siblings(
     for wheel in shared.glob("*.whl") if shared.is_dir() else []:
         os.link(wheel, own / wheel.name)
     base = f"envpack-test/layer-reuse:{uuid.uuid4().hex[:12]}"
-    dockerfile = f"FROM {test_base_image}\nLABEL {LABEL}=1 {LABEL}.test=layer-reuse\n"
+    stamp = f"{LABEL}.stamp={base[-12:]}"  # a new image id: the engine's cache would reuse one
+    dockerfile = f"FROM {test_base_image}\nLABEL {LABEL}=1 {LABEL}.test=layer-reuse {stamp}\n"
     docker_client.images.build(fileobj=io.BytesIO(dockerfile.encode()), tag=base, rm=True)
     try:
         a = _build(docker_client, make_notebook(["import yaml"], name="sib_a.ipynb"), base)
