@@ -73,6 +73,7 @@ def hashes_of(lock):
 def install(uv, url, prefix, lock):
     hashes = ["--require-hashes"] if hashes_of(lock) else []
     cmd = [uv, "pip", "install", "--no-deps", "--no-index", "--find-links", url]
+    cmd.append("--compile-bytecode")  # the run's root is read-only: no .pyc could be written
     subprocess.run([*cmd, "--python", prefix + "/bin/python", "-r", lock, *hashes], check=True)
 
 

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from ..safefs import safe_write
+from .dockerapi import engine_key
 from .wheels import recorded_hashes
 
 _gateways: dict[str, str | None] = {}
@@ -47,7 +48,7 @@ def bridge_gateway(client: Any) -> str | None:
     base = str(getattr(client.api, "base_url", ""))
     if not base.startswith("http+docker://"):  # a remote (tcp/ssh) engine cannot reach us
         return None
-    key = f"{base}|{getattr(getattr(client.api, '_custom_adapter', None), 'socket_path', '')}"
+    key = engine_key(client.api)
     if key not in _gateways:
         _gateways[key] = _find_gateway(client)
     return _gateways[key]
