@@ -421,10 +421,11 @@ def cmd_build(args: argparse.Namespace) -> int:
     """Build (or find) the notebook's image; the last stdout line is the image reference."""
     from .events import StageClock
 
+    settings = _memo_settings(args)  # before the lock file's base image and hashes join args
     clock = StageClock(make_reporter(args))
     result = _build(args, clock)
     clock.finish()
-    _remember_build(args, result, clock.kept)
+    _remember_build(args, settings, result, clock.kept)
     return _print_build(args, result.to_json())
 
 
@@ -460,12 +461,13 @@ def noop_build(args: argparse.Namespace) -> int | None:
     return _print_build(args, memo.result)
 
 
-def _remember_build(args: argparse.Namespace, result: Any, events: list[Any]) -> None:
+def _remember_build(
+    args: argparse.Namespace, settings: dict[str, Any], result: Any, events: list[Any]
+) -> None:
     from .buildmemo import remember_build
 
     if build_options_from_args(args).no_cache:
         return  # c.EnvPack.no_cache: every build is a real one
-    settings = _memo_settings(args)
     spec = args.built_spec
     remember_build(args.notebook, settings, result.to_json(), spec, not args.python, events)
 
