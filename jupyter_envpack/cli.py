@@ -561,6 +561,8 @@ def _print_report(report: Any) -> None:
         )
         if cell.diff:
             console.print(f"[dim]{escape(cell.diff)}[/]")
+        if cell.reason:
+            console.print(f"[cyan]likely reason:[/] {escape(cell.reason['text'])}")
     if report.parameters:
         used = ", ".join(f"{k}={json.dumps(v)}" for k, v in report.parameters.items())
         console.print(f"parameters: {escape(used)}")

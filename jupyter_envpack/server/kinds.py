@@ -150,6 +150,11 @@ def run_run(op: OperationContext, reporter: Reporter, cancel: CancelToken) -> di
         build = _build(op, reporter, cancel, o.get("build_deadline"))
         image = build["image"]
     options = _run_options(op)
+    if o.get("sweep"):
+        from .sweeps import run_sweep
+
+        sweep = run_sweep(op, str(image), options, reporter, cancel)
+        return {"image": image, "engine": "docker", "build": build, "sweep": sweep}
     if venv:
         spec = _snapshot(op, reporter)
         bopts = _build_options(op, o.get("build_deadline"))
@@ -182,6 +187,8 @@ def resume_run(op: OperationContext, reporter: Reporter, cancel: CancelToken) ->
     collect its executed notebook like ``run_notebook`` does."""
     import docker.errors
 
+    if op.options.get("sweep"):
+        raise LostError("the server stopped during this sweep", hint="start the sweep again")
     client = docker_client()
     try:
         found = client.containers.list(all=True, filters={"label": f"{OPERATION_LABEL}={op.id}"})
@@ -228,6 +235,10 @@ def builtin_kinds(resolve_output: Callable[[str], Path]) -> list[Kind]:
         options = validator(RUN_FIELDS, "run option")(options)
         if options.get("output"):
             resolve_output(options["output"])
+        if options.get("sweep"):
+            from .sweeps import check_sweep
+
+            check_sweep(options)
         return options
 
     return [
