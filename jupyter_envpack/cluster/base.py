@@ -120,6 +120,8 @@ class JobSpec:
         Swarm placement constraints such as ``node.role==worker``.
     schedule, timezone
         A 5-field cron schedule (Kubernetes CronJob) and its IANA time zone.
+    gpus
+        GPUs the job needs (Kubernetes ``nvidia.com/gpu``, Swarm generic resources).
     """
 
     job_id: str
@@ -137,6 +139,7 @@ class JobSpec:
     constraints: tuple[str, ...] = ()
     schedule: str | None = None
     timezone: str | None = None
+    gpus: int | None = None
 
     def with_image(self, image: str) -> JobSpec:
         """Return a copy that runs ``image``."""
@@ -217,7 +220,7 @@ def fetch_result(backend: Backend, handle: str) -> str:
 
     Raises the core's ``RunError`` (reason ``no-result``) when the log holds no result block.
     """
-    from ..execute.runner import extract_result, extract_result_lines  # lazy: light imports
+    from ..execute.result_block import extract_result, extract_result_lines  # lazy: light imports
 
     streaming = getattr(backend, "result_lines", None)  # never the whole log in memory (L6)
     if streaming is not None:

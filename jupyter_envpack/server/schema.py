@@ -17,7 +17,6 @@ from ..execute.limits import parse_memory
 
 KERNEL_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 IDENT_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,99}")
-OP_ID_RE = re.compile(r"[0-9a-f]{32}")
 MAX_DEPTH = 32
 
 
@@ -95,6 +94,17 @@ def _api_path(value: Any) -> bool:
     return len(value) > 0  # its shape is checked by server.paths (404, like the Contents API)
 
 
+def _gpus(value: Any) -> bool:
+    from ..errors import InputError
+    from ..gpu import parse_gpus
+
+    try:
+        parse_gpus(value)
+    except InputError:
+        return False
+    return not isinstance(value, bool)
+
+
 BUILD_FIELDS: dict[str, Field] = {
     "base_image": Field((str,), _image, "an image reference such as python:3.11-slim"),
     "kernel": _pattern(KERNEL_RE, "a kernelspec name"),
@@ -114,6 +124,7 @@ RUN_FIELDS: dict[str, Field] = {
     "mem_limit": Field((str, int), _memory, "bytes, or a number with k/m/g (512m, 2g, 1Gi)"),
     "cpus": _number(0.01, 1024),
     "pids": _number(16, 1_000_000),
+    "gpus": Field((str, int), _gpus, "a number of GPUs or 'all'"),
     "network": Field((bool,)),
     "tolerance": _number(0, 1),
     "output": Field((str,), _api_path, "a notebook path relative to the server root"),

@@ -31,6 +31,7 @@ from .spec import EnvSpec, Finding, PinnedPackage
 
 if TYPE_CHECKING:
     from . import SnapshotOptions
+    from .probe import Environment
 
 LOCK_SCHEMA = "envpack.lock/1"
 LOCK_SUFFIX = ".envpack.lock"
@@ -227,12 +228,17 @@ def snapshot_or_lock(
     kernel: str | None = None,
     use_lock: bool = True,
     options: SnapshotOptions | None = None,
+    probe: Environment | None = None,
+    max_bytes: int | None = None,
 ) -> tuple[EnvSpec, Lock | None]:
-    """The lock file's spec when ``use_lock`` and it exists, else a snapshot of the kernel."""
+    """The lock file's spec when ``use_lock`` and it exists, else a snapshot of the kernel
+    (``probe``: its environment probed already; ``max_bytes``: the notebook's size limit)."""
     path = lock_path(nb_path)
     if use_lock and (path.exists() or path.is_symlink()):
         lock = read_lock(path)
         return snapshot_from_lock(nb_path, lock, options), lock
     from . import take_snapshot
+    from .notebook import DEFAULT_MAX_BYTES
 
-    return take_snapshot(nb_path, python=python, kernel=kernel, options=options), None
+    limit = DEFAULT_MAX_BYTES if max_bytes is None else max_bytes
+    return take_snapshot(nb_path, python, kernel, probe, limit, options), None
