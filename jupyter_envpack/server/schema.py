@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import InputError
-from ..execute.limits import parse_memory
 
 KERNEL_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 IDENT_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,99}")
@@ -74,6 +73,8 @@ def _parameters(value: Any) -> bool:
 
 
 def _memory(value: Any) -> bool:
+    from ..execute.limits import parse_memory  # the one grammar (lazy: ``execute`` is heavy)
+
     try:
         return parse_memory(value, minimum=4 * 2**20) <= 1 << 40
     except InputError:
