@@ -14,21 +14,19 @@ from __future__ import annotations
 import datetime as dt
 import os
 import re
-import stat
 import subprocess
 import sys
 import tempfile
 import zipfile
 from dataclasses import asdict, dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
-from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
 from ..errors import ProbeError
+from .declared import declared_requirements, requirement
 from .index import IndexOptions
-from .localfiles import hidden, looks_secret, regular_inside
 from .notebook import analyse_notebook
 
 ALIASES: dict[str, str] = {
@@ -54,9 +52,11 @@ ALIASES: dict[str, str] = {
     "tables": "tables",
 }
 """Import name → distribution, for the names that differ (checked like every other candidate)."""
-MAX_REQUIREMENTS_BYTES = 256 * 2**10
 MAX_WHEEL_MEMBERS = 200_000
-_REQ_FILES = re.compile(r"requirements[\w.-]*\.txt\Z")
+RUNNER = "ipykernel"
+"""Added to every reconstruction so the image (or venv) can start a kernel (``reason: runner``)."""
+BASE_PYTHONS = tuple(f"3.{minor}" for minor in range(8, 15))
+"""Pythons with a default base image (``python:X.Y-slim``) that uv and ipykernel still support."""
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}\Z")
 
 
@@ -73,7 +73,13 @@ class Candidate:
 
 @dataclass
 class Reconstruction:
-    """An educated reconstruction of a notebook's environment (not what ran)."""
+    """An educated reconstruction of a notebook's environment (not what ran).
+
+    ``as_of`` is the cut-off asked for and where it came from (``as_of_source``: ``option``,
+    ``git-commit``, ``git-commit-bounded`` or ``mtime``); ``as_of_used`` the one that resolved
+    (later when nothing resolved at ``as_of``). ``python_source`` says why that Python:
+    ``option``, ``notebook`` (its ``language_info``) or ``kernel``.
+    """
 
     python: str
     as_of: str
@@ -81,50 +87,63 @@ class Reconstruction:
     candidates: list[Candidate] = field(default_factory=list)
     pins: dict[str, str] = field(default_factory=dict)
     unresolved: list[str] = field(default_factory=list)
+    as_of_source: str = "option"
+    python_source: str = "option"
+    declared: list[str] = field(default_factory=list)
+
+    @property
+    def date_moved(self) -> bool:
+        """Whether the cut-off had to move forward for anything to resolve."""
+        return self.as_of_used != self.as_of
+
+    def chosen(self) -> dict[str, str]:
+        """Import → the requirement chosen for it (the first verified candidate)."""
+        return _first_verified(self.candidates)
+
+    def imports(self) -> list[dict[str, Any]]:
+        """Per import: the chosen requirement, the rejected candidates and why, the evidence."""
+        chosen = self.chosen()
+        out = []
+        for module in dict.fromkeys(c.module for c in self.candidates):
+            mine = [c for c in self.candidates if c.module == module]
+            pick = chosen.get(module)
+            out.append(
+                {
+                    "import": module,
+                    "chosen": pick,
+                    "rejected": [
+                        {"name": c.requirement, "why": c.evidence} for c in mine if not c.verified
+                    ],
+                    "evidence": next((c.evidence for c in mine if c.requirement == pick), ""),
+                }
+            )
+        return out
 
     def to_json(self) -> dict[str, Any]:
         """JSON form; ``origin`` tells every reader this is a reconstruction."""
         return {
             "origin": "reconstructed",
             "python": self.python,
+            "python_source": self.python_source,
             "as_of": self.as_of,
+            "as_of_source": self.as_of_source,
             "as_of_used": self.as_of_used,
+            "date_moved": self.date_moved,
             "pins": self.pins,
             "unresolved": self.unresolved,
+            "declared": self.declared,
+            "imports": self.imports(),
             "candidates": [asdict(c) for c in self.candidates],
         }
 
-
-def declared_requirements(folder: Path) -> list[tuple[str, str]]:
-    """``(requirement, file name)`` from ``requirements*.txt`` beside the notebook (bounded, no
-    symlinks, no options or includes: those lines are ignored)."""
-    out: list[tuple[str, str]] = []
-    for entry in sorted(p.name for p in folder.iterdir()):
-        if not _REQ_FILES.match(entry) or looks_secret(entry) or hidden(PurePosixPath(entry)):
-            continue
-        text = _read_small(folder, entry)
-        for line in text.splitlines():
-            line = line.split("#", 1)[0].strip()
-            if line and not line.startswith("-") and _requirement(line):
-                out.append((line, entry))
-    return out
-
-
-def _read_small(folder: Path, name: str) -> str:
-    if regular_inside(folder, PurePosixPath(name)) is None:
-        return ""
-    fd = os.open(folder / name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    with os.fdopen(fd, "rb") as fh:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return ""
-        return fh.read(MAX_REQUIREMENTS_BYTES).decode("utf-8", "replace")
-
-
-def _requirement(text: str) -> Requirement | None:
-    try:
-        return Requirement(text)
-    except InvalidRequirement:
-        return None
+    def summary(self) -> str:
+        """One line for every surface: plainly a reconstruction, with its date and Python."""
+        moved = f" (nothing resolved at {self.as_of}: moved forward)" if self.date_moved else ""
+        return (
+            f"RECONSTRUCTED environment — an educated guess, not what ran: Python {self.python} "
+            f"({self.python_source}), packages as of {self.as_of_used}{moved}, date from "
+            f"{self.as_of_source}"
+        )
 
 
 def candidates_for(
@@ -150,7 +169,7 @@ def candidates_for(
 
 
 def _name(req: str) -> str:
-    parsed = _requirement(req)
+    parsed = requirement(req)
     return canonicalize_name(parsed.name) if parsed else ""
 
 
@@ -165,8 +184,11 @@ def wheel_provides(wheel: Path, module: str) -> str | None:
     return None
 
 
-def verify(candidates: list[Candidate], python: str, index: IndexOptions, tmp: Path) -> None:
-    """Fetch each distinct candidate's wheel once and check it provides the module."""
+def verify(candidates: list[Candidate], python: str, index: IndexOptions, tmp: Path) -> set[str]:
+    """Fetch each distinct candidate's wheel once and check it provides the module.
+
+    Returns the (canonical) names that have a wheel for ``python`` on the index.
+    """
     wheels: dict[str, Path | str] = {}
     for c in candidates:
         key = _name(c.requirement)
@@ -179,6 +201,7 @@ def verify(candidates: list[Candidate], python: str, index: IndexOptions, tmp: P
         found = wheel_provides(got, c.module)
         c.verified = found is not None
         c.evidence = f"{got.name} ships {found}" if found else f"{got.name} has no {c.module}"
+    return {key for key, got in wheels.items() if not isinstance(got, str)}
 
 
 def _download(req: str, python: str, index: IndexOptions, folder: Path) -> Path | str:
@@ -205,6 +228,7 @@ def resolve_as_of(
     while day <= dt.date.today() + dt.timedelta(days=1):
         argv = [uv_binary(), "pip", "compile", "-", "--no-header", "--no-annotate", "--quiet"]
         argv += ["--python-version", python, "--exclude-newer", day.isoformat()]
+        argv += ["--only-binary", ":all:", "--python-platform", f"{_machine()}-manylinux_2_28"]
         proc = subprocess.run(
             argv,
             input="\n".join(requirements),
@@ -245,46 +269,78 @@ def _pins(text: str) -> dict[str, str]:
     return pins
 
 
+def _machine() -> str:
+    import platform
+
+    return "aarch64" if platform.machine() in {"aarch64", "arm64"} else "x86_64"
+
+
+def default_as_of(nb_path: Path) -> tuple[str, str]:
+    """``(date, source)``: the notebook's last commit date (read with dulwich, bounded), else its
+    modification time."""
+    from ..share.gitrepo import last_change
+
+    found = last_change(nb_path)
+    if found is not None:
+        when, exact = found
+        source = "git-commit" if exact else "git-commit-bounded"
+    else:
+        when, source = int(nb_path.stat().st_mtime), "mtime"
+    return dt.datetime.fromtimestamp(when, dt.timezone.utc).date().isoformat(), source
+
+
+def default_python(nb: Any, base_image: str | None, kernel_python: str) -> tuple[str, str]:
+    """``(X.Y, source)``: the notebook's ``language_info.version`` when a default base image
+    exists for it (no ``base_image`` configured, X.Y in :data:`BASE_PYTHONS`), else the kernel's."""
+    version = str(nb.get("metadata", {}).get("language_info", {}).get("version") or "")
+    m = re.match(r"(3\.\d+)", version)
+    if m and base_image is None and m.group(1) in BASE_PYTHONS:
+        return m.group(1), "notebook"
+    return kernel_python, "kernel"
+
+
 def reconstruct(
     path: str | os.PathLike[str],
     modules: list[str] | None = None,
     python: str | None = None,
     as_of: str | None = None,
     index: IndexOptions | None = None,
+    base_image: str | None = None,
+    kernel_python: str | None = None,
 ) -> Reconstruction:
-    """Reconstruct the environment of the notebook at ``path`` as of ``as_of`` (default: mtime).
+    """Reconstruct the environment of the notebook at ``path`` as of ``as_of``.
 
-    ``modules`` defaults to every top-level import that is not local code; ``python`` (X.Y) to
-    the notebook's ``language_info.version``, else this interpreter's. Raises
+    ``as_of`` defaults to the notebook's last commit date, else its mtime (:func:`default_as_of`);
+    ``modules`` to every top-level import that is not local code; ``python`` (X.Y) to
+    :func:`default_python` (``kernel_python`` defaults to this interpreter's X.Y). Raises
     :class:`ProbeError` when nothing resolves.
     """
     nb_path = Path(path)
     analysis, nb = analyse_notebook(nb_path)
-    python = python or _notebook_python(nb)
+    kernel_python = kernel_python or f"{sys.version_info[0]}.{sys.version_info[1]}"
+    python, python_source = (
+        (python, "option") if python else default_python(nb, base_image, kernel_python)
+    )
     if modules is None:
         modules = sorted({u.module for u in analysis.imports if not u.local_hint} - _stdlib())
-    if as_of is None:
-        mtime = nb_path.stat().st_mtime
-        as_of = dt.datetime.fromtimestamp(mtime, dt.timezone.utc).date().isoformat()
+    as_of, as_of_source = (as_of, "option") if as_of else default_as_of(nb_path)
     if not _DATE.match(as_of):
         raise ProbeError(f"invalid date {as_of!r}", hint="use YYYY-MM-DD")
     index = index or IndexOptions()
     pip_lines = [r for r, _cell in analysis.pip_requirements]
-    candidates = candidates_for(modules, declared_requirements(nb_path.parent), pip_lines)
+    declared_pairs = declared_requirements(nb_path.parent)
+    candidates = candidates_for(modules, declared_pairs, pip_lines)
     with tempfile.TemporaryDirectory(prefix="envpack-reconstruct-") as tmp:
-        verify(candidates, python, index, Path(tmp))
+        on_index = verify(candidates, python, index, Path(tmp))
     chosen = _first_verified(candidates)
     unresolved = [m for m in modules if m not in chosen]
-    declared = [r for r, _src in declared_requirements(nb_path.parent)]
-    reqs = sorted({*chosen.values(), *declared})  # what the repository declares is kept too
-    pins, used = resolve_as_of(reqs, python, as_of, index) if reqs else ({}, as_of)
-    return Reconstruction(python, as_of, used, candidates, pins, unresolved)
-
-
-def _notebook_python(nb: Any) -> str:
-    version = str(nb.get("metadata", {}).get("language_info", {}).get("version") or "")
-    m = re.match(r"(3\.\d+)", version)
-    return m.group(1) if m else f"{sys.version_info[0]}.{sys.version_info[1]}"
+    # what the repository declares is kept too, when a wheel of it exists (conda-only names fall)
+    declared = sorted({r for r, _src in declared_pairs if _name(r) in on_index})
+    reqs = sorted({*chosen.values(), *declared, RUNNER})
+    pins, used = resolve_as_of(reqs, python, as_of, index)
+    return Reconstruction(
+        python, as_of, used, candidates, pins, unresolved, as_of_source, python_source, declared
+    )
 
 
 def _first_verified(candidates: list[Candidate]) -> dict[str, str]:
@@ -296,4 +352,4 @@ def _first_verified(candidates: list[Candidate]) -> dict[str, str]:
 
 
 def _stdlib() -> set[str]:
-    return set(sys.stdlib_module_names)
+    return set(sys.stdlib_module_names) | {"__future__"}
