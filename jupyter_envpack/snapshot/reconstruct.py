@@ -20,7 +20,7 @@ import tempfile
 import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from packaging.utils import canonicalize_name
 
@@ -28,6 +28,10 @@ from ..errors import ProbeError
 from .declared import declared_requirements, requirement
 from .index import IndexOptions
 from .notebook import analyse_notebook
+from .spec import EnvSpec, Finding, PinnedPackage
+
+if TYPE_CHECKING:
+    from . import SnapshotOptions
 
 ALIASES: dict[str, str] = {
     "sklearn": "scikit-learn",
@@ -58,6 +62,26 @@ RUNNER = "ipykernel"
 BASE_PYTHONS = tuple(f"3.{minor}" for minor in range(8, 15))
 """Pythons with a default base image (``python:X.Y-slim``) that uv and ipykernel still support."""
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}\Z")
+
+
+@dataclass(frozen=True)
+class ReconstructOptions:
+    """Ask for a reconstruction instead of a kernel's environment.
+
+    Parameters
+    ----------
+    as_of
+        Newest release date ``YYYY-MM-DD`` (default: last commit of the notebook, else mtime).
+    python
+        Target Python ``X.Y`` (default: the notebook's when a base image exists, else the
+        kernel's).
+    base_image
+        The configured base image, if any (then the kernel's Python is the default).
+    """
+
+    as_of: str | None = None
+    python: str | None = None
+    base_image: str | None = None
 
 
 @dataclass
@@ -220,32 +244,52 @@ def _download(req: str, python: str, index: IndexOptions, folder: Path) -> Path 
 def resolve_as_of(
     requirements: list[str], python: str, as_of: str, index: IndexOptions, step_days: int = 180
 ) -> tuple[dict[str, str], str]:
-    """``uv pip compile --exclude-newer`` at ``as_of``, moving forward until it resolves."""
-    from ..execute.venv import uv_binary
-
+    """``uv pip compile --exclude-newer`` at ``as_of``; when nothing resolves, step forward by
+    ``step_days`` until it does, then bisect back to within a week of the first day that does."""
     day = dt.date.fromisoformat(as_of)
+    failed: dt.date | None = None
     last = ""
     while day <= dt.date.today() + dt.timedelta(days=1):
-        argv = [uv_binary(), "pip", "compile", "-", "--no-header", "--no-annotate", "--quiet"]
-        argv += ["--python-version", python, "--exclude-newer", day.isoformat()]
-        argv += ["--only-binary", ":all:", "--python-platform", f"{_machine()}-manylinux_2_28"]
-        proc = subprocess.run(
-            argv,
-            input="\n".join(requirements),
-            capture_output=True,
-            text=True,
-            env=_uv_env(index),
-            timeout=600,
-            check=False,
+        pins, last = _compile(requirements, python, day, index)
+        if pins is not None:
+            break
+        failed, day = day, day + dt.timedelta(days=step_days)
+    else:
+        raise ProbeError(
+            f"nothing resolves for Python {python} up to today: {last}",
+            hint="choose another --python-version or drop a candidate",
         )
-        if proc.returncode == 0:
-            return _pins(proc.stdout), day.isoformat()
-        last = proc.stderr.strip()[-500:]
-        day += dt.timedelta(days=step_days)
-    raise ProbeError(
-        f"nothing resolves for Python {python} up to today: {last}",
-        hint="choose another --python-version or drop a candidate",
+    while failed is not None and (day - failed).days > 7:
+        middle = failed + (day - failed) / 2
+        found, _err = _compile(requirements, python, middle, index)
+        if found is None:
+            failed = middle
+        else:
+            pins, day = found, middle
+    return pins, day.isoformat()
+
+
+def _compile(
+    requirements: list[str], python: str, day: dt.date, index: IndexOptions
+) -> tuple[dict[str, str] | None, str]:
+    """Pins of ``requirements`` as of ``day`` with wheels for Linux, or ``(None, uv's error)``."""
+    from ..execute.venv import uv_binary
+
+    argv = [uv_binary(), "pip", "compile", "-", "--no-header", "--no-annotate", "--quiet"]
+    argv += ["--python-version", python, "--exclude-newer", day.isoformat()]
+    argv += ["--only-binary", ":all:", "--python-platform", f"{_machine()}-manylinux_2_28"]
+    proc = subprocess.run(
+        argv,
+        input="\n".join(requirements),
+        capture_output=True,
+        text=True,
+        env=_uv_env(index),
+        timeout=600,
+        check=False,
     )
+    if proc.returncode == 0:
+        return _pins(proc.stdout), ""
+    return None, proc.stderr.strip()[-500:]
 
 
 def _uv_env(index: IndexOptions) -> dict[str, str]:
@@ -353,3 +397,67 @@ def _first_verified(candidates: list[Candidate]) -> dict[str, str]:
 
 def _stdlib() -> set[str]:
     return set(sys.stdlib_module_names) | {"__future__"}
+
+
+def reconstructed_spec(
+    path: str | os.PathLike[str],
+    ropts: ReconstructOptions,
+    options: SnapshotOptions,
+    kernel: str | None = None,
+    python: str | None = None,
+) -> EnvSpec:
+    """The notebook's :class:`EnvSpec` with reconstructed pins (``origin: "reconstructed"``).
+
+    Local code and data files are found as for a lock file; a ``reconstructed`` warning says on
+    every surface that this is an educated guess, not what ran. ``kernel``/``python`` only give
+    the default Python (see :func:`default_python`).
+    """
+    from .lock import Lock, snapshot_from_lock
+
+    rec = reconstruct(
+        path,
+        python=ropts.python,
+        as_of=ropts.as_of,
+        index=options.index,
+        base_image=ropts.base_image,
+        kernel_python=None if ropts.python else _kernel_python(path, kernel, python),
+    )
+    lock = Lock(rec.python, _packages(rec), origin="reconstructed", as_of=rec.as_of_used)
+    spec = snapshot_from_lock(path, lock, options)
+    spec.warnings = [
+        Finding("reconstructed", rec.summary(), hint="check the pins; `--as-of` sets the date"),
+        *(w for w in spec.warnings if w.code != "lock-drift"),
+        *(
+            Finding("unresolved-import", f"no distribution on the index provides {m}")
+            for m in rec.unresolved
+        ),
+    ]
+    spec.origin, spec.reconstruction = "reconstructed", rec.to_json()
+    return spec
+
+
+def _packages(rec: Reconstruction) -> list[PinnedPackage]:
+    chosen = rec.chosen()
+    out = []
+    for name, version in sorted(rec.pins.items()):
+        modules = tuple(sorted(m for m, req in chosen.items() if _name(req) == name))
+        reason = "runner" if name == RUNNER and not modules else None
+        out.append(PinnedPackage(name, version, bool(modules), modules, reason))
+    return out
+
+
+def _kernel_python(path: str | os.PathLike[str], kernel: str | None, python: str | None) -> str:
+    """X.Y of the kernel's interpreter (the one a snapshot would probe)."""
+    from . import select_interpreter
+
+    interpreter = select_interpreter(python, kernel, analyse_notebook(Path(path))[0].kernel_name)[0]
+    if interpreter == sys.executable:
+        return f"{sys.version_info[0]}.{sys.version_info[1]}"
+    argv = [interpreter, "-I", "-c", "import sys; print('%d.%d' % sys.version_info[:2])"]
+    try:
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=True).stdout
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise ProbeError(
+            f"cannot ask {interpreter} its version: {exc}", hint="give --python-version X.Y"
+        ) from exc
+    return out.strip()
