@@ -467,11 +467,15 @@ def cmd_run(args: argparse.Namespace) -> int:
         spec = _reported_snapshot(args, reporter)
         opts = build_options_from_args(args)  # after the snapshot: a lock may set the base
         result, _ = rerun(spec, args.notebook, "venv", opts, run_opts, reporter)
-    else:
+    elif args.image or rows:
         image = args.image or _build(args, reporter).image
         if rows:
             return _run_sweep(args, image, rows, run_opts)
         result = run_notebook(image, args.notebook, run_opts, reporter)
+    else:
+        spec = _reported_snapshot(args, reporter)
+        opts = build_options_from_args(args)  # after the snapshot: a lock may set the base
+        result, _ = rerun(spec, args.notebook, "docker", opts, run_opts, reporter)
     report = result.report
     if args.json:
         _out(json.dumps(report.to_json(), indent=2))
@@ -517,6 +521,11 @@ def _print_report(report: Any) -> None:
     from rich.markup import escape
 
     console = Console(highlight=False)
+    if report.origin == "reconstructed":
+        console.print(
+            f"[bold yellow]RECONSTRUCTED environment[/] (packages as of {report.as_of}): an "
+            "educated guess, not what ran — compared with the notebook's stored outputs"
+        )
     colours = {
         "same": "green",
         "error": "green",

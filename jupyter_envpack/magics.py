@@ -49,6 +49,8 @@ Handler = Callable[["EnvpackMagics", argparse.Namespace], Any]
 _BUILDING = {"build", "run", "submit"}
 _RUNNING = {"run", "submit"}
 VERB_OPTIONS: dict[str, set[str]] = {
+    "reconstruct": {"snapshot", "dockerfile", *_BUILDING},
+    "as_of": {"snapshot", "dockerfile", *_BUILDING},
     "base_image": {"dockerfile", "status", *_BUILDING},
     "ca_bundle": _BUILDING,
     "index_url": {"dockerfile", *_BUILDING},
@@ -144,6 +146,13 @@ class EnvpackMagics(Magics):
         dest="display",
         help="ipywidgets progress",
     )
+    @argument_group("snapshot, dockerfile, build, run, submit")
+    @argument(
+        "--reconstruct",
+        action="store_true",
+        help="no environment at hand: reconstruct one (an educated guess, not what ran)",
+    )
+    @argument("--as-of", metavar="DATE", help="with --reconstruct: newest release date")
     @argument_group("dockerfile, build, run")
     @argument(
         "--base-image",
@@ -291,7 +300,15 @@ class EnvpackMagics(Magics):
             extra_index_urls=getattr(args, "extra_index_url", None),
             ca_bundle=getattr(args, "ca_bundle", None),
         )
-        if args.python or args.kernel:
+        if getattr(args, "reconstruct", False):
+            from dataclasses import replace
+
+            from .snapshot import ReconstructOptions
+
+            base = base_image_override(getattr(args, "base_image", None))
+            ropts = ReconstructOptions(args.as_of, None, base or self.envpack_config().base_image)
+            options = replace(options, reconstruct=ropts)
+        if args.python or args.kernel or options.reconstruct:
             return take_snapshot(path, python=args.python, kernel=args.kernel, options=options)
         from .snapshot.probe import probe_current
 
@@ -445,7 +462,7 @@ def verb_run(m: EnvpackMagics, args: argparse.Namespace) -> Any:
     """Build if needed, rerun the notebook in its image, and compare cell by cell."""
     from .execute import run_notebook
     from .execute.run import default_output
-    from .pipeline import rerun
+    from .pipeline import mark_origin, rerun
     from .widgets import FieldsView, run_with_progress
 
     path = m.notebook_path(args.notebook)
@@ -461,7 +478,8 @@ def verb_run(m: EnvpackMagics, args: argparse.Namespace) -> Any:
                 opts = m.build_options(args)
                 return rerun(spec, copy, "venv", opts, run_opts, reporter, cancel, args.image)[0]
             image = args.image or build(reporter, cancel).image  # type: ignore[misc]
-            return run_notebook(image, copy, run_opts, reporter=reporter, cancel=cancel)
+            result = run_notebook(image, copy, run_opts, reporter=reporter, cancel=cancel)
+            return mark_origin(result, spec)
 
         result = run_with_progress(work, m.progress(f"envpack run {path.name}", args))
     report = result.report
@@ -483,6 +501,11 @@ def verb_run(m: EnvpackMagics, args: argparse.Namespace) -> Any:
         {
             "cells": counts,
             "parameters": json.dumps(report.parameters) if report.parameters else None,
+            "environment": (
+                f"RECONSTRUCTED as of {report.as_of}: an educated guess, not what ran"
+                if report.origin
+                else None
+            ),
             "run": report.run_status,
             "engine": report.engine,
             "image": report.image,

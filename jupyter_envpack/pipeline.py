@@ -11,7 +11,7 @@ from .errors import InputError
 from .events import CancelToken, ProgressEvent, Reporter, null_reporter
 from .execute import RunOptions, RunResult, run_notebook
 from .image import BuildOptions, BuildResult, build_image
-from .snapshot import EnvSpec, IndexOptions, SnapshotOptions
+from .snapshot import EnvSpec, IndexOptions, ReconstructOptions, SnapshotOptions
 from .snapshot.lock import snapshot_or_lock
 
 ENGINES = ("docker", "venv")
@@ -45,7 +45,7 @@ def rerun(
 
         origin = Path(files_from) if files_from is not None else None
         result = run_notebook_venv(spec, Path(nb_path), run, reporter, cancel, build, origin)
-        return result, None
+        return mark_origin(result, spec), None
     if client is None:
         from .image.engine import connect
 
@@ -55,7 +55,15 @@ def rerun(
         built = build_image(spec, Path(nb_path), build or BuildOptions(), reporter, cancel, client)
         image = built.image
     result = run_notebook(image, Path(nb_path), run or RunOptions(), reporter, cancel, client)
-    return result, built
+    return mark_origin(result, spec), built
+
+
+def mark_origin(result: RunResult, spec: EnvSpec) -> RunResult:
+    """Say in the report when the environment it ran in was reconstructed (not what ran)."""
+    if spec.reconstructed:
+        result.report.origin = spec.origin
+        result.report.as_of = str((spec.reconstruction or {}).get("as_of_used") or "") or None
+    return result
 
 
 @dataclass
@@ -89,6 +97,7 @@ def containerise(
     rerun_path: str | os.PathLike[str] | None = None,
     use_lock: bool = True,
     engine: str = "docker",
+    reconstruct: ReconstructOptions | None = None,
 ) -> Containerised:
     """Snapshot ``path`` in its kernel's environment, build its image and (by default) rerun it.
 
@@ -97,6 +106,8 @@ def containerise(
     ``use_lock`` is false (its base image is the default one); ``rerun_path`` is a copy of the
     notebook to rerun instead (same name; the pytest plugin blanks its skipped cells).
     ``engine`` is where the rerun happens (:data:`ENGINES`): ``venv`` builds no image.
+    ``reconstruct``: no kernel environment, reconstruct one (issue 13.2; the report says so and
+    compares with the notebook's stored outputs).
     """
     if engine == "venv" and not rerun:
         raise InputError("the venv engine builds no image", hint="rerun, or use engine 'docker'")
@@ -104,6 +115,9 @@ def containerise(
     if snapshot is None:
         index = IndexOptions(build.index_url, build.extra_index_urls, build.ca_bundle)
         snapshot = SnapshotOptions(index=index)
+    if reconstruct is not None:
+        base = reconstruct.base_image or build.base_image
+        snapshot = replace(snapshot, reconstruct=replace(reconstruct, base_image=base))
     reporter(ProgressEvent("snapshot", f"reading {os.fspath(path)} and its environment", "step"))
     spec, lock = snapshot_or_lock(path, python, kernel, use_lock=use_lock, options=snapshot)
     if lock is not None:
@@ -136,6 +150,7 @@ def containerise(
     result = None
     if rerun:
         result = run_notebook(built.image, target, run or RunOptions(), reporter, cancel, client)
+        mark_origin(result, spec)
     return Containerised(spec, built, result)
 
 

@@ -36,10 +36,25 @@ def _snapshot(op: OperationContext, reporter: Reporter) -> Any:
         str(op.notebook),
         kernel=op.options.get("kernel") or op.config.kernel,
         max_bytes=op.config.max_notebook_size,
-        options=op.config.snapshot_options(),
+        options=snapshot_options(op.config, op.options),
     )
     reporter(ProgressEvent("snapshot", spec.files_summary(), "info"))
+    if spec.reconstructed:
+        reporter(ProgressEvent("snapshot", spec.warnings[0].message, "warning"))
     return spec
+
+
+def snapshot_options(config: Any, options: dict[str, Any]) -> Any:
+    """The config's snapshot options, reconstructing when the request says ``reconstruct``."""
+    from dataclasses import replace
+
+    from ..snapshot import ReconstructOptions
+
+    base = config.snapshot_options()
+    if not options.get("reconstruct"):
+        return base
+    image = options.get("base_image") or config.base_image
+    return replace(base, reconstruct=ReconstructOptions(options.get("as_of"), None, image))
 
 
 def _build_options(op: OperationContext, deadline: float | None) -> Any:
@@ -65,6 +80,8 @@ def _build(
     return {
         **res.to_json(),
         "snapshot_hash": spec.hash,
+        "origin": spec.origin,
+        **({"reconstruction": spec.reconstruction} if spec.reconstruction else {}),
         # the snapshot's findings, then the build's (missing-command, unmapped-library)
         "warnings": [w.to_json() for w in spec.warnings] + (res.system or {}).get("warnings", []),
     }
@@ -131,6 +148,9 @@ def run_run(op: OperationContext, reporter: Reporter, cancel: CancelToken) -> di
         rr, _ = rerun(spec, op.notebook, "venv", bopts, options, reporter, cancel, image=image)
     else:
         rr = run_notebook(str(image), str(op.notebook), options, reporter=reporter, cancel=cancel)
+        if build is not None and build.get("origin") == "reconstructed":
+            rr.report.origin = "reconstructed"
+            rr.report.as_of = build["reconstruction"].get("as_of_used")
     return {
         "image": rr.report.image,
         "engine": rr.report.engine,

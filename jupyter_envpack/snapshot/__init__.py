@@ -88,8 +88,16 @@ def take_snapshot(
     max_bytes: int = DEFAULT_MAX_BYTES,
     options: SnapshotOptions | None = None,
 ) -> EnvSpec:
-    """Read ``path``, find its imports, local code and data files; pin the kernel's environment."""
+    """Read ``path``, find its imports, local code and data files; pin the kernel's environment.
+
+    With ``options.reconstruct`` the pins are reconstructed instead (no kernel is probed):
+    :func:`~.reconstruct.reconstructed_spec`.
+    """
     options = options or SnapshotOptions()
+    if options.reconstruct is not None:
+        from .reconstruct import reconstructed_spec
+
+        return reconstructed_spec(path, options.reconstruct, options, kernel, python)
     nb_path = Path(path)
     analysis, _nb = analyse_notebook(nb_path, max_bytes=max_bytes)
     if probe is None:
