@@ -97,9 +97,20 @@ def _api_path(value: Any) -> bool:
 
 
 DATE_RE = re.compile(r"(19|20)[0-9]{2}-[01][0-9]-[0-3][0-9]")
+
+
+def _date(value: Any) -> bool:
+    from datetime import date
+
+    try:
+        return DATE_RE.fullmatch(value) is not None and date.fromisoformat(value) is not None
+    except ValueError:
+        return False
+
+
 RECONSTRUCT_FIELDS: dict[str, Field] = {
     "reconstruct": Field((bool,)),
-    "as_of": _pattern(DATE_RE, "a date YYYY-MM-DD (with reconstruct)"),
+    "as_of": Field((str,), _date, "a date YYYY-MM-DD (with reconstruct)"),
 }
 """Reconstruct the environment instead of snapshotting the kernel's (issue 13.2)."""
 BUILD_FIELDS: dict[str, Field] = {

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from packaging.utils import canonicalize_name
 
-from ..errors import ProbeError
+from ..errors import InputError, ProbeError
 from .declared import declared_requirements, requirement
 from .index import IndexOptions
 from .notebook import analyse_notebook
@@ -368,8 +368,7 @@ def reconstruct(
     if modules is None:
         modules = sorted({u.module for u in analysis.imports if not u.local_hint} - _stdlib())
     as_of, as_of_source = (as_of, "option") if as_of else default_as_of(nb_path)
-    if not _DATE.match(as_of):
-        raise ProbeError(f"invalid date {as_of!r}", hint="use YYYY-MM-DD")
+    _check_date(as_of)
     index = index or IndexOptions()
     pip_lines = [r for r, _cell in analysis.pip_requirements]
     declared_pairs = declared_requirements(nb_path.parent)
@@ -385,6 +384,13 @@ def reconstruct(
     return Reconstruction(
         python, as_of, used, candidates, pins, unresolved, as_of_source, python_source, declared
     )
+
+
+def _check_date(text: str) -> None:
+    try:
+        dt.date.fromisoformat(text if _DATE.match(text) else "")
+    except ValueError:
+        raise InputError(f"invalid date {text[:40]!r}", hint="use YYYY-MM-DD") from None
 
 
 def _first_verified(candidates: list[Candidate]) -> dict[str, str]:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from pathlib import Path
 
+import nbformat
 import pytest
 
 from jupyter_envpack.cli import main
@@ -77,11 +79,18 @@ def test_binder_requirements_and_the_report_say_so() -> None:
 def test_rest_bodies_take_reconstruct_and_a_date_only() -> None:
     body = {"reconstruct": True, "as_of": "2019-05-01"}
     assert check_fields(body, RUN_FIELDS, "run option") == body
-    for bad in ({"reconstruct": "yes"}, {"as_of": "2019-5-1"}, {"as_of": "2019-05-01; rm"}):
+    bad_dates = ({"as_of": "2019-5-1"}, {"as_of": "2019-05-01; rm"}, {"as_of": "2019-13-01"})
+    for bad in ({"reconstruct": "yes"}, *bad_dates):
         with pytest.raises(InputError):
             check_fields(bad, RUN_FIELDS, "run option")
 
 
-def test_a_date_without_reconstruct_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_date_without_reconstruct_is_a_usage_error(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
     assert main(["snapshot", "nb.ipynb", "--as-of", "2019-01-01"]) == 2
     assert "--as-of and --python-version need --reconstruct" in capsys.readouterr().err
+    nb = tmp_path / "nb.ipynb"
+    nbformat.write(nbformat.v4.new_notebook(), nb)
+    assert main(["snapshot", str(nb), "--reconstruct", "--as-of", "2019-02-30"]) == 2
+    assert "invalid date '2019-02-30'" in capsys.readouterr().err
