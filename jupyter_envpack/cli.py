@@ -457,6 +457,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         validate_reference(args.image)
     rows = rows_from(args.sweep, args.sweep_file, run_opts.parameters)
+    if args.image and args.reconstruct:
+        raise InputError("--reconstruct builds its own image", hint="drop --image or --reconstruct")
     if args.engine == "venv" and (args.image or rows):
         raise InputError(
             "--engine venv reruns one notebook from its snapshot",

@@ -90,6 +90,8 @@ def test_a_date_without_reconstruct_is_a_usage_error(
 ) -> None:
     assert main(["snapshot", "nb.ipynb", "--as-of", "2019-01-01"]) == 2
     assert "--as-of and --python-version need --reconstruct" in capsys.readouterr().err
+    assert main(["run", "nb.ipynb", "--reconstruct", "--image", "envpack/x:1"]) == 2
+    assert "--reconstruct builds its own image" in capsys.readouterr().err
     nb = tmp_path / "nb.ipynb"
     nbformat.write(nbformat.v4.new_notebook(), nb)
     assert main(["snapshot", str(nb), "--reconstruct", "--as-of", "2019-02-30"]) == 2
