@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import os
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import HOSTILE_SETTINGS
 
 from jupyter_envpack.snapshot.declared import MAX_DECLARED_BYTES, declared_requirements
 from jupyter_envpack.snapshot.reconstruct import default_as_of, default_python
@@ -110,7 +110,7 @@ def _git(repo: Path, *args: str, date: str = "2019-03-04T05:06:07+00:00") -> Non
 
 @pytest.mark.reliability("L2")
 def test_the_date_is_the_notebooks_last_commit_read_without_git(
-    tmp_path: Path, spawned: list[list[str]]
+    tmp_path: Path, spawned: list[list[str]], hostile_repo: Callable[[Path], Path]
 ) -> None:
     repo = tmp_path / "repo"
     repo.mkdir()
@@ -122,11 +122,10 @@ def test_the_date_is_the_notebooks_last_commit_read_without_git(
     (repo / "other.txt").write_text("later")
     _git(repo, "add", "other.txt")
     _git(repo, "commit", "-qm", "later", date="2021-01-01T00:00:00+00:00")
-    for setting in HOSTILE_SETTINGS:  # nothing the repository says may run
-        _git(repo, "config", setting, f"sh -c 'touch {tmp_path}/MARKER'")
+    marks = hostile_repo(repo)  # every command-running setting, and a commit of .gitattributes
     spawned.clear()
     assert default_as_of(nb) == ("2019-03-04", "git-commit")
-    assert spawned == [] and not (tmp_path / "MARKER").exists()
+    assert spawned == [] and list(marks.iterdir()) == []
     loose = tmp_path / "loose.ipynb"
     loose.write_text("{}")
     os.utime(loose, (1_600_000_000, 1_600_000_000))
