@@ -73,10 +73,13 @@ def read_small(folder: Path, name: str, limit: int = MAX_DECLARED_BYTES) -> str 
 
 
 def _valid(lines: Iterable[str]) -> list[str]:
+    """PEP 508 requirements by name; options, URLs and VCS links (``x @ git+…``) are dropped:
+    nothing the repository names is fetched from anywhere but the user's index."""
     out = []
     for line in lines:
         line = line.split("#", 1)[0].strip() if isinstance(line, str) else ""
-        if line and not line.startswith("-") and requirement(line):
+        parsed = requirement(line) if line and not line.startswith("-") else None
+        if parsed is not None and not parsed.url:
             out.append(line)
     return out[:MAX_DECLARED]
 

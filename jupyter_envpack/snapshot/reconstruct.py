@@ -193,8 +193,9 @@ def candidates_for(
 
 
 def _name(req: str) -> str:
+    """Canonical name of ``req``; "" when it is no requirement or names a URL (never fetched)."""
     parsed = requirement(req)
-    return canonicalize_name(parsed.name) if parsed else ""
+    return canonicalize_name(parsed.name) if parsed and not parsed.url else ""
 
 
 def wheel_provides(wheel: Path, module: str) -> str | None:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from jupyter_envpack.snapshot.declared import MAX_DECLARED_BYTES, declared_requirements
-from jupyter_envpack.snapshot.reconstruct import default_as_of, default_python
+from jupyter_envpack.snapshot.reconstruct import candidates_for, default_as_of, default_python
 
 PYPROJECT = """
 [project]
@@ -62,7 +62,10 @@ def test_every_declaration_format_is_read(tmp_path: Path) -> None:
     (tmp_path / "environment.yml").write_text(ENVIRONMENT)
     (tmp_path / "setup.cfg").write_text(SETUP_CFG)
     (tmp_path / "Pipfile").write_text(PIPFILE)
-    (tmp_path / "requirements-dev.txt").write_text("pytest==7.0  # tests\n-r other.txt\n")
+    (tmp_path / "requirements-dev.txt").write_text(
+        "pytest==7.0  # tests\n-r other.txt\nevil @ git+https://example.org/x.git\n"
+        "pkg @ https://example.org/pkg-1-py3-none-any.whl\n--index-url https://example.org/\n"
+    )
     assert _declared(tmp_path) == {
         "pyproject.toml": {"numpy>=1.20", "pandas==1.3.5 ; python_version >= '3.7'", "scipy"},
         # conda names by name (matplotlib-base → matplotlib, '=' is a prefix), python/pip/r-* not
@@ -130,6 +133,12 @@ def test_the_date_is_the_notebooks_last_commit_read_without_git(
     loose.write_text("{}")
     os.utime(loose, (1_600_000_000, 1_600_000_000))
     assert default_as_of(loose) == ("2020-09-13", "mtime")
+
+
+@pytest.mark.reliability("L5")
+def test_a_url_or_vcs_requirement_is_never_a_candidate() -> None:
+    found = candidates_for(["x"], [("x @ git+https://example.org/x.git", "requirements.txt")], [])
+    assert [(c.requirement, c.source) for c in found] == [("x", "import-name")]
 
 
 def test_python_is_the_notebooks_only_where_a_base_image_exists() -> None:
