@@ -367,7 +367,7 @@ def reconstruct(
         (python, "option") if python else default_python(nb, base_image, kernel_python)
     )
     if modules is None:
-        modules = sorted({u.module for u in analysis.imports if not u.local_hint} - _stdlib())
+        modules = third_party_imports(nb_path, analysis)
     as_of, as_of_source = (as_of, "option") if as_of else default_as_of(nb_path)
     _check_date(as_of)
     index = index or IndexOptions()
@@ -385,6 +385,17 @@ def reconstruct(
     return Reconstruction(
         python, as_of, used, candidates, pins, unresolved, as_of_source, python_source, declared
     )
+
+
+def third_party_imports(nb_path: Path, analysis: Any) -> list[str]:
+    """Top-level imports of the notebook and of the local code it reaches, minus the standard
+    library and the local modules themselves."""
+    from . import local_code
+
+    stdlib = _stdlib()
+    code = local_code(nb_path.parent, analysis, lambda module: module in stdlib)
+    direct = {u.module for u in analysis.imports if not u.local_hint}
+    return sorted((direct | code.external) - code.tops - stdlib)
 
 
 def _check_date(text: str) -> None:

@@ -11,7 +11,13 @@ from pathlib import Path
 import pytest
 
 from jupyter_envpack.snapshot.declared import MAX_DECLARED_BYTES, declared_requirements
-from jupyter_envpack.snapshot.reconstruct import candidates_for, default_as_of, default_python
+from jupyter_envpack.snapshot.notebook import analyse_notebook
+from jupyter_envpack.snapshot.reconstruct import (
+    candidates_for,
+    default_as_of,
+    default_python,
+    third_party_imports,
+)
 
 PYPROJECT = """
 [project]
@@ -139,6 +145,15 @@ def test_the_date_is_the_notebooks_last_commit_read_without_git(
 def test_a_url_or_vcs_requirement_is_never_a_candidate() -> None:
     found = candidates_for(["x"], [("x @ git+https://example.org/x.git", "requirements.txt")], [])
     assert [(c.requirement, c.source) for c in found] == [("x", "import-name")]
+
+
+def test_local_modules_are_not_candidates_but_what_they_import_is(
+    make_notebook: Callable[..., Path],
+) -> None:
+    nb = make_notebook(["import helpers\nimport numpy as np\nimport os"])
+    (nb.parent / "helpers.py").write_text("import scipy.stats\nimport json\n")
+    analysis, _ = analyse_notebook(nb)
+    assert third_party_imports(nb, analysis) == ["numpy", "scipy"]
 
 
 def test_python_is_the_notebooks_only_where_a_base_image_exists() -> None:
