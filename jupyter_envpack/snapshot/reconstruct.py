@@ -246,7 +246,8 @@ def resolve_as_of(
     requirements: list[str], python: str, as_of: str, index: IndexOptions, step_days: int = 180
 ) -> tuple[dict[str, str], str]:
     """``uv pip compile --exclude-newer`` at ``as_of``; when nothing resolves, step forward by
-    ``step_days`` until it does, then bisect back to within a week of the first day that does."""
+    ``step_days`` (at once to the Python's first beta when that is later: :data:`FIRST_BETA`)
+    until it does, then bisect back to within a week of the first day that does."""
     day = dt.date.fromisoformat(as_of)
     failed: dt.date | None = None
     last = ""
@@ -254,7 +255,7 @@ def resolve_as_of(
         pins, last = _compile(requirements, python, day, index)
         if pins is not None:
             break
-        failed, day = day, day + dt.timedelta(days=step_days)
+        failed, day = day, max(day + dt.timedelta(days=step_days), _first_beta(python, day))
     else:
         raise ProbeError(
             f"nothing resolves for Python {python} up to today: {last}",
@@ -268,6 +269,24 @@ def resolve_as_of(
         else:
             pins, day = found, middle
     return pins, day.isoformat()
+
+
+FIRST_BETA = {
+    "3.8": "2019-06-04",
+    "3.9": "2020-05-19",
+    "3.10": "2021-05-03",
+    "3.11": "2022-05-08",
+    "3.12": "2023-05-22",
+    "3.13": "2024-05-08",
+    "3.14": "2025-05-07",
+}
+"""First beta of each Python: the runner (ipykernel needs compiled pyzmq) has no wheels for it
+earlier, so a cut-off that fails before it jumps there instead of stepping through the years."""
+
+
+def _first_beta(python: str, default: dt.date) -> dt.date:
+    known = FIRST_BETA.get(python)
+    return dt.date.fromisoformat(known) if known else default
 
 
 def _compile(
