@@ -20,10 +20,10 @@ from typing import TYPE_CHECKING, Any
 
 from .defaults import BUILD_DEADLINE, CELL_TIMEOUT, RUN_DEADLINE
 from .errors import EnvpackError, InputError
-from .events import ProgressEvent, Reporter
 
 if TYPE_CHECKING:
     from .config import EnvPack
+    from .events import ProgressEvent, Reporter
     from .execute import RunOptions
     from .image import BuildOptions
 
@@ -422,11 +422,15 @@ def _build(args: argparse.Namespace, reporter: Reporter) -> Any:
     build_options_from_args(args)  # bad options fail before any work
     spec = _reported_snapshot(args, reporter)
     opts = build_options_from_args(args)
-    return build_image(spec, args.notebook, opts, reporter)
+    result = build_image(spec, args.notebook, opts, reporter)
+    args.built_spec = spec
+    return result
 
 
 def _reported_snapshot(args: argparse.Namespace, reporter: Reporter) -> Any:
     """The snapshot (or lock) of ``args.notebook``, its file summary and warnings reported."""
+    from .events import ProgressEvent
+
     spec = _snapshot(args)
     reporter(ProgressEvent("snapshot", spec.files_summary(), "info"))
     for w in spec.warnings:
@@ -436,12 +440,55 @@ def _reported_snapshot(args: argparse.Namespace, reporter: Reporter) -> Any:
 
 def cmd_build(args: argparse.Namespace) -> int:
     """Build (or find) the notebook's image; the last stdout line is the image reference."""
-    reporter = make_reporter(args)
-    result = _build(args, reporter)
+    from .events import StageClock
+
+    clock = StageClock(make_reporter(args))
+    result = _build(args, clock)
+    clock.finish()
+    _remember_build(args, result, clock.kept)
+    return _print_build(args, result.to_json())
+
+
+def _print_build(args: argparse.Namespace, result: dict[str, Any]) -> int:
     if args.json:
-        _out(json.dumps(result.to_json(), indent=2))
-    _out(result.image)
+        _out(json.dumps(result, indent=2))
+    _out(str(result["image"]))
     return 0
+
+
+def _memo_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The flags that shape a build, with the notebook's absolute path (the no-op memo's key)."""
+    skip = {"quiet", "verbose", "json", "func", "command", "envpack_config", "built_spec"}
+    settings = {k: v for k, v in vars(args).items() if k not in skip}
+    settings["notebook"] = str(Path(args.notebook).absolute())
+    return settings
+
+
+def noop_build(args: argparse.Namespace) -> int | None:
+    """``build`` of an unchanged notebook whose image exists, from the memo (None: full path).
+
+    No config, docker SDK or snapshot import: see :mod:`jupyter_envpack.buildmemo`.
+    """
+    if args.command != "build" or args.no_cache:
+        return None
+    from .buildmemo import recall, replay
+
+    memo = recall(args.notebook, _memo_settings(args))
+    if memo is None:
+        return None
+    if not args.quiet:
+        replay(memo, make_reporter(args))
+    return _print_build(args, memo.result)
+
+
+def _remember_build(args: argparse.Namespace, result: Any, events: list[Any]) -> None:
+    from .buildmemo import remember_build
+
+    if build_options_from_args(args).no_cache:
+        return  # c.EnvPack.no_cache: every build is a real one
+    settings = _memo_settings(args)
+    spec = args.built_spec
+    remember_build(args.notebook, settings, result.to_json(), spec, not args.python, events)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -544,6 +591,8 @@ def _print_report(report: Any) -> None:
         )
         if cell.diff:
             console.print(f"[dim]{escape(cell.diff)}[/]")
+        if cell.reason:
+            console.print(f"[cyan]likely reason:[/] {escape(cell.reason['text'])}")
     if report.parameters:
         used = ", ".join(f"{k}={json.dumps(v)}" for k, v in report.parameters.items())
         console.print(f"parameters: {escape(used)}")
@@ -676,9 +725,7 @@ def _choose_engine(args: argparse.Namespace) -> None:
 
     url = getattr(args, "engine_url", None)
     if url is None:
-        from .config import load_envpack_config
-
-        url = load_envpack_config().engine_url
+        url = envpack_config(args).engine_url  # loaded once per process, shared with the verb
     use_engine(url)
 
 
@@ -687,6 +734,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser(plugins=_needs_plugins(argv))
     args = parser.parse_args(argv)
     try:
+        done = noop_build(args)
+        if done is not None:
+            return done
         _choose_engine(args)
         return int(args.func(args))
     except EnvpackError as exc:

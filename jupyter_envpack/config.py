@@ -30,13 +30,9 @@ T = TypeVar("T")
 #: Config file names read by :func:`load_envpack_config` (server config first, ours last wins).
 CONFIG_FILE_NAMES = ("jupyter_server_config", "jupyter_envpack_config")
 
-#: Cluster backends shipped with jupyter-envpack, by name (import strings so nothing is imported
-#: before a backend is used).
-DEFAULT_BACKENDS = {
-    "swarm": "jupyter_envpack.cluster.swarm:SwarmBackend",
-    "kubernetes": "jupyter_envpack.cluster.kubernetes:KubernetesBackend",
-    "slurm": "jupyter_envpack.cluster.slurm:SlurmBackend",
-}
+#: Entry-point group of cluster backends: envpack's own (swarm, kubernetes, slurm, declared in
+#: pyproject.toml) and third-party ones, registered the same way.
+BACKEND_GROUP = "jupyter_envpack.backends"
 
 #: Extra operation kinds registered with the server's OperationManager (see docs/api.md).
 DEFAULT_RUNNERS = {
@@ -69,6 +65,17 @@ def _optional_text(help_text: str) -> Any:  # a traitlets Unicode (generic in st
 
 def _seconds(value: float, help_text: str) -> Any:  # a traitlets Float (generic in stubs)
     return Float(value, help=f"{help_text} In seconds (default {value:g}).").tag(config=True)
+
+
+def installed_backends() -> dict[str, str]:
+    """Return the cluster backends registered as entry points, as ``{name: "module:Class"}``.
+
+    This is the one registry of backends: ``c.EnvPack.cluster_backends`` defaults to it and
+    may add or replace names; nothing is imported until a backend is used.
+    """
+    from importlib.metadata import entry_points
+
+    return {ep.name: ep.value for ep in entry_points(group=BACKEND_GROUP)}
 
 
 class EnvPack(Configurable):
@@ -164,7 +171,8 @@ class EnvPack(Configurable):
     cluster_backends = Dict(
         key_trait=Unicode(),
         value_trait=Union([Unicode(), Type(klass=object)]),
-        help="Cluster backends by name: a class or a 'module:Class' import string.",
+        help="Cluster backends by name: a class or a 'module:Class' import string. Default: "
+        "every backend installed under the 'jupyter_envpack.backends' entry-point group.",
     ).tag(config=True)
     backend_options = Dict(
         key_trait=Unicode(),
@@ -190,7 +198,7 @@ class EnvPack(Configurable):
 
     @default("cluster_backends")
     def _default_cluster_backends(self) -> dict[str, Any]:
-        return dict(DEFAULT_BACKENDS)
+        return installed_backends()
 
     @default("runners")
     def _default_runners(self) -> dict[str, str]:
@@ -200,16 +208,21 @@ class EnvPack(Configurable):
     def _validate_urls(self, proposal: Any) -> list[str]:
         return [str(u) for u in proposal["value"] if str(u).strip()]
 
+    def backend_registry(self) -> dict[str, Any]:
+        """The installed backends (entry points) with ``cluster_backends`` added on top."""
+        return {**installed_backends(), **self.cluster_backends}
+
     def backend_class(self, name: str | None = None) -> type:
         """Return the cluster backend class called ``name`` (default: ``default_backend``)."""
         from .errors import InputError
 
         name = name or self.default_backend
-        target = self.cluster_backends.get(name)
+        known = self.backend_registry()
+        target = known.get(name)
         if target is None:
             raise InputError(
                 f"unknown cluster backend {name!r}",
-                hint=f"known: {', '.join(sorted(self.cluster_backends))}",
+                hint=f"choose one of: {', '.join(sorted(known))}",
             )
         return target if isinstance(target, type) else import_string(target)
 

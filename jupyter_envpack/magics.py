@@ -672,20 +672,6 @@ for _name, _handler in (
     register_verb(_name, _handler)
 
 
-def _register_plugin_verbs() -> None:
-    """Let other areas add verbs: ``jupyter_envpack.cluster.magics.register(register_verb)``."""
-    import importlib
-
-    try:
-        module = importlib.import_module("jupyter_envpack.cluster.magics")
-    except ImportError as exc:
-        if exc.name and "jupyter_envpack.cluster.magics".startswith(exc.name):
-            return
-        raise
-    module.register(register_verb)
-
-
 def load_ipython_extension(ip: Any) -> None:
-    """``%load_ext jupyter_envpack``: register ``%envpack`` (and any plug-in verbs)."""
-    _register_plugin_verbs()
+    """``%load_ext jupyter_envpack``: register ``%envpack`` (verbs added by :func:`register_verb`)."""
     ip.register_magics(EnvpackMagics)

@@ -21,6 +21,37 @@ TEST_REGISTRY = os.environ.get("ENVPACK_TEST_REGISTRY", "127.0.0.1:5000")
 LABEL = "org.jupyter.envpack"
 
 
+@pytest.fixture
+def envpack_db(tmp_path: Path) -> Path:
+    """The operations database of a test's server (a module may override it)."""
+    return tmp_path / "data" / "operations.sqlite"
+
+
+@pytest.fixture
+def envpack_config() -> dict[str, Any]:
+    """Extra ``c.EnvPack`` values of a test's server (a module overrides this, not the config)."""
+    return {}
+
+
+@pytest.fixture
+def jp_server_config(envpack_db: Path, envpack_config: dict[str, Any]) -> Any:
+    """The one server config of every pytest-jupyter test: the envpack extension, no terminals,
+    no unauthenticated access, a temporary operations database, no extra kinds unless
+    ``envpack_config`` names them."""
+    from traitlets.config import Config
+
+    return Config(
+        {
+            # terminals off: its websocket handler trips the (error-escalated) auth warning
+            "ServerApp": {
+                "jpserver_extensions": {"jupyter_envpack": True, "jupyter_server_terminals": False},
+                "allow_unauthenticated_access": False,
+            },
+            "EnvPack": {"database_path": str(envpack_db), "runners": {}, **envpack_config},
+        }
+    )
+
+
 def _missing(what: str) -> None:
     if IN_CI:
         pytest.fail(f"{what} (CI provisions it: see .ci/provision)")

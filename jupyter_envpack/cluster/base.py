@@ -5,104 +5,36 @@ been pushed to a registry the cluster can pull from. The image's runner prints t
 notebook into the job's log between markers (see ``docs/core-api.md``), so every backend gets the
 result back the same way: read the logs, decode the block.
 
-Backends are found by name through the entry-point group ``jupyter_envpack.backends``; the two
-built-in names also resolve when the package is not installed (running from a checkout).
+Backends are registered one way: the entry-point group ``jupyter_envpack.backends`` (envpack's
+own three included), which ``c.EnvPack.cluster_backends`` defaults to and may extend
+(:meth:`jupyter_envpack.config.EnvPack.backend_class` resolves a name).
 """
 
 from __future__ import annotations
 
-import enum
 import json
-import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from importlib import import_module
-from importlib.metadata import entry_points
 from typing import Any, Protocol, runtime_checkable
 
+from ..contract import (
+    EXIT_REASONS,
+    HOME,
+    LABEL,
+    PARAMETERS_ENV,
+    RESULT_BEGIN,
+    RESULT_END,
+    RUNNER_PYTHON,
+    RUNNER_SCRIPT,
+)
 from ..defaults import RUN_DEADLINE
-from ..errors import ClusterError, InputError
+from ..errors import ClusterError
 from ..events import CancelToken, ProgressEvent, Reporter, null_reporter
+from ..operations.model import State
 
-ENTRY_POINT_GROUP = "jupyter_envpack.backends"
-BUILTIN_BACKENDS = {
-    "swarm": "jupyter_envpack.cluster.swarm:SwarmBackend",
-    "kubernetes": "jupyter_envpack.cluster.kubernetes:KubernetesBackend",
-    "slurm": "jupyter_envpack.cluster.slurm:SlurmBackend",
-}
-LABEL = "org.jupyter.envpack"
-RUNNER_PYTHON = "/opt/envpack/runner/bin/python"
-RUNNER_SCRIPT = "/opt/envpack/run_notebook.py"
-IMAGE_USER = 1000
-PARAMETERS_ENV = "ENVPACK_PARAMETERS_CELL"
-
-# What the runner's exit code means (docs/core-api.md), as stable reason slugs.
-EXIT_REASONS = {
-    0: "completed",
-    2: "bad-input",
-    3: "cell-error",
-    4: "cell-timeout",
-    5: "kernel-died",
-    6: "kernel-start",
-    137: "killed-or-oom",
-}
-NOTEBOOK_EXIT_CODES = (2, 3, 4, 5, 6)
-
-_MEMORY_UNITS = {
-    "": 1,
-    "b": 1,
-    "k": 1000,
-    "m": 1000**2,
-    "g": 1000**3,
-    "t": 1000**4,
-    "ki": 1024,
-    "mi": 1024**2,
-    "gi": 1024**3,
-    "ti": 1024**4,
-}
-_MEMORY_RE = re.compile(r"(\d+(?:\.\d+)?)\s*([kmgt]i?|b)?", re.IGNORECASE)
-
-
-def parse_memory(value: str | int | None) -> int | None:
-    """Return a memory size in bytes from ``512m``, ``1Gi``, ``2g`` or a plain integer.
-
-    Docker's suffixes (``k``, ``m``, ``g``) are read as binary units like ``docker run -m`` does;
-    Kubernetes' ``Ki``/``Mi``/``Gi`` are binary too. ``None`` stays ``None``.
-    """
-    if value is None or value == "":
-        return None
-    if isinstance(value, bool):
-        raise InputError("memory must be a size such as 2g, not a boolean")
-    if isinstance(value, int):
-        if value <= 0:
-            raise InputError(f"memory must be positive, not {value}")
-        return value
-    match = _MEMORY_RE.fullmatch(value.strip())
-    if not match:
-        raise InputError(f"cannot read memory size {value!r}", hint="use e.g. 512m, 2g or 1Gi")
-    number, unit = float(match.group(1)), (match.group(2) or "").lower()
-    factor = _MEMORY_UNITS[unit + "i" if unit in {"k", "m", "g", "t"} else unit]
-    size = int(number * factor)
-    if size <= 0:
-        raise InputError(f"memory must be positive, not {value!r}")
-    return size
-
-
-class JobState(str, enum.Enum):
-    """Where a job is in its life; the last four are final."""
-
-    PENDING = "pending"
-    RUNNING = "running"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-    LOST = "lost"
-
-    @property
-    def terminal(self) -> bool:
-        """Whether the job can no longer change state."""
-        return self not in (JobState.PENDING, JobState.RUNNING)
+JobState = State
+"""A job's state: the operations' own vocabulary (one for the server and the cluster)."""
 
 
 @dataclass(frozen=True)
@@ -219,7 +151,7 @@ class JobSpec:
 
     def environment(self) -> dict[str, str]:
         """The container's whole environment: an allowlist, never the caller's env (E6)."""
-        env = {"HOME": "/home/envpack"}
+        env = {"HOME": HOME}
         if self.parameters_cell:
             env[PARAMETERS_ENV] = self.parameters_cell
         return env
@@ -254,10 +186,6 @@ class Backend(Protocol):
 
     def cancel(self, handle: str) -> None:
         """Stop the job and remove its cluster objects; unknown handles are fine."""
-
-
-RESULT_BEGIN = "----- ENVPACK RESULT BEGIN -----"
-RESULT_END = "----- ENVPACK RESULT END -----"
 
 
 def collapse_result(log_text: str) -> str:
@@ -377,26 +305,17 @@ def wait_for(
 
 
 def backend_names() -> list[str]:
-    """Return every backend name that can be chosen (built-in and installed plug-ins)."""
-    names = set(BUILTIN_BACKENDS)
-    names.update(ep.name for ep in entry_points(group=ENTRY_POINT_GROUP))
-    return sorted(names)
+    """Return every backend name that can be chosen (the installed entry points)."""
+    from ..config import installed_backends
+
+    return sorted(installed_backends())
 
 
 def backend_class(name: str) -> type[Any]:
-    """Return the backend class registered under ``name`` (entry point first, then built-in)."""
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        if ep.name == name:
-            loaded: type[Any] = ep.load()
-            return loaded
-    target = BUILTIN_BACKENDS.get(name)
-    if target is None:
-        raise InputError(
-            f"unknown cluster backend {name!r}", hint=f"choose one of: {', '.join(backend_names())}"
-        )
-    module, _, attr = target.partition(":")
-    cls: type[Any] = getattr(import_module(module), attr)
-    return cls
+    """Return the backend class registered under ``name`` with the built-in configuration."""
+    from ..config import EnvPack
+
+    return EnvPack().backend_class(name)
 
 
 def get_backend(name: str, **options: Any) -> Backend:

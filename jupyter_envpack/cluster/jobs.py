@@ -23,7 +23,8 @@ from typing import Any
 from ..defaults import CELL_TIMEOUT, RUN_DEADLINE
 from ..errors import CancelledError, ClusterError, ConflictError, InputError, NotFoundError
 from ..events import CancelToken, ProgressEvent, Reporter, null_reporter
-from .base import Backend, JobSpec, JobState, JobStatus, fetch_result, get_backend, parse_memory
+from ..execute.limits import parse_memory
+from .base import Backend, JobSpec, JobState, JobStatus, fetch_result, get_backend
 from .k8s_manifests import (
     CRONJOB_NAME_MAX,
     JOB_NAME_MAX,
@@ -34,7 +35,9 @@ from .k8s_manifests import (
 from .registry import RegistryAuth, push_image, target_reference, validate_registry
 
 DB_ENV = "ENVPACK_JOBS_DB"
-_OPEN_STATES = ("submitting", JobState.PENDING.value, JobState.RUNNING.value)
+_OPEN_STATES = (JobState.QUEUED.value, JobState.RUNNING.value)
+#: The job index's own words of earlier versions, read once as ``queued`` (one vocabulary).
+_LEGACY_STATES = "UPDATE jobs SET state='queued' WHERE state IN ('submitting', 'pending')"
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
     id TEXT PRIMARY KEY, backend TEXT NOT NULL, handle TEXT, options TEXT NOT NULL,
@@ -64,7 +67,7 @@ class JobRecord:
     options: dict[str, Any] = field(default_factory=dict)
     handle: str | None = None
     output: str | None = None
-    state: str = "submitting"
+    state: str = JobState.QUEUED.value
     reason: str = ""
     message: str = ""
     created: float = field(default_factory=time.time)
@@ -91,6 +94,7 @@ class JobIndex:
         private_file(self.path)  # 0600 from creation, before SQLite opens it (L8)
         with self._db() as db:
             db.executescript(_SCHEMA)
+            db.execute(_LEGACY_STATES)
 
     @contextmanager
     def _db(self) -> Iterator[sqlite3.Connection]:
@@ -279,12 +283,17 @@ class SubmitOptions:
         for name, cores in (("--cpu", self.cpu), ("--cpu-request", self.cpu_request)):
             if cores is not None and cores <= 0:
                 raise InputError(f"{name} must be positive")
-        limit, request = parse_memory(self.memory), parse_memory(self.memory_request)
+        limit, request = memory_size(self.memory), memory_size(self.memory_request)
         if limit and request and request > limit:
             raise InputError("--memory-request is larger than --memory")
         if self.cpu and self.cpu_request and self.cpu_request > self.cpu:
             raise InputError("--cpu-request is larger than --cpu")
         return self
+
+
+def memory_size(value: str | int | None) -> int | None:
+    """Bytes of a job's ``--memory``/``--memory-request`` (``None`` or ``""``: not set)."""
+    return None if value is None or value == "" else parse_memory(value, minimum=1)
 
 
 def new_job_id() -> str:
@@ -304,17 +313,17 @@ def default_config() -> Any:
 def open_backend(
     name: str, options: Mapping[str, Any] | None = None, config: Any = None, client: Any = None
 ) -> Backend:
-    """Instantiate backend ``name`` (``config.cluster_backends`` first when a config is given)."""
+    """Instantiate backend ``name`` as ``config.cluster_backends`` registers it."""
     if config is None:
         config = default_config()
     defaults = (getattr(config, "backend_options", None) or {}).get(name) or {}
     kwargs = {**defaults, **(options or {})}
     if client is not None and name == "swarm":
         kwargs["client"] = client
-    if config is not None and name in getattr(config, "cluster_backends", {}):
-        backend: Backend = config.backend_class(name)(**kwargs)
-        return backend
-    return get_backend(name, **kwargs)
+    if config is None:
+        return get_backend(name, **kwargs)
+    backend: Backend = config.backend_class(name)(**kwargs)
+    return backend
 
 
 def backend_availability(config: Any = None, client: Any = None) -> dict[str, dict[str, Any]]:
@@ -328,7 +337,7 @@ def backend_availability(config: Any = None, client: Any = None) -> dict[str, di
     from .base import backend_names
 
     config = config if config is not None else default_config()
-    names = set(backend_names()) | set(getattr(config, "cluster_backends", {}) or {})
+    names = set(config.backend_registry()) if config is not None else set(backend_names())
     found: dict[str, dict[str, Any]] = {}
     for name in sorted(names):
         try:
@@ -389,9 +398,9 @@ def make_job_spec(job_id: str, notebook: str, image: str, opts: SubmitOptions) -
         cell_timeout=opts.cell_timeout,
         deadline=opts.deadline,
         cpu=opts.cpu,
-        memory=parse_memory(opts.memory),
+        memory=memory_size(opts.memory),
         cpu_request=opts.cpu_request,
-        memory_request=parse_memory(opts.memory_request),
+        memory_request=memory_size(opts.memory_request),
         labels=dict(opts.labels),
         constraints=tuple(opts.constraints),
         schedule=opts.schedule,

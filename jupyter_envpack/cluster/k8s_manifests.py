@@ -16,8 +16,9 @@ from pathlib import PurePosixPath
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from ..contract import LABEL, NOTEBOOK_EXIT_CODES, USER_ID
 from ..errors import InputError
-from .base import IMAGE_USER, LABEL, NOTEBOOK_EXIT_CODES, JobSpec
+from .base import JobSpec
 
 CONTAINER_NAME = "notebook"
 JOB_NAME_MAX = 63  # a Job's name becomes the pods' `job-name` label value (≤ 63)
@@ -217,8 +218,8 @@ def _pod_spec(spec: JobSpec, options: KubernetesOptions) -> dict[str, Any]:
             "allowPrivilegeEscalation": False,
             "capabilities": {"drop": ["ALL"]},
             "runAsNonRoot": True,
-            "runAsUser": IMAGE_USER,
-            "runAsGroup": IMAGE_USER,
+            "runAsUser": USER_ID,
+            "runAsGroup": USER_ID,
             "seccompProfile": {"type": "RuntimeDefault"},
         },
     }
@@ -228,9 +229,9 @@ def _pod_spec(spec: JobSpec, options: KubernetesOptions) -> dict[str, Any]:
         "enableServiceLinks": False,
         "securityContext": {
             "runAsNonRoot": True,
-            "runAsUser": IMAGE_USER,
-            "runAsGroup": IMAGE_USER,
-            "fsGroup": IMAGE_USER,
+            "runAsUser": USER_ID,
+            "runAsGroup": USER_ID,
+            "fsGroup": USER_ID,
             "seccompProfile": {"type": "RuntimeDefault"},
         },
         "containers": [container],

@@ -20,72 +20,15 @@ from .base import JobState, JobStatus
 from .jobs import JobIndex, JobRecord, SubmitOptions, follow, submit
 
 Reporter = Callable[[ProgressEvent], None]
-_STRINGS = (
-    "backend",
-    "registry",
-    "schedule",
-    "timezone",
-    "namespace",
-    "context",
-    "image",
-    "output",
-    "kernel",
-    "base_image",
-    "partition",
-    "account",
-    "runtime",
-)
-_NUMBERS = {
-    "cell_timeout": (1, 86400),
-    "deadline": (1, 604800),
-    "cpu": (0.001, 1024),
-    "cpu_request": (0.001, 1024),
-    "gpus": (0, 64),
-}
-_LISTS = ("constraints", "image_pull_secrets")
-FIELDS = (
-    set(_STRINGS) | set(_NUMBERS) | set(_LISTS) | {"parameters", "memory", "memory_request", "wait"}
-)
 
 
 def validate_job(options: dict[str, Any]) -> dict[str, Any]:
     """Check a job request's options (unknown or ill-typed fields are a 400)."""
     from ..execute.parameters import validate_parameters
+    from ..server.schema import JOB_FIELDS, check_fields
 
-    unknown = sorted(set(options) - FIELDS)
-    if unknown:
-        raise InputError(
-            f"unknown job option(s): {', '.join(unknown)}",
-            hint=f"known: {', '.join(sorted(FIELDS))}",
-        )
-    for name in _STRINGS:
-        if options.get(name) is not None and not isinstance(options[name], str):
-            raise InputError(f"job option {name} must be a string")
-    for name, (low, high) in _NUMBERS.items():
-        value = options.get(name)
-        if value is not None and (
-            isinstance(value, bool)
-            or not isinstance(value, int | float)
-            or not low <= value <= high
-        ):
-            raise InputError(f"job option {name} must be a number from {low:g} to {high:g}")
-    for name in _LISTS:
-        value = options.get(name)
-        if value is not None and (
-            not isinstance(value, list) or not all(isinstance(v, str) for v in value)
-        ):
-            raise InputError(f"job option {name} must be a list of strings")
-    for name in ("memory", "memory_request"):
-        memory = options.get(name)
-        if memory is not None and (isinstance(memory, bool) or not isinstance(memory, int | str)):
-            raise InputError(f"job option {name} must be bytes or a size like 2g")
-    if options.get("wait") is not None and not isinstance(options["wait"], bool):
-        raise InputError("job option wait must be a boolean")
+    check_fields(options, JOB_FIELDS, "job option")
     validate_parameters(options.get("parameters") or {})
-    if options.get("image"):
-        from ..image.refs import validate_reference
-
-        validate_reference(options["image"])
     _submit_options(options, None, {}).validate()
     return options
 

@@ -20,9 +20,10 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+from ..contract import PARAMETERS_ENV, USER_ID
 from ..errors import ClusterError, InputError
 from ..events import ProgressEvent, Reporter, null_reporter
-from .base import IMAGE_USER, PARAMETERS_ENV, JobSpec, JobState, JobStatus, status_from_exit_code
+from .base import JobSpec, JobState, JobStatus, status_from_exit_code
 from .swarm import PIDS_LIMIT
 
 RUNTIMES = ("docker", "podman", "apptainer")
@@ -57,7 +58,7 @@ def _container_flags(spec: JobSpec, runtime: str, gpus: int | None) -> list[str]
     """The locked-down flags of a local rerun (``execute/run.py``), for docker and podman."""
     flags = ["--rm", "--init"]  # no --name: the members of an array may share a node
     flags += [f"--label={k}={v}" for k, v in sorted(spec.all_labels().items())]
-    flags += [f"--user={IMAGE_USER}:{IMAGE_USER}", "--cap-drop=ALL"]
+    flags += [f"--user={USER_ID}:{USER_ID}", "--cap-drop=ALL"]
     flags += ["--security-opt=no-new-privileges", f"--pids-limit={PIDS_LIMIT}"]
     if spec.memory:
         flags += [f"--memory={spec.memory}", f"--memory-swap={spec.memory}"]

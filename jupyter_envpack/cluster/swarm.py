@@ -18,11 +18,11 @@ from collections.abc import Iterator
 from datetime import datetime, timezone
 from typing import Any
 
+from ..contract import HOME, LABEL, USER_ID
 from ..errors import ClusterError, EngineError
 from ..events import ProgressEvent, Reporter, null_reporter
 from ..execute.limits import DEFAULT_CPUS, DEFAULT_MEMORY, DEFAULT_TMP_SIZE, parse_memory
-from ..image.dockerfile import HOME
-from .base import IMAGE_USER, LABEL, JobSpec, JobState, JobStatus, status_from_exit_code
+from .base import JobSpec, JobState, JobStatus, status_from_exit_code
 
 DEADLINE_LABEL = f"{LABEL}.deadline"
 PIDS_LIMIT = 1024
@@ -83,7 +83,7 @@ def make_service_spec(spec: JobSpec) -> dict[str, Any]:
         spec.image,
         command=spec.command(),
         env=spec.environment(),
-        user=f"{IMAGE_USER}:{IMAGE_USER}",
+        user=f"{USER_ID}:{USER_ID}",
         labels=labels,
         cap_drop=["ALL"],
         stop_grace_period=10 * 10**9,

@@ -18,10 +18,10 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ..contract import PARAMETERS_ENV, RUNNER_PYTHON
 from ..execute.sweep import SweepRun, collect_runs, wait_members
+from ..image.dockerapi import task_logs
 from .base import (
-    PARAMETERS_ENV,
-    RUNNER_PYTHON,
     JobSpec,
     JobState,
     JobStatus,
@@ -73,11 +73,7 @@ def _slot(task: dict[str, Any]) -> int:
 
 
 def _task_log(backend: SwarmBackend, task_id: str) -> str:
-    api = backend.client.api
-    params = {"stdout": 1, "stderr": 0, "follow": 0, "tail": "all"}
-    response = api._get(api._url("/tasks/{0}/logs", task_id), params=params, stream=False)
-    data: bytes = api._get_result_tty(False, response, False)
-    return data.decode("utf-8", errors="replace")
+    return task_logs(backend.client.api, task_id).decode("utf-8", errors="replace")
 
 
 def follow_swarm_sweep(

@@ -103,6 +103,7 @@ def main():
         resources={"metadata": {"path": os.path.dirname(os.path.abspath(source))}},
         on_cell_start=on_cell_start,
         on_notebook_start=on_notebook_start,
+        shutdown_kernel="immediate",  # the container goes next: no graceful wait for the kernel
     )
     code = 0
     try:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .parameters import parameter_overrides
+from .reasons import cell_source, guess_reason
 
 REPORT_SCHEMA = "envpack.report/1"
 REPRODUCED = frozenset({"same", "error", "skipped"})
@@ -46,11 +47,13 @@ class CellResult:
     diff: str | None = None
     ename: str | None = None
     evalue: str | None = None
+    source: str | None = None  # a differing cell's source, shown beside its diff
+    reason: dict[str, str] | None = None  # a guessed cause (reasons.guess_reason)
 
     def to_json(self) -> dict[str, Any]:
-        """JSON form (``diff``/``ename``/``evalue`` only when set)."""
+        """JSON form (``diff``/``ename``/``evalue``/``source``/``reason`` only when set)."""
         out: dict[str, Any] = {"index": self.index, "status": self.status}
-        for key in ("diff", "ename", "evalue"):
+        for key in ("diff", "ename", "evalue", "source", "reason"):
             value = getattr(self, key)
             if value is not None:
                 out[key] = value
@@ -114,7 +117,15 @@ class Report:
             "parameters": self.parameters,
             "warnings": self.warnings,
             **({"limits": self.limits} if self.limits is not None else {}),
-            **({"origin": self.origin, "as_of": self.as_of} if self.origin else {}),
+            **(
+                {
+                    "origin": self.origin,
+                    "as_of": self.as_of,
+                    "reconstruction": {"as_of_used": self.as_of},  # the snapshot's key too
+                }
+                if self.origin
+                else {}
+            ),
         }
 
 
@@ -211,14 +222,23 @@ def compare_cell(
     a = sanitize("\n".join(o_texts))
     b = sanitize("\n".join(r_texts))
     if a != b and not (tolerance > 0 and _numbers_close(a, b, tolerance)):
-        return CellResult(index, "differs", diff=_short_diff(a, b))
+        return _differs(original, _short_diff(a, b), "\n".join(o_texts), "\n".join(r_texts), index)
     if o_err is not None:
         return CellResult(
             index, "differs", diff=f"the original raised {o_err[0]}; the rerun did not"
         )
     if o_images != r_images:
-        return CellResult(index, "image-differs")
+        return CellResult(index, "image-differs", source=cell_source(original))
     return CellResult(index, "same")
+
+
+def _differs(cell: Any, diff: str, original: str, rerun: str, index: int) -> CellResult:
+    """A ``differs`` verdict with the cell's source and a guessed reason."""
+    source = cell_source(cell)
+    reason = guess_reason(source, original, rerun)
+    return CellResult(
+        index, "differs", diff=diff, source=source, reason=reason.to_json() if reason else None
+    )
 
 
 def compare_notebooks(

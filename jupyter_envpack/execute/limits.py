@@ -10,32 +10,53 @@ one is reported by name: ``out-of-memory``, ``pids-limit`` or ``read-only``.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
 from .. import defaults
+from ..contract import HOME, LABEL
 from ..errors import InputError
-from ..image.dockerfile import HOME
-from ..image.engine import LABEL
 
 DEFAULT_MEMORY = defaults.RUN_MEMORY
 DEFAULT_CPUS = defaults.RUN_CPUS
 DEFAULT_PIDS = defaults.RUN_PIDS
 DEFAULT_TMP_SIZE = "256m"
 LOG_CONFIG = {"type": "json-file", "config": {"max-size": "16m", "max-file": "2"}}
-_MEM = {"k": 2**10, "m": 2**20, "g": 2**30}
+MIN_MEMORY = 32 * 2**20
+_UNITS = {"": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
+_SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*(?:([kmgt])i?)?b?", re.IGNORECASE)
 
 
-def parse_memory(text: str) -> int:
-    """``512m``/``2g``/bytes → bytes (at least 32 MiB)."""
-    t = str(text).strip().lower().removesuffix("b")
-    try:
-        value = int(float(t[:-1]) * _MEM[t[-1]]) if t and t[-1] in _MEM else int(t)
-    except (ValueError, IndexError):
-        raise InputError(f"invalid memory limit {text!r}", hint="use e.g. 512m or 2g") from None
-    if value < 32 * 2**20:
-        raise InputError(f"memory limit {text!r} is below 32 MiB")
-    return value
+def parse_memory(text: str | int, minimum: int = MIN_MEMORY) -> int:
+    """Return a memory size in bytes: the one grammar of every surface and backend.
+
+    Parameters
+    ----------
+    text
+        Bytes as an integer, or a number with an optional unit: ``512m``, ``2g``, ``1.5G``,
+        ``1Gi``, ``4096``. Docker's ``k``/``m``/``g``/``t`` are binary units like
+        ``docker run -m`` reads them, and so are Kubernetes' ``Ki``/``Mi``/``Gi``/``Ti``; a
+        trailing ``b`` is allowed.
+    minimum
+        The smallest size accepted (32 MiB for a container's memory limit by default).
+
+    Returns
+    -------
+    int
+        The size in bytes.
+    """
+    if isinstance(text, int) and not isinstance(text, bool):
+        size: float = text
+    elif isinstance(text, str) and (match := _SIZE.fullmatch(text.strip())):
+        size = float(match.group(1)) * _UNITS[(match.group(2) or "").lower()]
+    else:
+        raise InputError(f"invalid memory size {text!r}", hint="use e.g. 512m, 2g or 1Gi")
+    least = max(minimum, 1)
+    if size < least:
+        shown = f"{least // 2**20} MiB" if least % 2**20 == 0 else f"{least} bytes"
+        raise InputError(f"memory size {text!r} is below {shown}", hint="give more memory")
+    return int(size)
 
 
 @dataclass(frozen=True)

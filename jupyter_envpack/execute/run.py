@@ -19,11 +19,24 @@ from pathlib import Path
 from typing import Any
 
 from ..bounded import lines_capped, read_capped, too_large, untar_first_file
+from ..contract import (
+    EXIT_BAD_INPUT,
+    EXIT_CELL_ERROR,
+    EXIT_KERNEL_DIED,
+    EXIT_KERNEL_START,
+    EXIT_OK,
+    EXIT_TIMEOUT,
+    HOME,
+    PARAMETERS_ENV,
+    RUNNER_PYTHON,
+    RUNNER_SCRIPT,
+    USER_ID,
+    WORKDIR,
+)
 from ..defaults import CELL_TIMEOUT, RUN_DEADLINE
 from ..errors import CancelledError, EngineError, InputError, RunError
 from ..events import CancelToken, ProgressEvent, Reporter, null_reporter
 from ..image.context import notebook_bytes, strip_outputs
-from ..image.dockerfile import HOME, RUNNER_PREFIX, RUNNER_SCRIPT, USER_ID, WORKDIR
 from ..image.engine import base_labels, connect, engine_name
 from ..image.refs import validate_reference
 from ..safefs import safe_write
@@ -31,14 +44,6 @@ from ..snapshot.notebook import dumps_notebook, parse_notebook, read_notebook_by
 from .compare import Report, compare_notebooks
 from .limits import RunLimits, limit_cause, parse_memory
 from .parameters import injection_index, parameters_cell_source, validate_parameters
-from .runner import (
-    EXIT_BAD_INPUT,
-    EXIT_CELL_ERROR,
-    EXIT_KERNEL_DIED,
-    EXIT_KERNEL_START,
-    EXIT_OK,
-    EXIT_TIMEOUT,
-)
 
 OUTPUT_IN_CONTAINER = f"{HOME}/.envpack-output/executed.ipynb"  # in the writable home volume
 MAX_EXECUTED_BYTES = 200 * 2**20  # the executed notebook read back (L6)
@@ -236,7 +241,7 @@ def run_notebook(
     output = Path(opts.output) if opts.output else default_output(path)
     client = client or connect()
     command = [
-        f"{RUNNER_PREFIX}/bin/python",
+        RUNNER_PYTHON,
         RUNNER_SCRIPT,
         "--input",
         f"{WORKDIR}/{path.name}",
@@ -247,9 +252,9 @@ def run_notebook(
     ]
     if allow_errors:
         command.append("--allow-errors")
-    env = {"HOME": "/home/envpack", "PYTHONUNBUFFERED": "1"}
+    env = {"HOME": HOME, "PYTHONUNBUFFERED": "1"}
     if opts.parameters:
-        env["ENVPACK_PARAMETERS_CELL"] = parameters_cell_source(opts.parameters)
+        env[PARAMETERS_ENV] = parameters_cell_source(opts.parameters)
     host_config = {**opts.effective_limits().host_config(), "network_disabled": not opts.network}
     reporter(ProgressEvent("run", f"starting {image}", "step", 0.0))
     try:

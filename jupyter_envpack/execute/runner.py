@@ -1,4 +1,4 @@
-"""The in-image runner's contract, seen from the host: script path, markers, exit codes."""
+"""The in-image runner's result block, read on the host (the contract is ``contract.py``)."""
 
 from __future__ import annotations
 
@@ -8,13 +8,10 @@ import re
 from collections.abc import Iterable
 
 from ..bounded import gunzip_capped
+from ..contract import RESULT_BEGIN as BEGIN
+from ..contract import RESULT_END as END
 from ..errors import ResultTooLargeError, RunError
 
-BEGIN = "----- ENVPACK RESULT BEGIN -----"
-END = "----- ENVPACK RESULT END -----"
-EXIT_OK, EXIT_BAD_INPUT, EXIT_CELL_ERROR, EXIT_TIMEOUT, EXIT_KERNEL_DIED = 0, 2, 3, 4, 5
-EXIT_KERNEL_START = 6
-"""The kernel never started in the image (no ipykernel, a broken environment): not the notebook."""
 MAX_RESULT_BYTES = 200 * 2**20
 #: base64 of a result that gzip could not shrink at all, with its line breaks
 MAX_BLOB_CHARS = MAX_RESULT_BYTES * 4 // 3 + MAX_RESULT_BYTES // 57 + 1024

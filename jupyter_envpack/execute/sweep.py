@@ -126,6 +126,7 @@ class SweepRun:
     output: str | None = None
     values: dict[str, Any] = field(default_factory=dict)
     message: str = ""
+    verdict: str | None = None  # the member's report verdict (reproduced, not-reproduced...)
 
 
 def write_summary(path: str | Path, runs: list[SweepRun]) -> Path:
@@ -184,37 +185,68 @@ def run_local_sweep(
     options: Any = None,
     max_parallel: int = 2,
     client: Any = None,
+    cancel: Any = None,
+    on_done: Callable[[SweepRun], None] | None = None,
 ) -> list[SweepRun]:
     """Rerun ``notebook`` in ``image`` once per row, ``max_parallel`` at once (a failure stops
-    only its own run)."""
+    only its own run; a ``cancel`` token stops all, the members not started are ``cancelled``;
+    ``on_done`` is called as each member ends)."""
     from concurrent.futures import ThreadPoolExecutor
-    from dataclasses import replace
 
-    from ..execute import RunOptions, run_notebook
+    from ..execute import RunOptions
 
     base = options or RunOptions()
     folder.mkdir(parents=True, exist_ok=True)
 
     def one(index: int) -> SweepRun:
-        row = rows[index]
-        output = folder / run_name(notebook.stem, index, row, len(rows))
-        run = SweepRun(index, row)
-        try:
-            result = run_notebook(
-                image, notebook, replace(base, parameters=row, output=str(output)), client=client
-            )
-        except Exception as exc:
-            run.state, run.message = "failed", getattr(exc, "message", str(exc))[:300]
-            return run
-        run.duration, run.output = result.duration, str(result.output_path)
-        run.state = "succeeded" if result.exit_code == 0 else "failed"
-        run.message = result.report.run_status
-        with contextlib.suppress(OSError, ValueError):
-            run.values = recorded_values(json.loads(Path(result.output_path).read_text()))
+        run = _one_run(image, notebook, rows, index, folder, base, client, cancel)
+        if on_done is not None:
+            on_done(run)
         return run
 
     with ThreadPoolExecutor(max_workers=max(1, max_parallel)) as pool:
         return list(pool.map(one, range(len(rows))))
+
+
+def _one_run(
+    image: str,
+    notebook: Path,
+    rows: list[dict[str, Any]],
+    index: int,
+    folder: Path,
+    base: Any,
+    client: Any,
+    cancel: Any,
+) -> SweepRun:
+    from dataclasses import replace
+
+    from ..execute import run_notebook
+
+    row = rows[index]
+    run = SweepRun(index, row)
+    if cancel is not None and cancel.cancelled:
+        run.state, run.message = "cancelled", "the sweep was cancelled"
+        return run
+    output = folder / run_name(notebook.stem, index, row, len(rows))
+    try:
+        result = run_notebook(
+            image,
+            notebook,
+            replace(base, parameters=row, output=str(output)),
+            client=client,
+            cancel=cancel,
+        )
+    except Exception as exc:
+        stopped = cancel is not None and cancel.cancelled
+        run.state = "cancelled" if stopped else "failed"
+        run.message = getattr(exc, "message", str(exc))[:300]
+        return run
+    run.duration, run.output = result.duration, str(result.output_path)
+    run.state = "succeeded" if result.exit_code == 0 else "failed"
+    run.message, run.verdict = result.report.run_status, result.report.verdict
+    with contextlib.suppress(OSError, ValueError):
+        run.values = recorded_values(json.loads(Path(result.output_path).read_text()))
+    return run
 
 
 def rows_from(

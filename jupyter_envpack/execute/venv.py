@@ -26,6 +26,7 @@ from typing import Any
 from packaging.utils import canonicalize_name, parse_wheel_filename
 from packaging.version import Version
 
+from ..contract import PARAMETERS_ENV
 from ..errors import CancelledError, RunError
 from ..events import CancelToken, ProgressEvent, Reporter, null_reporter
 from ..image.context import _RUNNER_SCRIPT, _local_files, notebook_bytes, strip_outputs
@@ -335,7 +336,7 @@ def _execute(
     if opts.parameters:
         from .parameters import parameters_cell_source
 
-        env["ENVPACK_PARAMETERS_CELL"] = parameters_cell_source(opts.parameters)
+        env[PARAMETERS_ENV] = parameters_cell_source(opts.parameters)
     reporter(ProgressEvent("run", f"starting the kernel in {env_dir.name}", "step", 0.0))
     proc = subprocess.Popen(
         argv,

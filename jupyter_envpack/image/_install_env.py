@@ -58,6 +58,7 @@ def main():
                 prefix + "/bin/python",
                 "-r",
                 lock,
+                "--compile-bytecode",  # the run's root is read-only: no .pyc could be written
                 *hashes,
             ],
             check=True,

@@ -12,9 +12,9 @@ import contextlib
 import hashlib
 import json
 import re
-import socket
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,7 @@ from ..snapshot.notebook import parse_notebook, read_notebook_bytes
 from ..snapshot.spec import EnvSpec
 from .basepin import pin_base_image
 from .context import BuildContext, make_context, runner_lock
+from .dockerapi import StreamSlot, watch_streams
 from .engine import base_labels, connect
 from .options import UV_VERSION, BuildOptions
 from .syslibs import SystemNeeds, plan_system, probe_base, record_system
@@ -105,7 +106,7 @@ class _Watchdog:
         self.idle = idle
         self.last = time.monotonic()
         self.reason: str | None = None
-        self.response: Any = None
+        self.stream = StreamSlot()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._watch, daemon=True, name="envpack-build-watch")
 
@@ -134,36 +135,7 @@ class _Watchdog:
                 return
 
     def _abort(self) -> None:
-        resp = self.response
-        if resp is None:
-            return
-        try:
-            sock = resp.raw._fp.fp.raw._sock  # the HTTP stream's socket (unix or tcp)
-            sock.shutdown(socket.SHUT_RDWR)
-        except Exception:
-            try:
-                resp.close()
-            except Exception:  # noqa: S110 - nothing more can be done
-                pass
-
-
-_current = threading.local()
-
-
-def _hook_streams(api: Any) -> Any:
-    """Let the watchdog of the calling thread see the HTTP response of a streaming call."""
-    if not getattr(api, "_envpack_hooked", False):
-        original = api._stream_helper
-
-        def _stream_helper(response: Any, decode: bool = False) -> Any:
-            dog = getattr(_current, "dog", None)
-            if dog is not None:
-                dog.response = response
-            return original(response, decode=decode)
-
-        api._stream_helper = _stream_helper
-        api._envpack_hooked = True
-    return api
+        self.stream.abort()
 
 
 def _stream_build(
@@ -178,9 +150,8 @@ def _stream_build(
     step = "start"
     image_id: str | None = None
     labels = base_labels("build", opts.labels)
-    with _Watchdog(cancel, opts.deadline, opts.idle_timeout) as dog:
-        api = _hook_streams(client.api)
-        _current.dog = dog
+    with _Watchdog(cancel, opts.deadline, opts.idle_timeout) as dog, dog.stream:
+        api = watch_streams(client.api)
         try:
             stream = api.build(
                 fileobj=ctx.tar(),
@@ -240,8 +211,6 @@ def _stream_build(
                     reason="engine-restarted",
                     hint="check that dockerd is running, then build again",
                 ) from None
-        finally:
-            _current.dog = None
         if dog.reason == "cancelled":
             raise CancelledError("build cancelled")
         if dog.reason == "deadline":
@@ -502,17 +471,22 @@ class _Planner:
             return None
 
     def plan(self) -> tuple[SystemNeeds, dict[str, str], list[Path]]:
-        """Fetch the wheels, check their hashes, plan the apt packages; remember the plan."""
-        facts = probe_base(self.client, self.base)
-        glibc = detect_glibc_minor(self.client, self.base)
-        wheels = ensure_wheels(
-            self.lock,
-            self.spec.python_minor,
-            self.opts,
-            self.reporter,
-            self.cancel,
-            glibc_minor=glibc,
-        )
+        """Fetch the wheels, check their hashes, plan the apt packages; remember the plan.
+
+        The base image's probe (a container, once per base) runs while the wheels are fetched.
+        """
+        with ThreadPoolExecutor(1, thread_name_prefix="envpack-base-probe") as pool:
+            probing = pool.submit(probe_base, self.client, self.base)
+            glibc = detect_glibc_minor(self.client, self.base)
+            wheels = ensure_wheels(
+                self.lock,
+                self.spec.python_minor,
+                self.opts,
+                self.reporter,
+                self.cancel,
+                glibc_minor=glibc,
+            )
+            facts = probing.result()
         hashes = wheel_hashes(wheels)
         check_lock_hashes(hashes, self.opts.lock_hashes)
         env = {str(canonicalize_name(p.name)) for p in self.spec.packages}

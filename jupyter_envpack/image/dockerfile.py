@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from urllib.parse import quote
 
+from ..contract import HOME, RUNNER_PREFIX, RUNNER_SCRIPT, USER_ID, WORKDIR
 from ..snapshot.spec import EnvSpec
 from .options import UV_VERSION, BuildOptions
 from .refs import REFERENCE
@@ -19,12 +20,7 @@ try:
 except ImportError:  # pragma: no cover - a source tree that was never installed
     __version__ = "0+unknown"
 
-USER_ID = 1000
-HOME = "/home/envpack"
-WORKDIR = f"{HOME}/work"
 ENV_PREFIX = "/opt/envpack/env"
-RUNNER_PREFIX = "/opt/envpack/runner"
-RUNNER_SCRIPT = "/opt/envpack/run_notebook.py"
 KERNEL_NAME = "envpack"
 DATA_DIR = "data"
 """Context folder of the notebook's data files: copied into the work folder in their own layer."""
@@ -205,7 +201,9 @@ def render_dockerfile(
             raise ValueError("invalid wheelhouse URL")
         return _served(spec, base, labels, wheel_url, apt_layer(system))
     uv = "/usr/local/bin/uv"
-    install = f"{uv} pip install --no-deps --no-index --find-links /tmp/envpack/wheels"
+    install = (
+        f"{uv} pip install --no-deps --no-index --compile-bytecode --find-links /tmp/envpack/wheels"
+    )
     check_uv = copy_sum = ""
     if hashed:
         copy_sum = "COPY envpack/uv.sha256 /tmp/envpack/uv.sha256\n"

@@ -11,15 +11,14 @@ import os
 from typing import Any
 from urllib.parse import urlsplit
 
+from ..contract import LABEL
 from ..errors import EngineError, InputError
+from .dockerapi import engine_key
 
 CONNECT_TIMEOUT = 5.0
 CONTROL_TIMEOUT = 120.0
 
 ENGINE_SCHEMES = ("unix", "tcp", "ssh", "npipe", "http", "https")
-
-LABEL = "org.jupyter.envpack"
-"""Every Docker object envpack creates carries ``LABEL=1`` and ``LABEL.kind``."""
 
 
 _engine_url: str | None = None
@@ -107,9 +106,7 @@ def engine_kind(client: Any) -> str:
     Podman names itself in ``/version`` (component ``Podman Engine``); the answer is cached per
     engine address.
     """
-    api = getattr(client, "api", None)
-    adapter = getattr(api, "_custom_adapter", None)  # unix sockets all read http+docker://localhost
-    key = f"{getattr(api, 'base_url', '')}|{getattr(adapter, 'socket_path', '')}"
+    key = engine_key(getattr(client, "api", None))
     if key not in _kinds:
         try:
             components = client.version().get("Components") or []

@@ -29,6 +29,7 @@ from typing import Any
 from ..events import ProgressEvent, Reporter, null_reporter
 from ..snapshot.commands import CommandUse
 from ..snapshot.spec import Finding
+from .engine import base_labels
 from .options import BuildOptions
 from .wheels import cache_dir
 
@@ -262,7 +263,7 @@ def _run_probe(client: Any, image: str) -> bytes:
         network_disabled=True,
         mem_limit="256m",
         pids_limit=64,
-        labels={"org.jupyter.envpack": "1", "org.jupyter.envpack.kind": "probe"},
+        labels=base_labels("probe"),
     )
     return bytes(out)
 

@@ -18,6 +18,7 @@ from packaging.version import InvalidVersion, Version
 
 from ..errors import BuildError
 from .dockerfile import ENV_PREFIX
+from .engine import base_labels
 
 _LIST = (
     "import importlib.metadata as m, json, platform, sys\n"
@@ -39,7 +40,7 @@ def inspect_environment(client: Any, image: str) -> tuple[str, dict[str, str]]:
         network_disabled=True,
         mem_limit="256m",
         pids_limit=64,
-        labels={"org.jupyter.envpack": "1", "org.jupyter.envpack.kind": "verify"},
+        labels=base_labels("verify"),
     )
     data = json.loads(out[:MAX_OUTPUT].decode("utf-8", "replace"))
     dists = {str(canonicalize_name(name)): str(version) for name, version in data["dists"] if name}

@@ -25,6 +25,7 @@ from packaging.version import Version
 from ..errors import BuildError, CancelledError
 from ..events import CancelToken, ProgressEvent, Reporter, null_reporter
 from ..snapshot.index import IndexOptions
+from .engine import base_labels
 from .options import BuildOptions
 
 _USERINFO = re.compile(r"(?<=://)[^/@\s]+@")
@@ -75,7 +76,7 @@ def detect_glibc_minor(client: Any, image: str) -> int:
             entrypoint=[],
             user="0",
             network_disabled=True,
-            labels={"org.jupyter.envpack": "1", "org.jupyter.envpack.kind": "build"},
+            labels=base_labels("build"),
         )
         minor = int(out.decode().strip().rsplit(".", 1)[-1])
     except Exception:

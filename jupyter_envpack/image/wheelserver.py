@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from ..safefs import safe_write
+from .dockerapi import engine_key
 
 _gateways: dict[str, str | None] = {}
 
@@ -45,7 +46,7 @@ def bridge_gateway(client: Any) -> str | None:
     base = str(getattr(client.api, "base_url", ""))
     if not base.startswith("http+docker://"):  # a remote (tcp/ssh) engine cannot reach us
         return None
-    key = f"{base}|{getattr(getattr(client.api, '_custom_adapter', None), 'socket_path', '')}"
+    key = engine_key(client.api)
     if key not in _gateways:
         _gateways[key] = _find_gateway(client)
     return _gateways[key]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import hashlib
 import json
 import re
@@ -12,8 +13,31 @@ from typing import Any
 
 from ..errors import EnvpackError
 
-STATES = ("queued", "running", "succeeded", "failed", "cancelled", "lost")
-TERMINAL = frozenset({"succeeded", "failed", "cancelled", "lost"})
+
+class State(str, enum.Enum):
+    """The one state vocabulary of operations and cluster jobs; the last four are final.
+
+    ``PENDING`` is another name of ``QUEUED``: a cluster job the backend accepted but has not
+    started. (The job index of earlier versions wrote ``submitting`` and ``pending``; opening
+    it rewrites both as ``queued``.)
+    """
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    LOST = "lost"
+    PENDING = "queued"
+
+    @property
+    def terminal(self) -> bool:
+        """Whether nothing can change the state any more."""
+        return self not in (State.QUEUED, State.RUNNING)
+
+
+STATES = tuple(state.value for state in State)
+TERMINAL = frozenset(state.value for state in State if state.terminal)
 #: Allowed state changes; everything else is refused (409 through the API).
 TRANSITIONS: dict[str, frozenset[str]] = {
     "queued": frozenset({"running", "cancelled", "failed", "lost"}),

@@ -24,9 +24,16 @@ from tornado.iostream import StreamClosedError
 
 from ..errors import EnvpackError, ForbiddenError, InputError
 from ..operations import STATES, Event, OperationManager, scrub_path
-from .schema import RECONSTRUCT_FIELDS, check_fields, parse_json_object, parse_operation_request
+from .schema import (
+    BINDER_FIELDS,
+    RECONSTRUCT_FIELDS,
+    check_fields,
+    kernel_name,
+    parse_json_object,
+    parse_operation_request,
+)
 from .service import EnvpackService
-from .sharing import backends_json, binder_json, flag, kernel_name, write_binder_json
+from .sharing import backends_json, binder_json, flag, write_binder_json
 
 T = TypeVar("T")
 AUTH_RESOURCE = "envpack"
@@ -216,18 +223,8 @@ class BinderHandler(EnvpackHandler):
 
 def parse_binder_request(body: bytes) -> tuple[str, str | None]:
     """Return ``(path, kernel)`` from a ``POST /envpack/binder`` body (400 when malformed)."""
-    data = parse_json_object(body)
-    unknown = sorted(set(data) - {"path", "kernel"})
-    if unknown:
-        raise InputError(
-            f"unknown field(s): {', '.join(u[:40] for u in unknown)}", hint="known: path, kernel"
-        )
-    path, kernel = data.get("path"), data.get("kernel")
-    if not isinstance(path, str) or not path:
-        raise InputError("'path' must be a notebook path", hint='{"path": "nb.ipynb"}')
-    if kernel is not None and not isinstance(kernel, str):
-        raise InputError("'kernel' must be a kernelspec name")
-    return path, kernel
+    data = check_fields(parse_json_object(body), BINDER_FIELDS, "binder request", ("path",))
+    return data["path"], data.get("kernel")
 
 
 class OperationsHandler(EnvpackHandler):

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from ..errors import CancelledError
-from ..events import CancelToken, ProgressEvent
+from ..events import CancelToken, ProgressEvent, StageClock
 from ..operations import OPERATION_LABEL, Kind, LostError, OperationContext
 from .schema import BUILD_FIELDS, RUN_FIELDS, validator
 
@@ -69,21 +70,45 @@ def _build_options(op: OperationContext, deadline: float | None) -> Any:
 def _build(
     op: OperationContext, reporter: Reporter, cancel: CancelToken, deadline: float | None
 ) -> dict[str, Any]:
+    from ..buildmemo import recall, remember_build, replay
     from ..image import build_image
 
     notebook = str(op.notebook)
-    spec = _snapshot(op, reporter)
-    cancel.raise_if_cancelled("build")
     options = _build_options(op, deadline)
-    res = build_image(spec, notebook, options, reporter=reporter, cancel=cancel)
+    settings = _memo_settings(op, options)
+    memo = None if options.no_cache else recall(notebook, settings)
+    if memo is not None:  # unchanged notebook and environment, image still there
+        replay(memo, reporter)
+        op.set_handle(image=memo.image)
+        return memo.result
+    clock = StageClock(reporter)
+    spec = _snapshot(op, clock)
+    cancel.raise_if_cancelled("build")
+    res = build_image(spec, notebook, options, reporter=clock, cancel=cancel)
+    clock.finish()
     op.set_handle(image=res.image)
-    return {
+    result = {
         **res.to_json(),
         "snapshot_hash": spec.hash,
         "origin": spec.origin,
         **({"reconstruction": spec.reconstruction} if spec.reconstruction else {}),
         # the snapshot's findings, then the build's (missing-command, unmapped-library)
         "warnings": [w.to_json() for w in spec.warnings] + (res.system or {}).get("warnings", []),
+    }
+    if not options.no_cache:
+        remember_build(notebook, settings, result, spec, True, clock.kept)
+    return result
+
+
+def _memo_settings(op: OperationContext, options: Any) -> dict[str, Any]:
+    """What shapes this build besides the notebook's bytes (the no-op memo's key)."""
+    return {
+        "surface": "server",
+        "notebook": str(op.notebook),
+        "kernel": op.options.get("kernel") or op.config.kernel,
+        "max_bytes": op.config.max_notebook_size,
+        "snapshot": repr(op.config.snapshot_options()),
+        "build": repr(replace(options, labels={}, deadline=0.0, idle_timeout=0.0)),
     }
 
 
@@ -142,6 +167,11 @@ def run_run(op: OperationContext, reporter: Reporter, cancel: CancelToken) -> di
         build = _build(op, reporter, cancel, o.get("build_deadline"))
         image = build["image"]
     options = _run_options(op)
+    if o.get("sweep"):
+        from .sweeps import run_sweep
+
+        sweep = run_sweep(op, str(image), options, reporter, cancel)
+        return {"image": image, "engine": "docker", "build": build, "sweep": sweep}
     if venv:
         spec = _snapshot(op, reporter)
         bopts = _build_options(op, o.get("build_deadline"))
@@ -177,6 +207,8 @@ def resume_run(op: OperationContext, reporter: Reporter, cancel: CancelToken) ->
     collect its executed notebook like ``run_notebook`` does."""
     import docker.errors
 
+    if op.options.get("sweep"):
+        raise LostError("the server stopped during this sweep", hint="start the sweep again")
     client = docker_client()
     try:
         found = client.containers.list(all=True, filters={"label": f"{OPERATION_LABEL}={op.id}"})
@@ -223,6 +255,10 @@ def builtin_kinds(resolve_output: Callable[[str], Path]) -> list[Kind]:
         options = validator(RUN_FIELDS, "run option")(options)
         if options.get("output"):
             resolve_output(options["output"])
+        if options.get("sweep"):
+            from .sweeps import check_sweep
+
+            check_sweep(options)
         return options
 
     return [

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import InputError
+from ..execute.limits import parse_memory
 
 KERNEL_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
-MEMORY_RE = re.compile(r"[1-9][0-9]{0,12}[bkmgBKMG]?")
 IDENT_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,99}")
 OP_ID_RE = re.compile(r"[0-9a-f]{32}")
 MAX_DEPTH = 32
@@ -75,11 +75,10 @@ def _parameters(value: Any) -> bool:
 
 
 def _memory(value: Any) -> bool:
-    if isinstance(value, bool):
+    try:
+        return parse_memory(value, minimum=4 * 2**20) <= 1 << 40
+    except InputError:
         return False
-    if isinstance(value, int):
-        return 4 * 1024 * 1024 <= value <= 1 << 40
-    return MEMORY_RE.fullmatch(value) is not None
 
 
 def _image(value: Any) -> bool:
@@ -131,12 +130,53 @@ RUN_FIELDS: dict[str, Field] = {
     "parameters": Field((dict,), _parameters, "an object whose keys are Python identifiers"),
     "cell_timeout": _number(1, 86400),
     "deadline": _number(1, 7 * 86400),
-    "mem_limit": Field((str, int), _memory, "bytes, or a number with b/k/m/g"),
+    "mem_limit": Field((str, int), _memory, "bytes, or a number with k/m/g (512m, 2g, 1Gi)"),
     "cpus": _number(0.01, 1024),
     "pids": _number(16, 1_000_000),
     "network": Field((bool,)),
     "tolerance": _number(0, 1),
     "output": Field((str,), _api_path, "a notebook path relative to the server root"),
+    # issue 14: {"alpha": "0.1,0.2", "seed": "1..3"}, the CLI's --sweep grammar per parameter
+    "sweep": Field((dict,), _parameters, 'an object: parameter name → values like "1,2" or "1..3"'),
+    "max_parallel": _number(1, 16),
+}
+
+
+def _strings(value: Any) -> bool:
+    return all(isinstance(v, str) for v in value)
+
+
+_TEXT = Field((str,))
+_JOB_TEXT: tuple[str, ...] = (
+    "backend",
+    "registry",
+    "schedule",
+    "timezone",
+    "namespace",
+    "context",
+    "output",
+)
+_JOB_TEXT += ("kernel", "partition", "account", "runtime")
+JOB_FIELDS: dict[str, Field] = {
+    **{name: _TEXT for name in _JOB_TEXT},
+    "base_image": BUILD_FIELDS["base_image"],
+    "image": RUN_FIELDS["image"],
+    "parameters": RUN_FIELDS["parameters"],
+    "cell_timeout": _number(1, 86400),
+    "deadline": _number(1, 7 * 86400),
+    "cpu": _number(0.001, 1024),
+    "cpu_request": _number(0.001, 1024),
+    "gpus": _number(0, 64),
+    "memory": Field((str, int), hint="bytes or a size like 2g"),
+    "memory_request": Field((str, int), hint="bytes or a size like 2g"),
+    "constraints": Field((list,), _strings, "a list of strings"),
+    "image_pull_secrets": Field((list,), _strings, "a list of strings"),
+    "wait": Field((bool,)),
+}
+"""``job`` operation options (``cluster/operation.py``; the cluster backends check the rest)."""
+BINDER_FIELDS: dict[str, Field] = {
+    "path": Field((str,), _api_path, "a notebook path relative to the server root"),
+    "kernel": Field((str,), hint="a kernelspec name"),
 }
 REQUEST_FIELDS: dict[str, Field] = {
     "kind": Field((str,), lambda v: 0 < len(v) <= 32),
@@ -176,6 +216,13 @@ def check_fields(
 def validator(fields: dict[str, Field], what: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
     """Return a ``Kind.validate`` callable checking options against ``fields``."""
     return lambda options: check_fields(options, fields, what)
+
+
+def kernel_name(config: Any, kernel: str | None) -> str | None:
+    """The kernel to probe: ``kernel`` when valid (400 otherwise), else ``c.EnvPack.kernel``."""
+    if kernel is not None and not KERNEL_RE.fullmatch(kernel):
+        raise InputError("invalid kernel name", hint="a kernelspec name")
+    return kernel or getattr(config, "kernel", None)
 
 
 def parse_operation_request(body: bytes) -> tuple[str, str, dict[str, Any]]:

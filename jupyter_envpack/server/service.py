@@ -12,11 +12,11 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from ..config import EnvPack, import_string
-from ..errors import EnvpackError, InputError
+from ..errors import EnvpackError
 from ..operations import Kind, OperationManager, OperationStore, StoreUnavailableError
 from .kinds import builtin_kinds, docker_client, snapshot_options
 from .paths import ContentsPaths
-from .schema import KERNEL_RE
+from .schema import kernel_name
 
 log = logging.getLogger(__name__)
 
@@ -127,9 +127,7 @@ class EnvpackService:
         return str(render_dockerfile(spec, options))
 
     def _kernel(self, kernel: str | None) -> str | None:
-        if kernel is not None and not KERNEL_RE.fullmatch(kernel):
-            raise InputError("invalid kernel name", hint="a kernelspec name")
-        return kernel or self.config.kernel
+        return kernel_name(self.config, kernel)
 
     @staticmethod
     def _image(ref: str | None) -> str | None:

@@ -16,7 +16,6 @@ from typing import Any
 from ..errors import InputError
 from ..operations import scrub_path
 from .paths import ContentsPaths
-from .schema import KERNEL_RE
 
 log = logging.getLogger(__name__)
 TRUE = ("1", "true", "yes", "on")
@@ -25,13 +24,6 @@ TRUE = ("1", "true", "yes", "on")
 def flag(value: str | None) -> bool:
     """A boolean query argument (``1``/``true``/``yes``/``on``; absent or anything else: false)."""
     return value is not None and value.strip().lower() in TRUE
-
-
-def kernel_name(config: Any, kernel: str | None) -> str | None:
-    """The kernel to probe: ``kernel`` when valid (400 otherwise), else ``c.EnvPack.kernel``."""
-    if kernel is not None and not KERNEL_RE.fullmatch(kernel):
-        raise InputError("invalid kernel name", hint="a kernelspec name")
-    return kernel or getattr(config, "kernel", None)
 
 
 def _scrub(value: Any, root: str) -> Any:

@@ -23,7 +23,7 @@ from packaging.requirements import InvalidRequirement, Requirement
 
 from ..errors import NotebookError, NotebookTooLargeError, NotFoundError, UnsupportedLanguageError
 from .localfiles import LocalCode
-from .sources import PathLiteral, scan_source
+from .sources import PathLiteral, parse_python, scan_source
 from .spec import Finding
 
 DEFAULT_MAX_BYTES = 50 * 2**20
@@ -169,23 +169,29 @@ def notebook_language(nb: Any) -> tuple[str | None, str | None]:
 _transformer: Any = None
 
 
-def _is_plain_python(source: str) -> bool:
-    """True when ``source`` already parses as Python: IPython's transforms only rewrite syntax
-    Python rejects (magics, ``!`` escapes, ``?`` help, prompts), so it can be left as it is and
-    IPython need not be imported (~0.1 s per process)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            ast.parse(source)
-        except (SyntaxError, ValueError):
-            return False
-    return True
+def _plain_tree(source: str) -> ast.Module | None:
+    """The tree of ``source`` when it already parses as Python: IPython's transforms only rewrite
+    syntax Python rejects (magics, ``!`` escapes, ``?`` help, prompts), so it can be left as it
+    is and IPython need not be imported (~0.1 s per process)."""
+    try:
+        return parse_python(source)
+    except (SyntaxError, ValueError):
+        return None
+
+
+def _python_tree(source: str) -> tuple[str, ast.Module]:
+    """``source`` as plain Python and its tree, parsed once when it needs no transform."""
+    tree = _plain_tree(source)
+    if tree is not None:
+        return source, tree
+    python = _transform(source)
+    return python, parse_python(python)
 
 
 def _transform(source: str) -> str:
     """Turn IPython syntax into plain Python (lazy import of IPython's transformer)."""
     global _transformer
-    if _is_plain_python(source):
+    if _plain_tree(source) is not None:
         return source
     if _transformer is None:
         try:
@@ -318,15 +324,16 @@ class _ImportVisitor(ast.NodeVisitor):
         self.generic_visit(node)
 
 
-def imports_in_source(source: str) -> tuple[list[tuple[str, bool]], int]:
-    """Return ``([(top_level_module, is_relative)], dynamic_imports)`` for Python source.
+def imports_in_source(
+    source: str, tree: ast.Module | None = None
+) -> tuple[list[tuple[str, bool]], int]:
+    """Return ``([(top_level_module, is_relative)], dynamic_imports)`` for Python source (or its
+    ``tree`` when parsed already).
 
     Raises ``SyntaxError``/``ValueError``/``RecursionError``/``MemoryError`` for source that
     does not parse.
     """
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # SyntaxWarning for odd escapes: not our business
-        tree = ast.parse(source)
+    tree = tree if tree is not None else parse_python(source)
     visitor = _ImportVisitor()
     visitor.visit(tree)
     return (
@@ -367,9 +374,9 @@ def analyse_notebook(
             continue
         _pip_findings(source, index, result)
         try:
-            python = _transform(source)
-            found, dynamic = imports_in_source(python)
-            _scan_cell(scan_source(python), index, result)
+            python, tree = _python_tree(source)  # parsed once, read by both visitors
+            found, dynamic = imports_in_source(python, tree)
+            _scan_cell(scan_source(python, tree), index, result)
         except (SyntaxError, ValueError, RecursionError, MemoryError, TypeError) as exc:
             detail = f"{type(exc).__name__}: {getattr(exc, 'msg', None) or exc}"
             result.findings.append(

@@ -167,11 +167,17 @@ class _Visitor(ast.NodeVisitor):
                 return
 
 
-def scan_source(source: str) -> SourceScan:
-    """Scan plain Python source (raises ``SyntaxError`` & co. when it does not parse)."""
+def parse_python(source: str) -> ast.Module:
+    """``ast.parse`` without its SyntaxWarnings (raises ``SyntaxError`` & co.)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # SyntaxWarning for odd escapes: not our business
-        tree = ast.parse(source)
+        return ast.parse(source)
+
+
+def scan_source(source: str, tree: ast.Module | None = None) -> SourceScan:
+    """Scan plain Python source, or its ``tree`` when parsed already (raises ``SyntaxError`` &
+    co. when it does not parse)."""
+    tree = tree if tree is not None else parse_python(source)
     visitor = _Visitor()
     visitor.visit(tree)
     return visitor.scan

@@ -93,8 +93,18 @@ export class EnvpackClient {
   /**
    * Take the environment snapshot of a notebook.
    */
-  async getSnapshot(path: string): Promise<ISnapshot> {
-    return this.requestJSON<ISnapshot>(`snapshot${query({ path })}`);
+  async getSnapshot(
+    path: string,
+    options: EnvpackClient.IReconstructOptions = {}
+  ): Promise<ISnapshot> {
+    const params: Record<string, string> = { path };
+    if (options.reconstruct) {
+      params.reconstruct = '1';
+      if (options.as_of) {
+        params.as_of = options.as_of;
+      }
+    }
+    return this.requestJSON<ISnapshot>(`snapshot${query(params)}`);
   }
 
   /**
@@ -327,6 +337,17 @@ export class EnvpackClient {
 }
 
 export namespace EnvpackClient {
+  /**
+   * Ask for an educated reconstruction of a missing environment (issue 13.2).
+   */
+  export interface IReconstructOptions {
+    reconstruct?: boolean;
+    /**
+     * Newest release date to consider, `YYYY-MM-DD` (the server's default otherwise).
+     */
+    as_of?: string;
+  }
+
   export interface IOptions {
     /**
      * The server settings of the app (`app.serviceManager.serverSettings`).

@@ -131,9 +131,15 @@ export class EnvpackModel implements IDisposable {
   /**
    * The newest operation of a kind for a notebook (the current one by default).
    */
-  latest(kind: string, path: string | null = this._path): IOperation | null {
+  latest(
+    kind: string,
+    path: string | null = this._path,
+    match: (op: IOperation) => boolean = () => true
+  ): IOperation | null {
     return (
-      this.operations.find(op => op.kind === kind && op.path === path) ?? null
+      this.operations.find(
+        op => op.kind === kind && op.path === path && match(op)
+      ) ?? null
     );
   }
 
@@ -151,7 +157,9 @@ export class EnvpackModel implements IDisposable {
     await Promise.all([this.refreshSnapshot(), this.refreshDockerfile()]);
   }
 
-  async refreshSnapshot(): Promise<void> {
+  async refreshSnapshot(
+    options: EnvpackClient.IReconstructOptions = {}
+  ): Promise<void> {
     const path = this._path;
     if (!path) {
       return;
@@ -160,7 +168,7 @@ export class EnvpackModel implements IDisposable {
     this._changed.emit('snapshot');
     await this._load(
       'snapshot',
-      () => this.client.getSnapshot(path),
+      () => this.client.getSnapshot(path, options),
       (value, error) => {
         this.snapshot = value ?? this.snapshot;
         this.snapshotError = error;
@@ -232,6 +240,13 @@ export class EnvpackModel implements IDisposable {
   }
 
   /**
+   * No engine answers but the server can rerun in a fresh virtualenv (`run` with `engine: venv`).
+   */
+  get venvFallback(): boolean {
+    return !this.engineAvailable && this.status?.venv_available === true;
+  }
+
+  /**
    * Reload the operation list from the server (the history survives page reloads there).
    */
   async refreshOperations(
@@ -284,6 +299,34 @@ export class EnvpackModel implements IDisposable {
     if (options.image) {
       body.image = options.image;
     }
+    if (options.engine) {
+      body.engine = options.engine;
+    }
+    if (this._settings.baseImage) {
+      body.base_image = this._settings.baseImage;
+    }
+    return this._start('run', path, body);
+  }
+
+  /**
+   * Start a parameter sweep: one `run` operation with `sweep` (parameter → values in the CLI's
+   * `--sweep` grammar, e.g. `{seed: '1..3'}`) and `max_parallel` (issue 14).
+   */
+  async sweep(
+    sweep: Record<string, string>,
+    options: {
+      parameters?: Record<string, unknown>;
+      maxParallel?: number;
+    } = {},
+    path: string | null = this._path
+  ): Promise<IOperation> {
+    const body: Record<string, unknown> = { sweep };
+    if (options.parameters && Object.keys(options.parameters).length) {
+      body.parameters = options.parameters;
+    }
+    if (options.maxParallel) {
+      body.max_parallel = options.maxParallel;
+    }
     if (this._settings.baseImage) {
       body.base_image = this._settings.baseImage;
     }
@@ -301,7 +344,7 @@ export class EnvpackModel implements IDisposable {
     options: EnvpackModel.IRunOptions = {}
   ): Promise<IOperation> {
     const kind = this._settings.rerunAfterBuild ? 'run' : 'build';
-    const current = path ? this.latest(kind, path) : null;
+    const current = path ? this.latest(kind, path, op => !isSweep(op)) : null;
     if (current && !isTerminal(current)) {
       return current;
     }
@@ -643,10 +686,21 @@ export namespace EnvpackModel {
   export interface IRunOptions {
     parameters?: Record<string, unknown>;
     image?: string;
+    /**
+     * `venv`: rerun in a fresh virtualenv on the server, without Docker (issue 13.1).
+     */
+    engine?: 'docker' | 'venv';
   }
 
   export interface ILogChunk {
     id: string;
     lines: string[];
   }
+}
+
+/**
+ * Whether a `run` operation is a parameter sweep (it has `options.sweep`).
+ */
+export function isSweep(op: IOperation): boolean {
+  return Boolean(op.options?.sweep);
 }

@@ -53,6 +53,22 @@ export interface ISnapshot {
   local_files: string[];
   warnings: IWarning[];
   hash: string;
+  /**
+   * `reconstructed`: an educated reconstruction of a missing environment, not what ran (13.2).
+   */
+  origin?: string;
+  reconstruction?: IReconstruction | null;
+}
+
+/**
+ * How a reconstructed snapshot was made: the release cut-off and the candidates with evidence.
+ */
+export interface IReconstruction {
+  as_of?: string;
+  as_of_used?: string;
+  python?: string;
+  unresolved?: string[];
+  candidates?: Array<Record<string, unknown>>;
 }
 
 export type OperationKind = 'build' | 'run' | string;
@@ -88,6 +104,14 @@ export interface ICellResult {
   diff?: string | null;
   ename?: string | null;
   evalue?: string | null;
+  /**
+   * A differing cell's source (shown beside its diff).
+   */
+  source?: string | null;
+  /**
+   * Why the cell probably differs, when envpack can tell (`unseeded-random`, `time-or-date`...).
+   */
+  reason?: { code: string; text: string } | null;
 }
 
 /**
@@ -107,6 +131,11 @@ export interface IReport {
    */
   parameters?: Record<string, unknown>;
   warnings?: IReportWarning[];
+  /**
+   * `reconstructed` when the rerun used a reconstructed environment (issue 13.2).
+   */
+  origin?: string;
+  reconstruction?: IReconstruction | null;
 }
 
 export type ReportVerdict =
@@ -135,6 +164,33 @@ export interface IRunResult {
    * The build made before the run (when no image was given).
    */
   build?: IBuildResult | null;
+  /**
+   * A sweep's members (a `run` with `options.sweep`, issue 14) instead of one report.
+   */
+  sweep?: ISweepResult | null;
+}
+
+/**
+ * The result of a sweep: where its notebooks are, and one row per member.
+ */
+export interface ISweepResult {
+  folder: string;
+  summary_csv?: string | null;
+  runs: ISweepRun[];
+}
+
+/**
+ * One member of a sweep.
+ */
+export interface ISweepRun {
+  index: number;
+  parameters: Record<string, unknown>;
+  state: string;
+  verdict?: string | null;
+  duration?: number | null;
+  output_path?: string | null;
+  values?: Record<string, unknown>;
+  message?: string;
 }
 
 /**

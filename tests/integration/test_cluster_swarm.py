@@ -374,23 +374,9 @@ def test_real_envpack_image_end_to_end(
 
 
 @pytest.fixture
-def jp_server_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
-    from traitlets.config import Config
-
+def envpack_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     monkeypatch.setenv("ENVPACK_JOBS_DB", str(tmp_path / "jobs.sqlite"))
-    return Config(
-        {
-            "ServerApp": {
-                "jpserver_extensions": {"jupyter_envpack": True, "jupyter_server_terminals": False},
-                "allow_unauthenticated_access": False,
-            },
-            "EnvPack": {
-                "database_path": str(tmp_path / "ops.sqlite"),
-                "registry": REGISTRY,
-                "runners": {"job": "jupyter_envpack.cluster.operation:job_kind"},
-            },
-        }
-    )
+    return {"registry": REGISTRY, "runners": {"job": "jupyter_envpack.cluster.operation:job_kind"}}
 
 
 @pytest.mark.timeout(300)

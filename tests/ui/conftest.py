@@ -109,6 +109,21 @@ def _write_settings(settings: Path, base_image: str) -> None:
     news.write_text(json.dumps({"fetchNews": "false", "checkForUpdates": False}))
 
 
+def _own_labextension(base: Path) -> Path:
+    """A ``JUPYTER_PATH`` folder whose ``jupyter-envpack`` labextension is this checkout's build.
+
+    The shared Python may hold a ``jupyter-envpack`` labextension of another checkout; entries of
+    ``JUPYTER_PATH`` come first, so the lab serves the build of the code under test.
+    """
+    build = Path(__file__).parents[2] / "jupyter_envpack" / "labextension"
+    if not (build / "package.json").exists():
+        pytest.fail(f"{build} is missing: run `jlpm build` in this checkout first")
+    folder = base / "jupyter-path"
+    (folder / "labextensions").mkdir(parents=True)
+    (folder / "labextensions" / "jupyter-envpack").symlink_to(build, target_is_directory=True)
+    return folder
+
+
 def _wait_ready(lab: Lab, deadline: float) -> None:
     while time.monotonic() < deadline:
         if lab.process.poll() is not None:
@@ -155,6 +170,7 @@ def _running_lab(
         "JUPYTERLAB_SETTINGS_DIR": str(settings),
         "JUPYTERLAB_WORKSPACES_DIR": str(base / "workspaces"),
         "JUPYTER_RUNTIME_DIR": str(base / "rt"),
+        "JUPYTER_PATH": str(_own_labextension(base)),
         **(extra_env or {}),
     }
     port, token = _free_port(), secrets.token_hex(16)

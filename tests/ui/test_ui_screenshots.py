@@ -23,7 +23,7 @@ REPO = Path(__file__).parents[2]
 AXE = REPO / "node_modules" / "axe-core" / "axe.min.js"
 SHOTS = Path(__file__).parent / "artifacts" / "screenshots"
 DOCS = REPO / "docs" / "screenshots"
-SECTIONS = ["Environment", "Dockerfile", "Build", "Run", "Cluster", "History", "Share"]
+SECTIONS = ["Environment", "Dockerfile", "Build", "Run", "Sweep", "Cluster", "History", "Share"]
 THEMES = {"light": "JupyterLab Light", "dark": "JupyterLab Dark"}
 WIDTHS = [250, 480]
 

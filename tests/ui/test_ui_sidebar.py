@@ -181,7 +181,8 @@ def test_rerun_with_parameters_reports_the_differences(page: Any, lab: Any) -> N
     differs = run.locator(".jp-Envpack-cell[data-status='differs']")
     assert differs.count() >= 1
     differs.first.locator(".jp-Envpack-diff summary").click()
-    assert differs.first.locator(".jp-Envpack-diff pre").inner_text().strip()
+    assert differs.first.locator(".jp-Envpack-cellDiff pre").inner_text().strip()
+    assert differs.first.locator(".jp-Envpack-cellSource pre").inner_text().strip()
     shoot(page, "sidebar-differs.png", SIDEBAR)
     assert_no_envpack_errors(page)
 
@@ -240,7 +241,7 @@ def test_html_in_outputs_is_shown_as_text(page: Any, lab: Any) -> None:
     changed.locator(".jp-Envpack-diff summary").click()
 
     # Then the markup is text in the page, and nothing in it was parsed or executed
-    diff = changed.locator(".jp-Envpack-diff pre").inner_text()
+    diff = changed.locator(".jp-Envpack-cellDiff pre").inner_text()
     assert "<img src=x onerror='window.__pwned=3'>" in diff
     assert page.locator(f"{SIDEBAR} img, {SIDEBAR} script").count() == 0
     assert page.evaluate("window.__pwned") is None

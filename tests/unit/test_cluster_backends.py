@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from jupyter_envpack.cluster import base
 from jupyter_envpack.cluster.base import JobSpec, JobState, backend_names, get_backend
+from jupyter_envpack.cluster.jobs import memory_size
 from jupyter_envpack.cluster.kubernetes import KubernetesBackend
 from jupyter_envpack.cluster.registry import (
     RegistryAuth,
@@ -46,15 +47,26 @@ def test_backends_are_found_by_name() -> None:
         get_backend("lsf")
 
 
-def test_entry_points_win_over_builtins(monkeypatch: pytest.MonkeyPatch) -> None:
-    class Point:
-        name, value, group = "swarm", "x:y", base.ENTRY_POINT_GROUP
+def test_backends_are_registered_by_entry_points_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A package's entry point is found like envpack's own; the config adds names on top."""
+    from importlib.metadata import EntryPoint
 
-        def load(self) -> type:
-            return dict
+    from jupyter_envpack import config
+    from jupyter_envpack.config import EnvPack
 
-    monkeypatch.setattr(base, "entry_points", lambda group: [Point()])
-    assert base.backend_class("swarm") is dict
+    seen: list[str] = []
+
+    def points(group: str) -> list[EntryPoint]:
+        seen.append(group)
+        return [EntryPoint("lsf", "collections:OrderedDict", group)]
+
+    monkeypatch.setattr("importlib.metadata.entry_points", points)
+    assert base.backend_names() == ["lsf"] and seen == [config.BACKEND_GROUP]
+    assert base.backend_class("lsf").__name__ == "OrderedDict"
+    with pytest.raises(InputError, match="unknown cluster backend 'swarm'"):
+        base.backend_class("swarm")  # not installed in this monkeypatched world: no fallback
+    mine = EnvPack(cluster_backends={"swarm": dict})
+    assert mine.backend_class("swarm") is dict and set(mine.backend_registry()) == {"lsf", "swarm"}
 
 
 @pytest.mark.parametrize(
@@ -71,13 +83,13 @@ def test_entry_points_win_over_builtins(monkeypatch: pytest.MonkeyPatch) -> None
     ],
 )
 def test_memory_sizes(text: Any, size: int | None) -> None:
-    assert base.parse_memory(text) == size
+    assert memory_size(text) == size
 
 
 @pytest.mark.parametrize("text", ["lots", "-1g", "1 GB of RAM", "0", 0, "1e9"])
 def test_bad_memory_sizes(text: Any) -> None:
     with pytest.raises(InputError):
-        base.parse_memory(text)
+        memory_size(text)
 
 
 @pytest.mark.parametrize(

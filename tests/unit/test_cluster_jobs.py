@@ -509,3 +509,33 @@ def test_a_backend_class_can_be_configured_directly() -> None:
     assert isinstance(backend, FakeBackend) and backend.options == {"zone": "a"}
     no_swarm = type("Client", (), {"info": lambda self: {"Swarm": {}}})()
     assert jobs.backend_availability(config, client=no_swarm)["mine"] == {"available": True}
+
+
+def test_one_state_vocabulary_for_jobs_and_operations() -> None:
+    from jupyter_envpack.operations.model import STATES, TERMINAL, State
+
+    assert JobState is State and JobState.PENDING is JobState.QUEUED
+    assert [s.value for s in JobState] == list(STATES)
+    assert {s.value for s in JobState if s.terminal} == TERMINAL
+    assert JobRecord("a", "swarm", "nb.ipynb", "img").state in STATES
+
+
+def test_an_old_job_index_reads_in_the_one_vocabulary(tmp_path: Path) -> None:
+    """Rows written as ``submitting``/``pending`` by earlier versions stay open, as ``queued``."""
+    path = tmp_path / "cluster-jobs.sqlite"
+    JobIndex(path)
+    with sqlite3.connect(path) as db:
+        for job_id, state in (("a1", "submitting"), ("b2", "pending"), ("c3", "succeeded")):
+            db.execute(
+                "INSERT INTO jobs VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                (job_id, "swarm", None, "{}", "nb.ipynb", "img", None, state, "", "", 1.0, 1.0),
+            )
+    index = JobIndex(path)
+    states = {r.id: (r.state, r.finished) for r in index.list()}
+    assert states == {
+        "a1": ("queued", False),
+        "b2": ("queued", False),
+        "c3": ("succeeded", True),
+    }
+    assert index.record_status("b2", JobStatus(JobState.RUNNING)) is True
+    assert index.get("b2").state == "running"

@@ -9,25 +9,13 @@ from typing import Any
 
 import pytest
 from tornado.httpclient import HTTPClientError
-from traitlets.config import Config
 
 pytest_plugins = ["pytest_jupyter.jupyter_server"]
 
 
 @pytest.fixture
-def jp_server_config(tmp_path: Path) -> Config:
-    return Config(
-        {
-            "ServerApp": {
-                "jpserver_extensions": {"jupyter_envpack": True, "jupyter_server_terminals": False},
-                "allow_unauthenticated_access": False,
-            },
-            "EnvPack": {
-                "database_path": str(tmp_path / "ops.sqlite"),
-                "runners": {"job": "jupyter_envpack.cluster.operation:job_kind"},
-            },
-        }
-    )
+def envpack_config() -> dict[str, Any]:
+    return {"runners": {"job": "jupyter_envpack.cluster.operation:job_kind"}}
 
 
 @pytest.mark.parametrize(

@@ -73,6 +73,7 @@ def test_binder_requirements_and_the_report_say_so() -> None:
     assert "RECONSTRUCTED (packages as of 2022-11-02)" in files["requirements.txt"]
     report = Report(origin="reconstructed", as_of="2022-11-02").to_json()
     assert report["origin"] == "reconstructed" and report["as_of"] == "2022-11-02"
+    assert report["reconstruction"] == {"as_of_used": "2022-11-02"}  # what the sidebar reads
     assert "origin" not in Report().to_json()
 
 

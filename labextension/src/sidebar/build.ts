@@ -4,7 +4,7 @@
  */
 import { EnvpackModel } from '../model';
 import { IBuildResult, IOperation, IRunResult } from '../tokens';
-import { h } from './dom';
+import { copyButton, h } from './dom';
 import { OperationSection } from './opsection';
 
 export class BuildSection extends OperationSection {
@@ -63,7 +63,8 @@ export function renderImage(result: IBuildResult): HTMLElement[] {
       className: 'jp-Envpack-image',
       text: result.image,
       title: result.image
-    })
+    }),
+    copyButton(result.image, 'image tag')
   ];
   if (result.cached) {
     nodes.push(

@@ -124,3 +124,53 @@ export function formatTime(value: string | number | null | undefined): string {
   }
   return new Date(ms).toLocaleString();
 }
+
+/**
+ * A small "Copy" button that puts `value` on the clipboard and says "Copied" for a moment.
+ *
+ * `what` names the value for screen readers ("Copy image tag"); failures (no clipboard permission,
+ * insecure context) are said on the button instead of being swallowed.
+ */
+export function copyButton(value: string, what: string): HTMLButtonElement {
+  const node = h('button', {
+    className: 'jp-Button jp-mod-minimal jp-Envpack-copy',
+    text: 'Copy',
+    title: `Copy ${what}: ${value}`,
+    attrs: { type: 'button', 'aria-label': `Copy ${what}` }
+  });
+  node.addEventListener('click', () => {
+    const done = (text: string) => {
+      node.textContent = text;
+      node.setAttribute('aria-live', 'polite');
+      window.setTimeout(() => (node.textContent = 'Copy'), 2000);
+    };
+    const clipboard = navigator.clipboard;
+    if (!clipboard) {
+      done('Copy failed');
+      return;
+    }
+    clipboard.writeText(value).then(
+      () => done('Copied'),
+      () => done('Copy failed')
+    );
+  });
+  return node;
+}
+
+/**
+ * A long value shown on one line (ellipsised, full value in the tooltip) with a copy button.
+ */
+export function copyableValue(
+  value: string,
+  what: string,
+  options: { className?: string; text?: string } = {}
+): HTMLElement[] {
+  return [
+    h('code', {
+      className: options.className ?? 'jp-Envpack-value',
+      text: options.text ?? value,
+      title: value
+    }),
+    copyButton(value, what)
+  ];
+}

@@ -3,7 +3,12 @@
  */
 import { EnvpackModel } from '../model';
 import { IPackage, ISnapshot, IWarning } from '../tokens';
-import { button, clear, errorBox, h } from './dom';
+import { button, clear, copyButton, errorBox, h } from './dom';
+import {
+  mostlyUnresolved,
+  reconstructionNotice,
+  reconstructOffer
+} from './reconstruct';
 import { EnvpackSection } from './section';
 
 export class EnvironmentSection extends EnvpackSection {
@@ -42,6 +47,14 @@ export class EnvironmentSection extends EnvpackSection {
     if (snapshotError) {
       this.body.appendChild(errorBox(snapshotError));
     }
+    if (snapshot && mostlyUnresolved(snapshot) && !snapshotLoading) {
+      this.body.appendChild(
+        reconstructOffer(
+          asOf =>
+            void this.model.refreshSnapshot({ reconstruct: true, as_of: asOf })
+        )
+      );
+    }
     if (snapshot) {
       this.body.append(...renderSnapshot(snapshot));
     }
@@ -61,7 +74,9 @@ export namespace EnvironmentSection {
 export function renderSnapshot(snapshot: ISnapshot): HTMLElement[] {
   const requested = snapshot.packages.filter(p => p.requested);
   const pulled = snapshot.packages.filter(p => !p.requested);
-  const nodes: HTMLElement[] = [
+  const notice = reconstructionNotice(snapshot.origin, snapshot.reconstruction);
+  const nodes: HTMLElement[] = notice ? [notice] : [];
+  nodes.push(
     h('div', { className: 'jp-Envpack-summary' }, [
       h('span', {
         className: 'jp-Envpack-python',
@@ -75,9 +90,10 @@ export function renderSnapshot(snapshot: ISnapshot): HTMLElement[] {
         className: 'jp-Envpack-hash',
         text: snapshot.hash.slice(0, 12),
         title: `Snapshot hash ${snapshot.hash}`
-      })
+      }),
+      copyButton(snapshot.hash, 'snapshot hash')
     ])
-  ];
+  );
   if (snapshot.warnings.length) {
     nodes.push(renderWarnings(snapshot.warnings));
   }

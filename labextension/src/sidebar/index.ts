@@ -11,6 +11,7 @@ import { EnvironmentSection } from './environment';
 import { HistorySection } from './history';
 import { INotebookActions, RunSection } from './run';
 import { ShareSection } from './share';
+import { SweepSection } from './sweep';
 
 export * from './announce';
 export * from './build';
@@ -22,12 +23,15 @@ export * from './history';
 export * from './operation';
 export * from './opsection';
 export * from './panel';
+export * from './reconstruct';
 export * from './run';
 export * from './section';
 export * from './share';
+export * from './sweep';
 
 /**
- * Create the built-in sections: Environment, Dockerfile, Build, Run, Cluster, History, Share.
+ * Create the built-in sections: Environment, Dockerfile, Build, Run, Sweep, Cluster, History,
+ * Share.
  */
 export function createDefaultSections(options: {
   model: EnvpackModel;
@@ -45,6 +49,7 @@ export function createDefaultSections(options: {
       openPath: options.openPath,
       notebook: options.notebook
     }),
+    new SweepSection({ model, openPath: options.openPath }),
     new ClusterSection({ model, openPath: options.openPath }),
     new HistorySection({ model }),
     new ShareSection({ model })

@@ -71,8 +71,15 @@ export abstract class OperationSection extends EnvpackSection {
     );
   }
 
+  /**
+   * The operation shown: the latest of this section's kind for the current notebook.
+   */
+  protected shown(): IOperation | null {
+    return this.model.latest(this.kind);
+  }
+
   render(): void {
-    const op = this.model.latest(this.kind);
+    const op = this.shown();
     const why = this.disabledReason();
     this.startButton.disabled = why !== null;
     this.startButton.title = why ?? this._buttonTitle;

@@ -2,7 +2,7 @@
  * Run: rerun the notebook in its image with optional parameters, then show the report cell by cell
  * (same / differs with the diff / error) and a link that opens the executed notebook.
  */
-import { EnvpackModel, isTerminal } from '../model';
+import { EnvpackModel, isSweep, isTerminal } from '../model';
 import {
   ICellResult,
   IOperation,
@@ -12,8 +12,9 @@ import {
   ReportVerdict
 } from '../tokens';
 import { renderImage } from './build';
-import { button, h } from './dom';
-import { OperationSection } from './opsection';
+import { button, copyButton, h } from './dom';
+import { ENGINE_DOWN, OperationSection } from './opsection';
+import { reconstructionNotice } from './reconstruct';
 
 export class RunSection extends OperationSection {
   constructor(options: RunSection.IOptions) {
@@ -42,11 +43,55 @@ export class RunSection extends OperationSection {
       }
     });
     this.body.insertBefore(this._params, this.body.firstChild);
+    this._venvButton = button(
+      'Rerun in a fresh environment',
+      () => {
+        this.error.textContent = '';
+        void this._startVenv();
+      },
+      {
+        className: 'jp-Envpack-venvButton',
+        title:
+          'No Docker engine here: create a virtualenv from the lock on the server, rerun the ' +
+          'notebook in it and compare the outputs'
+      }
+    );
+    this.startButton.parentElement?.appendChild(this._venvButton);
+  }
+
+  protected disabledReason(): string | null {
+    const why = super.disabledReason();
+    return why === ENGINE_DOWN && this.model.venvFallback
+      ? `${ENGINE_DOWN} "Rerun in a fresh environment" needs no Docker.`
+      : why;
+  }
+
+  protected shown(): IOperation | null {
+    return this.model.latest('run', this.model.path, op => !isSweep(op));
+  }
+
+  render(): void {
+    super.render();
+    // Shown only when no engine answers and the server can make a virtualenv (issue 13.1).
+    this._venvButton.hidden = !(this.model.path && this.model.venvFallback);
   }
 
   protected start(): Promise<unknown> {
     const parameters = parseParameters(this._params.value);
     return this.model.run(this.model.path, { parameters });
+  }
+
+  private async _startVenv(): Promise<void> {
+    this._venvButton.disabled = true;
+    try {
+      const parameters = parseParameters(this._params.value);
+      await this.model.run(this.model.path, { parameters, engine: 'venv' });
+    } catch (err) {
+      this.error.textContent = err instanceof Error ? err.message : String(err);
+      this.error.hidden = false;
+    } finally {
+      this._venvButton.disabled = false;
+    }
   }
 
   protected renderResult(op: IOperation | null): void {
@@ -73,6 +118,7 @@ export class RunSection extends OperationSection {
   }
 
   private _running: string | null = null;
+  private _venvButton: HTMLButtonElement;
   private _open: (path: string) => void;
   private _notebook: INotebookActions;
   private _params: HTMLTextAreaElement;
@@ -188,6 +234,7 @@ export function renderReport(
       attrs: { 'data-verdict': verdict }
     }),
     h('div', { className: 'jp-Envpack-note', text: note }),
+    reconstructionNotice(report.origin, report.reconstruction),
     renderParameters(report.parameters),
     ...(report.warnings ?? []).map(w => renderWarning(w, notebook)),
     h(
@@ -290,7 +337,10 @@ export function openOutputLink(
     event.preventDefault();
     open(path);
   });
-  return h('div', { className: 'jp-Envpack-row' }, [link]);
+  return h('div', { className: 'jp-Envpack-row' }, [
+    link,
+    copyButton(path, 'executed notebook path')
+  ]);
 }
 
 /**
@@ -338,13 +388,41 @@ function renderCell(
         : null
     ]
   );
-  if (cell.diff) {
+  if (cell.reason) {
     item.appendChild(
-      h('details', { className: 'jp-Envpack-diff' }, [
-        h('summary', { text: 'diff' }),
-        h('pre', { text: cell.diff })
-      ])
+      h('div', {
+        className: 'jp-Envpack-reason',
+        text: `Likely reason: ${cell.reason.text}`,
+        attrs: { 'data-reason': cell.reason.code }
+      })
     );
   }
+  if (cell.diff || cell.source) {
+    item.appendChild(renderDiff(cell));
+  }
   return item;
+}
+
+/**
+ * The cell's source beside its diff (stacked when the sidebar is narrow), both as plain text.
+ */
+function renderDiff(cell: ICellResult): HTMLElement {
+  const panes = h('div', { className: 'jp-Envpack-diffPanes' }, [
+    cell.source
+      ? h('figure', { className: 'jp-Envpack-cellSource' }, [
+          h('figcaption', { text: 'Source' }),
+          h('pre', { text: cell.source })
+        ])
+      : null,
+    cell.diff
+      ? h('figure', { className: 'jp-Envpack-cellDiff' }, [
+          h('figcaption', { text: 'Output diff' }),
+          h('pre', { text: cell.diff })
+        ])
+      : null
+  ]);
+  return h('details', { className: 'jp-Envpack-diff' }, [
+    h('summary', { text: cell.diff ? 'diff' : 'source' }),
+    panes
+  ]);
 }

@@ -18,23 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from traitlets.config import Config
 
 REPO = Path(__file__).resolve().parents[3]
 OP_LABEL = "org.jupyter.envpack.operation"
-
-
-@pytest.fixture
-def jp_server_config(tmp_path: Path) -> Config:
-    return Config(
-        {
-            "ServerApp": {
-                "jpserver_extensions": {"jupyter_envpack": True, "jupyter_server_terminals": False},
-                "allow_unauthenticated_access": False,
-            },
-            "EnvPack": {"database_path": str(tmp_path / "data" / "ops.sqlite"), "runners": {}},
-        }
-    )
 
 
 @pytest.fixture

@@ -17,7 +17,6 @@ from typing import Any
 
 import nbformat
 import pytest
-from traitlets.config import Config
 
 from jupyter_envpack.errors import BuildError, CancelledError, InputError
 from jupyter_envpack.events import CancelToken, ProgressEvent
@@ -80,31 +79,6 @@ def fake_work() -> FakeWork:
     work = FakeWork()
     yield work
     work.release.set()
-
-
-@pytest.fixture
-def envpack_db(tmp_path: Path) -> Path:
-    return tmp_path / "data" / "operations.sqlite"
-
-
-@pytest.fixture
-def envpack_config() -> dict[str, Any]:
-    """Extra ``c.EnvPack`` values for one test (override in a module)."""
-    return {}
-
-
-@pytest.fixture
-def jp_server_config(envpack_db: Path, envpack_config: dict[str, Any]) -> Config:
-    return Config(
-        {
-            # terminals off: its websocket handler trips the (error-escalated) auth warning
-            "ServerApp": {
-                "jpserver_extensions": {"jupyter_envpack": True, "jupyter_server_terminals": False},
-                "allow_unauthenticated_access": False,
-            },
-            "EnvPack": {"database_path": str(envpack_db), "runners": {}, **envpack_config},
-        }
-    )
 
 
 @pytest.fixture

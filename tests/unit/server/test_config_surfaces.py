@@ -12,7 +12,6 @@ from typing import Any
 
 import pytest
 from IPython.testing import globalipapp
-from traitlets.config import Config
 
 from jupyter_envpack import defaults
 from jupyter_envpack.cli import build_options_from_args, build_parser, run_options_from_args
@@ -42,16 +41,8 @@ def config_dir(jp_config_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 @pytest.fixture
-def jp_server_config(envpack_db: Path, config_dir: Path) -> Config:  # the file, not in-memory
-    return Config(
-        {
-            "ServerApp": {
-                "jpserver_extensions": {"jupyter_envpack": True, "jupyter_server_terminals": False},
-                "allow_unauthenticated_access": False,
-            },
-            "EnvPack": {"database_path": str(envpack_db), "runners": {}},
-        }
-    )
+def envpack_config(config_dir: Path) -> dict[str, Any]:  # the file, not in-memory config
+    return {}
 
 
 def _cli(argv: list[str]) -> Any:
