@@ -182,6 +182,12 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--memory", metavar="SIZE", help="memory limit, e.g. 2g (default 2g)")
     p.add_argument("--no-network", action="store_true", help="run without network access")
     p.add_argument(
+        "--gpus",
+        metavar="N|all",
+        help="GPUs: 'all' or a count for local runs (engine device requests), a count for "
+        "cluster jobs (default c.EnvPack.gpus: none)",
+    )
+    p.add_argument(
         "--sweep",
         action="append",
         metavar="NAME=V1,V2|A..B",
@@ -246,6 +252,7 @@ def run_options_from_args(args: argparse.Namespace) -> RunOptions:
         tolerance=getattr(args, "tolerance", None),
         cpus=getattr(args, "cpus", None),
         pids=getattr(args, "pids", None),
+        gpus=getattr(args, "gpus", None),
     )
     opts.validate()
     return opts
@@ -559,6 +566,14 @@ def _run_sweep(args: argparse.Namespace, image: str, rows: list[Any], run_opts: 
         max_parallel=args.max_parallel,
     )
     summary = write_summary(folder / "summary.csv", runs)
+    import sqlite3
+
+    from .cluster.sweeps import record_local_sweep
+
+    try:
+        record_local_sweep(str(args.notebook), image, runs, args.max_parallel)  # `jobs` lists it
+    except (EnvpackError, OSError, sqlite3.Error) as exc:  # the sweep itself is done and written
+        sys.stderr.write(f"sweep: not added to `jupyter envpack jobs` ({exc})\n")
     failed = [r.index for r in runs if r.state != "succeeded"]
     sys.stderr.write(f"sweep: {len(runs) - len(failed)} succeeded, {len(failed)} failed\n")
     _out(str(summary))

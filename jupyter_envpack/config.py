@@ -127,6 +127,13 @@ class EnvPack(Configurable):
     run_read_only = Bool(
         True, help="Read-only root filesystem for reruns (home and /tmp stay writable)."
     ).tag(config=True)
+    gpus = Unicode(
+        None,
+        allow_none=True,
+        help="GPUs of every rerun ('all' or a count, as docker run --gpus) and cluster job "
+        "(a count: Kubernetes nvidia.com/gpu, Swarm generic resources, Slurm --gres=gpu:N). "
+        "None: no GPU.",
+    ).tag(config=True)
     concurrency_limit = Integer(
         2, min=1, help="How many operations (builds, runs, jobs) run at once; more are queued."
     ).tag(config=True)
@@ -276,7 +283,11 @@ class EnvPack(Configurable):
         """Return the core's ``RunOptions`` (see :meth:`options`)."""
         from .execute import RunOptions
 
-        limits = self.run_limits(cpus=overrides.pop("cpus", None), pids=overrides.pop("pids", None))
+        limits = self.run_limits(
+            cpus=overrides.pop("cpus", None),
+            pids=overrides.pop("pids", None),
+            gpus=overrides.pop("gpus", None),
+        )
         if overrides.get("limits") is None:
             overrides["limits"] = limits
         return self.options(RunOptions, **overrides)

@@ -114,6 +114,13 @@ class EngineError(EnvpackError):
     reason = "engine-unavailable"
 
 
+class NoGpuRuntimeError(EngineError):
+    """GPUs were asked for, but the engine has no GPU runtime (no NVIDIA Container Toolkit)."""
+
+    status = 422
+    reason = "no-gpu-runtime"
+
+
 class BuildError(EnvpackError):
     """A build failed; ``step`` and ``log_tail`` say where."""
 

@@ -120,6 +120,8 @@ class JobSpec:
         Swarm placement constraints such as ``node.role==worker``.
     schedule, timezone
         A 5-field cron schedule (Kubernetes CronJob) and its IANA time zone.
+    gpus
+        GPUs the job needs (Kubernetes ``nvidia.com/gpu``, Swarm generic resources).
     """
 
     job_id: str
@@ -137,6 +139,7 @@ class JobSpec:
     constraints: tuple[str, ...] = ()
     schedule: str | None = None
     timezone: str | None = None
+    gpus: int | None = None
 
     def with_image(self, image: str) -> JobSpec:
         """Return a copy that runs ``image``."""

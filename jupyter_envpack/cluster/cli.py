@@ -124,23 +124,15 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
 
 def cmd_jobs(args: argparse.Namespace) -> int:
-    """List submitted jobs, refreshing the status of those not yet finished."""
-    from ..errors import EnvpackError
-    from .jobs import JobIndex, refresh
+    """List submitted jobs and sweeps (one row each), refreshing those not yet finished."""
+    from .jobs import JobIndex
 
     index = JobIndex()
-    records = []
-    for record in index.list(args.limit):
-        if not record.finished and not args.no_refresh:
-            try:
-                record = refresh(record, index)
-            except EnvpackError as exc:
-                record.message = f"(status unknown: {exc.message})"
-        records.append(record)
+    listed = [_listed(record, index, args) for record in index.list(args.limit)]
     if args.json:
-        _out(json.dumps([r.to_json() for r in records], indent=2))
+        _out(json.dumps([{**r.to_json(), **extra} for r, extra in listed], indent=2))
         return 0
-    if not records:
+    if not listed:
         sys.stderr.write("no jobs yet: submit one with `jupyter envpack submit NOTEBOOK`\n")
         return 0
     from rich.console import Console
@@ -149,17 +141,56 @@ def cmd_jobs(args: argparse.Namespace) -> int:
     table = Table(title_justify="left")
     for column in ("id", "backend", "state", "notebook", "message"):
         table.add_column(column)
-    for r in records:
-        table.add_row(r.id, r.backend, r.state, Path(r.notebook).name, r.message)
+    for r, extra in listed:
+        sweep = extra.get("sweep")
+        name = Path(r.notebook).name + (f" (sweep of {sweep['members']})" if sweep else "")
+        table.add_row(r.id, r.backend, r.state, name, r.message)
+        for i, member in enumerate((sweep or {}).get("member_states") or []):
+            table.add_row(f"  #{i}", "", member["state"], "", member["message"])
     Console(highlight=False).print(table)
     return 0
 
 
-def cmd_logs(args: argparse.Namespace) -> int:
-    """Print a job's log."""
-    from .jobs import JobIndex, logs
+def _listed(record: Any, index: Any, args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
+    """A record refreshed (unless --no-refresh), with its sweep's members when it is one."""
+    from ..errors import EnvpackError
+    from .jobs import backend_of, refresh
+    from .sweeps import SWEEP_KEY, is_sweep, refresh_sweep
 
-    _out(logs(JobIndex().get(args.job), tail=args.tail, raw=args.raw).rstrip("\n"))
+    states: dict[int, Any] | None = None
+    try:
+        if is_sweep(record.options):
+            if args.members or not (record.finished or args.no_refresh):
+                backend = None if record.backend == "local" else backend_of(record)
+                states = refresh_sweep(record, index, backend)  # type: ignore[arg-type]
+                record = index.get(record.id)
+        elif not record.finished and not args.no_refresh:
+            record = refresh(record, index)
+    except EnvpackError as exc:
+        record.message = f"(status unknown: {exc.message})"
+    if not is_sweep(record.options):
+        return record, {}
+    sweep = {"members": record.options[SWEEP_KEY]["members"]}
+    if args.members and states is not None:
+        sweep["member_states"] = [states[i].to_json() for i in sorted(states)]
+    return record, {"sweep": sweep}
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    """Print a job's log (a sweep member's with ``--member``)."""
+    from .base import collapse_result
+    from .jobs import JobIndex, backend_of, logs
+    from .sweeps import is_sweep, member_log
+
+    record = JobIndex().get(args.job)
+    if args.member is None and is_sweep(record.options):
+        raise InputError(f"{record.id} is a sweep", hint="choose a run with --member N")
+    if args.member is None:
+        _out(logs(record, tail=args.tail, raw=args.raw).rstrip("\n"))
+        return 0
+    text = member_log(record, backend_of(record), args.member)
+    text = "".join(text.splitlines(keepends=True)[-args.tail :]) if args.tail else text
+    _out((text if args.raw else collapse_result(text)).rstrip("\n"))
     return 0
 
 
@@ -176,9 +207,15 @@ def cmd_cancel(args: argparse.Namespace) -> int:
 def cmd_fetch(args: argparse.Namespace) -> int:
     """Write a finished job's executed notebook."""
     from .jobs import JobIndex, fetch, refresh
+    from .sweeps import is_sweep
 
     index = JobIndex()
     record = refresh(index.get(args.job), index)
+    if is_sweep(record.options):
+        raise InputError(
+            f"{record.id} is a sweep: its notebooks are written by `submit --sweep --wait`",
+            hint="see a run's log with `jupyter envpack logs ID --member N`",
+        )
     path = fetch(record, index=index, output=Path(args.output) if args.output else None)
     _out(str(path))
     return 0
@@ -187,17 +224,17 @@ def cmd_fetch(args: argparse.Namespace) -> int:
 def _submit_sweep(
     args: argparse.Namespace, opts: Any, rows: list[Any], config: Any, reporter: Any
 ) -> int:
-    """One Slurm job array or Swarm job for the whole sweep; with ``--wait``, its notebooks and
-    summary."""
+    """One Slurm job array, Swarm job or Kubernetes Indexed Job for the whole sweep; with
+    ``--wait``, its notebooks and summary."""
     from ..cli import build_options_from_args
     from ..execute.parameters import parameters_cell_source
     from ..execute.sweep import sweep_folder, write_summary
     from .jobs import image_for, make_job_spec, new_job_id, open_backend, pushed_reference
 
-    if opts.backend not in ("slurm", "swarm"):
+    if opts.backend not in ("slurm", "swarm", "kubernetes"):
         raise InputError(
             f"--sweep on {opts.backend} is not available yet",
-            hint="use --backend slurm or swarm, or `jupyter envpack run --sweep` locally",
+            hint="use --backend slurm, swarm or kubernetes, or `jupyter envpack run --sweep`",
         )
     backend: Any = open_backend(opts.backend, opts.backend_options(), config)
     if not args.dry_run:
@@ -217,10 +254,16 @@ def _submit_sweep(
     if args.dry_run:
         _out(sweep.render(backend, spec, cells, args.max_parallel))
         return 0
-    handle = sweep.submit(backend, spec, cells, args.max_parallel)
-    reporter(_event(f"submitted a sweep of {len(rows)} runs ({opts.backend} {handle})"))
+    index = _index_sweep(spec, opts, args, len(rows))
+    try:
+        handle = sweep.submit(backend, spec, cells, args.max_parallel)
+    except Exception as exc:
+        index.mark(spec.job_id, "failed", "submit-failed", getattr(exc, "message", str(exc))[:500])
+        raise
+    index.set_handle(spec.job_id, handle)
+    reporter(_event(f"submitted sweep {spec.job_id} of {len(rows)} runs ({opts.backend} {handle})"))
     if not args.wait:
-        _out(handle)
+        _out(spec.job_id)
         return 0
     folder = sweep_folder(args.notebook, args.output)
     runs = sweep.follow(
@@ -232,8 +275,27 @@ def _submit_sweep(
         timeout=opts.deadline * len(rows) + 600,
         reporter=reporter,
     )
+    from .base import JobState, JobStatus
+    from .sweeps import summarize
+
+    states = {r.index: JobStatus(JobState(r.state)) for r in runs}
+    index.record_status(spec.job_id, summarize(states, len(rows)))
     _out(str(write_summary(folder / "summary.csv", runs)))
     return 0 if all(r.state == "succeeded" for r in runs) else 1
+
+
+def _index_sweep(spec: Any, opts: Any, args: argparse.Namespace, members: int) -> Any:
+    """Record the sweep in the job index before the cluster is contacted; return the index."""
+    from .jobs import JobIndex
+    from .sweeps import index_sweep, sweep_options
+
+    options = {
+        "backend": opts.backend_options(),
+        "deadline": opts.deadline,
+        "sweep": sweep_options(members, args.max_parallel),
+    }
+    index_sweep(spec.job_id, opts.backend, str(args.notebook), spec.image, options)
+    return JobIndex()
 
 
 def _event(message: str) -> Any:
@@ -256,6 +318,16 @@ def _sweep_driver(name: str) -> Any:
         )
     import yaml
 
+    if name == "kubernetes":
+        from . import k8s_sweep
+
+        return SimpleNamespace(
+            render=lambda b, spec, cells, m: yaml.safe_dump(
+                k8s_sweep.render_sweep(b, spec, cells, m), sort_keys=False
+            ),
+            submit=k8s_sweep.submit_sweep,
+            follow=k8s_sweep.follow_k8s_sweep,
+        )
     from . import swarm_sweep
 
     return SimpleNamespace(
@@ -334,7 +406,6 @@ def _add_submit(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     )
     p.add_argument("--partition", help="Slurm partition")
     p.add_argument("--account", help="Slurm account")
-    p.add_argument("--gpus", type=int, metavar="N", help="GPUs per job (Slurm --gres=gpu:N)")
     p.add_argument(
         "--runtime",
         choices=("docker", "podman", "apptainer"),
@@ -360,14 +431,18 @@ def _add_submit(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
 def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Register the cluster verbs on the core CLI."""
     _add_submit(subparsers)
-    p = subparsers.add_parser("jobs", help="list cluster jobs")
+    p = subparsers.add_parser("jobs", help="list cluster jobs and sweeps")
     p.add_argument("--limit", type=int, default=50, help="how many (newest first)")
+    p.add_argument(
+        "--members", action="store_true", help="one row per sweep member under its sweep"
+    )
     p.add_argument("--no-refresh", action="store_true", help="do not ask the clusters")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_jobs)
     p = subparsers.add_parser("logs", help="print a cluster job's log")
     p.add_argument("job", help="job id (or a unique prefix)")
     p.add_argument("--tail", type=int, metavar="N", help="only the last N lines")
+    p.add_argument("--member", type=int, metavar="I", help="a sweep's run I (0-based)")
     p.add_argument(
         "--raw",
         action="store_true",

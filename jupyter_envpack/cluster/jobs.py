@@ -24,6 +24,7 @@ from ..defaults import CELL_TIMEOUT, RUN_DEADLINE
 from ..errors import CancelledError, ClusterError, ConflictError, InputError, NotFoundError
 from ..events import CancelToken, ProgressEvent, Reporter, null_reporter
 from ..execute.limits import parse_memory
+from ..gpu import gpu_count
 from .base import Backend, JobSpec, JobState, JobStatus, fetch_result, get_backend
 from .k8s_manifests import (
     CRONJOB_NAME_MAX,
@@ -233,7 +234,7 @@ class SubmitOptions:
     image_pull_secrets: tuple[str, ...] = ()
     partition: str | None = None
     account: str | None = None
-    gpus: int | None = None
+    gpus: int | str | None = None  # a count (``c.EnvPack.gpus`` is text); see ..gpu.gpu_count
     runtime: str | None = None
     labels: Mapping[str, str] = field(default_factory=dict)
     output: str | None = None
@@ -257,7 +258,7 @@ class SubmitOptions:
             chosen = {
                 "partition": self.partition,
                 "account": self.account,
-                "gpus": self.gpus,
+                "gpus": gpu_count(self.gpus),
                 "runtime": self.runtime,
             }
             return {k: v for k, v in chosen.items() if v}
@@ -278,6 +279,7 @@ class SubmitOptions:
                     "--schedule needs the kubernetes backend",
                     hint="Swarm has no cron jobs; use --backend kubernetes",
                 )
+        gpu_count(self.gpus)  # clusters schedule a number of GPUs, never "all"
         if self.deadline <= 0 or (self.cell_timeout is not None and self.cell_timeout <= 0):
             raise InputError("timeouts must be positive")
         for name, cores in (("--cpu", self.cpu), ("--cpu-request", self.cpu_request)):
@@ -405,6 +407,7 @@ def make_job_spec(job_id: str, notebook: str, image: str, opts: SubmitOptions) -
         constraints=tuple(opts.constraints),
         schedule=opts.schedule,
         timezone=opts.timezone,
+        gpus=gpu_count(opts.gpus),
     )
 
 
@@ -562,6 +565,11 @@ def refresh(record: JobRecord, index: JobIndex, backend: Backend | None = None) 
     """Ask the backend for the job's status and store it (final states are kept)."""
     if record.finished:
         return record
+    if record.options.get("sweep"):  # a sweep's state sums up its members' (see .sweeps)
+        from .sweeps import refresh_sweep
+
+        refresh_sweep(record, index, backend or backend_of(record))
+        return index.get(record.id)
     status = (backend or backend_of(record)).status(_handle(record))
     index.record_status(record.id, status)
     return index.get(record.id)

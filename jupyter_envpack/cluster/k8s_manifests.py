@@ -5,18 +5,26 @@ Nothing here talks to a cluster: :func:`make_job` and :func:`make_cronjob` turn 
 validated against the Kubernetes 1.30 schemas). The pod follows the *restricted* pod security
 standard: numeric non-root user, no privilege escalation, every capability dropped, the runtime's
 default seccomp profile and no service-account token.
+
+A sweep is one *Indexed* Job (:func:`make_sweep_job`): every pod gets all parameter rows in
+``ENVPACK_SWEEP_ROWS`` (JSON; no ConfigMap, so one object to create and delete) and Kubernetes'
+own ``JOB_COMPLETION_INDEX``; a few lines run by the image's runner interpreter put row
+``index`` into ``ENVPACK_PARAMETERS_CELL`` and ``exec`` the runner, so its exit code is the pod's.
+``backoffLimitPerIndex`` with a ``FailIndex`` rule for the notebook's own exit codes lets a failed
+member fail alone while the others go on.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import PurePosixPath
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from ..contract import LABEL, NOTEBOOK_EXIT_CODES, USER_ID
+from ..contract import LABEL, NOTEBOOK_EXIT_CODES, PARAMETERS_ENV, RUNNER_PYTHON, USER_ID
 from ..errors import InputError
 from .base import JobSpec
 
@@ -24,6 +32,16 @@ CONTAINER_NAME = "notebook"
 JOB_NAME_MAX = 63  # a Job's name becomes the pods' `job-name` label value (≤ 63)
 CRONJOB_NAME_MAX = 52  # the controller appends an 11-character suffix to each Job it makes
 NOTEBOOK_ANNOTATION = "jupyter.org/envpack-notebook"
+INDEX_ANNOTATION = "batch.kubernetes.io/job-completion-index"
+ROWS_ENV = "ENVPACK_SWEEP_ROWS"
+GPU_RESOURCE = "nvidia.com/gpu"
+#: Run by the image's runner interpreter: pick this pod's row, then become the runner.
+PICK_ROW = (
+    "import json, os, sys\n"
+    f"rows = json.loads(os.environ.pop({ROWS_ENV!r}))\n"
+    f"os.environ[{PARAMETERS_ENV!r}] = rows[int(os.environ['JOB_COMPLETION_INDEX'])]\n"
+    "os.execv(sys.argv[1], sys.argv[1:])\n"
+)
 _DNS1123_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 _LABEL_VALUE = re.compile(r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?")
 _LABEL_KEY = re.compile(
@@ -57,6 +75,10 @@ class KubernetesOptions:
         Limits used when the job does not set any (restricted clusters demand limits).
     starting_deadline_seconds
         How late a CronJob may start a missed run.
+    gpu_node_selector, gpu_tolerations
+        Added to the pods of jobs that ask for GPUs (a GPU node pool's labels and taints).
+    gpu_resource
+        The extended resource GPUs are counted in (the NVIDIA device plugin's by default).
     """
 
     namespace: str = "default"
@@ -66,6 +88,9 @@ class KubernetesOptions:
     default_cpu: float = 1.0
     default_memory: int = 2 * 1024**3
     starting_deadline_seconds: int = 300
+    gpu_node_selector: tuple[tuple[str, str], ...] = ()
+    gpu_tolerations: tuple[tuple[tuple[str, Any], ...], ...] = ()
+    gpu_resource: str = GPU_RESOURCE
 
 
 def _slug(text: str) -> str:
@@ -198,7 +223,11 @@ def _resources(spec: JobSpec, options: KubernetesOptions) -> dict[str, dict[str,
             "cpu": cpu_quantity(min(spec.cpu_request or cpu, cpu)),
             "memory": memory_quantity(min(spec.memory_request or memory, memory)),
         },
-        "limits": {"cpu": cpu_quantity(cpu), "memory": memory_quantity(memory)},
+        "limits": {
+            "cpu": cpu_quantity(cpu),
+            "memory": memory_quantity(memory),
+            **({options.gpu_resource: str(spec.gpus)} if spec.gpus else {}),
+        },
     }
 
 
@@ -238,34 +267,41 @@ def _pod_spec(spec: JobSpec, options: KubernetesOptions) -> dict[str, Any]:
     }
     if options.image_pull_secrets:
         pod["imagePullSecrets"] = [{"name": n} for n in options.image_pull_secrets]
+    if spec.gpus and options.gpu_node_selector:
+        pod["nodeSelector"] = dict(options.gpu_node_selector)
+    if spec.gpus and options.gpu_tolerations:
+        pod["tolerations"] = [dict(t) for t in options.gpu_tolerations]
     return pod
 
 
+def _failure_rules(action: str) -> dict[str, Any]:
+    return {
+        "rules": [
+            # The notebook itself failed: running it again gives the same answer.
+            {
+                "action": action,
+                "onExitCodes": {
+                    "containerName": CONTAINER_NAME,
+                    "operator": "In",
+                    "values": list(NOTEBOOK_EXIT_CODES),
+                },
+            },
+            # Evicted or preempted: not the notebook's fault, and not counted as a retry.
+            {
+                "action": "Ignore",
+                "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}],
+            },
+        ]
+    }
+
+
 def _job_spec(spec: JobSpec, options: KubernetesOptions) -> dict[str, Any]:
-    labels = _labels(spec)
     return {
         "backoffLimit": options.backoff_limit,
         "activeDeadlineSeconds": max(1, int(spec.deadline)),
         "ttlSecondsAfterFinished": options.ttl_seconds_after_finished,
-        "podFailurePolicy": {
-            "rules": [
-                # The notebook itself failed: running it again gives the same answer.
-                {
-                    "action": "FailJob",
-                    "onExitCodes": {
-                        "containerName": CONTAINER_NAME,
-                        "operator": "In",
-                        "values": list(NOTEBOOK_EXIT_CODES),
-                    },
-                },
-                # Evicted or preempted: not the notebook's fault, and not counted as a retry.
-                {
-                    "action": "Ignore",
-                    "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}],
-                },
-            ]
-        },
-        "template": {"metadata": {"labels": labels}, "spec": _pod_spec(spec, options)},
+        "podFailurePolicy": _failure_rules("FailJob"),
+        "template": {"metadata": {"labels": _labels(spec)}, "spec": _pod_spec(spec, options)},
     }
 
 
@@ -319,6 +355,39 @@ def make_cronjob(spec: JobSpec, options: KubernetesOptions | None = None) -> dic
     }
 
 
+def make_sweep_job(
+    spec: JobSpec, cells: list[str], max_parallel: int, options: KubernetesOptions | None = None
+) -> dict[str, Any]:
+    """Return the Indexed Job that runs ``spec`` once per parameters cell in ``cells``.
+
+    ``max_parallel`` pods run at once; each member is retried ``options.backoff_limit`` times
+    for failures that are not the notebook's (``backoffLimitPerIndex``, Kubernetes >= 1.29), and
+    a member whose notebook fails stops alone (``FailIndex``). ``spec.deadline`` bounds each pod;
+    the Job's own deadline allows every wave of members its retries.
+    """
+    options = options or KubernetesOptions()
+    if not cells:
+        raise InputError("a sweep needs at least one parameter row")
+    job = make_job(replace(spec, parameters_cell=None), options)
+    parallel = max(1, min(int(max_parallel), len(cells)))
+    waves = -(-len(cells) // parallel) * (options.backoff_limit + 1)
+    body, pod = job["spec"], job["spec"]["template"]["spec"]
+    del body["backoffLimit"]  # per index instead: one member's retries never end the others
+    body.update(
+        completionMode="Indexed",
+        completions=len(cells),
+        parallelism=parallel,
+        backoffLimitPerIndex=options.backoff_limit,
+        activeDeadlineSeconds=max(1, int(spec.deadline)) * waves,
+        podFailurePolicy=_failure_rules("FailIndex"),
+    )
+    pod["activeDeadlineSeconds"] = max(1, int(spec.deadline))
+    container = pod["containers"][0]
+    container["env"].append({"name": ROWS_ENV, "value": json.dumps(cells)})
+    container["command"] = [RUNNER_PYTHON, "-c", PICK_ROW, *container["command"]]
+    return job
+
+
 def make_manifest(spec: JobSpec, options: KubernetesOptions | None = None) -> dict[str, Any]:
     """Return a CronJob when ``spec`` has a schedule, else a Job."""
     return make_cronjob(spec, options) if spec.schedule else make_job(spec, options)
@@ -336,6 +405,7 @@ __all__ = [
     "make_cronjob",
     "make_job",
     "make_manifest",
+    "make_sweep_job",
     "memory_quantity",
     "validate_labels",
     "validate_schedule",

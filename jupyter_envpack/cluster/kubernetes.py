@@ -64,6 +64,10 @@ class KubernetesBackend:
         Seconds spent retrying a transient failure before giving up.
     pull_grace
         Seconds a pod may sit in ``ImagePullBackOff``/``ErrImagePull`` before the job fails.
+    gpu_node_selector, gpu_tolerations
+        Node labels and tolerations added to the pods of jobs that ask for GPUs, e.g.
+        ``{"cloud.google.com/gke-accelerator": "nvidia-l4"}`` and
+        ``[{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]``.
     """
 
     name = "kubernetes"
@@ -79,6 +83,8 @@ class KubernetesBackend:
         retry_budget: float = 30.0,
         pull_grace: float = 60.0,
         options: KubernetesOptions | None = None,
+        gpu_node_selector: dict[str, str] | None = None,
+        gpu_tolerations: list[dict[str, Any]] | None = None,
         **_ignored: Any,
     ) -> None:
         self._api_client = api_client
@@ -90,7 +96,12 @@ class KubernetesBackend:
         base = options or KubernetesOptions()
         self._namespace = namespace
         self.options = replace(
-            base, image_pull_secrets=tuple(image_pull_secrets) or base.image_pull_secrets
+            base,
+            image_pull_secrets=tuple(image_pull_secrets) or base.image_pull_secrets,
+            gpu_node_selector=tuple(sorted((gpu_node_selector or {}).items()))
+            or base.gpu_node_selector,
+            gpu_tolerations=tuple(tuple(t.items()) for t in gpu_tolerations or ())
+            or base.gpu_tolerations,
         )
 
     # -- connection -------------------------------------------------------------------------
@@ -197,7 +208,10 @@ class KubernetesBackend:
 
     def submit(self, spec: JobSpec, reporter: Reporter = null_reporter) -> str:
         """Create the Job/CronJob; a 409 means it already exists: attach to it."""
-        manifest = self.render(spec)[0]
+        return self.create(self.render(spec)[0], reporter)
+
+    def create(self, manifest: dict[str, Any], reporter: Reporter = null_reporter) -> str:
+        """Create a Job/CronJob ``manifest`` and return its handle (409: attach to it)."""
         kind = "cronjob" if manifest["kind"] == "CronJob" else "job"
         handle = f"{self.namespace}/{kind}/{manifest['metadata']['name']}"
         create = (
@@ -216,7 +230,8 @@ class KubernetesBackend:
         return handle
 
     def cancel(self, handle: str) -> None:
-        """Delete the Job/CronJob and its pods; a 404 means it is already gone."""
+        """Delete the Job/CronJob and its pods (the Job goes after its pods: ``Foreground``);
+        a 404 means it is already gone."""
         namespace, kind, name = parse_handle(handle)
         k8s = _k8s()
         delete = (
@@ -229,13 +244,14 @@ class KubernetesBackend:
                 delete,
                 name,
                 namespace,
-                body=k8s.client.V1DeleteOptions(propagation_policy="Background"),
+                body=k8s.client.V1DeleteOptions(propagation_policy="Foreground"),
             )
         except k8s.client.exceptions.ApiException as exc:
             if exc.status != 404:
                 raise self._api_error(exc, f"delete {handle}") from None
 
-    def _pods(self, namespace: str, job: str) -> list[Any]:
+    def pods(self, namespace: str, job: str) -> list[Any]:
+        """The pods of Job ``job``, oldest first."""
         found = self.call(
             self._core().list_namespaced_pod, namespace, label_selector=f"job-name={job}"
         )
@@ -249,7 +265,7 @@ class KubernetesBackend:
             if kind == "cronjob":
                 return self._cron_status(namespace, name)
             job = self.call(self._batch().read_namespaced_job, name, namespace)
-            pods = self._pods(namespace, name)
+            pods = self.pods(namespace, name)
         except api_exception as exc:
             if exc.status == 404:
                 return JobStatus(
@@ -285,7 +301,7 @@ class KubernetesBackend:
             if not runs:
                 raise ClusterError(f"CronJob {name} has not run yet")
             job = max(runs, key=_created).metadata.name
-        pods = self._pods(namespace, job)
+        pods = self.pods(namespace, job)
         if not pods:
             raise ClusterError(f"{handle} has no pod yet", hint="wait until it starts")
         done = [p for p in pods if (p.status and p.status.phase) == "Succeeded"]
@@ -294,15 +310,17 @@ class KubernetesBackend:
     def logs(self, handle: str, tail: int | None = None) -> str:
         """Return the log of the job's succeeded pod (else its newest pod)."""
         namespace, pod = self._log_pod(handle)
+        return self.pod_log(namespace, pod.metadata.name, tail)
+
+    def pod_log(self, namespace: str, pod: str, tail: int | None = None) -> str:
+        """The notebook container's log in pod ``pod``."""
         kwargs: dict[str, Any] = {"container": CONTAINER_NAME}
         if tail is not None:
             kwargs["tail_lines"] = int(tail)
         try:
-            text = self.call(
-                self._core().read_namespaced_pod_log, pod.metadata.name, namespace, **kwargs
-            )
+            text = self.call(self._core().read_namespaced_pod_log, pod, namespace, **kwargs)
         except _k8s().client.exceptions.ApiException as exc:
-            raise self._api_error(exc, f"read the log of {pod.metadata.name}") from None
+            raise self._api_error(exc, f"read the log of {pod}") from None
         return text if isinstance(text, str) else bytes(text).decode("utf-8", errors="replace")
 
     def wait(
@@ -397,6 +415,10 @@ def _pending_message(pod: Any) -> str:
 
 def job_status(job: Any, pods: list[Any], pull_grace: float) -> JobStatus:
     """Map a V1Job and its pods (oldest first) to a :class:`JobStatus`."""
+    if job.metadata is not None and job.metadata.deletion_timestamp is not None:
+        return JobStatus(
+            JobState.CANCELLED, "deleting", "the Job is being deleted (its pods first)"
+        )
     for cond in (job.status.conditions or []) if job.status else []:
         if cond.status != "True":
             continue
@@ -404,6 +426,11 @@ def job_status(job: Any, pods: list[Any], pull_grace: float) -> JobStatus:
             return status_from_exit_code(0, _node(pods))
         if cond.type == "Failed":
             return _failed_status(cond, pods)
+    return pod_status(pods, pull_grace)
+
+
+def pod_status(pods: list[Any], pull_grace: float) -> JobStatus:
+    """The state of a job (or one sweep member) that has no final condition, from its newest pod."""
     if not pods:
         return JobStatus(JobState.PENDING, "no-pod", "waiting for the Job controller")
     pod = pods[-1]

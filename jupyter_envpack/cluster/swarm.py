@@ -26,6 +26,7 @@ from .base import JobSpec, JobState, JobStatus, status_from_exit_code
 
 DEADLINE_LABEL = f"{LABEL}.deadline"
 PIDS_LIMIT = 1024
+GPU_KIND = "NVIDIA-GPU"  # the generic resource nodes advertise (dockerd node-generic-resources)
 LOG_OPTIONS = {"max-size": "256m", "max-file": "2"}  # the log carries the result: keep it whole
 MAX_LOG_BYTES = 600 * 2**20  # what the engine may keep of a log (2 x 256m), read as a stream
 MAX_SHOWN_LINES = 20_000  # `jupyter envpack logs ID` shows the newest lines
@@ -99,6 +100,8 @@ def make_service_spec(spec: JobSpec) -> dict[str, Any]:
         mem_limit=spec.memory if spec.memory is not None else parse_memory(DEFAULT_MEMORY),
         cpu_reservation=_nano_cpus(spec.cpu_request),
         mem_reservation=spec.memory_request,
+        # a task asking for GPUs only goes to a node that advertises that many
+        generic_resources={GPU_KIND: spec.gpus} if spec.gpus else None,
     )
     resources.setdefault("Limits", {})["Pids"] = PIDS_LIMIT  # API 1.41: no fork bombs
     template = TaskTemplate(

@@ -72,8 +72,8 @@ def _slot(task: dict[str, Any]) -> int:
     return int(task.get("Slot") or 0)
 
 
-def _task_log(backend: SwarmBackend, task_id: str) -> str:
-    return task_logs(backend.client.api, task_id).decode("utf-8", errors="replace")
+def _task_log(backend: SwarmBackend, task_id: str, tail: str = "all") -> str:
+    return task_logs(backend.client.api, task_id, tail).decode("utf-8", errors="replace")
 
 
 def follow_swarm_sweep(

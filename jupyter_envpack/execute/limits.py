@@ -17,6 +17,7 @@ from typing import Any
 from .. import defaults
 from ..contract import HOME, LABEL
 from ..errors import InputError
+from ..gpu import gpu_host_config, parse_gpus
 
 DEFAULT_MEMORY = defaults.RUN_MEMORY
 DEFAULT_CPUS = defaults.RUN_CPUS
@@ -76,6 +77,9 @@ class RunLimits:
         writable).
     tmp_size
         Size of the ``/tmp`` tmpfs (it counts against ``memory``).
+    gpus
+        GPUs the container gets (``"all"`` or a count; ``None``: none), as engine device
+        requests (Docker with the NVIDIA Container Toolkit; Podman's Docker API).
     """
 
     memory: str = DEFAULT_MEMORY
@@ -83,6 +87,7 @@ class RunLimits:
     pids: int = DEFAULT_PIDS
     read_only: bool = True
     tmp_size: str = DEFAULT_TMP_SIZE
+    gpus: str | int | None = None
 
     def validate(self) -> None:
         """Raise :class:`InputError` for limits no container can have."""
@@ -92,9 +97,11 @@ class RunLimits:
             raise InputError(f"invalid CPU limit {self.cpus!r}", hint="use e.g. 1 or 0.5")
         if not 16 <= int(self.pids) <= 1_000_000:
             raise InputError(f"invalid pids limit {self.pids!r}", hint="use at least 16")
+        parse_gpus(self.gpus)
 
-    def host_config(self) -> dict[str, Any]:
-        """Keyword arguments of ``containers.create`` that enforce these limits."""
+    def host_config(self, engine: str = "docker") -> dict[str, Any]:
+        """Keyword arguments of ``containers.create`` that enforce these limits (and give the
+        GPUs asked for, the way ``engine``, ``docker`` or ``podman``, understands)."""
         memory = parse_memory(self.memory)
         tmp = f"rw,nosuid,nodev,size={parse_memory(self.tmp_size)},mode=1777"
         config: dict[str, Any] = {
@@ -112,7 +119,7 @@ class RunLimits:
             from docker.types import Mount
 
             config["mounts"] = [Mount(HOME, None, type="volume", labels={LABEL: "1"})]
-        return config
+        return {**config, **gpu_host_config(self.gpus, engine)}
 
     def to_json(self) -> dict[str, Any]:
         """The limits as the report shows them."""
@@ -122,6 +129,7 @@ class RunLimits:
             "pids": int(self.pids),
             "read_only_root": self.read_only,
             "tmp_size": parse_memory(self.tmp_size),
+            **({"gpus": parse_gpus(self.gpus)} if parse_gpus(self.gpus) is not None else {}),
         }
 
 

@@ -36,8 +36,9 @@ from ..contract import (
 from ..defaults import CELL_TIMEOUT, RUN_DEADLINE
 from ..errors import CancelledError, EngineError, InputError, RunError
 from ..events import CancelToken, ProgressEvent, Reporter, null_reporter
+from ..gpu import gpu_start_error
 from ..image.context import notebook_bytes, strip_outputs
-from ..image.engine import base_labels, connect, engine_name
+from ..image.engine import base_labels, connect, engine_kind, engine_name
 from ..image.refs import validate_reference
 from ..safefs import safe_write
 from ..snapshot.notebook import dumps_notebook, parse_notebook, read_notebook_bytes
@@ -255,7 +256,9 @@ def run_notebook(
     env = {"HOME": HOME, "PYTHONUNBUFFERED": "1"}
     if opts.parameters:
         env[PARAMETERS_ENV] = parameters_cell_source(opts.parameters)
-    host_config = {**opts.effective_limits().host_config(), "network_disabled": not opts.network}
+    limits = opts.effective_limits()
+    engine = engine_kind(client) if limits.gpus else "docker"
+    host_config = {**limits.host_config(engine), "network_disabled": not opts.network}
     reporter(ProgressEvent("run", f"starting {image}", "step", 0.0))
     try:
         container = client.containers.create(
@@ -275,13 +278,13 @@ def run_notebook(
             hint="build it first with `jupyter envpack build`",
         ) from None
     except docker.errors.APIError as exc:
-        raise EngineError(
+        raise gpu_start_error(str(exc.explanation)) or EngineError(
             f"the engine refused to create the container: {exc.explanation}"
         ) from None
     tail: list[str] = []
     try:
         container.put_archive(WORKDIR, _tar_one(path.name, notebook_bytes(strip_outputs(original))))
-        container.start()
+        _start(container)
         follower = threading.Thread(
             target=_follow_logs,
             args=(container, reporter, tail, code_cell_ordinals(original, opts.parameters)),
@@ -310,6 +313,16 @@ def run_notebook(
             pass
     result.duration = time.monotonic() - started
     return result
+
+
+def _start(container: Any) -> None:
+    """Start the container; an engine that cannot give it the GPUs asked for says how to fix it."""
+    import docker.errors
+
+    try:
+        container.start()
+    except docker.errors.APIError as exc:
+        raise gpu_start_error(str(exc.explanation or exc)) or exc from None
 
 
 def collect_run(

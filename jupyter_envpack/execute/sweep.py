@@ -271,9 +271,17 @@ def sweep_folder(notebook: str | Path, output: str | None = None) -> Path:
 
 
 def wait_members(
-    read: Callable[[], dict[int, Any]], total: int, timeout: float, poll: float, reporter: Any
+    read: Callable[[], dict[int, Any]],
+    total: int,
+    timeout: float,
+    poll: float,
+    reporter: Any,
+    pause: Callable[[float], None] | None = None,
 ) -> dict[int, Any]:
-    """Call ``read`` (index → ``JobStatus``) until all ``total`` members are over; return it."""
+    """Call ``read`` (index → ``JobStatus``) until all ``total`` members are over; return it.
+
+    Between reads it sleeps ``poll`` seconds, or calls ``pause(seconds_left)`` (a backend that
+    can watch for a change blocks there)."""
     import time
 
     from ..errors import ClusterError
@@ -289,7 +297,10 @@ def wait_members(
             return states
         if time.monotonic() > end:
             raise ClusterError(f"the sweep did not finish within {timeout:g} s")
-        time.sleep(poll)
+        if pause is not None:
+            pause(end - time.monotonic())
+        else:
+            time.sleep(poll)
 
 
 def collect_runs(

@@ -286,6 +286,7 @@ def build_image(
     opts.validate()
     client = client or connect()
     opts = _pinned(client, opts, spec.python_minor, reporter)
+    _advise_cuda_base(client, spec, opts.base_image, reporter)
     folder = cache_dir(spec.python_minor, target_arch())
     gateway = build_host(client) if opts.wheels_via != "copy" else None
     if opts.wheels_via == "serve" and gateway is None:
@@ -348,6 +349,23 @@ def _pinned(client: Any, opts: BuildOptions, python_minor: str, reporter: Report
     elif pinned.digest:
         reporter(ProgressEvent("build", f"base image pinned: {pinned.ref}", "info"))
     return replace(opts, base_image=pinned.ref, base_image_id=pinned.image_id)
+
+
+def _advise_cuda_base(client: Any, spec: EnvSpec, base: str | None, reporter: Reporter) -> None:
+    """Warn when a GPU notebook's base image has no CUDA user-space (text only: never fails)."""
+    gpu = spec.gpu
+    if gpu is None or not base:
+        return
+    from ..gpu import cuda_base_advice
+
+    try:
+        attrs = client.images.get(base).attrs
+    except Exception:  # not pulled yet: the build says so itself
+        return
+    facts = probe_base(client, base)  # its shared libraries (cached by image id)
+    advice = cuda_base_advice(base, attrs, gpu, facts.sonames if facts else ())
+    if advice:
+        reporter(ProgressEvent("build", advice, "warning"))
 
 
 def _find_built(

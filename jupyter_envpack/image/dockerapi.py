@@ -125,8 +125,8 @@ def engine_key(api: Any) -> str:
     return f"{getattr(api, 'base_url', '')}|{getattr(adapter, 'socket_path', '')}"
 
 
-def task_logs(api: Any, task_id: str) -> bytes:
-    """Return the whole stdout of one Swarm task (docker-py only reads a service's logs).
+def task_logs(api: Any, task_id: str, tail: str = "all") -> bytes:
+    """Return the stdout of one Swarm task (docker-py only reads a service's logs).
 
     Parameters
     ----------
@@ -134,13 +134,15 @@ def task_logs(api: Any, task_id: str) -> bytes:
         The low-level client (``client.api``).
     task_id
         The task's id.
+    tail
+        ``"all"`` (the whole log), or how many of the last lines.
 
     Returns
     -------
     bytes
         The log, demultiplexed.
     """
-    params = {"stdout": 1, "stderr": 0, "follow": 0, "tail": "all"}
+    params = {"stdout": 1, "stderr": 0, "follow": 0, "tail": tail}
     response = api._get(api._url("/tasks/{0}/logs", task_id), params=params, stream=False)
     data: bytes = api._get_result_tty(False, response, False)
     return data

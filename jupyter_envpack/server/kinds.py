@@ -147,6 +147,7 @@ def _run_options(op: OperationContext) -> Any:
         mem_limit=str(mem) if mem is not None else None,
         cpus=o.get("cpus"),
         pids=int(o["pids"]) if o.get("pids") is not None else None,
+        gpus=str(o["gpus"]) if o.get("gpus") is not None else None,
         network=o.get("network"),
         tolerance=o.get("tolerance"),
         labels=dict(op.labels),

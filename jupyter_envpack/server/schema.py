@@ -112,6 +112,19 @@ RECONSTRUCT_FIELDS: dict[str, Field] = {
     "as_of": Field((str,), _date, "a date YYYY-MM-DD (with reconstruct)"),
 }
 """Reconstruct the environment instead of snapshotting the kernel's (issue 13.2)."""
+
+
+def _gpus(value: Any) -> bool:
+    from ..errors import InputError
+    from ..gpu import parse_gpus
+
+    try:
+        parse_gpus(value)
+    except InputError:
+        return False
+    return not isinstance(value, bool)
+
+
 BUILD_FIELDS: dict[str, Field] = {
     **RECONSTRUCT_FIELDS,
     "base_image": Field((str,), _image, "an image reference such as python:3.11-slim"),
@@ -133,6 +146,7 @@ RUN_FIELDS: dict[str, Field] = {
     "mem_limit": Field((str, int), _memory, "bytes, or a number with k/m/g (512m, 2g, 1Gi)"),
     "cpus": _number(0.01, 1024),
     "pids": _number(16, 1_000_000),
+    "gpus": Field((str, int), _gpus, "a number of GPUs or 'all'"),
     "network": Field((bool,)),
     "tolerance": _number(0, 1),
     "output": Field((str,), _api_path, "a notebook path relative to the server root"),

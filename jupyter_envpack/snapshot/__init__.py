@@ -133,10 +133,28 @@ def take_snapshot(
             *resolution.findings,
             *index_findings,
             *data_findings,
+            *gpu_findings(packages),
         ],
         interpreter=env.executable,
         kernel_name=kernel_name,
     )
+
+
+def gpu_findings(packages: list[PinnedPackage]) -> list[Finding]:
+    """A ``gpu-required`` finding when the closure holds CUDA wheels (see :mod:`..gpu`)."""
+    from ..gpu import gpu_summary
+
+    gpu = gpu_summary((p.name, p.version) for p in packages)
+    if gpu is None:
+        return []
+    shown = ", ".join(gpu["packages"][:4]) + (", …" if len(gpu["packages"]) > 4 else "")
+    return [
+        Finding(
+            "gpu-required",
+            f"the notebook needs an NVIDIA GPU (CUDA {gpu['cuda'] or '?'} wheels: {shown})",
+            hint="run it with --gpus all (or c.EnvPack.gpus); submit it with --gpus N",
+        )
+    ]
 
 
 def local_code(

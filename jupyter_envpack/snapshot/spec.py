@@ -141,6 +141,14 @@ class EnvSpec:
         )
 
     @property
+    def gpu(self) -> dict[str, Any] | None:
+        """``{"required": True, "cuda": "12", "packages": [...]}`` when the closure holds CUDA
+        wheels (torch ``+cu121``, ``nvidia-*-cu12``, ``cupy-cuda12x``...), else ``None``."""
+        from ..gpu import gpu_summary
+
+        return gpu_summary((p.name, p.version) for p in self.packages)
+
+    @property
     def python_minor(self) -> str:
         """``X.Y`` of the kernel's Python."""
         return ".".join(self.python_version.split(".")[:2])
@@ -173,6 +181,7 @@ class EnvSpec:
             "data_files": [d.to_json() for d in self.data_files],
             "image_files": self.image_files,
             "warnings": [w.to_json() for w in self.warnings],
+            "gpu": self.gpu,
             "hash": self.hash,
             "origin": self.origin,
             **({"reconstruction": self.reconstruction} if self.reconstruction else {}),

@@ -591,3 +591,20 @@ async def test_cancelling_a_job_operation_removes_the_swarm_service(
     finally:
         for service in swarm.services.list(filters=label):
             service.remove()
+
+
+def test_a_gpu_job_waits_for_a_node_that_advertises_gpus(
+    backend: SwarmBackend, job: JobSpec
+) -> None:
+    """The generic-resource request is real: this swarm's nodes advertise no NVIDIA-GPU, so
+    Swarm accepts the spec and keeps the task pending for lack of one (never runs it GPU-less)."""
+    handle = backend.submit(replace(job, gpus=1))
+    service = backend.client.services.get(handle)
+    wanted = service.attrs["Spec"]["TaskTemplate"]["Resources"]["Reservations"]
+    assert wanted["GenericResources"] == [
+        {"DiscreteResourceSpec": {"Kind": "NVIDIA-GPU", "Value": 1}}
+    ]
+    time.sleep(3)
+    status = backend.status(handle)
+    assert status.state is JobState.PENDING, status
+    assert "insufficient resources" in status.message

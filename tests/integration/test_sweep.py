@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import csv
+import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -29,11 +31,13 @@ def test_a_local_sweep_runs_every_row_and_writes_the_summary(
     path = tmp_path / "sweepy.ipynb"
     nbformat.write(nb, path)
     sweep = ["--sweep", "alpha=1,2", "--sweep", "seed=1..3", "--max-parallel", "3", "-q"]
+    env = {**os.environ, "ENVPACK_JOBS_DB": str(tmp_path / "jobs.sqlite")}
     done = subprocess.run(
         [sys.executable, "-m", "jupyter_envpack.cli", "run", str(path), "--image", image, *sweep],
         capture_output=True,
         text=True,
         timeout=900,
+        env=env,
     )
     assert done.returncode == 1, done.stderr[-2000:]  # one member failed
     summary = Path(done.stdout.strip().splitlines()[-1])
@@ -51,3 +55,17 @@ def test_a_local_sweep_runs_every_row_and_writes_the_summary(
         executed = nbformat.read(row["notebook"], as_version=4)
         assert f"alpha = {row['alpha']}" in "".join(c.source for c in executed.cells)
         assert float(row["duration_s"]) > 0
+
+    # `jobs` lists the sweep once it is over: one row, its members expanded with --members
+    listed = subprocess.run(
+        [sys.executable, "-m", "jupyter_envpack.cli", "jobs", "--members", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+    (record,) = json.loads(listed.stdout)
+    assert (record["backend"], record["state"]) == ("local", "failed")
+    assert record["message"] == "5 succeeded, 1 failed"
+    members = [m["state"] for m in record["sweep"]["member_states"]]
+    assert members == ["succeeded"] * 5 + ["failed"]

@@ -58,6 +58,22 @@ def test_a_sweep_is_one_swarm_job_with_one_task_per_row(swarm_job: JobSpec, tmp_
         backend, handle, rows, folder=tmp_path / "nbs", stem="fake", timeout=600, poll=1
     )
     assert [r.state for r in runs] == ["succeeded"] * 3 + ["failed"] * 3  # no member stops another
+    from jupyter_envpack.cluster.sweeps import member_states, summarize
+
+    states = member_states("swarm", backend, handle, len(rows))  # what `jobs --members` shows
+    assert [states[i].state.value for i in range(len(rows))] == [r.state for r in runs]
+    assert summarize(states, len(rows)).message == "3 succeeded, 3 failed"
+    from types import SimpleNamespace
+
+    from jupyter_envpack.cluster.base import RESULT_BEGIN
+    from jupyter_envpack.cluster.sweeps import member_log
+
+    record = SimpleNamespace(
+        id="s", backend="swarm", handle=handle, options={"sweep": {"members": 6}}
+    )
+    log = member_log(record, backend, 4)  # `logs ID --member 4`: that run's own log
+    assert RESULT_BEGIN in log
+    assert '{"envpack": "exit", "code": 3}' in log
     for run in runs:
         executed = nbformat.read(run.output or "", as_version=4)
         source = executed.cells[0].source  # the fake runner echoes its parameters cell

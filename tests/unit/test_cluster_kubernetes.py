@@ -12,13 +12,28 @@ import gzip
 import json
 import socket
 import time
-from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from dataclasses import replace
 from typing import Any
 
 import kubernetes
 import kubernetes_validate
 import pytest
+from k8s_fake import (  # the scripted API server and its objects
+    HANDLE,
+    JOBS,
+    NS,
+    PODS,
+    SPEC,
+    api_server,
+    backend_for,
+    fake,
+    job_obj,
+    pod_list,
+    pod_obj,
+    serve_state,
+    stamp,
+    write_kubeconfig,
+)
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
@@ -27,101 +42,7 @@ from jupyter_envpack.cluster.kubernetes import KubernetesBackend
 from jupyter_envpack.errors import ClusterError, InputError
 
 pytestmark = pytest.mark.k8s_fake
-NS = "science"
-JOBS = f"/apis/batch/v1/namespaces/{NS}/jobs"
-PODS = f"/api/v1/namespaces/{NS}/pods"
-SPEC = JobSpec(
-    job_id="feedbeef",
-    name="analysis-0123456789",
-    image="127.0.0.1:5000/envpack/a:1",
-    notebook="analysis.ipynb",
-    parameters_cell="n = 3\n",
-    deadline=600,
-)
-HANDLE = f"{NS}/job/analysis-0123456789"
-
-
-@pytest.fixture(scope="module")
-def api_server() -> Iterator[HTTPServer]:
-    server = HTTPServer(threaded=True)  # threaded: a sleeping handler must not block the rest
-    server.start()
-    yield server
-    server.clear()
-    if server.is_running():
-        server.stop()
-
-
-@pytest.fixture
-def fake(api_server: HTTPServer) -> Iterator[HTTPServer]:
-    api_server.clear()
-    yield api_server
-    api_server.clear()
-
-
-def backend_for(server: HTTPServer, **kwargs: Any) -> KubernetesBackend:
-    cfg = kubernetes.client.Configuration()
-    cfg.host = server.url_for("").rstrip("/")
-    cfg.retries = False
-    kwargs.setdefault("retry_budget", 5.0)
-    return KubernetesBackend(namespace=NS, api_client=kubernetes.client.ApiClient(cfg), **kwargs)
-
-
-def stamp(seconds_ago: float = 0) -> str:
-    moment = datetime.now(timezone.utc) - timedelta(seconds=seconds_ago)
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def job_obj(conditions: list[dict[str, str]] | None = None, rv: str = "10") -> dict[str, Any]:
-    return {
-        "apiVersion": "batch/v1",
-        "kind": "Job",
-        "metadata": {"name": SPEC.name, "namespace": NS, "resourceVersion": rv},
-        "spec": {"template": {"spec": {"containers": [{"name": "notebook"}]}}},
-        "status": {"conditions": [{"lastTransitionTime": stamp(), **c} for c in conditions or []]},
-    }
-
-
-def pod_obj(
-    name: str,
-    phase: str,
-    *,
-    waiting: str | None = None,
-    exit_code: int | None = None,
-    age: float = 1,
-    conditions: list[dict[str, str]] | None = None,
-) -> dict[str, Any]:
-    state: dict[str, Any] = {"running": {}}
-    if waiting:
-        state = {"waiting": {"reason": waiting, "message": f"{waiting} for the image"}}
-    elif exit_code is not None:
-        state = {"terminated": {"exitCode": exit_code}}
-    return {
-        "metadata": {"name": name, "namespace": NS, "creationTimestamp": stamp(age)},
-        "spec": {"containers": [{"name": "notebook"}], "nodeName": "node-a"},
-        "status": {
-            "phase": phase,
-            "conditions": conditions or [],
-            "containerStatuses": [
-                {
-                    "name": "notebook",
-                    "image": SPEC.image,
-                    "imageID": "",
-                    "ready": False,
-                    "restartCount": 0,
-                    "state": state,
-                }
-            ],
-        },
-    }
-
-
-def pod_list(*pods: dict[str, Any]) -> dict[str, Any]:
-    return {"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": list(pods)}
-
-
-def serve_state(fake: HTTPServer, job: dict[str, Any], pods: dict[str, Any]) -> None:
-    fake.expect_oneshot_request(f"{JOBS}/{SPEC.name}", method="GET").respond_with_json(job)
-    fake.expect_oneshot_request(PODS, method="GET").respond_with_json(pods)
+__all__ = ["api_server", "fake"]  # fixtures, used by name
 
 
 @pytest.mark.reliability("I3")
@@ -269,7 +190,8 @@ def test_a_deleted_job_is_lost_and_cancel_tolerates_404(fake: HTTPServer) -> Non
     backend.cancel(HANDLE)  # already gone: fine
 
 
-def test_cancel_deletes_in_the_background(fake: HTTPServer) -> None:
+def test_cancel_deletes_the_pods_first(fake: HTTPServer) -> None:
+    """Foreground: the Job stays (being deleted) until its pods are gone, and reads cancelled."""
     seen: list[dict[str, Any]] = []
 
     def deleted(request: Request) -> Response:
@@ -282,7 +204,12 @@ def test_cancel_deletes_in_the_background(fake: HTTPServer) -> None:
 
     fake.expect_request(f"{JOBS}/{SPEC.name}", method="DELETE").respond_with_handler(deleted)
     backend_for(fake).cancel(HANDLE)
-    assert seen[0]["propagationPolicy"] == "Background"
+    assert seen[0]["propagationPolicy"] == "Foreground"
+    deleting = job_obj()
+    deleting["metadata"]["deletionTimestamp"] = stamp()
+    serve_state(fake, deleting, pod_list(pod_obj("p1", "Running")))
+    status = backend_for(fake).status(HANDLE)
+    assert (status.state, status.reason) == (JobState.CANCELLED, "deleting")
 
 
 @pytest.mark.reliability("I3")
@@ -456,19 +383,7 @@ def test_cli_submit_jobs_logs_against_the_fake_api(
 
     monkeypatch.setenv("ENVPACK_JOBS_DB", str(tmp_path / "jobs.sqlite"))
     monkeypatch.setenv("JUPYTER_CONFIG_DIR", str(tmp_path / "no-config"))
-    kubeconfig = tmp_path / "kubeconfig"
-    kubeconfig.write_text(
-        json.dumps(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "current-context": "lab",
-                "clusters": [{"name": "c", "cluster": {"server": fake.url_for("").rstrip("/")}}],
-                "users": [{"name": "u", "user": {"token": "t"}}],
-                "contexts": [{"name": "lab", "context": {"cluster": "c", "user": "u"}}],
-            }
-        )
-    )
+    kubeconfig = write_kubeconfig(tmp_path, fake)
     nb = tmp_path / "analysis.ipynb"
     nb.write_text(json.dumps({"nbformat": 4, "nbformat_minor": 5, "metadata": {}, "cells": []}))
     created: list[dict[str, Any]] = []
@@ -538,3 +453,23 @@ def test_pods_without_a_creation_time_still_sort(fake: HTTPServer) -> None:
     serve_state(fake, job_obj(), pod_list(young, unknown))
     status = backend_for(fake).status(HANDLE)
     assert status.state is JobState.RUNNING and "p2" in status.message
+
+
+def test_the_gpu_node_pool_comes_from_c_envpack_backend_options() -> None:
+    from jupyter_envpack.cluster.jobs import open_backend
+    from jupyter_envpack.config import EnvPack
+
+    pool = {
+        "gpu_node_selector": {"cloud.google.com/gke-accelerator": "nvidia-l4"},
+        "gpu_tolerations": [
+            {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+        ],
+    }
+    config = EnvPack(backend_options={"kubernetes": pool})
+    backend = open_backend("kubernetes", {"namespace": NS}, config)
+    (job,) = backend.render(replace(SPEC, gpus=1))
+    pod = job["spec"]["template"]["spec"]
+    assert pod["nodeSelector"] == pool["gpu_node_selector"]
+    assert pod["tolerations"] == pool["gpu_tolerations"]
+    assert pod["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    kubernetes_validate.validate(job, "1.30.0", strict=True)
