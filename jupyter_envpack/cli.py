@@ -476,8 +476,8 @@ def noop_build(args: argparse.Namespace) -> int | None:
 
     No config, docker SDK or snapshot import: see :mod:`jupyter_envpack.buildmemo`.
     """
-    if args.command != "build" or args.no_cache:
-        return None
+    if args.command != "build" or args.no_cache or args.reconstruct:
+        return None  # a reconstruction depends on files the memo does not watch
     from .buildmemo import recall, replay
 
     memo = recall(args.notebook, _memo_settings(args))
@@ -491,8 +491,8 @@ def noop_build(args: argparse.Namespace) -> int | None:
 def _remember_build(args: argparse.Namespace, result: Any, events: list[Any]) -> None:
     from .buildmemo import remember_build
 
-    if build_options_from_args(args).no_cache:
-        return  # c.EnvPack.no_cache: every build is a real one
+    if build_options_from_args(args).no_cache or args.reconstruct:
+        return  # c.EnvPack.no_cache: every build is a real one; a reconstruction is never memoised
     settings = _memo_settings(args)
     spec = args.built_spec
     remember_build(args.notebook, settings, result.to_json(), spec, not args.python, events)

@@ -76,7 +76,9 @@ def _build(
     notebook = str(op.notebook)
     options = _build_options(op, deadline)
     settings = _memo_settings(op, options)
-    memo = None if options.no_cache else recall(notebook, settings)
+    # a reconstruction depends on files the memo does not watch (requirements, the index)
+    no_memo = options.no_cache or bool(op.options.get("reconstruct"))
+    memo = None if no_memo else recall(notebook, settings)
     if memo is not None:  # unchanged notebook and environment, image still there
         replay(memo, reporter)
         op.set_handle(image=memo.image)
@@ -95,7 +97,7 @@ def _build(
         # the snapshot's findings, then the build's (missing-command, unmapped-library)
         "warnings": [w.to_json() for w in spec.warnings] + (res.system or {}).get("warnings", []),
     }
-    if not options.no_cache:
+    if not no_memo:
         remember_build(notebook, settings, result, spec, True, clock.kept)
     return result
 
