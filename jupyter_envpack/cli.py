@@ -25,7 +25,11 @@ if TYPE_CHECKING:
     from .config import EnvPack
     from .events import ProgressEvent, Reporter
     from .execute import RunOptions
-    from .image import BuildOptions
+    from .execute.compare import Report
+    from .image import BuildOptions, BuildResult
+    from .pipeline import Prepared
+    from .snapshot import EnvSpec
+    from .snapshot.spec import PinnedPackage
 
 PLUGINS = (
     "jupyter_envpack.share.cli",
@@ -232,7 +236,6 @@ def build_options_from_args(args: argparse.Namespace) -> BuildOptions:
         deadline=getattr(args, "build_deadline", None),
         no_cache=getattr(args, "no_cache", None) or None,
         wheels_via=getattr(args, "wheels_via", None),
-        lock_hashes=getattr(args, "lock_hashes", None),
     )
     opts.validate()
     return opts
@@ -321,8 +324,14 @@ def _out(text: str) -> None:
 
 
 # ---------------------------------------------------------------- verbs
-def _snapshot(args: argparse.Namespace) -> Any:
-    from .snapshot.lock import snapshot_or_lock
+def _prepare(args: argparse.Namespace, reporter: Reporter | None = None) -> Prepared:
+    """``args.notebook``'s snapshot (or lock) through the pipeline, with the build options.
+
+    Flags over ``c.EnvPack`` over the defaults; the lock's base image wins over the config's
+    but not over ``--base-image`` / ``$ENVPACK_BASE_IMAGE``.
+    """
+    from .events import null_reporter
+    from .pipeline import prepare
 
     config = envpack_config(args)
     kernel = args.kernel or (None if args.python else config.kernel)
@@ -335,18 +344,20 @@ def _snapshot(args: argparse.Namespace) -> Any:
         ca_bundle=getattr(args, "ca_bundle", None),
     )
     options = dataclasses.replace(options, reconstruct=reconstruct_options(args))
-    spec, lock = snapshot_or_lock(
-        args.notebook, args.python, kernel, getattr(args, "lock", True), options
+    building = hasattr(args, "build_deadline")  # verbs with the build flags
+    return prepare(
+        args.notebook,
+        build_options_from_args(args) if building else None,  # bad options fail before any work
+        python=args.python,
+        kernel=kernel,
+        snapshot=options,
+        use_lock=getattr(args, "lock", True),
+        lock_base=base_image_override(getattr(args, "base_image", None)) is None,
+        reporter=reporter or null_reporter,
     )
-    no_base_given = getattr(args, "base_image", "absent") is None
-    if lock is not None and no_base_given and not os.environ.get(BASE_IMAGE_ENV):
-        args.base_image = lock.base_image  # the lock's base image unless one is given
-    if lock is not None:
-        args.lock_hashes = lock.hashes  # a fetched wheel must have one of them
-    return spec
 
 
-def _why(p: Any) -> str:
+def _why(p: PinnedPackage) -> str:
     if p.reason == "runner":
         return "[dim]added to run the kernel[/]"
     if p.reason == "pip-pin":
@@ -367,7 +378,7 @@ def _print_reconstruction(rec: dict[str, Any]) -> None:
 
 def cmd_snapshot(args: argparse.Namespace) -> int:
     """Print the pinned environment of a notebook."""
-    spec = _snapshot(args)
+    spec = _prepare(args).spec
     if args.json:
         _out(json.dumps(spec.to_json(), indent=2))
         return 0
@@ -407,9 +418,8 @@ def cmd_dockerfile(args: argparse.Namespace) -> int:
     """Print the Dockerfile, or write the whole build context to a folder."""
     from .image import prepare_context, render_dockerfile
 
-    build_options_from_args(args)
-    spec = _snapshot(args)
-    opts = build_options_from_args(args)  # with the lock file's base image
+    prepared = _prepare(args)
+    spec, opts = prepared.spec, prepared.build  # with the lock file's base image
     if not args.output_dir:
         _out(render_dockerfile(spec, opts, notebook_name=Path(args.notebook).name).rstrip())
         return 0
@@ -423,36 +433,16 @@ def cmd_dockerfile(args: argparse.Namespace) -> int:
     return 0
 
 
-def _build(args: argparse.Namespace, reporter: Reporter) -> Any:
-    from .image import build_image
-
-    build_options_from_args(args)  # bad options fail before any work
-    spec = _reported_snapshot(args, reporter)
-    opts = build_options_from_args(args)
-    result = build_image(spec, args.notebook, opts, reporter)
-    args.built_spec = spec
-    return result
-
-
-def _reported_snapshot(args: argparse.Namespace, reporter: Reporter) -> Any:
-    """The snapshot (or lock) of ``args.notebook``, its file summary and warnings reported."""
-    from .events import ProgressEvent
-
-    spec = _snapshot(args)
-    reporter(ProgressEvent("snapshot", spec.files_summary(), "info"))
-    for w in spec.warnings:
-        reporter(ProgressEvent("snapshot", f"{w.code}: {w.message}", "warning"))
-    return spec
-
-
 def cmd_build(args: argparse.Namespace) -> int:
     """Build (or find) the notebook's image; the last stdout line is the image reference."""
     from .events import StageClock
+    from .pipeline import build
 
     clock = StageClock(make_reporter(args))
-    result = _build(args, clock)
+    prepared = _prepare(args, clock)
+    result = build(prepared, clock)
     clock.finish()
-    _remember_build(args, result, clock.kept)
+    _remember_build(args, result, prepared.spec, clock.kept)
     return _print_build(args, result.to_json())
 
 
@@ -465,7 +455,7 @@ def _print_build(args: argparse.Namespace, result: dict[str, Any]) -> int:
 
 def _memo_settings(args: argparse.Namespace) -> dict[str, Any]:
     """The flags that shape a build, with the notebook's absolute path (the no-op memo's key)."""
-    skip = {"quiet", "verbose", "json", "func", "command", "envpack_config", "built_spec"}
+    skip = {"quiet", "verbose", "json", "func", "command", "envpack_config"}
     settings = {k: v for k, v in vars(args).items() if k not in skip}
     settings["notebook"] = str(Path(args.notebook).absolute())
     return settings
@@ -488,21 +478,21 @@ def noop_build(args: argparse.Namespace) -> int | None:
     return _print_build(args, memo.result)
 
 
-def _remember_build(args: argparse.Namespace, result: Any, events: list[Any]) -> None:
+def _remember_build(
+    args: argparse.Namespace, result: BuildResult, spec: EnvSpec, events: list[Any]
+) -> None:
     from .buildmemo import remember_build
 
     if build_options_from_args(args).no_cache or args.reconstruct:
         return  # c.EnvPack.no_cache: every build is a real one; a reconstruction is never memoised
     settings = _memo_settings(args)
-    spec = args.built_spec
     remember_build(args.notebook, settings, result.to_json(), spec, not args.python, events)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Rerun the notebook in its image (or a fresh venv) and report cell by cell."""
-    from .execute import run_notebook
     from .execute.sweep import rows_from
-    from .pipeline import rerun
+    from .pipeline import build, rerun
 
     run_opts = run_options_from_args(args)
     build_options_from_args(args)  # bad options fail before any work
@@ -519,19 +509,11 @@ def cmd_run(args: argparse.Namespace) -> int:
             hint="drop --image/--sweep, or use the docker engine",
         )
     reporter = make_reporter(args)
-    if args.engine == "venv":
-        spec = _reported_snapshot(args, reporter)
-        opts = build_options_from_args(args)  # after the snapshot: a lock may set the base
-        result, _ = rerun(spec, args.notebook, "venv", opts, run_opts, reporter)
-    elif args.image or rows:
-        image = args.image or _build(args, reporter).image
-        if rows:
-            return _run_sweep(args, image, rows, run_opts)
-        result = run_notebook(image, args.notebook, run_opts, reporter)
-    else:
-        spec = _reported_snapshot(args, reporter)
-        opts = build_options_from_args(args)  # after the snapshot: a lock may set the base
-        result, _ = rerun(spec, args.notebook, "docker", opts, run_opts, reporter)
+    prepared = None if args.image else _prepare(args, reporter)
+    if rows:
+        image = args.image if prepared is None else build(prepared, reporter).image
+        return _run_sweep(args, image, rows, run_opts)
+    result, _ = rerun(args.notebook, prepared, args.engine, run_opts, reporter, image=args.image)
     report = result.report
     if args.json:
         _out(json.dumps(report.to_json(), indent=2))
@@ -550,7 +532,9 @@ VERDICT_MARKUP = {
 }
 
 
-def _run_sweep(args: argparse.Namespace, image: str, rows: list[Any], run_opts: Any) -> int:
+def _run_sweep(
+    args: argparse.Namespace, image: str, rows: list[dict[str, Any]], run_opts: RunOptions
+) -> int:
     from dataclasses import replace
 
     from .execute.sweep import run_local_sweep, sweep_folder, write_summary
@@ -580,7 +564,7 @@ def _run_sweep(args: argparse.Namespace, image: str, rows: list[Any], run_opts: 
     return 1 if failed else 0
 
 
-def _print_report(report: Any) -> None:
+def _print_report(report: Report) -> None:
     from rich.console import Console
     from rich.markup import escape
 
@@ -694,13 +678,7 @@ def build_parser(plugins: bool = True) -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_run)
 
     for name in PLUGINS if plugins else ():
-        try:
-            module = importlib.import_module(name)
-        except ImportError as exc:
-            if exc.name and name.startswith(exc.name):
-                continue
-            raise
-        add: Callable[[Any], None] = module.add_parser
+        add: Callable[[Any], None] = importlib.import_module(name).add_parser
         before = set(sub.choices)
         add(sub)
         for verb in set(sub.choices) - before:  # plugin verbs get -q/-v too

@@ -10,10 +10,23 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from traitlets import Bool, Dict, Float, Integer, List, Type, Unicode, Union, default, validate
+from traitlets import (
+    Bool,
+    Dict,
+    Float,
+    Integer,
+    List,
+    Type,
+    Unicode,
+    Union,
+    default,
+    observe,
+    validate,
+)
 from traitlets.config import Config, Configurable
 
 from . import defaults
@@ -35,7 +48,7 @@ CONFIG_FILE_NAMES = ("jupyter_server_config", "jupyter_envpack_config")
 BACKEND_GROUP = "jupyter_envpack.backends"
 
 #: Extra operation kinds registered with the server's OperationManager (see docs/api.md).
-DEFAULT_RUNNERS = {
+DEFAULT_OPERATION_KINDS = {
     "job": "jupyter_envpack.cluster.operation:job_kind",
 }
 
@@ -190,11 +203,16 @@ class EnvPack(Configurable):
     default_backend = Unicode(
         "swarm", help="Name of the cluster backend used when a job names none."
     ).tag(config=True)
-    runners = Dict(
+    operation_kinds = Dict(
         key_trait=Unicode(),
         value_trait=Unicode(),
         help="Extra operation kinds: kind name -> 'module:attribute' of a "
         "jupyter_envpack.operations.Kind. A missing module is skipped with a log line.",
+    ).tag(config=True)
+    runners = Dict(
+        key_trait=Unicode(),
+        value_trait=Unicode(),
+        help="Deprecated name of operation_kinds (still accepted, with a warning).",
     ).tag(config=True)
 
     @default("database_path")
@@ -207,9 +225,18 @@ class EnvPack(Configurable):
     def _default_cluster_backends(self) -> dict[str, Any]:
         return installed_backends()
 
-    @default("runners")
-    def _default_runners(self) -> dict[str, str]:
-        return dict(DEFAULT_RUNNERS)
+    @default("operation_kinds")
+    def _default_operation_kinds(self) -> dict[str, str]:
+        return dict(DEFAULT_OPERATION_KINDS)
+
+    @observe("runners")
+    def _runners_renamed(self, change: Any) -> None:
+        warnings.warn(
+            "c.EnvPack.runners is deprecated: name it c.EnvPack.operation_kinds",
+            FutureWarning,
+            stacklevel=2,
+        )
+        self.operation_kinds = dict(change["new"])
 
     @validate("extra_index_urls")
     def _validate_urls(self, proposal: Any) -> list[str]:

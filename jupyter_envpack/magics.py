@@ -17,14 +17,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import shlex
-import shutil
-import tempfile
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from IPython.core import magic as _magic
 from IPython.core import magic_arguments as _margs
@@ -33,6 +29,15 @@ from IPython.core.magic import Magics
 
 from .cli import BASE_IMAGE_ENV, base_image_override
 from .errors import EnvpackError, NotFoundError
+from .events import CancelToken, Reporter, null_reporter
+
+if TYPE_CHECKING:
+    from .cluster.jobs import SubmitOptions
+    from .config import EnvPack
+    from .execute import RunOptions, RunResult
+    from .image import BuildOptions, BuildResult
+    from .pipeline import Prepared
+    from .widgets import FieldsView, Progress, SnapshotView, TableView, TextView
 
 # IPython's decorators are untyped; typed aliases keep `mypy --strict` meaningful here.
 _Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
@@ -282,7 +287,7 @@ class EnvpackMagics(Magics):
             )
         return path
 
-    def envpack_config(self) -> Any:
+    def envpack_config(self) -> EnvPack:
         """The ``EnvPack`` configuration (same Jupyter config files as the server and CLI)."""
         from .config import load_envpack_config
         from .image.engine import use_engine
@@ -291,9 +296,17 @@ class EnvpackMagics(Magics):
         use_engine(config.engine_url)
         return config
 
-    def snapshot(self, args: argparse.Namespace, path: Path) -> Any:
-        """Snapshot ``path``: in-process probe of this kernel unless --python/--kernel."""
-        from .snapshot import take_snapshot
+    def prepare(
+        self,
+        args: argparse.Namespace,
+        path: Path,
+        reporter: Reporter = null_reporter,
+        cancel: CancelToken | None = None,
+        building: bool = True,
+    ) -> Prepared:
+        """Snapshot ``path`` through the pipeline: in-process probe of this kernel unless
+        --python/--kernel; with the build options of this cell when ``building``."""
+        from .pipeline import prepare
 
         options = self.envpack_config().snapshot_options(  # data-file rules, index from config
             index_url=getattr(args, "index_url", None),
@@ -308,13 +321,24 @@ class EnvpackMagics(Magics):
             base = base_image_override(getattr(args, "base_image", None))
             ropts = ReconstructOptions(args.as_of, None, base or self.envpack_config().base_image)
             options = replace(options, reconstruct=ropts)
-        if args.python or args.kernel or options.reconstruct:
-            return take_snapshot(path, python=args.python, kernel=args.kernel, options=options)
-        from .snapshot.probe import probe_current
+        probe = None
+        if not (args.python or args.kernel or options.reconstruct):
+            from .snapshot.probe import probe_current
 
-        return take_snapshot(path, probe=probe_current(), options=options)
+            probe = probe_current()
+        return prepare(
+            path,
+            self.build_options(args) if building else None,
+            python=args.python,
+            kernel=args.kernel,
+            probe=probe,
+            snapshot=options,
+            use_lock=False,
+            reporter=reporter,
+            cancel=cancel,
+        )
 
-    def build_options(self, args: argparse.Namespace) -> Any:
+    def build_options(self, args: argparse.Namespace) -> BuildOptions:
         """``BuildOptions`` from the config with this cell's options on top."""
         opts = self.envpack_config().build_options(
             base_image=base_image_override(args.base_image),
@@ -326,7 +350,7 @@ class EnvpackMagics(Magics):
         opts.validate()
         return opts
 
-    def run_options(self, args: argparse.Namespace) -> Any:
+    def run_options(self, args: argparse.Namespace) -> RunOptions:
         """``RunOptions`` from the config with this cell's options on top."""
         from .execute.parameters import parse_cli_parameters
 
@@ -342,146 +366,73 @@ class EnvpackMagics(Magics):
         opts.validate()
         return opts
 
-    def progress(self, title: str, args: argparse.Namespace) -> Any:
+    def progress(self, title: str, args: argparse.Namespace) -> Progress:
         """A live progress display for a long verb."""
         from .widgets import make_progress
 
         return make_progress(title, self.shell, args.display)
 
 
-# A line that drives jupyter-envpack itself: `%envpack ...`, `x = %envpack ...`, `%load_ext ...`.
-_CONTROL_LINE = re.compile(
-    r"^(?:[A-Za-z_]\w*\s*=\s*)?%(?:envpack\b|(?:re)?load_ext\s+jupyter_envpack\b)"
-)
-
-
-def _neutralise(source: str) -> tuple[str, bool]:
-    """Comment out control lines; return the new source and whether only control lines were left."""
-    lines, only_control, changed = [], True, False
-    for line in source.splitlines():
-        if _CONTROL_LINE.match(line.strip()):
-            lines.append(f"# (not rerun inside its container) {line.strip()}")
-            changed = True
-        else:
-            lines.append(line)
-            only_control = only_control and (not line.strip() or line.lstrip().startswith("#"))
-    return "\n".join(lines), changed and only_control
-
-
-@contextmanager
-def rerunnable(path: Path, spec: Any) -> Iterator[Path]:
-    """The notebook as its container should rerun it, for build/run/submit from the magics.
-
-    Inside the image jupyter-envpack is not installed (and packaging a notebook from inside its
-    own container means nothing), so ``%load_ext jupyter_envpack`` / ``%envpack`` lines would
-    fail there and the notebook would never reproduce. They are commented out (and the outputs
-    of cells that held nothing else cleared) in a copy with the same name, next to copies of the
-    local and data files the snapshot found. Yields ``path`` itself when it has no such line (or when
-    ``spec`` is None: nothing is built).
-    """
-    import nbformat
-
-    if spec is None:
-        yield path
-        return
-    nb = nbformat.read(path, as_version=4)  # type: ignore[no-untyped-call]
-    changed = False
-    for cell in nb.cells:
-        if cell.get("cell_type") != "code":
-            continue
-        source, only_control = _neutralise(cell.source)
-        if source != cell.source:
-            changed = True
-            cell.source = source
-            if only_control:
-                cell.outputs, cell.execution_count = [], None
-    if not changed:
-        yield path
-        return
-    with tempfile.TemporaryDirectory(prefix="envpack-magics-") as tmp:
-        copy = Path(tmp) / path.name
-        nbformat.write(nb, copy)  # type: ignore[no-untyped-call]
-        for rel in [*spec.local_files, *(d.path for d in spec.data_files)]:
-            src = path.parent / rel
-            if src.is_file() and not src.is_symlink():
-                (copy.parent / rel).parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(src, copy.parent / rel)
-        yield copy
-
-
 # ---------------------------------------------------------------- verbs
-def _spec(m: EnvpackMagics, args: argparse.Namespace) -> tuple[Path, Any]:
-    path = m.notebook_path(args.notebook)
-    return path, m.snapshot(args, path)
+def _prepared(m: EnvpackMagics, args: argparse.Namespace, building: bool = False) -> Prepared:
+    return m.prepare(args, m.notebook_path(args.notebook), building=building)
 
 
-def verb_snapshot(m: EnvpackMagics, args: argparse.Namespace) -> Any:
+def verb_snapshot(m: EnvpackMagics, args: argparse.Namespace) -> SnapshotView:
     """The pinned environment (a table; ``.spec`` is the EnvSpec)."""
     from .widgets import SnapshotView
 
-    return SnapshotView(_spec(m, args)[1])
+    return SnapshotView(_prepared(m, args).spec)
 
 
-def verb_dockerfile(m: EnvpackMagics, args: argparse.Namespace) -> Any:
+def verb_dockerfile(m: EnvpackMagics, args: argparse.Namespace) -> TextView:
     """The Dockerfile that ``build`` would use (``.text``)."""
     from .image import render_dockerfile
     from .widgets import TextView
 
-    path, spec = _spec(m, args)
-    return TextView(render_dockerfile(spec, m.build_options(args), notebook_name=path.name))
+    done = _prepared(m, args, building=True)
+    return TextView(render_dockerfile(done.spec, done.build, notebook_name=done.notebook.name))
 
 
-def _build_work(spec: Any, path: Path, opts: Any) -> Callable[..., Any]:
-    from .events import ProgressEvent
-    from .image import build_image
-
-    def work(reporter: Any, cancel: Any) -> Any:
-        for w in spec.warnings:
-            reporter(ProgressEvent("snapshot", f"{w.code}: {w.message}", "warning"))
-        return build_image(spec, path, opts, reporter=reporter, cancel=cancel)
-
-    return work
-
-
-def verb_build(m: EnvpackMagics, args: argparse.Namespace) -> Any:
+def verb_build(m: EnvpackMagics, args: argparse.Namespace) -> FieldsView:
     """Build (or find in the cache) the notebook's image."""
+    from .pipeline import build
     from .widgets import FieldsView, run_with_progress
 
-    path, spec = _spec(m, args)
-    opts = m.build_options(args)
-    with rerunnable(path, spec) as copy:
-        progress = m.progress(f"envpack build {path.name}", args)
-        result = run_with_progress(_build_work(spec, copy, opts), progress)
+    path = m.notebook_path(args.notebook)
+
+    def work(reporter: Reporter, cancel: CancelToken) -> BuildResult:
+        return build(m.prepare(args, path, reporter, cancel), reporter, cancel)
+
+    result = run_with_progress(work, m.progress(f"envpack build {path.name}", args))
     headline = "image found in the cache" if result.cached else "image built"
     return FieldsView(
         headline, {"image": result.image, "duration": f"{result.duration:.1f} s"}, data=result
     )
 
 
-def verb_run(m: EnvpackMagics, args: argparse.Namespace) -> Any:
+def verb_run(m: EnvpackMagics, args: argparse.Namespace) -> FieldsView:
     """Build if needed, rerun the notebook in its image, and compare cell by cell."""
-    from .execute import run_notebook
     from .execute.run import default_output
-    from .pipeline import mark_origin, rerun
-    from .widgets import FieldsView, run_with_progress
+    from .pipeline import rerun
+    from .widgets import run_with_progress
 
     path = m.notebook_path(args.notebook)
     run_opts = m.run_options(args)
     run_opts.output = run_opts.output or str(default_output(path))
-    spec = m.snapshot(args, path)
-    build_opts = None if args.image else m.build_options(args)
-    with rerunnable(path, spec) as copy:
-        build = None if args.image or args.engine == "venv" else _build_work(spec, copy, build_opts)
+    engine = args.engine or "docker"
 
-        def work(reporter: Any, cancel: Any) -> Any:
-            if args.engine == "venv":
-                opts = m.build_options(args)
-                return rerun(spec, copy, "venv", opts, run_opts, reporter, cancel, args.image)[0]
-            image = args.image or build(reporter, cancel).image  # type: ignore[misc]
-            result = run_notebook(image, copy, run_opts, reporter=reporter, cancel=cancel)
-            return mark_origin(result, spec)
+    def work(reporter: Reporter, cancel: CancelToken) -> RunResult:
+        prepared = None if args.image else m.prepare(args, path, reporter, cancel)
+        return rerun(path, prepared, engine, run_opts, reporter, cancel, args.image)[0]
 
-        result = run_with_progress(work, m.progress(f"envpack run {path.name}", args))
+    result = run_with_progress(work, m.progress(f"envpack run {path.name}", args))
+    return _run_view(result)
+
+
+def _run_view(result: RunResult) -> FieldsView:
+    from .widgets import FieldsView
+
     report = result.report
     cells = "\n".join(
         f"cell {c.index}: {c.status}"
@@ -518,14 +469,15 @@ def verb_run(m: EnvpackMagics, args: argparse.Namespace) -> Any:
     )
 
 
-def verb_binder(m: EnvpackMagics, args: argparse.Namespace) -> Any:
+def verb_binder(m: EnvpackMagics, args: argparse.Namespace) -> FieldsView:
     """Binder link, badges and warnings; ``--write`` writes ``binder/`` first."""
     from .share.binder import binder_info, write_binder
     from .share.links import normalize_host
     from .widgets import FieldsView
 
     host = normalize_host(args.host)
-    path, spec = _spec(m, args)
+    done = _prepared(m, args)
+    path, spec = done.notebook, done.spec
     written = write_binder(path, spec=spec)["written"] if args.write else []
     info = binder_info(path, spec=spec, host=host, ref=args.ref, branch=args.branch)
     badges = info["badges"] or {}
@@ -538,89 +490,82 @@ def verb_binder(m: EnvpackMagics, args: argparse.Namespace) -> Any:
     return FieldsView("Binder", fields, info["warnings"], data=info)
 
 
-def _image_name(spec: Any, path: Path, opts: Any, client: Any = None) -> str:
-    from .image.build import image_reference
-
-    return image_reference(spec, path, opts, client)
-
-
-def _engine_status(spec: Any, path: Path, opts: Any) -> dict[str, str]:
+def _engine_status(prepared: Prepared) -> dict[str, str]:
     from .errors import EngineError
     from .image.build import image_exists
     from .image.engine import connect
+    from .pipeline import image_name
 
     try:
         client = connect()
     except EngineError as exc:
-        with rerunnable(path, spec) as copy:
-            image = _image_name(spec, copy, opts)
         return {
             "docker": f"not reachable: {exc.message} (snapshot, dockerfile and binder still work)",
-            "image": image,
+            "image": image_name(prepared),
         }
     try:
-        with rerunnable(path, spec) as copy:
-            image = _image_name(spec, copy, opts, client)
+        image = image_name(prepared, client)
         built = "built" if image_exists(client, image) else "not built yet (%envpack build)"
     finally:
         client.close()
     return {"docker": "reachable", "image": f"{image} — {built}"}
 
 
-def verb_status(m: EnvpackMagics, args: argparse.Namespace) -> Any:
+def verb_status(m: EnvpackMagics, args: argparse.Namespace) -> FieldsView:
     """Where things stand: notebook, environment, Docker engine, image, Binder link."""
     from .share.binder import binder_info
     from .widgets import FieldsView
 
-    path, spec = _spec(m, args)
+    prepared = _prepared(m, args, building=True)
+    path, spec = prepared.notebook, prepared.spec
     fields: dict[str, Any] = {
         "notebook": str(path),
         "python": f"{spec.python_version} ({spec.interpreter})",
         "environment": f"{len(spec.packages)} pinned packages, {len(spec.warnings)} warnings, "
         f"hash {spec.hash[:12]}",
     }
-    fields.update(_engine_status(spec, path, m.build_options(args)))
+    fields.update(_engine_status(prepared))
     binder = binder_info(path, snapshot=False)
     fields["binder"] = binder["link"] or binder["warnings"][0]["message"]
     return FieldsView(f"envpack status of {path.name}", fields, data=fields)
 
 
-def _submit_options(m: EnvpackMagics, args: argparse.Namespace) -> Any:
+def _submit_options(m: EnvpackMagics, args: argparse.Namespace) -> SubmitOptions:
     from .cluster.cli import submit_options
 
     return submit_options(args, m.envpack_config())
 
 
-def verb_submit(m: EnvpackMagics, args: argparse.Namespace) -> Any:
+def verb_submit(m: EnvpackMagics, args: argparse.Namespace) -> FieldsView | TextView:
     """Build (in-process snapshot), push and start the notebook as a cluster job."""
-    from .cluster.jobs import submit
+    from .cluster.jobs import Submitted, submit
     from .widgets import FieldsView, TextView, run_with_progress
 
     path = m.notebook_path(args.notebook)
     opts, cfg = _submit_options(m, args), m.envpack_config()
-    spec = None if args.image else m.snapshot(args, path)
-    with rerunnable(path, spec) as copy:
-        build_opts = None if spec is None else m.build_options(args)
-        if args.dry_run:
-            import yaml
+    if args.dry_run:
+        import yaml
 
-            image = args.image or _image_name(spec, copy, build_opts)
-            done = submit(str(path), opts, image=image, dry_run=True, config=cfg)
-            return TextView(yaml.safe_dump_all(done.manifests, sort_keys=False).rstrip())
+        prepared = None if args.image else m.prepare(args, path)
+        plan = submit(
+            str(path), opts, image=args.image, prepared=prepared, dry_run=True, config=cfg
+        )
+        return TextView(yaml.safe_dump_all(plan.manifests, sort_keys=False).rstrip())
 
-        def work(reporter: Any, cancel: Any) -> Any:
-            image = args.image or _build_work(spec, copy, build_opts)(reporter, cancel).image
-            return submit(
-                str(path),
-                opts,
-                image=image,
-                reporter=reporter,
-                cancel=cancel,
-                wait=args.wait,
-                config=cfg,
-            )
+    def work(reporter: Reporter, cancel: CancelToken) -> Submitted:
+        prepared = None if args.image else m.prepare(args, path, reporter, cancel)
+        return submit(
+            str(path),
+            opts,
+            image=args.image,
+            prepared=prepared,
+            reporter=reporter,
+            cancel=cancel,
+            wait=args.wait,
+            config=cfg,
+        )
 
-        done = run_with_progress(work, m.progress(f"envpack submit {path.name}", args))
+    done = run_with_progress(work, m.progress(f"envpack submit {path.name}", args))
     state = (
         f"{done.status.state.value}: {done.status.message}"
         if done.status
@@ -639,7 +584,7 @@ def verb_submit(m: EnvpackMagics, args: argparse.Namespace) -> Any:
     )
 
 
-def verb_jobs(m: EnvpackMagics, args: argparse.Namespace) -> Any:
+def verb_jobs(m: EnvpackMagics, args: argparse.Namespace) -> TableView:
     """The submitted cluster jobs, their status refreshed."""
     from .cluster.jobs import JobIndex, refresh
     from .widgets import TableView

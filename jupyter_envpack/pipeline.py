@@ -1,69 +1,180 @@
-"""The main job in one call: snapshot → build → rerun → report."""
+"""The one place that sequences the stages: snapshot → build → rerun → report.
+
+Every surface (the CLI, the ``%envpack`` magics, the server's operation kinds, the cluster's
+``submit`` and the pytest plugin) calls these functions and never a stage itself:
+
+- :func:`prepare`: the snapshot (or the lock beside the notebook), reported the same way
+  everywhere (files summary, then each warning), with the lock's base image and hashes applied
+  to the build options;
+- :func:`build` / :func:`image_name`: the image, built or only named;
+- :func:`rerun`: the ONE place that chooses the engine, building first when needed;
+- :func:`containerise`: all of it in one call.
+"""
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import InputError
 from .events import CancelToken, ProgressEvent, Reporter, null_reporter
-from .execute import RunOptions, RunResult, run_notebook
-from .image import BuildOptions, BuildResult, build_image
+from .image.options import BuildOptions
 from .snapshot import EnvSpec, IndexOptions, ReconstructOptions, SnapshotOptions
 from .snapshot.lock import snapshot_or_lock
+
+if TYPE_CHECKING:  # the build and run modules (docker SDK) load when a stage needs them
+    from .execute import RunOptions, RunResult
+    from .image import BuildResult
+    from .snapshot.lock import Lock
+    from .snapshot.probe import Environment
 
 ENGINES = ("docker", "venv")
 """Where a rerun happens: the notebook's image on the Docker engine, or a fresh local venv."""
 
 
-def rerun(
-    spec: EnvSpec,
-    nb_path: str | os.PathLike[str],
-    engine: str = "docker",
+@dataclass(frozen=True)
+class Prepared:
+    """A notebook's snapshot and the build options that go with it (the lock's pins applied)."""
+
+    notebook: Path
+    spec: EnvSpec
+    build: BuildOptions
+
+
+def prepare(
+    notebook: str | os.PathLike[str],
     build: BuildOptions | None = None,
+    *,
+    python: str | None = None,
+    kernel: str | None = None,
+    probe: Environment | None = None,
+    snapshot: SnapshotOptions | None = None,
+    use_lock: bool = True,
+    lock_base: bool | None = None,
+    max_bytes: int | None = None,
+    reporter: Reporter = null_reporter,
+    cancel: CancelToken | None = None,
+) -> Prepared:
+    """Snapshot ``notebook`` (``probe``: an environment probed already, e.g. the magics' kernel).
+
+    ``<stem>.envpack.lock`` beside the notebook replaces the kernel's environment when
+    ``use_lock``; its base image replaces ``build.base_image`` when ``lock_base`` (default: when
+    ``build`` names none). ``snapshot`` defaults to the build's package index settings.
+    """
+    build = build or BuildOptions()
+    if snapshot is None:
+        index = IndexOptions(build.index_url, build.extra_index_urls, build.ca_bundle)
+        snapshot = SnapshotOptions(index=index)
+    path = Path(notebook)
+    reporter(ProgressEvent("snapshot", f"reading {path.name} and its environment", "step"))
+    spec, lock = snapshot_or_lock(path, python, kernel, use_lock, snapshot, probe, max_bytes)
+    if lock is not None:
+        reporter(ProgressEvent("snapshot", f"pins from {path.stem}.envpack.lock", "info"))
+        build = _with_lock(
+            build, lock, build.base_image is None if lock_base is None else lock_base
+        )
+    report_snapshot(spec, reporter)
+    if cancel is not None:
+        cancel.raise_if_cancelled()
+    return Prepared(path, spec, build)
+
+
+def _with_lock(build: BuildOptions, lock: Lock, base: bool) -> BuildOptions:
+    if base and lock.base_image:
+        build = replace(build, base_image=lock.base_image)
+    return replace(build, lock_hashes=lock.hashes)  # a fetched wheel must have one of them
+
+
+def report_snapshot(spec: EnvSpec, reporter: Reporter) -> None:
+    """Report what a snapshot found: pins, shipped files, then each warning (the one loop)."""
+    pinned = f"{len(spec.packages)} distributions pinned for Python {spec.python_version}"
+    reporter(ProgressEvent("snapshot", pinned, "info"))
+    reporter(ProgressEvent("snapshot", spec.files_summary(), "info"))
+    for finding in spec.warnings:
+        reporter(ProgressEvent("snapshot", f"{finding.code}: {finding.message}", "warning"))
+
+
+def build(
+    prepared: Prepared,
+    reporter: Reporter = null_reporter,
+    cancel: CancelToken | None = None,
+    client: Any = None,
+) -> BuildResult:
+    """Build (or find in the cache) the image of ``prepared``."""
+    from .image.build import build_image
+
+    return build_image(prepared.spec, prepared.notebook, prepared.build, reporter, cancel, client)
+
+
+def image_name(prepared: Prepared, client: Any = None) -> str:
+    """The tag :func:`build` gives (or gave) ``prepared``, without fetching or building."""
+    from .image.build import image_reference
+
+    return image_reference(prepared.spec, prepared.notebook, prepared.build, client)
+
+
+def rerun(
+    notebook: str | os.PathLike[str],
+    prepared: Prepared | None,
+    engine: str = "docker",
     run: RunOptions | None = None,
     reporter: Reporter = null_reporter,
     cancel: CancelToken | None = None,
     image: str | None = None,
     client: Any = None,
-    files_from: str | os.PathLike[str] | None = None,
 ) -> tuple[RunResult, BuildResult | None]:
-    """Rerun the notebook of ``spec`` on ``engine``: the ONE place that chooses the engine.
+    """Rerun ``notebook`` on ``engine``: the ONE place that chooses the engine.
 
-    ``docker``: build the image (unless ``image`` is given) and run it; ``venv``: a fresh
-    virtualenv of the lock, no engine needed (``image`` must then be None). ``files_from`` is
-    the notebook whose folder holds the local files when ``nb_path`` is a copy run from elsewhere.
+    ``docker``: build ``prepared`` (unless ``image`` is given) and run the image; ``venv``: a
+    fresh virtualenv of ``prepared``'s lock, no engine needed. ``notebook`` may be a copy run
+    from elsewhere: the local files come from ``prepared.notebook``'s folder.
     """
     if engine not in ENGINES:
         raise InputError(f"unknown engine {engine!r}", hint=f"use one of {', '.join(ENGINES)}")
     if engine == "venv":
-        if image is not None:
-            raise InputError("--image needs a container engine", hint="drop --image or --engine")
-        from .execute.venv import run_notebook_venv
-
-        origin = Path(files_from) if files_from is not None else None
-        result = run_notebook_venv(spec, Path(nb_path), run, reporter, cancel, build, origin)
-        return mark_origin(result, spec), None
+        venv_result = _rerun_venv(Path(notebook), prepared, run, reporter, cancel, image)
+        return mark_origin(venv_result, prepared), None
     if client is None:
         from .image.engine import connect
 
         client = connect()
     built = None
     if image is None:
-        built = build_image(spec, Path(nb_path), build or BuildOptions(), reporter, cancel, client)
+        if prepared is None:
+            raise InputError("nothing to run: no image and no snapshot", hint="give an image")
+        built = build(prepared, reporter, cancel, client)
         image = built.image
-    result = run_notebook(image, Path(nb_path), run or RunOptions(), reporter, cancel, client)
-    return mark_origin(result, spec), built
+    from .execute.run import RunOptions, run_notebook
+
+    result = run_notebook(image, Path(notebook), run or RunOptions(), reporter, cancel, client)
+    return mark_origin(result, prepared), built
 
 
-def mark_origin(result: RunResult, spec: EnvSpec) -> RunResult:
+def mark_origin(result: RunResult, prepared: Prepared | EnvSpec | None) -> RunResult:
     """Say in the report when the environment it ran in was reconstructed (not what ran)."""
-    if spec.reconstructed:
+    spec = prepared.spec if isinstance(prepared, Prepared) else prepared
+    if spec is not None and spec.reconstructed:
         result.report.origin = spec.origin
         result.report.as_of = str((spec.reconstruction or {}).get("as_of_used") or "") or None
     return result
+
+
+def _rerun_venv(
+    notebook: Path,
+    prepared: Prepared | None,
+    run: RunOptions | None,
+    reporter: Reporter,
+    cancel: CancelToken | None,
+    image: str | None,
+) -> RunResult:
+    if image is not None or prepared is None:
+        raise InputError("--image needs a container engine", hint="drop --image or --engine")
+    from .execute.venv import run_notebook_venv
+
+    origin = prepared.notebook if prepared.notebook != notebook else None
+    return run_notebook_venv(prepared.spec, notebook, run, reporter, cancel, prepared.build, origin)
 
 
 @dataclass
@@ -111,47 +222,23 @@ def containerise(
     """
     if engine == "venv" and not rerun:
         raise InputError("the venv engine builds no image", hint="rerun, or use engine 'docker'")
-    build = build or BuildOptions()
-    if snapshot is None:
-        index = IndexOptions(build.index_url, build.extra_index_urls, build.ca_bundle)
-        snapshot = SnapshotOptions(index=index)
     if reconstruct is not None:
+        build = build or BuildOptions()
+        index = IndexOptions(build.index_url, build.extra_index_urls, build.ca_bundle)
         base = reconstruct.base_image or build.base_image
-        snapshot = replace(snapshot, reconstruct=replace(reconstruct, base_image=base))
-    reporter(ProgressEvent("snapshot", f"reading {os.fspath(path)} and its environment", "step"))
-    spec, lock = snapshot_or_lock(path, python, kernel, use_lock=use_lock, options=snapshot)
-    if lock is not None:
-        reporter(ProgressEvent("snapshot", f"pins from {Path(path).stem}.envpack.lock", "info"))
-        if build.base_image is None and lock.base_image:
-            build = replace(build, base_image=lock.base_image)
-        build = replace(build, lock_hashes=lock.hashes)
-    reporter(
-        ProgressEvent(
-            "snapshot",
-            f"{len(spec.packages)} distributions pinned for Python {spec.python_version}",
-            "info",
+        snapshot = replace(
+            snapshot or SnapshotOptions(index=index),
+            reconstruct=replace(reconstruct, base_image=base),
         )
-    )
-    reporter(ProgressEvent("snapshot", spec.files_summary(), "info"))
-    for finding in spec.warnings:
-        reporter(ProgressEvent("snapshot", f"{finding.code}: {finding.message}", "warning"))
-    if cancel is not None:
-        cancel.raise_if_cancelled()
-    nb_path = Path(path)
-    target = Path(rerun_path) if rerun_path is not None else nb_path
-    if engine == "venv":
-        venv_run, _ = _rerun(spec, target, engine, build, run, reporter, cancel, files_from=nb_path)
-        return Containerised(spec, None, venv_run)
-    if client is None:
-        from .image.engine import connect
-
-        client = connect()
-    built = build_image(spec, nb_path, build, reporter, cancel, client)
-    result = None
-    if rerun:
-        result = run_notebook(built.image, target, run or RunOptions(), reporter, cancel, client)
-        mark_origin(result, spec)
-    return Containerised(spec, built, result)
+    prepared = prepare(
+        path, build, python=python, kernel=kernel, snapshot=snapshot, use_lock=use_lock,
+        reporter=reporter, cancel=cancel,
+    )  # fmt: skip
+    if not rerun:
+        return Containerised(prepared.spec, _build(prepared, reporter, cancel, client), None)
+    target = rerun_path if rerun_path is not None else path
+    result, built = _rerun(target, prepared, engine, run, reporter, cancel, client=client)
+    return Containerised(prepared.spec, built, result)
 
 
-_rerun = rerun  # containerise's own ``rerun`` flag shadows the function inside it
+_rerun, _build = rerun, build  # containerise's own arguments shadow these functions inside it

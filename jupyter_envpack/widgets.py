@@ -21,9 +21,12 @@ import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from .events import CancelToken, ProgressEvent, Reporter
+
+if TYPE_CHECKING:
+    from .snapshot.spec import EnvSpec, PinnedPackage
 
 T = TypeVar("T")
 DISPLAY_ENV = "ENVPACK_MAGICS_DISPLAY"
@@ -225,7 +228,7 @@ def _warnings_text(warnings: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
-def _why(p: Any) -> str:
+def _why(p: PinnedPackage) -> str:
     reasons = {"runner": "added to run the kernel", "pip-pin": "%pip pin (from the index)"}
     if p.reason in reasons:
         return reasons[p.reason]
@@ -235,7 +238,7 @@ def _why(p: Any) -> str:
 class SnapshotView:
     """The pinned environment as an HTML table (``.spec`` is the EnvSpec)."""
 
-    def __init__(self, spec: Any) -> None:
+    def __init__(self, spec: EnvSpec) -> None:
         self.spec = spec
 
     def _rows(self) -> list[tuple[str, str, str]]:

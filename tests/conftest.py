@@ -47,7 +47,7 @@ def jp_server_config(envpack_db: Path, envpack_config: dict[str, Any]) -> Any:
                 "jpserver_extensions": {"jupyter_envpack": True, "jupyter_server_terminals": False},
                 "allow_unauthenticated_access": False,
             },
-            "EnvPack": {"database_path": str(envpack_db), "runners": {}, **envpack_config},
+            "EnvPack": {"database_path": str(envpack_db), "operation_kinds": {}, **envpack_config},
         }
     )
 

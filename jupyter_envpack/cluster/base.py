@@ -220,7 +220,7 @@ def fetch_result(backend: Backend, handle: str) -> str:
 
     Raises the core's ``RunError`` (reason ``no-result``) when the log holds no result block.
     """
-    from ..execute.runner import extract_result, extract_result_lines  # lazy: light imports
+    from ..execute.result_block import extract_result, extract_result_lines  # lazy: light imports
 
     streaming = getattr(backend, "result_lines", None)  # never the whole log in memory (L6)
     if streaming is not None:

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..defaults import CELL_TIMEOUT, RUN_DEADLINE
 from ..errors import CancelledError, ClusterError, ConflictError, InputError, NotFoundError
@@ -34,6 +34,11 @@ from .k8s_manifests import (
     validate_timezone,
 )
 from .registry import RegistryAuth, push_image, target_reference, validate_registry
+
+if TYPE_CHECKING:
+    from ..config import EnvPack
+    from ..image import BuildOptions
+    from ..pipeline import Prepared
 
 DB_ENV = "ENVPACK_JOBS_DB"
 _OPEN_STATES = (JobState.QUEUED.value, JobState.RUNNING.value)
@@ -303,12 +308,10 @@ def new_job_id() -> str:
     return uuid.uuid4().hex[:12]
 
 
-def default_config() -> Any:
-    """The ``EnvPack`` configuration from the Jupyter config files (None when unavailable)."""
-    try:
-        from ..config import load_envpack_config
-    except ImportError:  # pragma: no cover - the config module ships with the package
-        return None
+def default_config() -> EnvPack:
+    """The ``EnvPack`` configuration from the Jupyter config files."""
+    from ..config import load_envpack_config
+
     return load_envpack_config()
 
 
@@ -362,28 +365,28 @@ def backend_availability(config: Any = None, client: Any = None) -> dict[str, di
 def image_for(
     notebook: str,
     *,
-    build: Any = None,
+    build: BuildOptions | None = None,
     python: str | None = None,
     kernel: str | None = None,
     reporter: Reporter = null_reporter,
     cancel: CancelToken | None = None,
     dry_run: bool = False,
+    prepared: Prepared | None = None,
 ) -> str:
-    """Return the notebook's local image: built (cached by content), or only named on a dry run."""
-    from ..image import BuildOptions, build_image
-    from ..snapshot import take_snapshot
+    """Return the notebook's local image: built (cached by content), or only named on a dry run.
 
-    reporter(ProgressEvent("snapshot", f"reading {notebook} and probing the kernel", "step"))
-    spec = take_snapshot(notebook, python=python, kernel=kernel)
-    reporter(ProgressEvent("snapshot", spec.files_summary(), "info"))  # shown before any push
-    for finding in spec.warnings:
-        reporter(ProgressEvent("snapshot", f"{finding.code}: {finding.message}", "warning"))
-    options = build or BuildOptions()
+    ``prepared``: the notebook's snapshot taken already (the magics probe their own kernel).
+    """
+    from .. import pipeline
+
+    if prepared is None:
+        prepared = pipeline.prepare(  # the files summary is shown before any push
+            notebook, build, python=python, kernel=kernel, use_lock=False, reporter=reporter,
+            cancel=cancel,
+        )  # fmt: skip
     if dry_run:
-        from ..image.context import make_context
-
-        return str(make_context(spec, notebook, options).image)
-    return str(build_image(spec, notebook, options, reporter, cancel).image)
+        return pipeline.image_name(prepared)
+    return pipeline.build(prepared, reporter, cancel).image
 
 
 def make_job_spec(job_id: str, notebook: str, image: str, opts: SubmitOptions) -> JobSpec:
@@ -460,7 +463,7 @@ def submit(
     opts: SubmitOptions,
     *,
     image: str | None = None,
-    build: Any = None,
+    build: BuildOptions | None = None,
     python: str | None = None,
     kernel: str | None = None,
     reporter: Reporter = null_reporter,
@@ -473,8 +476,12 @@ def submit(
     job_id: str | None = None,
     on_record: Callable[[JobRecord], None] | None = None,
     output: Path | None = None,
+    prepared: Prepared | None = None,
 ) -> Submitted:
     """Build (or reuse ``image``), push, and start ``notebook`` as a cluster job.
+
+    The image comes from the pipeline (:func:`image_for`; ``prepared`` when the caller took the
+    snapshot already).
 
     With ``dry_run`` nothing is built, pushed or contacted: the result carries the manifests (or
     Swarm service spec) that would be sent. With ``wait`` the job is followed to its end and the
@@ -502,6 +509,7 @@ def submit(
         reporter=reporter,
         cancel=cancel,
         dry_run=dry_run,
+        prepared=prepared,
     )
     reference = pushed_reference(
         local, opts, client=client, reporter=reporter, cancel=cancel, dry_run=dry_run

@@ -1,6 +1,6 @@
 """The server's ``job`` operation kind: a cluster job as an envpack operation.
 
-Registered by default through ``c.EnvPack.runners = {"job": "jupyter_envpack.cluster.operation:
+Registered by default through ``c.EnvPack.operation_kinds = {"job": "jupyter_envpack.cluster.operation:
 job_kind"}``. The operation id is the job id, so the cluster objects carry
 ``org.jupyter.envpack.job=<operation id>`` as well as ``org.jupyter.envpack.operation=<id>``; the
 backend, its options and the handle go into ``op.handle`` before and right after launch, so

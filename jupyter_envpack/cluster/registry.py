@@ -133,10 +133,6 @@ def target_reference(image: str, registry: str) -> tuple[str, str]:
     return f"{validate_registry(registry)}/{repository}", tag
 
 
-def _registry_host(registry: str) -> str:
-    return registry.split("/", 1)[0]
-
-
 def _error_hint(message: str, registry: str) -> str:
     low = message.lower()
     if "unauthorized" in low or "authentication required" in low or "denied" in low:

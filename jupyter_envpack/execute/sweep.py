@@ -312,7 +312,7 @@ def collect_runs(
     stem: str,
 ) -> list[SweepRun]:
     """One :class:`SweepRun` per row, its executed notebook read from its log and saved."""
-    from .runner import extract_result
+    from .result_block import extract_result
 
     runs = []
     for index, row in enumerate(rows):

@@ -30,6 +30,7 @@ from .basepin import pin_base_image
 from .context import BuildContext, make_context, runner_lock
 from .dockerapi import StreamSlot, watch_streams
 from .engine import base_labels, connect
+from .layers import built_chains
 from .options import UV_VERSION, BuildOptions
 from .syslibs import SystemNeeds, plan_system, probe_base, record_system
 from .verify import verify_image
@@ -310,6 +311,11 @@ def build_image(
     if found is not None:
         return _cached(client, found, system, started, reporter, opts)
     ctx = make_context(spec, nb_path, opts, wheel_url=url, system=system, hashes=hashes)
+    if ctx.chain:  # heavy layers ordered to extend what an earlier build wrote (.layers)
+        history = built_chains(client, ctx.chain)
+        ctx = make_context(
+            spec, nb_path, opts, wheel_url=url, system=system, hashes=hashes, history=history
+        )
     _report_system(system, reporter)
     image_id: str | None = None
     if gateway is not None:

@@ -20,16 +20,25 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from packaging.utils import canonicalize_name, parse_wheel_filename
+
 from ..errors import InputError
 from ..safefs import refuse_symlink, safe_write
 from ..snapshot.localfiles import MAX_LOCAL_FILE_BYTES, hidden, looks_secret, regular_inside
 from ..snapshot.notebook import dumps_notebook, parse_notebook, read_notebook_bytes
 from ..snapshot.spec import EnvSpec
-from .dockerfile import DATA_DIR, DOCKERIGNORE, ENV_PREFIX, render_dockerfile
+from .dockerfile import (
+    DATA_DIR,
+    DOCKERIGNORE,
+    ENV_PREFIX,
+    USER_SETUP,
+    render_dockerfile,
+)
+from .layers import heavy_pins, layer_order, wheel_sizes
 from .options import UV_VERSION, BuildOptions
 from .refs import slug
 from .syslibs import SystemNeeds
-from .wheels import hashed_lock
+from .wheels import cache_dir, hashed_lock, target_arch
 
 RUNNER_REQUIREMENTS = ("nbclient",)
 _RUNNER_SCRIPT = Path(__file__).resolve().parent.parent / "execute" / "_runner_script.py"
@@ -82,13 +91,23 @@ class BuildContext:
     runner_lock: list[str]
     python_minor: str
     wheels: list[Path] = field(default_factory=list)
+    canonical_dockerfile: bytes | None = None
+    chain: str = ""
+    """Hash of the layers under the heavy ones ("" when there are none), see :mod:`.layers`."""
+    """The Dockerfile with the heavy layers in canonical order, when the build reorders them."""
 
     @property
     def tag_hash(self) -> str:
-        """sha256 over every file of the context (the wheels are determined by the locks)."""
+        """sha256 over every file of the context (the wheels are determined by the locks).
+
+        The heavy layers' order (chosen from what the engine already has) is not part of it.
+        """
+        files = dict(self.files)
+        if self.canonical_dockerfile is not None:
+            files["Dockerfile"] = self.canonical_dockerfile
         h = hashlib.sha256()
-        for name in sorted(self.files):
-            h.update(name.encode() + b"\0" + hashlib.sha256(self.files[name]).digest())
+        for name in sorted(files):
+            h.update(name.encode() + b"\0" + hashlib.sha256(files[name]).digest())
         return h.hexdigest()
 
     @property
@@ -172,6 +191,7 @@ def make_context(
     wheel_url: str | None = None,
     system: SystemNeeds | None = None,
     hashes: dict[str, str] | None = None,
+    history: list[list[str]] | None = None,
 ) -> BuildContext:
     """Assemble the context of ``spec`` for the notebook at ``nb_path`` (no wheels yet).
 
@@ -179,6 +199,8 @@ def make_context(
     context); without it the wheels are added to the context by the caller. ``system``: apt
     packages for a layer before the environment. ``hashes``: wheel file name → sha256 recorded at
     fetch time; the locks then carry ``--hash`` lines and are installed with ``--require-hashes``.
+    With both, heavy distributions get a layer each (:mod:`.layers`), ordered to extend the
+    longest of ``history`` (heavy-layer lists of earlier builds with the same lower layers).
     """
     opts.validate()
     path = Path(nb_path)
@@ -204,11 +226,8 @@ def make_context(
     pinned = [env_lock, runner, tools]
     if hashes:
         pinned = [hashed_lock(lock, hashes) for lock in pinned]
-    dockerfile = render_dockerfile(
-        spec, opts, notebook_name=name, wheel_url=wheel_url, system=system, hashed=bool(hashes)
-    )
     files: dict[str, bytes] = {
-        "Dockerfile": dockerfile.encode(),
+        "Dockerfile": b"",  # rendered below, once the heavy layers are known; written first
         ".dockerignore": DOCKERIGNORE.encode(),
         "envpack/requirements.lock": (lock_header + "\n".join(pinned[0]) + "\n").encode(),
         "envpack/runner.lock": (
@@ -222,6 +241,25 @@ def make_context(
         "envpack/kernel.json": json.dumps(kernel, indent=1).encode(),
         f"work/{name}": notebook_bytes(strip_outputs(nb)),
     }
+    heavy: list[str] = []
+    digests: dict[str, str] = {}
+    if wheel_url and hashes:
+        sizes = wheel_sizes(cache_dir(spec.python_minor, target_arch()), hashes)
+        digests = _one_wheel_digests(heavy_pins(spec, sizes), hashes)
+        heavy = [pin for pin in heavy_pins(spec, sizes) if pin in digests]
+        files["envpack/rest.lock"] = _rest_lock(pinned[0], heavy)
+    chain = _chain(files, opts, wheel_url) if heavy else ""
+
+    def render(order: list[str]) -> bytes:
+        return render_dockerfile(
+            spec, opts, name, wheel_url, system, bool(hashes), order, chain, digests
+        ).encode()
+
+    files["Dockerfile"] = render(heavy)
+    order = layer_order(heavy, history or [])
+    canonical = None
+    if order != heavy:
+        canonical, files["Dockerfile"] = files["Dockerfile"], render(order)
     files.update(_local_files(path, spec))
     uv_sums = [
         f"{d}  {n}\n" for n, d in (hashes or {}).items() if n.startswith(f"uv-{UV_VERSION}-")
@@ -234,7 +272,40 @@ def make_context(
         env_lock=env_lock,
         runner_lock=runner,
         python_minor=spec.python_minor,
+        canonical_dockerfile=canonical,
+        chain=chain,
     )
+
+
+def _one_wheel_digests(pins: list[str], hashes: dict[str, str]) -> dict[str, str]:
+    """pin → sha256 of its wheel, for the pins that have exactly one wheel file."""
+    found: dict[str, list[str]] = {}
+    for name, digest in hashes.items():
+        dist, version, _build, _tags = parse_wheel_filename(name)
+        found.setdefault(f"{dist}=={version}", []).append(digest)
+    return {pin: found[pin][0] for pin in pins if len(found.get(pin, [])) == 1}
+
+
+def _rest_lock(lines: list[str], heavy: list[str]) -> bytes:
+    """The lock lines not installed by a heavy layer."""
+    skip = {_pin_key(p) for p in heavy}
+    return "".join(f"{ln}\n" for ln in lines if _pin_key(ln.split(" ", 1)[0]) not in skip).encode()
+
+
+def _pin_key(pin: str) -> str:
+    name, _, version = pin.partition("==")
+    return f"{canonicalize_name(name)}=={version}"
+
+
+def _chain(files: dict[str, bytes], opts: BuildOptions, wheel_url: str | None) -> str:
+    """Hash of what the build writes under the heavy layers (see :data:`.layers.CHAIN_LABEL`)."""
+    h = hashlib.sha256()
+    parts = [opts.base_image or "", opts.base_image_id or "", wheel_url or "", UV_VERSION]
+    for part in [*parts, USER_SETUP]:
+        h.update(part.encode() + b"\0")
+    for name in ("envpack/runner.lock", "envpack/tools.lock", "envpack/install_env.py"):
+        h.update(hashlib.sha256(files[name]).digest())
+    return h.hexdigest()[:32]
 
 
 def _make_parents(folder: Path, name: str) -> Path:

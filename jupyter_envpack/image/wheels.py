@@ -181,6 +181,11 @@ def _load_hashes(folder: Path) -> dict[str, str]:
     return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
 
 
+def recorded_hashes(folder: Path) -> dict[str, str]:
+    """The sha256 recorded for each wheel of ``folder`` (file name → hex digest)."""
+    return _load_hashes(folder)
+
+
 def record_hashes(folder: Path) -> dict[str, str]:
     """Record the sha256 of every newly fetched wheel of ``folder``; return the whole record."""
     known = _load_hashes(folder)

@@ -25,6 +25,7 @@ import html
 import ipaddress
 import json
 import os
+import re
 import secrets
 import socket
 import threading
@@ -37,6 +38,7 @@ from typing import Any
 
 from ..safefs import safe_write
 from .dockerapi import engine_key
+from .wheels import recorded_hashes
 
 _gateways: dict[str, str | None] = {}
 
@@ -125,8 +127,10 @@ def _handler(folder: Path, token: str, allowed: _Allowed) -> type[BaseHTTPReques
                 return
             name = self.path[len(prefix) :]
             if name in {"", "index.html"}:
+                sums = recorded_hashes(folder)  # PEP 503 fragments: a layer names its wheel by hash
                 links = "".join(
-                    f'<a href="{html.escape(p.name)}">{html.escape(p.name)}</a>\n'
+                    f'<a href="{html.escape(p.name)}{_fragment(sums.get(p.name))}">'
+                    f"{html.escape(p.name)}</a>\n"
                     for p in sorted(folder.glob("*.whl"))
                     if p.name in allowed
                 )
@@ -158,6 +162,10 @@ def _handler(folder: Path, token: str, allowed: _Allowed) -> type[BaseHTTPReques
             return
 
     return Handler
+
+
+def _fragment(digest: str | None) -> str:
+    return f"#sha256={digest}" if digest and re.fullmatch(r"[0-9a-f]{64}", digest) else ""
 
 
 class WheelServerBusy(OSError):

@@ -14,7 +14,7 @@ from .service import EnvpackService
 class EnvpackExtension(ExtensionApp):
     """Serves ``/envpack/...``; configured through ``c.EnvPack`` (``jupyter_envpack.config``).
 
-    Extra operation kinds come from ``c.EnvPack.runners`` (import strings), or from
+    Extra operation kinds come from ``c.EnvPack.operation_kinds`` (import strings), or from
     ``web_app.settings["envpack_service"].manager.register_kind(...)`` (tests).
     """
 

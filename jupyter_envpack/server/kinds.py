@@ -1,7 +1,7 @@
 """The ``build`` and ``run`` operation kinds: thin calls into the core (docs/core-api.md).
 
-Each runner executes in an :class:`~jupyter_envpack.operations.OperationManager` worker thread,
-never on the IOLoop. The core puts ``op.labels`` (``org.jupyter.envpack.operation=<id>``) on every
+Each kind's function executes in an :class:`~jupyter_envpack.operations.OperationManager` worker
+thread, never on the IOLoop. The stages are sequenced by :mod:`jupyter_envpack.pipeline`. The core puts ``op.labels`` (``org.jupyter.envpack.operation=<id>``) on every
 container and image it creates, which is how ``resume`` finds them again after a restart.
 """
 
@@ -11,38 +11,24 @@ import contextlib
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import CancelledError
-from ..events import CancelToken, ProgressEvent, StageClock
+from ..events import CancelToken, ProgressEvent, Reporter, StageClock
 from ..operations import OPERATION_LABEL, Kind, LostError, OperationContext
 from .schema import BUILD_FIELDS, RUN_FIELDS, validator
 
-Reporter = Callable[[ProgressEvent], None]
-#: How a re-followed run ended, by the runner's exit code (docs/core-api.md).
+if TYPE_CHECKING:
+    from ..execute import RunOptions
+    from ..image import BuildOptions
+    from ..pipeline import Prepared
 
 
-def docker_client() -> Any:
+def docker_client() -> Any:  # docker-py is untyped
     """Return a docker client (the core's ``connect``: a fast ``EngineError`` when down)."""
     from ..image.engine import connect
 
     return connect()
-
-
-def _snapshot(op: OperationContext, reporter: Reporter) -> Any:
-    from ..snapshot import take_snapshot
-
-    reporter(ProgressEvent("snapshot", "reading the notebook and its kernel's packages", "step"))
-    spec = take_snapshot(
-        str(op.notebook),
-        kernel=op.options.get("kernel") or op.config.kernel,
-        max_bytes=op.config.max_notebook_size,
-        options=snapshot_options(op.config, op.options),
-    )
-    reporter(ProgressEvent("snapshot", spec.files_summary(), "info"))
-    if spec.reconstructed:
-        reporter(ProgressEvent("snapshot", spec.warnings[0].message, "warning"))
-    return spec
 
 
 def snapshot_options(config: Any, options: dict[str, Any]) -> Any:
@@ -58,7 +44,7 @@ def snapshot_options(config: Any, options: dict[str, Any]) -> Any:
     return replace(base, reconstruct=ReconstructOptions(options.get("as_of"), None, image))
 
 
-def _build_options(op: OperationContext, deadline: float | None) -> Any:
+def _build_options(op: OperationContext, deadline: float | None) -> BuildOptions:
     return op.config.build_options(
         base_image=op.options.get("base_image"),
         deadline=deadline,
@@ -67,11 +53,30 @@ def _build_options(op: OperationContext, deadline: float | None) -> Any:
     )
 
 
+def _prepare(
+    op: OperationContext, reporter: Reporter, cancel: CancelToken, build: BuildOptions
+) -> Prepared:
+    """The operation's notebook through the pipeline's snapshot, with its build options."""
+    from ..pipeline import prepare
+
+    return prepare(
+        op.notebook,
+        build,
+        kernel=op.options.get("kernel") or op.config.kernel,
+        snapshot=snapshot_options(op.config, op.options),
+        use_lock=False,
+        max_bytes=op.config.max_notebook_size,
+        reporter=reporter,
+        cancel=cancel,
+    )
+
+
 def _build(
     op: OperationContext, reporter: Reporter, cancel: CancelToken, deadline: float | None
 ) -> dict[str, Any]:
+    """Snapshot and build through the pipeline, or replay the no-op memo of an unchanged build."""
     from ..buildmemo import recall, remember_build, replay
-    from ..image import build_image
+    from ..pipeline import build
 
     notebook = str(op.notebook)
     options = _build_options(op, deadline)
@@ -84,32 +89,32 @@ def _build(
         op.set_handle(image=memo.image)
         return memo.result
     clock = StageClock(reporter)
-    spec = _snapshot(op, clock)
-    cancel.raise_if_cancelled("build")
-    res = build_image(spec, notebook, options, reporter=clock, cancel=cancel)
+    prepared = _prepare(op, clock, cancel, options)
+    res = build(prepared, clock, cancel)
     clock.finish()
     op.set_handle(image=res.image)
     result = {
         **res.to_json(),
-        "snapshot_hash": spec.hash,
-        "origin": spec.origin,
-        **({"reconstruction": spec.reconstruction} if spec.reconstruction else {}),
+        "snapshot_hash": prepared.spec.hash,
+        "origin": prepared.spec.origin,
+        **({"reconstruction": prepared.spec.reconstruction} if prepared.spec.reconstructed else {}),
         # the snapshot's findings, then the build's (missing-command, unmapped-library)
-        "warnings": [w.to_json() for w in spec.warnings] + (res.system or {}).get("warnings", []),
+        "warnings": [w.to_json() for w in prepared.spec.warnings]
+        + (res.system or {}).get("warnings", []),
     }
     if not no_memo:
-        remember_build(notebook, settings, result, spec, True, clock.kept)
+        remember_build(notebook, settings, result, prepared.spec, True, clock.kept)
     return result
 
 
-def _memo_settings(op: OperationContext, options: Any) -> dict[str, Any]:
+def _memo_settings(op: OperationContext, options: BuildOptions) -> dict[str, Any]:
     """What shapes this build besides the notebook's bytes (the no-op memo's key)."""
     return {
         "surface": "server",
         "notebook": str(op.notebook),
         "kernel": op.options.get("kernel") or op.config.kernel,
         "max_bytes": op.config.max_notebook_size,
-        "snapshot": repr(op.config.snapshot_options()),
+        "snapshot": repr(snapshot_options(op.config, op.options)),
         "build": repr(replace(options, labels={}, deadline=0.0, idle_timeout=0.0)),
     }
 
@@ -138,7 +143,7 @@ def _report_json(op: OperationContext, report: Any, output: Path) -> dict[str, A
     return data
 
 
-def _run_options(op: OperationContext) -> Any:
+def _run_options(op: OperationContext) -> RunOptions:
     """The core's ``RunOptions`` of a ``run`` operation (config, then the request's options)."""
     o = op.options
     output, mem = o.get("output"), o.get("mem_limit")
@@ -159,14 +164,15 @@ def _run_options(op: OperationContext) -> Any:
 
 def run_run(op: OperationContext, reporter: Reporter, cancel: CancelToken) -> dict[str, Any]:
     """``run`` kind: build (cached when unchanged, skipped with ``image``), then execute."""
-    from ..execute import run_notebook
     from ..pipeline import rerun
 
     o = op.options
-    build = None
     image = o.get("image")
-    venv = o.get("engine") == "venv"
-    if image is None and not venv:
+    engine = o.get("engine") or "docker"
+    build, prepared = None, None
+    if engine == "venv":  # no image: the venv is made from the snapshot
+        prepared = _prepare(op, reporter, cancel, _build_options(op, o.get("build_deadline")))
+    elif image is None:
         build = _build(op, reporter, cancel, o.get("build_deadline"))
         image = build["image"]
     options = _run_options(op)
@@ -175,15 +181,7 @@ def run_run(op: OperationContext, reporter: Reporter, cancel: CancelToken) -> di
 
         sweep = run_sweep(op, str(image), options, reporter, cancel)
         return {"image": image, "engine": "docker", "build": build, "sweep": sweep}
-    if venv:
-        spec = _snapshot(op, reporter)
-        bopts = _build_options(op, o.get("build_deadline"))
-        rr, _ = rerun(spec, op.notebook, "venv", bopts, options, reporter, cancel, image=image)
-    else:
-        rr = run_notebook(str(image), str(op.notebook), options, reporter=reporter, cancel=cancel)
-        if build is not None and build.get("origin") == "reconstructed":
-            rr.report.origin = "reconstructed"
-            rr.report.as_of = build["reconstruction"].get("as_of_used")
+    rr, _ = rerun(op.notebook, prepared, engine, options, reporter, cancel, image)
     return {
         "image": rr.report.image,
         "engine": rr.report.engine,
@@ -226,7 +224,7 @@ def resume_run(op: OperationContext, reporter: Reporter, cancel: CancelToken) ->
         reporter(ProgressEvent("run", f"following container {container.short_id} again", "info"))
         try:
             code = _wait_exit(container, cancel)
-            return collect_run(op, container, code)
+            return _resumed_result(op, container, code)
         finally:
             with contextlib.suppress(docker.errors.APIError):
                 container.remove(force=True, v=True)
@@ -234,12 +232,12 @@ def resume_run(op: OperationContext, reporter: Reporter, cancel: CancelToken) ->
         client.close()
 
 
-def collect_run(op: OperationContext, container: Any, code: int) -> dict[str, Any]:
-    """Turn an exited run container into the ``run`` result (output written, report made)."""
-    from ..execute.run import collect_run as core_collect_run
+def _resumed_result(op: OperationContext, container: Any, code: int) -> dict[str, Any]:
+    """The ``run`` result of a re-followed container (the core's ``collect_run`` does the work)."""
+    from ..execute.run import collect_run
 
     output = op.resolve_output(op.options["output"]) if op.options.get("output") else None
-    rr = core_collect_run(container, op.notebook, code, _run_options(op), output=output)
+    rr = collect_run(container, op.notebook, code, _run_options(op), output=output)
     report = rr.report
     return {
         "image": report.image,

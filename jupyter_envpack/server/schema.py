@@ -17,7 +17,6 @@ from ..execute.limits import parse_memory
 
 KERNEL_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 IDENT_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,99}")
-OP_ID_RE = re.compile(r"[0-9a-f]{32}")
 MAX_DEPTH = 32
 
 

@@ -31,7 +31,7 @@ class EnvpackService:
     paths
         The contents root's path policy.
     kinds
-        Extra kinds to register (tests register fakes here); ``config.runners`` are added too.
+        Extra kinds to register (tests register fakes here); ``config.operation_kinds`` are added too.
     """
 
     def __init__(
@@ -56,7 +56,7 @@ class EnvpackService:
 
     def _configured_kinds(self) -> list[Kind]:
         found = []
-        for name, target in self.config.runners.items():
+        for name, target in self.config.operation_kinds.items():
             try:
                 kind = import_string(target)
             except (ImportError, AttributeError) as exc:

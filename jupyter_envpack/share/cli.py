@@ -17,17 +17,6 @@ from ..cli import add_reconstruct_arguments
 from ..errors import InputError
 
 
-def _add_environment_arguments(parser: argparse.ArgumentParser) -> None:
-    try:
-        from ..cli import add_environment_arguments
-    except ImportError:  # the core CLI has not landed: same flags, declared here
-        group = parser.add_mutually_exclusive_group()
-        group.add_argument("--python", metavar="PATH", help="interpreter whose packages to pin")
-        group.add_argument("--kernel", metavar="NAME", help="kernelspec whose packages to pin")
-    else:
-        add_environment_arguments(parser)
-
-
 def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Register the ``binder`` verb on the ``jupyter envpack`` parser."""
     parser = subparsers.add_parser(
@@ -38,7 +27,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
         "binder/ (pinned requirements.txt, runtime.txt, apt.txt when needed).",
     )
     parser.add_argument("notebook", metavar="NB", help="the notebook (.ipynb)")
-    _add_environment_arguments(parser)
+    from ..cli import add_environment_arguments
+
+    add_environment_arguments(parser)
     add_reconstruct_arguments(parser)
     parser.add_argument(
         "--write",

@@ -31,6 +31,7 @@ from .spec import EnvSpec, Finding, PinnedPackage
 
 if TYPE_CHECKING:
     from . import SnapshotOptions
+    from .probe import Environment
 
 LOCK_SCHEMA = "envpack.lock/1"
 LOCK_SUFFIX = ".envpack.lock"
@@ -243,9 +244,12 @@ def snapshot_or_lock(
     kernel: str | None = None,
     use_lock: bool = True,
     options: SnapshotOptions | None = None,
+    probe: Environment | None = None,
+    max_bytes: int | None = None,
 ) -> tuple[EnvSpec, Lock | None]:
     """A reconstruction when ``options.reconstruct`` is set; else the lock file's spec when
-    ``use_lock`` and it exists; else a snapshot of the kernel."""
+    ``use_lock`` and it exists; else a snapshot of the kernel (``probe``: its environment probed
+    already; ``max_bytes``: the notebook's size limit)."""
     if options is not None and options.reconstruct is not None:
         from .reconstruct import reconstructed_spec
 
@@ -255,5 +259,7 @@ def snapshot_or_lock(
         lock = read_lock(path)
         return snapshot_from_lock(nb_path, lock, options), lock
     from . import take_snapshot
+    from .notebook import DEFAULT_MAX_BYTES
 
-    return take_snapshot(nb_path, python=python, kernel=kernel, options=options), None
+    limit = DEFAULT_MAX_BYTES if max_bytes is None else max_bytes
+    return take_snapshot(nb_path, python, kernel, probe, limit, options), None

@@ -272,11 +272,6 @@ def _requirement(text: str, strict: bool = False) -> bool:
     return True
 
 
-def pip_requirements_in(source: str) -> list[str]:
-    """Requirement strings of ``%pip install`` / ``!pip install`` lines (options skipped)."""
-    return pip_arguments(source)[0]
-
-
 def _pip_findings(source: str, index: int, result: NotebookAnalysis) -> None:
     reqs, bad = pip_arguments(source)
     result.pip_requirements += [(req, index) for req in reqs]

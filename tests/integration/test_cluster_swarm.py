@@ -376,7 +376,10 @@ def test_real_envpack_image_end_to_end(
 @pytest.fixture
 def envpack_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     monkeypatch.setenv("ENVPACK_JOBS_DB", str(tmp_path / "jobs.sqlite"))
-    return {"registry": REGISTRY, "runners": {"job": "jupyter_envpack.cluster.operation:job_kind"}}
+    return {
+        "registry": REGISTRY,
+        "operation_kinds": {"job": "jupyter_envpack.cluster.operation:job_kind"},
+    }
 
 
 @pytest.mark.timeout(300)

@@ -246,9 +246,10 @@ def test_a_notebook_using_the_magics_reproduces_in_its_container(
     result = ip.run_line_magic("envpack", f"run --notebook {path} --base-image {test_base_image}")
     built_images.append(result.data.report.image)
 
-    # Then the control cells are not rerun inside the container, and the rest reproduces
+    # Then the control cells are not rerun inside the container (the in-image runner skips them),
+    # and the rest reproduces
     assert result.headline == "reproduced", result.fields
     assert result.data.output_path == path.with_name("selfref.envpack.ipynb")
     executed = nbformat.read(result.data.output_path, as_version=4)
-    assert executed.cells[0].source.startswith("# (not rerun inside its container)")
+    assert executed.cells[0].source == "pass  # skipped by envpack: %load_ext jupyter_envpack"
     assert executed.cells[1].outputs[0]["text"] == "42\n"

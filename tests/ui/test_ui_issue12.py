@@ -20,6 +20,9 @@ pytestmark = [pytest.mark.ui, pytest.mark.docker, pytest.mark.slow]
 
 RUN = f"{SIDEBAR} .jp-Envpack-section-Run"
 TOOLBAR_BUTTON = ".jp-NotebookPanel-toolbar .jp-Envpack-containeriseButton"
+# The start request itself failed (e.g. Chromium aborted it, net::ERR_NETWORK_CHANGED): say so
+# at once instead of waiting for a verdict that never comes.
+START_FAILED = ".jp-Envpack-sectionBody > .jp-Envpack-error:not([hidden])"
 
 
 def write_notebook(root: Path, name: str, cells: list[str], execute: bool) -> None:
@@ -67,7 +70,8 @@ def rerun(page: Any, parameters: str = "") -> Any:
     run.locator(".jp-Envpack-runButton").click()
     verdict = run.locator(".jp-Envpack-verdict")
     ended = run.locator(
-        ".jp-Envpack-verdict, .jp-Envpack-operation[data-state='failed'] .jp-Envpack-error"
+        ".jp-Envpack-verdict, .jp-Envpack-operation[data-state='failed'] .jp-Envpack-error, "
+        + START_FAILED
     )
     ended.first.wait_for(timeout=840_000)
     assert verdict.count() == 1, ended.first.inner_text()  # a failed build says why

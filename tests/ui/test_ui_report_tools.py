@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from test_ui_issue12 import open_notebook, rerun, write_notebook
+from test_ui_issue12 import START_FAILED, open_notebook, rerun, write_notebook
 from test_ui_sidebar import SIDEBAR, assert_no_envpack_errors, shoot, show_sidebar
 
 pytestmark = [pytest.mark.ui, pytest.mark.docker, pytest.mark.slow]
@@ -87,7 +87,8 @@ def test_a_sweep_from_the_sidebar_shows_one_row_per_member(page: Any, lab: Any) 
     # Then the section shows one row per member with its parameters, verdict and notebook
     rows = sweep.locator(".jp-Envpack-sweepRun")
     ended = sweep.locator(
-        ".jp-Envpack-sweepRun, .jp-Envpack-operation[data-state='failed'] .jp-Envpack-error"
+        ".jp-Envpack-sweepRun, .jp-Envpack-operation[data-state='failed'] .jp-Envpack-error, "
+        + START_FAILED
     )
     ended.first.wait_for(timeout=840_000)
     assert rows.count() == 2, sweep.inner_text()
@@ -132,7 +133,8 @@ def test_without_docker_the_notebook_reruns_in_a_fresh_environment(
 
     # Then the notebook reruns in a virtualenv and the report comes back (engine venv)
     ended = run.locator(
-        ".jp-Envpack-verdict, .jp-Envpack-operation[data-state='failed'] .jp-Envpack-error"
+        ".jp-Envpack-verdict, .jp-Envpack-operation[data-state='failed'] .jp-Envpack-error, "
+        + START_FAILED
     )
     ended.first.wait_for(timeout=840_000)
     assert run.locator(".jp-Envpack-verdict").count() == 1, ended.first.inner_text()

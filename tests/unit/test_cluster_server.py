@@ -1,4 +1,4 @@
-"""The ``job`` kind as the real server sees it: registered from ``c.EnvPack.runners`` and its
+"""The ``job`` kind as the real server sees it: registered from ``c.EnvPack.operation_kinds`` and its
 options validated before anything runs (400 JSON, no traceback, nothing stored)."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ pytest_plugins = ["pytest_jupyter.jupyter_server"]
 
 @pytest.fixture
 def envpack_config() -> dict[str, Any]:
-    return {"runners": {"job": "jupyter_envpack.cluster.operation:job_kind"}}
+    return {"operation_kinds": {"job": "jupyter_envpack.cluster.operation:job_kind"}}
 
 
 @pytest.mark.parametrize(

@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 from jupyter_envpack.errors import InputError, RunError
 from jupyter_envpack.execute.compare import compare_notebooks, sanitize
 from jupyter_envpack.execute.parameters import parameters_cell_source, parse_cli_parameters
+from jupyter_envpack.execute.result_block import BEGIN, END, extract_result
 from jupyter_envpack.execute.run import parse_memory
-from jupyter_envpack.execute.runner import BEGIN, END, extract_result
 
 json_values = st.recursive(
     st.none()

@@ -170,13 +170,19 @@ def test_dead_engine_is_a_clear_error_within_5s(monkeypatch, host: str) -> None:
     assert info.value.status == 503
 
 
-def test_served_wheelhouse_variant_is_one_install_layer() -> None:
+def test_served_wheelhouse_variant_installs_runner_then_heavy_layers_then_the_rest() -> None:
     url = "http://172.17.0.1:45333/" + "ab" * 16 + "/"
-    text = render_dockerfile(spec(), BuildOptions(base_image=BASE), wheel_url=url)
+    heavy = ["numpy==1.26.4", "pandas==2.1.4"]
+    digests = {"numpy==1.26.4": "a" * 64, "pandas==2.1.4": "b" * 64}
+    opts = BuildOptions(base_image=BASE)
+    text = render_dockerfile(spec(), opts, wheel_url=url, heavy=heavy, digests=digests)
     ins = instructions(text)
     assert [v for k, v in ins if k == "FROM"] == [BASE]
-    runs = [v for k, v in ins if k == "RUN"]
-    assert runs[-1] == f"python3 /tmp/envpack/install_env.py {url} 0.9.7"
+    runs = [v for k, v in ins if k == "RUN" and "install_env" in v]
+    steps = ["runner", f"layer {'a' * 64}", f"layer {'b' * 64}", "rest"]
+    assert runs == [f"python3 /tmp/envpack/install_env.py {url} 0.9.7 {s}" for s in steps]
+    with pytest.raises(ValueError):  # a RUN line only ever carries a sha256
+        render_dockerfile(spec(), opts, wheel_url=url, heavy=heavy, digests={})
     assert [v for k, v in ins if k == "USER"][-1] == "1000:1000"
     assert not any("wheels" in v for k, v in ins if k == "COPY")
     with pytest.raises(ValueError):

@@ -140,7 +140,7 @@ def test_needed_sonames_come_from_the_elf_and_vendored_ones_are_dropped(
     assert [(f.code, f.cell) for f in needs.findings] == [("missing-command", 4)]
 
 
-def test_the_apt_layer_is_validated_and_comes_before_the_environment() -> None:
+def test_the_apt_layer_is_validated_and_comes_before_the_light_environment() -> None:
     needs = SystemNeeds(
         packages=["libgl1", "bad;rm -rf /"],
         reasons={"libgl1": ["libGL.so.1", "x\nRUN id"]},
@@ -153,12 +153,16 @@ def test_the_apt_layer_is_validated_and_comes_before_the_environment() -> None:
     spec = EnvSpec(
         notebook="nb.ipynb", python_version="3.11.7", packages=[PinnedPackage("six", "1.15.0")]
     )
-    for url in (None, "http://172.17.0.1:4000/" + "0" * 32 + "/"):
-        text = render_dockerfile(
-            spec, BuildOptions(base_image="debian:12"), wheel_url=url, system=needs
-        )
-        env_step = "COPY --from=envpack-deps" if url is None else "RUN python3 /tmp/envpack/install"
-        assert text.index("FROM debian:12\nUSER 0:0\n# System") < text.index(env_step)
+    text = render_dockerfile(spec, BuildOptions(base_image="debian:12"), system=needs)
+    assert text.index("FROM debian:12\nUSER 0:0\n# System") < text.index("COPY --from=envpack-deps")
+    # served: after the heavy layers (runtime needs; siblings' chains must not fork on them)
+    url = "http://172.17.0.1:4000/" + "0" * 32 + "/"
+    opts = BuildOptions(base_image="debian:12")
+    pin = "six==1.15.0"
+    text = render_dockerfile(
+        spec, opts, wheel_url=url, system=needs, heavy=[pin], digests={pin: "0" * 64}
+    )
+    assert text.index(" layer 000") < text.index("# System") < text.index(" rest\n")
     assert apt_layer(SystemNeeds()) == ""
 
 

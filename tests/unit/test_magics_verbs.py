@@ -224,51 +224,6 @@ def test_submit_dry_run_shows_the_job_and_changes_nothing(ip, make_notebook, tmp
         ip.run_line_magic("envpack", f"run --notebook {nb} --wait")
 
 
-def test_control_cells_are_commented_out_in_the_copy_the_container_reruns(make_notebook):
-    from jupyter_envpack.magics import rerunnable
-    from jupyter_envpack.snapshot.spec import DataFile, EnvSpec
-
-    nb = make_notebook(
-        [
-            ("%load_ext jupyter_envpack", []),
-            (
-                "  %envpack build --base-image x\n",
-                [{"output_type": "stream", "name": "stdout", "text": "b"}],
-            ),
-            (
-                "import helpers\n_ = %envpack run -p n 3\nprint(helpers.X)",
-                [{"output_type": "stream", "name": "stdout", "text": "1\n"}],
-            ),
-            "print('%envpack stays in strings')",
-        ],
-        name="ctl.ipynb",
-    )
-    (nb.parent / "pkg").mkdir()
-    (nb.parent / "pkg/helpers.py").write_text("X = 1\n")
-    (nb.parent / "data").mkdir()
-    (nb.parent / "data/x.csv").write_text("a,b\n")
-    spec = EnvSpec("ctl.ipynb", "3.11.7", local_files=["pkg/helpers.py"])
-    spec.data_files = [DataFile("data/x.csv", 4)]
-    with rerunnable(nb, spec) as copy:
-        assert copy != nb and copy.name == nb.name
-        cells = nbformat.read(copy, as_version=4).cells
-        assert (copy.parent / "pkg/helpers.py").read_text() == "X = 1\n"
-        assert (copy.parent / "data/x.csv").read_text() == "a,b\n"  # data files travel too
-    assert not copy.exists()
-    assert cells[0].source == "# (not rerun inside its container) %load_ext jupyter_envpack"
-    assert cells[1].source.startswith("# (not rerun") and cells[1].outputs == []
-    assert cells[2].source.splitlines() == [
-        "import helpers",
-        "# (not rerun inside its container) _ = %envpack run -p n 3",
-        "print(helpers.X)",
-    ]
-    assert cells[2].outputs[0]["text"] == "1\n"  # a mixed cell keeps its outputs
-    assert cells[3].source == "print('%envpack stays in strings')"
-    plain = make_notebook(["x = 1"], name="plain.ipynb")
-    with rerunnable(plain, spec) as same:
-        assert same == plain
-
-
 def test_run_engine_venv_needs_no_docker(ip, notebook, tmp_path, monkeypatch):
     monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent.sock")
     monkeypatch.setenv("ENVPACK_VENV_CACHE", str(tmp_path / "venvs"))

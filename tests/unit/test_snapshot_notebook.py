@@ -24,7 +24,7 @@ from jupyter_envpack.snapshot.notebook import (
     find_local_modules,
     imports_in_source,
     parse_notebook,
-    pip_requirements_in,
+    pip_arguments,
     read_notebook_bytes,
 )
 
@@ -200,12 +200,12 @@ def test_imports_at_any_depth_and_literal_dynamic_imports() -> None:
 
 
 def test_pip_lines_skip_options_and_their_values() -> None:
-    assert pip_requirements_in("!pip3 install -U --index-url http://i a b==1 -e . # c") == [
+    assert pip_arguments("!pip3 install -U --index-url http://i a b==1 -e . # c")[0] == [
         "a",
         "b==1",
     ]
-    assert pip_requirements_in("%pip install -r r.txt") == []
-    assert pip_requirements_in("!python -m pip install 'x[y]>=1'") == ["x[y]>=1"]
+    assert pip_arguments("%pip install -r r.txt")[0] == []
+    assert pip_arguments("!python -m pip install 'x[y]>=1'")[0] == ["x[y]>=1"]
 
 
 @pytest.mark.reliability("C8")

@@ -13,7 +13,7 @@ import pytest
 
 from jupyter_envpack.bounded import gunzip_capped, lines_capped, read_capped
 from jupyter_envpack.errors import ResultTooLargeError, RunError
-from jupyter_envpack.execute.runner import BEGIN, END, extract_result, extract_result_lines
+from jupyter_envpack.execute.result_block import BEGIN, END, extract_result, extract_result_lines
 from jupyter_envpack.operations.model import Operation, new_operation_id
 from jupyter_envpack.operations.store import OperationStore
 

@@ -145,7 +145,7 @@ def test_magics_and_server_resolve_what_the_cli_resolves(
 def test_the_cli_snapshots_the_configured_kernel_unless_told(
     config_dir: Path, make_notebook: Any, kernel_python: str
 ) -> None:
-    from jupyter_envpack.cli import _snapshot
+    from jupyter_envpack.cli import _prepare
     from jupyter_envpack.errors import EnvpackError
 
     (config_dir / "jupyter_envpack_config.json").write_text(
@@ -153,8 +153,8 @@ def test_the_cli_snapshots_the_configured_kernel_unless_told(
     )
     nb = str(make_notebook(["import packaging"]))
     with pytest.raises(EnvpackError, match="no-such-kernel-d"):
-        _snapshot(_cli(["snapshot", nb]))
-    assert _snapshot(_cli(["snapshot", nb, "--python", kernel_python])).packages
+        _prepare(_cli(["snapshot", nb]))
+    assert _prepare(_cli(["snapshot", nb, "--python", kernel_python])).spec.packages
 
 
 def test_a_new_trait_named_like_an_options_field_flows_through() -> None:
@@ -180,20 +180,20 @@ def test_a_new_trait_named_like_an_options_field_flows_through() -> None:
 def test_data_file_rules_of_the_config_reach_cli_magics_and_server(
     config_dir: Path, make_notebook: Any, kernel_python: str, jp_serverapp: Any
 ) -> None:
-    from jupyter_envpack.cli import _snapshot
+    from jupyter_envpack.cli import _prepare
 
     nb = make_notebook(["print(open('big.txt').read()[:3])"])
     (nb.parent / "big.txt").write_text("x" * 2000)
-    cli = _snapshot(_cli(["snapshot", str(nb), "--python", kernel_python]))
+    cli = _prepare(_cli(["snapshot", str(nb), "--python", kernel_python])).spec
     shell = globalipapp.get_ipython()
     shell.run_line_magic("load_ext", "jupyter_envpack")
     magics = shell.magics_manager.registry["EnvpackMagics"]
-    in_kernel = magics.snapshot(magics._parse(f"snapshot --notebook {nb}"), nb)
+    in_kernel = magics.prepare(magics._parse(f"snapshot --notebook {nb}"), nb).spec
     for spec in (cli, in_kernel):
         assert "large-data-files" in {w.code for w in spec.warnings}
     server: EnvPack = jp_serverapp.web_app.settings["envpack_service"].config
     assert server.snapshot_options().data.max_bytes == 1000
-    flagged = _snapshot(
+    flagged = _prepare(
         _cli(["snapshot", str(nb), "--python", kernel_python, "--max-data-bytes", "5000"])
-    )
+    ).spec
     assert "large-data-files" not in {w.code for w in flagged.warnings}

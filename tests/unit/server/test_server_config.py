@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from jupyter_envpack.config import DEFAULT_RUNNERS, EnvPack, load_envpack_config
+from jupyter_envpack.config import DEFAULT_OPERATION_KINDS, EnvPack, load_envpack_config
 from jupyter_envpack.errors import InputError
 
 pytest_plugins = ["pytest_jupyter.jupyter_server"]
@@ -26,7 +26,16 @@ def test_defaults() -> None:
     assert cfg.base_image is None and cfg.concurrency_limit == 2
     assert cfg.database_path.endswith(str(Path("envpack") / "operations.sqlite"))
     assert set(cfg.cluster_backends) == {"swarm", "kubernetes", "slurm"}
-    assert cfg.runners == DEFAULT_RUNNERS
+    assert cfg.operation_kinds == DEFAULT_OPERATION_KINDS
+
+
+def test_the_old_runners_name_still_sets_the_operation_kinds(tmp_path: Path) -> None:
+    (tmp_path / "jupyter_envpack_config.py").write_text(
+        "c.EnvPack.runners = {'extra': 'mod:kind'}\n"
+    )
+    with pytest.warns(FutureWarning, match="c.EnvPack.operation_kinds"):
+        cfg = load_envpack_config([str(tmp_path)])
+    assert cfg.operation_kinds == {"extra": "mod:kind"}
 
 
 def test_config_files_are_read_like_jupyter(tmp_path: Path) -> None:
@@ -90,11 +99,16 @@ def test_backend_classes_are_swappable() -> None:
 
 @pytest.fixture
 def envpack_config() -> dict[str, Any]:
-    return {"concurrency_limit": 3, "runners": dict(DEFAULT_RUNNERS, broken="no.such:kind")}
+    return {
+        "concurrency_limit": 3,
+        "operation_kinds": dict(DEFAULT_OPERATION_KINDS, broken="no.such:kind"),
+    }
 
 
 async def test_the_server_reads_c_envpack(jp_fetch: Any) -> None:
     status = json.loads((await jp_fetch("envpack", "status")).body)
     assert status["operations"]["limit"] == 3
-    assert "job" in status["kinds"]  # the cluster kind, registered through c.EnvPack.runners
+    assert (
+        "job" in status["kinds"]
+    )  # the cluster kind, registered through c.EnvPack.operation_kinds
     assert "broken" not in status["kinds"]  # a missing module is skipped, not fatal

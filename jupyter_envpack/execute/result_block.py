@@ -1,4 +1,8 @@
-"""The in-image runner's result block, read on the host (the contract is ``contract.py``)."""
+"""The result block: how the executed notebook travels back to the host through a log.
+
+The in-image runner (``_runner_script.py``) prints it, gzip + base64, between the markers of the
+image contract (``contract.py``); this module finds and decodes it on the host, bounded.
+"""
 
 from __future__ import annotations
 
