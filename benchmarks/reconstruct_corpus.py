@@ -30,8 +30,8 @@ import shared_corpus
 from jupyter_envpack.errors import EnvpackError
 from jupyter_envpack.execute import RunOptions
 from jupyter_envpack.image import BuildOptions
-from jupyter_envpack.pipeline import rerun
-from jupyter_envpack.snapshot import ReconstructOptions, SnapshotOptions, take_snapshot
+from jupyter_envpack.pipeline import prepare, rerun
+from jupyter_envpack.snapshot import ReconstructOptions, SnapshotOptions
 
 
 def measure(nb: Path, args: argparse.Namespace, engine: str) -> dict[str, Any]:
@@ -43,13 +43,14 @@ def measure(nb: Path, args: argparse.Namespace, engine: str) -> dict[str, Any]:
         stage, start = "reconstruct", time.monotonic()
         try:
             ropts = ReconstructOptions(args.as_of, args.python_version, args.base_image)
-            spec = take_snapshot(copy, options=SnapshotOptions(reconstruct=ropts))
-            row["reconstruction"] = spec.reconstruction
+            build = BuildOptions(base_image=args.base_image)
+            snapshot = SnapshotOptions(reconstruct=ropts)
+            prepared = prepare(copy, build, snapshot=snapshot, use_lock=False)
+            row["reconstruction"] = prepared.spec.reconstruction
             row["reconstruct_s"] = round(time.monotonic() - start, 1)
             stage, start = "build and run", time.monotonic()
-            build = BuildOptions(base_image=args.base_image)
             run = RunOptions(labels={"org.jupyter.envpack.test": "reconstruct-corpus"})
-            result, _ = rerun(spec, copy, engine, build, run)
+            result, _ = rerun(copy, prepared, engine, run)
         except EnvpackError as exc:
             return {**row, "verdict": "failed", "stage": stage, "why": exc.message[:300]}
         row["run_s"] = round(time.monotonic() - start, 1)

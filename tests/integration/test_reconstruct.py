@@ -17,8 +17,8 @@ from shared_corpus import corpus_notebook
 from jupyter_envpack.execute import RunOptions
 from jupyter_envpack.image import BuildOptions
 from jupyter_envpack.image.dockerfile import ENV_PREFIX
-from jupyter_envpack.pipeline import rerun
-from jupyter_envpack.snapshot import ReconstructOptions, SnapshotOptions, take_snapshot
+from jupyter_envpack.pipeline import prepare, rerun
+from jupyter_envpack.snapshot import ReconstructOptions, SnapshotOptions
 from jupyter_envpack.snapshot.reconstruct import candidates_for
 
 REPO = Path(__file__).resolve().parents[2]
@@ -94,13 +94,13 @@ def test_a_corpus_notebook_reconstructed_builds_reruns_and_meets_its_stored_outp
     path = tmp_path / "13-Modules-and-Packages.ipynb"
     shutil.copyfile(corpus_notebook(path.name), path)
     ropts = ReconstructOptions("2017-08-15", "3.11", test_base_image)  # the base image's Python
-    spec = take_snapshot(path, options=SnapshotOptions(reconstruct=ropts))
+    build = BuildOptions(base_image=test_base_image)
+    prepared = prepare(path, build, snapshot=SnapshotOptions(reconstruct=ropts), use_lock=False)
+    spec = prepared.spec
     rec = spec.reconstruction or {}
     assert spec.origin == "reconstructed" and rec["as_of_used"] > "2017-08-15"  # no cp311 yet
     run = RunOptions(labels={"org.jupyter.envpack.test": "reconstruct"})
-    result, built = rerun(
-        spec, path, "docker", BuildOptions(base_image=test_base_image), run, client=docker_client
-    )
+    result, built = rerun(path, prepared, "docker", run, client=docker_client)
     assert built is not None
     image = docker_client.images.get(built.image)
     assert image.labels["org.jupyter.envpack.origin"] == "reconstructed"
