@@ -438,11 +438,12 @@ def cmd_build(args: argparse.Namespace) -> int:
     from .events import StageClock
     from .pipeline import build
 
+    settings = _memo_settings(args)  # before the lock file's base image and hashes join args
     clock = StageClock(make_reporter(args))
     prepared = _prepare(args, clock)
     result = build(prepared, clock)
     clock.finish()
-    _remember_build(args, result, prepared.spec, clock.kept)
+    _remember_build(args, settings, result, prepared.spec, clock.kept)
     return _print_build(args, result.to_json())
 
 
@@ -479,13 +480,16 @@ def noop_build(args: argparse.Namespace) -> int | None:
 
 
 def _remember_build(
-    args: argparse.Namespace, result: BuildResult, spec: EnvSpec, events: list[Any]
+    args: argparse.Namespace,
+    settings: dict[str, Any],
+    result: BuildResult,
+    spec: EnvSpec,
+    events: list[Any],
 ) -> None:
     from .buildmemo import remember_build
 
     if build_options_from_args(args).no_cache or args.reconstruct:
         return  # c.EnvPack.no_cache: every build is a real one; a reconstruction is never memoised
-    settings = _memo_settings(args)
     remember_build(args.notebook, settings, result.to_json(), spec, not args.python, events)
 
 

@@ -40,6 +40,15 @@ def cli_build(nb: Path, base: str, python: str = sys.executable) -> tuple[str, s
     return proc.stdout.strip().splitlines()[-1], proc.stderr
 
 
+def hit(nb: Path, base: str, python: str = sys.executable) -> tuple[str, bool]:
+    """Build again expecting the memo: (image, whether it answered). A second try is allowed:
+    other engineers' installs into the shared interpreter's folders are a real change (a miss)."""
+    image, err = cli_build(nb, base, python)
+    if HIT not in err:
+        image, err = cli_build(nb, base, python)
+    return image, HIT in err
+
+
 def cat_in_image(client: Any, image: str, path: str) -> bytes:
     labels = {LABEL: "1", f"{LABEL}.test": "noop-memo"}
     out: bytes = client.containers.run(image, ["cat", path], remove=True, labels=labels)
@@ -68,8 +77,7 @@ def test_noop_memo_hits_and_every_invalidation_rebuilds(
     )
     first, err = cli_build(nb, test_base_image)
     assert HIT not in err and "time: " in err  # the per-stage timing line ends a full build
-    again, err = cli_build(nb, test_base_image)
-    assert (again, HIT in err) == (first, True)
+    assert hit(nb, test_base_image) == (first, True)
     entries = [p for p in memo_dir().glob("*.json") if str(folder) in p.read_text()]
     assert entries and all(stat.S_IMODE(p.stat().st_mode) == 0o600 for p in entries)
     assert stat.S_IMODE(memo_dir().stat().st_mode) == 0o700
@@ -78,7 +86,7 @@ def test_noop_memo_hits_and_every_invalidation_rebuilds(
     with_data, err = cli_build(nb, test_base_image)
     assert HIT not in err and with_data != first
     assert cat_in_image(docker_client, with_data, "/home/envpack/work/data.csv") == b"a\n1\n"
-    assert cli_build(nb, test_base_image)[1].count(HIT) == 1
+    assert hit(nb, test_base_image) == (with_data, True)
 
     book = nbformat.read(nb, as_version=4)  # the notebook's bytes change
     book.cells[0].source += "\nprint(2)"
@@ -100,8 +108,8 @@ def test_a_changed_kernel_environment_is_not_served_from_the_memo(
     venv.create(env, system_site_packages=True, with_pip=False)
     python = str(env / "bin" / "python")
     nb = make_notebook(["import yaml\nprint(1)"], name="envnb.ipynb", folder=tmp_path / "p")
-    cli_build(nb, test_base_image, python)
-    assert HIT in cli_build(nb, test_base_image, python)[1]
+    image, _ = cli_build(nb, test_base_image, python)
+    assert hit(nb, test_base_image, python) == (image, True)
     site = next((env / "lib").glob("python3*/site-packages"))
     (site / "planted_module.py").write_text("X = 1\n")  # what any install into it does
     os.utime(site, ns=(site.stat().st_atime_ns, site.stat().st_mtime_ns + 10**9))
