@@ -12,9 +12,7 @@ exists on the index, which the reconstruction checks). Every file is read once, 
 from __future__ import annotations
 
 import configparser
-import os
 import re
-import stat
 import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path, PurePosixPath
@@ -23,7 +21,7 @@ from typing import Any
 import yaml
 from packaging.requirements import InvalidRequirement, Requirement
 
-from .localfiles import hidden, looks_secret, regular_inside
+from .localfiles import hidden, looks_secret, read_inside
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -59,17 +57,8 @@ def requirement(text: str) -> Requirement | None:
 def read_small(folder: Path, name: str, limit: int = MAX_DECLARED_BYTES) -> str | None:
     """The text of ``folder/name`` when it is a regular file (no symlink) of at most ``limit``
     bytes, else None."""
-    if regular_inside(folder, PurePosixPath(name)) is None:
-        return None
-    try:
-        fd = os.open(folder / name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    except OSError:
-        return None
-    with os.fdopen(fd, "rb") as fh:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return None
-        data = fh.read(limit + 1)
-    return data.decode("utf-8", "replace") if len(data) <= limit else None
+    data = read_inside(folder, PurePosixPath(name), limit)
+    return None if data is None else data.decode("utf-8", "replace")
 
 
 def _valid(lines: Iterable[str]) -> list[str]:
