@@ -1,6 +1,6 @@
 """A scripted Kubernetes API server (pytest-httpserver) and the objects it answers with.
 
-Shared by tests/unit/test_cluster_kubernetes.py and test_cluster_k8s_sweep.py.
+Shared by tests/unit/cluster/test_cluster_kubernetes.py and test_cluster_k8s_sweep.py.
 """
 
 from __future__ import annotations

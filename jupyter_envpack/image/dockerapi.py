@@ -16,7 +16,7 @@ from another thread through public API. This adapter does two things, and nothin
   how to find the socket behind unix, tcp and ssh transports; a reader blocked on the stream then
   returns at once.
 
-``tests/unit/test_image_dockerapi.py`` pins every private name used here (:data:`PRIVATE`) and
+``tests/unit/image/test_image_dockerapi.py`` pins every private name used here (:data:`PRIVATE`) and
 exercises each against the real engine, so a docker-py upgrade that moves one fails there,
 loudly, instead of leaving builds that cannot be cancelled or sweeps without logs.
 """

@@ -3,7 +3,7 @@
 Images come from the local registry, as on a real cluster. Most tests use the fake-runner image
 (tests/integration/cluster_fake_runner: it honours the runner contract and sleeps or exits as
 its parameters say); the first one runs a real envpack image built by the core. Apptainer is not
-packaged for this distribution: its script is only checked as text (tests/unit/test_cluster_slurm).
+packaged for this distribution: its script is only checked as text (tests/unit/cluster/test_cluster_slurm_script.py).
 """
 
 from __future__ import annotations

@@ -192,7 +192,7 @@ def test_envpack_magic_cells_are_skipped_and_neutralised() -> None:
     assert only_envpack_magics("%load_ext jupyter_envpack\n%envpack snapshot")
     assert only_envpack_magics("r = %envpack run -p n 3")
     assert not only_envpack_magics("%load_ext jupyter_envpack\nx = 1")
-    script = Path(__file__).parents[2] / "jupyter_envpack" / "execute" / "_runner_script.py"
+    script = Path(__file__).parents[3] / "jupyter_envpack" / "execute" / "_runner_script.py"
     spec = importlib.util.spec_from_file_location("runner_script", script)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

@@ -21,7 +21,7 @@ from jupyter_envpack.snapshot.spec import EnvSpec, PinnedPackage
 
 PINS = ["ipykernel==6.29.5", "numpy==1.26.4", "opencv-python==4.9.0.80", "six==1.16.0"]
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def repo2docker_dockerfile(repo: Path) -> tuple[str, str]:
