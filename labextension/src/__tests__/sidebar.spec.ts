@@ -383,7 +383,10 @@ describe('EnvpackSidebar', () => {
 
     // A header action does its job and leaves the section open
     await until(() => title.querySelector('.jp-ToolbarButtonComponent'));
-    title.querySelector<HTMLElement>('.jp-ToolbarButtonComponent')!.click();
+    const act = title.querySelector<HTMLElement>('.jp-ToolbarButtonComponent')!;
+    expect(act.getAttribute('aria-label')).toBe('Act');
+    expect(act.hasAttribute('aria-pressed')).toBe(false); // not a toggle (axe-core)
+    act.click();
     expect(clicked).toBe(1);
     expect(section.collapsed).toBe(false);
 

@@ -10,9 +10,11 @@
 import {
   LabIcon,
   PanelWithToolbar,
-  ToolbarButton
+  ToolbarButton,
+  ToolbarButtonComponent
 } from '@jupyterlab/ui-components';
 import { AccordionPanel, Widget } from '@lumino/widgets';
+import * as React from 'react';
 
 import { EnvpackModel } from '../model';
 import { h } from './dom';
@@ -118,22 +120,42 @@ export abstract class EnvpackSection extends PanelWithToolbar {
 let sectionIds = 0;
 
 /**
- * A header action: an icon button named by `tooltip`, or a text button when `label` is given.
+ * The options of a header action.
  */
-export function toolbarButton(options: {
+export interface IActionOptions {
   onClick: () => void;
+  /**
+   * The tooltip, and the accessible name of an icon button.
+   */
   tooltip: string;
   icon?: LabIcon;
   label?: string;
   className?: string;
-}): ToolbarButton {
-  return new ToolbarButton({
-    icon: options.icon,
-    label: options.label,
-    tooltip: options.tooltip,
-    className: options.className,
-    onClick: options.onClick
-  });
+}
+
+/**
+ * A JupyterLab toolbar button that is not a toggle: `ToolbarButton` always renders
+ * `aria-pressed`, which axe-core reports as not allowed on its `jp-button` (aria-allowed-attr).
+ */
+export class ActionButton extends ToolbarButton {
+  constructor(private _options: IActionOptions) {
+    super(_options);
+  }
+
+  render(): JSX.Element {
+    return React.createElement(ToolbarButtonComponent, {
+      ...this._options,
+      enabled: this.enabled,
+      pressed: undefined
+    });
+  }
+}
+
+/**
+ * A header action: an icon button named by `tooltip`, or a text button when `label` is given.
+ */
+export function toolbarButton(options: IActionOptions): ToolbarButton {
+  return new ActionButton(options);
 }
 
 /**
