@@ -117,11 +117,12 @@ def test_every_section_in_both_themes_and_widths(page: Any, lab: Any) -> None:
             wide = page.evaluate(WIDE_ELEMENTS, SIDEBAR)
             assert wide == [], (name, width, wide)
             for section in SECTIONS:
-                # the accordion splits the height: show the section alone for its screenshot
+                # the accordion splits the height: the sidebar with the section alone unfolded
                 expand_only(page, section)
                 node = page.locator(f"{SIDEBAR} .jp-Envpack-section-{section}")
-                node.scroll_into_view_if_needed()
-                node.screenshot(path=str(SHOTS / f"{section.lower()}-{name}-{width}.png"))
+                node.evaluate("n => { n.scrollTop = 0; }")
+                shot = SHOTS / f"{section.lower()}-{name}-{width}.png"
+                page.locator(SIDEBAR).screenshot(path=str(shot))
             expand_only(page, None)
     set_theme(page, THEMES["light"])
     assert problems == {"light": [], "dark": []}
