@@ -390,6 +390,8 @@ describe('EnvpackSidebar', () => {
     expect(clicked).toBe(1);
     expect(section.collapsed).toBe(false);
 
+    title.focus(); // where Lumino's arrow keys move the focus
+    expect(document.activeElement).toBe(toggle);
     toggle.click();
     expect(section.collapsed).toBe(true);
     expect(toggle.getAttribute('aria-expanded')).toBe('false');

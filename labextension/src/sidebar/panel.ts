@@ -108,6 +108,8 @@ class SectionRenderer extends AccordionToolbar.Renderer {
     });
     toggle.append(...Array.from(handle.childNodes));
     handle.appendChild(toggle);
+    // Lumino's arrow keys, Home and End focus the title: hand the focus on to its toggle.
+    handle.addEventListener('focus', () => toggle.focus());
     return handle;
   }
 }
