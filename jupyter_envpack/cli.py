@@ -9,6 +9,7 @@ only results, so ``--json`` output and ``build``'s image reference can be piped.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib
 import json
 import os
@@ -77,6 +78,42 @@ def add_lock_arguments(p: argparse.ArgumentParser) -> None:
         action=argparse.BooleanOptionalAction,
         default=True,
         help="use <name>.envpack.lock beside the notebook when present (default: yes)",
+    )
+
+
+def add_reconstruct_arguments(p: argparse.ArgumentParser) -> None:
+    """``--reconstruct [--as-of DATE] [--python-version X.Y]``: no environment at hand."""
+    p.add_argument(
+        "--reconstruct",
+        action="store_true",
+        help="no environment at hand: reconstruct one from the repository's requirements, %%pip "
+        "lines and import names, each verified on its wheel (an educated guess, not what ran)",
+    )
+    p.add_argument(
+        "--as-of",
+        metavar="DATE",
+        help="with --reconstruct: newest release date (default: the notebook's last commit, "
+        "else its mtime)",
+    )
+    p.add_argument(
+        "--python-version",
+        metavar="X.Y",
+        help="with --reconstruct: target Python (default: the notebook's when a base image "
+        "exists for it, else the kernel's)",
+    )
+
+
+def reconstruct_options(args: argparse.Namespace) -> Any:
+    """``ReconstructOptions`` from ``--reconstruct``/``--as-of``/``--python-version`` (or None)."""
+    if not getattr(args, "reconstruct", False):
+        if getattr(args, "as_of", None) or getattr(args, "python_version", None):
+            raise InputError("--as-of and --python-version need --reconstruct")
+        return None
+    from .snapshot import ReconstructOptions
+
+    base = base_image_override(getattr(args, "base_image", None))
+    return ReconstructOptions(
+        args.as_of, args.python_version, base or envpack_config(args).base_image
     )
 
 
@@ -306,6 +343,7 @@ def _prepare(args: argparse.Namespace, reporter: Reporter | None = None) -> Prep
         extra_index_urls=getattr(args, "extra_index_url", None),
         ca_bundle=getattr(args, "ca_bundle", None),
     )
+    options = dataclasses.replace(options, reconstruct=reconstruct_options(args))
     building = hasattr(args, "build_deadline")  # verbs with the build flags
     return prepare(
         args.notebook,
@@ -329,41 +367,24 @@ def _why(p: PinnedPackage) -> str:
     return "[dim]dependency[/]"
 
 
-def cmd_reconstruct(args: argparse.Namespace) -> int:
-    """``snapshot --reconstruct``: print the reconstruction (JSON with ``--json``)."""
-    from .snapshot import IndexOptions
-    from .snapshot.reconstruct import reconstruct
-
-    index = IndexOptions(None, (), None)
-    result = reconstruct(args.notebook, python=args.python_version, as_of=args.as_of, index=index)
-    python = result.python
-    if args.json:
-        _out(json.dumps(result.to_json(), indent=2))
-        return 0
-    _out(
-        f"RECONSTRUCTED (an educated guess, not what ran) for Python {python}, "
-        f"as of {result.as_of_used}:"
-    )
-    for name, version in sorted(result.pins.items()):
-        _out(f"  {name}=={version}")
-    for c in result.candidates:
-        _out(
-            f"  {c.module}: {c.requirement} ({c.source}) {'ok' if c.verified else 'rejected'}"
-            f" — {c.evidence}"
-        )
-    for m in result.unresolved:
-        _out(f"  {m}: no candidate provides it")
-    return 0
+def _print_reconstruction(rec: dict[str, Any]) -> None:
+    """The candidates of a reconstruction, chosen and rejected, with their evidence."""
+    for item in rec.get("imports", []):
+        chosen = item["chosen"] or "nothing provides it"
+        _out(f"  {item['import']}: {chosen} — {item['evidence']}")
+        for r in item["rejected"]:
+            _out(f"      rejected {r['name']}: {r['why']}")
 
 
 def cmd_snapshot(args: argparse.Namespace) -> int:
     """Print the pinned environment of a notebook."""
-    if args.reconstruct:
-        return cmd_reconstruct(args)
     spec = _prepare(args).spec
     if args.json:
         _out(json.dumps(spec.to_json(), indent=2))
         return 0
+    if spec.reconstruction:
+        _out(spec.warnings[0].message)
+        _print_reconstruction(spec.reconstruction)
     from rich.console import Console
     from rich.table import Table
 
@@ -446,8 +467,8 @@ def noop_build(args: argparse.Namespace) -> int | None:
 
     No config, docker SDK or snapshot import: see :mod:`jupyter_envpack.buildmemo`.
     """
-    if args.command != "build" or args.no_cache:
-        return None
+    if args.command != "build" or args.no_cache or args.reconstruct:
+        return None  # a reconstruction depends on files the memo does not watch
     from .buildmemo import recall, replay
 
     memo = recall(args.notebook, _memo_settings(args))
@@ -467,8 +488,8 @@ def _remember_build(
 ) -> None:
     from .buildmemo import remember_build
 
-    if build_options_from_args(args).no_cache:
-        return  # c.EnvPack.no_cache: every build is a real one
+    if build_options_from_args(args).no_cache or args.reconstruct:
+        return  # c.EnvPack.no_cache: every build is a real one; a reconstruction is never memoised
     remember_build(args.notebook, settings, result.to_json(), spec, not args.python, events)
 
 
@@ -484,6 +505,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         validate_reference(args.image)
     rows = rows_from(args.sweep, args.sweep_file, run_opts.parameters)
+    if args.image and args.reconstruct:
+        raise InputError("--reconstruct builds its own image", hint="drop --image or --reconstruct")
     if args.engine == "venv" and (args.image or rows):
         raise InputError(
             "--engine venv reruns one notebook from its snapshot",
@@ -550,6 +573,11 @@ def _print_report(report: Report) -> None:
     from rich.markup import escape
 
     console = Console(highlight=False)
+    if report.origin == "reconstructed":
+        console.print(
+            f"[bold yellow]RECONSTRUCTED environment[/] (packages as of {report.as_of}): an "
+            "educated guess, not what ran — compared with the notebook's stored outputs"
+        )
     colours = {
         "same": "green",
         "error": "green",
@@ -608,14 +636,7 @@ def build_parser(plugins: bool = True) -> argparse.ArgumentParser:
     add_environment_arguments(p)
     add_lock_arguments(p)
     p.add_argument("--json", action="store_true", help="print envpack.snapshot/1 JSON")
-    p.add_argument(
-        "--reconstruct",
-        action="store_true",
-        help="no environment at hand: reconstruct one from the repository's requirements, %%pip "
-        "lines and import names, each verified on its wheel (an educated guess, not what ran)",
-    )
-    p.add_argument("--as-of", metavar="DATE", help="with --reconstruct: newest release date")
-    p.add_argument("--python-version", metavar="X.Y", help="with --reconstruct: target Python")
+    add_reconstruct_arguments(p)
     p.set_defaults(func=cmd_snapshot)
 
     p = sub.add_parser(
@@ -624,6 +645,7 @@ def build_parser(plugins: bool = True) -> argparse.ArgumentParser:
     p.add_argument("notebook")
     add_environment_arguments(p)
     add_lock_arguments(p)
+    add_reconstruct_arguments(p)
     add_build_arguments(p)
     p.add_argument("-o", "--output-dir", metavar="DIR", help="write the whole build context here")
     p.add_argument("--no-wheels", action="store_true", help="with -o: do not fetch the wheels")
@@ -634,6 +656,7 @@ def build_parser(plugins: bool = True) -> argparse.ArgumentParser:
     p.add_argument("notebook")
     add_environment_arguments(p)
     add_lock_arguments(p)
+    add_reconstruct_arguments(p)
     add_build_arguments(p)
     p.add_argument("--json", action="store_true", help="also print the build result as JSON")
     p.set_defaults(func=cmd_build)
@@ -650,6 +673,7 @@ def build_parser(plugins: bool = True) -> argparse.ArgumentParser:
     )
     add_environment_arguments(p)
     add_lock_arguments(p)
+    add_reconstruct_arguments(p)
     add_build_arguments(p)
     add_run_arguments(p)
     p.add_argument("--cpus", type=float, metavar="N", help="CPU limit in cores (default 2)")

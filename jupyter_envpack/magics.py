@@ -54,6 +54,8 @@ Handler = Callable[["EnvpackMagics", argparse.Namespace], Any]
 _BUILDING = {"build", "run", "submit"}
 _RUNNING = {"run", "submit"}
 VERB_OPTIONS: dict[str, set[str]] = {
+    "reconstruct": {"snapshot", "dockerfile", *_BUILDING},
+    "as_of": {"snapshot", "dockerfile", *_BUILDING},
     "base_image": {"dockerfile", "status", *_BUILDING},
     "ca_bundle": _BUILDING,
     "index_url": {"dockerfile", *_BUILDING},
@@ -149,6 +151,13 @@ class EnvpackMagics(Magics):
         dest="display",
         help="ipywidgets progress",
     )
+    @argument_group("snapshot, dockerfile, build, run, submit")
+    @argument(
+        "--reconstruct",
+        action="store_true",
+        help="no environment at hand: reconstruct one (an educated guess, not what ran)",
+    )
+    @argument("--as-of", metavar="DATE", help="with --reconstruct: newest release date")
     @argument_group("dockerfile, build, run")
     @argument(
         "--base-image",
@@ -304,8 +313,16 @@ class EnvpackMagics(Magics):
             extra_index_urls=getattr(args, "extra_index_url", None),
             ca_bundle=getattr(args, "ca_bundle", None),
         )
+        if getattr(args, "reconstruct", False):
+            from dataclasses import replace
+
+            from .snapshot import ReconstructOptions
+
+            base = base_image_override(getattr(args, "base_image", None))
+            ropts = ReconstructOptions(args.as_of, None, base or self.envpack_config().base_image)
+            options = replace(options, reconstruct=ropts)
         probe = None
-        if not (args.python or args.kernel):
+        if not (args.python or args.kernel or options.reconstruct):
             from .snapshot.probe import probe_current
 
             probe = probe_current()
@@ -435,6 +452,11 @@ def _run_view(result: RunResult) -> FieldsView:
         {
             "cells": counts,
             "parameters": json.dumps(report.parameters) if report.parameters else None,
+            "environment": (
+                f"RECONSTRUCTED as of {report.as_of}: an educated guess, not what ran"
+                if report.origin
+                else None
+            ),
             "run": report.run_status,
             "engine": report.engine,
             "image": report.image,

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from .errors import InputError
 from .events import CancelToken, ProgressEvent, Reporter, null_reporter
 from .image.options import BuildOptions
-from .snapshot import EnvSpec, IndexOptions, SnapshotOptions
+from .snapshot import EnvSpec, IndexOptions, ReconstructOptions, SnapshotOptions
 from .snapshot.lock import snapshot_or_lock
 
 if TYPE_CHECKING:  # the build and run modules (docker SDK) load when a stage needs them
@@ -134,7 +134,8 @@ def rerun(
     if engine not in ENGINES:
         raise InputError(f"unknown engine {engine!r}", hint=f"use one of {', '.join(ENGINES)}")
     if engine == "venv":
-        return _rerun_venv(Path(notebook), prepared, run, reporter, cancel, image), None
+        venv_result = _rerun_venv(Path(notebook), prepared, run, reporter, cancel, image)
+        return mark_origin(venv_result, prepared), None
     if client is None:
         from .image.engine import connect
 
@@ -148,7 +149,16 @@ def rerun(
     from .execute.run import RunOptions, run_notebook
 
     result = run_notebook(image, Path(notebook), run or RunOptions(), reporter, cancel, client)
-    return result, built
+    return mark_origin(result, prepared), built
+
+
+def mark_origin(result: RunResult, prepared: Prepared | EnvSpec | None) -> RunResult:
+    """Say in the report when the environment it ran in was reconstructed (not what ran)."""
+    spec = prepared.spec if isinstance(prepared, Prepared) else prepared
+    if spec is not None and spec.reconstructed:
+        result.report.origin = spec.origin
+        result.report.as_of = str((spec.reconstruction or {}).get("as_of_used") or "") or None
+    return result
 
 
 def _rerun_venv(
@@ -198,6 +208,7 @@ def containerise(
     rerun_path: str | os.PathLike[str] | None = None,
     use_lock: bool = True,
     engine: str = "docker",
+    reconstruct: ReconstructOptions | None = None,
 ) -> Containerised:
     """Snapshot ``path`` in its kernel's environment, build its image and (by default) rerun it.
 
@@ -206,9 +217,19 @@ def containerise(
     ``use_lock`` is false (its base image is the default one); ``rerun_path`` is a copy of the
     notebook to rerun instead (same name; the pytest plugin blanks its skipped cells).
     ``engine`` is where the rerun happens (:data:`ENGINES`): ``venv`` builds no image.
+    ``reconstruct``: no kernel environment, reconstruct one (issue 13.2; the report says so and
+    compares with the notebook's stored outputs).
     """
     if engine == "venv" and not rerun:
         raise InputError("the venv engine builds no image", hint="rerun, or use engine 'docker'")
+    if reconstruct is not None:
+        build = build or BuildOptions()
+        index = IndexOptions(build.index_url, build.extra_index_urls, build.ca_bundle)
+        base = reconstruct.base_image or build.base_image
+        snapshot = replace(
+            snapshot or SnapshotOptions(index=index),
+            reconstruct=replace(reconstruct, base_image=base),
+        )
     prepared = prepare(
         path, build, python=python, kernel=kernel, snapshot=snapshot, use_lock=use_lock,
         reporter=reporter, cancel=cancel,

@@ -23,7 +23,6 @@ from typing import TYPE_CHECKING, Any
 from ..defaults import CELL_TIMEOUT, RUN_DEADLINE
 from ..errors import CancelledError, ClusterError, ConflictError, InputError, NotFoundError
 from ..events import CancelToken, ProgressEvent, Reporter, null_reporter
-from ..execute.limits import parse_memory
 from ..gpu import gpu_count
 from .base import Backend, JobSpec, JobState, JobStatus, fetch_result, get_backend
 from .k8s_manifests import (
@@ -300,6 +299,8 @@ class SubmitOptions:
 
 def memory_size(value: str | int | None) -> int | None:
     """Bytes of a job's ``--memory``/``--memory-request`` (``None`` or ``""``: not set)."""
+    from ..execute.limits import parse_memory  # lazy: ``execute`` loads the Docker runner
+
     return None if value is None or value == "" else parse_memory(value, minimum=1)
 
 

@@ -72,6 +72,10 @@ class Report:
     warnings: list[dict[str, Any]] = field(default_factory=list)
     engine: str = "docker"
     limits: dict[str, Any] | None = None  # the container's resource limits (RELIABILITY L4)
+    origin: str | None = None
+    """``reconstructed`` when the environment was reconstructed (not what ran), with
+    ``as_of`` its package date: a stored output that differs may be the reconstruction's fault."""
+    as_of: str | None = None
 
     @property
     def compared(self) -> int:
@@ -113,6 +117,15 @@ class Report:
             "parameters": self.parameters,
             "warnings": self.warnings,
             **({"limits": self.limits} if self.limits is not None else {}),
+            **(
+                {
+                    "origin": self.origin,
+                    "as_of": self.as_of,
+                    "reconstruction": {"as_of_used": self.as_of},  # the snapshot's key too
+                }
+                if self.origin
+                else {}
+            ),
         }
 
 

@@ -12,8 +12,6 @@ import copy
 import hashlib
 import io
 import json
-import os
-import stat
 import sys
 import tarfile
 from dataclasses import dataclass, field
@@ -24,7 +22,7 @@ from packaging.utils import canonicalize_name, parse_wheel_filename
 
 from ..errors import InputError
 from ..safefs import refuse_symlink, safe_write
-from ..snapshot.localfiles import MAX_LOCAL_FILE_BYTES, hidden, looks_secret, regular_inside
+from ..snapshot.localfiles import MAX_LOCAL_FILE_BYTES, hidden, looks_secret, read_inside
 from ..snapshot.notebook import dumps_notebook, parse_notebook, read_notebook_bytes
 from ..snapshot.spec import EnvSpec
 from .dockerfile import (
@@ -149,20 +147,12 @@ def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
 
 
 def _read_inside(folder: Path, rel: str, limit: int) -> bytes | None:
-    """Bytes of ``folder/rel`` when it is a regular file reached without any symlink, not hidden
-    or secret-looking, and at most ``limit`` bytes; else None (RELIABILITY B3, B4, L5)."""
+    """Bytes of ``folder/rel`` unless it is hidden, secret-looking, reached through a symlink, not
+    a regular file or over ``limit`` bytes (RELIABILITY B3, B4, L5)."""
     path = PurePosixPath(rel)
-    if hidden(path) or looks_secret(path.name) or regular_inside(folder, path) is None:
+    if hidden(path) or looks_secret(path.name):
         return None
-    try:
-        fd = os.open(folder / path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    except OSError:
-        return None
-    with os.fdopen(fd, "rb") as fh:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return None
-        data = fh.read(limit + 1)
-    return data if len(data) <= limit else None
+    return read_inside(folder, path, limit)
 
 
 def _local_files(nb_path: Path, spec: EnvSpec) -> dict[str, bytes]:

@@ -26,6 +26,7 @@ from ..errors import EnvpackError, ForbiddenError, InputError
 from ..operations import STATES, Event, OperationManager, scrub_path
 from .schema import (
     BINDER_FIELDS,
+    RECONSTRUCT_FIELDS,
     check_fields,
     kernel_name,
     parse_json_object,
@@ -143,8 +144,18 @@ def _slug(status: int) -> str:
     }.get(status, "error")
 
 
+def _reconstruct_query(handler: APIHandler) -> dict[str, Any]:
+    """``reconstruct=1&as_of=YYYY-MM-DD`` of a GET (400 for a malformed date)."""
+    value = {
+        "reconstruct": flag(handler.get_query_argument("reconstruct", None)),
+        "as_of": handler.get_query_argument("as_of", None),
+    }
+    return check_fields(value, RECONSTRUCT_FIELDS, "query")
+
+
 class SnapshotHandler(EnvpackHandler):
-    """``GET /envpack/snapshot?path=&kernel=`` → the snapshot JSON of the core."""
+    """``GET /envpack/snapshot?path=&kernel=&reconstruct=&as_of=`` → the snapshot JSON of the
+    core (``reconstruct=1``: an educated reconstruction, ``origin: "reconstructed"``)."""
 
     @web.authenticated
     @authorized
@@ -152,12 +163,14 @@ class SnapshotHandler(EnvpackHandler):
         path = self.query_path()
         self.require_execute("a snapshot")
         kernel = self.get_query_argument("kernel", None)
-        data = await self.blocking(self.service.snapshot_json, path, kernel)
+        recon = _reconstruct_query(self)
+        data = await self.blocking(self.service.snapshot_json, path, kernel, recon)
         self.write_json(data)
 
 
 class DockerfileHandler(EnvpackHandler):
-    """``GET /envpack/dockerfile?path=&kernel=&base_image=`` → the Dockerfile text."""
+    """``GET /envpack/dockerfile?path=&kernel=&base_image=&reconstruct=&as_of=`` → the
+    Dockerfile text."""
 
     @web.authenticated
     @authorized
@@ -166,7 +179,8 @@ class DockerfileHandler(EnvpackHandler):
         self.require_execute("a Dockerfile (it needs a snapshot)")
         kernel = self.get_query_argument("kernel", None)
         base_image = self.get_query_argument("base_image", None)
-        text = await self.blocking(self.service.dockerfile, path, kernel, base_image)
+        recon = _reconstruct_query(self)
+        text = await self.blocking(self.service.dockerfile, path, kernel, base_image, recon)
         self.finish(text, set_content_type="text/plain; charset=utf-8")
 
 

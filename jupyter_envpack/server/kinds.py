@@ -31,6 +31,19 @@ def docker_client() -> Any:  # docker-py is untyped
     return connect()
 
 
+def snapshot_options(config: Any, options: dict[str, Any]) -> Any:
+    """The config's snapshot options, reconstructing when the request says ``reconstruct``."""
+    from dataclasses import replace
+
+    from ..snapshot import ReconstructOptions
+
+    base = config.snapshot_options()
+    if not options.get("reconstruct"):
+        return base
+    image = options.get("base_image") or config.base_image
+    return replace(base, reconstruct=ReconstructOptions(options.get("as_of"), None, image))
+
+
 def _build_options(op: OperationContext, deadline: float | None) -> BuildOptions:
     return op.config.build_options(
         base_image=op.options.get("base_image"),
@@ -50,7 +63,7 @@ def _prepare(
         op.notebook,
         build,
         kernel=op.options.get("kernel") or op.config.kernel,
-        snapshot=op.config.snapshot_options(),
+        snapshot=snapshot_options(op.config, op.options),
         use_lock=False,
         max_bytes=op.config.max_notebook_size,
         reporter=reporter,
@@ -68,7 +81,9 @@ def _build(
     notebook = str(op.notebook)
     options = _build_options(op, deadline)
     settings = _memo_settings(op, options)
-    memo = None if options.no_cache else recall(notebook, settings)
+    # a reconstruction depends on files the memo does not watch (requirements, the index)
+    no_memo = options.no_cache or bool(op.options.get("reconstruct"))
+    memo = None if no_memo else recall(notebook, settings)
     if memo is not None:  # unchanged notebook and environment, image still there
         replay(memo, reporter)
         op.set_handle(image=memo.image)
@@ -81,11 +96,13 @@ def _build(
     result = {
         **res.to_json(),
         "snapshot_hash": prepared.spec.hash,
+        "origin": prepared.spec.origin,
+        **({"reconstruction": prepared.spec.reconstruction} if prepared.spec.reconstructed else {}),
         # the snapshot's findings, then the build's (missing-command, unmapped-library)
         "warnings": [w.to_json() for w in prepared.spec.warnings]
         + (res.system or {}).get("warnings", []),
     }
-    if not options.no_cache:
+    if not no_memo:
         remember_build(notebook, settings, result, prepared.spec, True, clock.kept)
     return result
 
@@ -97,7 +114,7 @@ def _memo_settings(op: OperationContext, options: BuildOptions) -> dict[str, Any
         "notebook": str(op.notebook),
         "kernel": op.options.get("kernel") or op.config.kernel,
         "max_bytes": op.config.max_notebook_size,
-        "snapshot": repr(op.config.snapshot_options()),
+        "snapshot": repr(snapshot_options(op.config, op.options)),
         "build": repr(replace(options, labels={}, deadline=0.0, idle_timeout=0.0)),
     }
 

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import InputError
-from ..execute.limits import parse_memory
 
 KERNEL_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 IDENT_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,99}")
@@ -74,6 +73,8 @@ def _parameters(value: Any) -> bool:
 
 
 def _memory(value: Any) -> bool:
+    from ..execute.limits import parse_memory  # the one grammar (lazy: ``execute`` is heavy)
+
     try:
         return parse_memory(value, minimum=4 * 2**20) <= 1 << 40
     except InputError:
@@ -94,6 +95,25 @@ def _api_path(value: Any) -> bool:
     return len(value) > 0  # its shape is checked by server.paths (404, like the Contents API)
 
 
+DATE_RE = re.compile(r"(19|20)[0-9]{2}-[01][0-9]-[0-3][0-9]")
+
+
+def _date(value: Any) -> bool:
+    from datetime import date
+
+    try:
+        return DATE_RE.fullmatch(value) is not None and date.fromisoformat(value) is not None
+    except ValueError:
+        return False
+
+
+RECONSTRUCT_FIELDS: dict[str, Field] = {
+    "reconstruct": Field((bool,)),
+    "as_of": Field((str,), _date, "a date YYYY-MM-DD (with reconstruct)"),
+}
+"""Reconstruct the environment instead of snapshotting the kernel's (issue 13.2)."""
+
+
 def _gpus(value: Any) -> bool:
     from ..errors import InputError
     from ..gpu import parse_gpus
@@ -106,12 +126,14 @@ def _gpus(value: Any) -> bool:
 
 
 BUILD_FIELDS: dict[str, Field] = {
+    **RECONSTRUCT_FIELDS,
     "base_image": Field((str,), _image, "an image reference such as python:3.11-slim"),
     "kernel": _pattern(KERNEL_RE, "a kernelspec name"),
     "deadline": _number(1, 86400),
     "idle_timeout": _number(1, 86400),
 }
 RUN_FIELDS: dict[str, Field] = {
+    **RECONSTRUCT_FIELDS,
     "base_image": BUILD_FIELDS["base_image"],
     "kernel": BUILD_FIELDS["kernel"],
     "build_deadline": _number(1, 86400),

@@ -14,7 +14,7 @@ from typing import Any
 from ..config import EnvPack, import_string
 from ..errors import EnvpackError
 from ..operations import Kind, OperationManager, OperationStore, StoreUnavailableError
-from .kinds import builtin_kinds, docker_client
+from .kinds import builtin_kinds, docker_client, snapshot_options
 from .paths import ContentsPaths
 from .schema import kernel_name
 
@@ -95,27 +95,34 @@ class EnvpackService:
         return self.manager
 
     # ----- pure-ish requests (run in the thread pool by the handlers) ------------------------
-    def snapshot_json(self, api_path: str, kernel: str | None) -> dict[str, Any]:
-        """Return the snapshot JSON of ``api_path`` (``notebook`` as the API path)."""
+    def snapshot_json(
+        self, api_path: str, kernel: str | None, reconstruct: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """Return the snapshot JSON of ``api_path`` (``notebook`` as the API path);
+        ``reconstruct`` (``{"reconstruct": true, "as_of"?}``) reconstructs it instead."""
         from ..snapshot import take_snapshot
 
         notebook = self.paths.notebook(api_path)
-        spec = take_snapshot(
-            str(notebook), kernel=self._kernel(kernel), options=self.config.snapshot_options()
-        )
+        options = snapshot_options(self.config, reconstruct or {})
+        spec = take_snapshot(str(notebook), kernel=self._kernel(kernel), options=options)
         data: dict[str, Any] = spec.to_json()
         data["notebook"] = api_path
         return data
 
-    def dockerfile(self, api_path: str, kernel: str | None, base_image: str | None) -> str:
+    def dockerfile(
+        self,
+        api_path: str,
+        kernel: str | None,
+        base_image: str | None,
+        reconstruct: dict[str, Any] | None = None,
+    ) -> str:
         """Return the Dockerfile the build of ``api_path`` would use."""
         from ..image import render_dockerfile
         from ..snapshot import take_snapshot
 
         notebook = self.paths.notebook(api_path)
-        spec = take_snapshot(
-            str(notebook), kernel=self._kernel(kernel), options=self.config.snapshot_options()
-        )
+        options = snapshot_options(self.config, {"base_image": base_image, **(reconstruct or {})})
+        spec = take_snapshot(str(notebook), kernel=self._kernel(kernel), options=options)
         options = self.config.build_options(base_image=self._image(base_image))
         return str(render_dockerfile(spec, options))
 

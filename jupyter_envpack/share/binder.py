@@ -89,6 +89,12 @@ def binder_files(spec: EnvSpec) -> dict[str, str]:
         f"(environment {spec.hash[:12]}).\n"
         "# The kernel's pinned closure; regenerate: `jupyter envpack binder NB --write`.\n"
     )
+    if spec.reconstructed:
+        as_of = _printable(str((spec.reconstruction or {}).get("as_of_used", "?")))
+        header += (
+            f"# RECONSTRUCTED (packages as of {as_of}): an educated guess of the environment, "
+            "not what ran; regenerate: `jupyter envpack binder NB --write --reconstruct`.\n"
+        )
     files = {
         "requirements.txt": header + "".join(f"{line}\n" for line in spec.requirements_lines()),
         "runtime.txt": f"python-{spec.python_minor}\n",

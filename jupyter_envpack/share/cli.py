@@ -13,6 +13,9 @@ import json
 import sys
 from typing import Any
 
+from ..cli import add_reconstruct_arguments
+from ..errors import InputError
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Register the ``binder`` verb on the ``jupyter envpack`` parser."""
@@ -27,6 +30,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
     from ..cli import add_environment_arguments
 
     add_environment_arguments(parser)
+    add_reconstruct_arguments(parser)
     parser.add_argument(
         "--write",
         action="store_true",
@@ -70,8 +74,19 @@ def run_binder(args: argparse.Namespace) -> int:
     from .links import normalize_host
 
     host = normalize_host(args.host)  # refuse a bad host before the (slower) snapshot
+    options = None
+    if args.reconstruct:
+        from ..snapshot import ReconstructOptions, SnapshotOptions
+
+        ropts = ReconstructOptions(args.as_of, args.python_version)
+        options = SnapshotOptions(reconstruct=ropts)
+    elif args.as_of or args.python_version:
+        raise InputError("--as-of and --python-version need --reconstruct")
     spec = take_snapshot(
-        args.notebook, python=getattr(args, "python", None), kernel=getattr(args, "kernel", None)
+        args.notebook,
+        python=getattr(args, "python", None),
+        kernel=getattr(args, "kernel", None),
+        options=options,
     )
     written: list[str] = []
     if args.write:

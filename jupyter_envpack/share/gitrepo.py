@@ -236,3 +236,44 @@ def inspect_repo(path: Path, paths: list[str] | None = None) -> RepoState | None
             state.pushed = _pushed(repo, state.commit, state.remote_name)
         state.changes = _changes(repo, state.commit, paths or [])
     return state
+
+
+MAX_HISTORY = 5000
+"""Commits looked at (first parents from ``HEAD``) when asking when a file last changed."""
+
+
+def last_change(path: Path) -> tuple[int, bool] | None:
+    """Commit time (Unix seconds) of the last commit on ``HEAD`` that changed ``path``, or None.
+
+    Walks first parents from ``HEAD``, at most :data:`MAX_HISTORY` of them, with dulwich (no git
+    process, no hook, no config that runs anything). Returns ``(time, exact)``: ``exact`` is
+    False when the walk stopped at the bound (the change is older than that time).
+    """
+    from dulwich.object_store import tree_lookup_path
+
+    repo = _open(path)
+    if repo is None:
+        return None
+    try:
+        rel = path.resolve().relative_to(Path(repo.path).resolve()).as_posix().encode()
+        commit = repo[repo.head()]
+    except (KeyError, ValueError, OSError):
+        return None
+
+    def blob(c: Any) -> bytes | None:
+        try:
+            return bytes(tree_lookup_path(repo.object_store.__getitem__, c.tree, rel)[1])
+        except (KeyError, NotADirectoryError):
+            return None
+
+    mine = blob(commit)
+    if mine is None:
+        return None
+    for _ in range(MAX_HISTORY):
+        if not commit.parents:
+            return commit.commit_time, True
+        parent = repo[commit.parents[0]]
+        if blob(parent) != mine:
+            return commit.commit_time, True
+        commit = parent
+    return commit.commit_time, False

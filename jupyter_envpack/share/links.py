@@ -49,7 +49,7 @@ _GIT_PATH_PART = re.compile(r"[A-Za-z0-9._~+-]{1,255}")
 _GIST_ID = re.compile(r"[0-9a-f]{1,64}")
 _HOSTNAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]{0,252})")
 _SCP_LIKE = re.compile(r"(?:(?P<user>[^@/:\s]+)@)?(?P<host>[A-Za-z0-9.-]+):(?P<path>(?!/).*)")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f\ud800-\udfff]")  # controls and lone surrogates (not UTF-8)
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from .localfiles import LocalCode
 from .notebook import DEFAULT_MAX_BYTES, NotebookAnalysis, analyse_notebook
 from .pins import pin_from_index
 from .probe import Environment, probe_interpreter, resolve_kernel_python
+from .reconstruct import ReconstructOptions
 from .resolve import Resolver
 from .spec import DataFile, EnvSpec, Finding, PinnedPackage
 
@@ -24,6 +25,7 @@ __all__ = [
     "Finding",
     "IndexOptions",
     "PinnedPackage",
+    "ReconstructOptions",
     "SnapshotOptions",
     "select_interpreter",
     "take_snapshot",
@@ -67,11 +69,15 @@ class SnapshotOptions:
     from_index
         Pin ipykernel (when the kernel's environment has none) and exact ``%pip`` pins the kernel
         lacks from the index; False leaves them as warnings (no network).
+    reconstruct
+        Reconstruct the environment instead of probing a kernel (issue 13.2): the pins are an
+        educated guess as of a date, not what ran (``origin: "reconstructed"``).
     """
 
     data: DataOptions = field(default_factory=DataOptions)
     index: IndexOptions = field(default_factory=IndexOptions)
     from_index: bool = True
+    reconstruct: ReconstructOptions | None = None
 
 
 def take_snapshot(
@@ -82,8 +88,16 @@ def take_snapshot(
     max_bytes: int = DEFAULT_MAX_BYTES,
     options: SnapshotOptions | None = None,
 ) -> EnvSpec:
-    """Read ``path``, find its imports, local code and data files; pin the kernel's environment."""
+    """Read ``path``, find its imports, local code and data files; pin the kernel's environment.
+
+    With ``options.reconstruct`` the pins are reconstructed instead (no kernel is probed):
+    :func:`~.reconstruct.reconstructed_spec`.
+    """
     options = options or SnapshotOptions()
+    if options.reconstruct is not None:
+        from .reconstruct import reconstructed_spec
+
+        return reconstructed_spec(path, options.reconstruct, options, kernel, python)
     nb_path = Path(path)
     analysis, _nb = analyse_notebook(nb_path, max_bytes=max_bytes)
     if probe is None:

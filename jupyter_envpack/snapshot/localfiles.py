@@ -79,6 +79,22 @@ def regular_inside(folder: Path, rel: PurePosixPath) -> os.stat_result | None:
     return st
 
 
+def read_inside(folder: Path, rel: PurePosixPath, limit: int) -> bytes | None:
+    """Bytes of ``folder/rel`` when it is a regular file reached without any symlink (no FIFO or
+    device either) of at most ``limit`` bytes, else None (RELIABILITY B3, B4, L5)."""
+    if regular_inside(folder, rel) is None:
+        return None
+    try:
+        fd = os.open(folder / rel, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return None
+    with os.fdopen(fd, "rb") as fh:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        data = fh.read(limit + 1)
+    return data if len(data) <= limit else None
+
+
 def exists_outside(folder: Path, text: str) -> bool:
     """True when ``text`` (absolute, ``~``, or ``../``) names something that exists."""
     try:

@@ -56,6 +56,10 @@ class Lock:
     kernel: str | None = None
     base_image: str | None = None
     base_image_id: str | None = None
+    origin: str | None = None
+    """``reconstructed`` when the pins are an educated reconstruction (``# origin:`` header)."""
+    as_of: str | None = None
+    """The reconstruction's package date (``# as-of:`` header)."""
 
     def dumps(self, notebook_name: str) -> str:
         """The file's text (stable: same lock, same bytes)."""
@@ -64,7 +68,14 @@ class Lock:
             "review it like code",
             f"# python: {self.python_version}",
         ]
+        if self.origin == "reconstructed":
+            lines.append(
+                "# RECONSTRUCTED: an educated guess of the environment, not what ran "
+                "(`snapshot --reconstruct`)"
+            )
         for key, value in (
+            ("origin", self.origin),
+            ("as-of", self.as_of),
             ("kernel", self.kernel),
             ("base-image", self.base_image),
             ("base-image-id", self.base_image_id),
@@ -123,6 +134,8 @@ def parse_lock(text: str, name: str = "lock file") -> Lock:
         kernel=headers.get("kernel"),
         base_image=headers.get("base-image"),
         base_image_id=headers.get("base-image-id"),
+        origin=headers.get("origin"),
+        as_of=headers.get("as-of"),
     )
 
 
@@ -169,6 +182,8 @@ def lock_from_spec(
         kernel=spec.kernel_name,
         base_image=base_image,
         base_image_id=base_image_id,
+        origin="reconstructed" if spec.reconstructed else None,
+        as_of=(spec.reconstruction or {}).get("as_of_used") if spec.reconstructed else None,
     )
 
 
@@ -215,6 +230,7 @@ def snapshot_from_lock(
         warnings=[*analysis.findings, *code.findings, *findings, *drift],
         interpreter="",
         kernel_name=lock.kernel,
+        origin="reconstructed" if lock.origin == "reconstructed" else "lock",
     )
 
 
@@ -231,8 +247,13 @@ def snapshot_or_lock(
     probe: Environment | None = None,
     max_bytes: int | None = None,
 ) -> tuple[EnvSpec, Lock | None]:
-    """The lock file's spec when ``use_lock`` and it exists, else a snapshot of the kernel
-    (``probe``: its environment probed already; ``max_bytes``: the notebook's size limit)."""
+    """A reconstruction when ``options.reconstruct`` is set; else the lock file's spec when
+    ``use_lock`` and it exists; else a snapshot of the kernel (``probe``: its environment probed
+    already; ``max_bytes``: the notebook's size limit)."""
+    if options is not None and options.reconstruct is not None:
+        from .reconstruct import reconstructed_spec
+
+        return reconstructed_spec(nb_path, options.reconstruct, options, kernel, python), None
     path = lock_path(nb_path)
     if use_lock and (path.exists() or path.is_symlink()):
         lock = read_lock(path)

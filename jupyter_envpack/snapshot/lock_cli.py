@@ -18,7 +18,7 @@ from packaging.utils import canonicalize_name, parse_wheel_filename
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Register the ``lock`` verb on the ``jupyter envpack`` parser."""
-    from ..cli import BASE_IMAGE_ENV, add_environment_arguments
+    from ..cli import BASE_IMAGE_ENV, add_environment_arguments, add_reconstruct_arguments
 
     parser = subparsers.add_parser(
         "lock",
@@ -29,6 +29,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
     )
     parser.add_argument("notebook", metavar="NB", help="the notebook (.ipynb)")
     add_environment_arguments(parser)
+    add_reconstruct_arguments(parser)
     parser.add_argument(
         "--base-image",
         metavar="REF",
@@ -67,18 +68,21 @@ def _base_image_id(ref: str | None) -> str | None:
 
 def cmd_lock(args: argparse.Namespace) -> int:
     """Write the lock file and print its path."""
-    from ..cli import make_reporter
+    from ..cli import make_reporter, reconstruct_options
     from ..config import load_envpack_config
     from ..image.refs import validate_reference
     from ..image.wheels import ensure_wheels
-    from . import take_snapshot
+    from . import SnapshotOptions, take_snapshot
     from .lock import lock_from_spec, write_lock
 
     cfg = load_envpack_config()
     base = args.base_image or cfg.base_image
     if base:
         validate_reference(base, "base image")
-    spec = take_snapshot(args.notebook, python=args.python, kernel=args.kernel or cfg.kernel)
+    options = SnapshotOptions(reconstruct=reconstruct_options(args))  # the header says so
+    spec = take_snapshot(
+        args.notebook, python=args.python, kernel=args.kernel or cfg.kernel, options=options
+    )
     hashes: dict[str, list[str]] = {}
     if not args.no_hashes and spec.packages:
         files = ensure_wheels(

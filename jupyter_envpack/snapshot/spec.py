@@ -100,6 +100,11 @@ class EnvSpec:
         Everything that could not be pinned or resolved.
     interpreter
         Path of the interpreter that was probed.
+    origin
+        Where the pins come from: ``kernel`` (probed), ``lock`` (``NB.envpack.lock``) or
+        ``reconstructed`` (an educated reconstruction, not what ran: issue 13.2).
+    reconstruction
+        With ``origin == "reconstructed"``: the date, Python, candidates and their evidence.
     """
 
     notebook: str
@@ -110,6 +115,13 @@ class EnvSpec:
     interpreter: str = ""
     kernel_name: str | None = None
     data_files: list[DataFile] = field(default_factory=list)
+    origin: str = "kernel"
+    reconstruction: dict[str, Any] | None = None
+
+    @property
+    def reconstructed(self) -> bool:
+        """Whether the pins are a reconstruction rather than what ran."""
+        return self.origin == "reconstructed"
 
     @property
     def image_files(self) -> list[str]:
@@ -144,10 +156,12 @@ class EnvSpec:
     @property
     def hash(self) -> str:
         """sha256 of the environment's identity: Python ``X.Y`` and the pinned closure."""
-        ident = {
+        ident: dict[str, Any] = {
             "python": self.python_minor,
             "packages": sorted(p.requirement for p in self.packages),
         }
+        if self.reconstructed:  # never shares an image (and its labels) with what ran
+            ident["origin"] = self.origin
         blob = json.dumps(ident, sort_keys=True, separators=(",", ":")).encode()
         return hashlib.sha256(blob).hexdigest()
 
@@ -169,6 +183,8 @@ class EnvSpec:
             "warnings": [w.to_json() for w in self.warnings],
             "gpu": self.gpu,
             "hash": self.hash,
+            "origin": self.origin,
+            **({"reconstruction": self.reconstruction} if self.reconstruction else {}),
         }
 
     @classmethod
@@ -197,4 +213,6 @@ class EnvSpec:
                 Finding(w["code"], w["message"], w.get("cell"), w.get("hint"))
                 for w in data.get("warnings", [])
             ],
+            origin=str(data.get("origin") or "kernel"),
+            reconstruction=data.get("reconstruction"),
         )

@@ -237,3 +237,17 @@ def test_run_engine_venv_needs_no_docker(ip, notebook, tmp_path, monkeypatch):
     assert report.run_status == "completed"
     executed = nbformat.read(view.data.output_path, as_version=4)
     assert executed.cells[0].outputs[0]["text"] == "1\n"
+
+
+def test_a_reconstructed_dockerfile_and_snapshot_say_so(ip, notebook):
+    """``--reconstruct --as-of`` in the magic: real index, real uv; no kernel package is used."""
+    line = f"--notebook {notebook} --reconstruct --as-of 2024-03-01"
+    view = ip.run_line_magic("envpack", f"snapshot {line}")
+    assert view.spec.origin == "reconstructed"
+    assert view.spec.reconstruction["as_of_used"] == "2024-03-01"
+    shown = " ".join(repr(view).split())
+    assert "an educated guess, not what ran" in shown and "packaging==23.2" in shown, shown
+    text = ip.run_line_magic(
+        "envpack", f"dockerfile {line} --base-image envpack-test/debian-python:bookworm"
+    ).text
+    assert "# RECONSTRUCTED environment (packages as of 2024-03-01)" in text

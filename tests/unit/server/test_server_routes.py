@@ -79,6 +79,7 @@ async def test_snapshot_and_dockerfile_of_a_real_notebook(
         ({}, 400),
         ({"path": "missing.ipynb"}, 404),
         ({"path": "nb.ipynb", "kernel": "../x"}, 400),
+        ({"path": "nb.ipynb", "reconstruct": "1", "as_of": "2019-13-40x"}, 400),
     ],
 )
 async def test_snapshot_bad_requests(
