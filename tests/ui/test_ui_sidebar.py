@@ -314,7 +314,7 @@ def wait_for_build_stage(lab: Any, op_id: str, timeout: float = 120.0) -> dict[s
     """Poll the operation until it leaves the snapshot stage; return it (maybe already done)."""
     deadline = time.monotonic() + timeout
     while True:
-        op = lab.api(f"envpack/operations/{op_id}")
+        op: dict[str, Any] = lab.api(f"envpack/operations/{op_id}")
         if op["stage"] not in (None, "snapshot") or time.monotonic() > deadline:
             return op
         time.sleep(0.1)
