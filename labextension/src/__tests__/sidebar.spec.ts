@@ -1,4 +1,4 @@
-import { Widget } from '@lumino/widgets';
+import { AccordionPanel, Widget } from '@lumino/widgets';
 
 import { EnvpackClient } from '../api';
 import { EnvpackModel } from '../model';
@@ -399,8 +399,27 @@ describe('EnvpackSidebar', () => {
     sidebar.reveal(section);
     expect(section.collapsed).toBe(false);
     expect(toggle.getAttribute('aria-expanded')).toBe('true');
+    expect(title.hasAttribute('aria-expanded')).toBe(false);
     section.collapsed = true;
     expect(toggle.getAttribute('aria-expanded')).toBe('false');
+    sidebar.dispose();
+    model.dispose();
+  });
+
+  it('gives a revealed section half the height', () => {
+    const model = makeModel(new FakeServer());
+    const sidebar = new EnvpackSidebar({ model, client: model.client });
+    const names = ['Environment', 'Build', 'Run', 'History'];
+    const sections = names.map(label => new Probe({ model, label }));
+    sections.forEach(s => sidebar.addSection(s));
+    attach(sidebar);
+    sections[0].collapsed = true;
+    sidebar.reveal(sections[2]);
+    const sizes = (sidebar.content as AccordionPanel).relativeSizes();
+    expect(sizes[2]).toBeCloseTo(0.5);
+    expect(sizes[0]).toBe(0); // a folded section stays folded
+    expect(sizes[1]).toBeCloseTo(0.25);
+    expect(sections[0].collapsed).toBe(true);
     sidebar.dispose();
     model.dispose();
   });

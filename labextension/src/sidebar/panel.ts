@@ -55,12 +55,7 @@ export class EnvpackSidebar extends SidePanel implements IEnvpackSidebar {
   reveal(section?: Widget): void {
     this.show();
     if (section) {
-      const accordion = this.content as SectionAccordion;
-      const index = accordion.widgets.indexOf(section);
-      if (index !== -1 && section.isHidden) {
-        accordion.expand(index);
-      }
-      section.node.scrollIntoView?.({ block: 'nearest' });
+      (this.content as SectionAccordion).enlarge(section);
     }
   }
 
@@ -124,6 +119,27 @@ class SectionAccordion extends AccordionPanel {
     const renderer = new SectionRenderer();
     super({ renderer, layout: AccordionToolbar.createLayout({ renderer }) });
     this.expansionToggled.connect(this.syncToggles, this);
+  }
+
+  /**
+   * Unfold a section and give it half the height (the other unfolded ones share the rest): the
+   * accordion splits the height evenly, too little for a report under eight sections.
+   */
+  enlarge(section: Widget): void {
+    const index = this.widgets.indexOf(section);
+    if (index === -1) {
+      return;
+    }
+    if (section.isHidden) {
+      this.expand(index);
+    }
+    const others = this.widgets.filter(w => w !== section && !w.isHidden);
+    if (others.length) {
+      const rest = 0.5 / others.length;
+      this.setRelativeSizes(
+        this.widgets.map(w => (w === section ? 0.5 : w.isHidden ? 0 : rest))
+      );
+    }
   }
 
   /**
