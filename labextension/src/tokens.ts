@@ -360,7 +360,7 @@ export interface IEnvpackSidebar {
    */
   addSection(section: Widget, options?: ISectionOptions): void;
   /**
-   * Show the sidebar and scroll a section into view.
+   * Show the sidebar and unfold a section, giving it half the height.
    */
   reveal(section?: Widget): void;
 }

@@ -50,6 +50,19 @@ def set_theme(page: Any, theme: str) -> None:
     page.wait_for_timeout(800)
 
 
+def expand_only(page: Any, section: str | None) -> None:
+    """Fold every section but ``section`` (``None``: unfold all) with their title toggles."""
+    for other in SECTIONS:
+        toggle = page.locator(
+            f"{SIDEBAR} .jp-Envpack-sectionTitle-{other} .jp-Envpack-sectionToggle"
+        )
+        wanted = "true" if section in (None, other) else "false"
+        if toggle.get_attribute("aria-expanded") != wanted:
+            toggle.click()
+        assert toggle.get_attribute("aria-expanded") == wanted
+    page.wait_for_timeout(200)
+
+
 WIDE_ELEMENTS = """sel => {
   const root = document.querySelector(sel);
   const sections = root.querySelector('.jp-Envpack-sections');
@@ -104,9 +117,13 @@ def test_every_section_in_both_themes_and_widths(page: Any, lab: Any) -> None:
             wide = page.evaluate(WIDE_ELEMENTS, SIDEBAR)
             assert wide == [], (name, width, wide)
             for section in SECTIONS:
+                # the accordion splits the height: the sidebar with the section alone unfolded
+                expand_only(page, section)
                 node = page.locator(f"{SIDEBAR} .jp-Envpack-section-{section}")
-                node.scroll_into_view_if_needed()
-                node.screenshot(path=str(SHOTS / f"{section.lower()}-{name}-{width}.png"))
+                node.evaluate("n => { n.scrollTop = 0; }")
+                shot = SHOTS / f"{section.lower()}-{name}-{width}.png"
+                page.locator(SIDEBAR).screenshot(path=str(shot))
+            expand_only(page, None)
     set_theme(page, THEMES["light"])
     assert problems == {"light": [], "dark": []}
     if os.environ.get("ENVPACK_UPDATE_SCREENSHOTS") == "1":

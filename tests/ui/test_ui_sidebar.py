@@ -77,7 +77,10 @@ def test_sidebar_shows_environment_and_dockerfile(page: Any, lab: Any) -> None:
     shoot(page, "sidebar-light.png", SIDEBAR)
 
     # When "Save" is clicked in the Dockerfile section, the file lands beside the notebook
-    sidebar.locator(".jp-Envpack-section-Dockerfile button", has_text="Save").click()
+    # (header actions are JupyterLab toolbar buttons in the section's accordion title)
+    sidebar.locator(".jp-Envpack-sectionTitle-Dockerfile").get_by_role(
+        "button", name="Save"
+    ).click()
     sidebar.locator(
         ".jp-Envpack-section-Dockerfile .jp-Envpack-note", has_text="Saved Dockerfile."
     ).wait_for()
@@ -147,10 +150,16 @@ def test_containerise_survives_a_reload_and_shows_the_report(page: Any, lab: Any
     assert all(isinstance(e["seq"], int) and e["type"] for e in events["events"])
     assert events["events"][-1]["type"] == "state"
 
-    # And the screenshot shows the report (Environment and Dockerfile folded away)
-    for section in ("Environment", "Dockerfile"):
-        page.locator(f"{SIDEBAR} .jp-Envpack-section-{section} .jp-Envpack-sectionToggle").click()
-    page.locator(f"{SIDEBAR} .jp-Envpack-section-Run").scroll_into_view_if_needed()
+    # And the screenshot shows the report (the other sections folded away: the accordion gives
+    # their height to Run)
+    for section in ("Environment", "Dockerfile", "Build", "Sweep", "Share", "Cluster", "History"):
+        toggle = page.locator(
+            f"{SIDEBAR} .jp-Envpack-sectionTitle-{section} .jp-Envpack-sectionToggle"
+        )
+        toggle.click()
+        assert toggle.get_attribute("aria-expanded") == "false"
+        assert page.locator(f"{SIDEBAR} .jp-Envpack-section-{section}").is_hidden()
+    page.locator(f"{SIDEBAR} .jp-Envpack-verdict").scroll_into_view_if_needed()
     shoot(page, "sidebar-report.png", SIDEBAR)
     full = shoot(page, "lab-report.png")
     if os.environ.get("ENVPACK_UPDATE_SCREENSHOTS") == "1":
@@ -305,7 +314,7 @@ def wait_for_build_stage(lab: Any, op_id: str, timeout: float = 120.0) -> dict[s
     """Poll the operation until it leaves the snapshot stage; return it (maybe already done)."""
     deadline = time.monotonic() + timeout
     while True:
-        op = lab.api(f"envpack/operations/{op_id}")
+        op: dict[str, Any] = lab.api(f"envpack/operations/{op_id}")
         if op["stage"] not in (None, "snapshot") or time.monotonic() > deadline:
             return op
         time.sleep(0.1)

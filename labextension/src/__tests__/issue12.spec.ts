@@ -8,6 +8,7 @@ import { EnvpackModel } from '../model';
 import {
   Announcer,
   createDefaultSections,
+  EnvpackSidebar,
   OperationView,
   renderReport,
   RunSection
@@ -270,19 +271,28 @@ describe('12.7/12.9 announcements and accessible names', () => {
     model.dispose();
   });
 
-  it('gives the four Refresh buttons and two filters distinct names', () => {
+  it('gives the four Refresh buttons and two filters distinct names', async () => {
     const model = makeModel(new FakeServer(), 60_000);
+    const sidebar = new EnvpackSidebar({ model, client: model.client });
     const sections = createDefaultSections({
       model,
       saveFile: async () => true,
       openPath: () => undefined
     });
-    sections.forEach(s => Widget.attach(s, document.body));
+    sections.forEach(s => sidebar.addSection(s));
+    Widget.attach(sidebar, document.body);
+    // the header actions are JupyterLab toolbar buttons (React, rendered on the next frames)
+    for (let i = 0; i < 100; i++) {
+      if (document.querySelectorAll('.jp-ToolbarButtonComponent').length >= 5) {
+        break;
+      }
+      await tick(10);
+    }
     const names = (selector: string): string[] =>
       Array.from(document.querySelectorAll<HTMLElement>(selector)).map(
         n => n.getAttribute('aria-label') ?? n.textContent ?? ''
       );
-    const refresh = names('button').filter(n => /refresh/i.test(n));
+    const refresh = names('button, jp-button').filter(n => /refresh/i.test(n));
     expect(refresh).toHaveLength(4);
     expect(new Set(refresh).size).toBe(4);
     const filters = names('input[type="checkbox"]').filter(n =>
@@ -292,7 +302,7 @@ describe('12.7/12.9 announcements and accessible names', () => {
       'Jobs of this notebook only',
       'History of this notebook only'
     ]);
-    sections.forEach(s => s.dispose());
+    sidebar.dispose();
     model.dispose();
   });
 });

@@ -1,4 +1,4 @@
-import { Widget } from '@lumino/widgets';
+import { AccordionPanel, Widget } from '@lumino/widgets';
 
 import { EnvpackClient } from '../api';
 import { EnvpackModel } from '../model';
@@ -11,7 +11,8 @@ import {
   OperationView,
   parseParameters,
   RunSection,
-  statusProblems
+  statusProblems,
+  toolbarButton
 } from '../sidebar';
 import { ISnapshot } from '../tokens';
 import { FakeServer, frame, json, operation, sse } from './fakeserver';
@@ -44,6 +45,17 @@ function makeModel(server: FakeServer): EnvpackModel {
     client: new EnvpackClient({ serverSettings: server.settings }),
     retryDelay: 1
   });
+}
+
+async function until<T>(found: () => T | null | undefined): Promise<T> {
+  for (let i = 0; i < 200; i++) {
+    const value = found();
+    if (value) {
+      return value;
+    }
+    await new Promise(r => setTimeout(r, 10));
+  }
+  throw new Error('timed out');
 }
 
 function attach<T extends Widget>(widget: T): T {
@@ -345,14 +357,89 @@ describe('EnvpackSidebar', () => {
     model.dispose();
   });
 
-  it('collapses a section from its header', () => {
+  it('collapses a section from its accordion title, whose toggle says so', async () => {
     const model = makeModel(new FakeServer());
-    const section = attach(new Probe({ model, label: 'Probe' }));
-    section.node
-      .querySelector<HTMLButtonElement>('.jp-Envpack-sectionToggle')!
-      .click();
+    const sidebar = new EnvpackSidebar({ model, client: model.client });
+    const section = new Probe({ model, label: 'Probe' });
+    let clicked = 0;
+    section.toolbar.addItem(
+      'act',
+      toolbarButton({ label: 'Act', tooltip: 'Act', onClick: () => clicked++ })
+    );
+    sidebar.addSection(section);
+    attach(sidebar);
+    const title = document.querySelector<HTMLElement>(
+      '.jp-Envpack-sectionTitle-Probe'
+    )!;
+    const toggle = title.querySelector<HTMLElement>(
+      '.jp-Envpack-sectionToggle'
+    )!;
+    expect(title.tagName).toBe('H3');
+    expect(title.hasAttribute('aria-expanded')).toBe(false); // not allowed on a heading
+    expect(toggle.getAttribute('role')).toBe('button');
+    expect(toggle.getAttribute('aria-expanded')).toBe('true');
+    expect(toggle.getAttribute('aria-controls')).toBe(section.id);
+    expect(toggle.textContent).toBe('Probe');
+
+    // A header action does its job and leaves the section open
+    await until(() => title.querySelector('.jp-ToolbarButtonComponent'));
+    const act = title.querySelector<HTMLElement>('.jp-ToolbarButtonComponent')!;
+    expect(act.getAttribute('aria-label')).toBe('Act');
+    expect(act.hasAttribute('aria-pressed')).toBe(false); // not a toggle (axe-core)
+    act.click();
+    expect(clicked).toBe(1);
+    expect(section.collapsed).toBe(false);
+
+    title.focus(); // where Lumino's arrow keys move the focus
+    expect(document.activeElement).toBe(toggle);
+    toggle.click();
     expect(section.collapsed).toBe(true);
-    section.dispose();
+    expect(toggle.getAttribute('aria-expanded')).toBe('false');
+    expect(title.hasAttribute('aria-expanded')).toBe(false);
+    sidebar.reveal(section);
+    expect(section.collapsed).toBe(false);
+    expect(toggle.getAttribute('aria-expanded')).toBe('true');
+    expect(title.hasAttribute('aria-expanded')).toBe(false);
+    section.collapsed = true;
+    expect(toggle.getAttribute('aria-expanded')).toBe('false');
+    sidebar.dispose();
+    model.dispose();
+  });
+
+  it('gives a revealed section half the height', () => {
+    const model = makeModel(new FakeServer());
+    const sidebar = new EnvpackSidebar({ model, client: model.client });
+    const names = ['Environment', 'Build', 'Run', 'History'];
+    const sections = names.map(label => new Probe({ model, label }));
+    sections.forEach(s => sidebar.addSection(s));
+    attach(sidebar);
+    sections[0].collapsed = true;
+    sidebar.reveal(sections[2]);
+    const sizes = (sidebar.content as AccordionPanel).relativeSizes();
+    expect(sizes[2]).toBeCloseTo(0.5);
+    expect(sizes[0]).toBe(0); // a folded section stays folded
+    expect(sizes[1]).toBeCloseTo(0.25);
+    expect(sections[0].collapsed).toBe(true);
+    sidebar.dispose();
+    model.dispose();
+  });
+
+  it('keeps Space on a header checkbox from folding the section', () => {
+    const model = makeModel(new FakeServer());
+    const sidebar = new EnvpackSidebar({ model, client: model.client });
+    const history = new HistorySection({ model });
+    sidebar.addSection(history);
+    attach(sidebar);
+    const box = document.querySelector<HTMLInputElement>(
+      '.jp-Envpack-sectionTitle-History input[type="checkbox"]'
+    )!;
+    box.dispatchEvent(
+      new KeyboardEvent('keydown', { key: ' ', keyCode: 32, bubbles: true })
+    );
+    box.click();
+    expect(box.checked).toBe(false);
+    expect(history.collapsed).toBe(false);
+    sidebar.dispose();
     model.dispose();
   });
 

@@ -5,19 +5,27 @@ import { Clipboard } from '@jupyterlab/apputils';
 
 import { errorMessage } from '../api';
 import { EnvpackModel } from '../model';
-import { button, clear, errorBox, h } from './dom';
-import { EnvpackSection } from './section';
+import { clear, errorBox, h } from './dom';
+import { EnvpackSection, toolbarButton } from './section';
 
 export class DockerfileSection extends EnvpackSection {
   constructor(options: DockerfileSection.IOptions) {
     super({ label: 'Dockerfile', rank: 20, ...options });
     this._save = options.saveFile;
-    this.actions.append(
-      button('Copy', () => this._copy(), {
-        title: 'Copy the Dockerfile to the clipboard'
-      }),
-      button('Save', () => void this._saveFile(), {
-        title: "Save the Dockerfile in the notebook's folder"
+    this.addAction(
+      'copy',
+      toolbarButton({
+        label: 'Copy',
+        onClick: () => this._copy(),
+        tooltip: 'Copy the Dockerfile to the clipboard'
+      })
+    );
+    this.addAction(
+      'save',
+      toolbarButton({
+        label: 'Save',
+        onClick: () => void this._saveFile(),
+        tooltip: "Save the Dockerfile in the notebook's folder"
       })
     );
     this._status = h('div', {

@@ -1,24 +1,28 @@
 /**
  * Environment: Python version, pinned packages (requested vs pulled in), local files, warnings.
  */
+import { refreshIcon } from '@jupyterlab/ui-components';
+
 import { EnvpackModel } from '../model';
 import { IPackage, ISnapshot, IWarning } from '../tokens';
-import { button, clear, copyButton, errorBox, h } from './dom';
+import { clear, copyButton, errorBox, h } from './dom';
 import {
   mostlyUnresolved,
   reconstructionNotice,
   reconstructOffer
 } from './reconstruct';
-import { EnvpackSection } from './section';
+import { EnvpackSection, toolbarButton } from './section';
 
 export class EnvironmentSection extends EnvpackSection {
   constructor(options: EnvironmentSection.IOptions) {
     super({ label: 'Environment', rank: 10, ...options });
-    this.actions.appendChild(
-      button('Refresh', () => void this.model.refresh(), {
-        ariaLabel: 'Refresh environment',
-        title:
-          'Take the snapshot again (after installing packages or editing imports)'
+    this.addAction(
+      'refresh',
+      toolbarButton({
+        icon: refreshIcon,
+        onClick: () => void this.model.refresh(),
+        tooltip:
+          'Refresh environment: take the snapshot again (after installing packages or editing imports)'
       })
     );
   }

@@ -1,12 +1,14 @@
 /**
  * History: every build and run the server remembers (it survives page reloads), with state and log.
  */
+import { refreshIcon } from '@jupyterlab/ui-components';
+
 import { errorMessage } from '../api';
 import { EnvpackModel, isTerminal } from '../model';
 import { IOperation } from '../tokens';
-import { button, clear, errorBox, formatTime, h } from './dom';
+import { clear, errorBox, formatTime, h } from './dom';
 import { OperationView } from './operation';
-import { EnvpackSection } from './section';
+import { EnvpackSection, headerWidget, toolbarButton } from './section';
 
 export class HistorySection extends EnvpackSection {
   constructor(options: HistorySection.IOptions) {
@@ -16,18 +18,25 @@ export class HistorySection extends EnvpackSection {
     });
     this._onlyCurrent.checked = true;
     this._onlyCurrent.addEventListener('change', () => this.render());
-    this.actions.append(
-      h(
-        'label',
-        {
-          className: 'jp-Envpack-filter',
-          title: 'Only the current notebook'
-        },
-        [this._onlyCurrent, document.createTextNode('this notebook')]
-      ),
-      button('Refresh', () => void this._refresh(), {
-        ariaLabel: 'Refresh history',
-        title: 'Reload the history'
+    this.addAction(
+      'filter',
+      headerWidget(
+        h(
+          'label',
+          {
+            className: 'jp-Envpack-filter',
+            title: 'Only the current notebook'
+          },
+          [this._onlyCurrent, document.createTextNode('this notebook')]
+        )
+      )
+    );
+    this.addAction(
+      'refresh',
+      toolbarButton({
+        icon: refreshIcon,
+        onClick: () => void this._refresh(),
+        tooltip: 'Refresh history: reload it from the server'
       })
     );
   }

@@ -1,10 +1,11 @@
 /**
- * The envpack sidebar: a header naming the followed notebook, then a scrolling list of sections.
+ * The envpack sidebar: JupyterLab's `SidePanel`, a header naming the followed notebook, then an
+ * accordion of sections (each a `PanelWithToolbar` whose toolbar sits in its title).
  *
- * Sections are plain widgets ordered by rank; other plugins add theirs through `IEnvpackSidebar`.
+ * Sections are ordered by rank; other plugins add theirs through `IEnvpackSidebar`.
  */
-import { SidePanel } from '@jupyterlab/ui-components';
-import { Panel, Widget } from '@lumino/widgets';
+import { AccordionToolbar, SidePanel } from '@jupyterlab/ui-components';
+import { AccordionPanel, Panel, Title, Widget } from '@lumino/widgets';
 
 import { EnvpackClient } from '../api';
 import { EnvpackModel } from '../model';
@@ -15,7 +16,7 @@ import { clear, errorBox, h } from './dom';
 
 export class EnvpackSidebar extends SidePanel implements IEnvpackSidebar {
   constructor(options: EnvpackSidebar.IOptions) {
-    super({ content: new Panel(), header: new Panel() });
+    super({ content: new SectionAccordion(), header: new Panel() });
     this.model = options.model;
     this.client = options.client;
     this.id = 'jp-envpack-sidebar';
@@ -47,14 +48,14 @@ export class EnvpackSidebar extends SidePanel implements IEnvpackSidebar {
       index === -1 ? this.widgets.length : index,
       section
     );
+    (this.content as SectionAccordion).arrange();
     section.disposed.connect(() => this._ranks.delete(section));
   }
 
   reveal(section?: Widget): void {
     this.show();
     if (section) {
-      section.show();
-      section.node.scrollIntoView?.({ block: 'nearest' });
+      (this.content as SectionAccordion).enlarge(section);
     }
   }
 
@@ -83,6 +84,83 @@ export class EnvpackSidebar extends SidePanel implements IEnvpackSidebar {
   private _heading: HTMLElement;
   private _announcer: Announcer;
   private _ranks = new Map<Widget, number>();
+}
+
+/**
+ * A section's accordion title: JupyterLab's (caret, name, the section's toolbar), with the caret and
+ * the name wrapped in a `button` that carries `aria-expanded` (a heading may not, axe-core's
+ * aria-allowed-attr), and the section's `title.className` (`.jp-Envpack-sectionTitle-<Name>`).
+ */
+class SectionRenderer extends AccordionToolbar.Renderer {
+  createSectionTitle(data: Title<Widget>): HTMLElement {
+    const handle = super.createSectionTitle(data);
+    // One tab stop per title: the toggle; arrow keys still move between titles.
+    handle.setAttribute('tabindex', '-1');
+    handle.classList.add(...data.className.split(/\s+/).filter(Boolean));
+    const toggle = h('span', {
+      className: 'jp-Envpack-sectionToggle',
+      attrs: { role: 'button', tabindex: '0' }
+    });
+    toggle.append(...Array.from(handle.childNodes));
+    handle.appendChild(toggle);
+    // Lumino's arrow keys, Home and End focus the title: hand the focus on to its toggle.
+    handle.addEventListener('focus', () => toggle.focus());
+    return handle;
+  }
+}
+
+/**
+ * The sections' accordion: keeps the DOM (reading and tab order) in the sections' order (Lumino
+ * appends a new section's nodes last) and moves Lumino's `aria-expanded` from the title to its
+ * toggle.
+ */
+class SectionAccordion extends AccordionPanel {
+  constructor() {
+    const renderer = new SectionRenderer();
+    super({ renderer, layout: AccordionToolbar.createLayout({ renderer }) });
+    this.expansionToggled.connect(this.syncToggles, this);
+  }
+
+  /**
+   * Unfold a section and give it half the height (the other unfolded ones share the rest): the
+   * accordion splits the height evenly, too little for a report under eight sections.
+   */
+  enlarge(section: Widget): void {
+    const index = this.widgets.indexOf(section);
+    if (index === -1) {
+      return;
+    }
+    if (section.isHidden) {
+      this.expand(index);
+    }
+    const others = this.widgets.filter(w => w !== section && !w.isHidden);
+    if (others.length) {
+      const rest = 0.5 / others.length;
+      this.setRelativeSizes(
+        this.widgets.map(w => (w === section ? 0.5 : w.isHidden ? 0 : rest))
+      );
+    }
+  }
+
+  /**
+   * Put each section's title, node and handle in order, then sync the toggles.
+   */
+  arrange(): void {
+    this.widgets.forEach((section, index) => {
+      this.node.append(this.titles[index], section.node, this.handles[index]);
+    });
+    this.syncToggles();
+  }
+
+  syncToggles(): void {
+    this.titles.forEach((title, index) => {
+      const section = this.widgets[index];
+      title.removeAttribute('aria-expanded');
+      const toggle = title.querySelector('.jp-Envpack-sectionToggle');
+      toggle?.setAttribute('aria-expanded', String(!section.isHidden));
+      toggle?.setAttribute('aria-controls', section.id);
+    });
+  }
 }
 
 export namespace EnvpackSidebar {

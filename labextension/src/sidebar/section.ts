@@ -1,16 +1,25 @@
 /**
  * The base class of every section of the envpack sidebar.
  *
- * A section is a Lumino widget with a collapsible header (title + action buttons) and a body it
- * re-renders when the model changes. New sections (Share, Cluster, ...) subclass it and are added
- * with `IEnvpackSidebar.addSection` (see labextension/README.md).
+ * A section is a JupyterLab `PanelWithToolbar`: in the sidebar's accordion its title (name,
+ * collapse caret) and its toolbar (action buttons, see `toolbarButton`) form the section's
+ * header, and its node holds a body it re-renders when the model changes. New sections (Share,
+ * Cluster, ...) subclass it and are added with `IEnvpackSidebar.addSection` (see
+ * labextension/README.md).
  */
-import { Widget } from '@lumino/widgets';
+import {
+  LabIcon,
+  PanelWithToolbar,
+  ToolbarButton,
+  ToolbarButtonComponent
+} from '@jupyterlab/ui-components';
+import { AccordionPanel, Widget } from '@lumino/widgets';
+import * as React from 'react';
 
 import { EnvpackModel } from '../model';
 import { h } from './dom';
 
-export abstract class EnvpackSection extends Widget {
+export abstract class EnvpackSection extends PanelWithToolbar {
   constructor(options: EnvpackSection.IOptions) {
     super();
     this.model = options.model;
@@ -19,23 +28,13 @@ export abstract class EnvpackSection extends Widget {
     this.title.label = options.label;
     const name = options.label.replace(/\W+/g, '');
     this.addClass(`jp-Envpack-section-${name}`);
+    // The accordion's title (outside this node) is addressed by these (see SectionRenderer).
+    this.title.className = `jp-Envpack-sectionTitle jp-Envpack-sectionTitle-${name}`;
     this.node.dataset.section = name.toLowerCase();
-    this._toggle = h('button', {
-      className: 'jp-Envpack-sectionToggle',
-      text: options.label,
-      attrs: { type: 'button', 'aria-expanded': 'true' }
-    });
-    this._toggle.addEventListener('click', () => {
-      this.collapsed = !this.collapsed;
-    });
-    this.actions = h('div', { className: 'jp-Envpack-sectionActions' });
+    this.id = `jp-Envpack-section-${name}-${++sectionIds}`;
+    this.toolbar.addClass('jp-Envpack-sectionActions');
+    this.toolbar.node.setAttribute('aria-label', `${options.label} actions`);
     this.body = h('div', { className: 'jp-Envpack-sectionBody' });
-    this.node.appendChild(
-      h('div', { className: 'jp-Envpack-sectionHeader' }, [
-        this._toggle,
-        this.actions
-      ])
-    );
     this.node.appendChild(this.body);
     this.model.changed.connect(this._onModelChanged, this);
   }
@@ -48,22 +47,39 @@ export abstract class EnvpackSection extends Widget {
   readonly rank: number;
 
   /**
-   * Where subclasses put their action buttons (shown in the header).
-   */
-  protected readonly actions: HTMLElement;
-
-  /**
    * Where subclasses render their content.
    */
   protected readonly body: HTMLElement;
 
+  /**
+   * Whether the section is folded away (its accordion title stays).
+   */
   get collapsed(): boolean {
-    return this.hasClass('jp-mod-collapsed');
+    return this.isHidden;
   }
 
   set collapsed(value: boolean) {
-    this.toggleClass('jp-mod-collapsed', value);
-    this._toggle.setAttribute('aria-expanded', String(!value));
+    if (value === this.collapsed) {
+      return;
+    }
+    const parent = this.parent;
+    if (parent instanceof AccordionPanel) {
+      const index = parent.widgets.indexOf(this);
+      if (value) {
+        parent.collapse(index);
+      } else {
+        parent.expand(index);
+      }
+    } else {
+      this.setHidden(value);
+    }
+  }
+
+  /**
+   * Add an action to the section's header (a JupyterLab toolbar button, or any widget).
+   */
+  protected addAction(name: string, item: Widget): void {
+    this.toolbar.addItem(name, item);
   }
 
   /**
@@ -87,7 +103,8 @@ export abstract class EnvpackSection extends Widget {
       return;
     }
     this.model.changed.disconnect(this._onModelChanged, this);
-    super.dispose();
+    super.dispose(); // first: the accordion takes the toolbar out of its title
+    this.toolbar.dispose();
   }
 
   private _onModelChanged(
@@ -98,8 +115,59 @@ export abstract class EnvpackSection extends Widget {
       this.render();
     }
   }
+}
 
-  private _toggle: HTMLButtonElement;
+let sectionIds = 0;
+
+/**
+ * The options of a header action.
+ */
+export interface IActionOptions {
+  onClick: () => void;
+  /**
+   * The tooltip, and the accessible name of an icon button.
+   */
+  tooltip: string;
+  icon?: LabIcon;
+  label?: string;
+  className?: string;
+}
+
+/**
+ * A JupyterLab toolbar button that is not a toggle: `ToolbarButton` always renders
+ * `aria-pressed`, which axe-core reports as not allowed on its `jp-button` (aria-allowed-attr).
+ */
+export class ActionButton extends ToolbarButton {
+  constructor(private _options: IActionOptions) {
+    super(_options);
+  }
+
+  render(): JSX.Element {
+    return React.createElement(ToolbarButtonComponent, {
+      ...this._options,
+      enabled: this.enabled,
+      pressed: undefined
+    });
+  }
+}
+
+/**
+ * A header action: an icon button named by `tooltip`, or a text button when `label` is given.
+ */
+export function toolbarButton(options: IActionOptions): ToolbarButton {
+  return new ActionButton(options);
+}
+
+/**
+ * A header widget that is not a button (a filter checkbox): keys and clicks stay its own, the
+ * accordion title it sits in would otherwise toggle the section on Space or Enter.
+ */
+export function headerWidget(node: HTMLElement): Widget {
+  const widget = new Widget({ node });
+  for (const type of ['keydown', 'click']) {
+    node.addEventListener(type, event => event.stopPropagation());
+  }
+  return widget;
 }
 
 export namespace EnvpackSection {

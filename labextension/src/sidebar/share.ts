@@ -5,12 +5,13 @@
  * (on Binder itself, say): build and rerun are off, snapshot, Dockerfile and Binder still work.
  */
 import { Clipboard } from '@jupyterlab/apputils';
+import { refreshIcon } from '@jupyterlab/ui-components';
 
 import { errorMessage } from '../api';
 import { EnvpackModel } from '../model';
 import { IBinderInfo, IWarning } from '../tokens';
 import { button, clear, errorBox, h } from './dom';
-import { EnvpackSection } from './section';
+import { EnvpackSection, toolbarButton } from './section';
 
 /**
  * The notice shown when the server's Docker engine is unreachable.
@@ -23,10 +24,13 @@ export class ShareSection extends EnvpackSection {
   constructor(options: ShareSection.IOptions) {
     super({ label: 'Share', rank: 42, ...options });
     this._copy = options.copy ?? (text => Clipboard.copyToSystem(text));
-    this.actions.append(
-      button('Refresh', () => void this.load(), {
-        ariaLabel: 'Refresh share links',
-        title: 'Check the Binder link and the git state again'
+    this.addAction(
+      'refresh',
+      toolbarButton({
+        icon: refreshIcon,
+        onClick: () => void this.load(),
+        tooltip:
+          'Refresh share links: check the Binder link and the git state again'
       })
     );
     this._writeButton = button(
