@@ -10,9 +10,11 @@ renamed over the final name, which is never followed; an existing symlink there 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import stat
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 from .errors import InputError
@@ -129,3 +131,16 @@ def private_file(path: str | os.PathLike[str]) -> Path:
             os.open(target, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW, PRIVATE_FILE)
         )
     return target
+
+
+@contextlib.contextmanager
+def folder_lock(folder: Path, name: str) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``folder/name`` (created 0600, never through a link) for the
+    block: builds in other processes or threads that share ``folder`` wait for each other."""
+    folder.mkdir(parents=True, exist_ok=True)
+    fd = os.open(folder / name, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)

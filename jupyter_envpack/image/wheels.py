@@ -24,6 +24,7 @@ from packaging.version import Version
 
 from ..errors import BuildError, CancelledError
 from ..events import CancelToken, ProgressEvent, Reporter, null_reporter
+from ..safefs import folder_lock
 from ..snapshot.index import IndexOptions
 from .engine import base_labels
 from .options import BuildOptions
@@ -128,24 +129,26 @@ def ensure_wheels(
     """Return wheel files for every ``name==version`` in ``requirements`` (downloading the missing)."""
     arch = arch or target_arch()
     folder = cache_dir(python_minor, arch)
-    folder.mkdir(parents=True, exist_ok=True)
-    have = _index(folder)
-    missing = [r for r in requirements if _key(r) not in have]
-    if missing:
-        reporter(
-            ProgressEvent(
-                "wheels",
-                f"fetching {len(missing)} wheels for Python {python_minor} ({arch})",
-                "step",
-            )
-        )
-        _download(missing, folder, python_minor, arch, opts, reporter, cancel, glibc_minor)
+    # Builds sharing the cache fetch one at a time: two pip processes saving the same wheel into
+    # one folder race (one copies while the other replaces it; seen with two server operations).
+    with folder_lock(folder, ".fetch.lock"):
         have = _index(folder)
-    else:
-        reporter(ProgressEvent("wheels", f"all {len(requirements)} wheels are cached", "info"))
+        missing = [r for r in requirements if _key(r) not in have]
+        if missing:
+            reporter(
+                ProgressEvent(
+                    "wheels",
+                    f"fetching {len(missing)} wheels for Python {python_minor} ({arch})",
+                    "step",
+                )
+            )
+            _download(missing, folder, python_minor, arch, opts, reporter, cancel, glibc_minor)
+            have = _index(folder)
+        else:
+            reporter(ProgressEvent("wheels", f"all {len(requirements)} wheels are cached", "info"))
+        record_hashes(folder)
     files: list[Path] = []
     still: list[str] = []
-    record_hashes(folder)
     for r in requirements:
         got = have.get(_key(r))
         if got:

@@ -20,11 +20,9 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import fcntl
 import html
 import ipaddress
 import json
-import os
 import re
 import secrets
 import socket
@@ -36,7 +34,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from ..safefs import safe_write
+from ..safefs import folder_lock, safe_write
 from .dockerapi import engine_key
 from .wheels import recorded_hashes
 
@@ -190,18 +188,13 @@ def served_url(folder: Path, host: str) -> str:
     """
     data = _settings(folder)
     if not data["port"]:
-        folder.mkdir(parents=True, exist_ok=True)
-        fd = os.open(folder / ".serve.lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+        with folder_lock(folder, ".serve.lock"):
             data = _settings(folder)  # another build may have chosen meanwhile
             if not data["port"]:
                 with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
                     sock.bind((host, 0))
                     data["port"] = int(sock.getsockname()[1])
                 safe_write(folder / "serve.json", json.dumps(data), mode=0o600)  # token: 0600 (L8)
-        finally:
-            os.close(fd)
     return f"http://{host}:{data['port']}/{data['token']}/"
 
 
