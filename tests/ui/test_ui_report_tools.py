@@ -33,6 +33,21 @@ def _open(page: Any, lab: Any, name: str) -> None:
     page.locator(f"{SIDEBAR} .jp-Envpack-notebook", has_text=name).wait_for()
 
 
+def shown_text(cell: Any, selector: str) -> str:
+    """The text of ``selector`` inside the cell's ``<details>``, opened. The report may be rendered
+    once more as the run's last events arrive (a fresh, closed element, whose text Chromium does not
+    render), so open it again until the text shows."""
+    details = cell.locator(".jp-Envpack-diff")
+    for _ in range(10):
+        if details.get_attribute("open") is None:
+            details.locator("summary").click()
+        text = str(cell.locator(selector).inner_text())
+        if text:
+            return text
+        cell.page.wait_for_timeout(300)
+    return ""
+
+
 def test_a_differing_cell_shows_its_source_and_reason_and_values_copy(page: Any, lab: Any) -> None:
     # Given a notebook whose second cell prints an unseeded random number, rerun in its image
     _tagged(lab, "random.ipynb")
@@ -47,9 +62,8 @@ def test_a_differing_cell_shows_its_source_and_reason_and_values_copy(page: Any,
     reason = cell.locator(".jp-Envpack-reason")
     assert reason.get_attribute("data-reason") == "unseeded-random"
     assert "without a seed" in reason.inner_text()
-    cell.locator(".jp-Envpack-diff summary").click()
-    assert cell.locator(".jp-Envpack-cellSource pre").inner_text() == CELLS[1]
-    assert cell.locator(".jp-Envpack-cellDiff pre").inner_text().startswith("--- original")
+    assert shown_text(cell, ".jp-Envpack-cellSource pre") == CELLS[1]
+    assert shown_text(cell, ".jp-Envpack-cellDiff pre").startswith("--- original")
     shoot(page, "report-source-reason.png", SIDEBAR)
 
     # When the image tag's copy button is clicked
