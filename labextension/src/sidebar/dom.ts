@@ -174,3 +174,27 @@ export function copyableValue(
     copyButton(value, what)
   ];
 }
+
+/**
+ * The `name = value` lines of a text box (blank lines and `#` comments skipped) with their line
+ * numbers; `name` is '' when the line does not assign to a Python identifier.
+ */
+export function assignments(
+  text: string
+): Array<{ line: number; name: string; value: string }> {
+  const found: Array<{ line: number; name: string; value: string }> = [];
+  text.split(/\r?\n/).forEach((raw, i) => {
+    const line = raw.trim();
+    if (!line || line.startsWith('#')) {
+      return;
+    }
+    const eq = line.indexOf('=');
+    const name = (eq === -1 ? '' : line.slice(0, eq)).trim();
+    found.push({
+      line: i + 1,
+      name: /^[A-Za-z_][A-Za-z0-9_]*$/.test(name) ? name : '',
+      value: line.slice(eq + 1).trim()
+    });
+  });
+  return found;
+}

@@ -12,7 +12,7 @@ import {
   ReportVerdict
 } from '../tokens';
 import { renderImage } from './build';
-import { button, copyButton, h } from './dom';
+import { assignments, button, copyButton, h } from './dom';
 import { ENGINE_DOWN, OperationSection } from './opsection';
 import { reconstructionNotice } from './reconstruct';
 
@@ -158,25 +158,18 @@ export interface INotebookActions {
  */
 export function parseParameters(text: string): Record<string, unknown> {
   const result: Record<string, unknown> = {};
-  text.split(/\r?\n/).forEach((raw, i) => {
-    const line = raw.trim();
-    if (!line || line.startsWith('#')) {
-      return;
-    }
-    const eq = line.indexOf('=');
-    const name = (eq === -1 ? '' : line.slice(0, eq)).trim();
-    if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(name)) {
+  for (const { line, name, value } of assignments(text)) {
+    if (!name) {
       throw new Error(
-        `Parameter line ${i + 1}: write "name = value" with a Python identifier.`
+        `Parameter line ${line}: write "name = value" with a Python identifier.`
       );
     }
-    const value = line.slice(eq + 1).trim();
     try {
       result[name] = JSON.parse(value);
     } catch {
       result[name] = value;
     }
-  });
+  }
   return result;
 }
 

@@ -7,7 +7,7 @@
  */
 import { EnvpackModel, isSweep } from '../model';
 import { IOperation, IRunResult, ISweepRun } from '../tokens';
-import { copyButton, h } from './dom';
+import { assignments, copyButton, h } from './dom';
 import { OperationSection } from './opsection';
 
 export class SweepSection extends OperationSection {
@@ -110,24 +110,17 @@ export namespace SweepSection {
  */
 export function parseSweep(text: string): Record<string, string> {
   const sweep: Record<string, string> = {};
-  text.split(/\r?\n/).forEach((raw, i) => {
-    const line = raw.trim();
-    if (!line || line.startsWith('#')) {
-      return;
-    }
-    const eq = line.indexOf('=');
-    const name = (eq === -1 ? '' : line.slice(0, eq)).trim();
-    const values = line.slice(eq + 1).trim();
-    if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(name) || !values) {
+  for (const { line, name, value } of assignments(text)) {
+    if (!name || !value) {
       throw new Error(
-        `Sweep line ${i + 1}: write "name = v1,v2" or "name = 1..3" with a Python identifier.`
+        `Sweep line ${line}: write "name = v1,v2" or "name = 1..3" with a Python identifier.`
       );
     }
     if (name in sweep) {
-      throw new Error(`Sweep line ${i + 1}: "${name}" is given twice.`);
+      throw new Error(`Sweep line ${line}: "${name}" is given twice.`);
     }
-    sweep[name] = values;
-  });
+    sweep[name] = value;
+  }
   if (!Object.keys(sweep).length) {
     throw new Error('Enter at least one line such as "seed = 1..3".');
   }
