@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import io
 import json
 import subprocess
@@ -11,12 +9,11 @@ import sys
 import tarfile
 import threading
 import time
-import zipfile
-from pathlib import Path
 from typing import Any
 
 import nbformat
 import pytest
+from wheel_builder import canary_wheel, serve_guarded_index
 
 from jupyter_envpack.errors import BuildError, CancelledError
 from jupyter_envpack.events import CancelToken, ProgressEvent
@@ -194,47 +191,14 @@ def test_the_build_deadline_is_enforced(docker_client, test_base_image) -> None:
     assert info.value.reason == "timeout"
 
 
-def _canary_wheel(folder: Path) -> Path:
-    name, version = "envpack_canary_pkg", "1.0"
-    wheel = folder / f"{name}-{version}-py3-none-any.whl"
-    files = {
-        f"{name}/__init__.py": b"VALUE = 42\n",
-        f"{name}-{version}.dist-info/METADATA": f"Metadata-Version: 2.1\nName: envpack-canary-pkg\nVersion: {version}\n".encode(),
-        f"{name}-{version}.dist-info/WHEEL": b"Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
-    }
-    record = []
-    with zipfile.ZipFile(wheel, "w") as zf:
-        for fname, data in files.items():
-            zf.writestr(fname, data)
-            digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
-            record.append(f"{fname},sha256={digest},{len(data)}")
-        record.append(f"{name}-{version}.dist-info/RECORD,,")
-        zf.writestr(f"{name}-{version}.dist-info/RECORD", "\n".join(record) + "\n")
-    return wheel
-
-
 @pytest.mark.reliability("E1", "E2", "E3")
 def test_private_index_credentials_never_reach_the_image(
     docker_client, test_base_image, make_notebook, httpserver, tmp_path, monkeypatch
 ) -> None:
-    from werkzeug import Response
-
     canary = "CANARYpw9931"
     user = "envpackuser"
-    wheel = _canary_wheel(tmp_path)
-    token = base64.b64encode(f"{user}:{canary}".encode()).decode()
-
-    def guarded(request):
-        if request.headers.get("Authorization") != f"Basic {token}":
-            return Response("auth required", 401, {"WWW-Authenticate": 'Basic realm="idx"'})
-        if request.path.endswith(".whl"):
-            return Response(wheel.read_bytes(), 200, {"Content-Type": "application/octet-stream"})
-        return Response(
-            f'<a href="/files/{wheel.name}">{wheel.name}</a>', 200, {"Content-Type": "text/html"}
-        )
-
-    httpserver.expect_request("/simple/envpack-canary-pkg/").respond_with_handler(guarded)
-    httpserver.expect_request(f"/files/{wheel.name}").respond_with_handler(guarded)
+    wheel = canary_wheel(tmp_path)
+    serve_guarded_index(httpserver, wheel, user, canary)
     index = f"http://{user}:{canary}@127.0.0.1:{httpserver.port}/simple"
     # a docker config whose proxy URL carries the canary too (E3)
     docker_config = tmp_path / "docker-config"

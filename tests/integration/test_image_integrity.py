@@ -6,16 +6,14 @@ hashes were recorded (what an impostor on the port would serve): the build never
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import json
 import threading
-import zipfile
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
+from wheel_builder import write_wheel
 
 from jupyter_envpack.errors import BuildError
 from jupyter_envpack.events import ProgressEvent
@@ -41,14 +39,7 @@ def impostor_wheel(path: Path, name: str = "six", version: str = "1.15.0") -> by
             b"Tag: py3-none-any\n"
         ),
     }
-    record = []
-    with zipfile.ZipFile(path, "w") as zf:
-        for fname, data in files.items():
-            zf.writestr(fname, data)
-            digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=")
-            record.append(f"{fname},sha256={digest.decode()},{len(data)}")
-        record.append(f"{name}-{version}.dist-info/RECORD,,")
-        zf.writestr(f"{name}-{version}.dist-info/RECORD", "\n".join(record) + "\n")
+    write_wheel(path, files)
     return path.read_bytes()
 
 

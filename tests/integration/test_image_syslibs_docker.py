@@ -6,15 +6,13 @@ Debian base and checked from the inside (``import cv2``, ``file --version``, ver
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import subprocess
 import sys
-import zipfile
 from pathlib import Path
 from typing import Any
 
 import pytest
+from wheel_builder import write_wheel
 
 from jupyter_envpack.errors import BuildError
 from jupyter_envpack.events import ProgressEvent
@@ -154,14 +152,7 @@ def _smuggler_wheel(folder: Path) -> Path:
         ),
     }
     wheel = folder / f"{name}-{version}-py3-none-any.whl"
-    record = []
-    with zipfile.ZipFile(wheel, "w") as zf:
-        for fname, data in files.items():
-            zf.writestr(fname, data)
-            digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=")
-            record.append(f"{fname},sha256={digest.decode()},{len(data)}")
-        record.append(f"{name}-{version}.dist-info/RECORD,,")
-        zf.writestr(f"{name}-{version}.dist-info/RECORD", "\n".join(record) + "\n")
+    write_wheel(wheel, files)
     return wheel
 
 

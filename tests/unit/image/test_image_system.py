@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import gzip
 import hashlib
 import io
@@ -11,6 +10,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from wheel_builder import canary_wheel, serve_guarded_index
 
 from jupyter_envpack.errors import BuildError
 from jupyter_envpack.image import wheels as wheels_mod
@@ -191,41 +191,12 @@ def test_lock_mismatches_name_every_distribution() -> None:
     assert lock_mismatches(["six==1.15"], {"six": "1.15.0"}) == []
 
 
-def _canary_wheel(folder: Path) -> Path:
-    name, version = "envpack_canary_pkg", "1.0"
-    meta = f"Metadata-Version: 2.1\nName: envpack-canary-pkg\nVersion: {version}\n".encode()
-    return fake_wheel(
-        folder,
-        f"{name}-{version}-py3-none-any.whl",
-        {
-            f"{name}/__init__.py": b"VALUE = 42\n",
-            f"{name}-{version}.dist-info/METADATA": meta,
-            f"{name}-{version}.dist-info/WHEEL": b"Wheel-Version: 1.0\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
-            f"{name}-{version}.dist-info/RECORD": b"",
-        },
-    )
-
-
 @pytest.mark.reliability("L7")
 def test_index_credentials_never_reach_a_command_line(tmp_path, httpserver, monkeypatch) -> None:
     """Spy on every argv given to a subprocess while pip fetches from a password-protected index."""
-    from werkzeug import Response
-
     canary = "CANARYargv7731"
-    wheel = _canary_wheel(tmp_path)
-    token = base64.b64encode(f"u:{canary}".encode()).decode()
-
-    def guarded(request):
-        if request.headers.get("Authorization") != f"Basic {token}":
-            return Response("auth required", 401, {"WWW-Authenticate": 'Basic realm="idx"'})
-        if request.path.endswith(".whl"):
-            return Response(wheel.read_bytes(), 200, {"Content-Type": "application/octet-stream"})
-        return Response(
-            f'<a href="/files/{wheel.name}">{wheel.name}</a>', 200, {"Content-Type": "text/html"}
-        )
-
-    httpserver.expect_request("/simple/envpack-canary-pkg/").respond_with_handler(guarded)
-    httpserver.expect_request(f"/files/{wheel.name}").respond_with_handler(guarded)
+    wheel = canary_wheel(tmp_path)
+    serve_guarded_index(httpserver, wheel, "u", canary)
     seen: list[list[str]] = []
     real = subprocess.Popen
 
