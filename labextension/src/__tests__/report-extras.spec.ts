@@ -6,6 +6,7 @@ import { Widget } from '@lumino/widgets';
 
 import { EnvpackClient } from '../api';
 import { EnvpackModel } from '../model';
+import { openDetails, reopenDetails } from '../sidebar/dom';
 import {
   copyButton,
   EnvironmentSection,
@@ -208,5 +209,29 @@ describe('13.2 reconstruction (recorded snapshot JSON)', () => {
     const plainRoot = document.createElement('div');
     plainRoot.append(...renderReport(REPORT, null, () => undefined));
     expect(plainRoot.querySelector('.jp-Envpack-reconstructed')).toBeNull();
+  });
+});
+
+describe('a re-render keeps what the user opened', () => {
+  it('reopens the <details> that were open, and only those', () => {
+    const root = document.createElement('div');
+    const draw = (): void => {
+      root.replaceChildren(
+        ...[0, 1, 2].map(() => {
+          const d = document.createElement('details');
+          d.appendChild(document.createElement('summary'));
+          return d;
+        })
+      );
+    };
+    draw();
+    (root.children[1] as HTMLDetailsElement).open = true;
+    const keep = openDetails(root);
+    draw();
+    expect((root.children[1] as HTMLDetailsElement).open).toBe(false);
+    reopenDetails(root, keep);
+    expect(
+      Array.from(root.querySelectorAll('details')).map(d => d.open)
+    ).toEqual([false, true, false]);
   });
 });

@@ -198,3 +198,24 @@ export function assignments(
   });
   return found;
 }
+
+/**
+ * The positions of the open `<details>` under `root` (to keep them open across a re-render).
+ */
+export function openDetails(root: HTMLElement): number[] {
+  return Array.from(root.querySelectorAll('details')).flatMap((d, i) =>
+    d.open ? [i] : []
+  );
+}
+
+/**
+ * Open the `<details>` at `positions` under `root` again (see {@link openDetails}).
+ */
+export function reopenDetails(root: HTMLElement, positions: number[]): void {
+  const all = root.querySelectorAll('details');
+  positions.forEach(i => {
+    if (all[i]) {
+      all[i].open = true;
+    }
+  });
+}

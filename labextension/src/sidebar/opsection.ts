@@ -6,7 +6,7 @@
 import { errorMessage } from '../api';
 import { EnvpackModel } from '../model';
 import { IOperation } from '../tokens';
-import { button, clear, h } from './dom';
+import { button, clear, h, openDetails, reopenDetails } from './dom';
 import { OperationView } from './operation';
 import { EnvpackSection } from './section';
 
@@ -88,8 +88,12 @@ export abstract class OperationSection extends EnvpackSection {
     this._why.hidden = !this._why.textContent;
     this.error.hidden = !this.error.textContent;
     this.view.setOperation(op);
+    // The same operation drawn again (its last events arriving): what the user opened stays open.
+    const keep = op && op.id === this._drawn ? openDetails(this.result) : [];
     clear(this.result);
     this.renderResult(op);
+    reopenDetails(this.result, keep);
+    this._drawn = op?.id ?? null;
   }
 
   dispose(): void {
@@ -141,6 +145,7 @@ export abstract class OperationSection extends EnvpackSection {
     }
   }
 
+  private _drawn: string | null = null;
   private _starting = false;
   private _why: HTMLElement;
   private _needsEngine: boolean;
