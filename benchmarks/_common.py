@@ -2,16 +2,39 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import statistics
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import nbformat
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def user_venv() -> Path:
+    """The ``bin`` of a venv with this checkout (editable) and pipreqs, first on ``PATH``.
+
+    Whole-process rows time what a user runs: ``jupyter envpack`` in a virtualenv. Not this
+    machine's interpreter: a version manager's shims (pyenv's are bash scripts, ~50 ms) and a
+    ``.pth`` hook of this sandbox (it imports certifi at every start, ~20 ms) would be timed in
+    every ``jupyter``, ``jupyter-envpack`` and ``pipreqs`` process. Made once per checkout.
+    """
+    key = hashlib.sha256(str(REPO).encode()).hexdigest()[:12]
+    venv = Path("/var/tmp/envpack-bench") / f"user-venv-{key}"
+    if not (venv / "bin" / "pipreqs").exists():
+        subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
+        pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "-q"]
+        subprocess.run([*pip, "-e", str(REPO), "pipreqs"], check=True)
+    os.environ["PATH"] = f"{venv / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}"
+    return venv / "bin"
+
 
 BASE_IMAGE = os.environ.get("ENVPACK_TEST_BASE_IMAGE", "envpack-test/debian-python:bookworm")
 

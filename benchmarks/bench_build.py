@@ -135,7 +135,7 @@ def notebook_edit_row(client: Any, tmp: Path) -> None:
 
 
 def cold_build(
-    client: Any, spec: Any, nb: Path, pip_cache: Path, wheel_cache: Path
+    client: Any, spec: Any, nb: Path, pip_cache: Path, wheel_cache: Path, layers: str = "shared"
 ) -> tuple[Any, float, str]:
     """One envpack build with these caches and a stamp that makes every engine layer new."""
     os.environ["PIP_CACHE_DIR"] = str(pip_cache)
@@ -143,7 +143,7 @@ def cold_build(
     (nb.parent / "stamp.py").write_text(f"STAMP = {time.time_ns()}\n")
     if "stamp.py" not in spec.local_files:
         spec.local_files.append("stamp.py")
-    return timed_build(client, spec, nb, fresh_base(client))
+    return timed_build(client, spec, nb, fresh_base(client), layers)
 
 
 def du(client: Any, image: str, *paths: str) -> int:
@@ -220,7 +220,17 @@ def ds_rows(client: Any, tmp: Path, py: str) -> None:
         ">= 2x",
         naive_warm / warm >= 2,
     )
-    for ref in (warm_result.image, "envpack-bench/naive-ds:1"):
+    client.images.remove(warm_result.image)
+    shared_result, shared_s, where = cold_build(client, spec, nb, pip_cache, wheels, "shared")
+    row(
+        "cold build, warm caches, shared layout (`c.EnvPack.layers = 'shared'`)",
+        naive_warm,
+        shared_s,
+        ">= 2x",
+        naive_warm / shared_s >= 2,
+        note=f"single layout (default) {warm:.1f} s in this run; shared: {where}",
+    )
+    for ref in (shared_result.image, "envpack-bench/naive-ds:1"):
         client.images.remove(ref)
 
 
@@ -246,7 +256,9 @@ def fresh_base(client: Any) -> str:
     return tag
 
 
-def timed_build(client: Any, spec: Any, nb: Path, base: str) -> tuple[Any, float, str]:
+def timed_build(
+    client: Any, spec: Any, nb: Path, base: str, layers: str = "shared"
+) -> tuple[Any, float, str]:
     """One build; its time and where it went (wheels, engine build, check inside the image)."""
     spent: dict[str, float] = {}
     last = ["plan", time.perf_counter()]
@@ -260,7 +272,9 @@ def timed_build(client: Any, spec: Any, nb: Path, base: str) -> tuple[Any, float
             last[:] = [key, now]
 
     start = time.perf_counter()
-    result = build_image(spec, nb, BuildOptions(base_image=base), mark, client=client)
+    result = build_image(
+        spec, nb, BuildOptions(base_image=base, layers=layers), mark, client=client
+    )
     end = time.perf_counter()
     spent[str(last[0])] = spent.get(str(last[0]), 0.0) + end - float(last[1])
     return result, end - start, ", ".join(f"{k} {v:.1f}" for k, v in spent.items())
@@ -290,18 +304,28 @@ def sibling_rows(client: Any, tmp: Path, py: str) -> None:
     overlap = len(names_a & {p.name for p in spec_b.packages}) / len(spec_b.packages)
     ensure_wheels(spec_b.requirements_lines(), spec_b.python_minor, BuildOptions())
     base_a, base_b = fresh_base(client), fresh_base(client)
-    image_a, _cold_a, _ = timed_build(client, spec_a, a, base_a)
-    image_b, cold_b, where = timed_build(client, spec_b, b, base_b)  # cold: a base of its own
-    sibling, warm_b, where_sib = timed_build(client, spec_b, b, base_a)
+    image_a, _cold_a, _ = timed_build(client, spec_a, a, base_a, "shared")
+    image_b, cold_b, where = timed_build(client, spec_b, b, base_b, "shared")  # a base of its own
+    sibling, warm_b, where_sib = timed_build(client, spec_b, b, base_a, "shared")
+    single_b, single_s, _ = timed_build(client, spec_b, b, fresh_base(client), "single")
     shared, total = layer_counts(client, image_a.image, sibling.image)
+    pins = f"{overlap:.0%} closure overlap, {len(spec_b.packages)} pins"
     row(
-        f"sibling build ({overlap:.0%} closure overlap, {len(spec_b.packages)} pins) vs its cold build",
+        f"sibling build, shared layout ({pins}) vs its cold build, shared layout",
         cold_b,
         warm_b,
         "sibling <= 25% of cold (>= 4x)",
         warm_b <= 0.25 * cold_b,
         note=f"shares {shared} of {total} layers with the first; cold: {where}; "
         f"sibling: {where_sib}",
+    )
+    row(
+        "sibling build, shared layout vs the same notebook's cold build, single layout (default)",
+        single_s,
+        warm_b,
+        "sibling <= 25% of cold (>= 4x)",
+        warm_b <= 0.25 * single_s,
+        note="what a second notebook costs with either layout",
     )
     push_a = push_image(image_a.image, REGISTRY, client=client)
     push_b = push_image(sibling.image, REGISTRY, client=client)
@@ -317,7 +341,8 @@ def sibling_rows(client: Any, tmp: Path, py: str) -> None:
         f"{len(push_a.pushed)}",
     )
     worker_row(push_a.reference, push_b.reference, total - shared)
-    for ref in (image_a.image, image_b.image, sibling.image, push_a.reference, push_b.reference):
+    done = (image_a, image_b, sibling, single_b)
+    for ref in (*(r.image for r in done), push_a.reference, push_b.reference):
         client.images.remove(ref)
 
 

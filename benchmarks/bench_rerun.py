@@ -11,7 +11,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import BASE_IMAGE, process_median, row, write_notebook
+from _common import BASE_IMAGE, process_median, row, user_venv, write_notebook
 
 from jupyter_envpack.events import ProgressEvent
 from jupyter_envpack.execute import RunOptions, run_notebook
@@ -35,6 +35,7 @@ def breakdown(image: str, nb: Path, out: Path) -> str:
 
 
 def main() -> None:
+    venv = user_venv()
     with tempfile.TemporaryDirectory() as tmp:
         nbs = {
             n: write_notebook(
@@ -50,7 +51,17 @@ def main() -> None:
         times = {}
         for n, nb in nbs.items():
             out = str(Path(tmp) / f"ep{n}.ipynb")
-            cmd = ["jupyter", "envpack", "run", str(nb), "--image", image, "--output", out, "-q"]
+            cmd = [
+                str(venv / "jupyter"),
+                "envpack",
+                "run",
+                str(nb),
+                "--image",
+                image,
+                "--output",
+                out,
+                "-q",
+            ]
             times[n], code, err = process_median(cmd, 3)
             assert code == 0, err
         per_cell = (times[400] - times[1]) / 399

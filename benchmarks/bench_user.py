@@ -17,29 +17,27 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _common import BASE_IMAGE, process_median, row, timed, write_notebook
+from _common import BASE_IMAGE, REPO, process_median, row, timed, user_venv, write_notebook
 from bench_build import naive_context_dir
 
 from jupyter_envpack.image import BuildOptions, build_image
 from jupyter_envpack.image.engine import connect
 from jupyter_envpack.snapshot import take_snapshot
 
-REPO = Path(__file__).resolve().parents[1]
 CORPUS = Path("/work/shared/corpus/whirlwind")
 MODULES = ["yaml", "requests", "dateutil", "docker", "nbformat", "jinja2", "packaging", "rich"]
 N = 7
-
-
-BIN = Path(sys.executable).parent
+BIN = Path()
+"""The user's venv (:func:`_common.user_venv`), set by :func:`main`."""
 
 
 def cli(*args: str) -> list[str]:
-    return ["jupyter", "envpack", *args]
+    return [str(BIN / "jupyter"), "envpack", *args]
 
 
 def direct(*args: str) -> list[str]:
-    """The ``jupyter-envpack`` console script beside this interpreter (one interpreter start:
-    ``jupyter envpack`` starts ``jupyter`` first, which then starts ``jupyter-envpack``)."""
+    """The ``jupyter-envpack`` console script of the venv (one interpreter start: ``jupyter
+    envpack`` starts ``jupyter`` first, which then starts ``jupyter-envpack``)."""
     return [str(BIN / "jupyter-envpack"), *args]
 
 
@@ -70,7 +68,7 @@ def noop_rows(tmp: Path) -> None:
     subprocess.run(naive, check=True, capture_output=True)
     base, code, err = process_median(naive, N)
     assert code == 0, err
-    floor = process_median([sys.executable, "-c", "pass"], N)[0]
+    floor = process_median([str(BIN / "python"), "-c", "pass"], N)[0]
     verb = ["build", str(nb), "--python", sys.executable, "--base-image", BASE_IMAGE, "-q"]
     subprocess.run(cli(*verb), check=True, capture_output=True)  # the memo entry, once
     for how, cmd in both(*verb):
@@ -239,7 +237,9 @@ def corpus_snapshot_time() -> float:
 
 def main() -> None:
     """All rows, or only ``scan`` / ``noop`` (``python3 bench_user.py noop``)."""
+    global BIN
     wanted = set(sys.argv[1:]) or {"scan", "noop"}
+    BIN = user_venv()
     compile_package()
     with tempfile.TemporaryDirectory() as tmp:
         if "scan" in wanted:

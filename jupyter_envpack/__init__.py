@@ -6,7 +6,9 @@ lives in the subpackages (``snapshot``, ``image``, ``execute``, ``pipeline``...)
 
 from __future__ import annotations
 
-from typing import Any
+TYPE_CHECKING = False  # not typing's: importing the package stays cheap for the CLI
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["__version__", "load_ipython_extension"]
 

@@ -34,7 +34,10 @@ import stat
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, NamedTuple
+
+TYPE_CHECKING = False  # not typing's: the no-op path does not import typing (~3 ms)
+if TYPE_CHECKING:
+    from typing import Any
 
 MEMO_VERSION = 1
 MAX_NOTEBOOK = 64 << 20
@@ -69,12 +72,17 @@ _PACKAGE = Path(__file__).resolve().parent
 _code: list[str] = []
 
 
-class Recalled(NamedTuple):
+class Recalled:
     """A remembered build whose inputs and image are unchanged."""
 
-    image: str
-    result: dict[str, Any]
-    events: list[tuple[str, str, str]]
+    __slots__ = ("events", "image", "result")
+
+    def __init__(
+        self, image: str, result: dict[str, Any], events: list[tuple[str, str, str]]
+    ) -> None:
+        self.image = image
+        self.result = result
+        self.events = events
 
 
 def memo_dir() -> Path:

@@ -9,19 +9,20 @@ only results, so ``--json`` output and ``build``'s image reference can be piped.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import importlib
 import json
 import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 from .defaults import BUILD_DEADLINE, CELL_TIMEOUT, RUN_DEADLINE
 from .errors import EnvpackError, InputError
 
+TYPE_CHECKING = False  # not typing's: `jupyter envpack build`'s no-op path skips typing (~3 ms)
 if TYPE_CHECKING:
+    from typing import Any
+
     from .config import EnvPack
     from .events import ProgressEvent, Reporter
     from .execute import RunOptions
@@ -145,6 +146,12 @@ def add_build_arguments(p: argparse.ArgumentParser) -> None:
         "bridge (one layer), or copied into the context (any engine); default auto",
     )
     p.add_argument(
+        "--layers",
+        choices=("single", "shared"),
+        help="environment layout: one layer (fastest first build), or heavy distributions in "
+        "layers sibling notebooks share; default c.EnvPack.layers (single)",
+    )
+    p.add_argument(
         "--no-cache", action="store_true", help="rebuild every layer even when the image exists"
     )
     p.add_argument(
@@ -236,6 +243,7 @@ def build_options_from_args(args: argparse.Namespace) -> BuildOptions:
         deadline=getattr(args, "build_deadline", None),
         no_cache=getattr(args, "no_cache", None) or None,
         wheels_via=getattr(args, "wheels_via", None),
+        layers=getattr(args, "layers", None),
     )
     opts.validate()
     return opts
@@ -343,6 +351,8 @@ def _prepare(args: argparse.Namespace, reporter: Reporter | None = None) -> Prep
         extra_index_urls=getattr(args, "extra_index_url", None),
         ca_bundle=getattr(args, "ca_bundle", None),
     )
+    import dataclasses  # here: the no-op build path does not import it (~8 ms with inspect)
+
     options = dataclasses.replace(options, reconstruct=reconstruct_options(args))
     building = hasattr(args, "build_deadline")  # verbs with the build flags
     return prepare(
@@ -608,29 +618,18 @@ def _print_report(report: Report) -> None:
 
 
 # ---------------------------------------------------------------- parser and main
-BUILTIN_VERBS = frozenset({"snapshot", "dockerfile", "build", "run"})
-
-
 def _needs_plugins(argv: Sequence[str] | None) -> bool:
     """False when the first argument is a built-in verb: its imports (~0.3 s) are not paid."""
+    return _builtin_verb(argv) is None
+
+
+def _builtin_verb(argv: Sequence[str] | None) -> str | None:
+    """The built-in verb ``argv`` starts with (then only its parser is built), else None."""
     args = list(sys.argv[1:] if argv is None else argv)
-    return not args or args[0] not in BUILTIN_VERBS
+    return args[0] if args and args[0] in BUILTIN_VERBS else None
 
 
-def build_parser(plugins: bool = True) -> argparse.ArgumentParser:
-    """The full argument parser (plugins included unless ``plugins`` is false)."""
-    parser = argparse.ArgumentParser(
-        prog="jupyter envpack",
-        description="Turn a notebook into a reproducible, runnable container.",
-    )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("-q", "--quiet", action="store_true", help="no progress output")
-    common.add_argument("-v", "--verbose", action="store_true", help="show build and run logs")
-    add_engine_argument(common)
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    sub.required = True
-
+def _add_snapshot(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("snapshot", parents=[common], help="show the pinned environment")
     p.add_argument("notebook")
     add_environment_arguments(p)
@@ -639,6 +638,8 @@ def build_parser(plugins: bool = True) -> argparse.ArgumentParser:
     add_reconstruct_arguments(p)
     p.set_defaults(func=cmd_snapshot)
 
+
+def _add_dockerfile(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser(
         "dockerfile", parents=[common], help="print the Dockerfile or write the build context"
     )
@@ -652,6 +653,8 @@ def build_parser(plugins: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="with -o: write into a non-empty folder")
     p.set_defaults(func=cmd_dockerfile)
 
+
+def _add_build(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("build", parents=[common], help="build the image (cached by content)")
     p.add_argument("notebook")
     add_environment_arguments(p)
@@ -661,6 +664,8 @@ def build_parser(plugins: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="also print the build result as JSON")
     p.set_defaults(func=cmd_build)
 
+
+def _add_run(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("run", parents=[common], help="rerun the notebook in its image and report")
     p.add_argument("notebook")
     p.add_argument("--image", metavar="REF", help="use this image instead of building")
@@ -680,6 +685,39 @@ def build_parser(plugins: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--pids", type=int, metavar="N", help="process/thread limit (default 512)")
     p.add_argument("--json", action="store_true", help="print envpack.report/1 JSON")
     p.set_defaults(func=cmd_run)
+
+
+_BUILTIN_PARSERS = {
+    "snapshot": _add_snapshot,
+    "dockerfile": _add_dockerfile,
+    "build": _add_build,
+    "run": _add_run,
+}
+BUILTIN_VERBS = frozenset(_BUILTIN_PARSERS)
+
+
+def build_parser(plugins: bool = True, only: str | None = None) -> argparse.ArgumentParser:
+    """The full argument parser (plugins included unless ``plugins`` is false).
+
+    ``only``: a built-in verb; the parser then holds that verb alone (what ``main`` does when
+    the command line starts with it: the others' arguments cost a few ms of every command).
+    """
+    parser = argparse.ArgumentParser(
+        prog="jupyter envpack",
+        description="Turn a notebook into a reproducible, runnable container.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    common.add_argument("-v", "--verbose", action="store_true", help="show build and run logs")
+    add_engine_argument(common)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for verb, add_verb in _BUILTIN_PARSERS.items():
+        if only is None or verb == only:
+            add_verb(sub, common)
+    if only is not None:
+        return parser
 
     for name in PLUGINS if plugins else ():
         add: Callable[[Any], None] = importlib.import_module(name).add_parser
@@ -728,7 +766,8 @@ def _choose_engine(args: argparse.Namespace) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``jupyter-envpack`` / ``jupyter envpack``."""
-    parser = build_parser(plugins=_needs_plugins(argv))
+    verb = _builtin_verb(argv)
+    parser = build_parser(plugins=verb is None, only=verb)
     args = parser.parse_args(argv)
     try:
         done = noop_build(args)

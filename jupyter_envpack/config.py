@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from traitlets import (
     Bool,
     Dict,
+    Enum,
     Float,
     Integer,
     List,
@@ -120,6 +121,14 @@ class EnvPack(Configurable):
     )
     extra_index_urls = List(
         Unicode(), default_value=[], help="Extra package index URLs used by pip inside the build."
+    ).tag(config=True)
+    layers = Enum(
+        ["single", "shared"],
+        "single",
+        help="Environment layout of images: 'single' writes the environment in one layer (the "
+        "fastest first build); 'shared' gives each heavy distribution (wheel >= 4 MiB) a layer "
+        "of its own, in an order sibling notebooks share: a slower first build, and siblings' "
+        "builds, registry pushes and cluster pulls reuse those layers (docs/performance.md).",
     ).tag(config=True)
     build_deadline = _seconds(defaults.BUILD_DEADLINE, "Overall deadline of one build.")
     idle_timeout = _seconds(defaults.IDLE_TIMEOUT, "A build step silent this long fails.")

@@ -234,9 +234,10 @@ def make_context(
     heavy: list[str] = []
     digests: dict[str, str] = {}
     if wheel_url and hashes:
-        sizes = wheel_sizes(cache_dir(spec.python_minor, target_arch()), hashes)
-        digests = _one_wheel_digests(heavy_pins(spec, sizes), hashes)
-        heavy = [pin for pin in heavy_pins(spec, sizes) if pin in digests]
+        if opts.layers == "shared":
+            sizes = wheel_sizes(cache_dir(spec.python_minor, target_arch()), hashes)
+            digests = _one_wheel_digests(heavy_pins(spec, sizes), hashes)
+            heavy = [pin for pin in heavy_pins(spec, sizes) if pin in digests]
         files["envpack/rest.lock"] = _rest_lock(pinned[0], heavy)
     chain = _chain(files, opts, wheel_url) if heavy else ""
 

@@ -13,6 +13,10 @@ UV_VERSION = "0.9.7"
 """The uv release used inside images (pinned: builds are reproducible)."""
 
 
+LAYOUTS = ("single", "shared")
+"""The environment layouts of an image (``BuildOptions.layers``, ``c.EnvPack.layers``)."""
+
+
 @dataclass
 class BuildOptions:
     """Options of one build.
@@ -37,6 +41,11 @@ class BuildOptions:
         ``serve`` the host's wheelhouse to the build over the Docker bridge (one layer, no copy of
         the wheels; needs a local engine), ``copy`` the wheels into the context (works with any
         engine), or ``auto`` (serve when the engine is local).
+    layers
+        ``single`` (default): the environment in one layer, installed by one uv process (the
+        fastest cold build); ``shared``: with served wheels, each heavy distribution (wheel >= 4
+        MiB) gets a layer of its own in an order sibling notebooks share (:mod:`.layers`) — a
+        slower first build, smaller pushes and pulls of siblings.
     base_image_id
         Set by the build when the base image has no registry digest: its image id, recorded in
         the labels (``org.jupyter.envpack.base.id``).
@@ -54,6 +63,7 @@ class BuildOptions:
     idle_timeout: float = IDLE_TIMEOUT
     no_cache: bool = False
     wheels_via: str = "auto"
+    layers: str = "single"
     base_image_id: str | None = None
     lock_hashes: dict[str, list[str]] = field(default_factory=dict)
 
@@ -75,6 +85,8 @@ class BuildOptions:
                 raise InputError("invalid package index URL")
         if self.wheels_via not in {"auto", "serve", "copy"}:
             raise InputError(f"wheels_via must be auto, serve or copy, not {self.wheels_via!r}")
+        if self.layers not in LAYOUTS:
+            raise InputError(f"layers must be single or shared, not {self.layers!r}")
         if self.deadline <= 0 or self.idle_timeout <= 0:
             raise InputError("deadline and idle timeout must be positive")
         for key, value in self.labels.items():

@@ -35,7 +35,9 @@ LAYERS = f"{LABEL}.layers"
 
 def _build(client: Any, nb: Path, base: str) -> tuple[str, list[str], list[str]]:
     spec = take_snapshot(nb, python=sys.executable)
-    image = build_image(spec, nb, BuildOptions(base_image=base), client=client).image
+    image = build_image(
+        spec, nb, BuildOptions(base_image=base, layers="shared"), client=client
+    ).image
     attrs = client.api.inspect_image(image)
     # the versions inside the image are the lock's (raises otherwise); at most a patch-level note
     warning = verify_image(client, image, spec.requirements_lines(), spec.python_version)

@@ -65,7 +65,9 @@ def test_history_labels_that_are_not_pins_are_ignored() -> None:
     assert built_chains(Client(), "c" * 32) == [["pandas==2", "numpy==1"]]
 
 
-def _context(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *names: str, **kw: Any) -> Any:
+def _context(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *names: str, layers: str = "shared", **kw: Any
+) -> Any:
     cache = tmp_path / "cache"
     monkeypatch.setenv("ENVPACK_WHEEL_CACHE", str(cache))
     folder = cache_dir("3.11", target_arch())
@@ -77,7 +79,7 @@ def _context(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *names: str, **kw:
     if not nb.exists():  # new cells get random ids: written once
         nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("1")]), nb)
     hashes = {n: f"{i:064x}" for i, n in enumerate(WHEELS)}
-    opts = BuildOptions(base_image=BASE)
+    opts = BuildOptions(base_image=BASE, layers=layers)
     return make_context(spec(nb, *names), nb, opts, ["nbclient==0.11.0"], URL, None, hashes, **kw)
 
 
@@ -110,3 +112,32 @@ def test_the_order_from_history_does_not_change_the_tag(
     ordered = _context(tmp_path, monkeypatch, "numpy", "pandas", "scipy", history=history)
     assert ordered.image == plain.image
     assert [r[-64:] for r in _heavy_runs(ordered)] == [f"{i:064x}" for i in (2, 0, 1)]
+
+
+def test_the_single_layout_installs_the_whole_lock_in_one_step_under_another_tag(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    single = _context(tmp_path, monkeypatch, "numpy", "pandas", "scipy", layers="single")
+    shared = _context(tmp_path, monkeypatch, "numpy", "pandas", "scipy")
+    assert _heavy_runs(single) == [] and len(_heavy_runs(shared)) == 3
+    rest = single.files["envpack/rest.lock"]
+    assert all(f"{n}==".encode() in rest for n in ("numpy", "pandas", "scipy"))
+    assert b"org.jupyter.envpack.layers" not in single.files["Dockerfile"]
+    assert single.image != shared.image  # the layout is part of what the tag hashes
+
+
+def test_the_layout_comes_from_the_config_and_the_flag_and_is_checked() -> None:
+    from traitlets.config import Config
+
+    from jupyter_envpack.cli import build_options_from_args, build_parser
+    from jupyter_envpack.config import EnvPack
+    from jupyter_envpack.errors import InputError
+
+    assert BuildOptions().layers == "single"
+    config = Config()
+    config.EnvPack.layers = "shared"
+    assert EnvPack(config=config).build_options().layers == "shared"
+    args = build_parser().parse_args(["build", "nb.ipynb", "--layers", "shared"])
+    assert build_options_from_args(args).layers == "shared"
+    with pytest.raises(InputError, match="single or shared"):
+        BuildOptions(layers="split").validate()
