@@ -503,6 +503,17 @@ def _remember_build(
     remember_build(args.notebook, settings, result.to_json(), spec, not args.python, events)
 
 
+def refuse_run_conflicts(image: str | None, reconstruct: bool, engine: str, sweep: bool) -> None:
+    """Flags of ``run`` that contradict each other (the CLI and ``%envpack run`` alike)."""
+    if image and reconstruct:
+        raise InputError("--reconstruct builds its own image", hint="drop --image or --reconstruct")
+    if engine == "venv" and (image or sweep):
+        raise InputError(
+            "--engine venv reruns one notebook from its snapshot",
+            hint="drop --image/--sweep, or use the docker engine",
+        )
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     """Rerun the notebook in its image (or a fresh venv) and report cell by cell."""
     from .execute.sweep import rows_from
@@ -515,13 +526,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         validate_reference(args.image)
     rows = rows_from(args.sweep, args.sweep_file, run_opts.parameters)
-    if args.image and args.reconstruct:
-        raise InputError("--reconstruct builds its own image", hint="drop --image or --reconstruct")
-    if args.engine == "venv" and (args.image or rows):
-        raise InputError(
-            "--engine venv reruns one notebook from its snapshot",
-            hint="drop --image/--sweep, or use the docker engine",
-        )
+    refuse_run_conflicts(args.image, args.reconstruct, args.engine, bool(rows))
     reporter = make_reporter(args)
     prepared = None if args.image else _prepare(args, reporter)
     if rows:

@@ -27,7 +27,7 @@ from IPython.core import magic_arguments as _margs
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics
 
-from .cli import BASE_IMAGE_ENV, base_image_override
+from .cli import BASE_IMAGE_ENV, base_image_override, refuse_run_conflicts
 from .errors import EnvpackError, NotFoundError
 from .events import CancelToken, Reporter, null_reporter
 
@@ -421,6 +421,7 @@ def verb_run(m: EnvpackMagics, args: argparse.Namespace) -> FieldsView:
     run_opts = m.run_options(args)
     run_opts.output = run_opts.output or str(default_output(path))
     engine = args.engine or "docker"
+    refuse_run_conflicts(args.image, bool(getattr(args, "reconstruct", False)), engine, False)
 
     def work(reporter: Reporter, cancel: CancelToken) -> RunResult:
         prepared = None if args.image else m.prepare(args, path, reporter, cancel)

@@ -154,6 +154,15 @@ def test_bad_parameters_fail_before_any_docker_work(ip, notebook):
     assert "1bad" in err.value.message
 
 
+@pytest.mark.parametrize(
+    ("flags", "needle"),
+    [("--image x --reconstruct", "builds its own image"), ("--image x --engine venv", "venv")],
+)
+def test_contradicting_run_flags_are_refused_as_on_the_command_line(ip, notebook, flags, needle):
+    with pytest.raises(InputError, match=needle):
+        ip.run_line_magic("envpack", f"run --notebook {notebook} {flags}")
+
+
 def test_dockerfile_uses_the_cell_options(ip, notebook):
     view = ip.run_line_magic(
         "envpack",
