@@ -135,7 +135,12 @@ def notebook_edit_row(client: Any, tmp: Path) -> None:
 
 
 def cold_build(
-    client: Any, spec: Any, nb: Path, pip_cache: Path, wheel_cache: Path, layers: str = "shared"
+    client: Any,
+    spec: Any,
+    nb: Path,
+    pip_cache: Path,
+    wheel_cache: Path,
+    layers: str | None = None,
 ) -> tuple[Any, float, str]:
     """One envpack build with these caches and a stamp that makes every engine layer new."""
     os.environ["PIP_CACHE_DIR"] = str(pip_cache)
@@ -197,6 +202,7 @@ def ds_rows(client: Any, tmp: Path, py: str) -> None:
         cold,
         ">= 2x",
         naive_cold / cold >= 2,
+        note="single layout (default)",
     )
     floor_s, tar_bytes = import_floor(client, ours_result.image, tmp)
     row(
@@ -219,6 +225,7 @@ def ds_rows(client: Any, tmp: Path, py: str) -> None:
         warm,
         ">= 2x",
         naive_warm / warm >= 2,
+        note="single layout (default)",
     )
     client.images.remove(warm_result.image)
     shared_result, shared_s, where = cold_build(client, spec, nb, pip_cache, wheels, "shared")
@@ -257,7 +264,7 @@ def fresh_base(client: Any) -> str:
 
 
 def timed_build(
-    client: Any, spec: Any, nb: Path, base: str, layers: str = "shared"
+    client: Any, spec: Any, nb: Path, base: str, layers: str | None = None
 ) -> tuple[Any, float, str]:
     """One build; its time and where it went (wheels, engine build, check inside the image)."""
     spent: dict[str, float] = {}
@@ -273,7 +280,11 @@ def timed_build(
 
     start = time.perf_counter()
     result = build_image(
-        spec, nb, BuildOptions(base_image=base, layers=layers), mark, client=client
+        spec,
+        nb,
+        BuildOptions(base_image=base, layers=layers or BuildOptions().layers),
+        mark,
+        client=client,
     )
     end = time.perf_counter()
     spent[str(last[0])] = spent.get(str(last[0]), 0.0) + end - float(last[1])

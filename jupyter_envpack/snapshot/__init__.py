@@ -14,7 +14,6 @@ from .localfiles import LocalCode
 from .notebook import DEFAULT_MAX_BYTES, NotebookAnalysis, analyse_notebook
 from .pins import pin_from_index
 from .probe import Environment, probe_interpreter, resolve_kernel_python
-from .reconstruct import ReconstructOptions
 from .resolve import Resolver
 from .spec import DataFile, EnvSpec, Finding, PinnedPackage
 
@@ -54,6 +53,27 @@ def select_interpreter(
         except InputError:
             pass
     return sys.executable, notebook_kernel
+
+
+@dataclass(frozen=True)
+class ReconstructOptions:
+    """Ask for a reconstruction instead of a kernel's environment (:mod:`.reconstruct`; defined
+    here so that a snapshot does not import the reconstruction machinery).
+
+    Parameters
+    ----------
+    as_of
+        Newest release date ``YYYY-MM-DD`` (default: last commit of the notebook, else mtime).
+    python
+        Target Python ``X.Y`` (default: the notebook's when a base image exists, else the
+        kernel's).
+    base_image
+        The configured base image, if any (then the kernel's Python is the default).
+    """
+
+    as_of: str | None = None
+    python: str | None = None
+    base_image: str | None = None
 
 
 @dataclass(frozen=True)

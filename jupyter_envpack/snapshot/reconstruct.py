@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from packaging.utils import canonicalize_name
 
 from ..errors import InputError, ProbeError
+from . import ReconstructOptions
 from .declared import declared_requirements, requirement
 from .index import IndexOptions
 from .notebook import analyse_notebook
@@ -62,26 +63,6 @@ RUNNER = "ipykernel"
 BASE_PYTHONS = tuple(f"3.{minor}" for minor in range(8, 15))
 """Pythons with a default base image (``python:X.Y-slim``) that uv and ipykernel still support."""
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}\Z")
-
-
-@dataclass(frozen=True)
-class ReconstructOptions:
-    """Ask for a reconstruction instead of a kernel's environment.
-
-    Parameters
-    ----------
-    as_of
-        Newest release date ``YYYY-MM-DD`` (default: last commit of the notebook, else mtime).
-    python
-        Target Python ``X.Y`` (default: the notebook's when a base image exists, else the
-        kernel's).
-    base_image
-        The configured base image, if any (then the kernel's Python is the default).
-    """
-
-    as_of: str | None = None
-    python: str | None = None
-    base_image: str | None = None
 
 
 @dataclass
