@@ -250,6 +250,20 @@ USER 0:0
 _SHA256 = re.compile(r"[0-9a-f]{64}\Z")
 
 
+def _layers_comment(heavy: int) -> str:
+    """The Dockerfile's line about its layers (heavy ones only with ``layers = "shared"``)."""
+    if not heavy:
+        return (
+            "# Layers: base -> user -> runner venv -> system packages -> environment"
+            " -> data files -> notebook.\n"
+        )
+    return (
+        f"# Layers: base -> user -> runner venv -> {heavy} heavy distributions, one layer each, in"
+        " an\n# order sibling notebooks share -> system packages -> the rest -> data files ->"
+        " notebook.\n"
+    )
+
+
 def _served(
     spec: EnvSpec,
     base: str,
@@ -269,9 +283,7 @@ def _served(
 {_origin_comment(spec)}# The pinned wheels come from this machine's wheelhouse, served to the build over the Docker bridge
 # and installed by a pinned uv with no resolution; neither the wheels nor uv stay in the image.
 # (`jupyter envpack dockerfile -o DIR` writes a self-contained variant that carries the wheels.)
-# Layers: base -> user -> runner venv -> {len(heavy)} heavy distributions, one layer each, in an
-# order sibling notebooks share -> system packages -> the rest -> data files -> notebook.
-FROM {base}
+{_layers_comment(len(heavy))}FROM {base}
 USER 0:0
 {USER_SETUP}COPY envpack/runner.lock envpack/tools.lock envpack/install_env.py /tmp/envpack/
 {install} runner
