@@ -36,9 +36,10 @@ from .syslibs import SystemNeeds, plan_system, probe_base, record_system
 from .verify import verify_image
 from .wheels import (
     DEFAULT_GLIBC_MINOR,
+    base_runtime,
     cache_dir,
+    check_base_python,
     check_lock_hashes,
-    detect_glibc_minor,
     ensure_wheels,
     redact,
     target_arch,
@@ -501,7 +502,8 @@ class _Planner:
         """
         with ThreadPoolExecutor(1, thread_name_prefix="envpack-base-probe") as pool:
             probing = pool.submit(probe_base, self.client, self.base)
-            glibc = detect_glibc_minor(self.client, self.base)
+            glibc, python = base_runtime(self.client, self.base)
+            check_base_python(python, self.spec.python_minor, self.base)
             wheels = ensure_wheels(
                 self.lock,
                 self.spec.python_minor,

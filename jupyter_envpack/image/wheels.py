@@ -54,41 +54,86 @@ def platform_tags(arch: str, newest_glibc: int = DEFAULT_GLIBC_MINOR) -> list[st
     return tags
 
 
-def detect_glibc_minor(client: Any, image: str) -> int:
-    """glibc minor version of ``image`` (run once per image id, cached); default 28 when unknown."""
-    import json
+_PYTHON_VERSION = re.compile(r"3\.[0-9]{1,2}\.[0-9]{1,3}[a-z0-9]{0,8}\Z")
+_RUNTIME = (
+    "import os, platform\n"
+    "print(platform.python_version())\n"
+    "print(os.confstr('CS_GNU_LIBC_VERSION') or '')\n"
+)
 
+
+def base_runtime(client: Any, image: str) -> tuple[int, str | None]:
+    """``(glibc minor, python3 version)`` of ``image``: one labelled, network-less container per
+    image id, cached. glibc defaults to :data:`DEFAULT_GLIBC_MINOR` and Python to ``None`` when
+    the image cannot tell (not local, no ``python3``: then ``getconf`` alone is asked)."""
     try:
         image_id = str(client.api.inspect_image(image)["Id"])
     except Exception:
-        return DEFAULT_GLIBC_MINOR
-    cache = cache_dir("any", "any").parent / "glibc.json"
+        return DEFAULT_GLIBC_MINOR, None
+    cache = cache_dir("any", "any").parent / "base-runtime.json"
     try:
-        known = json.loads(cache.read_text())
+        loaded = json.loads(cache.read_text())
     except (OSError, ValueError):
-        known = {}
-    if image_id in known:
-        return int(known[image_id])
+        loaded = None
+    known: dict[str, Any] = loaded if isinstance(loaded, dict) else {}
+    entry = known.get(image_id)
+    if isinstance(entry, dict) and _valid_runtime(entry):
+        return int(entry["glibc"]), entry["python"]
+    lines = _run_in(client, image, ["python3", "-c", _RUNTIME])
+    python = lines[0] if lines and _PYTHON_VERSION.match(lines[0]) else None
+    libc = lines[1] if len(lines) > 1 else ""
+    if python is None:
+        libc = (_run_in(client, image, ["getconf", "GNU_LIBC_VERSION"]) or [""])[0]
+    m = re.fullmatch(r"glibc 2\.([0-9]{1,3})", libc)
+    if m is None:
+        return DEFAULT_GLIBC_MINOR, python  # not cached: a later build asks again
+    known[image_id] = {"glibc": int(m.group(1)), "python": python}
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        cache.write_text(json.dumps(known))
+    except OSError:
+        pass
+    return int(m.group(1)), python
+
+
+def _valid_runtime(entry: Any) -> bool:
+    """A cache entry envpack wrote (anything else is asked again, RELIABILITY L8)."""
+    return (
+        isinstance(entry, dict)
+        and isinstance(entry.get("glibc"), int)
+        and 0 <= entry["glibc"] < 1000
+        and (entry.get("python") is None or bool(_PYTHON_VERSION.match(str(entry["python"]))))
+    )
+
+
+def _run_in(client: Any, image: str, command: list[str]) -> list[str]:
+    """The output lines of ``command`` in a throwaway container of ``image`` ([] on failure)."""
     try:
         out = client.containers.run(
             image,
-            ["getconf", "GNU_LIBC_VERSION"],
+            command,
             remove=True,
             entrypoint=[],
             user="0",
             network_disabled=True,
             labels=base_labels("build"),
         )
-        minor = int(out.decode().strip().rsplit(".", 1)[-1])
     except Exception:
-        return DEFAULT_GLIBC_MINOR
-    known[image_id] = minor
-    try:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        cache.write_text(json.dumps(known))
-    except OSError:
-        pass
-    return minor
+        return []
+    return [ln.strip() for ln in bytes(out)[:4096].decode("utf-8", "replace").splitlines()]
+
+
+def check_base_python(python: str | None, python_minor: str, image: str) -> None:
+    """Fail before any wheel is fetched when ``image``'s Python is not ``python_minor``."""
+    if python is not None and python.split(".")[:2] != python_minor.split("."):
+        raise BuildError(
+            f"the base image {image} runs Python {python}, the notebook's environment "
+            f"Python {python_minor}: its wheels cannot be installed there",
+            step="plan",
+            reason="python-mismatch",
+            hint=f"use a base image with Python {python_minor} (--base-image, "
+            "c.EnvPack.base_image), or leave it unset for python:X.Y-slim",
+        )
 
 
 def cache_dir(python_minor: str, arch: str) -> Path:

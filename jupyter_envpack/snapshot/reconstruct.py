@@ -83,7 +83,8 @@ class Reconstruction:
     ``as_of`` is the cut-off asked for and where it came from (``as_of_source``: ``option``,
     ``git-commit``, ``git-commit-bounded`` or ``mtime``); ``as_of_used`` the one that resolved
     (later when nothing resolved at ``as_of``). ``python_source`` says why that Python:
-    ``option``, ``notebook`` (its ``language_info``) or ``kernel``.
+    ``option``, ``notebook`` (its ``language_info``), ``base-image`` (what the configured base
+    runs) or ``kernel``.
     """
 
     python: str
@@ -335,13 +336,30 @@ def default_as_of(nb_path: Path) -> tuple[str, str]:
 
 
 def default_python(nb: Any, base_image: str | None, kernel_python: str) -> tuple[str, str]:
-    """``(X.Y, source)``: the notebook's ``language_info.version`` when a default base image
-    exists for it (no ``base_image`` configured, X.Y in :data:`BASE_PYTHONS`), else the kernel's."""
+    """``(X.Y, source)``: with a configured ``base_image``, the Python it runs (asked once per
+    image id, when the engine has it) else the kernel's; without one, the notebook's
+    ``language_info.version`` when a default base image exists for it (X.Y in
+    :data:`BASE_PYTHONS`), else the kernel's."""
+    if base_image is not None:
+        found = _base_python(base_image)
+        return (found, "base-image") if found else (kernel_python, "kernel")
     version = str(nb.get("metadata", {}).get("language_info", {}).get("version") or "")
     m = re.match(r"(3\.\d+)", version)
-    if m and base_image is None and m.group(1) in BASE_PYTHONS:
+    if m and m.group(1) in BASE_PYTHONS:
         return m.group(1), "notebook"
     return kernel_python, "kernel"
+
+
+def _base_python(image: str) -> str | None:
+    """X.Y of ``image``'s python3 when an engine answers and has the image, else None."""
+    try:
+        from ..image.engine import connect
+        from ..image.wheels import base_runtime
+
+        python = base_runtime(connect(), image)[1]
+    except Exception:  # no engine here: the reconstruction still works, for the kernel's Python
+        return None
+    return ".".join(python.split(".")[:2]) if python else None
 
 
 def reconstruct(

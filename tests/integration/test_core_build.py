@@ -144,6 +144,24 @@ def test_a_pin_that_cannot_be_fetched_fails_before_building(
     assert info.value.step == "wheels" and "nonexistent-zzz-envpack==1.0" in info.value.message
 
 
+@pytest.mark.reliability("F4", "F9")
+def test_a_base_with_another_python_fails_before_any_wheel_is_fetched(
+    docker_client, test_base_image, make_notebook, tmp_path, monkeypatch
+) -> None:
+    # Given a notebook whose environment is Python 3.12 and the offline base, which has 3.11
+    monkeypatch.setenv("ENVPACK_WHEEL_CACHE", str(tmp_path / "wheels"))
+    path = make_notebook(["print(1)"], name="py312.ipynb")
+    spec = EnvSpec(notebook=str(path), python_version="3.12.4")
+    # When it is built, Then the plan fails naming both Pythons and the fix, and nothing was fetched
+    with pytest.raises(BuildError) as info:
+        build_image(spec, path, BuildOptions(base_image=test_base_image), client=docker_client)
+    err = info.value
+    assert err.reason == "python-mismatch" and err.step == "plan"
+    assert "Python 3.11." in err.message and "Python 3.12" in err.message
+    assert "--base-image" in (err.hint or "")
+    assert not any((tmp_path / "wheels").rglob("*.whl"))
+
+
 @pytest.mark.reliability("F9")
 def test_a_missing_base_image_is_a_clear_failure(docker_client, make_notebook) -> None:
     path = make_notebook(["print(1)"], name="nobase.ipynb")

@@ -19,7 +19,7 @@ from jupyter_envpack.image import BuildOptions
 from jupyter_envpack.image.dockerfile import ENV_PREFIX
 from jupyter_envpack.pipeline import prepare, rerun
 from jupyter_envpack.snapshot import ReconstructOptions, SnapshotOptions
-from jupyter_envpack.snapshot.reconstruct import candidates_for
+from jupyter_envpack.snapshot.reconstruct import candidates_for, default_python
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -35,6 +35,15 @@ def old_notebook(folder: Path) -> Path:
     path = folder / "old.ipynb"
     nbformat.write(nb, path)
     return path
+
+
+@pytest.mark.docker
+def test_with_a_base_image_the_reconstruction_targets_the_python_it_runs(test_base_image) -> None:
+    # Given a configured base (the offline Debian one runs 3.11) and a kernel said to be 3.9,
+    # When the reconstruction picks its Python, Then it asks the image, not the kernel
+    nb = {"metadata": {"language_info": {"version": "3.12.1"}}}
+    assert default_python(nb, test_base_image, "3.9") == ("3.11", "base-image")
+    assert default_python(nb, "envpack-test/not-here:1", "3.9") == ("3.9", "kernel")
 
 
 def test_candidates_keep_the_order_of_evidence() -> None:

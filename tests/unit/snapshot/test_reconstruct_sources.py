@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from jupyter_envpack.snapshot import reconstruct as reconstruct_module
 from jupyter_envpack.snapshot.declared import MAX_DECLARED_BYTES, declared_requirements
 from jupyter_envpack.snapshot.notebook import analyse_notebook
 from jupyter_envpack.snapshot.reconstruct import (
@@ -156,11 +157,16 @@ def test_local_modules_are_not_candidates_but_what_they_import_is(
     assert third_party_imports(nb, analysis) == ["numpy", "scipy"]
 
 
-def test_python_is_the_notebooks_only_where_a_base_image_exists() -> None:
+def test_python_is_the_notebooks_only_where_a_base_image_exists(monkeypatch) -> None:
     def nb(version: str) -> dict[str, object]:
         return {"metadata": {"language_info": {"version": version}}}
 
+    asked: list[str] = []
+    bases = {"my/base:1": None, "my/py39:1": "3.9"}  # None: no engine, or it lacks the image
+    monkeypatch.setattr(reconstruct_module, "_base_python", lambda i: asked.append(i) or bases[i])
     assert default_python(nb("3.10.4"), None, "3.11") == ("3.10", "notebook")
     assert default_python(nb("3.5.1"), None, "3.11") == ("3.11", "kernel")  # no 3.5 base
     assert default_python(nb("3.10.4"), "my/base:1", "3.11") == ("3.11", "kernel")
+    assert default_python(nb("3.10.4"), "my/py39:1", "3.11") == ("3.9", "base-image")
     assert default_python({}, None, "3.12") == ("3.12", "kernel")
+    assert asked == ["my/base:1", "my/py39:1"]
