@@ -99,8 +99,8 @@ def add_reconstruct_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--python-version",
         metavar="X.Y",
-        help="with --reconstruct: target Python (default: the notebook's when a base image "
-        "exists for it, else the kernel's)",
+        help="with --reconstruct: target Python (default: the base image's when one is set, "
+        "else the notebook's when a python:X.Y-slim exists for it, else the kernel's)",
     )
 
 
