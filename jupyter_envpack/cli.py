@@ -16,7 +16,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from .defaults import BUILD_DEADLINE, CELL_TIMEOUT, RUN_DEADLINE
+from .defaults import BUILD_DEADLINE, CELL_TIMEOUT, LAYOUTS, RUN_DEADLINE
 from .errors import EnvpackError, InputError
 
 TYPE_CHECKING = False  # not typing's: `jupyter envpack build`'s no-op path skips typing (~3 ms)
@@ -147,7 +147,7 @@ def add_build_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--layers",
-        choices=("single", "shared"),
+        choices=LAYOUTS,
         help="environment layout: one layer (fastest first build), or heavy distributions in "
         "layers sibling notebooks share; default c.EnvPack.layers (single)",
     )

@@ -123,8 +123,8 @@ class EnvPack(Configurable):
         Unicode(), default_value=[], help="Extra package index URLs used by pip inside the build."
     ).tag(config=True)
     layers = Enum(
-        ["single", "shared"],
-        "single",
+        list(defaults.LAYOUTS),
+        defaults.LAYOUTS[0],
         help="Environment layout of images: 'single' writes the environment in one layer (the "
         "fastest first build); 'shared' gives each heavy distribution (wheel >= 4 MiB) a layer "
         "of its own, in an order sibling notebooks share: a slower first build, and siblings' "

@@ -1,4 +1,4 @@
-"""Built-in defaults of the time and resource limits, written once.
+"""Built-in defaults of the time and resource limits and the image layout, written once.
 
 ``c.EnvPack`` traits (:mod:`jupyter_envpack.config`), the core's options dataclasses
 (``BuildOptions``, ``RunOptions``, ``SubmitOptions``, ``JobSpec``) and the CLI's help text all read
@@ -28,3 +28,6 @@ RUN_CPUS = 2.0
 
 RUN_PIDS = 512
 """Most processes and threads at once in a rerun container."""
+
+LAYOUTS = ("single", "shared")
+"""Environment layouts of an image, the default first (``c.EnvPack.layers``, ``--layers``)."""

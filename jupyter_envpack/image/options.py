@@ -5,16 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..defaults import BUILD_DEADLINE, IDLE_TIMEOUT
+from ..defaults import BUILD_DEADLINE, IDLE_TIMEOUT, LAYOUTS
 from ..errors import InputError
 from .refs import validate_reference
 
 UV_VERSION = "0.9.7"
 """The uv release used inside images (pinned: builds are reproducible)."""
-
-
-LAYOUTS = ("single", "shared")
-"""The environment layouts of an image (``BuildOptions.layers``, ``c.EnvPack.layers``)."""
 
 
 @dataclass
@@ -63,7 +59,7 @@ class BuildOptions:
     idle_timeout: float = IDLE_TIMEOUT
     no_cache: bool = False
     wheels_via: str = "auto"
-    layers: str = "single"
+    layers: str = LAYOUTS[0]
     base_image_id: str | None = None
     lock_hashes: dict[str, list[str]] = field(default_factory=dict)
 
@@ -86,7 +82,7 @@ class BuildOptions:
         if self.wheels_via not in {"auto", "serve", "copy"}:
             raise InputError(f"wheels_via must be auto, serve or copy, not {self.wheels_via!r}")
         if self.layers not in LAYOUTS:
-            raise InputError(f"layers must be single or shared, not {self.layers!r}")
+            raise InputError(f"layers must be {' or '.join(LAYOUTS)}, not {self.layers!r}")
         if self.deadline <= 0 or self.idle_timeout <= 0:
             raise InputError("deadline and idle timeout must be positive")
         for key, value in self.labels.items():

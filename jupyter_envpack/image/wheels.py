@@ -76,8 +76,8 @@ def base_runtime(client: Any, image: str) -> tuple[int, str | None]:
     except (OSError, ValueError):
         loaded = None
     known: dict[str, Any] = loaded if isinstance(loaded, dict) else {}
-    entry = known.get(image_id)
-    if isinstance(entry, dict) and _valid_runtime(entry):
+    entry: Any = known.get(image_id)
+    if _valid_runtime(entry):
         return int(entry["glibc"]), entry["python"]
     lines = _run_in(client, image, ["python3", "-c", _RUNTIME])
     python = lines[0] if lines and _PYTHON_VERSION.match(lines[0]) else None

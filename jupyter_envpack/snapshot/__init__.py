@@ -65,10 +65,10 @@ class ReconstructOptions:
     as_of
         Newest release date ``YYYY-MM-DD`` (default: last commit of the notebook, else mtime).
     python
-        Target Python ``X.Y`` (default: the notebook's when a base image exists, else the
-        kernel's).
+        Target Python ``X.Y`` (default: :func:`.reconstruct.default_python`: the configured base
+        image's, else the notebook's when a ``python:X.Y-slim`` exists, else the kernel's).
     base_image
-        The configured base image, if any (then the kernel's Python is the default).
+        The configured base image, if any.
     """
 
     as_of: str | None = None
